@@ -1,0 +1,101 @@
+//! Instruction-set selection: which pulp `Simd` a kernel body is instantiated with.
+
+use crate::error::{ConvError, Result};
+use pulp::WithSimd;
+
+/// One instruction set a kernel body can run as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Isa {
+    /// x86-64-v4: AVX-512F/BW/DQ/VL, 16 f32 lanes, 32 vector registers.
+    Avx512,
+    /// x86-64-v3: AVX2 + FMA, 8 f32 lanes, 16 vector registers.
+    Avx2,
+    /// AArch64 NEON, 4 f32 lanes, 32 vector registers.
+    Neon,
+    /// Portable scalar code, one lane.
+    Scalar,
+}
+
+impl Isa {
+    /// Every instruction set this crate knows, best first.
+    pub const ALL: [Isa; 4] = [Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar];
+
+    /// A short stable name, used in kernel names, bench ids and test messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Neon => "neon",
+            Isa::Scalar => "scalar",
+        }
+    }
+
+    /// f32 lanes of one vector.
+    pub const fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Avx2 => 8,
+            Isa::Neon => 4,
+            Isa::Scalar => 1,
+        }
+    }
+
+    /// Whether this machine can run it.
+    pub fn is_available(self) -> bool {
+        match self {
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            Isa::Avx512 => pulp::x86::V4::is_available(),
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            Isa::Avx2 => pulp::x86::V3::is_available(),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => pulp::aarch64::Neon::is_available(),
+            Isa::Scalar => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The instruction sets this machine can run, best first. Tests and benches iterate over it.
+    pub fn available() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|i| i.is_available()).collect()
+    }
+
+    /// The best instruction set of this machine (what `forward` uses).
+    pub fn best() -> Isa {
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.is_available())
+            .unwrap_or(Isa::Scalar)
+    }
+
+    /// Runs `op` instantiated for this instruction set.
+    pub fn run<Op: WithSimd>(self, op: Op) -> Result<Op::Output> {
+        match self {
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            Isa::Avx512 => match pulp::x86::V4::try_new() {
+                Some(simd) => Ok(simd.vectorize(op)),
+                None => Err(ConvError::IsaUnavailable(self.name())),
+            },
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            Isa::Avx2 => match pulp::x86::V3::try_new() {
+                Some(simd) => Ok(simd.vectorize(op)),
+                None => Err(ConvError::IsaUnavailable(self.name())),
+            },
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => match pulp::aarch64::Neon::try_new() {
+                Some(simd) => Ok(simd.vectorize(op)),
+                None => Err(ConvError::IsaUnavailable(self.name())),
+            },
+            Isa::Scalar => Ok(pulp::Simd::vectorize(pulp::Scalar, op)),
+            #[allow(unreachable_patterns)]
+            _ => Err(ConvError::IsaUnavailable(self.name())),
+        }
+    }
+}
+
+impl core::fmt::Display for Isa {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,34 @@
+//! Compile-time specialised grouped, depthwise and pointwise 2-D convolutions for CPUs.
+//!
+//! Annotate a unit struct with [`conv_kernel`] and get a kernel specialised to exactly that layer;
+//! see the README for the attribute reference.
+
+pub mod dispatch;
+pub mod error;
+pub mod kernels;
+pub mod shape;
+pub mod tensor;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use conv_macros::conv_kernel;
+pub use dispatch::Isa;
+pub use error::{ConvError, Result};
+pub use kernels::generic::GenericConv2d;
+pub use kernels::reference;
+pub use shape::Conv2dParams;
+pub use tensor::{TensorMut, TensorRef};
+
+/// Static description of a generated kernel: its name encodes its parameters and plan, e.g.
+/// `depthwise/f32/3x3/s1/c144/r4`; the same string names its benches and dumps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelInfo {
+    /// Stable kernel name.
+    pub name: &'static str,
+    /// `depthwise`, `grouped` or `pointwise`.
+    pub family: &'static str,
+    /// The layer it was generated for.
+    pub params: Conv2dParams,
+}

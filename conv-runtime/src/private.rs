@@ -1,0 +1,1 @@
+//! The only path generated code calls. Not public API: no stability promise.

@@ -1,0 +1,243 @@
+//! The run-time twin of the macro's layer spec.
+
+use crate::error::{ConvError, Result};
+
+/// Parameters of one 2-D convolution, with PyTorch `nn.Conv2d` semantics (NCHW, zero padding,
+/// weights `(out, in / groups, kh, kw)`).
+///
+/// Generated layers expose theirs as a `PARAMS` constant; the generic kernel takes one at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dParams {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_top: usize,
+    pub pad_bottom: usize,
+    pub pad_left: usize,
+    pub pad_right: usize,
+    pub dilation_h: usize,
+    pub dilation_w: usize,
+    pub groups: usize,
+    /// Whether the layer adds a bias `(out)`.
+    pub bias: bool,
+}
+
+impl Conv2dParams {
+    /// A square `k x k` convolution, stride 1, no padding, no dilation, one group, with bias.
+    pub const fn new(in_channels: usize, out_channels: usize, k: usize) -> Self {
+        Conv2dParams {
+            in_channels,
+            out_channels,
+            kernel_h: k,
+            kernel_w: k,
+            stride_h: 1,
+            stride_w: 1,
+            pad_top: 0,
+            pad_bottom: 0,
+            pad_left: 0,
+            pad_right: 0,
+            dilation_h: 1,
+            dilation_w: 1,
+            groups: 1,
+            bias: true,
+        }
+    }
+
+    /// Same stride on both axes.
+    pub const fn stride(mut self, s: usize) -> Self {
+        self.stride_h = s;
+        self.stride_w = s;
+        self
+    }
+
+    /// Same padding on all four sides.
+    pub const fn pad(mut self, p: usize) -> Self {
+        self.pad_top = p;
+        self.pad_bottom = p;
+        self.pad_left = p;
+        self.pad_right = p;
+        self
+    }
+
+    /// Same dilation on both axes.
+    pub const fn dilation(mut self, d: usize) -> Self {
+        self.dilation_h = d;
+        self.dilation_w = d;
+        self
+    }
+
+    /// Number of groups.
+    pub const fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
+    }
+
+    /// With or without bias.
+    pub const fn with_bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+
+    /// Checks what the macro checks at compile time: no zero sizes, `groups` divides both
+    /// channel counts, and the weight size fits in `usize`.
+    pub fn validate(&self) -> Result<()> {
+        let nonzero = [
+            ("in_channels", self.in_channels),
+            ("out_channels", self.out_channels),
+            ("kernel_h", self.kernel_h),
+            ("kernel_w", self.kernel_w),
+            ("stride_h", self.stride_h),
+            ("stride_w", self.stride_w),
+            ("dilation_h", self.dilation_h),
+            ("dilation_w", self.dilation_w),
+            ("groups", self.groups),
+        ];
+        for (name, v) in nonzero {
+            if v == 0 {
+                return Err(ConvError::InvalidParams(format!("`{name}` must be at least 1")));
+            }
+        }
+        if self.in_channels % self.groups != 0 {
+            return Err(ConvError::InvalidParams(format!(
+                "`groups` must divide `in`: {} is not a multiple of {}",
+                self.in_channels, self.groups
+            )));
+        }
+        if self.out_channels % self.groups != 0 {
+            return Err(ConvError::InvalidParams(format!(
+                "`groups` must divide `out`: {} is not a multiple of {}",
+                self.out_channels, self.groups
+            )));
+        }
+        self.weight_len_checked().ok_or(ConvError::Overflow)?;
+        Ok(())
+    }
+
+    /// Input channels per group.
+    pub const fn in_per_group(&self) -> usize {
+        self.in_channels / self.groups
+    }
+
+    /// Output channels per group.
+    pub const fn out_per_group(&self) -> usize {
+        self.out_channels / self.groups
+    }
+
+    /// Elements of the weight tensor `(out, in / groups, kh, kw)`.
+    pub const fn weight_len(&self) -> usize {
+        self.out_channels * self.in_per_group() * self.kernel_h * self.kernel_w
+    }
+
+    fn weight_len_checked(&self) -> Option<usize> {
+        self.out_channels
+            .checked_mul(self.in_per_group())?
+            .checked_mul(self.kernel_h)?
+            .checked_mul(self.kernel_w)
+    }
+
+    /// Height and width of the dilated kernel.
+    pub const fn effective_kernel(&self) -> (usize, usize) {
+        (
+            self.dilation_h * (self.kernel_h - 1) + 1,
+            self.dilation_w * (self.kernel_w - 1) + 1,
+        )
+    }
+
+    /// `(h_out, w_out)` for an `h x w` input, or [`ConvError::InputTooSmall`] when the padded
+    /// input is smaller than the dilated kernel (PyTorch rejects that too).
+    ///
+    /// `out = floor((in + pad_before + pad_after - dilation * (k - 1) - 1) / stride) + 1`.
+    pub fn output_hw(&self, h: usize, w: usize) -> Result<(usize, usize)> {
+        let (ekh, ekw) = self.effective_kernel();
+        let ph = h.checked_add(self.pad_top + self.pad_bottom).ok_or(ConvError::Overflow)?;
+        let pw = w.checked_add(self.pad_left + self.pad_right).ok_or(ConvError::Overflow)?;
+        if ph < ekh || pw < ekw || h == 0 || w == 0 {
+            return Err(ConvError::InputTooSmall {
+                h,
+                w,
+                min_h: ekh.saturating_sub(self.pad_top + self.pad_bottom).max(1),
+                min_w: ekw.saturating_sub(self.pad_left + self.pad_right).max(1),
+            });
+        }
+        Ok(((ph - ekh) / self.stride_h + 1, (pw - ekw) / self.stride_w + 1))
+    }
+
+    /// Elements of the input `(n, in, h, w)`, checked for overflow.
+    pub fn input_len(&self, n: usize, h: usize, w: usize) -> Result<usize> {
+        n.checked_mul(self.in_channels)
+            .and_then(|v| v.checked_mul(h))
+            .and_then(|v| v.checked_mul(w))
+            .ok_or(ConvError::Overflow)
+    }
+
+    /// Elements of the output `(n, out, h_out, w_out)` for an `h x w` input.
+    pub fn output_len(&self, n: usize, h: usize, w: usize) -> Result<usize> {
+        let (ho, wo) = self.output_hw(h, w)?;
+        n.checked_mul(self.out_channels)
+            .and_then(|v| v.checked_mul(ho))
+            .and_then(|v| v.checked_mul(wo))
+            .ok_or(ConvError::Overflow)
+    }
+
+    /// Floating-point operations of one forward pass: `2 * MACs` (bias adds not counted), the
+    /// convention of the peer benchmarks.
+    pub fn flops(&self, n: usize, h: usize, w: usize) -> u64 {
+        let Ok((ho, wo)) = self.output_hw(h, w) else {
+            return 0;
+        };
+        2 * (n * self.out_channels * ho * wo) as u64
+            * (self.in_per_group() * self.kernel_h * self.kernel_w) as u64
+    }
+
+    /// Checks the slices of a forward call against `n x in x h x w` and returns `(h_out, w_out)`.
+    pub fn check_forward(
+        &self,
+        input_len: usize,
+        n: usize,
+        h: usize,
+        w: usize,
+        output_len: usize,
+    ) -> Result<(usize, usize)> {
+        let (ho, wo) = self.output_hw(h, w)?;
+        let want_in = self.input_len(n, h, w)?;
+        if input_len != want_in {
+            return Err(ConvError::SliceLength {
+                what: "input",
+                expected: want_in,
+                actual: input_len,
+            });
+        }
+        let want_out = self.output_len(n, h, w)?;
+        if output_len != want_out {
+            return Err(ConvError::SliceLength {
+                what: "output",
+                expected: want_out,
+                actual: output_len,
+            });
+        }
+        Ok((ho, wo))
+    }
+
+    /// Checks weight and bias slices against the layer.
+    pub fn check_weights(&self, weight_len: usize, bias_len: Option<usize>) -> Result<()> {
+        if weight_len != self.weight_len() {
+            return Err(ConvError::SliceLength {
+                what: "weight",
+                expected: self.weight_len(),
+                actual: weight_len,
+            });
+        }
+        match (self.bias, bias_len) {
+            (true, Some(len)) if len != self.out_channels => Err(ConvError::SliceLength {
+                what: "bias",
+                expected: self.out_channels,
+                actual: len,
+            }),
+            (true, Some(_)) | (false, None) => Ok(()),
+            (expects_bias, _) => Err(ConvError::BiasMismatch { expects_bias }),
+        }
+    }
+}
