@@ -74,17 +74,17 @@ impl Isa {
         match self {
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
             Isa::Avx512 => match pulp::x86::V4::try_new() {
-                Some(simd) => Ok(simd.vectorize(op)),
+                Some(simd) => Ok(pulp::Simd::vectorize(simd, op)),
                 None => Err(ConvError::IsaUnavailable(self.name())),
             },
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
             Isa::Avx2 => match pulp::x86::V3::try_new() {
-                Some(simd) => Ok(simd.vectorize(op)),
+                Some(simd) => Ok(pulp::Simd::vectorize(simd, op)),
                 None => Err(ConvError::IsaUnavailable(self.name())),
             },
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => match pulp::aarch64::Neon::try_new() {
-                Some(simd) => Ok(simd.vectorize(op)),
+                Some(simd) => Ok(pulp::Simd::vectorize(simd, op)),
                 None => Err(ConvError::IsaUnavailable(self.name())),
             },
             Isa::Scalar => Ok(pulp::Simd::vectorize(pulp::Scalar, op)),
