@@ -1,1 +1,308 @@
 //! The only path generated code calls. Not public API: no stability promise.
+//!
+//! Generated layers implement [`Generated`]; everything that does not depend on the shape (slice
+//! checks, scratch management, ISA dispatch, the padded input band) lives here, so the emitted
+//! code is only the specialised part: packing order and the unrolled register tiles.
+
+use core::cell::Cell;
+
+pub use crate::dispatch::Isa;
+pub use crate::error::{ConvError, Result};
+pub use crate::shape::Conv2dParams;
+pub use crate::tensor::{TensorMut, TensorRef};
+pub use crate::KernelInfo;
+pub use pulp::{Simd, WithSimd};
+
+/// Arguments of one forward call, checked against the layer before `run` sees them.
+pub struct Args<'a> {
+    pub input: &'a [f32],
+    pub output: &'a mut [f32],
+    pub scratch: &'a mut [f32],
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+/// Implemented by every `#[conv_kernel]` layer.
+pub trait Generated: Sized + Sync {
+    const PARAMS: Conv2dParams;
+    /// Repacks PyTorch-layout weights; lengths were checked against `PARAMS`.
+    fn pack(weight: &[f32], bias: Option<&[f32]>) -> Self;
+    /// Floats of scratch `run` needs for an `h x w` input with vectors of `lanes` floats.
+    fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize;
+    /// The specialised body. Slices have exactly the lengths `PARAMS` implies.
+    fn run<S: Simd>(&self, simd: S, args: Args<'_>);
+}
+
+/// Checks lengths and packs.
+pub fn new<K: Generated>(weight: &[f32], bias: Option<&[f32]>) -> Result<K> {
+    K::PARAMS.check_weights(weight.len(), bias.map(<[f32]>::len))?;
+    Ok(K::pack(weight, bias))
+}
+
+struct Op<'a, K> {
+    layer: &'a K,
+    args: Args<'a>,
+}
+
+impl<K: Generated> WithSimd for Op<'_, K> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        self.layer.run(simd, self.args)
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch reused across calls: no allocation once it has grown to the largest
+    /// layer this thread runs.
+    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Checks every slice and size, then runs `layer` on `isa`. On `Err` the output is untouched.
+pub fn forward<K: Generated>(
+    layer: &K,
+    isa: Isa,
+    input: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    output: &mut [f32],
+) -> Result<()> {
+    let (ho, wo) = K::PARAMS.check_forward(input.len(), n, h, w, output.len())?;
+    if !isa.is_available() {
+        return Err(ConvError::IsaUnavailable(isa.name()));
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let need = K::scratch_len(isa.lanes(), h, w, ho, wo);
+    let mut scratch = SCRATCH.with(Cell::take);
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
+    }
+    let args = Args {
+        input,
+        output,
+        scratch: &mut scratch[..need],
+        n,
+        h,
+        w,
+        ho,
+        wo,
+    };
+    let res = isa.run(Op { layer, args });
+    SCRATCH.with(|s| s.set(scratch));
+    res
+}
+
+/// `forward` over checked tensor views; the dims must match the layer.
+pub fn forward_tensor<K: Generated>(
+    layer: &K,
+    isa: Isa,
+    input: &TensorRef<'_>,
+    output: &mut TensorMut<'_>,
+) -> Result<()> {
+    let p = K::PARAMS;
+    let [n, c, h, w] = input.dims();
+    if c != p.in_channels {
+        return Err(ConvError::ShapeMismatch {
+            what: "input channels",
+            expected: p.in_channels,
+            actual: c,
+        });
+    }
+    let (ho, wo) = p.output_hw(h, w)?;
+    let want = [n, p.out_channels, ho, wo];
+    let got = output.dims();
+    for (i, what) in ["output batch", "output channels", "output height", "output width"]
+        .into_iter()
+        .enumerate()
+    {
+        if got[i] != want[i] {
+            return Err(ConvError::ShapeMismatch {
+                what,
+                expected: want[i],
+                actual: got[i],
+            });
+        }
+    }
+    forward(layer, isa, input.data(), n, h, w, output.data_mut())
+}
+
+/// `forward` into a new `Vec`.
+pub fn forward_vec<K: Generated>(
+    layer: &K,
+    isa: Isa,
+    input: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+) -> Result<Vec<f32>> {
+    let mut out = vec![0.0; K::PARAMS.output_len(n, h, w)?];
+    forward(layer, isa, input, n, h, w, &mut out)?;
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vector access for generated tiles. All checked: an out-of-range index is a bug in the
+// generator, caught by the tests, never UB.
+// ---------------------------------------------------------------------------------------------
+
+/// Loads `S::F32_LANES` floats from `src[at..]`.
+#[inline(always)]
+pub fn ld<S: Simd>(_simd: S, src: &[f32], at: usize) -> S::f32s {
+    bytemuck::pod_read_unaligned(bytemuck::cast_slice(&src[at..at + S::F32_LANES]))
+}
+
+/// Stores a full vector to `dst[at..]`.
+#[inline(always)]
+pub fn st<S: Simd>(_simd: S, dst: &mut [f32], at: usize, v: S::f32s) {
+    dst[at..at + S::F32_LANES].copy_from_slice(bytemuck::cast_slice(core::slice::from_ref(&v)));
+}
+
+/// Loads the first `len < lanes` floats of `src[at..]`; the other lanes are zero.
+#[inline(always)]
+pub fn ld_part<S: Simd>(simd: S, src: &[f32], at: usize, len: usize) -> S::f32s {
+    let src = &src[at..at + len];
+    if len >= S::F32_LANES {
+        return ld(simd, src, 0);
+    }
+    let mask = pulp::MemMask::new(simd.mask_between_m32s(0, len as u32).mask());
+    // SAFETY: `src` has `len` elements (the slice above is checked) and the mask enables exactly
+    // lanes `0..len`, so only in-bounds elements are read.
+    unsafe { simd.mask_load_ptr_f32s(mask, src.as_ptr()) }
+}
+
+/// Stores the first `len < lanes` lanes of `v` to `dst[at..at + len]`.
+#[inline(always)]
+pub fn st_part<S: Simd>(simd: S, dst: &mut [f32], at: usize, len: usize, v: S::f32s) {
+    let dst = &mut dst[at..at + len];
+    if len >= S::F32_LANES {
+        return st(simd, dst, 0, v);
+    }
+    let mask = pulp::MemMask::new(simd.mask_between_m32s(0, len as u32).mask());
+    // SAFETY: `dst` has `len` elements (the slice above is checked) and the mask enables exactly
+    // lanes `0..len`, so only in-bounds elements are written.
+    unsafe { simd.mask_store_ptr_f32s(mask, dst.as_mut_ptr(), v) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The padded, phase-split input band of the direct (depthwise / grouped) kernels.
+// ---------------------------------------------------------------------------------------------
+
+/// Geometry of a zero-padded input band: `chans` channels x `rows` rows x `stride_w` phases x
+/// `phase_len` columns. Column `q` of phase `p` of a row holds padded column `q * stride_w + p`,
+/// i.e. input column `q * stride_w + p - pad_left` (zero outside the input). A tap at padded
+/// column `ox * stride_w + kx * dilation_w` then reads phase `(kx * dw) % sw` at
+/// `ox + (kx * dw) / sw`: contiguous for every stride, with no bounds logic in the tile.
+#[derive(Clone, Copy, Debug)]
+pub struct Band {
+    pub chans: usize,
+    /// Output rows one band covers (a multiple of the plan's row tile, except at the bottom).
+    pub out_rows: usize,
+    pub rows: usize,
+    pub phase_len: usize,
+    pub row_stride: usize,
+    pub chan_stride: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+/// Bytes of input band the direct kernels aim to keep in L1 (of 48 KiB) while they sweep it.
+pub const BAND_BYTES: usize = 24 * 1024;
+
+impl Band {
+    /// The band for a layer with the given kernel extent, for output width `wo`, vectors of
+    /// `lanes`, and a row tile of `row_tile` output rows. `out_rows` is the largest multiple of
+    /// `row_tile` whose band fits [`BAND_BYTES`] (at least one row tile, at most `ho` rounded up).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        p: &Conv2dParams,
+        chans: usize,
+        lanes: usize,
+        ho: usize,
+        wo: usize,
+        row_tile: usize,
+    ) -> Band {
+        let sw = p.stride_w;
+        let reach_w = (p.kernel_w - 1) * p.dilation_w / sw;
+        let phase_len = wo.div_ceil(lanes) * lanes + reach_w;
+        let row_stride = phase_len * sw;
+        let rows_for = |out_rows: usize| (out_rows - 1) * p.stride_h + (p.kernel_h - 1) * p.dilation_h + 1;
+        let per_tile_bytes = rows_for(row_tile).max(row_tile * p.stride_h) * row_stride * chans * 4;
+        let tiles = (BAND_BYTES / per_tile_bytes.max(1)).max(1);
+        let out_rows = (tiles * row_tile).min(ho.div_ceil(row_tile) * row_tile);
+        let rows = rows_for(out_rows);
+        Band {
+            chans,
+            out_rows,
+            rows,
+            phase_len,
+            row_stride,
+            chan_stride: rows * row_stride,
+            stride_h: p.stride_h,
+            stride_w: sw,
+            pad_top: p.pad_top,
+            pad_left: p.pad_left,
+        }
+    }
+
+    /// Floats of one band.
+    pub fn len(&self) -> usize {
+        self.chans * self.chan_stride
+    }
+
+    /// Whether the band holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Offset of `(chan, row, phase)` in the band.
+    #[inline(always)]
+    pub fn at(&self, chan: usize, row: usize, phase: usize) -> usize {
+        chan * self.chan_stride + row * self.row_stride + phase * self.phase_len
+    }
+
+    /// Fills the band for output rows starting at `oy0` from `planes` (`chans` planes of `h x w`).
+    /// Rows and columns outside the input are zero.
+    pub fn fill(&self, planes: &[f32], h: usize, w: usize, oy0: usize, band: &mut [f32]) {
+        let band = &mut band[..self.len()];
+        let (sw, pl) = (self.stride_w, self.pad_left);
+        for (c, chan) in band.chunks_exact_mut(self.chan_stride).enumerate() {
+            let plane = &planes[c * h * w..(c + 1) * h * w];
+            for (j, row) in chan.chunks_exact_mut(self.row_stride).enumerate() {
+                let iy = (oy0 * self.stride_h + j).checked_sub(self.pad_top);
+                let src = match iy {
+                    Some(iy) if iy < h => &plane[iy * w..(iy + 1) * w],
+                    _ => {
+                        row.fill(0.0);
+                        continue;
+                    }
+                };
+                if sw == 1 {
+                    let (left, rest) = row.split_at_mut(pl.min(row.len()));
+                    left.fill(0.0);
+                    let n = w.min(rest.len());
+                    rest[..n].copy_from_slice(&src[..n]);
+                    rest[n..].fill(0.0);
+                } else {
+                    for (p, phase) in row.chunks_exact_mut(self.phase_len).enumerate() {
+                        for (q, d) in phase.iter_mut().enumerate() {
+                            let col = (q * sw + p).checked_sub(pl);
+                            *d = match col {
+                                Some(x) if x < w => src[x],
+                                _ => 0.0,
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

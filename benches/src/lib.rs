@@ -1,0 +1,1 @@
+//! Bench support shared by the criterion benches.

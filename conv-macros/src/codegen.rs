@@ -1,0 +1,244 @@
+//! `expand()`: the only place the stages meet. Attribute + item -> validated spec -> plans ->
+//! tokens. The family emitters in `codegen/` produce the shape-specific parts; this file wraps
+//! them in the public API every layer shares.
+
+mod direct;
+mod dump;
+mod emit;
+mod pointwise;
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::plan::{self, Plan, REG_CLASSES};
+use crate::spec::{Family, Spec};
+use crate::{fallback, validate};
+
+/// What a family emitter contributes to a layer.
+pub struct FamilyCode {
+    /// Field declarations of the layer struct (packed weights, bias).
+    pub fields: TokenStream,
+    /// Body of `Generated::pack(weight, bias) -> Self`.
+    pub pack: TokenStream,
+    /// Body of `Generated::scratch_len(lanes, h, w, ho, wo) -> usize`.
+    pub scratch_len: TokenStream,
+    /// One `fn __run_rNN<S: Simd>(&self, simd: S, a: Args<'_>)` per distinct plan, with its
+    /// register count.
+    pub runs: Vec<(usize, TokenStream)>,
+}
+
+pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match validate::layer(attr, item) {
+        Ok((spec, item)) => {
+            let out = layer(&spec, &item);
+            dump::write_if_asked(&item.ident.to_string(), &out);
+            out
+        }
+        Err((err, item)) => {
+            let mut out = err.to_compile_error();
+            if let Some(item) = item {
+                out.extend(fallback::stub(&item));
+            }
+            out
+        }
+    }
+}
+
+/// The plans of `spec`, one per register class, dropping a class whose plan equals a larger
+/// class's (then one body serves both).
+pub fn plans(spec: &Spec) -> Vec<Plan> {
+    let mut plans: Vec<Plan> = Vec::new();
+    for class in REG_CLASSES {
+        let p = plan::plan(spec, class);
+        let same = plans.iter().any(|q| strip_regs(q) == strip_regs(&p));
+        if !same {
+            plans.push(p);
+        }
+    }
+    plans
+}
+
+fn strip_regs(p: &Plan) -> Plan {
+    let mut p = p.clone();
+    match &mut p {
+        Plan::Direct(d) => d.regs = 0,
+        Plan::Gemm(g) => g.regs = 0,
+    }
+    p
+}
+
+/// The kernel name: family, type, kernel, stride, padding, dilation, channels, groups, and the
+/// plan of each register class, e.g. `depthwise/f32/3x3/s1/p1/c144-144/g144/r32.t1r8h/r16.t1r6`.
+pub fn kernel_name(spec: &Spec, plans: &[Plan]) -> String {
+    let pair = |a: usize, b: usize| {
+        if a == b {
+            a.to_string()
+        } else {
+            format!("{a}x{b}")
+        }
+    };
+    let pads = [spec.pad_top, spec.pad_bottom, spec.pad_left, spec.pad_right];
+    let pad = if pads.iter().all(|&p| p == pads[0]) {
+        pads[0].to_string()
+    } else {
+        format!("{}-{}-{}-{}", pads[0], pads[1], pads[2], pads[3])
+    };
+    let mut name = format!(
+        "{}/f32/{}x{}/s{}/p{}",
+        spec.family().name(),
+        spec.kernel_h,
+        spec.kernel_w,
+        pair(spec.stride_h, spec.stride_w),
+        pad,
+    );
+    if spec.dilation_h != 1 || spec.dilation_w != 1 {
+        name += &format!("/d{}", pair(spec.dilation_h, spec.dilation_w));
+    }
+    name += &format!(
+        "/c{}-{}/g{}",
+        spec.in_channels, spec.out_channels, spec.groups
+    );
+    for p in plans {
+        name += &format!("/r{}.{}", p.regs(), p.tag());
+    }
+    name
+}
+
+fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
+    let plans = plans(spec);
+    let code = match spec.family() {
+        Family::Pointwise => pointwise::emit(spec, &plans),
+        Family::Depthwise | Family::Grouped => direct::emit(spec, &plans),
+    };
+    let rt = emit::rt();
+    let name = &item.ident;
+    let vis = &item.vis;
+    let attrs = &item.attrs;
+    let FamilyCode {
+        fields,
+        pack,
+        scratch_len,
+        runs,
+    } = code;
+    let (cin, cout) = (spec.in_channels, spec.out_channels);
+    let params = emit::params(spec);
+    let kname = kernel_name(spec, &plans);
+    let family = spec.family().name();
+
+    // Dispatch on the register class of `S`: a constant, so each instantiation keeps one body.
+    let mut dispatch = TokenStream::new();
+    let mut fns = TokenStream::new();
+    for (i, (regs, body)) in runs.iter().enumerate().rev() {
+        let f = format_ident!("__run_r{}", regs);
+        fns.extend(body.clone());
+        dispatch = if i + 1 == runs.len() {
+            quote!( self.#f(simd, args) )
+        } else {
+            quote!( if S::REGISTER_COUNT >= #regs { self.#f(simd, args) } else { #dispatch } )
+        };
+    }
+
+    quote! {
+        #(#attrs)*
+        #vis struct #name {
+            #fields
+        }
+
+        impl #name {
+            /// Input channels.
+            pub const IN: usize = #cin;
+            /// Output channels.
+            pub const OUT: usize = #cout;
+            /// The layer's parameters.
+            pub const PARAMS: #rt::Conv2dParams = #params;
+            /// The generated kernel: its name encodes the parameters and the plan.
+            pub const KERNEL_INFO: #rt::KernelInfo = #rt::KernelInfo {
+                name: #kname,
+                family: #family,
+                params: Self::PARAMS,
+            };
+
+            /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`.
+            pub fn new(weight: &[f32], bias: ::core::option::Option<&[f32]>) -> #rt::Result<Self> {
+                #rt::new::<Self>(weight, bias)
+            }
+
+            /// `(h_out, w_out)` for an `h x w` input; `Err` when it is too small for the kernel.
+            pub fn output_hw(h: usize, w: usize) -> #rt::Result<(usize, usize)> {
+                Self::PARAMS.output_hw(h, w)
+            }
+
+            /// FLOPs (2 x MACs) of one forward pass.
+            pub fn flops(n: usize, h: usize, w: usize) -> u64 {
+                Self::PARAMS.flops(n, h, w)
+            }
+
+            /// `output (n, OUT, h_out, w_out) = conv(input (n, IN, h, w))` on the best ISA.
+            pub fn forward(
+                &self,
+                input: &[f32],
+                n: usize,
+                h: usize,
+                w: usize,
+                output: &mut [f32],
+            ) -> #rt::Result<()> {
+                #rt::forward(self, #rt::Isa::best(), input, n, h, w, output)
+            }
+
+            /// `forward` on an explicit instruction set (`Err` when this machine lacks it).
+            pub fn forward_on(
+                &self,
+                isa: #rt::Isa,
+                input: &[f32],
+                n: usize,
+                h: usize,
+                w: usize,
+                output: &mut [f32],
+            ) -> #rt::Result<()> {
+                #rt::forward(self, isa, input, n, h, w, output)
+            }
+
+            /// `forward` over checked NCHW tensor views.
+            pub fn forward_tensor(
+                &self,
+                input: &#rt::TensorRef<'_>,
+                output: &mut #rt::TensorMut<'_>,
+            ) -> #rt::Result<()> {
+                #rt::forward_tensor(self, #rt::Isa::best(), input, output)
+            }
+
+            /// `forward` into a new `Vec`.
+            pub fn forward_vec(
+                &self,
+                input: &[f32],
+                n: usize,
+                h: usize,
+                w: usize,
+            ) -> #rt::Result<::std::vec::Vec<f32>> {
+                #rt::forward_vec(self, #rt::Isa::best(), input, n, h, w)
+            }
+        }
+
+        impl #rt::Generated for #name {
+            const PARAMS: #rt::Conv2dParams = Self::PARAMS;
+
+            fn pack(weight: &[f32], bias: ::core::option::Option<&[f32]>) -> Self {
+                #pack
+            }
+
+            fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize {
+                let _ = (lanes, h, w, ho, wo);
+                #scratch_len
+            }
+
+            #[inline(always)]
+            fn run<S: #rt::Simd>(&self, simd: S, args: #rt::Args<'_>) {
+                #dispatch
+            }
+        }
+
+        impl #name {
+            #fns
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Direct convolution: depthwise (one input channel per group, any multiplier) and grouped.
+//!
+//! Per batch image and group, output rows are computed band by band: the runtime copies the
+//! rows one band reads into a zero-padded, phase-split buffer (`__private::Band`), so every tap
+//! of every tile is a plain contiguous vector load and the tile code has no border logic. A
+//! register tile is `oc_tile` output channels x `rows` output rows x one vector of columns.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use super::emit::{acc, lit, rt, weight_fields};
+use super::FamilyCode;
+use crate::plan::{DirectPlan, Plan, Unroll};
+use crate::spec::Spec;
+
+pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
+    let (fields, pack) = weight_fields(spec);
+    let rt = rt();
+    let cpg_in = lit(spec.in_per_group());
+    let row_tiles: Vec<_> = plans
+        .iter()
+        .map(|p| match p {
+            Plan::Direct(d) => lit(d.rows),
+            Plan::Gemm(_) => unreachable!("direct family has direct plans"),
+        })
+        .collect();
+    let scratch_len = quote! {
+        let p = <Self as #rt::Generated>::PARAMS;
+        let mut need = 0;
+        #( need = need.max(#rt::Band::new(&p, #cpg_in, lanes, ho, wo, #row_tiles).len()); )*
+        need
+    };
+    let runs = plans
+        .iter()
+        .map(|p| match p {
+            Plan::Direct(d) => (d.regs, run(spec, d)),
+            Plan::Gemm(_) => unreachable!("direct family has direct plans"),
+        })
+        .collect();
+    FamilyCode {
+        fields,
+        pack,
+        scratch_len,
+        runs,
+    }
+}
+
+/// The `__run_rNN` method for one plan.
+fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
+    let rt = rt();
+    let f = format_ident!("__run_r{}", plan.regs);
+    let cpg_in = lit(spec.in_per_group());
+    let cpg_out = lit(spec.out_per_group());
+    let groups = lit(spec.groups);
+    let cin = lit(spec.in_channels);
+    let cout = lit(spec.out_channels);
+    let oct = plan.oc_tile;
+    let oct_l = lit(oct);
+    let noct = lit(spec.out_per_group() / oct);
+    let nw = spec.in_per_group() * spec.taps() * oct;
+    let nw_l = lit(nw);
+    let rows_l = lit(plan.rows);
+
+    let bias_splats = (0..oct).map(|t| {
+        let t = lit(t);
+        quote!(simd.splat_f32s(self.b[oc0 + #t]))
+    });
+    let (wparam_def, warg) = if plan.hoist_weights {
+        let splats = (0..nw).map(|i| {
+            let i = lit(i);
+            quote!(simd.splat_f32s(wt[#i]))
+        });
+        (
+            quote! { let wv: [S::f32s; #nw_l] = [#(#splats),*]; },
+            quote!(&wv),
+        )
+    } else {
+        (quote! {}, quote!(wt))
+    };
+
+    let mut tiles = TokenStream::new();
+    let mut sizes = vec![plan.rows];
+    sizes.extend(plan.rem_rows.iter().copied());
+    let mut sweeps = TokenStream::new();
+    for &rows in &sizes {
+        let tf = format_ident!("tile_r{}", rows);
+        tiles.extend(tile_fn(spec, plan, rows, &tf));
+        let rl = lit(rows);
+        sweeps.extend(quote! {
+            while r + #rl <= rows {
+                let mut ox = 0;
+                while ox < wo {
+                    let len = (wo - ox).min(lanes);
+                    #tf(simd, &band, buf, r, ox, len, out, oy0 + r, wo, plane_out, #warg, &bias);
+                    ox += lanes;
+                }
+                r += #rl;
+            }
+        });
+    }
+
+    quote! {
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op)]
+        fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
+            #tiles
+
+            let #rt::Args { input, output, scratch, n, h, w, ho, wo } = a;
+            let lanes = S::F32_LANES;
+            let band = #rt::Band::new(&<Self as #rt::Generated>::PARAMS, #cpg_in, lanes, ho, wo, #rows_l);
+            let (plane_in, plane_out) = (h * w, ho * wo);
+            let scratch = &mut scratch[..band.len()];
+            for b in 0..n {
+                for g in 0..#groups {
+                    let planes = &input[(b * #cin + g * #cpg_in) * plane_in..][..#cpg_in * plane_in];
+                    let mut oy0 = 0;
+                    while oy0 < ho {
+                        let rows = (ho - oy0).min(band.out_rows);
+                        band.fill(planes, h, w, oy0, scratch);
+                        let buf: &[f32] = scratch;
+                        for t in 0..#noct {
+                            let oc0 = g * #cpg_out + t * #oct_l;
+                            let wt = &self.w[oc0 * (#nw_l / #oct_l)..][..#nw_l];
+                            #wparam_def
+                            let bias: [S::f32s; #oct_l] = [#(#bias_splats),*];
+                            let out = &mut output[(b * #cout + oc0) * plane_out..][..#oct_l * plane_out];
+                            let mut r = 0;
+                            #sweeps
+                        }
+                        oy0 += rows;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Index of weight `(t, ic, ky, kx)` in a tile's weight slice (PyTorch order).
+fn widx(spec: &Spec, t: usize, ic: usize, ky: usize, kx: usize) -> usize {
+    ((t * spec.in_per_group() + ic) * spec.kernel_h + ky) * spec.kernel_w + kx
+}
+
+/// One register tile of `rows` output rows.
+fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> TokenStream {
+    let rt = rt();
+    let oct = plan.oc_tile;
+    let oct_l = lit(oct);
+    let nw = lit(spec.in_per_group() * spec.taps() * oct);
+    let (sh, sw) = (spec.stride_h, spec.stride_w);
+    let (dh, dw) = (spec.dilation_h, spec.dilation_w);
+    let (kh, kw) = (spec.kernel_h, spec.kernel_w);
+    let cpg_in = spec.in_per_group();
+
+    let accs: Vec<_> = (0..oct)
+        .flat_map(|t| (0..rows).map(move |r| (t, r)))
+        .collect();
+    let init = accs.iter().map(|&(t, r)| {
+        let a = acc(t, r, 0);
+        let t = lit(t);
+        quote!(let mut #a = bias[#t];)
+    });
+    let stores = accs.iter().map(|&(t, r)| {
+        let a = acc(t, r, 0);
+        let (t, r) = (lit(t), lit(r));
+        quote!(#rt::st_part(simd, out, #t * plane + (oy + #r) * wo + ox, len, #a);)
+    });
+
+    // The weight operand of tap (t, ic, ky, kx); `ic` is a literal or the loop variable.
+    let weight = |t: usize, ic: Option<usize>, ky: usize, kx: usize| -> TokenStream {
+        match ic {
+            Some(ic) => {
+                let i = lit(widx(spec, t, ic, ky, kx));
+                if plan.hoist_weights {
+                    quote!(wv[#i])
+                } else {
+                    quote!(simd.splat_f32s(wt[#i]))
+                }
+            }
+            None => {
+                let i = lit(widx(spec, t, 0, ky, kx));
+                let taps = lit(spec.taps());
+                quote!(simd.splat_f32s(wt[#i + ic * #taps]))
+            }
+        }
+    };
+
+    // Row-sharing body of one input channel: for each kx, load every input row the tile reads
+    // once, then feed each (row, ky) pair that reads it.
+    let shared_body = |ic: Option<usize>| -> TokenStream {
+        let ic_tok = match ic {
+            Some(ic) => {
+                let l = lit(ic);
+                quote!(#l)
+            }
+            None => quote!(ic),
+        };
+        let mut body = TokenStream::new();
+        for kx in 0..kw {
+            let phase = lit((kx * dw) % sw);
+            let off = lit((kx * dw) / sw);
+            let base = format_ident!("base_{}", kx);
+            body.extend(quote! {
+                let #base = band.at(#ic_tok, r0 * #sh, #phase) + ox + #off;
+            });
+            let nrows = (rows - 1) * sh + (kh - 1) * dh + 1;
+            let mut used = vec![false; nrows];
+            for r in 0..rows {
+                for ky in 0..kh {
+                    used[r * sh + ky * dh] = true;
+                }
+            }
+            for (j, _) in used.iter().enumerate().filter(|(_, u)| **u) {
+                let x = format_ident!("x_{}_{}", kx, j);
+                let j = lit(j);
+                body.extend(quote!(let #x = #rt::ld(simd, buf, #base + #j * rs);));
+            }
+            for ky in 0..kh {
+                for t in 0..oct {
+                    let wk = format_ident!("w_{}_{}_{}", t, ky, kx);
+                    let wop = weight(t, ic, ky, kx);
+                    body.extend(quote!(let #wk = #wop;));
+                    for r in 0..rows {
+                        let a = acc(t, r, 0);
+                        let x = format_ident!("x_{}_{}", kx, r * sh + ky * dh);
+                        body.extend(quote!(#a = simd.mul_add_e_f32s(#x, #wk, #a);));
+                    }
+                }
+            }
+        }
+        body
+    };
+
+    let body = match plan.unroll {
+        Unroll::Full => {
+            let mut b = TokenStream::new();
+            for ic in 0..cpg_in {
+                b.extend(shared_body(Some(ic)));
+            }
+            b
+        }
+        Unroll::TapsOnly => {
+            let inner = shared_body(None);
+            let cpg_in = lit(cpg_in);
+            quote! {
+                for ic in 0..#cpg_in {
+                    #inner
+                }
+            }
+        }
+        Unroll::TileOnly => {
+            let mut fmas = TokenStream::new();
+            for r in 0..rows {
+                let x = format_ident!("x_{}", r);
+                let roff = lit(r * sh);
+                fmas.extend(quote!(let #x = #rt::ld(simd, buf, base + #roff * rs);));
+                for t in 0..oct {
+                    let a = acc(t, r, 0);
+                    let t0 = lit(t * cpg_in * spec.taps());
+                    fmas.extend(quote! {
+                        #a = simd.mul_add_e_f32s(#x, simd.splat_f32s(wt[#t0 + tap]), #a);
+                    });
+                }
+            }
+            let (cpg_in, kh_l, kw_l, taps) =
+                (lit(cpg_in), lit(kh), lit(kw), lit(spec.taps()));
+            let (sh, sw, dh, dw) = (lit(sh), lit(sw), lit(dh), lit(dw));
+            quote! {
+                for ic in 0..#cpg_in {
+                    for ky in 0..#kh_l {
+                        for kx in 0..#kw_l {
+                            let tap = ic * #taps + ky * #kw_l + kx;
+                            let base = band.at(ic, r0 * #sh + ky * #dh, (kx * #dw) % #sw)
+                                + ox + (kx * #dw) / #sw;
+                            #fmas
+                        }
+                    }
+                }
+            }
+        }
+    };
+
+    let wparam = if plan.hoist_weights {
+        quote!(wv: &[S::f32s; #nw])
+    } else {
+        quote!(wt: &[f32])
+    };
+    let wslice = if plan.hoist_weights {
+        quote!()
+    } else {
+        quote!(let wt = &wt[..#nw];)
+    };
+    quote! {
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, unused_variables)]
+        fn #name<S: #rt::Simd>(
+            simd: S,
+            band: &#rt::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut [f32],
+            oy: usize,
+            wo: usize,
+            plane: usize,
+            #wparam,
+            bias: &[S::f32s; #oct_l],
+        ) {
+            #wslice
+            let rs = band.row_stride;
+            #(#init)*
+            #body
+            #(#stores)*
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Pointwise (1x1, stride 1, no padding): per group, a register-blocked GEMM over the flattened
+//! pixels, `out[oc][p] = b[oc] + sum_ic w[oc][ic] * in[ic][p]`. A tile is `oc_tile` output
+//! channels x `vecs` vectors of pixels; per input channel it loads `vecs` input vectors and
+//! splats `oc_tile` weights.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use super::emit::{acc, lit, rt, weight_fields};
+use super::FamilyCode;
+use crate::plan::{GemmPlan, Plan};
+use crate::spec::Spec;
+
+pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
+    let (fields, pack) = weight_fields(spec);
+    let runs = plans
+        .iter()
+        .map(|p| match p {
+            Plan::Gemm(g) => (g.regs, run(spec, g)),
+            Plan::Direct(_) => unreachable!("pointwise family has GEMM plans"),
+        })
+        .collect();
+    FamilyCode {
+        fields,
+        pack,
+        scratch_len: quote!(0),
+        runs,
+    }
+}
+
+fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
+    let rt = rt();
+    let f = format_ident!("__run_r{}", plan.regs);
+    let cpg_in = spec.in_per_group();
+    let cpg_out = spec.out_per_group();
+    let (cpg_in_l, cpg_out_l) = (lit(cpg_in), lit(cpg_out));
+    let (groups, cin, cout) = (lit(spec.groups), lit(spec.in_channels), lit(spec.out_channels));
+    let oct = plan.oc_tile;
+    let ntiles = cpg_out / oct;
+    let vecs = lit(plan.vecs);
+
+    let mut tiles = TokenStream::new();
+    // (channels of the tile, vectors, partial) -> function name
+    let mut tile_name = |t: usize, v: usize, part: bool| -> syn::Ident {
+        let name = format_ident!("tile_t{}_v{}{}", t, v, if part { "p" } else { "" });
+        tiles.extend(tile_fn(spec, plan, t, v, part, &name));
+        name
+    };
+    let main_full = tile_name(oct, plan.vecs, false);
+    let main_one = tile_name(oct, 1, true);
+    let tail = (plan.oc_tail > 0).then(|| {
+        (
+            tile_name(plan.oc_tail, plan.vecs, false),
+            tile_name(plan.oc_tail, 1, true),
+        )
+    });
+    let (ntiles_l, oct_l) = (lit(ntiles), lit(oct));
+    let tail_full = tail.as_ref().map(|(full, _)| {
+        let tt = lit(plan.oc_tail);
+        quote! {
+            let oc = #ntiles_l * #oct_l;
+            #full(simd, inp, &mut out[oc * hw..][..#tt * hw], hw, p, lanes, &self.w[(oc0 + oc) * #cpg_in_l..][..#tt * #cpg_in_l], &self.b[oc0 + oc..][..#tt]);
+        }
+    });
+    let tail_one = tail.as_ref().map(|(_, one)| {
+        let tt = lit(plan.oc_tail);
+        quote! {
+            let oc = #ntiles_l * #oct_l;
+            #one(simd, inp, &mut out[oc * hw..][..#tt * hw], hw, p, len, &self.w[(oc0 + oc) * #cpg_in_l..][..#tt * #cpg_in_l], &self.b[oc0 + oc..][..#tt]);
+        }
+    });
+
+    quote! {
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op)]
+        fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
+            #tiles
+
+            let #rt::Args { input, output, n, h, w, .. } = a;
+            let lanes = S::F32_LANES;
+            let hw = h * w;
+            let step = #vecs * lanes;
+            for b in 0..n {
+                for g in 0..#groups {
+                    let oc0 = g * #cpg_out_l;
+                    let inp = &input[(b * #cin + g * #cpg_in_l) * hw..][..#cpg_in_l * hw];
+                    let out = &mut output[(b * #cout + oc0) * hw..][..#cpg_out_l * hw];
+                    let mut p = 0;
+                    while p + step <= hw {
+                        for t in 0..#ntiles_l {
+                            let oc = t * #oct_l;
+                            #main_full(simd, inp, &mut out[oc * hw..][..#oct_l * hw], hw, p, lanes, &self.w[(oc0 + oc) * #cpg_in_l..][..#oct_l * #cpg_in_l], &self.b[oc0 + oc..][..#oct_l]);
+                        }
+                        #tail_full
+                        p += step;
+                    }
+                    while p < hw {
+                        let len = (hw - p).min(lanes);
+                        for t in 0..#ntiles_l {
+                            let oc = t * #oct_l;
+                            #main_one(simd, inp, &mut out[oc * hw..][..#oct_l * hw], hw, p, len, &self.w[(oc0 + oc) * #cpg_in_l..][..#oct_l * #cpg_in_l], &self.b[oc0 + oc..][..#oct_l]);
+                        }
+                        #tail_one
+                        p += lanes;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A tile of `t` output channels x `v` vectors. `part` tiles have one vector of `len` pixels
+/// and use masked loads and stores.
+fn tile_fn(
+    spec: &Spec,
+    plan: &GemmPlan,
+    t: usize,
+    v: usize,
+    part: bool,
+    name: &syn::Ident,
+) -> TokenStream {
+    let rt = rt();
+    let cpg_in = spec.in_per_group();
+    let u = plan.ic_unroll;
+    let accs: Vec<_> = (0..t).flat_map(|i| (0..v).map(move |j| (i, j))).collect();
+    let init = accs.iter().map(|&(i, j)| {
+        let a = acc(i, 0, j);
+        let i = lit(i);
+        quote!(let mut #a = simd.splat_f32s(bias[#i]);)
+    });
+    let mut step = TokenStream::new();
+    for k in 0..u {
+        let kl = lit(k);
+        for j in 0..v {
+            let x = format_ident!("x_{}_{}", k, j);
+            let jl = lit(j);
+            step.extend(if part {
+                quote!(let #x = #rt::ld_part(simd, inp, (ic + #kl) * hw + p, len);)
+            } else {
+                quote!(let #x = #rt::ld(simd, inp, (ic + #kl) * hw + p + #jl * lanes);)
+            });
+        }
+        for i in 0..t {
+            let wk = format_ident!("w_{}_{}", k, i);
+            let il = lit(i * cpg_in);
+            step.extend(quote!(let #wk = simd.splat_f32s(wt[#il + ic + #kl]);));
+            for j in 0..v {
+                let a = acc(i, 0, j);
+                let x = format_ident!("x_{}_{}", k, j);
+                step.extend(quote!(#a = simd.mul_add_e_f32s(#x, #wk, #a);));
+            }
+        }
+    }
+    let stores = accs.iter().map(|&(i, j)| {
+        let a = acc(i, 0, j);
+        let (il, jl) = (lit(i), lit(j));
+        if part {
+            quote!(#rt::st_part(simd, out, #il * hw + p, len, #a);)
+        } else {
+            quote!(#rt::st(simd, out, #il * hw + p + #jl * lanes, #a);)
+        }
+    });
+    let (iters, ul, nw) = (lit(cpg_in / u), lit(u), lit(t * cpg_in));
+    let tl = lit(t);
+    let len_name = if part { quote!(len) } else { quote!(lanes) };
+    quote! {
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, unused_variables)]
+        fn #name<S: #rt::Simd>(
+            simd: S,
+            inp: &[f32],
+            out: &mut [f32],
+            hw: usize,
+            p: usize,
+            #len_name: usize,
+            wt: &[f32],
+            bias: &[f32],
+        ) {
+            let wt = &wt[..#nw];
+            let bias = &bias[..#tl];
+            #(#init)*
+            for i in 0..#iters {
+                let ic = i * #ul;
+                #step
+            }
+            #(#stores)*
+        }
+    }
+}

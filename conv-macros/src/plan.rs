@@ -1,0 +1,232 @@
+//! Spec -> plan: *how* a layer is computed. Pure data, no tokens.
+//!
+//! Every choice derives from the shape and the register budget of a register class; nothing is
+//! matched against known layers. A plan is made per register class (32 vector registers:
+//! AVX-512 and NEON; 16: AVX2 and scalar), and codegen emits one body per distinct plan.
+
+use crate::spec::{Family, Spec};
+
+/// A register class: how many vector registers a tile may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegClass {
+    pub regs: usize,
+}
+
+/// The register classes bodies are generated for, largest first.
+pub const REG_CLASSES: [RegClass; 2] = [RegClass { regs: 32 }, RegClass { regs: 16 }];
+
+/// Straight-line FMAs one tile body may hold before the plan turns a level into a loop. Keeps
+/// expansion and compile time bounded for large kernels and wide groups.
+const MAX_UNROLLED_FMAS: usize = 768;
+
+/// Largest output-row tile of the direct kernels. Beyond it the load savings are a few percent
+/// while the remainder rows of small planes grow.
+const MAX_ROW_TILE: usize = 8;
+
+/// Largest output-channel tile.
+const MAX_OC_TILE: usize = 8;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    Direct(DirectPlan),
+    Gemm(GemmPlan),
+}
+
+/// How the body of a direct tile is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unroll {
+    /// Input channels, `ky` and `kx` all unrolled; each input row of the tile is loaded once
+    /// per `(ic, kx)` and used by every `(row, ky)` pair that reads it.
+    Full,
+    /// A loop over the group's input channels; taps unrolled with row sharing inside.
+    TapsOnly,
+    /// Loops over input channels and taps; only the register tile is unrolled (large kernels).
+    TileOnly,
+}
+
+/// Direct convolution (depthwise and grouped): a tile is `oc_tile` output channels x `rows`
+/// output rows x one vector of output columns, read from the padded input band.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectPlan {
+    pub regs: usize,
+    /// Output channels per tile; divides `out / groups`.
+    pub oc_tile: usize,
+    /// Output rows per tile.
+    pub rows: usize,
+    /// Smaller row tiles for the bottom remainder, largest first (each below `rows`).
+    pub rem_rows: Vec<usize>,
+    /// The tile's weights stay splatted in registers across the whole plane.
+    pub hoist_weights: bool,
+    pub unroll: Unroll,
+}
+
+/// Pointwise (1x1, stride 1, no padding): per group a GEMM `out[oc][p] += w[oc][ic] * in[ic][p]`
+/// over flattened pixels. A tile is `oc_tile` output channels x `vecs` vectors of pixels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GemmPlan {
+    pub regs: usize,
+    pub oc_tile: usize,
+    /// Output channels of the last, smaller tile of a group (0 when `oc_tile` divides).
+    pub oc_tail: usize,
+    pub vecs: usize,
+    /// Input channels per iteration of the reduction loop; divides `in / groups`.
+    pub ic_unroll: usize,
+}
+
+impl Plan {
+    pub fn regs(&self) -> usize {
+        match self {
+            Plan::Direct(p) => p.regs,
+            Plan::Gemm(p) => p.regs,
+        }
+    }
+
+    /// Short plan tag for kernel names, e.g. `t4r5` or `t6v4`.
+    pub fn tag(&self) -> String {
+        match self {
+            Plan::Direct(p) => format!(
+                "t{}r{}{}",
+                p.oc_tile,
+                p.rows,
+                if p.hoist_weights { "h" } else { "" }
+            ),
+            Plan::Gemm(p) => format!("t{}v{}", p.oc_tile, p.vecs),
+        }
+    }
+}
+
+/// The plan of `spec` for one register class.
+pub fn plan(spec: &Spec, class: RegClass) -> Plan {
+    match spec.family() {
+        Family::Pointwise => Plan::Gemm(plan_gemm(spec, class)),
+        Family::Depthwise | Family::Grouped => Plan::Direct(plan_direct(spec, class)),
+    }
+}
+
+fn divisors_desc(n: usize, max: usize) -> Vec<usize> {
+    (1..=n.min(max)).rev().filter(|d| n % d == 0).collect()
+}
+
+/// Input rows one `(ic, kx)` step of a tile of `rows` output rows reads.
+fn rows_in(spec: &Spec, rows: usize) -> usize {
+    (rows - 1) * spec.stride_h + (spec.kernel_h - 1) * spec.dilation_h + 1
+}
+
+fn plan_direct(spec: &Spec, class: RegClass) -> DirectPlan {
+    let (cin, taps, kw) = (spec.in_per_group(), spec.taps(), spec.kernel_w);
+    let mut best: Option<(f64, DirectPlan)> = None;
+    for t in divisors_desc(spec.out_per_group(), MAX_OC_TILE) {
+        for rows in 1..=MAX_ROW_TILE {
+            let body = t * rows * cin * taps;
+            let unroll = if body <= MAX_UNROLLED_FMAS {
+                Unroll::Full
+            } else if t * rows * taps <= MAX_UNROLLED_FMAS {
+                Unroll::TapsOnly
+            } else {
+                Unroll::TileOnly
+            };
+            let accs = t * rows;
+            // Live input vectors: with row sharing every input row of one (ic, kx) step;
+            // otherwise one at a time.
+            let live_in = match unroll {
+                Unroll::TileOnly => 1,
+                _ => rows_in(spec, rows),
+            };
+            let hoist_regs = t * cin * taps;
+            for hoist in [true, false] {
+                if hoist && (unroll != Unroll::Full || accs + live_in + hoist_regs > class.regs) {
+                    continue;
+                }
+                if !hoist && accs + live_in + 1 > class.regs {
+                    continue;
+                }
+                // Memory operations per output vector (the FMAs per output are fixed).
+                let loads = match unroll {
+                    Unroll::TileOnly => (cin * taps * rows) as f64 / accs as f64,
+                    _ => (cin * kw * rows_in(spec, rows)) as f64 / accs as f64,
+                };
+                let splats = if hoist {
+                    0.0
+                } else {
+                    (cin * taps) as f64 / rows as f64
+                };
+                // Per-tile overhead (stores, index math, loop) amortised over the tile.
+                let cost = loads + splats + 2.0 / accs as f64;
+                if best.as_ref().is_none_or(|(c, _)| cost < *c - 1e-9) {
+                    best = Some((
+                        cost,
+                        DirectPlan {
+                            regs: class.regs,
+                            oc_tile: t,
+                            rows,
+                            rem_rows: Vec::new(),
+                            hoist_weights: hoist,
+                            unroll,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    let mut plan = best.map(|(_, p)| p).unwrap_or(DirectPlan {
+        regs: class.regs,
+        oc_tile: 1,
+        rows: 1,
+        rem_rows: Vec::new(),
+        hoist_weights: false,
+        unroll: Unroll::TileOnly,
+    });
+    // Remainder tiles: powers of two below the main tile, so any remainder is a short sum.
+    let mut r = 1;
+    while r < plan.rows {
+        plan.rem_rows.push(r);
+        r *= 2;
+    }
+    plan.rem_rows.reverse();
+    plan
+}
+
+fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
+    let (cin, cout) = (spec.in_per_group(), spec.out_per_group());
+    let mut best: Option<(f64, GemmPlan)> = None;
+    for vecs in 1..=4 {
+        for t in 1..=cout.min(MAX_OC_TILE * 2) {
+            // Accumulators, the tile's input vectors, one splatted weight.
+            if t * vecs + vecs + 1 > class.regs {
+                continue;
+            }
+            let tail = cout % t;
+            // Loads + splats per FMA, over the whole group including the tail tile.
+            let full = (cout / t) as f64;
+            let per_fma = |tt: usize| (vecs + tt) as f64 / (tt * vecs) as f64;
+            let mut cost = full * t as f64 * per_fma(t);
+            if tail > 0 {
+                cost += tail as f64 * per_fma(tail);
+            }
+            cost /= cout as f64;
+            if best.as_ref().is_none_or(|(c, _)| cost < *c - 1e-9) {
+                let ic_unroll = divisors_desc(cin, 8)
+                    .into_iter()
+                    .find(|u| u * t * vecs <= MAX_UNROLLED_FMAS / 2)
+                    .unwrap_or(1);
+                best = Some((
+                    cost,
+                    GemmPlan {
+                        regs: class.regs,
+                        oc_tile: t,
+                        oc_tail: tail,
+                        vecs,
+                        ic_unroll,
+                    },
+                ));
+            }
+        }
+    }
+    best.map(|(_, p)| p).unwrap_or(GemmPlan {
+        regs: class.regs,
+        oc_tile: 1,
+        oc_tail: 0,
+        vecs: 1,
+        ic_unroll: 1,
+    })
+}
