@@ -15,13 +15,11 @@ pub(crate) fn validate_params(p: &Conv2dParams) -> Result<()> {
     p.validate()?;
     let fits = p.pad_top.checked_add(p.pad_bottom).is_some()
         && p.pad_left.checked_add(p.pad_right).is_some()
-        && p
-            .dilation_h
+        && p.dilation_h
             .checked_mul(p.kernel_h - 1)
             .and_then(|v| v.checked_add(1))
             .is_some()
-        && p
-            .dilation_w
+        && p.dilation_w
             .checked_mul(p.kernel_w - 1)
             .and_then(|v| v.checked_add(1))
             .is_some();
