@@ -1,0 +1,8 @@
+use conv_runtime::conv_kernel;
+
+#[conv_kernel(in = 16, out = 16, k = 3)]
+pub enum X {
+    A,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use conv_runtime::conv_kernel;
+
+#[conv_kernel(in = 16, out = 16, k = 3)]
+pub struct X<const N: usize>;
+
+fn main() {}

@@ -1,0 +1,6 @@
+use conv_runtime::conv_kernel;
+
+#[conv_kernel(stride = 2)]
+pub struct X;
+
+fn main() {}

@@ -1,0 +1,6 @@
+use conv_runtime::conv_kernel;
+
+#[conv_kernel(in = 99999999999999999999999, out = 16, k = 3)]
+pub struct X;
+
+fn main() {}
