@@ -17,6 +17,8 @@ type Errors = Option<syn::Error>;
 ///
 /// On failure returns every error combined and, if the item is a struct, the struct, so
 /// [`crate::fallback::stub`] can keep the rest of the user's crate compiling.
+// The error is large, but it is built once per expansion, on the failure path only.
+#[allow(clippy::result_large_err)]
 pub fn layer(
     attr: TokenStream,
     item: TokenStream,
@@ -216,7 +218,7 @@ fn check_known_key(key: &Ident, errors: &mut Errors) -> Option<&'static str> {
 
 /// Rule: a key is given at most once. The second occurrence is the error; the first one is used.
 fn check_unique_key(key: &Ident, seen: &[&Ident], errors: &mut Errors) -> bool {
-    if !seen.iter().any(|s| *s == key) {
+    if !seen.contains(&key) {
         return true;
     }
     let forms = args::forms(&key.to_string());
@@ -306,7 +308,7 @@ fn check_integer(key: &str, value: &Value, errors: &mut Errors) -> Option<Field<
         ),
         Value::Other(syn::Expr::Path(_)) => format!(
             "`{key}` must be an integer literal, found `{}`; the macro cannot read constants, \
-             write the number, e.g. {forms}",
+             write the number itself",
             value.source()
         ),
         _ => format!(
