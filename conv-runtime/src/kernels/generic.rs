@@ -2,8 +2,10 @@
 //! pulp, specialised to nothing.
 //!
 //! It is the baseline that generated kernels are benchmarked against, so it avoids silly costs
-//! (no bounds-checked scalar loop, no scalar tail in the hot loop) but deliberately has no
-//! register tiling, unrolled taps or shape-specific paths.
+//! (no per-element bounds checks or scalar tails in the FMA loops, no division in the loops) but
+//! deliberately has no register tiling over pixels or channels and no shape-specific code: kernel
+//! size, stride, dilation and padding all stay run-time values. (The only concession is a
+//! compile-time step for the stride-2 deinterleave of step 2.)
 //!
 //! # Algorithm
 //!
@@ -19,8 +21,9 @@
 //!    `kx * dilation_w = q * stride_w + r`: a contiguous slice of `wo_pad` floats for every tap,
 //!    whatever the stride, dilation or padding. (With stride 1 there is one phase row, the padded
 //!    input row.)
-//! 3. For each tap `kx` and output channel: `acc[oc] += weight * phase[r][q..q + wo_pad]`, whole
-//!    vectors only (`mul_add_e_f32s`).
+//! 3. For each output channel: `acc[oc] += sum over kx of weight * phase[r][q..q + wo_pad]`,
+//!    whole vectors only (`mul_add_e_f32s`), taps in passes of up to 4 so an accumulator vector is
+//!    loaded and stored once per pass, not once per tap.
 //! 4. The first `w_out` columns of each accumulator row are copied to the output.
 //!
 //! Padding, image borders and column tails all become zeros in the phase rows, so the hot loop has
@@ -40,8 +43,8 @@ use pulp::{Simd, WithSimd};
 #[derive(Clone, Debug)]
 pub struct GenericConv2d {
     params: Conv2dParams,
-    /// Weights repacked as `(groups, in / groups, kh, kw, out / groups)`: the weights of one tap
-    /// for all output channels of a group are contiguous.
+    /// Weights repacked as `(groups, in / groups, kh, out / groups, kw)`: the weights one pass
+    /// over an accumulator row needs (one input row, one output channel, all `kx`) are contiguous.
     weight: Vec<f32>,
     /// One value per output channel; zeros for a layer without bias.
     bias: Vec<f32>,
@@ -58,16 +61,18 @@ impl GenericConv2d {
         params.check_weights(weight.len(), bias.map(<[f32]>::len))?;
         let p = &params;
         let (ipg, opg, groups) = (p.in_per_group(), p.out_per_group(), p.groups);
-        let taps = p.kernel_h * p.kernel_w;
+        let (kh, kw) = (p.kernel_h, p.kernel_w);
         let mut packed = vec![0.0f32; weight.len()];
         for g in 0..groups {
             for ocg in 0..opg {
                 let oc = g * opg + ocg;
                 for icg in 0..ipg {
-                    for t in 0..taps {
-                        let src = (oc * ipg + icg) * taps + t;
-                        let dst = ((g * ipg + icg) * taps + t) * opg + ocg;
-                        packed[dst] = weight[src];
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let src = ((oc * ipg + icg) * kh + ky) * kw + kx;
+                            let dst = (((g * ipg + icg) * kh + ky) * opg + ocg) * kw + kx;
+                            packed[dst] = weight[src];
+                        }
                     }
                 }
             }
@@ -167,13 +172,89 @@ struct GenericOp<'a> {
     wo: usize,
 }
 
-/// Where tap `kx` reads its source columns from.
-#[derive(Clone, Copy)]
+/// Where the taps read their source columns from, with every index precomputed per call so that
+/// the loops below do no division.
 enum Source {
-    /// Phase rows: `row_len` floats per phase, `stride_w` phases.
-    Phases { row_len: usize },
+    /// Phase rows of `row_len` floats each (a multiple of the vector width).
+    Phases {
+        /// Per phase `r` with data: `(first input column, its index in the buffer, count)`.
+        fills: Vec<(usize, usize, usize)>,
+        /// Per tap `kx`: start of its `wo_pad` source columns in the buffer.
+        tap_start: Vec<usize>,
+    },
     /// Per-tap gather into a `wo_pad` scratch row (pathological geometries).
-    PerTap,
+    PerTap {
+        /// Per tap `kx`: valid output columns `lo..hi` and the input column read at `lo`.
+        ranges: Vec<(usize, usize, usize)>,
+    },
+}
+
+impl Source {
+    /// Chooses the layout and returns it with the scratch length it needs.
+    fn plan(w: usize, wo: usize, wo_pad: usize, lanes: usize, p: &Conv2dParams) -> (Self, usize) {
+        let (kw, sw, dw, pl) = (p.kernel_w, p.stride_w, p.dilation_w, p.pad_left);
+        // Phase rows need `stride_w * row_len` floats, `row_len >= wo_pad + (kw-1)*dw / stride_w`.
+        // Use them while that stays proportional to the data actually read.
+        let row_len = wo_pad
+            .checked_add((kw - 1) * dw / sw)
+            .and_then(|l| l.div_ceil(lanes).checked_mul(lanes));
+        let total = row_len.and_then(|l| Some((l, l.checked_mul(sw)?)));
+        let budget = w
+            .saturating_add(kw.saturating_mul(wo_pad))
+            .saturating_mul(8)
+            .saturating_add(4096);
+        match total {
+            Some((row_len, total)) if total <= budget => {
+                let mut fills = Vec::new();
+                for r in 0..sw {
+                    // First input column whose padded position `pl + ix` is in phase `r`, and
+                    // its slot `j` in that phase row; data past the row end is never read.
+                    let ix0 = (r + sw - pl % sw) % sw;
+                    let j0 = (pl + ix0) / sw;
+                    if ix0 >= w || j0 >= row_len {
+                        continue;
+                    }
+                    let count = ((w - ix0).div_ceil(sw)).min(row_len - j0);
+                    fills.push((ix0, r * row_len + j0, count));
+                }
+                let tap_start = (0..kw)
+                    .map(|kx| (kx * dw % sw) * row_len + kx * dw / sw)
+                    .collect();
+                (Source::Phases { fills, tap_start }, total)
+            }
+            _ => {
+                let ranges = (0..kw)
+                    .map(|kx| {
+                        let off = kx * dw;
+                        // Valid ox: pl <= ox*sw + off <= pl + w - 1.
+                        let lo = if off >= pl {
+                            0
+                        } else {
+                            (pl - off).div_ceil(sw)
+                        };
+                        let hi = match (w - 1 + pl).checked_sub(off) {
+                            Some(span) => (span / sw + 1).min(wo),
+                            None => 0,
+                        };
+                        if lo < hi {
+                            (lo, hi, lo * sw + off - pl)
+                        } else {
+                            (0, 0, 0)
+                        }
+                    })
+                    .collect();
+                (Source::PerTap { ranges }, wo_pad)
+            }
+        }
+    }
+}
+
+/// A zeroed scratch buffer of `len` floats whose first element is 64-byte aligned when the
+/// allocator allows it (whole-vector rows then never straddle cache lines).
+fn aligned_zeroed(storage: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    *storage = vec![0.0f32; len + 16];
+    let skip = storage.as_ptr().align_offset(64).min(16);
+    &mut storage[skip..skip + len]
 }
 
 impl WithSimd for GenericOp<'_> {
@@ -195,34 +276,21 @@ impl WithSimd for GenericOp<'_> {
         let (ci, co) = (p.in_channels, p.out_channels);
         let (ipg, opg) = (p.in_per_group(), p.out_per_group());
         let (kh, kw) = (p.kernel_h, p.kernel_w);
-        let (sw, dw, pl) = (p.stride_w, p.dilation_w, p.pad_left);
         let lanes = S::F32_LANES;
         // `wo <= output.len()`, so this cannot overflow for a real output slice.
-        let wo_pad = wo.div_ceil(lanes).saturating_mul(lanes);
-
-        // Phase rows need `stride_w * (wo_pad + max_q)` floats, `max_q = (kw-1)*dw / stride_w`.
-        // Use them while that stays proportional to the data actually read.
-        let max_q = (kw - 1) * dw / sw;
-        let phases_len = wo_pad
-            .checked_add(max_q)
-            .and_then(|row_len| Some((row_len, row_len.checked_mul(sw)?)));
-        let budget = w
-            .saturating_add(kw.saturating_mul(wo_pad))
-            .saturating_mul(8)
-            .saturating_add(4096);
-        let (source, scratch_len) = match phases_len {
-            Some((row_len, total)) if total <= budget => (Source::Phases { row_len }, total),
-            _ => (Source::PerTap, wo_pad),
-        };
-        let mut src_buf = vec![0.0f32; scratch_len];
-        let mut acc = vec![0.0f32; opg * wo_pad];
+        let wo_pad = wo.div_ceil(lanes) * lanes;
+        let (source, scratch_len) = Source::plan(w, wo, wo_pad, lanes, p);
+        let (mut src_store, mut acc_store) = (Vec::new(), Vec::new());
+        let src_buf = aligned_zeroed(&mut src_store, scratch_len);
+        let acc = aligned_zeroed(&mut acc_store, opg * wo_pad);
 
         for b in 0..n {
             for g in 0..p.groups {
+                let bias = &conv.bias[g * opg..][..opg];
                 for oy in 0..ho {
                     // 1. bias
-                    for (ocg, row) in acc.chunks_exact_mut(wo_pad).enumerate() {
-                        row.fill(conv.bias[g * opg + ocg]);
+                    for (ocg, &bv) in bias.iter().enumerate() {
+                        acc[ocg * wo_pad..][..wo_pad].fill(bv);
                     }
                     for icg in 0..ipg {
                         let ic = g * ipg + icg;
@@ -233,42 +301,121 @@ impl WithSimd for GenericOp<'_> {
                                 continue; // the whole kernel row reads zero padding
                             }
                             let iy = py - p.pad_top;
-                            let row_start = ((b * ci + ic) * h + iy) * w;
-                            let in_row = &input[row_start..row_start + w];
-                            // 2. phase rows for this input row
-                            if let Source::Phases { row_len } = source {
-                                fill_phases(&mut src_buf, row_len, in_row, sw, pl);
-                            }
-                            let tap_w0 = ((g * ipg + icg) * kh + ky) * kw * opg;
-                            for kx in 0..kw {
-                                let off = kx * dw;
-                                let src: &[f32] = match source {
-                                    Source::Phases { row_len } => {
-                                        let start = (off % sw) * row_len + off / sw;
-                                        &src_buf[start..start + wo_pad]
+                            let in_row = &input[((b * ci + ic) * h + iy) * w..][..w];
+                            let tap_w =
+                                &conv.weight[((g * ipg + icg) * kh + ky) * kw * opg..][..kw * opg];
+                            match &source {
+                                Source::Phases { fills, tap_start } => {
+                                    // 2. phase rows for this input row
+                                    fill_phases(src_buf, fills, in_row, p.stride_w);
+                                    // 3. one pass per output channel over its accumulator row,
+                                    // all `kw` taps per vector
+                                    for ocg in 0..opg {
+                                        let acc_row = &mut acc[ocg * wo_pad..][..wo_pad];
+                                        let wts = &tap_w[ocg * kw..][..kw];
+                                        fma_taps(simd, acc_row, src_buf, tap_start, wts);
                                     }
-                                    Source::PerTap => {
-                                        gather_tap(&mut src_buf, in_row, wo, sw, off, pl);
-                                        &src_buf[..wo_pad]
+                                }
+                                Source::PerTap { ranges } => {
+                                    for (kx, &range) in ranges.iter().enumerate() {
+                                        gather_tap(src_buf, in_row, range, p.stride_w);
+                                        let src = &src_buf[..wo_pad];
+                                        for ocg in 0..opg {
+                                            let acc_row = &mut acc[ocg * wo_pad..][..wo_pad];
+                                            fma_row(simd, acc_row, src, tap_w[ocg * kw + kx]);
+                                        }
                                     }
-                                };
-                                let wts = &conv.weight[tap_w0 + kx * opg..][..opg];
-                                // 3. one vector FMA row per output channel
-                                for (row, &wv) in acc.chunks_exact_mut(wo_pad).zip(wts) {
-                                    fma_row(simd, row, src, wv);
                                 }
                             }
                         }
                     }
                     // 4. store
-                    for (ocg, row) in acc.chunks_exact(wo_pad).enumerate() {
+                    for ocg in 0..opg {
                         let start = ((b * co + g * opg + ocg) * ho + oy) * wo;
-                        output[start..start + wo].copy_from_slice(&row[..wo]);
+                        output[start..][..wo].copy_from_slice(&acc[ocg * wo_pad..][..wo]);
                     }
                 }
             }
         }
     }
+}
+
+/// `acc[x] += sum over taps t of wts[t] * buf[starts[t] + x]` for the whole row `acc`, a whole
+/// number of vectors. Taps go in passes of up to 4 ([`fma_pass`]), so each accumulator vector is
+/// loaded and stored once per pass instead of once per tap, and the tap count stays a run-time
+/// value.
+#[inline(always)]
+fn fma_taps<S: Simd>(simd: S, acc: &mut [f32], buf: &[f32], starts: &[usize], wts: &[f32]) {
+    let len = acc.len();
+    let (acc, acc_tail) = S::as_mut_simd_f32s(acc);
+    debug_assert!(acc_tail.is_empty());
+    let src = |t: usize| S::as_simd_f32s(&buf[starts[t]..][..len]).0;
+    let mut t = 0;
+    while t < wts.len() {
+        let w = &wts[t..];
+        t += match w.len() {
+            1 => fma_pass(simd, acc, [src(t)], [w[0]]),
+            2 => fma_pass(simd, acc, [src(t), src(t + 1)], [w[0], w[1]]),
+            3 => fma_pass(
+                simd,
+                acc,
+                [src(t), src(t + 1), src(t + 2)],
+                [w[0], w[1], w[2]],
+            ),
+            _ => fma_pass(
+                simd,
+                acc,
+                [src(t), src(t + 1), src(t + 2), src(t + 3)],
+                [w[0], w[1], w[2], w[3]],
+            ),
+        };
+    }
+}
+
+/// One pass of `N` taps over an accumulator row: `acc[j] += sum_t wts[t] * srcs[t][j]`; returns
+/// `N`. Written as zipped slice iterators (not indexing) so the loop has no bounds checks.
+/// Register budget: `N` broadcast weights, one accumulator, one source vector.
+#[inline(always)]
+fn fma_pass<S: Simd, const N: usize>(
+    simd: S,
+    acc: &mut [S::f32s],
+    srcs: [&[S::f32s]; N],
+    wts: [f32; N],
+) -> usize {
+    let w = wts.map(|w| simd.splat_f32s(w));
+    let fma = |a, b, c| simd.mul_add_e_f32s(a, b, c);
+    match srcs.as_slice() {
+        [s0] => {
+            for (a, &x0) in acc.iter_mut().zip(*s0) {
+                *a = fma(w[0], x0, *a);
+            }
+        }
+        [s0, s1] => {
+            for ((a, &x0), &x1) in acc.iter_mut().zip(*s0).zip(*s1) {
+                *a = fma(w[1], x1, fma(w[0], x0, *a));
+            }
+        }
+        [s0, s1, s2] => {
+            for (((a, &x0), &x1), &x2) in acc.iter_mut().zip(*s0).zip(*s1).zip(*s2) {
+                *a = fma(w[2], x2, fma(w[1], x1, fma(w[0], x0, *a)));
+            }
+        }
+        [s0, s1, s2, s3] => {
+            for ((((a, &x0), &x1), &x2), &x3) in acc.iter_mut().zip(*s0).zip(*s1).zip(*s2).zip(*s3)
+            {
+                *a = fma(w[3], x3, fma(w[2], x2, fma(w[1], x1, fma(w[0], x0, *a))));
+            }
+        }
+        // Not produced by `fma_taps`; correct for any `N` all the same.
+        srcs => {
+            for (src, &wt) in srcs.iter().zip(&w) {
+                for (a, &x) in acc.iter_mut().zip(*src) {
+                    *a = fma(wt, x, *a);
+                }
+            }
+        }
+    }
+    N
 }
 
 /// `acc += wv * src`, both of the same length, a whole number of vectors.
@@ -289,53 +436,49 @@ fn fma_row<S: Simd>(simd: S, acc: &mut [f32], src: &[f32], wv: f32) {
 }
 
 /// Writes the data positions of `in_row` into the phase rows:
-/// `phases[r * row_len + j] = in_row[j * sw + r - pl]` wherever that is an input column and
-/// `j < row_len`. Every other position is zero (set once at allocation, never written).
+/// `buf[dst + j] = in_row[ix0 + j * sw]` for each planned `(ix0, dst, count)`. Every other position
+/// is zero (set once at allocation, never written).
 #[inline(always)]
-fn fill_phases(phases: &mut [f32], row_len: usize, in_row: &[f32], sw: usize, pl: usize) {
-    if sw == 1 {
-        // One phase row: padded[pl + ix] = in_row[ix], clipped to the row.
-        if let Some(dst) = phases.get_mut(pl..row_len) {
-            let len = dst.len().min(in_row.len());
-            dst[..len].copy_from_slice(&in_row[..len]);
-        }
-        return;
-    }
-    for (r, phase) in phases.chunks_exact_mut(row_len).enumerate().take(sw) {
-        // First input column whose padded position `pl + ix` is in phase `r`.
-        let ix0 = (r + sw - pl % sw) % sw;
-        if ix0 >= in_row.len() {
-            continue;
-        }
-        let j0 = (pl + ix0) / sw;
-        if let Some(dst) = phase.get_mut(j0..) {
-            for (d, &s) in dst.iter_mut().zip(in_row[ix0..].iter().step_by(sw)) {
-                *d = s;
+fn fill_phases(buf: &mut [f32], fills: &[(usize, usize, usize)], in_row: &[f32], sw: usize) {
+    for &(ix0, dst, count) in fills {
+        let dst = &mut buf[dst..][..count];
+        if sw == 1 {
+            dst.copy_from_slice(&in_row[ix0..][..count]);
+        } else {
+            let src = &in_row[ix0..];
+            match sw {
+                // Stride 2 is common enough that its deinterleave gets a compile-time step.
+                2 => gather_every::<2>(dst, src),
+                _ => {
+                    for (d, c) in dst.iter_mut().zip(src.chunks(sw)) {
+                        *d = c[0];
+                    }
+                }
             }
         }
     }
 }
 
-/// Builds the `wo_pad` source columns of one tap in `dst` directly:
-/// `dst[ox] = in_row[ox * sw + off - pl]` where that is an input column, else zero.
+/// `dst[j] = src[j * STEP]` for every `j < dst.len()`; the planner guarantees
+/// `(dst.len() - 1) * STEP < src.len()`.
 #[inline(always)]
-fn gather_tap(dst: &mut [f32], in_row: &[f32], wo: usize, sw: usize, off: usize, pl: usize) {
-    dst.fill(0.0);
-    let w = in_row.len();
-    // Valid ox: pl <= ox*sw + off <= pl + w - 1.
-    let lo = if off >= pl {
-        0
-    } else {
-        (pl - off).div_ceil(sw)
-    };
-    let hi = match (w - 1 + pl).checked_sub(off) {
-        Some(span) => (span / sw + 1).min(wo),
-        None => 0,
-    };
-    if lo >= hi {
-        return;
+fn gather_every<const STEP: usize>(dst: &mut [f32], src: &[f32]) {
+    let mut chunks = src.chunks_exact(STEP);
+    for (d, c) in dst.iter_mut().zip(&mut chunks) {
+        *d = c[0];
     }
-    let ix0 = lo * sw + off - pl;
+    // A last element in the partial chunk past the whole ones.
+    let whole = src.len() / STEP;
+    if let (Some(d), Some(&v)) = (dst.get_mut(whole), chunks.remainder().first()) {
+        *d = v;
+    }
+}
+
+/// Builds one tap's `wo_pad` source columns in `dst`: `dst[ox] = in_row[ix0 + (ox - lo) * sw]`
+/// for `ox` in `lo..hi`, zero elsewhere.
+#[inline(always)]
+fn gather_tap(dst: &mut [f32], in_row: &[f32], (lo, hi, ix0): (usize, usize, usize), sw: usize) {
+    dst.fill(0.0);
     for (d, &s) in dst[lo..hi].iter_mut().zip(in_row[ix0..].iter().step_by(sw)) {
         *d = s;
     }
