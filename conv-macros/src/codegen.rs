@@ -120,7 +120,7 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
         scratch_len,
         runs,
     } = code;
-    let (cin, cout) = (spec.in_channels, spec.out_channels);
+    let (cin, cout) = (emit::lit(spec.in_channels), emit::lit(spec.out_channels));
     let params = emit::params(spec);
     let kname = kernel_name(spec, &plans);
     let family = spec.family().name();
@@ -216,6 +216,28 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
                 w: usize,
             ) -> #rt::Result<::std::vec::Vec<f32>> {
                 #rt::forward_vec(self, #rt::Isa::best(), input, n, h, w)
+            }
+        }
+
+        impl #rt::Conv2dLayer for #name {
+            fn params(&self) -> #rt::Conv2dParams {
+                Self::PARAMS
+            }
+
+            fn kernel_name(&self) -> &'static str {
+                Self::KERNEL_INFO.name
+            }
+
+            fn forward_on(
+                &self,
+                isa: #rt::Isa,
+                input: &[f32],
+                n: usize,
+                h: usize,
+                w: usize,
+                output: &mut [f32],
+            ) -> #rt::Result<()> {
+                #rt::forward(self, isa, input, n, h, w, output)
             }
         }
 

@@ -186,6 +186,8 @@ fn plan_direct(spec: &Spec, class: RegClass) -> DirectPlan {
     plan
 }
 
+// The register budgets read as `accumulators + inputs + splat <= registers`.
+#[allow(clippy::int_plus_one)]
 fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
     let (cin, cout) = (spec.in_per_group(), spec.out_per_group());
     let mut best: Option<(f64, GemmPlan)> = None;
@@ -205,9 +207,12 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
             }
             cost /= cout as f64;
             if best.as_ref().is_none_or(|(c, _)| cost < *c - 1e-9) {
+                // Unrolling the reduction only pays while the extra input vectors it keeps
+                // live still fit beside the accumulators; otherwise LLVM hoists the loads of
+                // the unrolled steps and spills accumulators.
                 let ic_unroll = divisors_desc(cin, 8)
                     .into_iter()
-                    .find(|u| u * t * vecs <= MAX_UNROLLED_FMAS / 2)
+                    .find(|u| t * vecs + u * vecs + 1 <= class.regs)
                     .unwrap_or(1);
                 best = Some((
                     cost,

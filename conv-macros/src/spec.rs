@@ -1,7 +1,5 @@
 //! The validated model of a layer: *what* is convolved. Codegen sees only this, never raw tokens.
 
-use proc_macro2::Span;
-
 /// Which kernel family computes a layer. Derived from the shape, never written by the user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -41,8 +39,6 @@ pub struct Spec {
     pub dilation_w: usize,
     pub groups: usize,
     pub bias: bool,
-    /// Span of the attribute, for generated items that have no better anchor.
-    pub span: Span,
 }
 
 impl Spec {
@@ -56,10 +52,6 @@ impl Spec {
 
     pub fn taps(&self) -> usize {
         self.kernel_h * self.kernel_w
-    }
-
-    pub fn weight_len(&self) -> usize {
-        self.out_channels * self.in_per_group() * self.taps()
     }
 
     pub fn family(&self) -> Family {

@@ -194,7 +194,6 @@ fn spec_from_args(raw: &RawArgs, errors: &mut Errors) -> Option<Spec> {
         dilation_w: dilation[1].value,
         groups: groups.value,
         bias,
-        span: Span::call_site(),
     })
 }
 

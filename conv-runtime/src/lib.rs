@@ -6,6 +6,7 @@
 pub mod dispatch;
 pub mod error;
 pub mod kernels;
+pub mod layer;
 pub mod shape;
 pub mod tensor;
 
@@ -18,6 +19,7 @@ pub use dispatch::Isa;
 pub use error::{ConvError, Result};
 pub use kernels::generic::GenericConv2d;
 pub use kernels::reference;
+pub use layer::Conv2dLayer;
 pub use shape::Conv2dParams;
 pub use tensor::{TensorMut, TensorRef};
 

@@ -8,6 +8,7 @@ use core::cell::Cell;
 
 pub use crate::dispatch::Isa;
 pub use crate::error::{ConvError, Result};
+pub use crate::layer::Conv2dLayer;
 pub use crate::shape::Conv2dParams;
 pub use crate::tensor::{TensorMut, TensorRef};
 pub use crate::KernelInfo;
@@ -118,9 +119,14 @@ pub fn forward_tensor<K: Generated>(
     let (ho, wo) = p.output_hw(h, w)?;
     let want = [n, p.out_channels, ho, wo];
     let got = output.dims();
-    for (i, what) in ["output batch", "output channels", "output height", "output width"]
-        .into_iter()
-        .enumerate()
+    for (i, what) in [
+        "output batch",
+        "output channels",
+        "output height",
+        "output width",
+    ]
+    .into_iter()
+    .enumerate()
     {
         if got[i] != want[i] {
             return Err(ConvError::ShapeMismatch {
@@ -221,7 +227,7 @@ impl Band {
     /// The band for a layer with the given kernel extent, for output width `wo`, vectors of
     /// `lanes`, and a row tile of `row_tile` output rows. `out_rows` is the largest multiple of
     /// `row_tile` whose band fits [`BAND_BYTES`] (at least one row tile, at most `ho` rounded up).
-    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn new(
         p: &Conv2dParams,
         chans: usize,
@@ -234,7 +240,8 @@ impl Band {
         let reach_w = (p.kernel_w - 1) * p.dilation_w / sw;
         let phase_len = wo.div_ceil(lanes) * lanes + reach_w;
         let row_stride = phase_len * sw;
-        let rows_for = |out_rows: usize| (out_rows - 1) * p.stride_h + (p.kernel_h - 1) * p.dilation_h + 1;
+        let rows_for =
+            |out_rows: usize| (out_rows - 1) * p.stride_h + (p.kernel_h - 1) * p.dilation_h + 1;
         let per_tile_bytes = rows_for(row_tile).max(row_tile * p.stride_h) * row_stride * chans * 4;
         let tiles = (BAND_BYTES / per_tile_bytes.max(1)).max(1);
         let out_rows = (tiles * row_tile).min(ho.div_ceil(row_tile) * row_tile);
@@ -271,6 +278,7 @@ impl Band {
 
     /// Fills the band for output rows starting at `oy0` from `planes` (`chans` planes of `h x w`).
     /// Rows and columns outside the input are zero.
+    #[inline(always)]
     pub fn fill(&self, planes: &[f32], h: usize, w: usize, oy0: usize, band: &mut [f32]) {
         let band = &mut band[..self.len()];
         let (sw, pl) = (self.stride_w, self.pad_left);
@@ -293,12 +301,27 @@ impl Band {
                     rest[n..].fill(0.0);
                 } else {
                     for (p, phase) in row.chunks_exact_mut(self.phase_len).enumerate() {
-                        for (q, d) in phase.iter_mut().enumerate() {
-                            let col = (q * sw + p).checked_sub(pl);
-                            *d = match col {
-                                Some(x) if x < w => src[x],
-                                _ => 0.0,
-                            };
+                        // Phase column q holds input column q * sw + p - pl: the valid q are
+                        // q0..q1, the rest is padding.
+                        let q0 = pl.saturating_sub(p).div_ceil(sw).min(phase.len());
+                        let q1 = (w + pl)
+                            .saturating_sub(p)
+                            .div_ceil(sw)
+                            .clamp(q0, phase.len());
+                        let (head, rest) = phase.split_at_mut(q0);
+                        let (data, tail) = rest.split_at_mut(q1 - q0);
+                        head.fill(0.0);
+                        tail.fill(0.0);
+                        let x0 = q0 * sw + p - pl;
+                        let src = &src[x0..];
+                        // Whole stride groups first (a loop LLVM vectorises as interleaved
+                        // loads), then at most one last element.
+                        let full = (src.len() / sw).min(data.len());
+                        for (d, s) in data[..full].iter_mut().zip(src.chunks_exact(sw)) {
+                            *d = s[0];
+                        }
+                        if let Some(d) = data.get_mut(full) {
+                            *d = src[full * sw];
                         }
                     }
                 }

@@ -97,7 +97,9 @@ impl Conv2dParams {
         ];
         for (name, v) in nonzero {
             if v == 0 {
-                return Err(ConvError::InvalidParams(format!("`{name}` must be at least 1")));
+                return Err(ConvError::InvalidParams(format!(
+                    "`{name}` must be at least 1"
+                )));
             }
         }
         if self.in_channels % self.groups != 0 {
@@ -152,8 +154,12 @@ impl Conv2dParams {
     /// `out = floor((in + pad_before + pad_after - dilation * (k - 1) - 1) / stride) + 1`.
     pub fn output_hw(&self, h: usize, w: usize) -> Result<(usize, usize)> {
         let (ekh, ekw) = self.effective_kernel();
-        let ph = h.checked_add(self.pad_top + self.pad_bottom).ok_or(ConvError::Overflow)?;
-        let pw = w.checked_add(self.pad_left + self.pad_right).ok_or(ConvError::Overflow)?;
+        let ph = h
+            .checked_add(self.pad_top + self.pad_bottom)
+            .ok_or(ConvError::Overflow)?;
+        let pw = w
+            .checked_add(self.pad_left + self.pad_right)
+            .ok_or(ConvError::Overflow)?;
         if ph < ekh || pw < ekw || h == 0 || w == 0 {
             return Err(ConvError::InputTooSmall {
                 h,
@@ -162,7 +168,10 @@ impl Conv2dParams {
                 min_w: ekw.saturating_sub(self.pad_left + self.pad_right).max(1),
             });
         }
-        Ok(((ph - ekh) / self.stride_h + 1, (pw - ekw) / self.stride_w + 1))
+        Ok((
+            (ph - ekh) / self.stride_h + 1,
+            (pw - ekw) / self.stride_w + 1,
+        ))
     }
 
     /// Elements of the input `(n, in, h, w)`, checked for overflow.

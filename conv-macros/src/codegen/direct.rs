@@ -101,7 +101,7 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
 
     quote! {
         #[inline(always)]
-        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one)]
         fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
             #tiles
 
@@ -261,16 +261,22 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
                     });
                 }
             }
-            let (cpg_in, kh_l, kw_l, taps) =
-                (lit(cpg_in), lit(kh), lit(kw), lit(spec.taps()));
-            let (sh, sw, dh, dw) = (lit(sh), lit(sw), lit(dh), lit(dw));
+            let (cpg_in, kh_l, kw_l, taps) = (lit(cpg_in), lit(kh), lit(kw), lit(spec.taps()));
+            // Phase and offset of tap kx in the band (see `Band`); plain `kx * dw` at stride 1.
+            let (phase, off) = if sw == 1 {
+                let dw = lit(dw);
+                (quote!(0), quote!(kx * #dw))
+            } else {
+                let (sw, dw) = (lit(sw), lit(dw));
+                (quote!((kx * #dw) % #sw), quote!((kx * #dw) / #sw))
+            };
+            let (sh, dh) = (lit(sh), lit(dh));
             quote! {
                 for ic in 0..#cpg_in {
                     for ky in 0..#kh_l {
                         for kx in 0..#kw_l {
                             let tap = ic * #taps + ky * #kw_l + kx;
-                            let base = band.at(ic, r0 * #sh + ky * #dh, (kx * #dw) % #sw)
-                                + ox + (kx * #dw) / #sw;
+                            let base = band.at(ic, r0 * #sh + ky * #dh, #phase) + ox + #off;
                             #fmas
                         }
                     }

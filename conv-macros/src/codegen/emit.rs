@@ -30,6 +30,23 @@ pub fn params(spec: &Spec) -> TokenStream {
         bias,
         ..
     } = spec;
+    let [in_channels, out_channels, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_bottom, pad_left, pad_right, dilation_h, dilation_w, groups] =
+        [
+            in_channels,
+            out_channels,
+            kernel_h,
+            kernel_w,
+            stride_h,
+            stride_w,
+            pad_top,
+            pad_bottom,
+            pad_left,
+            pad_right,
+            dilation_h,
+            dilation_w,
+            groups,
+        ]
+        .map(|v| lit(*v));
     quote! {
         #rt::Conv2dParams {
             in_channels: #in_channels,

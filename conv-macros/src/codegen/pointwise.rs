@@ -34,7 +34,11 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
     let cpg_in = spec.in_per_group();
     let cpg_out = spec.out_per_group();
     let (cpg_in_l, cpg_out_l) = (lit(cpg_in), lit(cpg_out));
-    let (groups, cin, cout) = (lit(spec.groups), lit(spec.in_channels), lit(spec.out_channels));
+    let (groups, cin, cout) = (
+        lit(spec.groups),
+        lit(spec.in_channels),
+        lit(spec.out_channels),
+    );
     let oct = plan.oc_tile;
     let ntiles = cpg_out / oct;
     let vecs = lit(plan.vecs);
@@ -72,7 +76,7 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
 
     quote! {
         #[inline(always)]
-        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one)]
         fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
             #tiles
 

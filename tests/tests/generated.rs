@@ -1,0 +1,198 @@
+//! Generated kernels against the naive reference, on every ISA this machine has, over a named
+//! set of layers and input sizes that hit every tail, plus random sizes (proptest).
+//!
+//! The answer is always the f64 reference (`reference::conv2d_f64`), and the tolerance is the
+//! golden one (`reference::tolerance`): a rigorous f32 rounding bound, far below one wrong tap.
+
+use conv_runtime::{conv_kernel, reference, Conv2dLayer, Isa};
+use conv_tests::{assert_close, random_vec};
+use proptest::prelude::*;
+
+// Depthwise: odd channels, 3x3 s1 p1 (the MobileNet case), stride 2, dilation, 5x5, multiplier,
+// asymmetric "same" padding of an even kernel, 1x1 depthwise, a large kernel, no bias.
+#[conv_kernel(in = 7, out = 7, k = 3, groups = 7, pad = 1)]
+pub struct Dw7;
+#[conv_kernel(in = 5, out = 5, k = 3, groups = 5, stride = 2, pad = 1)]
+pub struct Dw5S2;
+#[conv_kernel(in = 3, out = 3, k = 3, groups = 3, stride = 3, pad = (0, 2))]
+pub struct Dw3S3;
+#[conv_kernel(in = 4, out = 4, k = 3, groups = 4, pad = 2, dilation = 2)]
+pub struct Dw4D2;
+#[conv_kernel(in = 6, out = 6, k = 5, groups = 6, pad = 2)]
+pub struct Dw6K5;
+#[conv_kernel(in = 3, out = 6, k = 3, groups = 3, pad = 1)]
+pub struct DwMult2;
+#[conv_kernel(in = 2, out = 6, k = 3, groups = 2, stride = 2, pad = (1, 0, 2, 1))]
+pub struct DwMult3S2Asym;
+#[conv_kernel(in = 3, out = 3, k = 4, groups = 3, pad = "same")]
+pub struct DwK4Same;
+#[conv_kernel(in = 5, out = 5, k = 1, groups = 5, stride = 2)]
+pub struct DwK1S2;
+#[conv_kernel(in = 2, out = 2, k = 11, groups = 2, pad = 5)]
+pub struct DwK11;
+#[conv_kernel(in = 3, out = 3, k = (3, 5), groups = 3, pad = (1, 2), bias = false)]
+pub struct DwRectNoBias;
+
+// Grouped and dense direct: ResNeXt-like 4 channels per group, groups 2 with stride 2, dense
+// with odd channels, rectangular with stride/dilation per axis, a large kernel (tile-only loops),
+// 1x1 with stride or padding (direct, not GEMM).
+#[conv_kernel(in = 16, out = 16, k = 3, groups = 4, pad = 1)]
+pub struct G4;
+#[conv_kernel(in = 6, out = 10, k = 3, groups = 2, stride = 2, pad = 1)]
+pub struct G2S2;
+#[conv_kernel(in = 5, out = 7, k = 3, pad = 1)]
+pub struct Dense5x7;
+#[conv_kernel(in = 4, out = 6, k = (3, 5), groups = 2, stride = (1, 2), pad = (1, 3, 0, 2), dilation = (2, 1))]
+pub struct GRect;
+#[conv_kernel(in = 4, out = 4, k = 9, groups = 2, pad = 4, bias = false)]
+pub struct G2K9;
+#[conv_kernel(in = 48, out = 8, k = 5, pad = 2)]
+pub struct Dense48K5;
+#[conv_kernel(in = 6, out = 9, k = 1, stride = 2)]
+pub struct Pw1x1S2;
+#[conv_kernel(in = 3, out = 4, k = 1, pad = 1)]
+pub struct Pw1x1Pad;
+
+// Pointwise GEMM: output channels with a tail tile, grouped (ShuffleNet), long reduction.
+#[conv_kernel(in = 8, out = 13, k = 1)]
+pub struct Pw8x13;
+#[conv_kernel(in = 12, out = 6, k = 1, groups = 3)]
+pub struct PwG3;
+#[conv_kernel(in = 67, out = 9, k = 1, bias = false)]
+pub struct Pw67;
+
+/// One declared layer with its weights, ready to run.
+struct Case {
+    name: &'static str,
+    layer: Box<dyn Conv2dLayer>,
+    weight: Vec<f32>,
+    bias: Option<Vec<f32>>,
+}
+
+macro_rules! cases {
+    ($($t:ident),* $(,)?) => {
+        vec![$({
+            let p = $t::PARAMS;
+            let weight = random_vec(p.weight_len(), 11);
+            let bias = p.bias.then(|| random_vec(p.out_channels, 12));
+            let layer = $t::new(&weight, bias.as_deref()).expect(stringify!($t));
+            Case { name: stringify!($t), layer: Box::new(layer), weight, bias }
+        }),*]
+    };
+}
+
+fn all_cases() -> Vec<Case> {
+    cases![
+        Dw7,
+        Dw5S2,
+        Dw3S3,
+        Dw4D2,
+        Dw6K5,
+        DwMult2,
+        DwMult3S2Asym,
+        DwK4Same,
+        DwK1S2,
+        DwK11,
+        DwRectNoBias,
+        G4,
+        G2S2,
+        Dense5x7,
+        GRect,
+        G2K9,
+        Dense48K5,
+        Pw1x1S2,
+        Pw1x1Pad,
+        Pw8x13,
+        PwG3,
+        Pw67,
+    ]
+}
+
+/// Runs `case` on every available ISA for one input size and compares with the reference.
+/// Sizes the layer rejects must be rejected by the reference too, with the same error.
+fn check(case: &Case, n: usize, h: usize, w: usize, seed: u64) {
+    let p = case.layer.params();
+    let input = random_vec(n * p.in_channels * h * w, seed);
+    let bias = case.bias.as_deref();
+    let want = reference::conv2d_f64(&p, &input, n, h, w, &case.weight, bias);
+    let Ok((ho, wo)) = p.output_hw(h, w) else {
+        for isa in Isa::available() {
+            let mut out = vec![0.0; 1];
+            let err = case.layer.forward_on(isa, &input, n, h, w, &mut out);
+            assert!(
+                err.is_err() && want.is_err(),
+                "{}: {h}x{w} must be rejected",
+                case.name
+            );
+        }
+        return;
+    };
+    let want = want.unwrap();
+    let tol = reference::tolerance(&p, &input, n, h, w, &case.weight, bias).unwrap();
+    let dims = [n, p.out_channels, ho, wo];
+    for isa in Isa::available() {
+        let mut out = vec![f32::NAN; dims.iter().product()];
+        case.layer
+            .forward_on(isa, &input, n, h, w, &mut out)
+            .unwrap_or_else(|e| panic!("{} on {isa}: {e}", case.name));
+        let what = format!(
+            "{} ({}) on {isa}, n={n} h={h} w={w}",
+            case.name,
+            case.layer.kernel_name()
+        );
+        assert_close(&what, &out, &want, &tol, dims);
+    }
+}
+
+/// Sizes that hit every tail: 1x1, smaller than the kernel, one under / at / over a vector of
+/// 4, 8 and 16 lanes, a batch of 3, tall and wide.
+const SIZES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (1, 2, 3),
+    (1, 3, 2),
+    (2, 5, 7),
+    (1, 4, 15),
+    (1, 6, 16),
+    (1, 7, 17),
+    (3, 9, 8),
+    (1, 11, 31),
+    (2, 13, 33),
+    (1, 23, 5),
+    (1, 30, 41),
+];
+
+#[test]
+fn every_layer_matches_reference_on_every_isa_and_tail() {
+    for case in all_cases() {
+        for (i, &(n, h, w)) in SIZES.iter().enumerate() {
+            check(&case, n, h, w, 100 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn machine_has_the_isas_we_test() {
+    // The guide's machine has AVX-512: make sure the V4 and V3 bodies actually ran above.
+    let isas = Isa::available();
+    assert!(isas.contains(&Isa::Scalar));
+    if cfg!(target_arch = "x86_64") && std::env::var_os("CONV_ALLOW_NO_AVX512").is_none() {
+        assert!(isas.contains(&Isa::Avx512), "AVX-512 missing: {isas:?}");
+        assert!(isas.contains(&Isa::Avx2), "AVX2 missing: {isas:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_sizes_match_reference(
+        which in 0usize..22,
+        n in 1usize..=3,
+        h in 1usize..=20,
+        w in 1usize..=40,
+        seed in any::<u64>(),
+    ) {
+        let cases = all_cases();
+        check(&cases[which % cases.len()], n, h, w, seed);
+    }
+}
