@@ -115,6 +115,14 @@ impl Conv2dParams {
             )));
         }
         self.weight_len_checked().ok_or(ConvError::Overflow)?;
+        let dilated = |d: usize, k: usize| d.checked_mul(k - 1).and_then(|v| v.checked_add(1));
+        if dilated(self.dilation_h, self.kernel_h).is_none()
+            || dilated(self.dilation_w, self.kernel_w).is_none()
+            || self.pad_top.checked_add(self.pad_bottom).is_none()
+            || self.pad_left.checked_add(self.pad_right).is_none()
+        {
+            return Err(ConvError::Overflow);
+        }
         Ok(())
     }
 
@@ -140,11 +148,16 @@ impl Conv2dParams {
             .checked_mul(self.kernel_w)
     }
 
-    /// Height and width of the dilated kernel.
+    /// Height and width of the dilated kernel, `dilation * (k - 1) + 1` (saturating; a
+    /// validated layer never saturates).
     pub const fn effective_kernel(&self) -> (usize, usize) {
         (
-            self.dilation_h * (self.kernel_h - 1) + 1,
-            self.dilation_w * (self.kernel_w - 1) + 1,
+            self.dilation_h
+                .saturating_mul(self.kernel_h.saturating_sub(1))
+                .saturating_add(1),
+            self.dilation_w
+                .saturating_mul(self.kernel_w.saturating_sub(1))
+                .saturating_add(1),
         )
     }
 
@@ -155,17 +168,19 @@ impl Conv2dParams {
     pub fn output_hw(&self, h: usize, w: usize) -> Result<(usize, usize)> {
         let (ekh, ekw) = self.effective_kernel();
         let ph = h
-            .checked_add(self.pad_top + self.pad_bottom)
+            .checked_add(self.pad_top)
+            .and_then(|v| v.checked_add(self.pad_bottom))
             .ok_or(ConvError::Overflow)?;
         let pw = w
-            .checked_add(self.pad_left + self.pad_right)
+            .checked_add(self.pad_left)
+            .and_then(|v| v.checked_add(self.pad_right))
             .ok_or(ConvError::Overflow)?;
         if ph < ekh || pw < ekw || h == 0 || w == 0 {
             return Err(ConvError::InputTooSmall {
                 h,
                 w,
-                min_h: ekh.saturating_sub(self.pad_top + self.pad_bottom).max(1),
-                min_w: ekw.saturating_sub(self.pad_left + self.pad_right).max(1),
+                min_h: ekh.saturating_sub(ph - h).max(1),
+                min_w: ekw.saturating_sub(pw - w).max(1),
             });
         }
         Ok((
@@ -197,8 +212,12 @@ impl Conv2dParams {
         let Ok((ho, wo)) = self.output_hw(h, w) else {
             return 0;
         };
-        2 * (n * self.out_channels * ho * wo) as u64
-            * (self.in_per_group() * self.kernel_h * self.kernel_w) as u64
+        let factors = [n, self.out_channels, ho, wo];
+        let factors =
+            factors
+                .into_iter()
+                .chain([self.in_per_group(), self.kernel_h, self.kernel_w]);
+        factors.map(|v| v as u64).fold(2, u64::saturating_mul)
     }
 
     /// Checks the slices of a forward call against `n x in x h x w` and returns `(h_out, w_out)`.
