@@ -28,6 +28,7 @@ pub struct FamilyCode {
 }
 
 pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let original = item.clone();
     match validate::layer(attr, item) {
         Ok((spec, item)) => {
             let out = layer(&spec, &item);
@@ -36,8 +37,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         }
         Err((err, item)) => {
             let mut out = err.to_compile_error();
-            if let Some(item) = item {
-                out.extend(fallback::stub(&item));
+            // A struct gets a stub with the layer API; anything else (an enum, a fn) is kept
+            // as written, so the user sees the one error, not more from code that uses it.
+            match item {
+                Some(item) => out.extend(fallback::stub(&item)),
+                None => out.extend(original),
             }
             out
         }

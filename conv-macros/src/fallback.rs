@@ -18,6 +18,46 @@ pub fn stub(item: &ItemStruct) -> TokenStream {
         impl #impl_generics #name #ty_generics #where_clause {
             pub const IN: usize = 0;
             pub const OUT: usize = 0;
+            pub const PARAMS: ::conv_runtime::Conv2dParams = ::conv_runtime::Conv2dParams::new(1, 1, 1);
+            pub const KERNEL_INFO: ::conv_runtime::KernelInfo = ::conv_runtime::KernelInfo {
+                name: "",
+                family: "",
+                params: Self::PARAMS,
+            };
+
+            pub fn flops(n: usize, h: usize, w: usize) -> u64 {
+                ::core::unreachable!()
+            }
+
+            pub fn forward_on(
+                &self,
+                isa: ::conv_runtime::Isa,
+                input: &[f32],
+                n: usize,
+                h: usize,
+                w: usize,
+                output: &mut [f32],
+            ) -> ::conv_runtime::Result<()> {
+                ::core::unreachable!()
+            }
+
+            pub fn forward_tensor(
+                &self,
+                input: &::conv_runtime::TensorRef<'_>,
+                output: &mut ::conv_runtime::TensorMut<'_>,
+            ) -> ::conv_runtime::Result<()> {
+                ::core::unreachable!()
+            }
+
+            pub fn forward_vec(
+                &self,
+                input: &[f32],
+                n: usize,
+                h: usize,
+                w: usize,
+            ) -> ::conv_runtime::Result<::std::vec::Vec<f32>> {
+                ::core::unreachable!()
+            }
 
             pub fn new(
                 weight: &[f32],

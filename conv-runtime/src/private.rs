@@ -317,8 +317,15 @@ impl Band {
                         // Whole stride groups first (a loop LLVM vectorises as interleaved
                         // loads), then at most one last element.
                         let full = (src.len() / sw).min(data.len());
-                        for (d, s) in data[..full].iter_mut().zip(src.chunks_exact(sw)) {
-                            *d = s[0];
+                        match sw {
+                            2 => gather_every::<2>(&mut data[..full], src),
+                            3 => gather_every::<3>(&mut data[..full], src),
+                            4 => gather_every::<4>(&mut data[..full], src),
+                            _ => {
+                                for (d, s) in data[..full].iter_mut().zip(src.chunks_exact(sw)) {
+                                    *d = s[0];
+                                }
+                            }
                         }
                         if let Some(d) = data.get_mut(full) {
                             *d = src[full * sw];
@@ -327,5 +334,13 @@ impl Band {
                 }
             }
         }
+    }
+}
+
+/// `dst[i] = src[i * N]`: with `N` a constant LLVM vectorises this as interleaved loads.
+#[inline(always)]
+fn gather_every<const N: usize>(dst: &mut [f32], src: &[f32]) {
+    for (d, s) in dst.iter_mut().zip(src.chunks_exact(N)) {
+        *d = s[0];
     }
 }
