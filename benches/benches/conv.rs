@@ -27,7 +27,7 @@ use criterion::{measurement::WallTime, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
 
-use conv_benches::{bench_isa, Layer, Row, ROWS};
+use conv_benches::{bench_isa, Row, ROWS};
 use conv_runtime::Isa;
 
 fn conv(c: &mut Criterion) {
@@ -65,16 +65,16 @@ fn bench_row(group: &mut BenchmarkGroup<'_, WallTime>, row: &Row, isa: Isa) {
     let generic = row.generic(&data);
     group.bench_function("generic", |b| {
         b.iter(|| {
-            Layer::forward_on(
-                &generic,
-                isa,
-                black_box(&data.input),
-                n,
-                h,
-                w,
-                black_box(&mut data.output),
-            )
-            .unwrap()
+            generic
+                .forward_on(
+                    isa,
+                    black_box(&data.input),
+                    n,
+                    h,
+                    w,
+                    black_box(&mut data.output),
+                )
+                .unwrap()
         })
     });
 

@@ -6,7 +6,7 @@
 //! need the fused kernel and are not here yet). Row names are the names of `shapes.tsv`; a test
 //! checks the table against that file.
 
-use conv_runtime::{conv_kernel, Conv2dParams, GenericConv2d, Isa, Result};
+use conv_runtime::{conv_kernel, Conv2dLayer, Conv2dParams, GenericConv2d, Isa, Result};
 
 /// Environment variable that forces the instruction set: `avx512`, `avx2`, `neon` or `scalar`.
 pub const ISA_ENV: &str = "CONV_BENCH_ISA";
@@ -63,70 +63,10 @@ pub struct ResnextG32_512_14;
 // The table
 // ---------------------------------------------------------------------------------------------
 
-/// A layer that can run on an explicit instruction set: the generated layers and the generic
-/// baseline. Benches call through `dyn Layer`; one indirect call per forward pass is noise next
-/// to the microseconds a pass takes.
-pub trait Layer {
-    /// `output (n, out, h_out, w_out) = conv(input (n, in, h, w))` on `isa`.
-    fn forward_on(
-        &self,
-        isa: Isa,
-        input: &[f32],
-        n: usize,
-        h: usize,
-        w: usize,
-        output: &mut [f32],
-    ) -> Result<()>;
-}
-
-impl Layer for GenericConv2d {
-    fn forward_on(
-        &self,
-        isa: Isa,
-        input: &[f32],
-        n: usize,
-        h: usize,
-        w: usize,
-        output: &mut [f32],
-    ) -> Result<()> {
-        GenericConv2d::forward_on(self, isa, input, n, h, w, output)
-    }
-}
-
-macro_rules! generated_layers {
-    ($($layer:ty),* $(,)?) => {$(
-        impl Layer for $layer {
-            fn forward_on(
-                &self,
-                isa: Isa,
-                input: &[f32],
-                n: usize,
-                h: usize,
-                w: usize,
-                output: &mut [f32],
-            ) -> Result<()> {
-                <$layer>::forward_on(self, isa, input, n, h, w, output)
-            }
-        }
-    )*};
-}
-
-generated_layers!(
-    Mnv2Dw32_112,
-    Mnv2Dw96_112S2,
-    Mnv2Dw144_56,
-    Mnv2Dw384_14,
-    Mnv3Dw240_14K5,
-    Mnv2Pw144_24_56,
-    Mnv2Pw384_64_14,
-    Mnv1Pw256_256_28,
-    ResnextG32_128_56,
-    ResnextG32_256_28,
-    ResnextG32_512_14,
-);
-
-/// Builds a generated layer from PyTorch-layout weights and bias.
-pub type BuildFn = fn(&[f32], Option<&[f32]>) -> Result<Box<dyn Layer>>;
+/// Builds a generated layer from PyTorch-layout weights and bias. Benches call it through
+/// `dyn Conv2dLayer`: one indirect call per forward pass is noise next to the microseconds a
+/// pass takes.
+pub type BuildFn = fn(&[f32], Option<&[f32]>) -> Result<Box<dyn Conv2dLayer>>;
 
 /// One benchmarked layer: a row of `shapes.tsv` and its generated kernel.
 #[derive(Clone, Copy)]
@@ -211,7 +151,7 @@ impl Row {
     }
 
     /// The generated layer with `data`'s weights.
-    pub fn generated(&self, data: &Data) -> Box<dyn Layer> {
+    pub fn generated(&self, data: &Data) -> Box<dyn Conv2dLayer> {
         (self.build)(&data.weight, Some(&data.bias)).expect("generated layer")
     }
 
@@ -335,16 +275,9 @@ mod tests {
                 )
                 .unwrap();
             let mut generic = vec![0.0; data.output.len()];
-            Layer::forward_on(
-                &row.generic(&data),
-                Isa::best(),
-                &data.input,
-                row.n,
-                row.h,
-                row.w,
-                &mut generic,
-            )
-            .unwrap();
+            row.generic(&data)
+                .forward_on(Isa::best(), &data.input, row.n, row.h, row.w, &mut generic)
+                .unwrap();
             let worst = data
                 .output
                 .iter()

@@ -21,7 +21,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use conv_benches::{bench_isa, Layer, ROWS};
+use conv_benches::{bench_isa, ROWS};
 use conv_runtime::Isa;
 
 /// Shortest timed sample.
@@ -93,16 +93,9 @@ fn main() {
                 .unwrap()
         };
         let mut run_generic = || {
-            Layer::forward_on(
-                &generic,
-                isa,
-                black_box(input),
-                n,
-                h,
-                w,
-                black_box(&mut generic_out),
-            )
-            .unwrap()
+            generic
+                .forward_on(isa, black_box(input), n, h, w, black_box(&mut generic_out))
+                .unwrap()
         };
 
         let reps_generated = reps_for(&mut run_generated);
