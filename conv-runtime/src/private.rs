@@ -337,6 +337,101 @@ impl Band {
     }
 }
 
+/// A register tile's window into a filled band: `CHANS` channels x `ROWS` rows from `row0`,
+/// phases `0..PHASES`, columns `ox..ox + REACH + lanes`. Created once per tile with one bounds
+/// check, so the tile's loads, whose indices are constants checked at compile time, need none.
+pub struct BandTile<
+    'a,
+    const CHANS: usize,
+    const ROWS: usize,
+    const PHASES: usize,
+    const REACH: usize,
+> {
+    buf: &'a [f32],
+    base: usize,
+    chan_stride: usize,
+    row_stride: usize,
+    phase_len: usize,
+}
+
+impl Band {
+    /// The window of a tile whose first band row is `row0` and first column `ox`, for vectors of
+    /// `S::F32_LANES`.
+    ///
+    /// # Panics
+    /// When the window does not lie inside `buf`: a bug in the generated tile sweep (the band is
+    /// sized for every tile the sweep makes), never a consequence of user input.
+    #[inline(always)]
+    pub fn tile<
+        'a,
+        S: Simd,
+        const CHANS: usize,
+        const ROWS: usize,
+        const PHASES: usize,
+        const REACH: usize,
+    >(
+        &self,
+        buf: &'a [f32],
+        row0: usize,
+        ox: usize,
+    ) -> BandTile<'a, CHANS, ROWS, PHASES, REACH> {
+        const { assert!(CHANS > 0 && ROWS > 0 && PHASES > 0) };
+        let base = row0 * self.row_stride + ox;
+        let last = (CHANS - 1) * self.chan_stride
+            + (ROWS - 1) * self.row_stride
+            + (PHASES - 1) * self.phase_len
+            + REACH
+            + S::F32_LANES;
+        let fits = CHANS <= self.chans
+            && PHASES <= self.stride_w
+            && ox + REACH + S::F32_LANES <= self.phase_len
+            && row0 + ROWS <= self.rows
+            && base + last <= buf.len();
+        assert!(fits, "conv-kernel bug: register tile outside its band");
+        BandTile {
+            buf,
+            base,
+            chan_stride: self.chan_stride,
+            row_stride: self.row_stride,
+            phase_len: self.phase_len,
+        }
+    }
+}
+
+impl<const CHANS: usize, const ROWS: usize, const PHASES: usize, const REACH: usize>
+    BandTile<'_, CHANS, ROWS, PHASES, REACH>
+{
+    /// The vector at channel `C`, tile row `J`, phase `P`, column offset `OFF`.
+    #[inline(always)]
+    pub fn ld<S: Simd, const C: usize, const J: usize, const P: usize, const OFF: usize>(
+        &self,
+        _simd: S,
+    ) -> S::f32s {
+        const { assert!(C < CHANS && J < ROWS && P < PHASES && OFF <= REACH) };
+        let at = self.base + C * self.chan_stride + J * self.row_stride + P * self.phase_len + OFF;
+        // SAFETY: with C < CHANS, J < ROWS, P < PHASES and OFF <= REACH (checked at compile time
+        // above), `at + lanes <= base + (CHANS-1)*chan_stride + (ROWS-1)*row_stride +
+        // (PHASES-1)*phase_len + REACH + lanes <= buf.len()`, checked in `Band::tile`. The read is
+        // unaligned and `S::f32s` is plain old data.
+        unsafe { core::ptr::read_unaligned(self.buf.as_ptr().add(at).cast::<S::f32s>()) }
+    }
+
+    /// [`BandTile::ld`] with the channel chosen at run time (`c < CHANS`, else panics; in a
+    /// `for c in 0..CHANS` loop the check folds away).
+    #[inline(always)]
+    pub fn ld_chan<S: Simd, const J: usize, const P: usize, const OFF: usize>(
+        &self,
+        _simd: S,
+        c: usize,
+    ) -> S::f32s {
+        const { assert!(J < ROWS && P < PHASES && OFF <= REACH) };
+        assert!(c < CHANS, "conv-kernel bug: channel outside the tile");
+        let at = self.base + c * self.chan_stride + J * self.row_stride + P * self.phase_len + OFF;
+        // SAFETY: as in `ld`, with `c < CHANS` checked just above.
+        unsafe { core::ptr::read_unaligned(self.buf.as_ptr().add(at).cast::<S::f32s>()) }
+    }
+}
+
 /// `dst[i] = src[i * N]`: with `N` a constant LLVM vectorises this as interleaved loads.
 #[inline(always)]
 fn gather_every<const N: usize>(dst: &mut [f32], src: &[f32]) {

@@ -187,21 +187,10 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
     // Row-sharing body of one input channel: for each kx, load every input row the tile reads
     // once, then feed each (row, ky) pair that reads it.
     let shared_body = |ic: Option<usize>| -> TokenStream {
-        let ic_tok = match ic {
-            Some(ic) => {
-                let l = lit(ic);
-                quote!(#l)
-            }
-            None => quote!(ic),
-        };
         let mut body = TokenStream::new();
         for kx in 0..kw {
             let phase = lit((kx * dw) % sw);
             let off = lit((kx * dw) / sw);
-            let base = format_ident!("base_{}", kx);
-            body.extend(quote! {
-                let #base = band.at(#ic_tok, r0 * #sh, #phase) + ox + #off;
-            });
             let nrows = (rows - 1) * sh + (kh - 1) * dh + 1;
             let mut used = vec![false; nrows];
             for r in 0..rows {
@@ -212,7 +201,13 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
             for (j, _) in used.iter().enumerate().filter(|(_, u)| **u) {
                 let x = format_ident!("x_{}_{}", kx, j);
                 let j = lit(j);
-                body.extend(quote!(let #x = #rt::ld(simd, buf, #base + #j * rs);));
+                body.extend(match ic {
+                    Some(ic) => {
+                        let ic = lit(ic);
+                        quote!(let #x = tile.ld::<S, #ic, #j, #phase, #off>(simd);)
+                    }
+                    None => quote!(let #x = tile.ld_chan::<S, #j, #phase, #off>(simd, ic);),
+                });
             }
             for ky in 0..kh {
                 for t in 0..oct {
@@ -230,9 +225,22 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
         body
     };
 
+    // The tile's window into the band: one bounds check, then unchecked constant-index loads.
+    let phases = (0..kw).map(|kx| (kx * dw) % sw).max().unwrap_or(0) + 1;
+    let reach = (0..kw).map(|kx| (kx * dw) / sw).max().unwrap_or(0);
+    let (chans_l, rin_l, phases_l, reach_l, sh_l) = (
+        lit(cpg_in),
+        lit((rows - 1) * sh + (kh - 1) * dh + 1),
+        lit(phases),
+        lit(reach),
+        lit(sh),
+    );
+    let window = quote! {
+        let tile = band.tile::<S, #chans_l, #rin_l, #phases_l, #reach_l>(buf, r0 * #sh_l, ox);
+    };
     let body = match plan.unroll {
         Unroll::Full => {
-            let mut b = TokenStream::new();
+            let mut b = window.clone();
             for ic in 0..cpg_in {
                 b.extend(shared_body(Some(ic)));
             }
@@ -242,6 +250,7 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
             let inner = shared_body(None);
             let cpg_in = lit(cpg_in);
             quote! {
+                #window
                 for ic in 0..#cpg_in {
                     #inner
                 }
