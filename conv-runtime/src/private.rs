@@ -432,6 +432,47 @@ impl<const CHANS: usize, const ROWS: usize, const PHASES: usize, const REACH: us
     }
 }
 
+/// A GEMM tile's window into the input of a group: `CHANS` channel planes of `stride` floats,
+/// `VECS` vectors from pixel `p` of each. Checked once, so the reduction loop loads unchecked.
+pub struct Panel<'a, const CHANS: usize, const VECS: usize> {
+    buf: &'a [f32],
+    base: usize,
+    stride: usize,
+}
+
+impl<'a, const CHANS: usize, const VECS: usize> Panel<'a, CHANS, VECS> {
+    /// The window at pixel `p` for vectors of `S::F32_LANES`.
+    ///
+    /// # Panics
+    /// When the window does not lie inside `buf` or crosses a plane: a bug in the generated sweep,
+    /// never a consequence of user input.
+    #[inline(always)]
+    pub fn new<S: Simd>(buf: &'a [f32], stride: usize, p: usize) -> Self {
+        const { assert!(CHANS > 0 && VECS > 0) };
+        let end = p + VECS * S::F32_LANES;
+        let fits = end <= stride && (CHANS - 1) * stride + end <= buf.len();
+        assert!(fits, "conv-kernel bug: GEMM tile outside its panel");
+        Panel {
+            buf,
+            base: p,
+            stride,
+        }
+    }
+
+    /// Vector `J` of channel `c` (`c < CHANS`, else panics; in a `for` loop over `0..CHANS` the
+    /// check folds away).
+    #[inline(always)]
+    pub fn ld<S: Simd, const J: usize>(&self, _simd: S, c: usize) -> S::f32s {
+        const { assert!(J < VECS) };
+        assert!(c < CHANS, "conv-kernel bug: channel outside the panel");
+        let at = self.base + c * self.stride + J * S::F32_LANES;
+        // SAFETY: c < CHANS (checked above) and J < VECS (checked at compile time), so
+        // `at + lanes <= (CHANS-1)*stride + p + VECS*lanes <= buf.len()`, checked in `new`. The
+        // read is unaligned and `S::f32s` is plain old data.
+        unsafe { core::ptr::read_unaligned(self.buf.as_ptr().add(at).cast::<S::f32s>()) }
+    }
+}
+
 /// `dst[i] = src[i * N]`: with `N` a constant LLVM vectorises this as interleaved loads.
 #[inline(always)]
 fn gather_every<const N: usize>(dst: &mut [f32], src: &[f32]) {

@@ -141,7 +141,7 @@ fn tile_fn(
             step.extend(if part {
                 quote!(let #x = #rt::ld_part(simd, inp, (ic + #kl) * hw + p, len);)
             } else {
-                quote!(let #x = #rt::ld(simd, inp, (ic + #kl) * hw + p + #jl * lanes);)
+                quote!(let #x = panel.ld::<S, #jl>(simd, ic + #kl);)
             });
         }
         for i in 0..t {
@@ -166,6 +166,12 @@ fn tile_fn(
     });
     let (iters, ul, nw) = (lit(cpg_in / u), lit(u), lit(t * cpg_in));
     let tl = lit(t);
+    let panel = if part {
+        quote!()
+    } else {
+        let (c, vl) = (lit(cpg_in), lit(v));
+        quote!(let panel = #rt::Panel::<#c, #vl>::new::<S>(inp, hw, p);)
+    };
     let len_name = if part { quote!(len) } else { quote!(lanes) };
     quote! {
         #[inline(always)]
@@ -182,6 +188,7 @@ fn tile_fn(
         ) {
             let wt = &wt[..#nw];
             let bias = &bias[..#tl];
+            #panel
             #(#init)*
             for i in 0..#iters {
                 let ic = i * #ul;
