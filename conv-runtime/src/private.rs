@@ -312,6 +312,11 @@ impl Band {
                         let (data, tail) = rest.split_at_mut(q1 - q0);
                         head.fill(0.0);
                         tail.fill(0.0);
+                        if data.is_empty() {
+                            continue;
+                        }
+                        // q0 < q1 <= phase.len(), so q0 was not clamped: q0 * sw + p >= pl, and
+                        // x0 < w.
                         let x0 = q0 * sw + p - pl;
                         let src = &src[x0..];
                         // Whole stride groups first (a loop LLVM vectorises as interleaved

@@ -144,10 +144,13 @@ fn check(case: &Case, n: usize, h: usize, w: usize, seed: u64) {
     }
 }
 
-/// Sizes that hit every tail: 1x1, smaller than the kernel, one under / at / over a vector of
+/// Sizes that hit every tail: 1x1, one column (strided phases with no data), smaller than
+/// the kernel, one under / at / over a vector of
 /// 4, 8 and 16 lanes, a batch of 3, tall and wide.
 const SIZES: &[(usize, usize, usize)] = &[
     (1, 1, 1),
+    (1, 5, 1),
+    (2, 3, 2),
     (1, 2, 3),
     (1, 3, 2),
     (2, 5, 7),
