@@ -6,6 +6,8 @@ mod direct;
 mod dump;
 mod emit;
 mod pointwise;
+#[cfg(test)]
+mod tests;
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
