@@ -131,18 +131,17 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
     let kname = kernel_name(spec, &plans);
     let family = spec.family().name();
 
-    // Dispatch on the register class of `S`: a constant, so each instantiation keeps one body.
-    let mut dispatch = TokenStream::new();
+    // One body per distinct plan; a register class whose plan equals the wider class's reuses
+    // its body (the runtime instantiates each class's body only for that class's ISAs).
     let mut fns = TokenStream::new();
-    for (i, (regs, body)) in runs.iter().enumerate().rev() {
-        let f = format_ident!("__run_r{}", regs);
+    for (_, body) in &runs {
         fns.extend(body.clone());
-        dispatch = if i + 1 == runs.len() {
-            quote!( self.#f(simd, args) )
-        } else {
-            quote!( if S::REGISTER_COUNT >= #regs { self.#f(simd, args) } else { #dispatch } )
-        };
     }
+    let body_for = |regs: usize| {
+        let (r, _) = runs.iter().find(|(r, _)| *r == regs).unwrap_or(&runs[0]);
+        format_ident!("__run_r{}", r)
+    };
+    let (run32, run16) = (body_for(32), body_for(16));
 
     quote! {
         #(#attrs)*
@@ -260,8 +259,13 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
             }
 
             #[inline(always)]
-            fn run<S: #rt::Simd>(&self, simd: S, args: #rt::Args<'_>) {
-                #dispatch
+            fn run_r32<S: #rt::Simd>(&self, simd: S, args: #rt::Args<'_>) {
+                self.#run32(simd, args)
+            }
+
+            #[inline(always)]
+            fn run_r16<S: #rt::Simd>(&self, simd: S, args: #rt::Args<'_>) {
+                self.#run16(simd, args)
             }
         }
 

@@ -84,11 +84,18 @@ impl Plan {
     /// Short plan tag for kernel names, e.g. `t4r5` or `t6v4`.
     pub fn tag(&self) -> String {
         match self {
+            // h: weights hoisted into registers; c: loop over input channels; k: loops over
+            // input channels and taps (large kernels).
             Plan::Direct(p) => format!(
-                "t{}r{}{}",
+                "t{}r{}{}{}",
                 p.oc_tile,
                 p.rows,
-                if p.hoist_weights { "h" } else { "" }
+                if p.hoist_weights { "h" } else { "" },
+                match p.unroll {
+                    Unroll::Full => "",
+                    Unroll::TapsOnly => "c",
+                    Unroll::TileOnly => "k",
+                }
             ),
             Plan::Gemm(p) => format!("t{}v{}", p.oc_tile, p.vecs),
         }

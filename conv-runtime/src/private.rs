@@ -33,8 +33,11 @@ pub trait Generated: Sized + Sync {
     fn pack(weight: &[f32], bias: Option<&[f32]>) -> Self;
     /// Floats of scratch `run` needs for an `h x w` input with vectors of `lanes` floats.
     fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize;
-    /// The specialised body. Slices have exactly the lengths `PARAMS` implies.
-    fn run<S: Simd>(&self, simd: S, args: Args<'_>);
+    /// The specialised body for ISAs with 32 vector registers (AVX-512, NEON). Slices have
+    /// exactly the lengths `PARAMS` implies.
+    fn run_r32<S: Simd>(&self, simd: S, args: Args<'_>);
+    /// The specialised body for ISAs with 16 vector registers (AVX2) and scalar code.
+    fn run_r16<S: Simd>(&self, simd: S, args: Args<'_>);
 }
 
 /// Checks lengths and packs.
@@ -43,18 +46,50 @@ pub fn new<K: Generated>(weight: &[f32], bias: Option<&[f32]>) -> Result<K> {
     Ok(K::pack(weight, bias))
 }
 
-struct Op<'a, K> {
+/// A body bound to its arguments, for pulp's dispatch. `WIDE` picks the register class, so each
+/// ISA instantiates only the body planned for its register file.
+struct Op<'a, K, const WIDE: bool> {
     layer: &'a K,
     args: Args<'a>,
 }
 
-impl<K: Generated> WithSimd for Op<'_, K> {
+impl<K: Generated, const WIDE: bool> WithSimd for Op<'_, K, WIDE> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        self.layer.run(simd, self.args)
+        if WIDE {
+            self.layer.run_r32(simd, self.args)
+        } else {
+            self.layer.run_r16(simd, self.args)
+        }
     }
+}
+
+/// Runs `layer` on `isa` with the body of the ISA's register class.
+fn dispatch<K: Generated>(layer: &K, isa: Isa, args: Args<'_>) -> Result<()> {
+    let unavailable = || ConvError::IsaUnavailable(isa.name());
+    match isa {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx512 => {
+            let simd = pulp::x86::V4::try_new().ok_or_else(unavailable)?;
+            Simd::vectorize(simd, Op::<K, true> { layer, args });
+        }
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 => {
+            let simd = pulp::x86::V3::try_new().ok_or_else(unavailable)?;
+            Simd::vectorize(simd, Op::<K, false> { layer, args });
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            let simd = pulp::aarch64::Neon::try_new().ok_or_else(unavailable)?;
+            Simd::vectorize(simd, Op::<K, true> { layer, args });
+        }
+        Isa::Scalar => Simd::vectorize(pulp::Scalar, Op::<K, false> { layer, args }),
+        #[allow(unreachable_patterns)]
+        _ => return Err(unavailable()),
+    }
+    Ok(())
 }
 
 thread_local! {
@@ -95,7 +130,7 @@ pub fn forward<K: Generated>(
         ho,
         wo,
     };
-    let res = isa.run(Op { layer, args });
+    let res = dispatch(layer, isa, args);
     SCRATCH.with(|s| s.set(scratch));
     res
 }
@@ -279,12 +314,6 @@ impl Band {
         self.len() == 0
     }
 
-    /// Offset of `(chan, row, phase)` in the band.
-    #[inline(always)]
-    pub fn at(&self, chan: usize, row: usize, phase: usize) -> usize {
-        chan * self.chan_stride + row * self.row_stride + phase * self.phase_len
-    }
-
     /// Fills the band for output rows starting at `oy0` from `planes` (`chans` planes of `h x w`).
     /// Rows and columns outside the input are zero.
     #[inline(always)]
@@ -427,6 +456,17 @@ impl<const CHANS: usize, const ROWS: usize, const PHASES: usize, const REACH: us
         // above), `at + lanes <= base + (CHANS-1)*chan_stride + (ROWS-1)*row_stride +
         // (PHASES-1)*phase_len + REACH + lanes <= buf.len()`, checked in `Band::tile`. The read is
         // unaligned and `S::f32s` is plain old data.
+        unsafe { core::ptr::read_unaligned(self.buf.as_ptr().add(at).cast::<S::f32s>()) }
+    }
+
+    /// [`BandTile::ld`] with every index chosen at run time (the large-kernel loops); each index
+    /// is checked against the window, so a wrong one panics instead of reading elsewhere.
+    #[inline(always)]
+    pub fn ld_dyn<S: Simd>(&self, _simd: S, c: usize, j: usize, p: usize, off: usize) -> S::f32s {
+        let inside = c < CHANS && j < ROWS && p < PHASES && off <= REACH;
+        assert!(inside, "conv-kernel bug: load outside the tile window");
+        let at = self.base + c * self.chan_stride + j * self.row_stride + p * self.phase_len + off;
+        // SAFETY: as in `ld`, with the four index bounds checked just above.
         unsafe { core::ptr::read_unaligned(self.buf.as_ptr().add(at).cast::<S::f32s>()) }
     }
 

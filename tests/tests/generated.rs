@@ -32,6 +32,9 @@ pub struct DwK1S2;
 pub struct DwK11;
 #[conv_kernel(in = 3, out = 3, k = (3, 5), groups = 3, pad = (1, 2), bias = false)]
 pub struct DwRectNoBias;
+// More taps than the plan unrolls (29 x 29 = 841): runtime loops over taps, stride 2.
+#[conv_kernel(in = 2, out = 2, k = 29, groups = 2, stride = 2, pad = 14)]
+pub struct DwK29S2;
 
 // Grouped and dense direct: ResNeXt-like 4 channels per group, groups 2 with stride 2, dense
 // with odd channels, rectangular with stride/dilation per axis, a large kernel (tile-only loops),
@@ -94,6 +97,7 @@ fn all_cases() -> Vec<Case> {
         DwK1S2,
         DwK11,
         DwRectNoBias,
+        DwK29S2,
         G4,
         G2S2,
         Dense5x7,
@@ -174,6 +178,20 @@ fn every_layer_matches_reference_on_every_isa_and_tail() {
 }
 
 #[test]
+fn set_covers_every_body_layout() {
+    // Kernel names end with the plan of each register class; `c` marks a loop over input
+    // channels, `k` loops over channels and taps. The set must run both, not only unrolled tiles.
+    let names: Vec<&str> = all_cases().iter().map(|c| c.layer.kernel_name()).collect();
+    for mode in ['c', 'k'] {
+        let plans = names
+            .iter()
+            .flat_map(|n| n.split('/').filter(|p| p.starts_with('r')));
+        let hit = plans.filter(|p| p.ends_with(mode)).count();
+        assert!(hit > 0, "no layer with body layout `{mode}` in {names:#?}");
+    }
+}
+
+#[test]
 fn machine_has_the_isas_we_test() {
     // The guide's machine has AVX-512: make sure the V4 and V3 bodies actually ran above.
     let isas = Isa::available();
@@ -189,7 +207,7 @@ proptest! {
 
     #[test]
     fn random_sizes_match_reference(
-        which in 0usize..22,
+        which in 0usize..23,
         n in 1usize..=3,
         h in 1usize..=20,
         w in 1usize..=40,

@@ -228,6 +228,7 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
     // The tile's window into the band: one bounds check, then unchecked constant-index loads.
     let phases = (0..kw).map(|kx| (kx * dw) % sw).max().unwrap_or(0) + 1;
     let reach = (0..kw).map(|kx| (kx * dw) / sw).max().unwrap_or(0);
+    let dh_l = lit(dh);
     let (chans_l, rin_l, phases_l, reach_l, sh_l) = (
         lit(cpg_in),
         lit((rows - 1) * sh + (kh - 1) * dh + 1),
@@ -258,16 +259,21 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
         }
         Unroll::TileOnly => {
             let mut fmas = TokenStream::new();
+            for t in 0..oct {
+                let wk = format_ident!("w_{}", t);
+                let t0 = lit(t * cpg_in * spec.taps());
+                fmas.extend(quote!(let #wk = simd.splat_f32s(wt[#t0 + tap]);));
+            }
             for r in 0..rows {
                 let x = format_ident!("x_{}", r);
                 let roff = lit(r * sh);
-                fmas.extend(quote!(let #x = #rt::ld(simd, buf, base + #roff * rs);));
+                fmas.extend(
+                    quote!(let #x = tile.ld_dyn(simd, ic, #roff + ky * #dh_l, phase, off);),
+                );
                 for t in 0..oct {
                     let a = acc(t, r, 0);
-                    let t0 = lit(t * cpg_in * spec.taps());
-                    fmas.extend(quote! {
-                        #a = simd.mul_add_e_f32s(#x, simd.splat_f32s(wt[#t0 + tap]), #a);
-                    });
+                    let wk = format_ident!("w_{}", t);
+                    fmas.extend(quote!(#a = simd.mul_add_e_f32s(#x, #wk, #a);));
                 }
             }
             let (cpg_in, kh_l, kw_l, taps) = (lit(cpg_in), lit(kh), lit(kw), lit(spec.taps()));
@@ -279,13 +285,13 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
                 let (sw, dw) = (lit(sw), lit(dw));
                 (quote!((kx * #dw) % #sw), quote!((kx * #dw) / #sw))
             };
-            let (sh, dh) = (lit(sh), lit(dh));
             quote! {
+                #window
                 for ic in 0..#cpg_in {
                     for ky in 0..#kh_l {
                         for kx in 0..#kw_l {
                             let tap = ic * #taps + ky * #kw_l + kx;
-                            let base = band.at(ic, r0 * #sh + ky * #dh, #phase) + ox + #off;
+                            let (phase, off) = (#phase, #off);
                             #fmas
                         }
                     }
@@ -322,7 +328,6 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
             bias: &[S::f32s; #oct_l],
         ) {
             #wslice
-            let rs = band.row_stride;
             #(#init)*
             #body
             #(#stores)*

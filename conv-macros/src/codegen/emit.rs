@@ -75,7 +75,7 @@ pub fn acc(t: usize, r: usize, v: usize) -> syn::Ident {
 /// The shared fields and `pack` body: weights kept in PyTorch order (the tiles index them by
 /// constant offsets), bias expanded to zeros for bias-free layers.
 pub fn weight_fields(spec: &Spec) -> (TokenStream, TokenStream) {
-    let out = spec.out_channels;
+    let out = lit(spec.out_channels);
     let fields = quote! {
         w: ::std::vec::Vec<f32>,
         b: ::std::vec::Vec<f32>,

@@ -138,7 +138,7 @@ impl ::conv_runtime::__private::Generated for Dw11 {
             w: weight.to_vec(),
             b: match bias {
                 ::core::option::Option::Some(b) => b.to_vec(),
-                ::core::option::Option::None => ::std::vec![0.0; 32usize],
+                ::core::option::Option::None => ::std::vec![0.0; 32],
             },
         }
     }
@@ -153,1049 +153,23 @@ impl ::conv_runtime::__private::Generated for Dw11 {
         need
     }
     #[inline(always)]
-    fn run<S: ::conv_runtime::__private::Simd>(
+    fn run_r32<S: ::conv_runtime::__private::Simd>(
         &self,
         simd: S,
         args: ::conv_runtime::__private::Args<'_>,
     ) {
-        if S::REGISTER_COUNT >= 32usize {
-            self.__run_r32(simd, args)
-        } else {
-            self.__run_r16(simd, args)
-        }
+        self.__run_r32(simd, args)
+    }
+    #[inline(always)]
+    fn run_r16<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        args: ::conv_runtime::__private::Args<'_>,
+    ) {
+        self.__run_r16(simd, args)
     }
 }
 impl Dw11 {
-    #[inline(always)]
-    #[allow(
-        clippy::too_many_arguments,
-        clippy::identity_op,
-        clippy::erasing_op,
-        clippy::int_plus_one
-    )]
-    fn __run_r16<S: ::conv_runtime::__private::Simd>(
-        &self,
-        simd: S,
-        a: ::conv_runtime::__private::Args<'_>,
-    ) {
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r2<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut [f32],
-            oy: usize,
-            wo: usize,
-            plane: usize,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..121];
-            let rs = band.row_stride;
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let tile = band.tile::<S, 1, 12, 1, 10>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
-            let x_0_7 = tile.ld::<S, 0, 7, 0, 0>(simd);
-            let x_0_8 = tile.ld::<S, 0, 8, 0, 0>(simd);
-            let x_0_9 = tile.ld::<S, 0, 9, 0, 0>(simd);
-            let x_0_10 = tile.ld::<S, 0, 10, 0, 0>(simd);
-            let x_0_11 = tile.ld::<S, 0, 11, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[0]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            let w_0_1_0 = simd.splat_f32s(wt[11]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            let w_0_2_0 = simd.splat_f32s(wt[22]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            let w_0_3_0 = simd.splat_f32s(wt[33]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_3, w_0_3_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_4, w_0_3_0, acc_0_1_0);
-            let w_0_4_0 = simd.splat_f32s(wt[44]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_4, w_0_4_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_5, w_0_4_0, acc_0_1_0);
-            let w_0_5_0 = simd.splat_f32s(wt[55]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_5, w_0_5_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_6, w_0_5_0, acc_0_1_0);
-            let w_0_6_0 = simd.splat_f32s(wt[66]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_6, w_0_6_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_7, w_0_6_0, acc_0_1_0);
-            let w_0_7_0 = simd.splat_f32s(wt[77]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_7, w_0_7_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_8, w_0_7_0, acc_0_1_0);
-            let w_0_8_0 = simd.splat_f32s(wt[88]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_8, w_0_8_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_9, w_0_8_0, acc_0_1_0);
-            let w_0_9_0 = simd.splat_f32s(wt[99]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_9, w_0_9_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_10, w_0_9_0, acc_0_1_0);
-            let w_0_10_0 = simd.splat_f32s(wt[110]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_10, w_0_10_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_11, w_0_10_0, acc_0_1_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
-            let x_1_7 = tile.ld::<S, 0, 7, 0, 1>(simd);
-            let x_1_8 = tile.ld::<S, 0, 8, 0, 1>(simd);
-            let x_1_9 = tile.ld::<S, 0, 9, 0, 1>(simd);
-            let x_1_10 = tile.ld::<S, 0, 10, 0, 1>(simd);
-            let x_1_11 = tile.ld::<S, 0, 11, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[1]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            let w_0_1_1 = simd.splat_f32s(wt[12]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            let w_0_2_1 = simd.splat_f32s(wt[23]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            let w_0_3_1 = simd.splat_f32s(wt[34]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_3, w_0_3_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_4, w_0_3_1, acc_0_1_0);
-            let w_0_4_1 = simd.splat_f32s(wt[45]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_4, w_0_4_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_5, w_0_4_1, acc_0_1_0);
-            let w_0_5_1 = simd.splat_f32s(wt[56]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_5, w_0_5_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_6, w_0_5_1, acc_0_1_0);
-            let w_0_6_1 = simd.splat_f32s(wt[67]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_6, w_0_6_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_7, w_0_6_1, acc_0_1_0);
-            let w_0_7_1 = simd.splat_f32s(wt[78]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_7, w_0_7_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_8, w_0_7_1, acc_0_1_0);
-            let w_0_8_1 = simd.splat_f32s(wt[89]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_8, w_0_8_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_9, w_0_8_1, acc_0_1_0);
-            let w_0_9_1 = simd.splat_f32s(wt[100]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_9, w_0_9_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_10, w_0_9_1, acc_0_1_0);
-            let w_0_10_1 = simd.splat_f32s(wt[111]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_10, w_0_10_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_11, w_0_10_1, acc_0_1_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
-            let x_2_7 = tile.ld::<S, 0, 7, 0, 2>(simd);
-            let x_2_8 = tile.ld::<S, 0, 8, 0, 2>(simd);
-            let x_2_9 = tile.ld::<S, 0, 9, 0, 2>(simd);
-            let x_2_10 = tile.ld::<S, 0, 10, 0, 2>(simd);
-            let x_2_11 = tile.ld::<S, 0, 11, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[2]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            let w_0_1_2 = simd.splat_f32s(wt[13]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            let w_0_2_2 = simd.splat_f32s(wt[24]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            let w_0_3_2 = simd.splat_f32s(wt[35]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_3, w_0_3_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_4, w_0_3_2, acc_0_1_0);
-            let w_0_4_2 = simd.splat_f32s(wt[46]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_4, w_0_4_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_5, w_0_4_2, acc_0_1_0);
-            let w_0_5_2 = simd.splat_f32s(wt[57]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_5, w_0_5_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_6, w_0_5_2, acc_0_1_0);
-            let w_0_6_2 = simd.splat_f32s(wt[68]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_6, w_0_6_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_7, w_0_6_2, acc_0_1_0);
-            let w_0_7_2 = simd.splat_f32s(wt[79]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_7, w_0_7_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_8, w_0_7_2, acc_0_1_0);
-            let w_0_8_2 = simd.splat_f32s(wt[90]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_8, w_0_8_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_9, w_0_8_2, acc_0_1_0);
-            let w_0_9_2 = simd.splat_f32s(wt[101]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_9, w_0_9_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_10, w_0_9_2, acc_0_1_0);
-            let w_0_10_2 = simd.splat_f32s(wt[112]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_10, w_0_10_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_11, w_0_10_2, acc_0_1_0);
-            let x_3_0 = tile.ld::<S, 0, 0, 0, 3>(simd);
-            let x_3_1 = tile.ld::<S, 0, 1, 0, 3>(simd);
-            let x_3_2 = tile.ld::<S, 0, 2, 0, 3>(simd);
-            let x_3_3 = tile.ld::<S, 0, 3, 0, 3>(simd);
-            let x_3_4 = tile.ld::<S, 0, 4, 0, 3>(simd);
-            let x_3_5 = tile.ld::<S, 0, 5, 0, 3>(simd);
-            let x_3_6 = tile.ld::<S, 0, 6, 0, 3>(simd);
-            let x_3_7 = tile.ld::<S, 0, 7, 0, 3>(simd);
-            let x_3_8 = tile.ld::<S, 0, 8, 0, 3>(simd);
-            let x_3_9 = tile.ld::<S, 0, 9, 0, 3>(simd);
-            let x_3_10 = tile.ld::<S, 0, 10, 0, 3>(simd);
-            let x_3_11 = tile.ld::<S, 0, 11, 0, 3>(simd);
-            let w_0_0_3 = simd.splat_f32s(wt[3]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_0, w_0_0_3, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_3_1, w_0_0_3, acc_0_1_0);
-            let w_0_1_3 = simd.splat_f32s(wt[14]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_1, w_0_1_3, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_3_2, w_0_1_3, acc_0_1_0);
-            let w_0_2_3 = simd.splat_f32s(wt[25]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_2, w_0_2_3, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_3_3, w_0_2_3, acc_0_1_0);
-            let w_0_3_3 = simd.splat_f32s(wt[36]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_3, w_0_3_3, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_3_4, w_0_3_3, acc_0_1_0);
-            let w_0_4_3 = simd.splat_f32s(wt[47]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_4, w_0_4_3, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_3_5, w_0_4_3, acc_0_1_0);
-            let w_0_5_3 = simd.splat_f32s(wt[58]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_5, w_0_5_3, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_3_6, w_0_5_3, acc_0_1_0);
-            let w_0_6_3 = simd.splat_f32s(wt[69]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_6, w_0_6_3, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_3_7, w_0_6_3, acc_0_1_0);
-            let w_0_7_3 = simd.splat_f32s(wt[80]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_7, w_0_7_3, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_3_8, w_0_7_3, acc_0_1_0);
-            let w_0_8_3 = simd.splat_f32s(wt[91]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_8, w_0_8_3, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_3_9, w_0_8_3, acc_0_1_0);
-            let w_0_9_3 = simd.splat_f32s(wt[102]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_9, w_0_9_3, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_3_10, w_0_9_3, acc_0_1_0);
-            let w_0_10_3 = simd.splat_f32s(wt[113]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_10, w_0_10_3, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_3_11, w_0_10_3, acc_0_1_0);
-            let x_4_0 = tile.ld::<S, 0, 0, 0, 4>(simd);
-            let x_4_1 = tile.ld::<S, 0, 1, 0, 4>(simd);
-            let x_4_2 = tile.ld::<S, 0, 2, 0, 4>(simd);
-            let x_4_3 = tile.ld::<S, 0, 3, 0, 4>(simd);
-            let x_4_4 = tile.ld::<S, 0, 4, 0, 4>(simd);
-            let x_4_5 = tile.ld::<S, 0, 5, 0, 4>(simd);
-            let x_4_6 = tile.ld::<S, 0, 6, 0, 4>(simd);
-            let x_4_7 = tile.ld::<S, 0, 7, 0, 4>(simd);
-            let x_4_8 = tile.ld::<S, 0, 8, 0, 4>(simd);
-            let x_4_9 = tile.ld::<S, 0, 9, 0, 4>(simd);
-            let x_4_10 = tile.ld::<S, 0, 10, 0, 4>(simd);
-            let x_4_11 = tile.ld::<S, 0, 11, 0, 4>(simd);
-            let w_0_0_4 = simd.splat_f32s(wt[4]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_0, w_0_0_4, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_4_1, w_0_0_4, acc_0_1_0);
-            let w_0_1_4 = simd.splat_f32s(wt[15]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_1, w_0_1_4, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_4_2, w_0_1_4, acc_0_1_0);
-            let w_0_2_4 = simd.splat_f32s(wt[26]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_2, w_0_2_4, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_4_3, w_0_2_4, acc_0_1_0);
-            let w_0_3_4 = simd.splat_f32s(wt[37]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_3, w_0_3_4, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_4_4, w_0_3_4, acc_0_1_0);
-            let w_0_4_4 = simd.splat_f32s(wt[48]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_4, w_0_4_4, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_4_5, w_0_4_4, acc_0_1_0);
-            let w_0_5_4 = simd.splat_f32s(wt[59]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_5, w_0_5_4, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_4_6, w_0_5_4, acc_0_1_0);
-            let w_0_6_4 = simd.splat_f32s(wt[70]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_6, w_0_6_4, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_4_7, w_0_6_4, acc_0_1_0);
-            let w_0_7_4 = simd.splat_f32s(wt[81]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_7, w_0_7_4, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_4_8, w_0_7_4, acc_0_1_0);
-            let w_0_8_4 = simd.splat_f32s(wt[92]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_8, w_0_8_4, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_4_9, w_0_8_4, acc_0_1_0);
-            let w_0_9_4 = simd.splat_f32s(wt[103]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_9, w_0_9_4, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_4_10, w_0_9_4, acc_0_1_0);
-            let w_0_10_4 = simd.splat_f32s(wt[114]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_10, w_0_10_4, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_4_11, w_0_10_4, acc_0_1_0);
-            let x_5_0 = tile.ld::<S, 0, 0, 0, 5>(simd);
-            let x_5_1 = tile.ld::<S, 0, 1, 0, 5>(simd);
-            let x_5_2 = tile.ld::<S, 0, 2, 0, 5>(simd);
-            let x_5_3 = tile.ld::<S, 0, 3, 0, 5>(simd);
-            let x_5_4 = tile.ld::<S, 0, 4, 0, 5>(simd);
-            let x_5_5 = tile.ld::<S, 0, 5, 0, 5>(simd);
-            let x_5_6 = tile.ld::<S, 0, 6, 0, 5>(simd);
-            let x_5_7 = tile.ld::<S, 0, 7, 0, 5>(simd);
-            let x_5_8 = tile.ld::<S, 0, 8, 0, 5>(simd);
-            let x_5_9 = tile.ld::<S, 0, 9, 0, 5>(simd);
-            let x_5_10 = tile.ld::<S, 0, 10, 0, 5>(simd);
-            let x_5_11 = tile.ld::<S, 0, 11, 0, 5>(simd);
-            let w_0_0_5 = simd.splat_f32s(wt[5]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_0, w_0_0_5, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_5_1, w_0_0_5, acc_0_1_0);
-            let w_0_1_5 = simd.splat_f32s(wt[16]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_1, w_0_1_5, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_5_2, w_0_1_5, acc_0_1_0);
-            let w_0_2_5 = simd.splat_f32s(wt[27]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_2, w_0_2_5, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_5_3, w_0_2_5, acc_0_1_0);
-            let w_0_3_5 = simd.splat_f32s(wt[38]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_3, w_0_3_5, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_5_4, w_0_3_5, acc_0_1_0);
-            let w_0_4_5 = simd.splat_f32s(wt[49]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_4, w_0_4_5, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_5_5, w_0_4_5, acc_0_1_0);
-            let w_0_5_5 = simd.splat_f32s(wt[60]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_5, w_0_5_5, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_5_6, w_0_5_5, acc_0_1_0);
-            let w_0_6_5 = simd.splat_f32s(wt[71]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_6, w_0_6_5, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_5_7, w_0_6_5, acc_0_1_0);
-            let w_0_7_5 = simd.splat_f32s(wt[82]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_7, w_0_7_5, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_5_8, w_0_7_5, acc_0_1_0);
-            let w_0_8_5 = simd.splat_f32s(wt[93]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_8, w_0_8_5, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_5_9, w_0_8_5, acc_0_1_0);
-            let w_0_9_5 = simd.splat_f32s(wt[104]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_9, w_0_9_5, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_5_10, w_0_9_5, acc_0_1_0);
-            let w_0_10_5 = simd.splat_f32s(wt[115]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_10, w_0_10_5, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_5_11, w_0_10_5, acc_0_1_0);
-            let x_6_0 = tile.ld::<S, 0, 0, 0, 6>(simd);
-            let x_6_1 = tile.ld::<S, 0, 1, 0, 6>(simd);
-            let x_6_2 = tile.ld::<S, 0, 2, 0, 6>(simd);
-            let x_6_3 = tile.ld::<S, 0, 3, 0, 6>(simd);
-            let x_6_4 = tile.ld::<S, 0, 4, 0, 6>(simd);
-            let x_6_5 = tile.ld::<S, 0, 5, 0, 6>(simd);
-            let x_6_6 = tile.ld::<S, 0, 6, 0, 6>(simd);
-            let x_6_7 = tile.ld::<S, 0, 7, 0, 6>(simd);
-            let x_6_8 = tile.ld::<S, 0, 8, 0, 6>(simd);
-            let x_6_9 = tile.ld::<S, 0, 9, 0, 6>(simd);
-            let x_6_10 = tile.ld::<S, 0, 10, 0, 6>(simd);
-            let x_6_11 = tile.ld::<S, 0, 11, 0, 6>(simd);
-            let w_0_0_6 = simd.splat_f32s(wt[6]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_0, w_0_0_6, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_6_1, w_0_0_6, acc_0_1_0);
-            let w_0_1_6 = simd.splat_f32s(wt[17]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_1, w_0_1_6, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_6_2, w_0_1_6, acc_0_1_0);
-            let w_0_2_6 = simd.splat_f32s(wt[28]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_2, w_0_2_6, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_6_3, w_0_2_6, acc_0_1_0);
-            let w_0_3_6 = simd.splat_f32s(wt[39]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_3, w_0_3_6, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_6_4, w_0_3_6, acc_0_1_0);
-            let w_0_4_6 = simd.splat_f32s(wt[50]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_4, w_0_4_6, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_6_5, w_0_4_6, acc_0_1_0);
-            let w_0_5_6 = simd.splat_f32s(wt[61]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_5, w_0_5_6, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_6_6, w_0_5_6, acc_0_1_0);
-            let w_0_6_6 = simd.splat_f32s(wt[72]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_6, w_0_6_6, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_6_7, w_0_6_6, acc_0_1_0);
-            let w_0_7_6 = simd.splat_f32s(wt[83]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_7, w_0_7_6, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_6_8, w_0_7_6, acc_0_1_0);
-            let w_0_8_6 = simd.splat_f32s(wt[94]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_8, w_0_8_6, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_6_9, w_0_8_6, acc_0_1_0);
-            let w_0_9_6 = simd.splat_f32s(wt[105]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_9, w_0_9_6, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_6_10, w_0_9_6, acc_0_1_0);
-            let w_0_10_6 = simd.splat_f32s(wt[116]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_10, w_0_10_6, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_6_11, w_0_10_6, acc_0_1_0);
-            let x_7_0 = tile.ld::<S, 0, 0, 0, 7>(simd);
-            let x_7_1 = tile.ld::<S, 0, 1, 0, 7>(simd);
-            let x_7_2 = tile.ld::<S, 0, 2, 0, 7>(simd);
-            let x_7_3 = tile.ld::<S, 0, 3, 0, 7>(simd);
-            let x_7_4 = tile.ld::<S, 0, 4, 0, 7>(simd);
-            let x_7_5 = tile.ld::<S, 0, 5, 0, 7>(simd);
-            let x_7_6 = tile.ld::<S, 0, 6, 0, 7>(simd);
-            let x_7_7 = tile.ld::<S, 0, 7, 0, 7>(simd);
-            let x_7_8 = tile.ld::<S, 0, 8, 0, 7>(simd);
-            let x_7_9 = tile.ld::<S, 0, 9, 0, 7>(simd);
-            let x_7_10 = tile.ld::<S, 0, 10, 0, 7>(simd);
-            let x_7_11 = tile.ld::<S, 0, 11, 0, 7>(simd);
-            let w_0_0_7 = simd.splat_f32s(wt[7]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_0, w_0_0_7, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_7_1, w_0_0_7, acc_0_1_0);
-            let w_0_1_7 = simd.splat_f32s(wt[18]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_1, w_0_1_7, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_7_2, w_0_1_7, acc_0_1_0);
-            let w_0_2_7 = simd.splat_f32s(wt[29]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_2, w_0_2_7, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_7_3, w_0_2_7, acc_0_1_0);
-            let w_0_3_7 = simd.splat_f32s(wt[40]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_3, w_0_3_7, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_7_4, w_0_3_7, acc_0_1_0);
-            let w_0_4_7 = simd.splat_f32s(wt[51]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_4, w_0_4_7, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_7_5, w_0_4_7, acc_0_1_0);
-            let w_0_5_7 = simd.splat_f32s(wt[62]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_5, w_0_5_7, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_7_6, w_0_5_7, acc_0_1_0);
-            let w_0_6_7 = simd.splat_f32s(wt[73]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_6, w_0_6_7, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_7_7, w_0_6_7, acc_0_1_0);
-            let w_0_7_7 = simd.splat_f32s(wt[84]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_7, w_0_7_7, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_7_8, w_0_7_7, acc_0_1_0);
-            let w_0_8_7 = simd.splat_f32s(wt[95]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_8, w_0_8_7, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_7_9, w_0_8_7, acc_0_1_0);
-            let w_0_9_7 = simd.splat_f32s(wt[106]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_9, w_0_9_7, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_7_10, w_0_9_7, acc_0_1_0);
-            let w_0_10_7 = simd.splat_f32s(wt[117]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_10, w_0_10_7, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_7_11, w_0_10_7, acc_0_1_0);
-            let x_8_0 = tile.ld::<S, 0, 0, 0, 8>(simd);
-            let x_8_1 = tile.ld::<S, 0, 1, 0, 8>(simd);
-            let x_8_2 = tile.ld::<S, 0, 2, 0, 8>(simd);
-            let x_8_3 = tile.ld::<S, 0, 3, 0, 8>(simd);
-            let x_8_4 = tile.ld::<S, 0, 4, 0, 8>(simd);
-            let x_8_5 = tile.ld::<S, 0, 5, 0, 8>(simd);
-            let x_8_6 = tile.ld::<S, 0, 6, 0, 8>(simd);
-            let x_8_7 = tile.ld::<S, 0, 7, 0, 8>(simd);
-            let x_8_8 = tile.ld::<S, 0, 8, 0, 8>(simd);
-            let x_8_9 = tile.ld::<S, 0, 9, 0, 8>(simd);
-            let x_8_10 = tile.ld::<S, 0, 10, 0, 8>(simd);
-            let x_8_11 = tile.ld::<S, 0, 11, 0, 8>(simd);
-            let w_0_0_8 = simd.splat_f32s(wt[8]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_0, w_0_0_8, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_8_1, w_0_0_8, acc_0_1_0);
-            let w_0_1_8 = simd.splat_f32s(wt[19]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_1, w_0_1_8, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_8_2, w_0_1_8, acc_0_1_0);
-            let w_0_2_8 = simd.splat_f32s(wt[30]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_2, w_0_2_8, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_8_3, w_0_2_8, acc_0_1_0);
-            let w_0_3_8 = simd.splat_f32s(wt[41]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_3, w_0_3_8, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_8_4, w_0_3_8, acc_0_1_0);
-            let w_0_4_8 = simd.splat_f32s(wt[52]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_4, w_0_4_8, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_8_5, w_0_4_8, acc_0_1_0);
-            let w_0_5_8 = simd.splat_f32s(wt[63]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_5, w_0_5_8, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_8_6, w_0_5_8, acc_0_1_0);
-            let w_0_6_8 = simd.splat_f32s(wt[74]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_6, w_0_6_8, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_8_7, w_0_6_8, acc_0_1_0);
-            let w_0_7_8 = simd.splat_f32s(wt[85]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_7, w_0_7_8, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_8_8, w_0_7_8, acc_0_1_0);
-            let w_0_8_8 = simd.splat_f32s(wt[96]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_8, w_0_8_8, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_8_9, w_0_8_8, acc_0_1_0);
-            let w_0_9_8 = simd.splat_f32s(wt[107]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_9, w_0_9_8, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_8_10, w_0_9_8, acc_0_1_0);
-            let w_0_10_8 = simd.splat_f32s(wt[118]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_10, w_0_10_8, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_8_11, w_0_10_8, acc_0_1_0);
-            let x_9_0 = tile.ld::<S, 0, 0, 0, 9>(simd);
-            let x_9_1 = tile.ld::<S, 0, 1, 0, 9>(simd);
-            let x_9_2 = tile.ld::<S, 0, 2, 0, 9>(simd);
-            let x_9_3 = tile.ld::<S, 0, 3, 0, 9>(simd);
-            let x_9_4 = tile.ld::<S, 0, 4, 0, 9>(simd);
-            let x_9_5 = tile.ld::<S, 0, 5, 0, 9>(simd);
-            let x_9_6 = tile.ld::<S, 0, 6, 0, 9>(simd);
-            let x_9_7 = tile.ld::<S, 0, 7, 0, 9>(simd);
-            let x_9_8 = tile.ld::<S, 0, 8, 0, 9>(simd);
-            let x_9_9 = tile.ld::<S, 0, 9, 0, 9>(simd);
-            let x_9_10 = tile.ld::<S, 0, 10, 0, 9>(simd);
-            let x_9_11 = tile.ld::<S, 0, 11, 0, 9>(simd);
-            let w_0_0_9 = simd.splat_f32s(wt[9]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_0, w_0_0_9, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_9_1, w_0_0_9, acc_0_1_0);
-            let w_0_1_9 = simd.splat_f32s(wt[20]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_1, w_0_1_9, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_9_2, w_0_1_9, acc_0_1_0);
-            let w_0_2_9 = simd.splat_f32s(wt[31]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_2, w_0_2_9, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_9_3, w_0_2_9, acc_0_1_0);
-            let w_0_3_9 = simd.splat_f32s(wt[42]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_3, w_0_3_9, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_9_4, w_0_3_9, acc_0_1_0);
-            let w_0_4_9 = simd.splat_f32s(wt[53]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_4, w_0_4_9, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_9_5, w_0_4_9, acc_0_1_0);
-            let w_0_5_9 = simd.splat_f32s(wt[64]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_5, w_0_5_9, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_9_6, w_0_5_9, acc_0_1_0);
-            let w_0_6_9 = simd.splat_f32s(wt[75]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_6, w_0_6_9, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_9_7, w_0_6_9, acc_0_1_0);
-            let w_0_7_9 = simd.splat_f32s(wt[86]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_7, w_0_7_9, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_9_8, w_0_7_9, acc_0_1_0);
-            let w_0_8_9 = simd.splat_f32s(wt[97]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_8, w_0_8_9, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_9_9, w_0_8_9, acc_0_1_0);
-            let w_0_9_9 = simd.splat_f32s(wt[108]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_9, w_0_9_9, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_9_10, w_0_9_9, acc_0_1_0);
-            let w_0_10_9 = simd.splat_f32s(wt[119]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_10, w_0_10_9, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_9_11, w_0_10_9, acc_0_1_0);
-            let x_10_0 = tile.ld::<S, 0, 0, 0, 10>(simd);
-            let x_10_1 = tile.ld::<S, 0, 1, 0, 10>(simd);
-            let x_10_2 = tile.ld::<S, 0, 2, 0, 10>(simd);
-            let x_10_3 = tile.ld::<S, 0, 3, 0, 10>(simd);
-            let x_10_4 = tile.ld::<S, 0, 4, 0, 10>(simd);
-            let x_10_5 = tile.ld::<S, 0, 5, 0, 10>(simd);
-            let x_10_6 = tile.ld::<S, 0, 6, 0, 10>(simd);
-            let x_10_7 = tile.ld::<S, 0, 7, 0, 10>(simd);
-            let x_10_8 = tile.ld::<S, 0, 8, 0, 10>(simd);
-            let x_10_9 = tile.ld::<S, 0, 9, 0, 10>(simd);
-            let x_10_10 = tile.ld::<S, 0, 10, 0, 10>(simd);
-            let x_10_11 = tile.ld::<S, 0, 11, 0, 10>(simd);
-            let w_0_0_10 = simd.splat_f32s(wt[10]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_0, w_0_0_10, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_10_1, w_0_0_10, acc_0_1_0);
-            let w_0_1_10 = simd.splat_f32s(wt[21]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_1, w_0_1_10, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_10_2, w_0_1_10, acc_0_1_0);
-            let w_0_2_10 = simd.splat_f32s(wt[32]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_2, w_0_2_10, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_10_3, w_0_2_10, acc_0_1_0);
-            let w_0_3_10 = simd.splat_f32s(wt[43]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_3, w_0_3_10, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_10_4, w_0_3_10, acc_0_1_0);
-            let w_0_4_10 = simd.splat_f32s(wt[54]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_4, w_0_4_10, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_10_5, w_0_4_10, acc_0_1_0);
-            let w_0_5_10 = simd.splat_f32s(wt[65]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_5, w_0_5_10, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_10_6, w_0_5_10, acc_0_1_0);
-            let w_0_6_10 = simd.splat_f32s(wt[76]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_6, w_0_6_10, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_10_7, w_0_6_10, acc_0_1_0);
-            let w_0_7_10 = simd.splat_f32s(wt[87]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_7, w_0_7_10, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_10_8, w_0_7_10, acc_0_1_0);
-            let w_0_8_10 = simd.splat_f32s(wt[98]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_8, w_0_8_10, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_10_9, w_0_8_10, acc_0_1_0);
-            let w_0_9_10 = simd.splat_f32s(wt[109]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_9, w_0_9_10, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_10_10, w_0_9_10, acc_0_1_0);
-            let w_0_10_10 = simd.splat_f32s(wt[120]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_10, w_0_10_10, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_10_11, w_0_10_10, acc_0_1_0);
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r1<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut [f32],
-            oy: usize,
-            wo: usize,
-            plane: usize,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..121];
-            let rs = band.row_stride;
-            let mut acc_0_0_0 = bias[0];
-            let tile = band.tile::<S, 1, 11, 1, 10>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
-            let x_0_7 = tile.ld::<S, 0, 7, 0, 0>(simd);
-            let x_0_8 = tile.ld::<S, 0, 8, 0, 0>(simd);
-            let x_0_9 = tile.ld::<S, 0, 9, 0, 0>(simd);
-            let x_0_10 = tile.ld::<S, 0, 10, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[0]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            let w_0_1_0 = simd.splat_f32s(wt[11]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            let w_0_2_0 = simd.splat_f32s(wt[22]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            let w_0_3_0 = simd.splat_f32s(wt[33]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_3, w_0_3_0, acc_0_0_0);
-            let w_0_4_0 = simd.splat_f32s(wt[44]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_4, w_0_4_0, acc_0_0_0);
-            let w_0_5_0 = simd.splat_f32s(wt[55]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_5, w_0_5_0, acc_0_0_0);
-            let w_0_6_0 = simd.splat_f32s(wt[66]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_6, w_0_6_0, acc_0_0_0);
-            let w_0_7_0 = simd.splat_f32s(wt[77]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_7, w_0_7_0, acc_0_0_0);
-            let w_0_8_0 = simd.splat_f32s(wt[88]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_8, w_0_8_0, acc_0_0_0);
-            let w_0_9_0 = simd.splat_f32s(wt[99]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_9, w_0_9_0, acc_0_0_0);
-            let w_0_10_0 = simd.splat_f32s(wt[110]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_10, w_0_10_0, acc_0_0_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
-            let x_1_7 = tile.ld::<S, 0, 7, 0, 1>(simd);
-            let x_1_8 = tile.ld::<S, 0, 8, 0, 1>(simd);
-            let x_1_9 = tile.ld::<S, 0, 9, 0, 1>(simd);
-            let x_1_10 = tile.ld::<S, 0, 10, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[1]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            let w_0_1_1 = simd.splat_f32s(wt[12]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            let w_0_2_1 = simd.splat_f32s(wt[23]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            let w_0_3_1 = simd.splat_f32s(wt[34]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_3, w_0_3_1, acc_0_0_0);
-            let w_0_4_1 = simd.splat_f32s(wt[45]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_4, w_0_4_1, acc_0_0_0);
-            let w_0_5_1 = simd.splat_f32s(wt[56]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_5, w_0_5_1, acc_0_0_0);
-            let w_0_6_1 = simd.splat_f32s(wt[67]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_6, w_0_6_1, acc_0_0_0);
-            let w_0_7_1 = simd.splat_f32s(wt[78]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_7, w_0_7_1, acc_0_0_0);
-            let w_0_8_1 = simd.splat_f32s(wt[89]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_8, w_0_8_1, acc_0_0_0);
-            let w_0_9_1 = simd.splat_f32s(wt[100]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_9, w_0_9_1, acc_0_0_0);
-            let w_0_10_1 = simd.splat_f32s(wt[111]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_10, w_0_10_1, acc_0_0_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
-            let x_2_7 = tile.ld::<S, 0, 7, 0, 2>(simd);
-            let x_2_8 = tile.ld::<S, 0, 8, 0, 2>(simd);
-            let x_2_9 = tile.ld::<S, 0, 9, 0, 2>(simd);
-            let x_2_10 = tile.ld::<S, 0, 10, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[2]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            let w_0_1_2 = simd.splat_f32s(wt[13]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            let w_0_2_2 = simd.splat_f32s(wt[24]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            let w_0_3_2 = simd.splat_f32s(wt[35]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_3, w_0_3_2, acc_0_0_0);
-            let w_0_4_2 = simd.splat_f32s(wt[46]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_4, w_0_4_2, acc_0_0_0);
-            let w_0_5_2 = simd.splat_f32s(wt[57]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_5, w_0_5_2, acc_0_0_0);
-            let w_0_6_2 = simd.splat_f32s(wt[68]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_6, w_0_6_2, acc_0_0_0);
-            let w_0_7_2 = simd.splat_f32s(wt[79]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_7, w_0_7_2, acc_0_0_0);
-            let w_0_8_2 = simd.splat_f32s(wt[90]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_8, w_0_8_2, acc_0_0_0);
-            let w_0_9_2 = simd.splat_f32s(wt[101]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_9, w_0_9_2, acc_0_0_0);
-            let w_0_10_2 = simd.splat_f32s(wt[112]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_10, w_0_10_2, acc_0_0_0);
-            let x_3_0 = tile.ld::<S, 0, 0, 0, 3>(simd);
-            let x_3_1 = tile.ld::<S, 0, 1, 0, 3>(simd);
-            let x_3_2 = tile.ld::<S, 0, 2, 0, 3>(simd);
-            let x_3_3 = tile.ld::<S, 0, 3, 0, 3>(simd);
-            let x_3_4 = tile.ld::<S, 0, 4, 0, 3>(simd);
-            let x_3_5 = tile.ld::<S, 0, 5, 0, 3>(simd);
-            let x_3_6 = tile.ld::<S, 0, 6, 0, 3>(simd);
-            let x_3_7 = tile.ld::<S, 0, 7, 0, 3>(simd);
-            let x_3_8 = tile.ld::<S, 0, 8, 0, 3>(simd);
-            let x_3_9 = tile.ld::<S, 0, 9, 0, 3>(simd);
-            let x_3_10 = tile.ld::<S, 0, 10, 0, 3>(simd);
-            let w_0_0_3 = simd.splat_f32s(wt[3]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_0, w_0_0_3, acc_0_0_0);
-            let w_0_1_3 = simd.splat_f32s(wt[14]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_1, w_0_1_3, acc_0_0_0);
-            let w_0_2_3 = simd.splat_f32s(wt[25]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_2, w_0_2_3, acc_0_0_0);
-            let w_0_3_3 = simd.splat_f32s(wt[36]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_3, w_0_3_3, acc_0_0_0);
-            let w_0_4_3 = simd.splat_f32s(wt[47]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_4, w_0_4_3, acc_0_0_0);
-            let w_0_5_3 = simd.splat_f32s(wt[58]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_5, w_0_5_3, acc_0_0_0);
-            let w_0_6_3 = simd.splat_f32s(wt[69]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_6, w_0_6_3, acc_0_0_0);
-            let w_0_7_3 = simd.splat_f32s(wt[80]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_7, w_0_7_3, acc_0_0_0);
-            let w_0_8_3 = simd.splat_f32s(wt[91]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_8, w_0_8_3, acc_0_0_0);
-            let w_0_9_3 = simd.splat_f32s(wt[102]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_9, w_0_9_3, acc_0_0_0);
-            let w_0_10_3 = simd.splat_f32s(wt[113]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_3_10, w_0_10_3, acc_0_0_0);
-            let x_4_0 = tile.ld::<S, 0, 0, 0, 4>(simd);
-            let x_4_1 = tile.ld::<S, 0, 1, 0, 4>(simd);
-            let x_4_2 = tile.ld::<S, 0, 2, 0, 4>(simd);
-            let x_4_3 = tile.ld::<S, 0, 3, 0, 4>(simd);
-            let x_4_4 = tile.ld::<S, 0, 4, 0, 4>(simd);
-            let x_4_5 = tile.ld::<S, 0, 5, 0, 4>(simd);
-            let x_4_6 = tile.ld::<S, 0, 6, 0, 4>(simd);
-            let x_4_7 = tile.ld::<S, 0, 7, 0, 4>(simd);
-            let x_4_8 = tile.ld::<S, 0, 8, 0, 4>(simd);
-            let x_4_9 = tile.ld::<S, 0, 9, 0, 4>(simd);
-            let x_4_10 = tile.ld::<S, 0, 10, 0, 4>(simd);
-            let w_0_0_4 = simd.splat_f32s(wt[4]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_0, w_0_0_4, acc_0_0_0);
-            let w_0_1_4 = simd.splat_f32s(wt[15]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_1, w_0_1_4, acc_0_0_0);
-            let w_0_2_4 = simd.splat_f32s(wt[26]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_2, w_0_2_4, acc_0_0_0);
-            let w_0_3_4 = simd.splat_f32s(wt[37]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_3, w_0_3_4, acc_0_0_0);
-            let w_0_4_4 = simd.splat_f32s(wt[48]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_4, w_0_4_4, acc_0_0_0);
-            let w_0_5_4 = simd.splat_f32s(wt[59]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_5, w_0_5_4, acc_0_0_0);
-            let w_0_6_4 = simd.splat_f32s(wt[70]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_6, w_0_6_4, acc_0_0_0);
-            let w_0_7_4 = simd.splat_f32s(wt[81]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_7, w_0_7_4, acc_0_0_0);
-            let w_0_8_4 = simd.splat_f32s(wt[92]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_8, w_0_8_4, acc_0_0_0);
-            let w_0_9_4 = simd.splat_f32s(wt[103]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_9, w_0_9_4, acc_0_0_0);
-            let w_0_10_4 = simd.splat_f32s(wt[114]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_4_10, w_0_10_4, acc_0_0_0);
-            let x_5_0 = tile.ld::<S, 0, 0, 0, 5>(simd);
-            let x_5_1 = tile.ld::<S, 0, 1, 0, 5>(simd);
-            let x_5_2 = tile.ld::<S, 0, 2, 0, 5>(simd);
-            let x_5_3 = tile.ld::<S, 0, 3, 0, 5>(simd);
-            let x_5_4 = tile.ld::<S, 0, 4, 0, 5>(simd);
-            let x_5_5 = tile.ld::<S, 0, 5, 0, 5>(simd);
-            let x_5_6 = tile.ld::<S, 0, 6, 0, 5>(simd);
-            let x_5_7 = tile.ld::<S, 0, 7, 0, 5>(simd);
-            let x_5_8 = tile.ld::<S, 0, 8, 0, 5>(simd);
-            let x_5_9 = tile.ld::<S, 0, 9, 0, 5>(simd);
-            let x_5_10 = tile.ld::<S, 0, 10, 0, 5>(simd);
-            let w_0_0_5 = simd.splat_f32s(wt[5]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_0, w_0_0_5, acc_0_0_0);
-            let w_0_1_5 = simd.splat_f32s(wt[16]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_1, w_0_1_5, acc_0_0_0);
-            let w_0_2_5 = simd.splat_f32s(wt[27]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_2, w_0_2_5, acc_0_0_0);
-            let w_0_3_5 = simd.splat_f32s(wt[38]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_3, w_0_3_5, acc_0_0_0);
-            let w_0_4_5 = simd.splat_f32s(wt[49]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_4, w_0_4_5, acc_0_0_0);
-            let w_0_5_5 = simd.splat_f32s(wt[60]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_5, w_0_5_5, acc_0_0_0);
-            let w_0_6_5 = simd.splat_f32s(wt[71]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_6, w_0_6_5, acc_0_0_0);
-            let w_0_7_5 = simd.splat_f32s(wt[82]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_7, w_0_7_5, acc_0_0_0);
-            let w_0_8_5 = simd.splat_f32s(wt[93]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_8, w_0_8_5, acc_0_0_0);
-            let w_0_9_5 = simd.splat_f32s(wt[104]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_9, w_0_9_5, acc_0_0_0);
-            let w_0_10_5 = simd.splat_f32s(wt[115]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_5_10, w_0_10_5, acc_0_0_0);
-            let x_6_0 = tile.ld::<S, 0, 0, 0, 6>(simd);
-            let x_6_1 = tile.ld::<S, 0, 1, 0, 6>(simd);
-            let x_6_2 = tile.ld::<S, 0, 2, 0, 6>(simd);
-            let x_6_3 = tile.ld::<S, 0, 3, 0, 6>(simd);
-            let x_6_4 = tile.ld::<S, 0, 4, 0, 6>(simd);
-            let x_6_5 = tile.ld::<S, 0, 5, 0, 6>(simd);
-            let x_6_6 = tile.ld::<S, 0, 6, 0, 6>(simd);
-            let x_6_7 = tile.ld::<S, 0, 7, 0, 6>(simd);
-            let x_6_8 = tile.ld::<S, 0, 8, 0, 6>(simd);
-            let x_6_9 = tile.ld::<S, 0, 9, 0, 6>(simd);
-            let x_6_10 = tile.ld::<S, 0, 10, 0, 6>(simd);
-            let w_0_0_6 = simd.splat_f32s(wt[6]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_0, w_0_0_6, acc_0_0_0);
-            let w_0_1_6 = simd.splat_f32s(wt[17]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_1, w_0_1_6, acc_0_0_0);
-            let w_0_2_6 = simd.splat_f32s(wt[28]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_2, w_0_2_6, acc_0_0_0);
-            let w_0_3_6 = simd.splat_f32s(wt[39]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_3, w_0_3_6, acc_0_0_0);
-            let w_0_4_6 = simd.splat_f32s(wt[50]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_4, w_0_4_6, acc_0_0_0);
-            let w_0_5_6 = simd.splat_f32s(wt[61]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_5, w_0_5_6, acc_0_0_0);
-            let w_0_6_6 = simd.splat_f32s(wt[72]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_6, w_0_6_6, acc_0_0_0);
-            let w_0_7_6 = simd.splat_f32s(wt[83]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_7, w_0_7_6, acc_0_0_0);
-            let w_0_8_6 = simd.splat_f32s(wt[94]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_8, w_0_8_6, acc_0_0_0);
-            let w_0_9_6 = simd.splat_f32s(wt[105]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_9, w_0_9_6, acc_0_0_0);
-            let w_0_10_6 = simd.splat_f32s(wt[116]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_6_10, w_0_10_6, acc_0_0_0);
-            let x_7_0 = tile.ld::<S, 0, 0, 0, 7>(simd);
-            let x_7_1 = tile.ld::<S, 0, 1, 0, 7>(simd);
-            let x_7_2 = tile.ld::<S, 0, 2, 0, 7>(simd);
-            let x_7_3 = tile.ld::<S, 0, 3, 0, 7>(simd);
-            let x_7_4 = tile.ld::<S, 0, 4, 0, 7>(simd);
-            let x_7_5 = tile.ld::<S, 0, 5, 0, 7>(simd);
-            let x_7_6 = tile.ld::<S, 0, 6, 0, 7>(simd);
-            let x_7_7 = tile.ld::<S, 0, 7, 0, 7>(simd);
-            let x_7_8 = tile.ld::<S, 0, 8, 0, 7>(simd);
-            let x_7_9 = tile.ld::<S, 0, 9, 0, 7>(simd);
-            let x_7_10 = tile.ld::<S, 0, 10, 0, 7>(simd);
-            let w_0_0_7 = simd.splat_f32s(wt[7]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_0, w_0_0_7, acc_0_0_0);
-            let w_0_1_7 = simd.splat_f32s(wt[18]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_1, w_0_1_7, acc_0_0_0);
-            let w_0_2_7 = simd.splat_f32s(wt[29]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_2, w_0_2_7, acc_0_0_0);
-            let w_0_3_7 = simd.splat_f32s(wt[40]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_3, w_0_3_7, acc_0_0_0);
-            let w_0_4_7 = simd.splat_f32s(wt[51]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_4, w_0_4_7, acc_0_0_0);
-            let w_0_5_7 = simd.splat_f32s(wt[62]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_5, w_0_5_7, acc_0_0_0);
-            let w_0_6_7 = simd.splat_f32s(wt[73]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_6, w_0_6_7, acc_0_0_0);
-            let w_0_7_7 = simd.splat_f32s(wt[84]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_7, w_0_7_7, acc_0_0_0);
-            let w_0_8_7 = simd.splat_f32s(wt[95]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_8, w_0_8_7, acc_0_0_0);
-            let w_0_9_7 = simd.splat_f32s(wt[106]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_9, w_0_9_7, acc_0_0_0);
-            let w_0_10_7 = simd.splat_f32s(wt[117]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_7_10, w_0_10_7, acc_0_0_0);
-            let x_8_0 = tile.ld::<S, 0, 0, 0, 8>(simd);
-            let x_8_1 = tile.ld::<S, 0, 1, 0, 8>(simd);
-            let x_8_2 = tile.ld::<S, 0, 2, 0, 8>(simd);
-            let x_8_3 = tile.ld::<S, 0, 3, 0, 8>(simd);
-            let x_8_4 = tile.ld::<S, 0, 4, 0, 8>(simd);
-            let x_8_5 = tile.ld::<S, 0, 5, 0, 8>(simd);
-            let x_8_6 = tile.ld::<S, 0, 6, 0, 8>(simd);
-            let x_8_7 = tile.ld::<S, 0, 7, 0, 8>(simd);
-            let x_8_8 = tile.ld::<S, 0, 8, 0, 8>(simd);
-            let x_8_9 = tile.ld::<S, 0, 9, 0, 8>(simd);
-            let x_8_10 = tile.ld::<S, 0, 10, 0, 8>(simd);
-            let w_0_0_8 = simd.splat_f32s(wt[8]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_0, w_0_0_8, acc_0_0_0);
-            let w_0_1_8 = simd.splat_f32s(wt[19]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_1, w_0_1_8, acc_0_0_0);
-            let w_0_2_8 = simd.splat_f32s(wt[30]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_2, w_0_2_8, acc_0_0_0);
-            let w_0_3_8 = simd.splat_f32s(wt[41]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_3, w_0_3_8, acc_0_0_0);
-            let w_0_4_8 = simd.splat_f32s(wt[52]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_4, w_0_4_8, acc_0_0_0);
-            let w_0_5_8 = simd.splat_f32s(wt[63]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_5, w_0_5_8, acc_0_0_0);
-            let w_0_6_8 = simd.splat_f32s(wt[74]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_6, w_0_6_8, acc_0_0_0);
-            let w_0_7_8 = simd.splat_f32s(wt[85]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_7, w_0_7_8, acc_0_0_0);
-            let w_0_8_8 = simd.splat_f32s(wt[96]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_8, w_0_8_8, acc_0_0_0);
-            let w_0_9_8 = simd.splat_f32s(wt[107]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_9, w_0_9_8, acc_0_0_0);
-            let w_0_10_8 = simd.splat_f32s(wt[118]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_8_10, w_0_10_8, acc_0_0_0);
-            let x_9_0 = tile.ld::<S, 0, 0, 0, 9>(simd);
-            let x_9_1 = tile.ld::<S, 0, 1, 0, 9>(simd);
-            let x_9_2 = tile.ld::<S, 0, 2, 0, 9>(simd);
-            let x_9_3 = tile.ld::<S, 0, 3, 0, 9>(simd);
-            let x_9_4 = tile.ld::<S, 0, 4, 0, 9>(simd);
-            let x_9_5 = tile.ld::<S, 0, 5, 0, 9>(simd);
-            let x_9_6 = tile.ld::<S, 0, 6, 0, 9>(simd);
-            let x_9_7 = tile.ld::<S, 0, 7, 0, 9>(simd);
-            let x_9_8 = tile.ld::<S, 0, 8, 0, 9>(simd);
-            let x_9_9 = tile.ld::<S, 0, 9, 0, 9>(simd);
-            let x_9_10 = tile.ld::<S, 0, 10, 0, 9>(simd);
-            let w_0_0_9 = simd.splat_f32s(wt[9]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_0, w_0_0_9, acc_0_0_0);
-            let w_0_1_9 = simd.splat_f32s(wt[20]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_1, w_0_1_9, acc_0_0_0);
-            let w_0_2_9 = simd.splat_f32s(wt[31]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_2, w_0_2_9, acc_0_0_0);
-            let w_0_3_9 = simd.splat_f32s(wt[42]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_3, w_0_3_9, acc_0_0_0);
-            let w_0_4_9 = simd.splat_f32s(wt[53]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_4, w_0_4_9, acc_0_0_0);
-            let w_0_5_9 = simd.splat_f32s(wt[64]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_5, w_0_5_9, acc_0_0_0);
-            let w_0_6_9 = simd.splat_f32s(wt[75]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_6, w_0_6_9, acc_0_0_0);
-            let w_0_7_9 = simd.splat_f32s(wt[86]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_7, w_0_7_9, acc_0_0_0);
-            let w_0_8_9 = simd.splat_f32s(wt[97]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_8, w_0_8_9, acc_0_0_0);
-            let w_0_9_9 = simd.splat_f32s(wt[108]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_9, w_0_9_9, acc_0_0_0);
-            let w_0_10_9 = simd.splat_f32s(wt[119]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_9_10, w_0_10_9, acc_0_0_0);
-            let x_10_0 = tile.ld::<S, 0, 0, 0, 10>(simd);
-            let x_10_1 = tile.ld::<S, 0, 1, 0, 10>(simd);
-            let x_10_2 = tile.ld::<S, 0, 2, 0, 10>(simd);
-            let x_10_3 = tile.ld::<S, 0, 3, 0, 10>(simd);
-            let x_10_4 = tile.ld::<S, 0, 4, 0, 10>(simd);
-            let x_10_5 = tile.ld::<S, 0, 5, 0, 10>(simd);
-            let x_10_6 = tile.ld::<S, 0, 6, 0, 10>(simd);
-            let x_10_7 = tile.ld::<S, 0, 7, 0, 10>(simd);
-            let x_10_8 = tile.ld::<S, 0, 8, 0, 10>(simd);
-            let x_10_9 = tile.ld::<S, 0, 9, 0, 10>(simd);
-            let x_10_10 = tile.ld::<S, 0, 10, 0, 10>(simd);
-            let w_0_0_10 = simd.splat_f32s(wt[10]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_0, w_0_0_10, acc_0_0_0);
-            let w_0_1_10 = simd.splat_f32s(wt[21]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_1, w_0_1_10, acc_0_0_0);
-            let w_0_2_10 = simd.splat_f32s(wt[32]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_2, w_0_2_10, acc_0_0_0);
-            let w_0_3_10 = simd.splat_f32s(wt[43]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_3, w_0_3_10, acc_0_0_0);
-            let w_0_4_10 = simd.splat_f32s(wt[54]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_4, w_0_4_10, acc_0_0_0);
-            let w_0_5_10 = simd.splat_f32s(wt[65]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_5, w_0_5_10, acc_0_0_0);
-            let w_0_6_10 = simd.splat_f32s(wt[76]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_6, w_0_6_10, acc_0_0_0);
-            let w_0_7_10 = simd.splat_f32s(wt[87]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_7, w_0_7_10, acc_0_0_0);
-            let w_0_8_10 = simd.splat_f32s(wt[98]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_8, w_0_8_10, acc_0_0_0);
-            let w_0_9_10 = simd.splat_f32s(wt[109]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_9, w_0_9_10, acc_0_0_0);
-            let w_0_10_10 = simd.splat_f32s(wt[120]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_10_10, w_0_10_10, acc_0_0_0);
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-        }
-        let ::conv_runtime::__private::Args {
-            input,
-            output,
-            scratch,
-            n,
-            h,
-            w,
-            ho,
-            wo,
-        } = a;
-        let lanes = S::F32_LANES;
-        let band = ::conv_runtime::__private::Band::new(
-            &<Self as ::conv_runtime::__private::Generated>::PARAMS,
-            1,
-            lanes,
-            ho,
-            wo,
-            2,
-        );
-        let (plane_in, plane_out) = (h * w, ho * wo);
-        let scratch = &mut scratch[..band.len()];
-        for b in 0..n {
-            for g in 0..32 {
-                let planes = &input[(b * 32 + g * 1) * plane_in..][..1 * plane_in];
-                let mut oy0 = 0;
-                while oy0 < ho {
-                    let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(planes, h, w, oy0, scratch);
-                    let buf: &[f32] = scratch;
-                    for t in 0..1 {
-                        let oc0 = g * 1 + t * 1;
-                        let wt = &self.w[oc0 * (121 / 1)..][..121];
-                        let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
-                        let out = &mut output[(b * 32 + oc0)
-                            * plane_out..][..1 * plane_out];
-                        let mut r = 0;
-                        while r + 2 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r2(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy0 + r,
-                                    wo,
-                                    plane_out,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 2;
-                        }
-                        while r + 1 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r1(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy0 + r,
-                                    wo,
-                                    plane_out,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 1;
-                        }
-                    }
-                    oy0 += rows;
-                }
-            }
-        }
-    }
     #[inline(always)]
     #[allow(
         clippy::too_many_arguments,
@@ -1230,7 +204,6 @@ impl Dw11 {
             bias: &[S::f32s; 1],
         ) {
             let wt = &wt[..121];
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
@@ -2326,7 +1299,6 @@ impl Dw11 {
             bias: &[S::f32s; 1],
         ) {
             let wt = &wt[..121];
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
@@ -3142,7 +2114,6 @@ impl Dw11 {
             bias: &[S::f32s; 1],
         ) {
             let wt = &wt[..121];
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let tile = band.tile::<S, 1, 12, 1, 10>(buf, r0 * 1, ox);
@@ -3678,7 +2649,6 @@ impl Dw11 {
             bias: &[S::f32s; 1],
         ) {
             let wt = &wt[..121];
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let tile = band.tile::<S, 1, 11, 1, 10>(buf, r0 * 1, ox);
             let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
@@ -4132,6 +3102,1034 @@ impl Dw11 {
                             }
                             r += 4;
                         }
+                        while r + 2 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                tile_r2(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy0 + r,
+                                    wo,
+                                    plane_out,
+                                    wt,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 2;
+                        }
+                        while r + 1 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                tile_r1(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy0 + r,
+                                    wo,
+                                    plane_out,
+                                    wt,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 1;
+                        }
+                    }
+                    oy0 += rows;
+                }
+            }
+        }
+    }
+    #[inline(always)]
+    #[allow(
+        clippy::too_many_arguments,
+        clippy::identity_op,
+        clippy::erasing_op,
+        clippy::int_plus_one
+    )]
+    fn __run_r16<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r2<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut [f32],
+            oy: usize,
+            wo: usize,
+            plane: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..121];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let tile = band.tile::<S, 1, 12, 1, 10>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
+            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
+            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
+            let x_0_7 = tile.ld::<S, 0, 7, 0, 0>(simd);
+            let x_0_8 = tile.ld::<S, 0, 8, 0, 0>(simd);
+            let x_0_9 = tile.ld::<S, 0, 9, 0, 0>(simd);
+            let x_0_10 = tile.ld::<S, 0, 10, 0, 0>(simd);
+            let x_0_11 = tile.ld::<S, 0, 11, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[0]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            let w_0_1_0 = simd.splat_f32s(wt[11]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            let w_0_2_0 = simd.splat_f32s(wt[22]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            let w_0_3_0 = simd.splat_f32s(wt[33]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_3, w_0_3_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_4, w_0_3_0, acc_0_1_0);
+            let w_0_4_0 = simd.splat_f32s(wt[44]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_4, w_0_4_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_5, w_0_4_0, acc_0_1_0);
+            let w_0_5_0 = simd.splat_f32s(wt[55]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_5, w_0_5_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_6, w_0_5_0, acc_0_1_0);
+            let w_0_6_0 = simd.splat_f32s(wt[66]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_6, w_0_6_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_7, w_0_6_0, acc_0_1_0);
+            let w_0_7_0 = simd.splat_f32s(wt[77]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_7, w_0_7_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_8, w_0_7_0, acc_0_1_0);
+            let w_0_8_0 = simd.splat_f32s(wt[88]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_8, w_0_8_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_9, w_0_8_0, acc_0_1_0);
+            let w_0_9_0 = simd.splat_f32s(wt[99]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_9, w_0_9_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_10, w_0_9_0, acc_0_1_0);
+            let w_0_10_0 = simd.splat_f32s(wt[110]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_10, w_0_10_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_11, w_0_10_0, acc_0_1_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
+            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
+            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
+            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
+            let x_1_7 = tile.ld::<S, 0, 7, 0, 1>(simd);
+            let x_1_8 = tile.ld::<S, 0, 8, 0, 1>(simd);
+            let x_1_9 = tile.ld::<S, 0, 9, 0, 1>(simd);
+            let x_1_10 = tile.ld::<S, 0, 10, 0, 1>(simd);
+            let x_1_11 = tile.ld::<S, 0, 11, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[1]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            let w_0_1_1 = simd.splat_f32s(wt[12]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            let w_0_2_1 = simd.splat_f32s(wt[23]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            let w_0_3_1 = simd.splat_f32s(wt[34]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_3, w_0_3_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_4, w_0_3_1, acc_0_1_0);
+            let w_0_4_1 = simd.splat_f32s(wt[45]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_4, w_0_4_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_5, w_0_4_1, acc_0_1_0);
+            let w_0_5_1 = simd.splat_f32s(wt[56]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_5, w_0_5_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_6, w_0_5_1, acc_0_1_0);
+            let w_0_6_1 = simd.splat_f32s(wt[67]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_6, w_0_6_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_7, w_0_6_1, acc_0_1_0);
+            let w_0_7_1 = simd.splat_f32s(wt[78]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_7, w_0_7_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_8, w_0_7_1, acc_0_1_0);
+            let w_0_8_1 = simd.splat_f32s(wt[89]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_8, w_0_8_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_9, w_0_8_1, acc_0_1_0);
+            let w_0_9_1 = simd.splat_f32s(wt[100]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_9, w_0_9_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_10, w_0_9_1, acc_0_1_0);
+            let w_0_10_1 = simd.splat_f32s(wt[111]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_10, w_0_10_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_11, w_0_10_1, acc_0_1_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
+            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
+            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
+            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
+            let x_2_7 = tile.ld::<S, 0, 7, 0, 2>(simd);
+            let x_2_8 = tile.ld::<S, 0, 8, 0, 2>(simd);
+            let x_2_9 = tile.ld::<S, 0, 9, 0, 2>(simd);
+            let x_2_10 = tile.ld::<S, 0, 10, 0, 2>(simd);
+            let x_2_11 = tile.ld::<S, 0, 11, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[2]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            let w_0_1_2 = simd.splat_f32s(wt[13]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            let w_0_2_2 = simd.splat_f32s(wt[24]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            let w_0_3_2 = simd.splat_f32s(wt[35]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_3, w_0_3_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_4, w_0_3_2, acc_0_1_0);
+            let w_0_4_2 = simd.splat_f32s(wt[46]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_4, w_0_4_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_5, w_0_4_2, acc_0_1_0);
+            let w_0_5_2 = simd.splat_f32s(wt[57]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_5, w_0_5_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_6, w_0_5_2, acc_0_1_0);
+            let w_0_6_2 = simd.splat_f32s(wt[68]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_6, w_0_6_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_7, w_0_6_2, acc_0_1_0);
+            let w_0_7_2 = simd.splat_f32s(wt[79]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_7, w_0_7_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_8, w_0_7_2, acc_0_1_0);
+            let w_0_8_2 = simd.splat_f32s(wt[90]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_8, w_0_8_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_9, w_0_8_2, acc_0_1_0);
+            let w_0_9_2 = simd.splat_f32s(wt[101]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_9, w_0_9_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_10, w_0_9_2, acc_0_1_0);
+            let w_0_10_2 = simd.splat_f32s(wt[112]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_10, w_0_10_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_11, w_0_10_2, acc_0_1_0);
+            let x_3_0 = tile.ld::<S, 0, 0, 0, 3>(simd);
+            let x_3_1 = tile.ld::<S, 0, 1, 0, 3>(simd);
+            let x_3_2 = tile.ld::<S, 0, 2, 0, 3>(simd);
+            let x_3_3 = tile.ld::<S, 0, 3, 0, 3>(simd);
+            let x_3_4 = tile.ld::<S, 0, 4, 0, 3>(simd);
+            let x_3_5 = tile.ld::<S, 0, 5, 0, 3>(simd);
+            let x_3_6 = tile.ld::<S, 0, 6, 0, 3>(simd);
+            let x_3_7 = tile.ld::<S, 0, 7, 0, 3>(simd);
+            let x_3_8 = tile.ld::<S, 0, 8, 0, 3>(simd);
+            let x_3_9 = tile.ld::<S, 0, 9, 0, 3>(simd);
+            let x_3_10 = tile.ld::<S, 0, 10, 0, 3>(simd);
+            let x_3_11 = tile.ld::<S, 0, 11, 0, 3>(simd);
+            let w_0_0_3 = simd.splat_f32s(wt[3]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_0, w_0_0_3, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_3_1, w_0_0_3, acc_0_1_0);
+            let w_0_1_3 = simd.splat_f32s(wt[14]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_1, w_0_1_3, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_3_2, w_0_1_3, acc_0_1_0);
+            let w_0_2_3 = simd.splat_f32s(wt[25]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_2, w_0_2_3, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_3_3, w_0_2_3, acc_0_1_0);
+            let w_0_3_3 = simd.splat_f32s(wt[36]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_3, w_0_3_3, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_3_4, w_0_3_3, acc_0_1_0);
+            let w_0_4_3 = simd.splat_f32s(wt[47]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_4, w_0_4_3, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_3_5, w_0_4_3, acc_0_1_0);
+            let w_0_5_3 = simd.splat_f32s(wt[58]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_5, w_0_5_3, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_3_6, w_0_5_3, acc_0_1_0);
+            let w_0_6_3 = simd.splat_f32s(wt[69]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_6, w_0_6_3, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_3_7, w_0_6_3, acc_0_1_0);
+            let w_0_7_3 = simd.splat_f32s(wt[80]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_7, w_0_7_3, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_3_8, w_0_7_3, acc_0_1_0);
+            let w_0_8_3 = simd.splat_f32s(wt[91]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_8, w_0_8_3, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_3_9, w_0_8_3, acc_0_1_0);
+            let w_0_9_3 = simd.splat_f32s(wt[102]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_9, w_0_9_3, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_3_10, w_0_9_3, acc_0_1_0);
+            let w_0_10_3 = simd.splat_f32s(wt[113]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_10, w_0_10_3, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_3_11, w_0_10_3, acc_0_1_0);
+            let x_4_0 = tile.ld::<S, 0, 0, 0, 4>(simd);
+            let x_4_1 = tile.ld::<S, 0, 1, 0, 4>(simd);
+            let x_4_2 = tile.ld::<S, 0, 2, 0, 4>(simd);
+            let x_4_3 = tile.ld::<S, 0, 3, 0, 4>(simd);
+            let x_4_4 = tile.ld::<S, 0, 4, 0, 4>(simd);
+            let x_4_5 = tile.ld::<S, 0, 5, 0, 4>(simd);
+            let x_4_6 = tile.ld::<S, 0, 6, 0, 4>(simd);
+            let x_4_7 = tile.ld::<S, 0, 7, 0, 4>(simd);
+            let x_4_8 = tile.ld::<S, 0, 8, 0, 4>(simd);
+            let x_4_9 = tile.ld::<S, 0, 9, 0, 4>(simd);
+            let x_4_10 = tile.ld::<S, 0, 10, 0, 4>(simd);
+            let x_4_11 = tile.ld::<S, 0, 11, 0, 4>(simd);
+            let w_0_0_4 = simd.splat_f32s(wt[4]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_0, w_0_0_4, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_4_1, w_0_0_4, acc_0_1_0);
+            let w_0_1_4 = simd.splat_f32s(wt[15]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_1, w_0_1_4, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_4_2, w_0_1_4, acc_0_1_0);
+            let w_0_2_4 = simd.splat_f32s(wt[26]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_2, w_0_2_4, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_4_3, w_0_2_4, acc_0_1_0);
+            let w_0_3_4 = simd.splat_f32s(wt[37]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_3, w_0_3_4, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_4_4, w_0_3_4, acc_0_1_0);
+            let w_0_4_4 = simd.splat_f32s(wt[48]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_4, w_0_4_4, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_4_5, w_0_4_4, acc_0_1_0);
+            let w_0_5_4 = simd.splat_f32s(wt[59]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_5, w_0_5_4, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_4_6, w_0_5_4, acc_0_1_0);
+            let w_0_6_4 = simd.splat_f32s(wt[70]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_6, w_0_6_4, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_4_7, w_0_6_4, acc_0_1_0);
+            let w_0_7_4 = simd.splat_f32s(wt[81]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_7, w_0_7_4, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_4_8, w_0_7_4, acc_0_1_0);
+            let w_0_8_4 = simd.splat_f32s(wt[92]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_8, w_0_8_4, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_4_9, w_0_8_4, acc_0_1_0);
+            let w_0_9_4 = simd.splat_f32s(wt[103]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_9, w_0_9_4, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_4_10, w_0_9_4, acc_0_1_0);
+            let w_0_10_4 = simd.splat_f32s(wt[114]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_10, w_0_10_4, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_4_11, w_0_10_4, acc_0_1_0);
+            let x_5_0 = tile.ld::<S, 0, 0, 0, 5>(simd);
+            let x_5_1 = tile.ld::<S, 0, 1, 0, 5>(simd);
+            let x_5_2 = tile.ld::<S, 0, 2, 0, 5>(simd);
+            let x_5_3 = tile.ld::<S, 0, 3, 0, 5>(simd);
+            let x_5_4 = tile.ld::<S, 0, 4, 0, 5>(simd);
+            let x_5_5 = tile.ld::<S, 0, 5, 0, 5>(simd);
+            let x_5_6 = tile.ld::<S, 0, 6, 0, 5>(simd);
+            let x_5_7 = tile.ld::<S, 0, 7, 0, 5>(simd);
+            let x_5_8 = tile.ld::<S, 0, 8, 0, 5>(simd);
+            let x_5_9 = tile.ld::<S, 0, 9, 0, 5>(simd);
+            let x_5_10 = tile.ld::<S, 0, 10, 0, 5>(simd);
+            let x_5_11 = tile.ld::<S, 0, 11, 0, 5>(simd);
+            let w_0_0_5 = simd.splat_f32s(wt[5]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_0, w_0_0_5, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_5_1, w_0_0_5, acc_0_1_0);
+            let w_0_1_5 = simd.splat_f32s(wt[16]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_1, w_0_1_5, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_5_2, w_0_1_5, acc_0_1_0);
+            let w_0_2_5 = simd.splat_f32s(wt[27]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_2, w_0_2_5, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_5_3, w_0_2_5, acc_0_1_0);
+            let w_0_3_5 = simd.splat_f32s(wt[38]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_3, w_0_3_5, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_5_4, w_0_3_5, acc_0_1_0);
+            let w_0_4_5 = simd.splat_f32s(wt[49]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_4, w_0_4_5, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_5_5, w_0_4_5, acc_0_1_0);
+            let w_0_5_5 = simd.splat_f32s(wt[60]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_5, w_0_5_5, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_5_6, w_0_5_5, acc_0_1_0);
+            let w_0_6_5 = simd.splat_f32s(wt[71]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_6, w_0_6_5, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_5_7, w_0_6_5, acc_0_1_0);
+            let w_0_7_5 = simd.splat_f32s(wt[82]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_7, w_0_7_5, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_5_8, w_0_7_5, acc_0_1_0);
+            let w_0_8_5 = simd.splat_f32s(wt[93]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_8, w_0_8_5, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_5_9, w_0_8_5, acc_0_1_0);
+            let w_0_9_5 = simd.splat_f32s(wt[104]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_9, w_0_9_5, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_5_10, w_0_9_5, acc_0_1_0);
+            let w_0_10_5 = simd.splat_f32s(wt[115]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_10, w_0_10_5, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_5_11, w_0_10_5, acc_0_1_0);
+            let x_6_0 = tile.ld::<S, 0, 0, 0, 6>(simd);
+            let x_6_1 = tile.ld::<S, 0, 1, 0, 6>(simd);
+            let x_6_2 = tile.ld::<S, 0, 2, 0, 6>(simd);
+            let x_6_3 = tile.ld::<S, 0, 3, 0, 6>(simd);
+            let x_6_4 = tile.ld::<S, 0, 4, 0, 6>(simd);
+            let x_6_5 = tile.ld::<S, 0, 5, 0, 6>(simd);
+            let x_6_6 = tile.ld::<S, 0, 6, 0, 6>(simd);
+            let x_6_7 = tile.ld::<S, 0, 7, 0, 6>(simd);
+            let x_6_8 = tile.ld::<S, 0, 8, 0, 6>(simd);
+            let x_6_9 = tile.ld::<S, 0, 9, 0, 6>(simd);
+            let x_6_10 = tile.ld::<S, 0, 10, 0, 6>(simd);
+            let x_6_11 = tile.ld::<S, 0, 11, 0, 6>(simd);
+            let w_0_0_6 = simd.splat_f32s(wt[6]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_0, w_0_0_6, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_6_1, w_0_0_6, acc_0_1_0);
+            let w_0_1_6 = simd.splat_f32s(wt[17]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_1, w_0_1_6, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_6_2, w_0_1_6, acc_0_1_0);
+            let w_0_2_6 = simd.splat_f32s(wt[28]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_2, w_0_2_6, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_6_3, w_0_2_6, acc_0_1_0);
+            let w_0_3_6 = simd.splat_f32s(wt[39]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_3, w_0_3_6, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_6_4, w_0_3_6, acc_0_1_0);
+            let w_0_4_6 = simd.splat_f32s(wt[50]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_4, w_0_4_6, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_6_5, w_0_4_6, acc_0_1_0);
+            let w_0_5_6 = simd.splat_f32s(wt[61]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_5, w_0_5_6, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_6_6, w_0_5_6, acc_0_1_0);
+            let w_0_6_6 = simd.splat_f32s(wt[72]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_6, w_0_6_6, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_6_7, w_0_6_6, acc_0_1_0);
+            let w_0_7_6 = simd.splat_f32s(wt[83]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_7, w_0_7_6, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_6_8, w_0_7_6, acc_0_1_0);
+            let w_0_8_6 = simd.splat_f32s(wt[94]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_8, w_0_8_6, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_6_9, w_0_8_6, acc_0_1_0);
+            let w_0_9_6 = simd.splat_f32s(wt[105]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_9, w_0_9_6, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_6_10, w_0_9_6, acc_0_1_0);
+            let w_0_10_6 = simd.splat_f32s(wt[116]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_10, w_0_10_6, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_6_11, w_0_10_6, acc_0_1_0);
+            let x_7_0 = tile.ld::<S, 0, 0, 0, 7>(simd);
+            let x_7_1 = tile.ld::<S, 0, 1, 0, 7>(simd);
+            let x_7_2 = tile.ld::<S, 0, 2, 0, 7>(simd);
+            let x_7_3 = tile.ld::<S, 0, 3, 0, 7>(simd);
+            let x_7_4 = tile.ld::<S, 0, 4, 0, 7>(simd);
+            let x_7_5 = tile.ld::<S, 0, 5, 0, 7>(simd);
+            let x_7_6 = tile.ld::<S, 0, 6, 0, 7>(simd);
+            let x_7_7 = tile.ld::<S, 0, 7, 0, 7>(simd);
+            let x_7_8 = tile.ld::<S, 0, 8, 0, 7>(simd);
+            let x_7_9 = tile.ld::<S, 0, 9, 0, 7>(simd);
+            let x_7_10 = tile.ld::<S, 0, 10, 0, 7>(simd);
+            let x_7_11 = tile.ld::<S, 0, 11, 0, 7>(simd);
+            let w_0_0_7 = simd.splat_f32s(wt[7]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_0, w_0_0_7, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_7_1, w_0_0_7, acc_0_1_0);
+            let w_0_1_7 = simd.splat_f32s(wt[18]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_1, w_0_1_7, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_7_2, w_0_1_7, acc_0_1_0);
+            let w_0_2_7 = simd.splat_f32s(wt[29]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_2, w_0_2_7, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_7_3, w_0_2_7, acc_0_1_0);
+            let w_0_3_7 = simd.splat_f32s(wt[40]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_3, w_0_3_7, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_7_4, w_0_3_7, acc_0_1_0);
+            let w_0_4_7 = simd.splat_f32s(wt[51]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_4, w_0_4_7, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_7_5, w_0_4_7, acc_0_1_0);
+            let w_0_5_7 = simd.splat_f32s(wt[62]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_5, w_0_5_7, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_7_6, w_0_5_7, acc_0_1_0);
+            let w_0_6_7 = simd.splat_f32s(wt[73]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_6, w_0_6_7, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_7_7, w_0_6_7, acc_0_1_0);
+            let w_0_7_7 = simd.splat_f32s(wt[84]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_7, w_0_7_7, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_7_8, w_0_7_7, acc_0_1_0);
+            let w_0_8_7 = simd.splat_f32s(wt[95]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_8, w_0_8_7, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_7_9, w_0_8_7, acc_0_1_0);
+            let w_0_9_7 = simd.splat_f32s(wt[106]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_9, w_0_9_7, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_7_10, w_0_9_7, acc_0_1_0);
+            let w_0_10_7 = simd.splat_f32s(wt[117]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_10, w_0_10_7, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_7_11, w_0_10_7, acc_0_1_0);
+            let x_8_0 = tile.ld::<S, 0, 0, 0, 8>(simd);
+            let x_8_1 = tile.ld::<S, 0, 1, 0, 8>(simd);
+            let x_8_2 = tile.ld::<S, 0, 2, 0, 8>(simd);
+            let x_8_3 = tile.ld::<S, 0, 3, 0, 8>(simd);
+            let x_8_4 = tile.ld::<S, 0, 4, 0, 8>(simd);
+            let x_8_5 = tile.ld::<S, 0, 5, 0, 8>(simd);
+            let x_8_6 = tile.ld::<S, 0, 6, 0, 8>(simd);
+            let x_8_7 = tile.ld::<S, 0, 7, 0, 8>(simd);
+            let x_8_8 = tile.ld::<S, 0, 8, 0, 8>(simd);
+            let x_8_9 = tile.ld::<S, 0, 9, 0, 8>(simd);
+            let x_8_10 = tile.ld::<S, 0, 10, 0, 8>(simd);
+            let x_8_11 = tile.ld::<S, 0, 11, 0, 8>(simd);
+            let w_0_0_8 = simd.splat_f32s(wt[8]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_0, w_0_0_8, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_8_1, w_0_0_8, acc_0_1_0);
+            let w_0_1_8 = simd.splat_f32s(wt[19]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_1, w_0_1_8, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_8_2, w_0_1_8, acc_0_1_0);
+            let w_0_2_8 = simd.splat_f32s(wt[30]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_2, w_0_2_8, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_8_3, w_0_2_8, acc_0_1_0);
+            let w_0_3_8 = simd.splat_f32s(wt[41]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_3, w_0_3_8, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_8_4, w_0_3_8, acc_0_1_0);
+            let w_0_4_8 = simd.splat_f32s(wt[52]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_4, w_0_4_8, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_8_5, w_0_4_8, acc_0_1_0);
+            let w_0_5_8 = simd.splat_f32s(wt[63]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_5, w_0_5_8, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_8_6, w_0_5_8, acc_0_1_0);
+            let w_0_6_8 = simd.splat_f32s(wt[74]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_6, w_0_6_8, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_8_7, w_0_6_8, acc_0_1_0);
+            let w_0_7_8 = simd.splat_f32s(wt[85]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_7, w_0_7_8, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_8_8, w_0_7_8, acc_0_1_0);
+            let w_0_8_8 = simd.splat_f32s(wt[96]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_8, w_0_8_8, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_8_9, w_0_8_8, acc_0_1_0);
+            let w_0_9_8 = simd.splat_f32s(wt[107]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_9, w_0_9_8, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_8_10, w_0_9_8, acc_0_1_0);
+            let w_0_10_8 = simd.splat_f32s(wt[118]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_10, w_0_10_8, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_8_11, w_0_10_8, acc_0_1_0);
+            let x_9_0 = tile.ld::<S, 0, 0, 0, 9>(simd);
+            let x_9_1 = tile.ld::<S, 0, 1, 0, 9>(simd);
+            let x_9_2 = tile.ld::<S, 0, 2, 0, 9>(simd);
+            let x_9_3 = tile.ld::<S, 0, 3, 0, 9>(simd);
+            let x_9_4 = tile.ld::<S, 0, 4, 0, 9>(simd);
+            let x_9_5 = tile.ld::<S, 0, 5, 0, 9>(simd);
+            let x_9_6 = tile.ld::<S, 0, 6, 0, 9>(simd);
+            let x_9_7 = tile.ld::<S, 0, 7, 0, 9>(simd);
+            let x_9_8 = tile.ld::<S, 0, 8, 0, 9>(simd);
+            let x_9_9 = tile.ld::<S, 0, 9, 0, 9>(simd);
+            let x_9_10 = tile.ld::<S, 0, 10, 0, 9>(simd);
+            let x_9_11 = tile.ld::<S, 0, 11, 0, 9>(simd);
+            let w_0_0_9 = simd.splat_f32s(wt[9]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_0, w_0_0_9, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_9_1, w_0_0_9, acc_0_1_0);
+            let w_0_1_9 = simd.splat_f32s(wt[20]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_1, w_0_1_9, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_9_2, w_0_1_9, acc_0_1_0);
+            let w_0_2_9 = simd.splat_f32s(wt[31]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_2, w_0_2_9, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_9_3, w_0_2_9, acc_0_1_0);
+            let w_0_3_9 = simd.splat_f32s(wt[42]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_3, w_0_3_9, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_9_4, w_0_3_9, acc_0_1_0);
+            let w_0_4_9 = simd.splat_f32s(wt[53]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_4, w_0_4_9, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_9_5, w_0_4_9, acc_0_1_0);
+            let w_0_5_9 = simd.splat_f32s(wt[64]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_5, w_0_5_9, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_9_6, w_0_5_9, acc_0_1_0);
+            let w_0_6_9 = simd.splat_f32s(wt[75]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_6, w_0_6_9, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_9_7, w_0_6_9, acc_0_1_0);
+            let w_0_7_9 = simd.splat_f32s(wt[86]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_7, w_0_7_9, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_9_8, w_0_7_9, acc_0_1_0);
+            let w_0_8_9 = simd.splat_f32s(wt[97]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_8, w_0_8_9, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_9_9, w_0_8_9, acc_0_1_0);
+            let w_0_9_9 = simd.splat_f32s(wt[108]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_9, w_0_9_9, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_9_10, w_0_9_9, acc_0_1_0);
+            let w_0_10_9 = simd.splat_f32s(wt[119]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_10, w_0_10_9, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_9_11, w_0_10_9, acc_0_1_0);
+            let x_10_0 = tile.ld::<S, 0, 0, 0, 10>(simd);
+            let x_10_1 = tile.ld::<S, 0, 1, 0, 10>(simd);
+            let x_10_2 = tile.ld::<S, 0, 2, 0, 10>(simd);
+            let x_10_3 = tile.ld::<S, 0, 3, 0, 10>(simd);
+            let x_10_4 = tile.ld::<S, 0, 4, 0, 10>(simd);
+            let x_10_5 = tile.ld::<S, 0, 5, 0, 10>(simd);
+            let x_10_6 = tile.ld::<S, 0, 6, 0, 10>(simd);
+            let x_10_7 = tile.ld::<S, 0, 7, 0, 10>(simd);
+            let x_10_8 = tile.ld::<S, 0, 8, 0, 10>(simd);
+            let x_10_9 = tile.ld::<S, 0, 9, 0, 10>(simd);
+            let x_10_10 = tile.ld::<S, 0, 10, 0, 10>(simd);
+            let x_10_11 = tile.ld::<S, 0, 11, 0, 10>(simd);
+            let w_0_0_10 = simd.splat_f32s(wt[10]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_0, w_0_0_10, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_10_1, w_0_0_10, acc_0_1_0);
+            let w_0_1_10 = simd.splat_f32s(wt[21]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_1, w_0_1_10, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_10_2, w_0_1_10, acc_0_1_0);
+            let w_0_2_10 = simd.splat_f32s(wt[32]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_2, w_0_2_10, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_10_3, w_0_2_10, acc_0_1_0);
+            let w_0_3_10 = simd.splat_f32s(wt[43]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_3, w_0_3_10, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_10_4, w_0_3_10, acc_0_1_0);
+            let w_0_4_10 = simd.splat_f32s(wt[54]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_4, w_0_4_10, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_10_5, w_0_4_10, acc_0_1_0);
+            let w_0_5_10 = simd.splat_f32s(wt[65]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_5, w_0_5_10, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_10_6, w_0_5_10, acc_0_1_0);
+            let w_0_6_10 = simd.splat_f32s(wt[76]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_6, w_0_6_10, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_10_7, w_0_6_10, acc_0_1_0);
+            let w_0_7_10 = simd.splat_f32s(wt[87]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_7, w_0_7_10, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_10_8, w_0_7_10, acc_0_1_0);
+            let w_0_8_10 = simd.splat_f32s(wt[98]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_8, w_0_8_10, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_10_9, w_0_8_10, acc_0_1_0);
+            let w_0_9_10 = simd.splat_f32s(wt[109]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_9, w_0_9_10, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_10_10, w_0_9_10, acc_0_1_0);
+            let w_0_10_10 = simd.splat_f32s(wt[120]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_10, w_0_10_10, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_10_11, w_0_10_10, acc_0_1_0);
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 0) * wo + ox,
+                len,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 1) * wo + ox,
+                len,
+                acc_0_1_0,
+            );
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r1<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut [f32],
+            oy: usize,
+            wo: usize,
+            plane: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..121];
+            let mut acc_0_0_0 = bias[0];
+            let tile = band.tile::<S, 1, 11, 1, 10>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
+            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
+            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
+            let x_0_7 = tile.ld::<S, 0, 7, 0, 0>(simd);
+            let x_0_8 = tile.ld::<S, 0, 8, 0, 0>(simd);
+            let x_0_9 = tile.ld::<S, 0, 9, 0, 0>(simd);
+            let x_0_10 = tile.ld::<S, 0, 10, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[0]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            let w_0_1_0 = simd.splat_f32s(wt[11]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            let w_0_2_0 = simd.splat_f32s(wt[22]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            let w_0_3_0 = simd.splat_f32s(wt[33]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_3, w_0_3_0, acc_0_0_0);
+            let w_0_4_0 = simd.splat_f32s(wt[44]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_4, w_0_4_0, acc_0_0_0);
+            let w_0_5_0 = simd.splat_f32s(wt[55]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_5, w_0_5_0, acc_0_0_0);
+            let w_0_6_0 = simd.splat_f32s(wt[66]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_6, w_0_6_0, acc_0_0_0);
+            let w_0_7_0 = simd.splat_f32s(wt[77]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_7, w_0_7_0, acc_0_0_0);
+            let w_0_8_0 = simd.splat_f32s(wt[88]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_8, w_0_8_0, acc_0_0_0);
+            let w_0_9_0 = simd.splat_f32s(wt[99]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_9, w_0_9_0, acc_0_0_0);
+            let w_0_10_0 = simd.splat_f32s(wt[110]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_10, w_0_10_0, acc_0_0_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
+            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
+            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
+            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
+            let x_1_7 = tile.ld::<S, 0, 7, 0, 1>(simd);
+            let x_1_8 = tile.ld::<S, 0, 8, 0, 1>(simd);
+            let x_1_9 = tile.ld::<S, 0, 9, 0, 1>(simd);
+            let x_1_10 = tile.ld::<S, 0, 10, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[1]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            let w_0_1_1 = simd.splat_f32s(wt[12]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            let w_0_2_1 = simd.splat_f32s(wt[23]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            let w_0_3_1 = simd.splat_f32s(wt[34]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_3, w_0_3_1, acc_0_0_0);
+            let w_0_4_1 = simd.splat_f32s(wt[45]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_4, w_0_4_1, acc_0_0_0);
+            let w_0_5_1 = simd.splat_f32s(wt[56]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_5, w_0_5_1, acc_0_0_0);
+            let w_0_6_1 = simd.splat_f32s(wt[67]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_6, w_0_6_1, acc_0_0_0);
+            let w_0_7_1 = simd.splat_f32s(wt[78]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_7, w_0_7_1, acc_0_0_0);
+            let w_0_8_1 = simd.splat_f32s(wt[89]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_8, w_0_8_1, acc_0_0_0);
+            let w_0_9_1 = simd.splat_f32s(wt[100]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_9, w_0_9_1, acc_0_0_0);
+            let w_0_10_1 = simd.splat_f32s(wt[111]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_10, w_0_10_1, acc_0_0_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
+            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
+            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
+            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
+            let x_2_7 = tile.ld::<S, 0, 7, 0, 2>(simd);
+            let x_2_8 = tile.ld::<S, 0, 8, 0, 2>(simd);
+            let x_2_9 = tile.ld::<S, 0, 9, 0, 2>(simd);
+            let x_2_10 = tile.ld::<S, 0, 10, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[2]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            let w_0_1_2 = simd.splat_f32s(wt[13]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            let w_0_2_2 = simd.splat_f32s(wt[24]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            let w_0_3_2 = simd.splat_f32s(wt[35]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_3, w_0_3_2, acc_0_0_0);
+            let w_0_4_2 = simd.splat_f32s(wt[46]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_4, w_0_4_2, acc_0_0_0);
+            let w_0_5_2 = simd.splat_f32s(wt[57]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_5, w_0_5_2, acc_0_0_0);
+            let w_0_6_2 = simd.splat_f32s(wt[68]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_6, w_0_6_2, acc_0_0_0);
+            let w_0_7_2 = simd.splat_f32s(wt[79]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_7, w_0_7_2, acc_0_0_0);
+            let w_0_8_2 = simd.splat_f32s(wt[90]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_8, w_0_8_2, acc_0_0_0);
+            let w_0_9_2 = simd.splat_f32s(wt[101]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_9, w_0_9_2, acc_0_0_0);
+            let w_0_10_2 = simd.splat_f32s(wt[112]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_10, w_0_10_2, acc_0_0_0);
+            let x_3_0 = tile.ld::<S, 0, 0, 0, 3>(simd);
+            let x_3_1 = tile.ld::<S, 0, 1, 0, 3>(simd);
+            let x_3_2 = tile.ld::<S, 0, 2, 0, 3>(simd);
+            let x_3_3 = tile.ld::<S, 0, 3, 0, 3>(simd);
+            let x_3_4 = tile.ld::<S, 0, 4, 0, 3>(simd);
+            let x_3_5 = tile.ld::<S, 0, 5, 0, 3>(simd);
+            let x_3_6 = tile.ld::<S, 0, 6, 0, 3>(simd);
+            let x_3_7 = tile.ld::<S, 0, 7, 0, 3>(simd);
+            let x_3_8 = tile.ld::<S, 0, 8, 0, 3>(simd);
+            let x_3_9 = tile.ld::<S, 0, 9, 0, 3>(simd);
+            let x_3_10 = tile.ld::<S, 0, 10, 0, 3>(simd);
+            let w_0_0_3 = simd.splat_f32s(wt[3]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_0, w_0_0_3, acc_0_0_0);
+            let w_0_1_3 = simd.splat_f32s(wt[14]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_1, w_0_1_3, acc_0_0_0);
+            let w_0_2_3 = simd.splat_f32s(wt[25]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_2, w_0_2_3, acc_0_0_0);
+            let w_0_3_3 = simd.splat_f32s(wt[36]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_3, w_0_3_3, acc_0_0_0);
+            let w_0_4_3 = simd.splat_f32s(wt[47]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_4, w_0_4_3, acc_0_0_0);
+            let w_0_5_3 = simd.splat_f32s(wt[58]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_5, w_0_5_3, acc_0_0_0);
+            let w_0_6_3 = simd.splat_f32s(wt[69]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_6, w_0_6_3, acc_0_0_0);
+            let w_0_7_3 = simd.splat_f32s(wt[80]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_7, w_0_7_3, acc_0_0_0);
+            let w_0_8_3 = simd.splat_f32s(wt[91]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_8, w_0_8_3, acc_0_0_0);
+            let w_0_9_3 = simd.splat_f32s(wt[102]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_9, w_0_9_3, acc_0_0_0);
+            let w_0_10_3 = simd.splat_f32s(wt[113]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_3_10, w_0_10_3, acc_0_0_0);
+            let x_4_0 = tile.ld::<S, 0, 0, 0, 4>(simd);
+            let x_4_1 = tile.ld::<S, 0, 1, 0, 4>(simd);
+            let x_4_2 = tile.ld::<S, 0, 2, 0, 4>(simd);
+            let x_4_3 = tile.ld::<S, 0, 3, 0, 4>(simd);
+            let x_4_4 = tile.ld::<S, 0, 4, 0, 4>(simd);
+            let x_4_5 = tile.ld::<S, 0, 5, 0, 4>(simd);
+            let x_4_6 = tile.ld::<S, 0, 6, 0, 4>(simd);
+            let x_4_7 = tile.ld::<S, 0, 7, 0, 4>(simd);
+            let x_4_8 = tile.ld::<S, 0, 8, 0, 4>(simd);
+            let x_4_9 = tile.ld::<S, 0, 9, 0, 4>(simd);
+            let x_4_10 = tile.ld::<S, 0, 10, 0, 4>(simd);
+            let w_0_0_4 = simd.splat_f32s(wt[4]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_0, w_0_0_4, acc_0_0_0);
+            let w_0_1_4 = simd.splat_f32s(wt[15]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_1, w_0_1_4, acc_0_0_0);
+            let w_0_2_4 = simd.splat_f32s(wt[26]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_2, w_0_2_4, acc_0_0_0);
+            let w_0_3_4 = simd.splat_f32s(wt[37]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_3, w_0_3_4, acc_0_0_0);
+            let w_0_4_4 = simd.splat_f32s(wt[48]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_4, w_0_4_4, acc_0_0_0);
+            let w_0_5_4 = simd.splat_f32s(wt[59]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_5, w_0_5_4, acc_0_0_0);
+            let w_0_6_4 = simd.splat_f32s(wt[70]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_6, w_0_6_4, acc_0_0_0);
+            let w_0_7_4 = simd.splat_f32s(wt[81]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_7, w_0_7_4, acc_0_0_0);
+            let w_0_8_4 = simd.splat_f32s(wt[92]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_8, w_0_8_4, acc_0_0_0);
+            let w_0_9_4 = simd.splat_f32s(wt[103]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_9, w_0_9_4, acc_0_0_0);
+            let w_0_10_4 = simd.splat_f32s(wt[114]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_4_10, w_0_10_4, acc_0_0_0);
+            let x_5_0 = tile.ld::<S, 0, 0, 0, 5>(simd);
+            let x_5_1 = tile.ld::<S, 0, 1, 0, 5>(simd);
+            let x_5_2 = tile.ld::<S, 0, 2, 0, 5>(simd);
+            let x_5_3 = tile.ld::<S, 0, 3, 0, 5>(simd);
+            let x_5_4 = tile.ld::<S, 0, 4, 0, 5>(simd);
+            let x_5_5 = tile.ld::<S, 0, 5, 0, 5>(simd);
+            let x_5_6 = tile.ld::<S, 0, 6, 0, 5>(simd);
+            let x_5_7 = tile.ld::<S, 0, 7, 0, 5>(simd);
+            let x_5_8 = tile.ld::<S, 0, 8, 0, 5>(simd);
+            let x_5_9 = tile.ld::<S, 0, 9, 0, 5>(simd);
+            let x_5_10 = tile.ld::<S, 0, 10, 0, 5>(simd);
+            let w_0_0_5 = simd.splat_f32s(wt[5]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_0, w_0_0_5, acc_0_0_0);
+            let w_0_1_5 = simd.splat_f32s(wt[16]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_1, w_0_1_5, acc_0_0_0);
+            let w_0_2_5 = simd.splat_f32s(wt[27]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_2, w_0_2_5, acc_0_0_0);
+            let w_0_3_5 = simd.splat_f32s(wt[38]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_3, w_0_3_5, acc_0_0_0);
+            let w_0_4_5 = simd.splat_f32s(wt[49]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_4, w_0_4_5, acc_0_0_0);
+            let w_0_5_5 = simd.splat_f32s(wt[60]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_5, w_0_5_5, acc_0_0_0);
+            let w_0_6_5 = simd.splat_f32s(wt[71]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_6, w_0_6_5, acc_0_0_0);
+            let w_0_7_5 = simd.splat_f32s(wt[82]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_7, w_0_7_5, acc_0_0_0);
+            let w_0_8_5 = simd.splat_f32s(wt[93]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_8, w_0_8_5, acc_0_0_0);
+            let w_0_9_5 = simd.splat_f32s(wt[104]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_9, w_0_9_5, acc_0_0_0);
+            let w_0_10_5 = simd.splat_f32s(wt[115]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_5_10, w_0_10_5, acc_0_0_0);
+            let x_6_0 = tile.ld::<S, 0, 0, 0, 6>(simd);
+            let x_6_1 = tile.ld::<S, 0, 1, 0, 6>(simd);
+            let x_6_2 = tile.ld::<S, 0, 2, 0, 6>(simd);
+            let x_6_3 = tile.ld::<S, 0, 3, 0, 6>(simd);
+            let x_6_4 = tile.ld::<S, 0, 4, 0, 6>(simd);
+            let x_6_5 = tile.ld::<S, 0, 5, 0, 6>(simd);
+            let x_6_6 = tile.ld::<S, 0, 6, 0, 6>(simd);
+            let x_6_7 = tile.ld::<S, 0, 7, 0, 6>(simd);
+            let x_6_8 = tile.ld::<S, 0, 8, 0, 6>(simd);
+            let x_6_9 = tile.ld::<S, 0, 9, 0, 6>(simd);
+            let x_6_10 = tile.ld::<S, 0, 10, 0, 6>(simd);
+            let w_0_0_6 = simd.splat_f32s(wt[6]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_0, w_0_0_6, acc_0_0_0);
+            let w_0_1_6 = simd.splat_f32s(wt[17]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_1, w_0_1_6, acc_0_0_0);
+            let w_0_2_6 = simd.splat_f32s(wt[28]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_2, w_0_2_6, acc_0_0_0);
+            let w_0_3_6 = simd.splat_f32s(wt[39]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_3, w_0_3_6, acc_0_0_0);
+            let w_0_4_6 = simd.splat_f32s(wt[50]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_4, w_0_4_6, acc_0_0_0);
+            let w_0_5_6 = simd.splat_f32s(wt[61]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_5, w_0_5_6, acc_0_0_0);
+            let w_0_6_6 = simd.splat_f32s(wt[72]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_6, w_0_6_6, acc_0_0_0);
+            let w_0_7_6 = simd.splat_f32s(wt[83]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_7, w_0_7_6, acc_0_0_0);
+            let w_0_8_6 = simd.splat_f32s(wt[94]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_8, w_0_8_6, acc_0_0_0);
+            let w_0_9_6 = simd.splat_f32s(wt[105]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_9, w_0_9_6, acc_0_0_0);
+            let w_0_10_6 = simd.splat_f32s(wt[116]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_6_10, w_0_10_6, acc_0_0_0);
+            let x_7_0 = tile.ld::<S, 0, 0, 0, 7>(simd);
+            let x_7_1 = tile.ld::<S, 0, 1, 0, 7>(simd);
+            let x_7_2 = tile.ld::<S, 0, 2, 0, 7>(simd);
+            let x_7_3 = tile.ld::<S, 0, 3, 0, 7>(simd);
+            let x_7_4 = tile.ld::<S, 0, 4, 0, 7>(simd);
+            let x_7_5 = tile.ld::<S, 0, 5, 0, 7>(simd);
+            let x_7_6 = tile.ld::<S, 0, 6, 0, 7>(simd);
+            let x_7_7 = tile.ld::<S, 0, 7, 0, 7>(simd);
+            let x_7_8 = tile.ld::<S, 0, 8, 0, 7>(simd);
+            let x_7_9 = tile.ld::<S, 0, 9, 0, 7>(simd);
+            let x_7_10 = tile.ld::<S, 0, 10, 0, 7>(simd);
+            let w_0_0_7 = simd.splat_f32s(wt[7]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_0, w_0_0_7, acc_0_0_0);
+            let w_0_1_7 = simd.splat_f32s(wt[18]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_1, w_0_1_7, acc_0_0_0);
+            let w_0_2_7 = simd.splat_f32s(wt[29]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_2, w_0_2_7, acc_0_0_0);
+            let w_0_3_7 = simd.splat_f32s(wt[40]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_3, w_0_3_7, acc_0_0_0);
+            let w_0_4_7 = simd.splat_f32s(wt[51]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_4, w_0_4_7, acc_0_0_0);
+            let w_0_5_7 = simd.splat_f32s(wt[62]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_5, w_0_5_7, acc_0_0_0);
+            let w_0_6_7 = simd.splat_f32s(wt[73]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_6, w_0_6_7, acc_0_0_0);
+            let w_0_7_7 = simd.splat_f32s(wt[84]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_7, w_0_7_7, acc_0_0_0);
+            let w_0_8_7 = simd.splat_f32s(wt[95]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_8, w_0_8_7, acc_0_0_0);
+            let w_0_9_7 = simd.splat_f32s(wt[106]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_9, w_0_9_7, acc_0_0_0);
+            let w_0_10_7 = simd.splat_f32s(wt[117]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_7_10, w_0_10_7, acc_0_0_0);
+            let x_8_0 = tile.ld::<S, 0, 0, 0, 8>(simd);
+            let x_8_1 = tile.ld::<S, 0, 1, 0, 8>(simd);
+            let x_8_2 = tile.ld::<S, 0, 2, 0, 8>(simd);
+            let x_8_3 = tile.ld::<S, 0, 3, 0, 8>(simd);
+            let x_8_4 = tile.ld::<S, 0, 4, 0, 8>(simd);
+            let x_8_5 = tile.ld::<S, 0, 5, 0, 8>(simd);
+            let x_8_6 = tile.ld::<S, 0, 6, 0, 8>(simd);
+            let x_8_7 = tile.ld::<S, 0, 7, 0, 8>(simd);
+            let x_8_8 = tile.ld::<S, 0, 8, 0, 8>(simd);
+            let x_8_9 = tile.ld::<S, 0, 9, 0, 8>(simd);
+            let x_8_10 = tile.ld::<S, 0, 10, 0, 8>(simd);
+            let w_0_0_8 = simd.splat_f32s(wt[8]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_0, w_0_0_8, acc_0_0_0);
+            let w_0_1_8 = simd.splat_f32s(wt[19]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_1, w_0_1_8, acc_0_0_0);
+            let w_0_2_8 = simd.splat_f32s(wt[30]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_2, w_0_2_8, acc_0_0_0);
+            let w_0_3_8 = simd.splat_f32s(wt[41]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_3, w_0_3_8, acc_0_0_0);
+            let w_0_4_8 = simd.splat_f32s(wt[52]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_4, w_0_4_8, acc_0_0_0);
+            let w_0_5_8 = simd.splat_f32s(wt[63]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_5, w_0_5_8, acc_0_0_0);
+            let w_0_6_8 = simd.splat_f32s(wt[74]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_6, w_0_6_8, acc_0_0_0);
+            let w_0_7_8 = simd.splat_f32s(wt[85]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_7, w_0_7_8, acc_0_0_0);
+            let w_0_8_8 = simd.splat_f32s(wt[96]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_8, w_0_8_8, acc_0_0_0);
+            let w_0_9_8 = simd.splat_f32s(wt[107]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_9, w_0_9_8, acc_0_0_0);
+            let w_0_10_8 = simd.splat_f32s(wt[118]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_8_10, w_0_10_8, acc_0_0_0);
+            let x_9_0 = tile.ld::<S, 0, 0, 0, 9>(simd);
+            let x_9_1 = tile.ld::<S, 0, 1, 0, 9>(simd);
+            let x_9_2 = tile.ld::<S, 0, 2, 0, 9>(simd);
+            let x_9_3 = tile.ld::<S, 0, 3, 0, 9>(simd);
+            let x_9_4 = tile.ld::<S, 0, 4, 0, 9>(simd);
+            let x_9_5 = tile.ld::<S, 0, 5, 0, 9>(simd);
+            let x_9_6 = tile.ld::<S, 0, 6, 0, 9>(simd);
+            let x_9_7 = tile.ld::<S, 0, 7, 0, 9>(simd);
+            let x_9_8 = tile.ld::<S, 0, 8, 0, 9>(simd);
+            let x_9_9 = tile.ld::<S, 0, 9, 0, 9>(simd);
+            let x_9_10 = tile.ld::<S, 0, 10, 0, 9>(simd);
+            let w_0_0_9 = simd.splat_f32s(wt[9]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_0, w_0_0_9, acc_0_0_0);
+            let w_0_1_9 = simd.splat_f32s(wt[20]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_1, w_0_1_9, acc_0_0_0);
+            let w_0_2_9 = simd.splat_f32s(wt[31]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_2, w_0_2_9, acc_0_0_0);
+            let w_0_3_9 = simd.splat_f32s(wt[42]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_3, w_0_3_9, acc_0_0_0);
+            let w_0_4_9 = simd.splat_f32s(wt[53]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_4, w_0_4_9, acc_0_0_0);
+            let w_0_5_9 = simd.splat_f32s(wt[64]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_5, w_0_5_9, acc_0_0_0);
+            let w_0_6_9 = simd.splat_f32s(wt[75]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_6, w_0_6_9, acc_0_0_0);
+            let w_0_7_9 = simd.splat_f32s(wt[86]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_7, w_0_7_9, acc_0_0_0);
+            let w_0_8_9 = simd.splat_f32s(wt[97]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_8, w_0_8_9, acc_0_0_0);
+            let w_0_9_9 = simd.splat_f32s(wt[108]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_9, w_0_9_9, acc_0_0_0);
+            let w_0_10_9 = simd.splat_f32s(wt[119]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_9_10, w_0_10_9, acc_0_0_0);
+            let x_10_0 = tile.ld::<S, 0, 0, 0, 10>(simd);
+            let x_10_1 = tile.ld::<S, 0, 1, 0, 10>(simd);
+            let x_10_2 = tile.ld::<S, 0, 2, 0, 10>(simd);
+            let x_10_3 = tile.ld::<S, 0, 3, 0, 10>(simd);
+            let x_10_4 = tile.ld::<S, 0, 4, 0, 10>(simd);
+            let x_10_5 = tile.ld::<S, 0, 5, 0, 10>(simd);
+            let x_10_6 = tile.ld::<S, 0, 6, 0, 10>(simd);
+            let x_10_7 = tile.ld::<S, 0, 7, 0, 10>(simd);
+            let x_10_8 = tile.ld::<S, 0, 8, 0, 10>(simd);
+            let x_10_9 = tile.ld::<S, 0, 9, 0, 10>(simd);
+            let x_10_10 = tile.ld::<S, 0, 10, 0, 10>(simd);
+            let w_0_0_10 = simd.splat_f32s(wt[10]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_0, w_0_0_10, acc_0_0_0);
+            let w_0_1_10 = simd.splat_f32s(wt[21]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_1, w_0_1_10, acc_0_0_0);
+            let w_0_2_10 = simd.splat_f32s(wt[32]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_2, w_0_2_10, acc_0_0_0);
+            let w_0_3_10 = simd.splat_f32s(wt[43]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_3, w_0_3_10, acc_0_0_0);
+            let w_0_4_10 = simd.splat_f32s(wt[54]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_4, w_0_4_10, acc_0_0_0);
+            let w_0_5_10 = simd.splat_f32s(wt[65]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_5, w_0_5_10, acc_0_0_0);
+            let w_0_6_10 = simd.splat_f32s(wt[76]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_6, w_0_6_10, acc_0_0_0);
+            let w_0_7_10 = simd.splat_f32s(wt[87]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_7, w_0_7_10, acc_0_0_0);
+            let w_0_8_10 = simd.splat_f32s(wt[98]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_8, w_0_8_10, acc_0_0_0);
+            let w_0_9_10 = simd.splat_f32s(wt[109]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_9, w_0_9_10, acc_0_0_0);
+            let w_0_10_10 = simd.splat_f32s(wt[120]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_10_10, w_0_10_10, acc_0_0_0);
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 0) * wo + ox,
+                len,
+                acc_0_0_0,
+            );
+        }
+        let ::conv_runtime::__private::Args {
+            input,
+            output,
+            scratch,
+            n,
+            h,
+            w,
+            ho,
+            wo,
+        } = a;
+        let lanes = S::F32_LANES;
+        let band = ::conv_runtime::__private::Band::new(
+            &<Self as ::conv_runtime::__private::Generated>::PARAMS,
+            1,
+            lanes,
+            ho,
+            wo,
+            2,
+        );
+        let (plane_in, plane_out) = (h * w, ho * wo);
+        let scratch = &mut scratch[..band.len()];
+        for b in 0..n {
+            for g in 0..32 {
+                let planes = &input[(b * 32 + g * 1) * plane_in..][..1 * plane_in];
+                let mut oy0 = 0;
+                while oy0 < ho {
+                    let rows = (ho - oy0).min(band.out_rows);
+                    band.fill(planes, h, w, oy0, scratch);
+                    let buf: &[f32] = scratch;
+                    for t in 0..1 {
+                        let oc0 = g * 1 + t * 1;
+                        let wt = &self.w[oc0 * (121 / 1)..][..121];
+                        let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
+                        let out = &mut output[(b * 32 + oc0)
+                            * plane_out..][..1 * plane_out];
+                        let mut r = 0;
                         while r + 2 <= rows {
                             let mut ox = 0;
                             while ox < wo {

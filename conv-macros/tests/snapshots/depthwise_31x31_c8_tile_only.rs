@@ -28,7 +28,7 @@ impl Dw31 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "depthwise/f32/31x31/s1/p15/c8-8/g8/r32.t1r8",
+        name: "depthwise/f32/31x31/s1/p15/c8-8/g8/r32.t1r8k",
         family: "depthwise",
         params: Self::PARAMS,
     };
@@ -138,7 +138,7 @@ impl ::conv_runtime::__private::Generated for Dw31 {
             w: weight.to_vec(),
             b: match bias {
                 ::core::option::Option::Some(b) => b.to_vec(),
-                ::core::option::Option::None => ::std::vec![0.0; 8usize],
+                ::core::option::Option::None => ::std::vec![0.0; 8],
             },
         }
     }
@@ -151,7 +151,15 @@ impl ::conv_runtime::__private::Generated for Dw31 {
         need
     }
     #[inline(always)]
-    fn run<S: ::conv_runtime::__private::Simd>(
+    fn run_r32<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        args: ::conv_runtime::__private::Args<'_>,
+    ) {
+        self.__run_r32(simd, args)
+    }
+    #[inline(always)]
+    fn run_r16<S: ::conv_runtime::__private::Simd>(
         &self,
         simd: S,
         args: ::conv_runtime::__private::Args<'_>,
@@ -194,7 +202,6 @@ impl Dw31 {
             bias: &[S::f32s; 1],
         ) {
             let wt = &wt[..961];
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
@@ -203,99 +210,29 @@ impl Dw31 {
             let mut acc_0_5_0 = bias[0];
             let mut acc_0_6_0 = bias[0];
             let mut acc_0_7_0 = bias[0];
+            let tile = band.tile::<S, 1, 38, 1, 30>(buf, r0 * 1, ox);
             for ic in 0..1 {
                 for ky in 0..31 {
                     for kx in 0..31 {
                         let tap = ic * 961 + ky * 31 + kx;
-                        let base = band.at(ic, r0 * 1 + ky * 1, 0) + ox + kx * 1;
-                        let x_0 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 0 * rs,
-                        );
-                        acc_0_0_0 = simd
-                            .mul_add_e_f32s(
-                                x_0,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_0_0,
-                            );
-                        let x_1 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 1 * rs,
-                        );
-                        acc_0_1_0 = simd
-                            .mul_add_e_f32s(
-                                x_1,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_1_0,
-                            );
-                        let x_2 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 2 * rs,
-                        );
-                        acc_0_2_0 = simd
-                            .mul_add_e_f32s(
-                                x_2,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_2_0,
-                            );
-                        let x_3 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 3 * rs,
-                        );
-                        acc_0_3_0 = simd
-                            .mul_add_e_f32s(
-                                x_3,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_3_0,
-                            );
-                        let x_4 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 4 * rs,
-                        );
-                        acc_0_4_0 = simd
-                            .mul_add_e_f32s(
-                                x_4,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_4_0,
-                            );
-                        let x_5 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 5 * rs,
-                        );
-                        acc_0_5_0 = simd
-                            .mul_add_e_f32s(
-                                x_5,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_5_0,
-                            );
-                        let x_6 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 6 * rs,
-                        );
-                        acc_0_6_0 = simd
-                            .mul_add_e_f32s(
-                                x_6,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_6_0,
-                            );
-                        let x_7 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 7 * rs,
-                        );
-                        acc_0_7_0 = simd
-                            .mul_add_e_f32s(
-                                x_7,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_7_0,
-                            );
+                        let (phase, off) = (0, kx * 1);
+                        let w_0 = simd.splat_f32s(wt[0 + tap]);
+                        let x_0 = tile.ld_dyn(simd, ic, 0 + ky * 1, phase, off);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, w_0, acc_0_0_0);
+                        let x_1 = tile.ld_dyn(simd, ic, 1 + ky * 1, phase, off);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, w_0, acc_0_1_0);
+                        let x_2 = tile.ld_dyn(simd, ic, 2 + ky * 1, phase, off);
+                        acc_0_2_0 = simd.mul_add_e_f32s(x_2, w_0, acc_0_2_0);
+                        let x_3 = tile.ld_dyn(simd, ic, 3 + ky * 1, phase, off);
+                        acc_0_3_0 = simd.mul_add_e_f32s(x_3, w_0, acc_0_3_0);
+                        let x_4 = tile.ld_dyn(simd, ic, 4 + ky * 1, phase, off);
+                        acc_0_4_0 = simd.mul_add_e_f32s(x_4, w_0, acc_0_4_0);
+                        let x_5 = tile.ld_dyn(simd, ic, 5 + ky * 1, phase, off);
+                        acc_0_5_0 = simd.mul_add_e_f32s(x_5, w_0, acc_0_5_0);
+                        let x_6 = tile.ld_dyn(simd, ic, 6 + ky * 1, phase, off);
+                        acc_0_6_0 = simd.mul_add_e_f32s(x_6, w_0, acc_0_6_0);
+                        let x_7 = tile.ld_dyn(simd, ic, 7 + ky * 1, phase, off);
+                        acc_0_7_0 = simd.mul_add_e_f32s(x_7, w_0, acc_0_7_0);
                     }
                 }
             }
@@ -378,60 +315,25 @@ impl Dw31 {
             bias: &[S::f32s; 1],
         ) {
             let wt = &wt[..961];
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
             let mut acc_0_3_0 = bias[0];
+            let tile = band.tile::<S, 1, 34, 1, 30>(buf, r0 * 1, ox);
             for ic in 0..1 {
                 for ky in 0..31 {
                     for kx in 0..31 {
                         let tap = ic * 961 + ky * 31 + kx;
-                        let base = band.at(ic, r0 * 1 + ky * 1, 0) + ox + kx * 1;
-                        let x_0 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 0 * rs,
-                        );
-                        acc_0_0_0 = simd
-                            .mul_add_e_f32s(
-                                x_0,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_0_0,
-                            );
-                        let x_1 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 1 * rs,
-                        );
-                        acc_0_1_0 = simd
-                            .mul_add_e_f32s(
-                                x_1,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_1_0,
-                            );
-                        let x_2 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 2 * rs,
-                        );
-                        acc_0_2_0 = simd
-                            .mul_add_e_f32s(
-                                x_2,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_2_0,
-                            );
-                        let x_3 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 3 * rs,
-                        );
-                        acc_0_3_0 = simd
-                            .mul_add_e_f32s(
-                                x_3,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_3_0,
-                            );
+                        let (phase, off) = (0, kx * 1);
+                        let w_0 = simd.splat_f32s(wt[0 + tap]);
+                        let x_0 = tile.ld_dyn(simd, ic, 0 + ky * 1, phase, off);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, w_0, acc_0_0_0);
+                        let x_1 = tile.ld_dyn(simd, ic, 1 + ky * 1, phase, off);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, w_0, acc_0_1_0);
+                        let x_2 = tile.ld_dyn(simd, ic, 2 + ky * 1, phase, off);
+                        acc_0_2_0 = simd.mul_add_e_f32s(x_2, w_0, acc_0_2_0);
+                        let x_3 = tile.ld_dyn(simd, ic, 3 + ky * 1, phase, off);
+                        acc_0_3_0 = simd.mul_add_e_f32s(x_3, w_0, acc_0_3_0);
                     }
                 }
             }
@@ -486,36 +388,19 @@ impl Dw31 {
             bias: &[S::f32s; 1],
         ) {
             let wt = &wt[..961];
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
+            let tile = band.tile::<S, 1, 32, 1, 30>(buf, r0 * 1, ox);
             for ic in 0..1 {
                 for ky in 0..31 {
                     for kx in 0..31 {
                         let tap = ic * 961 + ky * 31 + kx;
-                        let base = band.at(ic, r0 * 1 + ky * 1, 0) + ox + kx * 1;
-                        let x_0 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 0 * rs,
-                        );
-                        acc_0_0_0 = simd
-                            .mul_add_e_f32s(
-                                x_0,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_0_0,
-                            );
-                        let x_1 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 1 * rs,
-                        );
-                        acc_0_1_0 = simd
-                            .mul_add_e_f32s(
-                                x_1,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_1_0,
-                            );
+                        let (phase, off) = (0, kx * 1);
+                        let w_0 = simd.splat_f32s(wt[0 + tap]);
+                        let x_0 = tile.ld_dyn(simd, ic, 0 + ky * 1, phase, off);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, w_0, acc_0_0_0);
+                        let x_1 = tile.ld_dyn(simd, ic, 1 + ky * 1, phase, off);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, w_0, acc_0_1_0);
                     }
                 }
             }
@@ -556,24 +441,16 @@ impl Dw31 {
             bias: &[S::f32s; 1],
         ) {
             let wt = &wt[..961];
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
+            let tile = band.tile::<S, 1, 31, 1, 30>(buf, r0 * 1, ox);
             for ic in 0..1 {
                 for ky in 0..31 {
                     for kx in 0..31 {
                         let tap = ic * 961 + ky * 31 + kx;
-                        let base = band.at(ic, r0 * 1 + ky * 1, 0) + ox + kx * 1;
-                        let x_0 = ::conv_runtime::__private::ld(
-                            simd,
-                            buf,
-                            base + 0 * rs,
-                        );
-                        acc_0_0_0 = simd
-                            .mul_add_e_f32s(
-                                x_0,
-                                simd.splat_f32s(wt[0 + tap]),
-                                acc_0_0_0,
-                            );
+                        let (phase, off) = (0, kx * 1);
+                        let w_0 = simd.splat_f32s(wt[0 + tap]);
+                        let x_0 = tile.ld_dyn(simd, ic, 0 + ky * 1, phase, off);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, w_0, acc_0_0_0);
                     }
                 }
             }

@@ -138,7 +138,7 @@ impl ::conv_runtime::__private::Generated for Dw144 {
             w: weight.to_vec(),
             b: match bias {
                 ::core::option::Option::Some(b) => b.to_vec(),
-                ::core::option::Option::None => ::std::vec![0.0; 144usize],
+                ::core::option::Option::None => ::std::vec![0.0; 144],
             },
         }
     }
@@ -153,581 +153,23 @@ impl ::conv_runtime::__private::Generated for Dw144 {
         need
     }
     #[inline(always)]
-    fn run<S: ::conv_runtime::__private::Simd>(
+    fn run_r32<S: ::conv_runtime::__private::Simd>(
         &self,
         simd: S,
         args: ::conv_runtime::__private::Args<'_>,
     ) {
-        if S::REGISTER_COUNT >= 32usize {
-            self.__run_r32(simd, args)
-        } else {
-            self.__run_r16(simd, args)
-        }
+        self.__run_r32(simd, args)
+    }
+    #[inline(always)]
+    fn run_r16<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        args: ::conv_runtime::__private::Args<'_>,
+    ) {
+        self.__run_r16(simd, args)
     }
 }
 impl Dw144 {
-    #[inline(always)]
-    #[allow(
-        clippy::too_many_arguments,
-        clippy::identity_op,
-        clippy::erasing_op,
-        clippy::int_plus_one
-    )]
-    fn __run_r16<S: ::conv_runtime::__private::Simd>(
-        &self,
-        simd: S,
-        a: ::conv_runtime::__private::Args<'_>,
-    ) {
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r6<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut [f32],
-            oy: usize,
-            wo: usize,
-            plane: usize,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..9];
-            let rs = band.row_stride;
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_0_4_0 = bias[0];
-            let mut acc_0_5_0 = bias[0];
-            let tile = band.tile::<S, 1, 8, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
-            let x_0_7 = tile.ld::<S, 0, 7, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[0]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_4, w_0_0_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_5, w_0_0_0, acc_0_5_0);
-            let w_0_1_0 = simd.splat_f32s(wt[3]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_5, w_0_1_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_6, w_0_1_0, acc_0_5_0);
-            let w_0_2_0 = simd.splat_f32s(wt[6]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_6, w_0_2_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_7, w_0_2_0, acc_0_5_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
-            let x_1_7 = tile.ld::<S, 0, 7, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[1]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_4, w_0_0_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_5, w_0_0_1, acc_0_5_0);
-            let w_0_1_1 = simd.splat_f32s(wt[4]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_5, w_0_1_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_6, w_0_1_1, acc_0_5_0);
-            let w_0_2_1 = simd.splat_f32s(wt[7]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_6, w_0_2_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_7, w_0_2_1, acc_0_5_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
-            let x_2_7 = tile.ld::<S, 0, 7, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[2]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_4, w_0_0_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_5, w_0_0_2, acc_0_5_0);
-            let w_0_1_2 = simd.splat_f32s(wt[5]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_5, w_0_1_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_6, w_0_1_2, acc_0_5_0);
-            let w_0_2_2 = simd.splat_f32s(wt[8]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 4) * wo + ox,
-                len,
-                acc_0_4_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 5) * wo + ox,
-                len,
-                acc_0_5_0,
-            );
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r4<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut [f32],
-            oy: usize,
-            wo: usize,
-            plane: usize,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..9];
-            let rs = band.row_stride;
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let tile = band.tile::<S, 1, 6, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[0]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            let w_0_1_0 = simd.splat_f32s(wt[3]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            let w_0_2_0 = simd.splat_f32s(wt[6]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[1]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            let w_0_1_1 = simd.splat_f32s(wt[4]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            let w_0_2_1 = simd.splat_f32s(wt[7]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[2]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            let w_0_1_2 = simd.splat_f32s(wt[5]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            let w_0_2_2 = simd.splat_f32s(wt[8]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r2<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut [f32],
-            oy: usize,
-            wo: usize,
-            plane: usize,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..9];
-            let rs = band.row_stride;
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let tile = band.tile::<S, 1, 4, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[0]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            let w_0_1_0 = simd.splat_f32s(wt[3]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            let w_0_2_0 = simd.splat_f32s(wt[6]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[1]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            let w_0_1_1 = simd.splat_f32s(wt[4]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            let w_0_2_1 = simd.splat_f32s(wt[7]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[2]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            let w_0_1_2 = simd.splat_f32s(wt[5]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            let w_0_2_2 = simd.splat_f32s(wt[8]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r1<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut [f32],
-            oy: usize,
-            wo: usize,
-            plane: usize,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..9];
-            let rs = band.row_stride;
-            let mut acc_0_0_0 = bias[0];
-            let tile = band.tile::<S, 1, 3, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[0]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            let w_0_1_0 = simd.splat_f32s(wt[3]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            let w_0_2_0 = simd.splat_f32s(wt[6]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[1]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            let w_0_1_1 = simd.splat_f32s(wt[4]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            let w_0_2_1 = simd.splat_f32s(wt[7]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[2]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            let w_0_1_2 = simd.splat_f32s(wt[5]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            let w_0_2_2 = simd.splat_f32s(wt[8]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-        }
-        let ::conv_runtime::__private::Args {
-            input,
-            output,
-            scratch,
-            n,
-            h,
-            w,
-            ho,
-            wo,
-        } = a;
-        let lanes = S::F32_LANES;
-        let band = ::conv_runtime::__private::Band::new(
-            &<Self as ::conv_runtime::__private::Generated>::PARAMS,
-            1,
-            lanes,
-            ho,
-            wo,
-            6,
-        );
-        let (plane_in, plane_out) = (h * w, ho * wo);
-        let scratch = &mut scratch[..band.len()];
-        for b in 0..n {
-            for g in 0..144 {
-                let planes = &input[(b * 144 + g * 1) * plane_in..][..1 * plane_in];
-                let mut oy0 = 0;
-                while oy0 < ho {
-                    let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(planes, h, w, oy0, scratch);
-                    let buf: &[f32] = scratch;
-                    for t in 0..1 {
-                        let oc0 = g * 1 + t * 1;
-                        let wt = &self.w[oc0 * (9 / 1)..][..9];
-                        let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
-                        let out = &mut output[(b * 144 + oc0)
-                            * plane_out..][..1 * plane_out];
-                        let mut r = 0;
-                        while r + 6 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r6(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy0 + r,
-                                    wo,
-                                    plane_out,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 6;
-                        }
-                        while r + 4 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r4(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy0 + r,
-                                    wo,
-                                    plane_out,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 4;
-                        }
-                        while r + 2 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r2(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy0 + r,
-                                    wo,
-                                    plane_out,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 2;
-                        }
-                        while r + 1 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r1(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy0 + r,
-                                    wo,
-                                    plane_out,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 1;
-                        }
-                    }
-                    oy0 += rows;
-                }
-            }
-        }
-    }
     #[inline(always)]
     #[allow(
         clippy::too_many_arguments,
@@ -761,7 +203,6 @@ impl Dw144 {
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
@@ -960,7 +401,6 @@ impl Dw144 {
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
@@ -1079,7 +519,6 @@ impl Dw144 {
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let tile = band.tile::<S, 1, 4, 1, 2>(buf, r0 * 1, ox);
@@ -1158,7 +597,6 @@ impl Dw144 {
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let tile = band.tile::<S, 1, 3, 1, 2>(buf, r0 * 1, ox);
             let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
@@ -1325,6 +763,564 @@ impl Dw144 {
                                     wo,
                                     plane_out,
                                     &wv,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 1;
+                        }
+                    }
+                    oy0 += rows;
+                }
+            }
+        }
+    }
+    #[inline(always)]
+    #[allow(
+        clippy::too_many_arguments,
+        clippy::identity_op,
+        clippy::erasing_op,
+        clippy::int_plus_one
+    )]
+    fn __run_r16<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r6<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut [f32],
+            oy: usize,
+            wo: usize,
+            plane: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..9];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_0_4_0 = bias[0];
+            let mut acc_0_5_0 = bias[0];
+            let tile = band.tile::<S, 1, 8, 1, 2>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
+            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
+            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
+            let x_0_7 = tile.ld::<S, 0, 7, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[0]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_4, w_0_0_0, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_0_5, w_0_0_0, acc_0_5_0);
+            let w_0_1_0 = simd.splat_f32s(wt[3]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_5, w_0_1_0, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_0_6, w_0_1_0, acc_0_5_0);
+            let w_0_2_0 = simd.splat_f32s(wt[6]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_6, w_0_2_0, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_0_7, w_0_2_0, acc_0_5_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
+            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
+            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
+            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
+            let x_1_7 = tile.ld::<S, 0, 7, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[1]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_4, w_0_0_1, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_1_5, w_0_0_1, acc_0_5_0);
+            let w_0_1_1 = simd.splat_f32s(wt[4]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_5, w_0_1_1, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_1_6, w_0_1_1, acc_0_5_0);
+            let w_0_2_1 = simd.splat_f32s(wt[7]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_6, w_0_2_1, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_1_7, w_0_2_1, acc_0_5_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
+            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
+            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
+            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
+            let x_2_7 = tile.ld::<S, 0, 7, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[2]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_4, w_0_0_2, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_2_5, w_0_0_2, acc_0_5_0);
+            let w_0_1_2 = simd.splat_f32s(wt[5]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_5, w_0_1_2, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_2_6, w_0_1_2, acc_0_5_0);
+            let w_0_2_2 = simd.splat_f32s(wt[8]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 0) * wo + ox,
+                len,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 1) * wo + ox,
+                len,
+                acc_0_1_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 2) * wo + ox,
+                len,
+                acc_0_2_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 3) * wo + ox,
+                len,
+                acc_0_3_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 4) * wo + ox,
+                len,
+                acc_0_4_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 5) * wo + ox,
+                len,
+                acc_0_5_0,
+            );
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r4<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut [f32],
+            oy: usize,
+            wo: usize,
+            plane: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..9];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let tile = band.tile::<S, 1, 6, 1, 2>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
+            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[0]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
+            let w_0_1_0 = simd.splat_f32s(wt[3]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
+            let w_0_2_0 = simd.splat_f32s(wt[6]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
+            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
+            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[1]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
+            let w_0_1_1 = simd.splat_f32s(wt[4]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
+            let w_0_2_1 = simd.splat_f32s(wt[7]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
+            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
+            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[2]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
+            let w_0_1_2 = simd.splat_f32s(wt[5]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
+            let w_0_2_2 = simd.splat_f32s(wt[8]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 0) * wo + ox,
+                len,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 1) * wo + ox,
+                len,
+                acc_0_1_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 2) * wo + ox,
+                len,
+                acc_0_2_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 3) * wo + ox,
+                len,
+                acc_0_3_0,
+            );
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r2<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut [f32],
+            oy: usize,
+            wo: usize,
+            plane: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..9];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let tile = band.tile::<S, 1, 4, 1, 2>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[0]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            let w_0_1_0 = simd.splat_f32s(wt[3]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            let w_0_2_0 = simd.splat_f32s(wt[6]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[1]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            let w_0_1_1 = simd.splat_f32s(wt[4]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            let w_0_2_1 = simd.splat_f32s(wt[7]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[2]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            let w_0_1_2 = simd.splat_f32s(wt[5]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            let w_0_2_2 = simd.splat_f32s(wt[8]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 0) * wo + ox,
+                len,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 1) * wo + ox,
+                len,
+                acc_0_1_0,
+            );
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r1<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut [f32],
+            oy: usize,
+            wo: usize,
+            plane: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..9];
+            let mut acc_0_0_0 = bias[0];
+            let tile = band.tile::<S, 1, 3, 1, 2>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[0]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            let w_0_1_0 = simd.splat_f32s(wt[3]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            let w_0_2_0 = simd.splat_f32s(wt[6]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[1]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            let w_0_1_1 = simd.splat_f32s(wt[4]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            let w_0_2_1 = simd.splat_f32s(wt[7]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[2]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            let w_0_1_2 = simd.splat_f32s(wt[5]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            let w_0_2_2 = simd.splat_f32s(wt[8]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 0) * wo + ox,
+                len,
+                acc_0_0_0,
+            );
+        }
+        let ::conv_runtime::__private::Args {
+            input,
+            output,
+            scratch,
+            n,
+            h,
+            w,
+            ho,
+            wo,
+        } = a;
+        let lanes = S::F32_LANES;
+        let band = ::conv_runtime::__private::Band::new(
+            &<Self as ::conv_runtime::__private::Generated>::PARAMS,
+            1,
+            lanes,
+            ho,
+            wo,
+            6,
+        );
+        let (plane_in, plane_out) = (h * w, ho * wo);
+        let scratch = &mut scratch[..band.len()];
+        for b in 0..n {
+            for g in 0..144 {
+                let planes = &input[(b * 144 + g * 1) * plane_in..][..1 * plane_in];
+                let mut oy0 = 0;
+                while oy0 < ho {
+                    let rows = (ho - oy0).min(band.out_rows);
+                    band.fill(planes, h, w, oy0, scratch);
+                    let buf: &[f32] = scratch;
+                    for t in 0..1 {
+                        let oc0 = g * 1 + t * 1;
+                        let wt = &self.w[oc0 * (9 / 1)..][..9];
+                        let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
+                        let out = &mut output[(b * 144 + oc0)
+                            * plane_out..][..1 * plane_out];
+                        let mut r = 0;
+                        while r + 6 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                tile_r6(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy0 + r,
+                                    wo,
+                                    plane_out,
+                                    wt,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 6;
+                        }
+                        while r + 4 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                tile_r4(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy0 + r,
+                                    wo,
+                                    plane_out,
+                                    wt,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 4;
+                        }
+                        while r + 2 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                tile_r2(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy0 + r,
+                                    wo,
+                                    plane_out,
+                                    wt,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 2;
+                        }
+                        while r + 1 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                tile_r1(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy0 + r,
+                                    wo,
+                                    plane_out,
+                                    wt,
                                     &bias,
                                 );
                                 ox += lanes;

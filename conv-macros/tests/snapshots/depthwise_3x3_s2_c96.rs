@@ -138,7 +138,7 @@ impl ::conv_runtime::__private::Generated for Dw96S2 {
             w: weight.to_vec(),
             b: match bias {
                 ::core::option::Option::Some(b) => b.to_vec(),
-                ::core::option::Option::None => ::std::vec![0.0; 96usize],
+                ::core::option::Option::None => ::std::vec![0.0; 96],
             },
         }
     }
@@ -153,269 +153,23 @@ impl ::conv_runtime::__private::Generated for Dw96S2 {
         need
     }
     #[inline(always)]
-    fn run<S: ::conv_runtime::__private::Simd>(
+    fn run_r32<S: ::conv_runtime::__private::Simd>(
         &self,
         simd: S,
         args: ::conv_runtime::__private::Args<'_>,
     ) {
-        if S::REGISTER_COUNT >= 32usize {
-            self.__run_r32(simd, args)
-        } else {
-            self.__run_r16(simd, args)
-        }
+        self.__run_r32(simd, args)
+    }
+    #[inline(always)]
+    fn run_r16<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        args: ::conv_runtime::__private::Args<'_>,
+    ) {
+        self.__run_r16(simd, args)
     }
 }
 impl Dw96S2 {
-    #[inline(always)]
-    #[allow(
-        clippy::too_many_arguments,
-        clippy::identity_op,
-        clippy::erasing_op,
-        clippy::int_plus_one
-    )]
-    fn __run_r16<S: ::conv_runtime::__private::Simd>(
-        &self,
-        simd: S,
-        a: ::conv_runtime::__private::Args<'_>,
-    ) {
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r2<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut [f32],
-            oy: usize,
-            wo: usize,
-            plane: usize,
-            wv: &[S::f32s; 9],
-            bias: &[S::f32s; 1],
-        ) {
-            let rs = band.row_stride;
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let tile = band.tile::<S, 1, 5, 2, 1>(buf, r0 * 2, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_1_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_1_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_1_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 1, 0>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 1, 0>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 1, 0>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 1, 0>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 1, 0>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_1_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_1_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_1_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_1_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_1_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_1_0);
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r1<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut [f32],
-            oy: usize,
-            wo: usize,
-            plane: usize,
-            wv: &[S::f32s; 9],
-            bias: &[S::f32s; 1],
-        ) {
-            let rs = band.row_stride;
-            let mut acc_0_0_0 = bias[0];
-            let tile = band.tile::<S, 1, 3, 2, 1>(buf, r0 * 2, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 1, 0>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 1, 0>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 1, 0>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-        }
-        let ::conv_runtime::__private::Args {
-            input,
-            output,
-            scratch,
-            n,
-            h,
-            w,
-            ho,
-            wo,
-        } = a;
-        let lanes = S::F32_LANES;
-        let band = ::conv_runtime::__private::Band::new(
-            &<Self as ::conv_runtime::__private::Generated>::PARAMS,
-            1,
-            lanes,
-            ho,
-            wo,
-            2,
-        );
-        let (plane_in, plane_out) = (h * w, ho * wo);
-        let scratch = &mut scratch[..band.len()];
-        for b in 0..n {
-            for g in 0..96 {
-                let planes = &input[(b * 96 + g * 1) * plane_in..][..1 * plane_in];
-                let mut oy0 = 0;
-                while oy0 < ho {
-                    let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(planes, h, w, oy0, scratch);
-                    let buf: &[f32] = scratch;
-                    for t in 0..1 {
-                        let oc0 = g * 1 + t * 1;
-                        let wt = &self.w[oc0 * (9 / 1)..][..9];
-                        let wv: [S::f32s; 9] = [
-                            simd.splat_f32s(wt[0]),
-                            simd.splat_f32s(wt[1]),
-                            simd.splat_f32s(wt[2]),
-                            simd.splat_f32s(wt[3]),
-                            simd.splat_f32s(wt[4]),
-                            simd.splat_f32s(wt[5]),
-                            simd.splat_f32s(wt[6]),
-                            simd.splat_f32s(wt[7]),
-                            simd.splat_f32s(wt[8]),
-                        ];
-                        let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
-                        let out = &mut output[(b * 96 + oc0)
-                            * plane_out..][..1 * plane_out];
-                        let mut r = 0;
-                        while r + 2 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r2(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy0 + r,
-                                    wo,
-                                    plane_out,
-                                    &wv,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 2;
-                        }
-                        while r + 1 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r1(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy0 + r,
-                                    wo,
-                                    plane_out,
-                                    &wv,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 1;
-                        }
-                    }
-                    oy0 += rows;
-                }
-            }
-        }
-    }
     #[inline(always)]
     #[allow(
         clippy::too_many_arguments,
@@ -449,7 +203,6 @@ impl Dw96S2 {
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
@@ -646,7 +399,6 @@ impl Dw96S2 {
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
@@ -774,7 +526,6 @@ impl Dw96S2 {
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let tile = band.tile::<S, 1, 5, 2, 1>(buf, r0 * 2, ox);
@@ -856,7 +607,6 @@ impl Dw96S2 {
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let tile = band.tile::<S, 1, 3, 2, 1>(buf, r0 * 2, ox);
             let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
@@ -985,6 +735,254 @@ impl Dw96S2 {
                             }
                             r += 4;
                         }
+                        while r + 2 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                tile_r2(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy0 + r,
+                                    wo,
+                                    plane_out,
+                                    &wv,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 2;
+                        }
+                        while r + 1 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                tile_r1(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy0 + r,
+                                    wo,
+                                    plane_out,
+                                    &wv,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 1;
+                        }
+                    }
+                    oy0 += rows;
+                }
+            }
+        }
+    }
+    #[inline(always)]
+    #[allow(
+        clippy::too_many_arguments,
+        clippy::identity_op,
+        clippy::erasing_op,
+        clippy::int_plus_one
+    )]
+    fn __run_r16<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r2<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut [f32],
+            oy: usize,
+            wo: usize,
+            plane: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let tile = band.tile::<S, 1, 5, 2, 1>(buf, r0 * 2, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
+            let w_0_0_0 = wv[0];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_1_0);
+            let w_0_1_0 = wv[3];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_1_0);
+            let w_0_2_0 = wv[6];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_1_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 1, 0>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 1, 0>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 1, 0>(simd);
+            let x_1_3 = tile.ld::<S, 0, 3, 1, 0>(simd);
+            let x_1_4 = tile.ld::<S, 0, 4, 1, 0>(simd);
+            let w_0_0_1 = wv[1];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_1_0);
+            let w_0_1_1 = wv[4];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_1_0);
+            let w_0_2_1 = wv[7];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_1_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let x_2_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
+            let x_2_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
+            let w_0_0_2 = wv[2];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_1_0);
+            let w_0_1_2 = wv[5];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_1_0);
+            let w_0_2_2 = wv[8];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_1_0);
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 0) * wo + ox,
+                len,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 1) * wo + ox,
+                len,
+                acc_0_1_0,
+            );
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r1<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut [f32],
+            oy: usize,
+            wo: usize,
+            plane: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let tile = band.tile::<S, 1, 3, 2, 1>(buf, r0 * 2, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let w_0_0_0 = wv[0];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            let w_0_1_0 = wv[3];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            let w_0_2_0 = wv[6];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 1, 0>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 1, 0>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 1, 0>(simd);
+            let w_0_0_1 = wv[1];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            let w_0_1_1 = wv[4];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            let w_0_2_1 = wv[7];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let w_0_0_2 = wv[2];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            let w_0_1_2 = wv[5];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            let w_0_2_2 = wv[8];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 0) * wo + ox,
+                len,
+                acc_0_0_0,
+            );
+        }
+        let ::conv_runtime::__private::Args {
+            input,
+            output,
+            scratch,
+            n,
+            h,
+            w,
+            ho,
+            wo,
+        } = a;
+        let lanes = S::F32_LANES;
+        let band = ::conv_runtime::__private::Band::new(
+            &<Self as ::conv_runtime::__private::Generated>::PARAMS,
+            1,
+            lanes,
+            ho,
+            wo,
+            2,
+        );
+        let (plane_in, plane_out) = (h * w, ho * wo);
+        let scratch = &mut scratch[..band.len()];
+        for b in 0..n {
+            for g in 0..96 {
+                let planes = &input[(b * 96 + g * 1) * plane_in..][..1 * plane_in];
+                let mut oy0 = 0;
+                while oy0 < ho {
+                    let rows = (ho - oy0).min(band.out_rows);
+                    band.fill(planes, h, w, oy0, scratch);
+                    let buf: &[f32] = scratch;
+                    for t in 0..1 {
+                        let oc0 = g * 1 + t * 1;
+                        let wt = &self.w[oc0 * (9 / 1)..][..9];
+                        let wv: [S::f32s; 9] = [
+                            simd.splat_f32s(wt[0]),
+                            simd.splat_f32s(wt[1]),
+                            simd.splat_f32s(wt[2]),
+                            simd.splat_f32s(wt[3]),
+                            simd.splat_f32s(wt[4]),
+                            simd.splat_f32s(wt[5]),
+                            simd.splat_f32s(wt[6]),
+                            simd.splat_f32s(wt[7]),
+                            simd.splat_f32s(wt[8]),
+                        ];
+                        let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
+                        let out = &mut output[(b * 96 + oc0)
+                            * plane_out..][..1 * plane_out];
+                        let mut r = 0;
                         while r + 2 <= rows {
                             let mut ox = 0;
                             while ox < wo {

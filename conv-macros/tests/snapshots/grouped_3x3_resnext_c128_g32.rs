@@ -138,7 +138,7 @@ impl ::conv_runtime::__private::Generated for ResNeXt128 {
             w: weight.to_vec(),
             b: match bias {
                 ::core::option::Option::Some(b) => b.to_vec(),
-                ::core::option::Option::None => ::std::vec![0.0; 128usize],
+                ::core::option::Option::None => ::std::vec![0.0; 128],
             },
         }
     }
@@ -153,1205 +153,23 @@ impl ::conv_runtime::__private::Generated for ResNeXt128 {
         need
     }
     #[inline(always)]
-    fn run<S: ::conv_runtime::__private::Simd>(
+    fn run_r32<S: ::conv_runtime::__private::Simd>(
         &self,
         simd: S,
         args: ::conv_runtime::__private::Args<'_>,
     ) {
-        if S::REGISTER_COUNT >= 32usize {
-            self.__run_r32(simd, args)
-        } else {
-            self.__run_r16(simd, args)
-        }
+        self.__run_r32(simd, args)
+    }
+    #[inline(always)]
+    fn run_r16<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        args: ::conv_runtime::__private::Args<'_>,
+    ) {
+        self.__run_r16(simd, args)
     }
 }
 impl ResNeXt128 {
-    #[inline(always)]
-    #[allow(
-        clippy::too_many_arguments,
-        clippy::identity_op,
-        clippy::erasing_op,
-        clippy::int_plus_one
-    )]
-    fn __run_r16<S: ::conv_runtime::__private::Simd>(
-        &self,
-        simd: S,
-        a: ::conv_runtime::__private::Args<'_>,
-    ) {
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r4<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut [f32],
-            oy: usize,
-            wo: usize,
-            plane: usize,
-            wt: &[f32],
-            bias: &[S::f32s; 2],
-        ) {
-            let wt = &wt[..72];
-            let rs = band.row_stride;
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_1_0_0 = bias[1];
-            let mut acc_1_1_0 = bias[1];
-            let mut acc_1_2_0 = bias[1];
-            let mut acc_1_3_0 = bias[1];
-            let tile = band.tile::<S, 4, 6, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[0]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            let w_1_0_0 = simd.splat_f32s(wt[36]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_0_2, w_1_0_0, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_0_3, w_1_0_0, acc_1_3_0);
-            let w_0_1_0 = simd.splat_f32s(wt[3]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            let w_1_1_0 = simd.splat_f32s(wt[39]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_0_3, w_1_1_0, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_0_4, w_1_1_0, acc_1_3_0);
-            let w_0_2_0 = simd.splat_f32s(wt[6]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            let w_1_2_0 = simd.splat_f32s(wt[42]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_0_4, w_1_2_0, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_0_5, w_1_2_0, acc_1_3_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[1]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            let w_1_0_1 = simd.splat_f32s(wt[37]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_1_2, w_1_0_1, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_1_3, w_1_0_1, acc_1_3_0);
-            let w_0_1_1 = simd.splat_f32s(wt[4]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            let w_1_1_1 = simd.splat_f32s(wt[40]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_1_3, w_1_1_1, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_1_4, w_1_1_1, acc_1_3_0);
-            let w_0_2_1 = simd.splat_f32s(wt[7]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            let w_1_2_1 = simd.splat_f32s(wt[43]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_1_4, w_1_2_1, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_1_5, w_1_2_1, acc_1_3_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[2]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            let w_1_0_2 = simd.splat_f32s(wt[38]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_2_2, w_1_0_2, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_2_3, w_1_0_2, acc_1_3_0);
-            let w_0_1_2 = simd.splat_f32s(wt[5]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            let w_1_1_2 = simd.splat_f32s(wt[41]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_2_3, w_1_1_2, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_2_4, w_1_1_2, acc_1_3_0);
-            let w_0_2_2 = simd.splat_f32s(wt[8]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            let w_1_2_2 = simd.splat_f32s(wt[44]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_2_4, w_1_2_2, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_2_5, w_1_2_2, acc_1_3_0);
-            let x_0_0 = tile.ld::<S, 1, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 1, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 1, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 1, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 1, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 1, 5, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[9]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            let w_1_0_0 = simd.splat_f32s(wt[45]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_0_2, w_1_0_0, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_0_3, w_1_0_0, acc_1_3_0);
-            let w_0_1_0 = simd.splat_f32s(wt[12]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            let w_1_1_0 = simd.splat_f32s(wt[48]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_0_3, w_1_1_0, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_0_4, w_1_1_0, acc_1_3_0);
-            let w_0_2_0 = simd.splat_f32s(wt[15]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            let w_1_2_0 = simd.splat_f32s(wt[51]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_0_4, w_1_2_0, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_0_5, w_1_2_0, acc_1_3_0);
-            let x_1_0 = tile.ld::<S, 1, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 1, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 1, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 1, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 1, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 1, 5, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[10]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            let w_1_0_1 = simd.splat_f32s(wt[46]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_1_2, w_1_0_1, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_1_3, w_1_0_1, acc_1_3_0);
-            let w_0_1_1 = simd.splat_f32s(wt[13]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            let w_1_1_1 = simd.splat_f32s(wt[49]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_1_3, w_1_1_1, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_1_4, w_1_1_1, acc_1_3_0);
-            let w_0_2_1 = simd.splat_f32s(wt[16]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            let w_1_2_1 = simd.splat_f32s(wt[52]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_1_4, w_1_2_1, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_1_5, w_1_2_1, acc_1_3_0);
-            let x_2_0 = tile.ld::<S, 1, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 1, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 1, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 1, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 1, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 1, 5, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[11]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            let w_1_0_2 = simd.splat_f32s(wt[47]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_2_2, w_1_0_2, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_2_3, w_1_0_2, acc_1_3_0);
-            let w_0_1_2 = simd.splat_f32s(wt[14]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            let w_1_1_2 = simd.splat_f32s(wt[50]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_2_3, w_1_1_2, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_2_4, w_1_1_2, acc_1_3_0);
-            let w_0_2_2 = simd.splat_f32s(wt[17]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            let w_1_2_2 = simd.splat_f32s(wt[53]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_2_4, w_1_2_2, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_2_5, w_1_2_2, acc_1_3_0);
-            let x_0_0 = tile.ld::<S, 2, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 2, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 2, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 2, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 2, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 2, 5, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[18]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            let w_1_0_0 = simd.splat_f32s(wt[54]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_0_2, w_1_0_0, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_0_3, w_1_0_0, acc_1_3_0);
-            let w_0_1_0 = simd.splat_f32s(wt[21]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            let w_1_1_0 = simd.splat_f32s(wt[57]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_0_3, w_1_1_0, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_0_4, w_1_1_0, acc_1_3_0);
-            let w_0_2_0 = simd.splat_f32s(wt[24]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            let w_1_2_0 = simd.splat_f32s(wt[60]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_0_4, w_1_2_0, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_0_5, w_1_2_0, acc_1_3_0);
-            let x_1_0 = tile.ld::<S, 2, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 2, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 2, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 2, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 2, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 2, 5, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[19]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            let w_1_0_1 = simd.splat_f32s(wt[55]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_1_2, w_1_0_1, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_1_3, w_1_0_1, acc_1_3_0);
-            let w_0_1_1 = simd.splat_f32s(wt[22]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            let w_1_1_1 = simd.splat_f32s(wt[58]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_1_3, w_1_1_1, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_1_4, w_1_1_1, acc_1_3_0);
-            let w_0_2_1 = simd.splat_f32s(wt[25]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            let w_1_2_1 = simd.splat_f32s(wt[61]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_1_4, w_1_2_1, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_1_5, w_1_2_1, acc_1_3_0);
-            let x_2_0 = tile.ld::<S, 2, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 2, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 2, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 2, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 2, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 2, 5, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[20]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            let w_1_0_2 = simd.splat_f32s(wt[56]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_2_2, w_1_0_2, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_2_3, w_1_0_2, acc_1_3_0);
-            let w_0_1_2 = simd.splat_f32s(wt[23]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            let w_1_1_2 = simd.splat_f32s(wt[59]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_2_3, w_1_1_2, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_2_4, w_1_1_2, acc_1_3_0);
-            let w_0_2_2 = simd.splat_f32s(wt[26]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            let w_1_2_2 = simd.splat_f32s(wt[62]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_2_4, w_1_2_2, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_2_5, w_1_2_2, acc_1_3_0);
-            let x_0_0 = tile.ld::<S, 3, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 3, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 3, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 3, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 3, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 3, 5, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[27]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            let w_1_0_0 = simd.splat_f32s(wt[63]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_0_2, w_1_0_0, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_0_3, w_1_0_0, acc_1_3_0);
-            let w_0_1_0 = simd.splat_f32s(wt[30]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            let w_1_1_0 = simd.splat_f32s(wt[66]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_0_3, w_1_1_0, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_0_4, w_1_1_0, acc_1_3_0);
-            let w_0_2_0 = simd.splat_f32s(wt[33]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            let w_1_2_0 = simd.splat_f32s(wt[69]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_0_4, w_1_2_0, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_0_5, w_1_2_0, acc_1_3_0);
-            let x_1_0 = tile.ld::<S, 3, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 3, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 3, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 3, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 3, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 3, 5, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[28]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            let w_1_0_1 = simd.splat_f32s(wt[64]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_1_2, w_1_0_1, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_1_3, w_1_0_1, acc_1_3_0);
-            let w_0_1_1 = simd.splat_f32s(wt[31]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            let w_1_1_1 = simd.splat_f32s(wt[67]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_1_3, w_1_1_1, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_1_4, w_1_1_1, acc_1_3_0);
-            let w_0_2_1 = simd.splat_f32s(wt[34]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            let w_1_2_1 = simd.splat_f32s(wt[70]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_1_4, w_1_2_1, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_1_5, w_1_2_1, acc_1_3_0);
-            let x_2_0 = tile.ld::<S, 3, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 3, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 3, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 3, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 3, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 3, 5, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[29]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            let w_1_0_2 = simd.splat_f32s(wt[65]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_2_2, w_1_0_2, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_2_3, w_1_0_2, acc_1_3_0);
-            let w_0_1_2 = simd.splat_f32s(wt[32]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            let w_1_1_2 = simd.splat_f32s(wt[68]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_2_3, w_1_1_2, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_2_4, w_1_1_2, acc_1_3_0);
-            let w_0_2_2 = simd.splat_f32s(wt[35]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            let w_1_2_2 = simd.splat_f32s(wt[71]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
-            acc_1_2_0 = simd.mul_add_e_f32s(x_2_4, w_1_2_2, acc_1_2_0);
-            acc_1_3_0 = simd.mul_add_e_f32s(x_2_5, w_1_2_2, acc_1_3_0);
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                1 * plane + (oy + 0) * wo + ox,
-                len,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                1 * plane + (oy + 1) * wo + ox,
-                len,
-                acc_1_1_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                1 * plane + (oy + 2) * wo + ox,
-                len,
-                acc_1_2_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                1 * plane + (oy + 3) * wo + ox,
-                len,
-                acc_1_3_0,
-            );
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r2<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut [f32],
-            oy: usize,
-            wo: usize,
-            plane: usize,
-            wt: &[f32],
-            bias: &[S::f32s; 2],
-        ) {
-            let wt = &wt[..72];
-            let rs = band.row_stride;
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_1_0_0 = bias[1];
-            let mut acc_1_1_0 = bias[1];
-            let tile = band.tile::<S, 4, 4, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[0]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            let w_1_0_0 = simd.splat_f32s(wt[36]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
-            let w_0_1_0 = simd.splat_f32s(wt[3]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            let w_1_1_0 = simd.splat_f32s(wt[39]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
-            let w_0_2_0 = simd.splat_f32s(wt[6]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            let w_1_2_0 = simd.splat_f32s(wt[42]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[1]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            let w_1_0_1 = simd.splat_f32s(wt[37]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
-            let w_0_1_1 = simd.splat_f32s(wt[4]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            let w_1_1_1 = simd.splat_f32s(wt[40]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
-            let w_0_2_1 = simd.splat_f32s(wt[7]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            let w_1_2_1 = simd.splat_f32s(wt[43]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[2]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            let w_1_0_2 = simd.splat_f32s(wt[38]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
-            let w_0_1_2 = simd.splat_f32s(wt[5]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            let w_1_1_2 = simd.splat_f32s(wt[41]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
-            let w_0_2_2 = simd.splat_f32s(wt[8]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            let w_1_2_2 = simd.splat_f32s(wt[44]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
-            let x_0_0 = tile.ld::<S, 1, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 1, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 1, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 1, 3, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[9]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            let w_1_0_0 = simd.splat_f32s(wt[45]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
-            let w_0_1_0 = simd.splat_f32s(wt[12]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            let w_1_1_0 = simd.splat_f32s(wt[48]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
-            let w_0_2_0 = simd.splat_f32s(wt[15]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            let w_1_2_0 = simd.splat_f32s(wt[51]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
-            let x_1_0 = tile.ld::<S, 1, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 1, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 1, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 1, 3, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[10]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            let w_1_0_1 = simd.splat_f32s(wt[46]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
-            let w_0_1_1 = simd.splat_f32s(wt[13]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            let w_1_1_1 = simd.splat_f32s(wt[49]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
-            let w_0_2_1 = simd.splat_f32s(wt[16]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            let w_1_2_1 = simd.splat_f32s(wt[52]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
-            let x_2_0 = tile.ld::<S, 1, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 1, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 1, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 1, 3, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[11]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            let w_1_0_2 = simd.splat_f32s(wt[47]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
-            let w_0_1_2 = simd.splat_f32s(wt[14]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            let w_1_1_2 = simd.splat_f32s(wt[50]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
-            let w_0_2_2 = simd.splat_f32s(wt[17]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            let w_1_2_2 = simd.splat_f32s(wt[53]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
-            let x_0_0 = tile.ld::<S, 2, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 2, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 2, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 2, 3, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[18]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            let w_1_0_0 = simd.splat_f32s(wt[54]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
-            let w_0_1_0 = simd.splat_f32s(wt[21]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            let w_1_1_0 = simd.splat_f32s(wt[57]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
-            let w_0_2_0 = simd.splat_f32s(wt[24]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            let w_1_2_0 = simd.splat_f32s(wt[60]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
-            let x_1_0 = tile.ld::<S, 2, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 2, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 2, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 2, 3, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[19]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            let w_1_0_1 = simd.splat_f32s(wt[55]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
-            let w_0_1_1 = simd.splat_f32s(wt[22]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            let w_1_1_1 = simd.splat_f32s(wt[58]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
-            let w_0_2_1 = simd.splat_f32s(wt[25]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            let w_1_2_1 = simd.splat_f32s(wt[61]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
-            let x_2_0 = tile.ld::<S, 2, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 2, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 2, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 2, 3, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[20]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            let w_1_0_2 = simd.splat_f32s(wt[56]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
-            let w_0_1_2 = simd.splat_f32s(wt[23]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            let w_1_1_2 = simd.splat_f32s(wt[59]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
-            let w_0_2_2 = simd.splat_f32s(wt[26]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            let w_1_2_2 = simd.splat_f32s(wt[62]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
-            let x_0_0 = tile.ld::<S, 3, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 3, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 3, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 3, 3, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[27]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            let w_1_0_0 = simd.splat_f32s(wt[63]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
-            let w_0_1_0 = simd.splat_f32s(wt[30]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            let w_1_1_0 = simd.splat_f32s(wt[66]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
-            let w_0_2_0 = simd.splat_f32s(wt[33]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            let w_1_2_0 = simd.splat_f32s(wt[69]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
-            let x_1_0 = tile.ld::<S, 3, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 3, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 3, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 3, 3, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[28]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            let w_1_0_1 = simd.splat_f32s(wt[64]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
-            let w_0_1_1 = simd.splat_f32s(wt[31]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            let w_1_1_1 = simd.splat_f32s(wt[67]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
-            let w_0_2_1 = simd.splat_f32s(wt[34]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            let w_1_2_1 = simd.splat_f32s(wt[70]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
-            let x_2_0 = tile.ld::<S, 3, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 3, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 3, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 3, 3, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[29]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            let w_1_0_2 = simd.splat_f32s(wt[65]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
-            let w_0_1_2 = simd.splat_f32s(wt[32]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            let w_1_1_2 = simd.splat_f32s(wt[68]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
-            let w_0_2_2 = simd.splat_f32s(wt[35]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            let w_1_2_2 = simd.splat_f32s(wt[71]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
-            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                1 * plane + (oy + 0) * wo + ox,
-                len,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                1 * plane + (oy + 1) * wo + ox,
-                len,
-                acc_1_1_0,
-            );
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r1<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut [f32],
-            oy: usize,
-            wo: usize,
-            plane: usize,
-            wt: &[f32],
-            bias: &[S::f32s; 2],
-        ) {
-            let wt = &wt[..72];
-            let rs = band.row_stride;
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_1_0_0 = bias[1];
-            let tile = band.tile::<S, 4, 3, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[0]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            let w_1_0_0 = simd.splat_f32s(wt[36]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
-            let w_0_1_0 = simd.splat_f32s(wt[3]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            let w_1_1_0 = simd.splat_f32s(wt[39]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
-            let w_0_2_0 = simd.splat_f32s(wt[6]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            let w_1_2_0 = simd.splat_f32s(wt[42]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[1]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            let w_1_0_1 = simd.splat_f32s(wt[37]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
-            let w_0_1_1 = simd.splat_f32s(wt[4]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            let w_1_1_1 = simd.splat_f32s(wt[40]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
-            let w_0_2_1 = simd.splat_f32s(wt[7]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            let w_1_2_1 = simd.splat_f32s(wt[43]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[2]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            let w_1_0_2 = simd.splat_f32s(wt[38]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
-            let w_0_1_2 = simd.splat_f32s(wt[5]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            let w_1_1_2 = simd.splat_f32s(wt[41]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
-            let w_0_2_2 = simd.splat_f32s(wt[8]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            let w_1_2_2 = simd.splat_f32s(wt[44]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
-            let x_0_0 = tile.ld::<S, 1, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 1, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 1, 2, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[9]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            let w_1_0_0 = simd.splat_f32s(wt[45]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
-            let w_0_1_0 = simd.splat_f32s(wt[12]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            let w_1_1_0 = simd.splat_f32s(wt[48]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
-            let w_0_2_0 = simd.splat_f32s(wt[15]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            let w_1_2_0 = simd.splat_f32s(wt[51]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
-            let x_1_0 = tile.ld::<S, 1, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 1, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 1, 2, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[10]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            let w_1_0_1 = simd.splat_f32s(wt[46]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
-            let w_0_1_1 = simd.splat_f32s(wt[13]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            let w_1_1_1 = simd.splat_f32s(wt[49]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
-            let w_0_2_1 = simd.splat_f32s(wt[16]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            let w_1_2_1 = simd.splat_f32s(wt[52]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
-            let x_2_0 = tile.ld::<S, 1, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 1, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 1, 2, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[11]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            let w_1_0_2 = simd.splat_f32s(wt[47]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
-            let w_0_1_2 = simd.splat_f32s(wt[14]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            let w_1_1_2 = simd.splat_f32s(wt[50]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
-            let w_0_2_2 = simd.splat_f32s(wt[17]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            let w_1_2_2 = simd.splat_f32s(wt[53]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
-            let x_0_0 = tile.ld::<S, 2, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 2, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 2, 2, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[18]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            let w_1_0_0 = simd.splat_f32s(wt[54]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
-            let w_0_1_0 = simd.splat_f32s(wt[21]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            let w_1_1_0 = simd.splat_f32s(wt[57]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
-            let w_0_2_0 = simd.splat_f32s(wt[24]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            let w_1_2_0 = simd.splat_f32s(wt[60]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
-            let x_1_0 = tile.ld::<S, 2, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 2, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 2, 2, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[19]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            let w_1_0_1 = simd.splat_f32s(wt[55]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
-            let w_0_1_1 = simd.splat_f32s(wt[22]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            let w_1_1_1 = simd.splat_f32s(wt[58]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
-            let w_0_2_1 = simd.splat_f32s(wt[25]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            let w_1_2_1 = simd.splat_f32s(wt[61]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
-            let x_2_0 = tile.ld::<S, 2, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 2, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 2, 2, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[20]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            let w_1_0_2 = simd.splat_f32s(wt[56]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
-            let w_0_1_2 = simd.splat_f32s(wt[23]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            let w_1_1_2 = simd.splat_f32s(wt[59]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
-            let w_0_2_2 = simd.splat_f32s(wt[26]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            let w_1_2_2 = simd.splat_f32s(wt[62]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
-            let x_0_0 = tile.ld::<S, 3, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 3, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 3, 2, 0, 0>(simd);
-            let w_0_0_0 = simd.splat_f32s(wt[27]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            let w_1_0_0 = simd.splat_f32s(wt[63]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
-            let w_0_1_0 = simd.splat_f32s(wt[30]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            let w_1_1_0 = simd.splat_f32s(wt[66]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
-            let w_0_2_0 = simd.splat_f32s(wt[33]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            let w_1_2_0 = simd.splat_f32s(wt[69]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
-            let x_1_0 = tile.ld::<S, 3, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 3, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 3, 2, 0, 1>(simd);
-            let w_0_0_1 = simd.splat_f32s(wt[28]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            let w_1_0_1 = simd.splat_f32s(wt[64]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
-            let w_0_1_1 = simd.splat_f32s(wt[31]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            let w_1_1_1 = simd.splat_f32s(wt[67]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
-            let w_0_2_1 = simd.splat_f32s(wt[34]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            let w_1_2_1 = simd.splat_f32s(wt[70]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
-            let x_2_0 = tile.ld::<S, 3, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 3, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 3, 2, 0, 2>(simd);
-            let w_0_0_2 = simd.splat_f32s(wt[29]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            let w_1_0_2 = simd.splat_f32s(wt[65]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
-            let w_0_1_2 = simd.splat_f32s(wt[32]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            let w_1_1_2 = simd.splat_f32s(wt[68]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
-            let w_0_2_2 = simd.splat_f32s(wt[35]);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            let w_1_2_2 = simd.splat_f32s(wt[71]);
-            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * plane + (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                1 * plane + (oy + 0) * wo + ox,
-                len,
-                acc_1_0_0,
-            );
-        }
-        let ::conv_runtime::__private::Args {
-            input,
-            output,
-            scratch,
-            n,
-            h,
-            w,
-            ho,
-            wo,
-        } = a;
-        let lanes = S::F32_LANES;
-        let band = ::conv_runtime::__private::Band::new(
-            &<Self as ::conv_runtime::__private::Generated>::PARAMS,
-            4,
-            lanes,
-            ho,
-            wo,
-            4,
-        );
-        let (plane_in, plane_out) = (h * w, ho * wo);
-        let scratch = &mut scratch[..band.len()];
-        for b in 0..n {
-            for g in 0..32 {
-                let planes = &input[(b * 128 + g * 4) * plane_in..][..4 * plane_in];
-                let mut oy0 = 0;
-                while oy0 < ho {
-                    let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(planes, h, w, oy0, scratch);
-                    let buf: &[f32] = scratch;
-                    for t in 0..2 {
-                        let oc0 = g * 4 + t * 2;
-                        let wt = &self.w[oc0 * (72 / 2)..][..72];
-                        let bias: [S::f32s; 2] = [
-                            simd.splat_f32s(self.b[oc0 + 0]),
-                            simd.splat_f32s(self.b[oc0 + 1]),
-                        ];
-                        let out = &mut output[(b * 128 + oc0)
-                            * plane_out..][..2 * plane_out];
-                        let mut r = 0;
-                        while r + 4 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r4(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy0 + r,
-                                    wo,
-                                    plane_out,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 4;
-                        }
-                        while r + 2 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r2(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy0 + r,
-                                    wo,
-                                    plane_out,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 2;
-                        }
-                        while r + 1 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r1(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy0 + r,
-                                    wo,
-                                    plane_out,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 1;
-                        }
-                    }
-                    oy0 += rows;
-                }
-            }
-        }
-    }
     #[inline(always)]
     #[allow(
         clippy::too_many_arguments,
@@ -1386,7 +204,6 @@ impl ResNeXt128 {
             bias: &[S::f32s; 4],
         ) {
             let wt = &wt[..144];
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
@@ -2519,7 +1336,6 @@ impl ResNeXt128 {
             bias: &[S::f32s; 4],
         ) {
             let wt = &wt[..144];
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
@@ -3464,7 +2280,6 @@ impl ResNeXt128 {
             bias: &[S::f32s; 4],
         ) {
             let wt = &wt[..144];
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let mut acc_1_0_0 = bias[1];
@@ -4033,7 +2848,6 @@ impl ResNeXt128 {
             bias: &[S::f32s; 4],
         ) {
             let wt = &wt[..144];
-            let rs = band.row_stride;
             let mut acc_0_0_0 = bias[0];
             let mut acc_1_0_0 = bias[1];
             let mut acc_2_0_0 = bias[2];
@@ -4455,6 +3269,1189 @@ impl ResNeXt128 {
                             }
                             r += 5;
                         }
+                        while r + 4 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                tile_r4(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy0 + r,
+                                    wo,
+                                    plane_out,
+                                    wt,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 4;
+                        }
+                        while r + 2 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                tile_r2(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy0 + r,
+                                    wo,
+                                    plane_out,
+                                    wt,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 2;
+                        }
+                        while r + 1 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                tile_r1(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy0 + r,
+                                    wo,
+                                    plane_out,
+                                    wt,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 1;
+                        }
+                    }
+                    oy0 += rows;
+                }
+            }
+        }
+    }
+    #[inline(always)]
+    #[allow(
+        clippy::too_many_arguments,
+        clippy::identity_op,
+        clippy::erasing_op,
+        clippy::int_plus_one
+    )]
+    fn __run_r16<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r4<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut [f32],
+            oy: usize,
+            wo: usize,
+            plane: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 2],
+        ) {
+            let wt = &wt[..72];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_1_0_0 = bias[1];
+            let mut acc_1_1_0 = bias[1];
+            let mut acc_1_2_0 = bias[1];
+            let mut acc_1_3_0 = bias[1];
+            let tile = band.tile::<S, 4, 6, 1, 2>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
+            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[0]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
+            let w_1_0_0 = simd.splat_f32s(wt[36]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_0_2, w_1_0_0, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_0_3, w_1_0_0, acc_1_3_0);
+            let w_0_1_0 = simd.splat_f32s(wt[3]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
+            let w_1_1_0 = simd.splat_f32s(wt[39]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_0_3, w_1_1_0, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_0_4, w_1_1_0, acc_1_3_0);
+            let w_0_2_0 = simd.splat_f32s(wt[6]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
+            let w_1_2_0 = simd.splat_f32s(wt[42]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_0_4, w_1_2_0, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_0_5, w_1_2_0, acc_1_3_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
+            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
+            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[1]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
+            let w_1_0_1 = simd.splat_f32s(wt[37]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_1_2, w_1_0_1, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_1_3, w_1_0_1, acc_1_3_0);
+            let w_0_1_1 = simd.splat_f32s(wt[4]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
+            let w_1_1_1 = simd.splat_f32s(wt[40]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_1_3, w_1_1_1, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_1_4, w_1_1_1, acc_1_3_0);
+            let w_0_2_1 = simd.splat_f32s(wt[7]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
+            let w_1_2_1 = simd.splat_f32s(wt[43]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_1_4, w_1_2_1, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_1_5, w_1_2_1, acc_1_3_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
+            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
+            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[2]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
+            let w_1_0_2 = simd.splat_f32s(wt[38]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_2_2, w_1_0_2, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_2_3, w_1_0_2, acc_1_3_0);
+            let w_0_1_2 = simd.splat_f32s(wt[5]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
+            let w_1_1_2 = simd.splat_f32s(wt[41]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_2_3, w_1_1_2, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_2_4, w_1_1_2, acc_1_3_0);
+            let w_0_2_2 = simd.splat_f32s(wt[8]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
+            let w_1_2_2 = simd.splat_f32s(wt[44]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_2_4, w_1_2_2, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_2_5, w_1_2_2, acc_1_3_0);
+            let x_0_0 = tile.ld::<S, 1, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 1, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 1, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 1, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 1, 4, 0, 0>(simd);
+            let x_0_5 = tile.ld::<S, 1, 5, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[9]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
+            let w_1_0_0 = simd.splat_f32s(wt[45]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_0_2, w_1_0_0, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_0_3, w_1_0_0, acc_1_3_0);
+            let w_0_1_0 = simd.splat_f32s(wt[12]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
+            let w_1_1_0 = simd.splat_f32s(wt[48]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_0_3, w_1_1_0, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_0_4, w_1_1_0, acc_1_3_0);
+            let w_0_2_0 = simd.splat_f32s(wt[15]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
+            let w_1_2_0 = simd.splat_f32s(wt[51]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_0_4, w_1_2_0, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_0_5, w_1_2_0, acc_1_3_0);
+            let x_1_0 = tile.ld::<S, 1, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 1, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 1, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 1, 3, 0, 1>(simd);
+            let x_1_4 = tile.ld::<S, 1, 4, 0, 1>(simd);
+            let x_1_5 = tile.ld::<S, 1, 5, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[10]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
+            let w_1_0_1 = simd.splat_f32s(wt[46]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_1_2, w_1_0_1, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_1_3, w_1_0_1, acc_1_3_0);
+            let w_0_1_1 = simd.splat_f32s(wt[13]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
+            let w_1_1_1 = simd.splat_f32s(wt[49]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_1_3, w_1_1_1, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_1_4, w_1_1_1, acc_1_3_0);
+            let w_0_2_1 = simd.splat_f32s(wt[16]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
+            let w_1_2_1 = simd.splat_f32s(wt[52]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_1_4, w_1_2_1, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_1_5, w_1_2_1, acc_1_3_0);
+            let x_2_0 = tile.ld::<S, 1, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 1, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 1, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 1, 3, 0, 2>(simd);
+            let x_2_4 = tile.ld::<S, 1, 4, 0, 2>(simd);
+            let x_2_5 = tile.ld::<S, 1, 5, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[11]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
+            let w_1_0_2 = simd.splat_f32s(wt[47]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_2_2, w_1_0_2, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_2_3, w_1_0_2, acc_1_3_0);
+            let w_0_1_2 = simd.splat_f32s(wt[14]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
+            let w_1_1_2 = simd.splat_f32s(wt[50]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_2_3, w_1_1_2, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_2_4, w_1_1_2, acc_1_3_0);
+            let w_0_2_2 = simd.splat_f32s(wt[17]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
+            let w_1_2_2 = simd.splat_f32s(wt[53]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_2_4, w_1_2_2, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_2_5, w_1_2_2, acc_1_3_0);
+            let x_0_0 = tile.ld::<S, 2, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 2, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 2, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 2, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 2, 4, 0, 0>(simd);
+            let x_0_5 = tile.ld::<S, 2, 5, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[18]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
+            let w_1_0_0 = simd.splat_f32s(wt[54]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_0_2, w_1_0_0, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_0_3, w_1_0_0, acc_1_3_0);
+            let w_0_1_0 = simd.splat_f32s(wt[21]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
+            let w_1_1_0 = simd.splat_f32s(wt[57]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_0_3, w_1_1_0, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_0_4, w_1_1_0, acc_1_3_0);
+            let w_0_2_0 = simd.splat_f32s(wt[24]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
+            let w_1_2_0 = simd.splat_f32s(wt[60]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_0_4, w_1_2_0, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_0_5, w_1_2_0, acc_1_3_0);
+            let x_1_0 = tile.ld::<S, 2, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 2, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 2, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 2, 3, 0, 1>(simd);
+            let x_1_4 = tile.ld::<S, 2, 4, 0, 1>(simd);
+            let x_1_5 = tile.ld::<S, 2, 5, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[19]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
+            let w_1_0_1 = simd.splat_f32s(wt[55]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_1_2, w_1_0_1, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_1_3, w_1_0_1, acc_1_3_0);
+            let w_0_1_1 = simd.splat_f32s(wt[22]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
+            let w_1_1_1 = simd.splat_f32s(wt[58]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_1_3, w_1_1_1, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_1_4, w_1_1_1, acc_1_3_0);
+            let w_0_2_1 = simd.splat_f32s(wt[25]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
+            let w_1_2_1 = simd.splat_f32s(wt[61]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_1_4, w_1_2_1, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_1_5, w_1_2_1, acc_1_3_0);
+            let x_2_0 = tile.ld::<S, 2, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 2, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 2, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 2, 3, 0, 2>(simd);
+            let x_2_4 = tile.ld::<S, 2, 4, 0, 2>(simd);
+            let x_2_5 = tile.ld::<S, 2, 5, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[20]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
+            let w_1_0_2 = simd.splat_f32s(wt[56]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_2_2, w_1_0_2, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_2_3, w_1_0_2, acc_1_3_0);
+            let w_0_1_2 = simd.splat_f32s(wt[23]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
+            let w_1_1_2 = simd.splat_f32s(wt[59]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_2_3, w_1_1_2, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_2_4, w_1_1_2, acc_1_3_0);
+            let w_0_2_2 = simd.splat_f32s(wt[26]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
+            let w_1_2_2 = simd.splat_f32s(wt[62]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_2_4, w_1_2_2, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_2_5, w_1_2_2, acc_1_3_0);
+            let x_0_0 = tile.ld::<S, 3, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 3, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 3, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 3, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 3, 4, 0, 0>(simd);
+            let x_0_5 = tile.ld::<S, 3, 5, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[27]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
+            let w_1_0_0 = simd.splat_f32s(wt[63]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_0_2, w_1_0_0, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_0_3, w_1_0_0, acc_1_3_0);
+            let w_0_1_0 = simd.splat_f32s(wt[30]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
+            let w_1_1_0 = simd.splat_f32s(wt[66]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_0_3, w_1_1_0, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_0_4, w_1_1_0, acc_1_3_0);
+            let w_0_2_0 = simd.splat_f32s(wt[33]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
+            let w_1_2_0 = simd.splat_f32s(wt[69]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_0_4, w_1_2_0, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_0_5, w_1_2_0, acc_1_3_0);
+            let x_1_0 = tile.ld::<S, 3, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 3, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 3, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 3, 3, 0, 1>(simd);
+            let x_1_4 = tile.ld::<S, 3, 4, 0, 1>(simd);
+            let x_1_5 = tile.ld::<S, 3, 5, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[28]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
+            let w_1_0_1 = simd.splat_f32s(wt[64]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_1_2, w_1_0_1, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_1_3, w_1_0_1, acc_1_3_0);
+            let w_0_1_1 = simd.splat_f32s(wt[31]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
+            let w_1_1_1 = simd.splat_f32s(wt[67]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_1_3, w_1_1_1, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_1_4, w_1_1_1, acc_1_3_0);
+            let w_0_2_1 = simd.splat_f32s(wt[34]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
+            let w_1_2_1 = simd.splat_f32s(wt[70]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_1_4, w_1_2_1, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_1_5, w_1_2_1, acc_1_3_0);
+            let x_2_0 = tile.ld::<S, 3, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 3, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 3, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 3, 3, 0, 2>(simd);
+            let x_2_4 = tile.ld::<S, 3, 4, 0, 2>(simd);
+            let x_2_5 = tile.ld::<S, 3, 5, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[29]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
+            let w_1_0_2 = simd.splat_f32s(wt[65]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_2_2, w_1_0_2, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_2_3, w_1_0_2, acc_1_3_0);
+            let w_0_1_2 = simd.splat_f32s(wt[32]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
+            let w_1_1_2 = simd.splat_f32s(wt[68]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_2_3, w_1_1_2, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_2_4, w_1_1_2, acc_1_3_0);
+            let w_0_2_2 = simd.splat_f32s(wt[35]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
+            let w_1_2_2 = simd.splat_f32s(wt[71]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
+            acc_1_2_0 = simd.mul_add_e_f32s(x_2_4, w_1_2_2, acc_1_2_0);
+            acc_1_3_0 = simd.mul_add_e_f32s(x_2_5, w_1_2_2, acc_1_3_0);
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 0) * wo + ox,
+                len,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 1) * wo + ox,
+                len,
+                acc_0_1_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 2) * wo + ox,
+                len,
+                acc_0_2_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 3) * wo + ox,
+                len,
+                acc_0_3_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                1 * plane + (oy + 0) * wo + ox,
+                len,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                1 * plane + (oy + 1) * wo + ox,
+                len,
+                acc_1_1_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                1 * plane + (oy + 2) * wo + ox,
+                len,
+                acc_1_2_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                1 * plane + (oy + 3) * wo + ox,
+                len,
+                acc_1_3_0,
+            );
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r2<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut [f32],
+            oy: usize,
+            wo: usize,
+            plane: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 2],
+        ) {
+            let wt = &wt[..72];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_1_0_0 = bias[1];
+            let mut acc_1_1_0 = bias[1];
+            let tile = band.tile::<S, 4, 4, 1, 2>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[0]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            let w_1_0_0 = simd.splat_f32s(wt[36]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
+            let w_0_1_0 = simd.splat_f32s(wt[3]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            let w_1_1_0 = simd.splat_f32s(wt[39]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
+            let w_0_2_0 = simd.splat_f32s(wt[6]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            let w_1_2_0 = simd.splat_f32s(wt[42]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[1]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            let w_1_0_1 = simd.splat_f32s(wt[37]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
+            let w_0_1_1 = simd.splat_f32s(wt[4]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            let w_1_1_1 = simd.splat_f32s(wt[40]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
+            let w_0_2_1 = simd.splat_f32s(wt[7]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            let w_1_2_1 = simd.splat_f32s(wt[43]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[2]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            let w_1_0_2 = simd.splat_f32s(wt[38]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
+            let w_0_1_2 = simd.splat_f32s(wt[5]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            let w_1_1_2 = simd.splat_f32s(wt[41]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
+            let w_0_2_2 = simd.splat_f32s(wt[8]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            let w_1_2_2 = simd.splat_f32s(wt[44]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
+            let x_0_0 = tile.ld::<S, 1, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 1, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 1, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 1, 3, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[9]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            let w_1_0_0 = simd.splat_f32s(wt[45]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
+            let w_0_1_0 = simd.splat_f32s(wt[12]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            let w_1_1_0 = simd.splat_f32s(wt[48]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
+            let w_0_2_0 = simd.splat_f32s(wt[15]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            let w_1_2_0 = simd.splat_f32s(wt[51]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
+            let x_1_0 = tile.ld::<S, 1, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 1, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 1, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 1, 3, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[10]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            let w_1_0_1 = simd.splat_f32s(wt[46]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
+            let w_0_1_1 = simd.splat_f32s(wt[13]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            let w_1_1_1 = simd.splat_f32s(wt[49]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
+            let w_0_2_1 = simd.splat_f32s(wt[16]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            let w_1_2_1 = simd.splat_f32s(wt[52]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
+            let x_2_0 = tile.ld::<S, 1, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 1, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 1, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 1, 3, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[11]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            let w_1_0_2 = simd.splat_f32s(wt[47]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
+            let w_0_1_2 = simd.splat_f32s(wt[14]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            let w_1_1_2 = simd.splat_f32s(wt[50]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
+            let w_0_2_2 = simd.splat_f32s(wt[17]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            let w_1_2_2 = simd.splat_f32s(wt[53]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
+            let x_0_0 = tile.ld::<S, 2, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 2, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 2, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 2, 3, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[18]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            let w_1_0_0 = simd.splat_f32s(wt[54]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
+            let w_0_1_0 = simd.splat_f32s(wt[21]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            let w_1_1_0 = simd.splat_f32s(wt[57]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
+            let w_0_2_0 = simd.splat_f32s(wt[24]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            let w_1_2_0 = simd.splat_f32s(wt[60]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
+            let x_1_0 = tile.ld::<S, 2, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 2, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 2, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 2, 3, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[19]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            let w_1_0_1 = simd.splat_f32s(wt[55]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
+            let w_0_1_1 = simd.splat_f32s(wt[22]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            let w_1_1_1 = simd.splat_f32s(wt[58]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
+            let w_0_2_1 = simd.splat_f32s(wt[25]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            let w_1_2_1 = simd.splat_f32s(wt[61]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
+            let x_2_0 = tile.ld::<S, 2, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 2, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 2, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 2, 3, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[20]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            let w_1_0_2 = simd.splat_f32s(wt[56]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
+            let w_0_1_2 = simd.splat_f32s(wt[23]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            let w_1_1_2 = simd.splat_f32s(wt[59]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
+            let w_0_2_2 = simd.splat_f32s(wt[26]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            let w_1_2_2 = simd.splat_f32s(wt[62]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
+            let x_0_0 = tile.ld::<S, 3, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 3, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 3, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 3, 3, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[27]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            let w_1_0_0 = simd.splat_f32s(wt[63]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_1, w_1_0_0, acc_1_1_0);
+            let w_0_1_0 = simd.splat_f32s(wt[30]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            let w_1_1_0 = simd.splat_f32s(wt[66]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_2, w_1_1_0, acc_1_1_0);
+            let w_0_2_0 = simd.splat_f32s(wt[33]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            let w_1_2_0 = simd.splat_f32s(wt[69]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_0_3, w_1_2_0, acc_1_1_0);
+            let x_1_0 = tile.ld::<S, 3, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 3, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 3, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 3, 3, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[28]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            let w_1_0_1 = simd.splat_f32s(wt[64]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_1, w_1_0_1, acc_1_1_0);
+            let w_0_1_1 = simd.splat_f32s(wt[31]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            let w_1_1_1 = simd.splat_f32s(wt[67]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_2, w_1_1_1, acc_1_1_0);
+            let w_0_2_1 = simd.splat_f32s(wt[34]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            let w_1_2_1 = simd.splat_f32s(wt[70]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_1_3, w_1_2_1, acc_1_1_0);
+            let x_2_0 = tile.ld::<S, 3, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 3, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 3, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 3, 3, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[29]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            let w_1_0_2 = simd.splat_f32s(wt[65]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_1, w_1_0_2, acc_1_1_0);
+            let w_0_1_2 = simd.splat_f32s(wt[32]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            let w_1_1_2 = simd.splat_f32s(wt[68]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_2, w_1_1_2, acc_1_1_0);
+            let w_0_2_2 = simd.splat_f32s(wt[35]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            let w_1_2_2 = simd.splat_f32s(wt[71]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
+            acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 0) * wo + ox,
+                len,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 1) * wo + ox,
+                len,
+                acc_0_1_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                1 * plane + (oy + 0) * wo + ox,
+                len,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                1 * plane + (oy + 1) * wo + ox,
+                len,
+                acc_1_1_0,
+            );
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r1<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut [f32],
+            oy: usize,
+            wo: usize,
+            plane: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 2],
+        ) {
+            let wt = &wt[..72];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_1_0_0 = bias[1];
+            let tile = band.tile::<S, 4, 3, 1, 2>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[0]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            let w_1_0_0 = simd.splat_f32s(wt[36]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
+            let w_0_1_0 = simd.splat_f32s(wt[3]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            let w_1_1_0 = simd.splat_f32s(wt[39]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
+            let w_0_2_0 = simd.splat_f32s(wt[6]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            let w_1_2_0 = simd.splat_f32s(wt[42]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[1]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            let w_1_0_1 = simd.splat_f32s(wt[37]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
+            let w_0_1_1 = simd.splat_f32s(wt[4]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            let w_1_1_1 = simd.splat_f32s(wt[40]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
+            let w_0_2_1 = simd.splat_f32s(wt[7]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            let w_1_2_1 = simd.splat_f32s(wt[43]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[2]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            let w_1_0_2 = simd.splat_f32s(wt[38]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
+            let w_0_1_2 = simd.splat_f32s(wt[5]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            let w_1_1_2 = simd.splat_f32s(wt[41]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
+            let w_0_2_2 = simd.splat_f32s(wt[8]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            let w_1_2_2 = simd.splat_f32s(wt[44]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
+            let x_0_0 = tile.ld::<S, 1, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 1, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 1, 2, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[9]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            let w_1_0_0 = simd.splat_f32s(wt[45]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
+            let w_0_1_0 = simd.splat_f32s(wt[12]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            let w_1_1_0 = simd.splat_f32s(wt[48]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
+            let w_0_2_0 = simd.splat_f32s(wt[15]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            let w_1_2_0 = simd.splat_f32s(wt[51]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
+            let x_1_0 = tile.ld::<S, 1, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 1, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 1, 2, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[10]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            let w_1_0_1 = simd.splat_f32s(wt[46]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
+            let w_0_1_1 = simd.splat_f32s(wt[13]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            let w_1_1_1 = simd.splat_f32s(wt[49]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
+            let w_0_2_1 = simd.splat_f32s(wt[16]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            let w_1_2_1 = simd.splat_f32s(wt[52]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
+            let x_2_0 = tile.ld::<S, 1, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 1, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 1, 2, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[11]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            let w_1_0_2 = simd.splat_f32s(wt[47]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
+            let w_0_1_2 = simd.splat_f32s(wt[14]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            let w_1_1_2 = simd.splat_f32s(wt[50]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
+            let w_0_2_2 = simd.splat_f32s(wt[17]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            let w_1_2_2 = simd.splat_f32s(wt[53]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
+            let x_0_0 = tile.ld::<S, 2, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 2, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 2, 2, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[18]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            let w_1_0_0 = simd.splat_f32s(wt[54]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
+            let w_0_1_0 = simd.splat_f32s(wt[21]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            let w_1_1_0 = simd.splat_f32s(wt[57]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
+            let w_0_2_0 = simd.splat_f32s(wt[24]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            let w_1_2_0 = simd.splat_f32s(wt[60]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
+            let x_1_0 = tile.ld::<S, 2, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 2, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 2, 2, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[19]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            let w_1_0_1 = simd.splat_f32s(wt[55]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
+            let w_0_1_1 = simd.splat_f32s(wt[22]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            let w_1_1_1 = simd.splat_f32s(wt[58]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
+            let w_0_2_1 = simd.splat_f32s(wt[25]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            let w_1_2_1 = simd.splat_f32s(wt[61]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
+            let x_2_0 = tile.ld::<S, 2, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 2, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 2, 2, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[20]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            let w_1_0_2 = simd.splat_f32s(wt[56]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
+            let w_0_1_2 = simd.splat_f32s(wt[23]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            let w_1_1_2 = simd.splat_f32s(wt[59]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
+            let w_0_2_2 = simd.splat_f32s(wt[26]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            let w_1_2_2 = simd.splat_f32s(wt[62]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
+            let x_0_0 = tile.ld::<S, 3, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 3, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 3, 2, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[27]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            let w_1_0_0 = simd.splat_f32s(wt[63]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_1_0_0, acc_1_0_0);
+            let w_0_1_0 = simd.splat_f32s(wt[30]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            let w_1_1_0 = simd.splat_f32s(wt[66]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_1, w_1_1_0, acc_1_0_0);
+            let w_0_2_0 = simd.splat_f32s(wt[33]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            let w_1_2_0 = simd.splat_f32s(wt[69]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_0_2, w_1_2_0, acc_1_0_0);
+            let x_1_0 = tile.ld::<S, 3, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 3, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 3, 2, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[28]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            let w_1_0_1 = simd.splat_f32s(wt[64]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0_1, acc_1_0_0);
+            let w_0_1_1 = simd.splat_f32s(wt[31]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            let w_1_1_1 = simd.splat_f32s(wt[67]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_1, w_1_1_1, acc_1_0_0);
+            let w_0_2_1 = simd.splat_f32s(wt[34]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            let w_1_2_1 = simd.splat_f32s(wt[70]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_1_2, w_1_2_1, acc_1_0_0);
+            let x_2_0 = tile.ld::<S, 3, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 3, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 3, 2, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[29]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            let w_1_0_2 = simd.splat_f32s(wt[65]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_0, w_1_0_2, acc_1_0_0);
+            let w_0_1_2 = simd.splat_f32s(wt[32]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            let w_1_1_2 = simd.splat_f32s(wt[68]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_1, w_1_1_2, acc_1_0_0);
+            let w_0_2_2 = simd.splat_f32s(wt[35]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            let w_1_2_2 = simd.splat_f32s(wt[71]);
+            acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * plane + (oy + 0) * wo + ox,
+                len,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                1 * plane + (oy + 0) * wo + ox,
+                len,
+                acc_1_0_0,
+            );
+        }
+        let ::conv_runtime::__private::Args {
+            input,
+            output,
+            scratch,
+            n,
+            h,
+            w,
+            ho,
+            wo,
+        } = a;
+        let lanes = S::F32_LANES;
+        let band = ::conv_runtime::__private::Band::new(
+            &<Self as ::conv_runtime::__private::Generated>::PARAMS,
+            4,
+            lanes,
+            ho,
+            wo,
+            4,
+        );
+        let (plane_in, plane_out) = (h * w, ho * wo);
+        let scratch = &mut scratch[..band.len()];
+        for b in 0..n {
+            for g in 0..32 {
+                let planes = &input[(b * 128 + g * 4) * plane_in..][..4 * plane_in];
+                let mut oy0 = 0;
+                while oy0 < ho {
+                    let rows = (ho - oy0).min(band.out_rows);
+                    band.fill(planes, h, w, oy0, scratch);
+                    let buf: &[f32] = scratch;
+                    for t in 0..2 {
+                        let oc0 = g * 4 + t * 2;
+                        let wt = &self.w[oc0 * (72 / 2)..][..72];
+                        let bias: [S::f32s; 2] = [
+                            simd.splat_f32s(self.b[oc0 + 0]),
+                            simd.splat_f32s(self.b[oc0 + 1]),
+                        ];
+                        let out = &mut output[(b * 128 + oc0)
+                            * plane_out..][..2 * plane_out];
+                        let mut r = 0;
                         while r + 4 <= rows {
                             let mut ox = 0;
                             while ox < wo {

@@ -138,7 +138,7 @@ impl ::conv_runtime::__private::Generated for Pw144x24 {
             w: weight.to_vec(),
             b: match bias {
                 ::core::option::Option::Some(b) => b.to_vec(),
-                ::core::option::Option::None => ::std::vec![0.0; 24usize],
+                ::core::option::Option::None => ::std::vec![0.0; 24],
             },
         }
     }
@@ -147,189 +147,23 @@ impl ::conv_runtime::__private::Generated for Pw144x24 {
         0
     }
     #[inline(always)]
-    fn run<S: ::conv_runtime::__private::Simd>(
+    fn run_r32<S: ::conv_runtime::__private::Simd>(
         &self,
         simd: S,
         args: ::conv_runtime::__private::Args<'_>,
     ) {
-        if S::REGISTER_COUNT >= 32usize {
-            self.__run_r32(simd, args)
-        } else {
-            self.__run_r16(simd, args)
-        }
+        self.__run_r32(simd, args)
+    }
+    #[inline(always)]
+    fn run_r16<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        args: ::conv_runtime::__private::Args<'_>,
+    ) {
+        self.__run_r16(simd, args)
     }
 }
 impl Pw144x24 {
-    #[inline(always)]
-    #[allow(
-        clippy::too_many_arguments,
-        clippy::identity_op,
-        clippy::erasing_op,
-        clippy::int_plus_one
-    )]
-    fn __run_r16<S: ::conv_runtime::__private::Simd>(
-        &self,
-        simd: S,
-        a: ::conv_runtime::__private::Args<'_>,
-    ) {
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_t4_v3<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            inp: &[f32],
-            out: &mut [f32],
-            hw: usize,
-            p: usize,
-            lanes: usize,
-            wt: &[f32],
-            bias: &[f32],
-        ) {
-            let wt = &wt[..576];
-            let bias = &bias[..4];
-            let panel = ::conv_runtime::__private::Panel::<144, 3>::new::<S>(inp, hw, p);
-            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_2 = simd.splat_f32s(bias[0]);
-            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_1 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_2 = simd.splat_f32s(bias[1]);
-            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_2 = simd.splat_f32s(bias[2]);
-            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_2 = simd.splat_f32s(bias[3]);
-            for i in 0..144 {
-                let ic = i * 1;
-                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
-                let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
-                let x_0_2 = panel.ld::<S, 2>(simd, ic + 0);
-                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
-                acc_0_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_0, acc_0_0_1);
-                acc_0_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_0, acc_0_0_2);
-                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
-                acc_1_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_1, acc_1_0_1);
-                acc_1_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_1, acc_1_0_2);
-                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
-                acc_2_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_2, acc_2_0_1);
-                acc_2_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_2, acc_2_0_2);
-                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
-                acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
-                acc_3_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_3, acc_3_0_2);
-            }
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 0 * lanes, acc_0_0_0);
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 1 * lanes, acc_0_0_1);
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 2 * lanes, acc_0_0_2);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 0 * lanes, acc_1_0_0);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 1 * lanes, acc_1_0_1);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 2 * lanes, acc_1_0_2);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 0 * lanes, acc_2_0_0);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 1 * lanes, acc_2_0_1);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 2 * lanes, acc_2_0_2);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 0 * lanes, acc_3_0_0);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 1 * lanes, acc_3_0_1);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 2 * lanes, acc_3_0_2);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_t4_v1p<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            inp: &[f32],
-            out: &mut [f32],
-            hw: usize,
-            p: usize,
-            len: usize,
-            wt: &[f32],
-            bias: &[f32],
-        ) {
-            let wt = &wt[..576];
-            let bias = &bias[..4];
-            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
-            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
-            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
-            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
-            for i in 0..144 {
-                let ic = i * 1;
-                let x_0_0 = ::conv_runtime::__private::ld_part(
-                    simd,
-                    inp,
-                    (ic + 0) * hw + p,
-                    len,
-                );
-                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
-                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
-                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
-                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
-            }
-            ::conv_runtime::__private::st_part(simd, out, 0 * hw + p, len, acc_0_0_0);
-            ::conv_runtime::__private::st_part(simd, out, 1 * hw + p, len, acc_1_0_0);
-            ::conv_runtime::__private::st_part(simd, out, 2 * hw + p, len, acc_2_0_0);
-            ::conv_runtime::__private::st_part(simd, out, 3 * hw + p, len, acc_3_0_0);
-        }
-        let ::conv_runtime::__private::Args { input, output, n, h, w, .. } = a;
-        let lanes = S::F32_LANES;
-        let hw = h * w;
-        let step = 3 * lanes;
-        for b in 0..n {
-            for g in 0..1 {
-                let oc0 = g * 24;
-                let inp = &input[(b * 144 + g * 144) * hw..][..144 * hw];
-                let out = &mut output[(b * 24 + oc0) * hw..][..24 * hw];
-                let mut p = 0;
-                while p + step <= hw {
-                    for t in 0..6 {
-                        let oc = t * 4;
-                        tile_t4_v3(
-                            simd,
-                            inp,
-                            &mut out[oc * hw..][..4 * hw],
-                            hw,
-                            p,
-                            lanes,
-                            &self.w[(oc0 + oc) * 144..][..4 * 144],
-                            &self.b[oc0 + oc..][..4],
-                        );
-                    }
-                    p += step;
-                }
-                while p < hw {
-                    let len = (hw - p).min(lanes);
-                    for t in 0..6 {
-                        let oc = t * 4;
-                        tile_t4_v1p(
-                            simd,
-                            inp,
-                            &mut out[oc * hw..][..4 * hw],
-                            hw,
-                            p,
-                            len,
-                            &self.w[(oc0 + oc) * 144..][..4 * 144],
-                            &self.b[oc0 + oc..][..4],
-                        );
-                    }
-                    p += lanes;
-                }
-            }
-        }
-    }
     #[inline(always)]
     #[allow(
         clippy::too_many_arguments,
@@ -540,6 +374,176 @@ impl Pw144x24 {
                             len,
                             &self.w[(oc0 + oc) * 144..][..6 * 144],
                             &self.b[oc0 + oc..][..6],
+                        );
+                    }
+                    p += lanes;
+                }
+            }
+        }
+    }
+    #[inline(always)]
+    #[allow(
+        clippy::too_many_arguments,
+        clippy::identity_op,
+        clippy::erasing_op,
+        clippy::int_plus_one
+    )]
+    fn __run_r16<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_t4_v3<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            out: &mut [f32],
+            hw: usize,
+            p: usize,
+            lanes: usize,
+            wt: &[f32],
+            bias: &[f32],
+        ) {
+            let wt = &wt[..576];
+            let bias = &bias[..4];
+            let panel = ::conv_runtime::__private::Panel::<144, 3>::new::<S>(inp, hw, p);
+            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
+            let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
+            let mut acc_0_0_2 = simd.splat_f32s(bias[0]);
+            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
+            let mut acc_1_0_1 = simd.splat_f32s(bias[1]);
+            let mut acc_1_0_2 = simd.splat_f32s(bias[1]);
+            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
+            let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
+            let mut acc_2_0_2 = simd.splat_f32s(bias[2]);
+            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
+            let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
+            let mut acc_3_0_2 = simd.splat_f32s(bias[3]);
+            for i in 0..144 {
+                let ic = i * 1;
+                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
+                let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
+                let x_0_2 = panel.ld::<S, 2>(simd, ic + 0);
+                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
+                acc_0_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_0, acc_0_0_1);
+                acc_0_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_0, acc_0_0_2);
+                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
+                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
+                acc_1_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_1, acc_1_0_1);
+                acc_1_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_1, acc_1_0_2);
+                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
+                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
+                acc_2_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_2, acc_2_0_1);
+                acc_2_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_2, acc_2_0_2);
+                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
+                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
+                acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
+                acc_3_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_3, acc_3_0_2);
+            }
+            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 2 * lanes, acc_0_0_2);
+            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 2 * lanes, acc_1_0_2);
+            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 2 * lanes, acc_2_0_2);
+            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 1 * lanes, acc_3_0_1);
+            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 2 * lanes, acc_3_0_2);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_t4_v1p<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            out: &mut [f32],
+            hw: usize,
+            p: usize,
+            len: usize,
+            wt: &[f32],
+            bias: &[f32],
+        ) {
+            let wt = &wt[..576];
+            let bias = &bias[..4];
+            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
+            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
+            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
+            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
+            for i in 0..144 {
+                let ic = i * 1;
+                let x_0_0 = ::conv_runtime::__private::ld_part(
+                    simd,
+                    inp,
+                    (ic + 0) * hw + p,
+                    len,
+                );
+                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
+                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
+                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
+                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
+                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
+                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
+                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
+            }
+            ::conv_runtime::__private::st_part(simd, out, 0 * hw + p, len, acc_0_0_0);
+            ::conv_runtime::__private::st_part(simd, out, 1 * hw + p, len, acc_1_0_0);
+            ::conv_runtime::__private::st_part(simd, out, 2 * hw + p, len, acc_2_0_0);
+            ::conv_runtime::__private::st_part(simd, out, 3 * hw + p, len, acc_3_0_0);
+        }
+        let ::conv_runtime::__private::Args { input, output, n, h, w, .. } = a;
+        let lanes = S::F32_LANES;
+        let hw = h * w;
+        let step = 3 * lanes;
+        for b in 0..n {
+            for g in 0..1 {
+                let oc0 = g * 24;
+                let inp = &input[(b * 144 + g * 144) * hw..][..144 * hw];
+                let out = &mut output[(b * 24 + oc0) * hw..][..24 * hw];
+                let mut p = 0;
+                while p + step <= hw {
+                    for t in 0..6 {
+                        let oc = t * 4;
+                        tile_t4_v3(
+                            simd,
+                            inp,
+                            &mut out[oc * hw..][..4 * hw],
+                            hw,
+                            p,
+                            lanes,
+                            &self.w[(oc0 + oc) * 144..][..4 * 144],
+                            &self.b[oc0 + oc..][..4],
+                        );
+                    }
+                    p += step;
+                }
+                while p < hw {
+                    let len = (hw - p).min(lanes);
+                    for t in 0..6 {
+                        let oc = t * 4;
+                        tile_t4_v1p(
+                            simd,
+                            inp,
+                            &mut out[oc * hw..][..4 * hw],
+                            hw,
+                            p,
+                            len,
+                            &self.w[(oc0 + oc) * 144..][..4 * 144],
+                            &self.b[oc0 + oc..][..4],
                         );
                     }
                     p += lanes;
