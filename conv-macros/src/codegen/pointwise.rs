@@ -44,35 +44,53 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
     let vecs = lit(plan.vecs);
 
     let mut tiles = TokenStream::new();
-    // (channels of the tile, vectors, partial) -> function name
-    let mut tile_name = |t: usize, v: usize, part: bool| -> syn::Ident {
-        let name = format_ident!("tile_t{}_v{}{}", t, v, if part { "p" } else { "" });
-        tiles.extend(tile_fn(spec, plan, t, v, part, &name));
-        name
-    };
-    let main_full = tile_name(oct, plan.vecs, false);
-    let main_one = tile_name(oct, 1, true);
-    let tail = (plan.oc_tail > 0).then(|| {
-        (
-            tile_name(plan.oc_tail, plan.vecs, false),
-            tile_name(plan.oc_tail, 1, true),
-        )
-    });
     let (ntiles_l, oct_l) = (lit(ntiles), lit(oct));
-    let tail_full = tail.as_ref().map(|(full, _)| {
-        let tt = lit(plan.oc_tail);
-        quote! {
-            let oc = #ntiles_l * #oct_l;
-            #full(simd, inp, &mut out[oc * hw..][..#tt * hw], hw, p, lanes, &self.w[(oc0 + oc) * #cpg_in_l..][..#tt * #cpg_in_l], &self.b[oc0 + oc..][..#tt]);
+    // The calls of one pixel step over every output-channel tile of the group (the main tiles,
+    // then the tail tile), for tiles of `v` vectors (`part`: one masked vector of `len`).
+    let mut sweep = |v: usize, part: bool| -> TokenStream {
+        let mut emit_tile = |t: usize| {
+            let name = format_ident!("tile_t{}_v{}{}", t, v, if part { "p" } else { "" });
+            tiles.extend(tile_fn(spec, plan, t, v, part, &name));
+            name
+        };
+        let main = emit_tile(oct);
+        let len = if part { quote!(len) } else { quote!(lanes) };
+        let mut calls = quote! {
+            for t in 0..#ntiles_l {
+                let oc = t * #oct_l;
+                #main(simd, inp, &mut out[oc * hw..][..#oct_l * hw], hw, p, #len, &self.w[(oc0 + oc) * #cpg_in_l..][..#oct_l * #cpg_in_l], &self.b[oc0 + oc..][..#oct_l]);
+            }
+        };
+        if plan.oc_tail > 0 {
+            let tail = emit_tile(plan.oc_tail);
+            let tt = lit(plan.oc_tail);
+            calls.extend(quote! {
+                let oc = #ntiles_l * #oct_l;
+                #tail(simd, inp, &mut out[oc * hw..][..#tt * hw], hw, p, #len, &self.w[(oc0 + oc) * #cpg_in_l..][..#tt * #cpg_in_l], &self.b[oc0 + oc..][..#tt]);
+            });
         }
-    });
-    let tail_one = tail.as_ref().map(|(_, one)| {
-        let tt = lit(plan.oc_tail);
+        calls
+    };
+    let full = sweep(plan.vecs, false);
+    // Whole vectors left after the full steps (fewer than `vecs`): one narrower tile.
+    let rest_arms: Vec<TokenStream> = (1..plan.vecs)
+        .map(|v| {
+            let calls = sweep(v, false);
+            let vl = lit(v);
+            quote!(#vl => { #calls p += #vl * lanes; })
+        })
+        .collect();
+    let part = sweep(1, true);
+    let rest = if rest_arms.is_empty() {
+        quote!()
+    } else {
         quote! {
-            let oc = #ntiles_l * #oct_l;
-            #one(simd, inp, &mut out[oc * hw..][..#tt * hw], hw, p, len, &self.w[(oc0 + oc) * #cpg_in_l..][..#tt * #cpg_in_l], &self.b[oc0 + oc..][..#tt]);
+            match (hw - p) / lanes {
+                #(#rest_arms)*
+                _ => {}
+            }
         }
-    });
+    };
 
     quote! {
         #[inline(always)]
@@ -91,21 +109,13 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
                     let out = &mut output[(b * #cout + oc0) * hw..][..#cpg_out_l * hw];
                     let mut p = 0;
                     while p + step <= hw {
-                        for t in 0..#ntiles_l {
-                            let oc = t * #oct_l;
-                            #main_full(simd, inp, &mut out[oc * hw..][..#oct_l * hw], hw, p, lanes, &self.w[(oc0 + oc) * #cpg_in_l..][..#oct_l * #cpg_in_l], &self.b[oc0 + oc..][..#oct_l]);
-                        }
-                        #tail_full
+                        #full
                         p += step;
                     }
-                    while p < hw {
-                        let len = (hw - p).min(lanes);
-                        for t in 0..#ntiles_l {
-                            let oc = t * #oct_l;
-                            #main_one(simd, inp, &mut out[oc * hw..][..#oct_l * hw], hw, p, len, &self.w[(oc0 + oc) * #cpg_in_l..][..#oct_l * #cpg_in_l], &self.b[oc0 + oc..][..#oct_l]);
-                        }
-                        #tail_one
-                        p += lanes;
+                    #rest
+                    if p < hw {
+                        let len = hw - p;
+                        #part
                     }
                 }
             }

@@ -289,6 +289,210 @@ impl Pw144x24 {
             clippy::erasing_op,
             unused_variables
         )]
+        fn tile_t6_v1<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            out: &mut [f32],
+            hw: usize,
+            p: usize,
+            lanes: usize,
+            wt: &[f32],
+            bias: &[f32],
+        ) {
+            let wt = &wt[..864];
+            let bias = &bias[..6];
+            let panel = ::conv_runtime::__private::Panel::<144, 1>::new::<S>(inp, hw, p);
+            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
+            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
+            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
+            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
+            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
+            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
+            for i in 0..144 {
+                let ic = i * 1;
+                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
+                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
+                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
+                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
+                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
+                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
+                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
+                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
+                let w_0_4 = simd.splat_f32s(wt[576 + ic + 0]);
+                acc_4_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_4, acc_4_0_0);
+                let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
+                acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
+            }
+            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 0 * lanes, acc_5_0_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_t6_v2<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            out: &mut [f32],
+            hw: usize,
+            p: usize,
+            lanes: usize,
+            wt: &[f32],
+            bias: &[f32],
+        ) {
+            let wt = &wt[..864];
+            let bias = &bias[..6];
+            let panel = ::conv_runtime::__private::Panel::<144, 2>::new::<S>(inp, hw, p);
+            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
+            let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
+            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
+            let mut acc_1_0_1 = simd.splat_f32s(bias[1]);
+            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
+            let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
+            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
+            let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
+            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
+            let mut acc_4_0_1 = simd.splat_f32s(bias[4]);
+            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
+            let mut acc_5_0_1 = simd.splat_f32s(bias[5]);
+            for i in 0..144 {
+                let ic = i * 1;
+                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
+                let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
+                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
+                acc_0_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_0, acc_0_0_1);
+                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
+                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
+                acc_1_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_1, acc_1_0_1);
+                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
+                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
+                acc_2_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_2, acc_2_0_1);
+                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
+                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
+                acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
+                let w_0_4 = simd.splat_f32s(wt[576 + ic + 0]);
+                acc_4_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_4, acc_4_0_0);
+                acc_4_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_4, acc_4_0_1);
+                let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
+                acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
+                acc_5_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_5, acc_5_0_1);
+            }
+            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 1 * lanes, acc_3_0_1);
+            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 1 * lanes, acc_4_0_1);
+            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 0 * lanes, acc_5_0_0);
+            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 1 * lanes, acc_5_0_1);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_t6_v3<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            out: &mut [f32],
+            hw: usize,
+            p: usize,
+            lanes: usize,
+            wt: &[f32],
+            bias: &[f32],
+        ) {
+            let wt = &wt[..864];
+            let bias = &bias[..6];
+            let panel = ::conv_runtime::__private::Panel::<144, 3>::new::<S>(inp, hw, p);
+            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
+            let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
+            let mut acc_0_0_2 = simd.splat_f32s(bias[0]);
+            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
+            let mut acc_1_0_1 = simd.splat_f32s(bias[1]);
+            let mut acc_1_0_2 = simd.splat_f32s(bias[1]);
+            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
+            let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
+            let mut acc_2_0_2 = simd.splat_f32s(bias[2]);
+            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
+            let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
+            let mut acc_3_0_2 = simd.splat_f32s(bias[3]);
+            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
+            let mut acc_4_0_1 = simd.splat_f32s(bias[4]);
+            let mut acc_4_0_2 = simd.splat_f32s(bias[4]);
+            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
+            let mut acc_5_0_1 = simd.splat_f32s(bias[5]);
+            let mut acc_5_0_2 = simd.splat_f32s(bias[5]);
+            for i in 0..144 {
+                let ic = i * 1;
+                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
+                let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
+                let x_0_2 = panel.ld::<S, 2>(simd, ic + 0);
+                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
+                acc_0_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_0, acc_0_0_1);
+                acc_0_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_0, acc_0_0_2);
+                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
+                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
+                acc_1_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_1, acc_1_0_1);
+                acc_1_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_1, acc_1_0_2);
+                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
+                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
+                acc_2_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_2, acc_2_0_1);
+                acc_2_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_2, acc_2_0_2);
+                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
+                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
+                acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
+                acc_3_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_3, acc_3_0_2);
+                let w_0_4 = simd.splat_f32s(wt[576 + ic + 0]);
+                acc_4_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_4, acc_4_0_0);
+                acc_4_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_4, acc_4_0_1);
+                acc_4_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_4, acc_4_0_2);
+                let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
+                acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
+                acc_5_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_5, acc_5_0_1);
+                acc_5_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_5, acc_5_0_2);
+            }
+            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 2 * lanes, acc_0_0_2);
+            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 2 * lanes, acc_1_0_2);
+            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 2 * lanes, acc_2_0_2);
+            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 1 * lanes, acc_3_0_1);
+            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 2 * lanes, acc_3_0_2);
+            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 1 * lanes, acc_4_0_1);
+            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 2 * lanes, acc_4_0_2);
+            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 0 * lanes, acc_5_0_0);
+            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 1 * lanes, acc_5_0_1);
+            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 2 * lanes, acc_5_0_2);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
         fn tile_t6_v1p<S: ::conv_runtime::__private::Simd>(
             simd: S,
             inp: &[f32],
@@ -361,8 +565,59 @@ impl Pw144x24 {
                     }
                     p += step;
                 }
-                while p < hw {
-                    let len = (hw - p).min(lanes);
+                match (hw - p) / lanes {
+                    1 => {
+                        for t in 0..4 {
+                            let oc = t * 6;
+                            tile_t6_v1(
+                                simd,
+                                inp,
+                                &mut out[oc * hw..][..6 * hw],
+                                hw,
+                                p,
+                                lanes,
+                                &self.w[(oc0 + oc) * 144..][..6 * 144],
+                                &self.b[oc0 + oc..][..6],
+                            );
+                        }
+                        p += 1 * lanes;
+                    }
+                    2 => {
+                        for t in 0..4 {
+                            let oc = t * 6;
+                            tile_t6_v2(
+                                simd,
+                                inp,
+                                &mut out[oc * hw..][..6 * hw],
+                                hw,
+                                p,
+                                lanes,
+                                &self.w[(oc0 + oc) * 144..][..6 * 144],
+                                &self.b[oc0 + oc..][..6],
+                            );
+                        }
+                        p += 2 * lanes;
+                    }
+                    3 => {
+                        for t in 0..4 {
+                            let oc = t * 6;
+                            tile_t6_v3(
+                                simd,
+                                inp,
+                                &mut out[oc * hw..][..6 * hw],
+                                hw,
+                                p,
+                                lanes,
+                                &self.w[(oc0 + oc) * 144..][..6 * 144],
+                                &self.b[oc0 + oc..][..6],
+                            );
+                        }
+                        p += 3 * lanes;
+                    }
+                    _ => {}
+                }
+                if p < hw {
+                    let len = hw - p;
                     for t in 0..4 {
                         let oc = t * 6;
                         tile_t6_v1p(
@@ -376,7 +631,6 @@ impl Pw144x24 {
                             &self.b[oc0 + oc..][..6],
                         );
                     }
-                    p += lanes;
                 }
             }
         }
@@ -467,6 +721,101 @@ impl Pw144x24 {
             clippy::erasing_op,
             unused_variables
         )]
+        fn tile_t4_v1<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            out: &mut [f32],
+            hw: usize,
+            p: usize,
+            lanes: usize,
+            wt: &[f32],
+            bias: &[f32],
+        ) {
+            let wt = &wt[..576];
+            let bias = &bias[..4];
+            let panel = ::conv_runtime::__private::Panel::<144, 1>::new::<S>(inp, hw, p);
+            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
+            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
+            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
+            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
+            for i in 0..144 {
+                let ic = i * 1;
+                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
+                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
+                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
+                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
+                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
+                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
+                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
+                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
+            }
+            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 0 * lanes, acc_3_0_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_t4_v2<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            out: &mut [f32],
+            hw: usize,
+            p: usize,
+            lanes: usize,
+            wt: &[f32],
+            bias: &[f32],
+        ) {
+            let wt = &wt[..576];
+            let bias = &bias[..4];
+            let panel = ::conv_runtime::__private::Panel::<144, 2>::new::<S>(inp, hw, p);
+            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
+            let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
+            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
+            let mut acc_1_0_1 = simd.splat_f32s(bias[1]);
+            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
+            let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
+            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
+            let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
+            for i in 0..144 {
+                let ic = i * 1;
+                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
+                let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
+                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
+                acc_0_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_0, acc_0_0_1);
+                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
+                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
+                acc_1_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_1, acc_1_0_1);
+                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
+                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
+                acc_2_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_2, acc_2_0_1);
+                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
+                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
+                acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
+            }
+            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 1 * lanes, acc_3_0_1);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
         fn tile_t4_v1p<S: ::conv_runtime::__private::Simd>(
             simd: S,
             inp: &[f32],
@@ -531,8 +880,43 @@ impl Pw144x24 {
                     }
                     p += step;
                 }
-                while p < hw {
-                    let len = (hw - p).min(lanes);
+                match (hw - p) / lanes {
+                    1 => {
+                        for t in 0..6 {
+                            let oc = t * 4;
+                            tile_t4_v1(
+                                simd,
+                                inp,
+                                &mut out[oc * hw..][..4 * hw],
+                                hw,
+                                p,
+                                lanes,
+                                &self.w[(oc0 + oc) * 144..][..4 * 144],
+                                &self.b[oc0 + oc..][..4],
+                            );
+                        }
+                        p += 1 * lanes;
+                    }
+                    2 => {
+                        for t in 0..6 {
+                            let oc = t * 4;
+                            tile_t4_v2(
+                                simd,
+                                inp,
+                                &mut out[oc * hw..][..4 * hw],
+                                hw,
+                                p,
+                                lanes,
+                                &self.w[(oc0 + oc) * 144..][..4 * 144],
+                                &self.b[oc0 + oc..][..4],
+                            );
+                        }
+                        p += 2 * lanes;
+                    }
+                    _ => {}
+                }
+                if p < hw {
+                    let len = hw - p;
                     for t in 0..6 {
                         let oc = t * 4;
                         tile_t4_v1p(
@@ -546,7 +930,6 @@ impl Pw144x24 {
                             &self.b[oc0 + oc..][..4],
                         );
                     }
-                    p += lanes;
                 }
             }
         }
