@@ -317,7 +317,15 @@ impl Band {
     /// Fills the band for output rows starting at `oy0` from `planes` (`chans` planes of `h x w`).
     /// Rows and columns outside the input are zero.
     #[inline(always)]
-    pub fn fill(&self, planes: &[f32], h: usize, w: usize, oy0: usize, band: &mut [f32]) {
+    pub fn fill<S: Simd>(
+        &self,
+        simd: S,
+        planes: &[f32],
+        h: usize,
+        w: usize,
+        oy0: usize,
+        band: &mut [f32],
+    ) {
         let band = &mut band[..self.len()];
         let (sw, pl) = (self.stride_w, self.pad_left);
         for (c, chan) in band.chunks_exact_mut(self.chan_stride).enumerate() {
@@ -337,6 +345,9 @@ impl Band {
                     let n = w.min(rest.len());
                     rest[..n].copy_from_slice(&src[..n]);
                     rest[n..].fill(0.0);
+                } else if sw == 2 {
+                    let (phase0, phase1) = row.split_at_mut(self.phase_len);
+                    split_even_odd(simd, src, pl, phase0, phase1);
                 } else {
                     for (p, phase) in row.chunks_exact_mut(self.phase_len).enumerate() {
                         // Phase column q holds input column q * sw + p - pl: the valid q are
@@ -361,7 +372,6 @@ impl Band {
                         // loads), then at most one last element.
                         let full = (src.len() / sw).min(data.len());
                         match sw {
-                            2 => gather_every::<2>(&mut data[..full], src),
                             3 => gather_every::<3>(&mut data[..full], src),
                             4 => gather_every::<4>(&mut data[..full], src),
                             _ => {
@@ -533,4 +543,101 @@ fn gather_every<const N: usize>(dst: &mut [f32], src: &[f32]) {
     for (d, s) in dst.iter_mut().zip(src.chunks_exact(N)) {
         *d = s[0];
     }
+}
+
+/// The stride-2 row of a band: padded column `c = x + pl` of input column `x` goes to phase
+/// `c % 2` at `c / 2`, so the even input columns land in phase `pl % 2` from `pl / 2` and the odd
+/// ones in the other phase from `(pl + 1) / 2`; every other column of both phases is zero.
+#[inline(always)]
+fn split_even_odd<S: Simd>(
+    simd: S,
+    src: &[f32],
+    pl: usize,
+    phase0: &mut [f32],
+    phase1: &mut [f32],
+) {
+    phase0.fill(0.0);
+    phase1.fill(0.0);
+    let (even_dst, odd_dst) = if pl % 2 == 0 {
+        (&mut phase0[pl / 2..], &mut phase1[pl / 2..])
+    } else {
+        (&mut phase1[pl / 2..], &mut phase0[pl / 2 + 1..])
+    };
+    // Whole pairs go through the vector deinterleave; the rest, an odd width's last column and
+    // whatever a phase still has room for, one by one. Columns beyond a phase are never read.
+    let pairs = (src.len() / 2).min(even_dst.len()).min(odd_dst.len());
+    let done = deinterleave_pairs(
+        simd,
+        &src[..2 * pairs],
+        &mut even_dst[..pairs],
+        &mut odd_dst[..pairs],
+    );
+    let evens = src.len().div_ceil(2).min(even_dst.len());
+    for (m, d) in even_dst[..evens].iter_mut().enumerate().skip(done) {
+        *d = src[2 * m];
+    }
+    let odds = (src.len() / 2).min(odd_dst.len());
+    for (m, d) in odd_dst[..odds].iter_mut().enumerate().skip(done) {
+        *d = src[2 * m + 1];
+    }
+}
+
+/// `even[m] = src[2m]`, `odd[m] = src[2m + 1]` for a prefix of whole vectors, with in-register
+/// deinterleaves on x86 (two-source permutes on AVX-512, shuffles + a lane permute on AVX2).
+/// Returns how many pairs it wrote; other ISAs write none and leave them to the scalar loop.
+#[inline(always)]
+fn deinterleave_pairs<S: Simd>(_simd: S, src: &[f32], even: &mut [f32], odd: &mut [f32]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::any::TypeId;
+        use core::arch::x86_64::{__m256, __m512, __m512i};
+        let pairs = even.len().min(odd.len()).min(src.len() / 2);
+        if TypeId::of::<S>() == TypeId::of::<pulp::x86::V4>() {
+            if let Some(v4) = pulp::x86::V4::try_new() {
+                let n = pairs / 16 * 16;
+                let even_idx: __m512i =
+                    bytemuck::cast(core::array::from_fn::<i32, 16, _>(|i| 2 * i as i32));
+                let odd_idx: __m512i =
+                    bytemuck::cast(core::array::from_fn::<i32, 16, _>(|i| 2 * i as i32 + 1));
+                let chunks = src[..2 * n].chunks_exact(32);
+                let dsts = even[..n]
+                    .chunks_exact_mut(16)
+                    .zip(odd[..n].chunks_exact_mut(16));
+                for (s, (e, o)) in chunks.zip(dsts) {
+                    let a: __m512 = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&s[..16]));
+                    let b: __m512 = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&s[16..]));
+                    let ev = v4.avx512f._mm512_permutex2var_ps(a, even_idx, b);
+                    let od = v4.avx512f._mm512_permutex2var_ps(a, odd_idx, b);
+                    e.copy_from_slice(&bytemuck::cast::<__m512, [f32; 16]>(ev));
+                    o.copy_from_slice(&bytemuck::cast::<__m512, [f32; 16]>(od));
+                }
+                return n;
+            }
+        }
+        if TypeId::of::<S>() == TypeId::of::<pulp::x86::V3>() {
+            if let Some(v3) = pulp::x86::V3::try_new() {
+                let n = pairs / 8 * 8;
+                let chunks = src[..2 * n].chunks_exact(16);
+                let dsts = even[..n]
+                    .chunks_exact_mut(8)
+                    .zip(odd[..n].chunks_exact_mut(8));
+                for (s, (e, o)) in chunks.zip(dsts) {
+                    let a: __m256 = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&s[..8]));
+                    let b: __m256 = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&s[8..]));
+                    // a0 a2 b0 b2 | a4 a6 b4 b6, then 64-bit lanes 0 2 1 3 (likewise the odds).
+                    let fix = |r: __m256| {
+                        let r = v3
+                            .avx2
+                            ._mm256_permute4x64_pd::<0xD8>(v3.avx._mm256_castps_pd(r));
+                        bytemuck::cast::<__m256, [f32; 8]>(v3.avx._mm256_castpd_ps(r))
+                    };
+                    e.copy_from_slice(&fix(v3.avx._mm256_shuffle_ps::<0x88>(a, b)));
+                    o.copy_from_slice(&fix(v3.avx._mm256_shuffle_ps::<0xDD>(a, b)));
+                }
+                return n;
+            }
+        }
+    }
+    let _ = (src, even, odd);
+    0
 }

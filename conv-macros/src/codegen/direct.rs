@@ -116,7 +116,7 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
                     let mut oy0 = 0;
                     while oy0 < ho {
                         let rows = (ho - oy0).min(band.out_rows);
-                        band.fill(planes, h, w, oy0, scratch);
+                        band.fill(simd, planes, h, w, oy0, scratch);
                         let buf: &[f32] = scratch;
                         for t in 0..#noct {
                             let oc0 = g * #cpg_out + t * #oct_l;

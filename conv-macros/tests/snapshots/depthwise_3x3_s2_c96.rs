@@ -671,7 +671,7 @@ impl Dw96S2 {
                 let mut oy0 = 0;
                 while oy0 < ho {
                     let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(planes, h, w, oy0, scratch);
+                    band.fill(simd, planes, h, w, oy0, scratch);
                     let buf: &[f32] = scratch;
                     for t in 0..1 {
                         let oc0 = g * 1 + t * 1;
@@ -963,7 +963,7 @@ impl Dw96S2 {
                 let mut oy0 = 0;
                 while oy0 < ho {
                     let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(planes, h, w, oy0, scratch);
+                    band.fill(simd, planes, h, w, oy0, scratch);
                     let buf: &[f32] = scratch;
                     for t in 0..1 {
                         let oc0 = g * 1 + t * 1;

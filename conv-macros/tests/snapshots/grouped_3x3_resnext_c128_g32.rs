@@ -3233,7 +3233,7 @@ impl ResNeXt128 {
                 let mut oy0 = 0;
                 while oy0 < ho {
                     let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(planes, h, w, oy0, scratch);
+                    band.fill(simd, planes, h, w, oy0, scratch);
                     let buf: &[f32] = scratch;
                     for t in 0..1 {
                         let oc0 = g * 4 + t * 4;
@@ -4440,7 +4440,7 @@ impl ResNeXt128 {
                 let mut oy0 = 0;
                 while oy0 < ho {
                     let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(planes, h, w, oy0, scratch);
+                    band.fill(simd, planes, h, w, oy0, scratch);
                     let buf: &[f32] = scratch;
                     for t in 0..2 {
                         let oc0 = g * 4 + t * 2;
