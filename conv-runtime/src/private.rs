@@ -556,13 +556,19 @@ fn split_even_odd<S: Simd>(
     phase0: &mut [f32],
     phase1: &mut [f32],
 ) {
-    phase0.fill(0.0);
-    phase1.fill(0.0);
-    let (even_dst, odd_dst) = if pl % 2 == 0 {
-        (&mut phase0[pl / 2..], &mut phase1[pl / 2..])
+    // Start of the data in each phase: `pl / 2` for the phase of the even columns, one more for
+    // the odd columns when `pl` is odd.
+    let (even_phase, odd_phase, even_at, odd_at) = if pl % 2 == 0 {
+        (phase0, phase1, pl / 2, pl / 2)
     } else {
-        (&mut phase1[pl / 2..], &mut phase0[pl / 2 + 1..])
+        (phase1, phase0, pl / 2, pl / 2 + 1)
     };
+    let even_at = even_at.min(even_phase.len());
+    let odd_at = odd_at.min(odd_phase.len());
+    let (even_head, even_dst) = even_phase.split_at_mut(even_at);
+    let (odd_head, odd_dst) = odd_phase.split_at_mut(odd_at);
+    even_head.fill(0.0);
+    odd_head.fill(0.0);
     // Whole pairs go through the vector deinterleave; the rest, an odd width's last column and
     // whatever a phase still has room for, one by one. Columns beyond a phase are never read.
     let pairs = (src.len() / 2).min(even_dst.len()).min(odd_dst.len());
@@ -576,10 +582,12 @@ fn split_even_odd<S: Simd>(
     for (m, d) in even_dst[..evens].iter_mut().enumerate().skip(done) {
         *d = src[2 * m];
     }
+    even_dst[evens..].fill(0.0);
     let odds = (src.len() / 2).min(odd_dst.len());
     for (m, d) in odd_dst[..odds].iter_mut().enumerate().skip(done) {
         *d = src[2 * m + 1];
     }
+    odd_dst[odds..].fill(0.0);
 }
 
 /// `even[m] = src[2m]`, `odd[m] = src[2m + 1]` for a prefix of whole vectors, with in-register
