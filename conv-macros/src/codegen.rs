@@ -242,7 +242,7 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
                 w: usize,
                 output: &mut [f32],
             ) -> #rt::Result<()> {
-                #rt::forward(self, isa, input, n, h, w, output)
+                #name::forward_on(self, isa, input, n, h, w, output)
             }
         }
 

@@ -128,7 +128,7 @@ impl ::conv_runtime::__private::Conv2dLayer for Dw96S2 {
         w: usize,
         output: &mut [f32],
     ) -> ::conv_runtime::__private::Result<()> {
-        ::conv_runtime::__private::forward(self, isa, input, n, h, w, output)
+        Dw96S2::forward_on(self, isa, input, n, h, w, output)
     }
 }
 impl ::conv_runtime::__private::Generated for Dw96S2 {
