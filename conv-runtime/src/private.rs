@@ -343,7 +343,7 @@ impl Band {
                     let (left, rest) = row.split_at_mut(pl.min(row.len()));
                     left.fill(0.0);
                     let n = w.min(rest.len());
-                    rest[..n].copy_from_slice(&src[..n]);
+                    copy_vectors(simd, &mut rest[..n], &src[..n]);
                     rest[n..].fill(0.0);
                 } else if sw == 2 {
                     let (phase0, phase1) = row.split_at_mut(self.phase_len);
@@ -648,4 +648,20 @@ fn deinterleave_pairs<S: Simd>(_simd: S, src: &[f32], even: &mut [f32], odd: &mu
     }
     let _ = (src, even, odd);
     0
+}
+
+/// `dst = src` in whole vectors and one masked tail: rows of small planes are a few dozen floats,
+/// where a `memcpy` call costs more than the copy.
+#[inline(always)]
+fn copy_vectors<S: Simd>(simd: S, dst: &mut [f32], src: &[f32]) {
+    let n = dst.len().min(src.len());
+    let lanes = S::F32_LANES;
+    let mut i = 0;
+    while i + lanes <= n {
+        st(simd, dst, i, ld(simd, src, i));
+        i += lanes;
+    }
+    if i < n {
+        st_part(simd, dst, i, n - i, ld_part(simd, src, i, n - i));
+    }
 }
