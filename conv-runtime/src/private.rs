@@ -184,15 +184,9 @@ pub fn forward_vec<K: Generated>(
     w: usize,
 ) -> Result<Vec<f32>> {
     // Check the input before allocating: a wrong `n` must be an `Err`, not a huge allocation.
-    let want = K::PARAMS.input_len(n, h, w)?;
-    if input.len() != want {
-        return Err(ConvError::SliceLength {
-            what: "input",
-            expected: want,
-            actual: input.len(),
-        });
-    }
-    let mut out = vec![0.0; K::PARAMS.output_len(n, h, w)?];
+    let out_len = K::PARAMS.output_len(n, h, w)?;
+    K::PARAMS.check_forward(input.len(), n, h, w, out_len)?;
+    let mut out = vec![0.0; out_len];
     forward(layer, isa, input, n, h, w, &mut out)?;
     Ok(out)
 }
