@@ -1,7 +1,7 @@
 //! Instruction-set selection: which pulp `Simd` a kernel body is instantiated with.
 
 use crate::error::{ConvError, Result};
-use pulp::WithSimd;
+use pulp::{Simd, WithSimd};
 
 /// One instruction set a kernel body can run as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -71,26 +71,64 @@ impl Isa {
 
     /// Runs `op` instantiated for this instruction set.
     pub fn run<Op: WithSimd>(self, op: Op) -> Result<Op::Output> {
+        self.run_by_class(AnyClass(op))
+    }
+
+    /// Runs `op` instantiated for this instruction set, with the body of its register class
+    /// (`WIDE`: 32 vector registers, AVX-512 and NEON; otherwise 16, AVX2 and scalar). Each ISA
+    /// instantiates only its own class's body.
+    pub fn run_by_class<Op: ClassOp>(self, op: Op) -> Result<Op::Output> {
         match self {
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
             Isa::Avx512 => match pulp::x86::V4::try_new() {
-                Some(simd) => Ok(pulp::Simd::vectorize(simd, op)),
+                Some(simd) => Ok(pulp::Simd::vectorize(simd, Class::<Op, true>(op))),
                 None => Err(ConvError::IsaUnavailable(self.name())),
             },
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
             Isa::Avx2 => match pulp::x86::V3::try_new() {
-                Some(simd) => Ok(pulp::Simd::vectorize(simd, op)),
+                Some(simd) => Ok(pulp::Simd::vectorize(simd, Class::<Op, false>(op))),
                 None => Err(ConvError::IsaUnavailable(self.name())),
             },
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => match pulp::aarch64::Neon::try_new() {
-                Some(simd) => Ok(pulp::Simd::vectorize(simd, op)),
+                Some(simd) => Ok(pulp::Simd::vectorize(simd, Class::<Op, true>(op))),
                 None => Err(ConvError::IsaUnavailable(self.name())),
             },
-            Isa::Scalar => Ok(pulp::Simd::vectorize(pulp::Scalar, op)),
+            Isa::Scalar => Ok(pulp::Simd::vectorize(pulp::Scalar, Class::<Op, false>(op))),
             #[allow(unreachable_patterns)]
             _ => Err(ConvError::IsaUnavailable(self.name())),
         }
+    }
+}
+
+/// An operation with one body per register class, for [`Isa::run_by_class`].
+pub trait ClassOp {
+    type Output;
+    /// The body for `S`; `WIDE` when `S` has 32 vector registers.
+    fn with_simd<S: Simd, const WIDE: bool>(self, simd: S) -> Self::Output;
+}
+
+/// A [`ClassOp`] as the `WithSimd` pulp dispatches, with its class fixed.
+struct Class<Op, const WIDE: bool>(Op);
+
+impl<Op: ClassOp, const WIDE: bool> WithSimd for Class<Op, WIDE> {
+    type Output = Op::Output;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> Op::Output {
+        self.0.with_simd::<S, WIDE>(simd)
+    }
+}
+
+/// A plain `WithSimd`, the same body for both classes.
+struct AnyClass<Op>(Op);
+
+impl<Op: WithSimd> ClassOp for AnyClass<Op> {
+    type Output = Op::Output;
+
+    #[inline(always)]
+    fn with_simd<S: Simd, const WIDE: bool>(self, simd: S) -> Op::Output {
+        self.0.with_simd(simd)
     }
 }
 

@@ -6,6 +6,7 @@
 
 use core::cell::Cell;
 
+use crate::dispatch::ClassOp;
 pub use crate::dispatch::Isa;
 pub use crate::error::{ConvError, Result};
 pub use crate::layer::Conv2dLayer;
@@ -46,50 +47,24 @@ pub fn new<K: Generated>(weight: &[f32], bias: Option<&[f32]>) -> Result<K> {
     Ok(K::pack(weight, bias))
 }
 
-/// A body bound to its arguments, for pulp's dispatch. `WIDE` picks the register class, so each
-/// ISA instantiates only the body planned for its register file.
-struct Op<'a, K, const WIDE: bool> {
+/// A body bound to its arguments; [`Isa::run_by_class`] instantiates only the body planned for
+/// the register file of each ISA.
+struct Op<'a, K> {
     layer: &'a K,
     args: Args<'a>,
 }
 
-impl<K: Generated, const WIDE: bool> WithSimd for Op<'_, K, WIDE> {
+impl<K: Generated> ClassOp for Op<'_, K> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
+    fn with_simd<S: Simd, const WIDE: bool>(self, simd: S) {
         if WIDE {
             self.layer.run_r32(simd, self.args)
         } else {
             self.layer.run_r16(simd, self.args)
         }
     }
-}
-
-/// Runs `layer` on `isa` with the body of the ISA's register class.
-fn dispatch<K: Generated>(layer: &K, isa: Isa, args: Args<'_>) -> Result<()> {
-    let unavailable = || ConvError::IsaUnavailable(isa.name());
-    match isa {
-        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        Isa::Avx512 => {
-            let simd = pulp::x86::V4::try_new().ok_or_else(unavailable)?;
-            Simd::vectorize(simd, Op::<K, true> { layer, args });
-        }
-        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        Isa::Avx2 => {
-            let simd = pulp::x86::V3::try_new().ok_or_else(unavailable)?;
-            Simd::vectorize(simd, Op::<K, false> { layer, args });
-        }
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => {
-            let simd = pulp::aarch64::Neon::try_new().ok_or_else(unavailable)?;
-            Simd::vectorize(simd, Op::<K, true> { layer, args });
-        }
-        Isa::Scalar => Simd::vectorize(pulp::Scalar, Op::<K, false> { layer, args }),
-        #[allow(unreachable_patterns)]
-        _ => return Err(unavailable()),
-    }
-    Ok(())
 }
 
 thread_local! {
@@ -130,7 +105,7 @@ pub fn forward<K: Generated>(
         ho,
         wo,
     };
-    let res = dispatch(layer, isa, args);
+    let res = isa.run_by_class(Op { layer, args });
     SCRATCH.with(|s| s.set(scratch));
     res
 }
