@@ -17,15 +17,28 @@ pub const STRIDE: &str = "stride";
 pub const PAD: &str = "pad";
 pub const DILATION: &str = "dilation";
 pub const BIAS: &str = "bias";
+pub const ACT: &str = "act";
+pub const CLAMP: &str = "clamp";
+pub const SEPARABLE: &str = "separable";
+pub const DW_ACT: &str = "dw_act";
+pub const DW_CLAMP: &str = "dw_clamp";
 
 /// Every key, in the order the docs and messages list them.
-pub const KEYS: [&str; 8] = [IN, OUT, K, GROUPS, STRIDE, PAD, DILATION, BIAS];
+pub const KEYS: [&str; 13] = [
+    IN, OUT, K, GROUPS, STRIDE, PAD, DILATION, BIAS, ACT, CLAMP, SEPARABLE, DW_ACT, DW_CLAMP,
+];
+
+/// Keys that may be written bare, meaning `= true`: `separable`.
+pub const FLAGS: [&str; 1] = [SEPARABLE];
+
+/// The activation names `act` and `dw_act` accept.
+pub const ACTIVATIONS: [&str; 3] = ["none", "relu", "relu6"];
 
 /// Keys without a default.
 pub const REQUIRED: [&str; 3] = [IN, OUT, K];
 
 /// PyTorch `nn.Conv2d` argument names and other likely spellings, mapped to our key.
-pub const ALIASES: [(&str, &str); 8] = [
+pub const ALIASES: [(&str, &str); 11] = [
     ("in_channels", IN),
     ("out_channels", OUT),
     ("kernel_size", K),
@@ -34,6 +47,9 @@ pub const ALIASES: [(&str, &str); 8] = [
     ("strides", STRIDE),
     ("dilations", DILATION),
     ("group", GROUPS),
+    ("activation", ACT),
+    ("depthwise_separable", SEPARABLE),
+    ("dw_activation", DW_ACT),
 ];
 
 /// The accepted forms of a key, as shown in error messages ("write ... instead").
@@ -50,6 +66,11 @@ pub fn forms(key: &str) -> &'static str {
         }
         DILATION => "`dilation = 1` or `dilation = (dh, dw)`",
         BIAS => "`bias = true` or `bias = false`",
+        ACT => "`act = \"relu\"`, `act = \"relu6\"` or `act = \"none\"`",
+        CLAMP => "`clamp = (min, max)`, e.g. `clamp = (-1.0, 1.0)`",
+        SEPARABLE => "`separable` or `separable = true`",
+        DW_ACT => "`dw_act = \"relu\"`, `dw_act = \"relu6\"` or `dw_act = \"none\"`",
+        DW_CLAMP => "`dw_clamp = (min, max)`, e.g. `dw_clamp = (0.0, 4.0)`",
         _ => "",
     }
 }
@@ -207,6 +228,10 @@ fn parse_entry(input: ParseStream, value_error: &mut Option<syn::Error>) -> syn:
 }
 
 fn parse_value(input: ParseStream, key: &Ident) -> syn::Result<Value> {
+    if input.is_empty() && FLAGS.contains(&key.to_string().as_str()) {
+        // A bare flag: `separable` reads as `separable = true`.
+        return Ok(Value::Bool(LitBool::new(true, key.span())));
+    }
     if !input.peek(Token![=]) {
         // `in 16`: show the fix with the user's own value.
         let value = match input.cursor().literal() {

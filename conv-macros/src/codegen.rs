@@ -6,6 +6,7 @@ mod direct;
 mod dump;
 mod emit;
 mod pointwise;
+mod separable;
 #[cfg(test)]
 mod tests;
 
@@ -13,15 +14,15 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use crate::plan::{self, Plan, REG_CLASSES};
-use crate::spec::{Family, Spec};
+use crate::spec::{Act, Family, Spec};
 use crate::{fallback, validate};
 
 /// What a family emitter contributes to a layer.
 pub struct FamilyCode {
     /// Field declarations of the layer struct (packed weights, bias).
     pub fields: TokenStream,
-    /// Body of `Generated::pack(weight, bias) -> Self`.
-    pub pack: TokenStream,
+    /// The inherent `pub fn new(..) -> Result<Self>`, with its docs.
+    pub new_fn: TokenStream,
     /// Body of `Generated::scratch_len(lanes, h, w, ho, wo) -> usize`.
     pub scratch_len: TokenStream,
     /// One `fn __run_rNN<S: Simd>(&self, simd: S, a: Args<'_>)` per distinct plan, with its
@@ -31,6 +32,10 @@ pub struct FamilyCode {
 
 pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let original = item.clone();
+    let separable = crate::args::parse(attr.clone()).entries.iter().any(|e| {
+        e.key == crate::args::SEPARABLE
+            && matches!(&e.value, Some(crate::args::Value::Bool(b)) if b.value)
+    });
     match validate::layer(attr, item) {
         Ok((spec, item)) => {
             let out = layer(&spec, &item);
@@ -42,7 +47,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             // A struct gets a stub with the layer API; anything else (an enum, a fn) is kept
             // as written, so the user sees the one error, not more from code that uses it.
             match item {
-                Some(item) => out.extend(fallback::stub(&item)),
+                Some(item) => out.extend(fallback::stub(&item, separable)),
                 None => out.extend(original),
             }
             out
@@ -69,6 +74,10 @@ fn strip_regs(p: &Plan) -> Plan {
     match &mut p {
         Plan::Direct(d) => d.regs = 0,
         Plan::Gemm(g) => g.regs = 0,
+        Plan::Fused(d, g) => {
+            d.regs = 0;
+            g.regs = 0;
+        }
     }
     p
 }
@@ -100,10 +109,23 @@ pub fn kernel_name(spec: &Spec, plans: &[Plan]) -> String {
     if spec.dilation_h != 1 || spec.dilation_w != 1 {
         name += &format!("/d{}", pair(spec.dilation_h, spec.dilation_w));
     }
-    name += &format!(
-        "/c{}-{}/g{}",
-        spec.in_channels, spec.out_channels, spec.groups
-    );
+    if spec.separable {
+        name += &format!(
+            "/c{}-{}/{}.{}",
+            spec.in_channels,
+            spec.out_channels,
+            spec.dw_act.name(),
+            spec.act.name()
+        );
+    } else {
+        name += &format!(
+            "/c{}-{}/g{}",
+            spec.in_channels, spec.out_channels, spec.groups
+        );
+        if spec.act != Act::None {
+            name += &format!("/{}", spec.act.name());
+        }
+    }
     for p in plans {
         name += &format!("/r{}.{}", p.regs(), p.tag());
     }
@@ -115,6 +137,7 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
     let code = match spec.family() {
         Family::Pointwise => pointwise::emit(spec, &plans),
         Family::Depthwise | Family::Grouped => direct::emit(spec, &plans),
+        Family::Separable => separable::emit(spec, &plans),
     };
     let rt = emit::rt();
     let name = &item.ident;
@@ -122,14 +145,47 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
     let attrs = &item.attrs;
     let FamilyCode {
         fields,
-        pack,
+        new_fn,
         scratch_len,
         runs,
     } = code;
     let (cin, cout) = (emit::lit(spec.in_channels), emit::lit(spec.out_channels));
-    let params = emit::params(spec);
     let kname = kernel_name(spec, &plans);
     let family = spec.family().name();
+
+    // What differs between a single convolution and a separable pair: the parameter type, the
+    // geometry forward checks against, and `Conv2dLayer` (a pair is no single convolution).
+    let (params_ty, params, geometry, conv_api) = if spec.separable {
+        (
+            quote!(#rt::SeparableParams),
+            emit::separable_params(spec),
+            quote!(Self::PARAMS.geometry()),
+            quote!(),
+        )
+    } else {
+        let act = emit::activation(spec.act);
+        (
+            quote!(#rt::Conv2dParams),
+            emit::params(spec),
+            quote!(Self::PARAMS),
+            quote! {
+                impl #name {
+                    /// The activation fused after the bias.
+                    pub const ACTIVATION: #rt::Activation = #act;
+                }
+
+                impl #rt::Conv2dLayer for #name {
+                    fn params(&self) -> #rt::Conv2dParams {
+                        Self::PARAMS
+                    }
+
+                    fn activation(&self) -> #rt::Activation {
+                        Self::ACTIVATION
+                    }
+                }
+            },
+        )
+    };
 
     // One body per distinct plan; a register class whose plan equals the wider class's reuses
     // its body (the runtime instantiates each class's body only for that class's ISAs).
@@ -155,18 +211,14 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
             /// Output channels.
             pub const OUT: usize = #cout;
             /// The layer's parameters.
-            pub const PARAMS: #rt::Conv2dParams = #params;
+            pub const PARAMS: #params_ty = #params;
             /// The generated kernel: its name encodes the parameters and the plan.
             pub const KERNEL_INFO: #rt::KernelInfo = #rt::KernelInfo {
                 name: #kname,
                 family: #family,
-                params: Self::PARAMS,
             };
 
-            /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`.
-            pub fn new(weight: &[f32], bias: ::core::option::Option<&[f32]>) -> #rt::Result<Self> {
-                #rt::new::<Self>(weight, bias)
-            }
+            #new_fn
 
             /// `(h_out, w_out)` for an `h x w` input; `Err` when it is too small for the kernel.
             pub fn output_hw(h: usize, w: usize) -> #rt::Result<(usize, usize)> {
@@ -178,7 +230,7 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
                 Self::PARAMS.flops(n, h, w)
             }
 
-            /// `output (n, OUT, h_out, w_out) = conv(input (n, IN, h, w))` on the best ISA.
+            /// `output (n, OUT, h_out, w_out) = layer(input (n, IN, h, w))` on the best ISA.
             pub fn forward(
                 &self,
                 input: &[f32],
@@ -224,9 +276,23 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
             }
         }
 
-        impl #rt::Conv2dLayer for #name {
-            fn params(&self) -> #rt::Conv2dParams {
-                Self::PARAMS
+        #conv_api
+
+        impl #rt::Layer for #name {
+            fn in_channels(&self) -> usize {
+                Self::IN
+            }
+
+            fn out_channels(&self) -> usize {
+                Self::OUT
+            }
+
+            fn output_hw(&self, h: usize, w: usize) -> #rt::Result<(usize, usize)> {
+                Self::PARAMS.output_hw(h, w)
+            }
+
+            fn flops(&self, n: usize, h: usize, w: usize) -> u64 {
+                Self::PARAMS.flops(n, h, w)
             }
 
             fn kernel_name(&self) -> &'static str {
@@ -247,11 +313,7 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
         }
 
         impl #rt::Generated for #name {
-            const PARAMS: #rt::Conv2dParams = Self::PARAMS;
-
-            fn pack(weight: &[f32], bias: ::core::option::Option<&[f32]>) -> Self {
-                #pack
-            }
+            const GEOMETRY: #rt::Conv2dParams = #geometry;
 
             fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize {
                 let _ = (lanes, h, w, ho, wo);

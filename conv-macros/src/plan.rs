@@ -30,6 +30,8 @@ const MAX_OC_TILE: usize = 8;
 pub enum Plan {
     Direct(DirectPlan),
     Gemm(GemmPlan),
+    /// `separable`: the depthwise stage's direct plan, then the pointwise stage's GEMM plan.
+    Fused(DirectPlan, GemmPlan),
 }
 
 /// How the body of a direct tile is laid out.
@@ -78,6 +80,7 @@ impl Plan {
         match self {
             Plan::Direct(p) => p.regs,
             Plan::Gemm(p) => p.regs,
+            Plan::Fused(d, _) => d.regs,
         }
     }
 
@@ -98,6 +101,11 @@ impl Plan {
                 }
             ),
             Plan::Gemm(p) => format!("t{}v{}", p.oc_tile, p.vecs),
+            Plan::Fused(d, g) => format!(
+                "{}+{}",
+                Plan::Direct(d.clone()).tag(),
+                Plan::Gemm(g.clone()).tag()
+            ),
         }
     }
 }
@@ -107,6 +115,10 @@ pub fn plan(spec: &Spec, class: RegClass) -> Plan {
     match spec.family() {
         Family::Pointwise => Plan::Gemm(plan_gemm(spec, class)),
         Family::Depthwise | Family::Grouped => Plan::Direct(plan_direct(spec, class)),
+        Family::Separable => Plan::Fused(
+            plan_direct(&spec.depthwise_stage(), class),
+            plan_gemm(&spec.pointwise_stage(), class),
+        ),
     }
 }
 

@@ -9,6 +9,8 @@ pub enum Family {
     Pointwise,
     /// Everything else: direct convolution, `in / groups` input channels per group.
     Grouped,
+    /// `separable`: a depthwise stage and a 1x1 stage fused into one kernel.
+    Separable,
 }
 
 impl Family {
@@ -17,6 +19,7 @@ impl Family {
             Family::Depthwise => "depthwise",
             Family::Pointwise => "pointwise",
             Family::Grouped => "grouped",
+            Family::Separable => "separable",
         }
     }
 }
@@ -39,6 +42,44 @@ pub struct Spec {
     pub dilation_w: usize,
     pub groups: usize,
     pub bias: bool,
+    /// Applied after the bias (for `separable`, after the pointwise stage).
+    pub act: Act,
+    /// `separable`: this spec is the depthwise stage's geometry (`groups == in`) and
+    /// `out_channels` the pointwise stage's output.
+    pub separable: bool,
+    /// `separable`: applied between the stages.
+    pub dw_act: Act,
+}
+
+/// A fused activation: a clamp to `[lo, hi]` that keeps NaN (see `Activation` in the runtime).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    None,
+    Relu,
+    Relu6,
+    Clamp(f32, f32),
+}
+
+impl Act {
+    /// The clamp bounds; `None` where unbounded.
+    pub fn bounds(self) -> (Option<f32>, Option<f32>) {
+        match self {
+            Act::None => (None, None),
+            Act::Relu => (Some(0.0), None),
+            Act::Relu6 => (Some(0.0), Some(6.0)),
+            Act::Clamp(lo, hi) => (Some(lo), Some(hi)),
+        }
+    }
+
+    /// The name used in kernel names: `none`, `relu`, `relu6`, `clamp(-1,1)`.
+    pub fn name(self) -> String {
+        match self {
+            Act::None => "none".into(),
+            Act::Relu => "relu".into(),
+            Act::Relu6 => "relu6".into(),
+            Act::Clamp(lo, hi) => format!("clamp({lo:?},{hi:?})"),
+        }
+    }
 }
 
 impl Spec {
@@ -55,6 +96,9 @@ impl Spec {
     }
 
     pub fn family(&self) -> Family {
+        if self.separable {
+            return Family::Separable;
+        }
         let no_pad = self.pad_top + self.pad_bottom + self.pad_left + self.pad_right == 0;
         if self.in_per_group() == 1 && self.kernel_h * self.kernel_w > 1 {
             Family::Depthwise
@@ -69,6 +113,43 @@ impl Spec {
             Family::Depthwise
         } else {
             Family::Grouped
+        }
+    }
+}
+
+impl Spec {
+    /// `separable`: the depthwise stage as a layer of its own (`in -> in`, `groups = in`).
+    pub fn depthwise_stage(&self) -> Spec {
+        Spec {
+            out_channels: self.in_channels,
+            groups: self.in_channels,
+            act: self.dw_act,
+            separable: false,
+            dw_act: Act::None,
+            ..self.clone()
+        }
+    }
+
+    /// `separable`: the pointwise stage as a layer of its own (`in -> out`, 1x1).
+    pub fn pointwise_stage(&self) -> Spec {
+        Spec {
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            kernel_h: 1,
+            kernel_w: 1,
+            stride_h: 1,
+            stride_w: 1,
+            pad_top: 0,
+            pad_bottom: 0,
+            pad_left: 0,
+            pad_right: 0,
+            dilation_h: 1,
+            dilation_w: 1,
+            groups: 1,
+            bias: self.bias,
+            act: self.act,
+            separable: false,
+            dw_act: Act::None,
         }
     }
 }

@@ -9,7 +9,7 @@ use quote::{quote, ToTokens};
 use syn::{Ident, Item, ItemStruct};
 
 use crate::args::{self, push, RawArgs, Value};
-use crate::spec::Spec;
+use crate::spec::{Act, Spec};
 
 type Errors = Option<syn::Error>;
 
@@ -128,10 +128,23 @@ fn spec_from_args(raw: &RawArgs, errors: &mut Errors) -> Option<Spec> {
             _ => None,
         },
     };
+    let separable = match given.get(args::SEPARABLE) {
+        None => Some(false),
+        Some(None) => None,
+        Some(Some(value)) => check_bool(args::SEPARABLE, value, errors),
+    };
     let in_channels = size(args::IN, None, errors);
     let out_channels = size(args::OUT, None, errors);
     let kernel = pair(args::K, None, errors);
-    let groups = size(args::GROUPS, Some(1), errors);
+    let groups = match (separable, in_channels) {
+        // `separable`: the depthwise stage has `groups = in`; a written value must say so.
+        (Some(true), Some(in_channels)) => {
+            let written = size(args::GROUPS, None, errors);
+            check_separable_groups(in_channels, written, errors);
+            Some(in_channels)
+        }
+        _ => size(args::GROUPS, Some(1), errors),
+    };
     let stride = pair(args::STRIDE, Some(1), errors);
     let pad = match given.get(args::PAD) {
         None => Some(Field::default(Pad::Explicit([0; 4]))),
@@ -142,15 +155,25 @@ fn spec_from_args(raw: &RawArgs, errors: &mut Errors) -> Option<Spec> {
     let bias = match given.get(args::BIAS) {
         None => Some(true),
         Some(None) => None,
-        Some(Some(value)) => check_bias_is_bool(value, errors),
+        Some(Some(value)) => check_bool(args::BIAS, value, errors),
     };
+    let act = activation(&given, args::ACT, args::CLAMP, errors);
+    let dw_act = activation(&given, args::DW_ACT, args::DW_CLAMP, errors);
+    if separable == Some(false) {
+        for key in [args::DW_ACT, args::DW_CLAMP] {
+            if let Some(Some(value)) = given.get(key) {
+                check_dw_act_needs_separable(key, value, errors);
+            }
+        }
+    }
+    let separable = separable == Some(true);
 
     // Rules across keys.
     if let (Some(in_channels), Some(groups)) = (in_channels, groups) {
         let out = out_channels.map(|o| o.value);
         check_groups_divide_in(in_channels.value, out, groups, errors);
     }
-    if let (Some(out_channels), Some(groups)) = (out_channels, groups) {
+    if let (Some(out_channels), Some(groups), false) = (out_channels, groups, separable) {
         let in_channels = in_channels.map(|i| i.value);
         check_groups_divide_out(out_channels.value, in_channels, groups, errors);
     }
@@ -158,7 +181,7 @@ fn spec_from_args(raw: &RawArgs, errors: &mut Errors) -> Option<Spec> {
         check_same_pad_has_stride_one(pad, stride, kernel, dilation, errors);
     }
 
-    let (in_channels, out_channels, kernel, groups, stride, pad, dilation, bias) = (
+    let (in_channels, out_channels, kernel, groups, stride, pad, dilation, bias, act, dw_act) = (
         in_channels?,
         out_channels?,
         kernel?,
@@ -167,16 +190,25 @@ fn spec_from_args(raw: &RawArgs, errors: &mut Errors) -> Option<Spec> {
         pad?,
         dilation?,
         bias?,
+        act?,
+        dw_act?,
     );
+    // The direct stage's weights: a separable layer's depthwise stage is `in -> in`.
+    let direct_out = if separable { in_channels } else { out_channels };
     let [pad_top, pad_bottom, pad_left, pad_right] = check_sizes_fit(
-        out_channels,
+        direct_out,
         in_channels.value / groups.value,
         kernel,
         dilation,
         pad,
         errors,
     )?;
-    if in_channels.value % groups.value != 0 || out_channels.value % groups.value != 0 {
+    if separable {
+        check_pointwise_fits(in_channels.value, out_channels, errors)?;
+    }
+    let divides = in_channels.value % groups.value == 0
+        && (separable || out_channels.value % groups.value == 0);
+    if !divides {
         return None; // reported above
     }
     Some(Spec {
@@ -194,7 +226,32 @@ fn spec_from_args(raw: &RawArgs, errors: &mut Errors) -> Option<Spec> {
         dilation_w: dilation[1].value,
         groups: groups.value,
         bias,
+        act,
+        separable,
+        dw_act,
     })
+}
+
+/// Reads the activation of one stage from its name key (`act`) and its clamp key (`clamp`):
+/// at most one of them, `none` when neither is given. `None`: already reported.
+fn activation(
+    given: &Given,
+    name_key: &'static str,
+    clamp_key: &'static str,
+    errors: &mut Errors,
+) -> Option<Act> {
+    let named = given.get(name_key);
+    let clamp = given.get(clamp_key);
+    if let (Some(_), Some(Some(value))) = (named, clamp) {
+        check_one_activation(name_key, clamp_key, value, errors);
+        return None;
+    }
+    match (named, clamp) {
+        (Some(None), _) | (_, Some(None)) => None,
+        (Some(Some(value)), _) => check_activation_name(name_key, clamp_key, value, errors),
+        (_, Some(Some(value))) => check_clamp(clamp_key, value, errors),
+        (None, None) => Some(Act::None),
+    }
 }
 
 /// Rule: every key is one of [`args::KEYS`]. The message lists them and suggests the closest,
@@ -375,16 +432,231 @@ fn check_pad_string(lit: &syn::LitStr, errors: &mut Errors) -> Option<Pad> {
     }
 }
 
-/// Rule: `bias` is `true` or `false`.
-fn check_bias_is_bool(value: &Value, errors: &mut Errors) -> Option<bool> {
+/// Rule: `bias` and `separable` are `true` or `false` (`separable` may be written bare).
+fn check_bool(key: &str, value: &Value, errors: &mut Errors) -> Option<bool> {
     if let Value::Bool(b) = value {
         return Some(b.value);
     }
     let message = format!(
-        "`bias` must be `true` or `false`, found `{}`",
+        "`{key}` must be `true` or `false`, found `{}`",
         value.source()
     );
     push(errors, value.error(message));
+    None
+}
+
+/// Rule: `act` / `dw_act` name one of [`args::ACTIVATIONS`] (case-insensitive); a clamp is
+/// written with its own key.
+fn check_activation_name(
+    key: &str,
+    clamp_key: &str,
+    value: &Value,
+    errors: &mut Errors,
+) -> Option<Act> {
+    let Value::Str(lit) = value else {
+        let message = format!(
+            "`{key}` must be a string, found `{}`; write {}",
+            value.source(),
+            args::forms(key)
+        );
+        push(errors, value.error(message));
+        return None;
+    };
+    let name = lit.value().trim().to_ascii_lowercase();
+    match name.as_str() {
+        "none" | "identity" | "linear" => return Some(Act::None),
+        "relu" => return Some(Act::Relu),
+        "relu6" => return Some(Act::Relu6),
+        _ => {}
+    }
+    let expected = backticked(&args::ACTIVATIONS, "or");
+    let squashed = name.replace(['_', '-', ' '], "");
+    // Activations PyTorch has that are not clamps: not typos of ours, so no "did you mean".
+    let unfused = [
+        "gelu",
+        "silu",
+        "swish",
+        "hardswish",
+        "sigmoid",
+        "hardsigmoid",
+        "tanh",
+        "elu",
+        "selu",
+        "leakyrelu",
+        "prelu",
+        "mish",
+        "softplus",
+    ];
+    let message = if ["clamp", "hardtanh", "clip"].contains(&squashed.as_str()) {
+        format!(
+            "`{key} = {:?}` needs bounds; write `{clamp_key} = (min, max)` instead",
+            lit.value()
+        )
+    } else if unfused.contains(&squashed.as_str()) {
+        format!(
+            "`{}` is not a fused activation; `{key}` takes {expected} (or use \
+             `{clamp_key} = (min, max)`); apply `{}` to the layer's output instead",
+            lit.value(),
+            lit.value()
+        )
+    } else {
+        let close = args::ACTIVATIONS
+            .iter()
+            .map(|a| {
+                (
+                    edit_distance(a, &squashed),
+                    a.len().abs_diff(squashed.len()),
+                    *a,
+                )
+            })
+            .filter(|(d, _, _)| *d <= 1)
+            .min();
+        match close {
+            Some((_, _, close)) => format!(
+                "unknown activation {:?} for `{key}`; did you mean `{close}`? expected {expected}, \
+                 or `{clamp_key} = (min, max)`",
+                lit.value()
+            ),
+            None => format!(
+                "unknown activation {:?} for `{key}`; expected {expected}, or \
+                 `{clamp_key} = (min, max)`",
+                lit.value()
+            ),
+        }
+    };
+    push(errors, value.error(message));
+    None
+}
+
+/// Rule: `clamp` / `dw_clamp` is a pair of finite numbers `(min, max)` with `min <= max`.
+fn check_clamp(key: &str, value: &Value, errors: &mut Errors) -> Option<Act> {
+    let bad = |errors: &mut Errors, what: String| {
+        let message = format!("{what}; write {}", args::forms(key));
+        push(errors, value.error(message));
+        None
+    };
+    let Value::Tuple(items, _) = value else {
+        return bad(
+            errors,
+            format!(
+                "`{key}` must be a pair `(min, max)`, found `{}`",
+                value.source()
+            ),
+        );
+    };
+    let [lo, hi] = &items[..] else {
+        return bad(
+            errors,
+            format!(
+                "`{key}` takes two values, found {} in `{}`",
+                items.len(),
+                value.source()
+            ),
+        );
+    };
+    let (lo, hi) = (number(lo), number(hi));
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return bad(
+            errors,
+            format!(
+                "`{key}` must hold two number literals, found `{}`",
+                value.source()
+            ),
+        );
+    };
+    let (lo32, hi32) = (lo as f32, hi as f32);
+    if !lo32.is_finite() || !hi32.is_finite() {
+        return bad(
+            errors,
+            format!(
+                "`{key}` bounds must be finite `f32` values, found `{}`",
+                value.source()
+            ),
+        );
+    }
+    if lo > hi {
+        return bad(
+            errors,
+            format!("`{key}` needs min <= max, found `{}`", value.source()),
+        );
+    }
+    Some(Act::Clamp(lo32, hi32))
+}
+
+/// An integer or float literal, possibly negated: `3`, `-1`, `0.5`, `-6.0`.
+fn number(value: &Value) -> Option<f64> {
+    let lit = |lit: &syn::Lit| match lit {
+        syn::Lit::Int(i) => i.base10_parse::<f64>().ok(),
+        syn::Lit::Float(f) => f.base10_parse::<f64>().ok(),
+        _ => None,
+    };
+    match value {
+        Value::Int(i) => i.base10_parse::<f64>().ok(),
+        Value::Other(syn::Expr::Lit(e)) => lit(&e.lit),
+        Value::Other(syn::Expr::Unary(e)) if matches!(e.op, syn::UnOp::Neg(_)) => match &*e.expr {
+            syn::Expr::Lit(e) => lit(&e.lit).map(|v| -v),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Rule: a stage has one activation: `act` or `clamp`, not both (likewise `dw_act`/`dw_clamp`).
+fn check_one_activation(name_key: &str, clamp_key: &str, clamp: &Value, errors: &mut Errors) {
+    let message = format!(
+        "give `{name_key}` or `{clamp_key}`, not both: each sets the activation of the same stage"
+    );
+    push(errors, clamp.error(message));
+}
+
+/// Rule: `dw_act` / `dw_clamp` only exist on `separable` layers (they act between its stages).
+fn check_dw_act_needs_separable(key: &str, value: &Value, errors: &mut Errors) {
+    let plain = if key == args::DW_ACT {
+        args::ACT
+    } else {
+        args::CLAMP
+    };
+    let message = format!(
+        "`{key}` applies between the two stages of a `separable` layer; add `separable`, or \
+         use `{plain}` for the activation of this layer"
+    );
+    push(errors, value.error(message));
+}
+
+/// Rule: with `separable`, `groups` is implied: the depthwise stage has `groups = in`. Writing
+/// it is allowed only with that value.
+fn check_separable_groups(
+    in_channels: Field<usize>,
+    groups: Option<Field<usize>>,
+    errors: &mut Errors,
+) {
+    let Some(groups) = groups else { return };
+    if groups.value == in_channels.value {
+        return;
+    }
+    let message = format!(
+        "a `separable` layer's depthwise stage has `groups = in` = {}, found `groups = {}`; \
+         remove `groups` (it is implied)",
+        in_channels.value, groups.value
+    );
+    push(errors, syn::Error::new(groups.span, message));
+}
+
+/// Rule: a separable layer's pointwise weights `out * in` fit in `usize`.
+fn check_pointwise_fits(
+    in_channels: usize,
+    out_channels: Field<usize>,
+    errors: &mut Errors,
+) -> Option<()> {
+    if out_channels.value.checked_mul(in_channels).is_some() {
+        return Some(());
+    }
+    let message = format!(
+        "layer too large: the pointwise weight length `out * in` = {} * {in_channels} does not \
+         fit in `usize`; use smaller sizes",
+        out_channels.value
+    );
+    push(errors, syn::Error::new(out_channels.span, message));
     None
 }
 
@@ -811,7 +1083,8 @@ mod tests {
         assert_eq!(
             error(quote!(in = 1, out = 1, k = 1, strides = 1)),
             "unknown key `strides`; did you mean `stride`? expected one of `in`, `out`, `k`, \
-             `groups`, `stride`, `pad`, `dilation`, `bias`"
+             `groups`, `stride`, `pad`, `dilation`, `bias`, `act`, `clamp`, `separable`, \
+             `dw_act`, `dw_clamp`"
         );
         assert!(error(quote!(in = 1, out = 1, k = 1, padding = 1)).contains("did you mean `pad`?"));
         assert!(!error(quote!(in = 1, out = 1, k = 1, zzz = 1)).contains("did you mean"));
@@ -981,7 +1254,9 @@ mod tests {
             pub struct X<const N: usize>;
         ))
         .unwrap();
-        let file: syn::File = syn::parse2(crate::fallback::stub(&item)).unwrap();
-        assert_eq!(file.items.len(), 2);
+        for separable in [false, true] {
+            let file: syn::File = syn::parse2(crate::fallback::stub(&item, separable)).unwrap();
+            assert_eq!(file.items.len(), 2);
+        }
     }
 }

@@ -30,9 +30,17 @@ pub struct Dw240K5;
 
 fn main() -> Result<()> {
     println!("best instruction set: {}\n", Isa::best().name());
-    demo(Dw144::KERNEL_INFO, 56, 56, Dw144::new, Dw144::forward)?;
+    demo(
+        Dw144::KERNEL_INFO,
+        Dw144::PARAMS,
+        56,
+        56,
+        Dw144::new,
+        Dw144::forward,
+    )?;
     demo(
         Pw144To24::KERNEL_INFO,
+        Pw144To24::PARAMS,
         56,
         56,
         Pw144To24::new,
@@ -40,12 +48,20 @@ fn main() -> Result<()> {
     )?;
     demo(
         ResNeXtG32::KERNEL_INFO,
+        ResNeXtG32::PARAMS,
         56,
         56,
         ResNeXtG32::new,
         ResNeXtG32::forward,
     )?;
-    demo(Dw240K5::KERNEL_INFO, 14, 14, Dw240K5::new, Dw240K5::forward)?;
+    demo(
+        Dw240K5::KERNEL_INFO,
+        Dw240K5::PARAMS,
+        14,
+        14,
+        Dw240K5::new,
+        Dw240K5::forward,
+    )?;
     Ok(())
 }
 
@@ -53,14 +69,15 @@ fn main() -> Result<()> {
 type Forward<L> = fn(&L, &[f32], usize, usize, usize, &mut [f32]) -> Result<()>;
 
 /// Runs one layer on a random `1 x in x h x w` input and prints what it found.
+#[allow(clippy::too_many_arguments)]
 fn demo<L>(
     info: KernelInfo,
+    p: Conv2dParams,
     h: usize,
     w: usize,
     new: fn(&[f32], Option<&[f32]>) -> Result<L>,
     forward: Forward<L>,
 ) -> Result<()> {
-    let p: Conv2dParams = info.params;
     let n = 1;
     let input = random_vec(p.input_len(n, h, w)?, 1);
     let weight = random_vec(p.weight_len(), 2);

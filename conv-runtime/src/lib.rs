@@ -3,6 +3,7 @@
 //! Annotate a unit struct with [`conv_kernel`] and get a kernel specialised to exactly that layer;
 //! see the README for the attribute reference.
 
+pub mod activation;
 pub mod dispatch;
 pub mod error;
 pub mod kernels;
@@ -14,13 +15,14 @@ pub mod tensor;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use activation::Activation;
 pub use conv_macros::conv_kernel;
 pub use dispatch::Isa;
 pub use error::{ConvError, Result};
 pub use kernels::generic::GenericConv2d;
 pub use kernels::reference;
-pub use layer::Conv2dLayer;
-pub use shape::Conv2dParams;
+pub use layer::{Conv2dLayer, Layer};
+pub use shape::{Conv2dParams, SeparableParams};
 pub use tensor::{TensorMut, TensorRef};
 
 /// Static description of a generated kernel: its name encodes its parameters and plan, e.g.
@@ -32,8 +34,6 @@ pub use tensor::{TensorMut, TensorRef};
 pub struct KernelInfo {
     /// Stable kernel name.
     pub name: &'static str,
-    /// `depthwise`, `grouped` or `pointwise`.
+    /// `depthwise`, `grouped`, `pointwise` or `separable`.
     pub family: &'static str,
-    /// The layer it was generated for.
-    pub params: Conv2dParams,
 }

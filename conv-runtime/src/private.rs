@@ -6,11 +6,12 @@
 
 use core::cell::Cell;
 
+pub use crate::activation::Activation;
 use crate::dispatch::ClassOp;
 pub use crate::dispatch::Isa;
 pub use crate::error::{ConvError, Result};
-pub use crate::layer::Conv2dLayer;
-pub use crate::shape::Conv2dParams;
+pub use crate::layer::{Conv2dLayer, Layer};
+pub use crate::shape::{Conv2dParams, SeparableParams};
 pub use crate::tensor::{TensorMut, TensorRef};
 pub use crate::KernelInfo;
 pub use pulp::{Simd, WithSimd};
@@ -29,9 +30,9 @@ pub struct Args<'a> {
 
 /// Implemented by every `#[conv_kernel]` layer.
 pub trait Generated: Sized + Sync {
-    const PARAMS: Conv2dParams;
-    /// Repacks PyTorch-layout weights; lengths were checked against `PARAMS`.
-    fn pack(weight: &[f32], bias: Option<&[f32]>) -> Self;
+    /// What a forward call is checked against: channels in and out and the spatial arithmetic.
+    /// A convolution's `PARAMS`; for a separable layer [`SeparableParams::geometry`].
+    const GEOMETRY: Conv2dParams;
     /// Floats of scratch `run` needs for an `h x w` input with vectors of `lanes` floats.
     fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize;
     /// The specialised body for ISAs with 32 vector registers (AVX-512, NEON). Slices have
@@ -39,12 +40,6 @@ pub trait Generated: Sized + Sync {
     fn run_r32<S: Simd>(&self, simd: S, args: Args<'_>);
     /// The specialised body for ISAs with 16 vector registers (AVX2) and scalar code.
     fn run_r16<S: Simd>(&self, simd: S, args: Args<'_>);
-}
-
-/// Checks lengths and packs.
-pub fn new<K: Generated>(weight: &[f32], bias: Option<&[f32]>) -> Result<K> {
-    K::PARAMS.check_weights(weight.len(), bias.map(<[f32]>::len))?;
-    Ok(K::pack(weight, bias))
 }
 
 /// A body bound to its arguments; [`Isa::run_by_class`] instantiates only the body planned for
@@ -83,7 +78,7 @@ pub fn forward<K: Generated>(
     w: usize,
     output: &mut [f32],
 ) -> Result<()> {
-    let (ho, wo) = K::PARAMS.check_forward(input.len(), n, h, w, output.len())?;
+    let (ho, wo) = K::GEOMETRY.check_forward(input.len(), n, h, w, output.len())?;
     if !isa.is_available() {
         return Err(ConvError::IsaUnavailable(isa.name()));
     }
@@ -117,7 +112,7 @@ pub fn forward_tensor<K: Generated>(
     input: &TensorRef<'_>,
     output: &mut TensorMut<'_>,
 ) -> Result<()> {
-    let p = K::PARAMS;
+    let p = K::GEOMETRY;
     let [n, c, h, w] = input.dims();
     if c != p.in_channels {
         return Err(ConvError::ShapeMismatch {
@@ -159,8 +154,8 @@ pub fn forward_vec<K: Generated>(
     w: usize,
 ) -> Result<Vec<f32>> {
     // Check the input before allocating: a wrong `n` must be an `Err`, not a huge allocation.
-    let out_len = K::PARAMS.output_len(n, h, w)?;
-    K::PARAMS.check_forward(input.len(), n, h, w, out_len)?;
+    let out_len = K::GEOMETRY.output_len(n, h, w)?;
+    K::GEOMETRY.check_forward(input.len(), n, h, w, out_len)?;
     let mut out = vec![0.0; out_len];
     forward(layer, isa, input, n, h, w, &mut out)?;
     Ok(out)
@@ -209,6 +204,53 @@ pub fn st_part<S: Simd>(simd: S, dst: &mut [f32], at: usize, len: usize, v: S::f
     unsafe { simd.mask_store_ptr_f32s(mask, dst.as_mut_ptr(), v) }
 }
 
+/// `max(x, lo)` per lane, written as `x < lo ? lo : x` so that a NaN lane stays NaN (the
+/// comparison is false for it), as in PyTorch. The lower half of a fused activation.
+#[inline(always)]
+pub fn clamp_min<S: Simd>(simd: S, x: S::f32s, lo: f32) -> S::f32s {
+    let lo = simd.splat_f32s(lo);
+    simd.select_f32s(simd.less_than_f32s(x, lo), lo, x)
+}
+
+/// `min(x, hi)` per lane, NaN kept (see [`clamp_min`]). The upper half of a fused activation.
+#[inline(always)]
+pub fn clamp_max<S: Simd>(simd: S, x: S::f32s, hi: f32) -> S::f32s {
+    let hi = simd.splat_f32s(hi);
+    simd.select_f32s(simd.greater_than_f32s(x, hi), hi, x)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fused depthwise-separable kernel's intermediate rows.
+// ---------------------------------------------------------------------------------------------
+
+/// Bytes of depthwise output rows (all channels) a fused separable kernel keeps between its two
+/// stages: an eighth of the 2 MiB L2, so the rows, the output rows being written and the
+/// pointwise weights all stay in L2 while the pointwise stage reads the rows back.
+pub const FUSED_BYTES: usize = 256 * 1024;
+
+/// Output rows per step of a fused separable kernel with `chans` intermediate channels, for an
+/// output of `ho x wo`: as many as fit [`FUSED_BYTES`], a multiple of the depthwise row tile
+/// `row_tile` when at least one tile fits, then spread evenly over the steps the plane needs.
+/// At least 1, at most `ho` rounded up to the row tile.
+#[inline(always)]
+pub fn fused_rows(chans: usize, ho: usize, wo: usize, row_tile: usize) -> usize {
+    let row_bytes = chans.saturating_mul(wo).saturating_mul(4).max(1);
+    let fit = (FUSED_BYTES / row_bytes).max(1);
+    let fit = if fit >= row_tile {
+        fit / row_tile * row_tile
+    } else {
+        fit
+    };
+    let steps = ho.div_ceil(fit).max(1);
+    let even = ho.div_ceil(steps);
+    // Rounding the even share up to whole tiles never needs more steps than `fit` did.
+    if fit >= row_tile {
+        even.div_ceil(row_tile) * row_tile
+    } else {
+        even
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The padded, phase-split input band of the direct (depthwise / grouped) kernels.
 // ---------------------------------------------------------------------------------------------
@@ -249,16 +291,28 @@ impl Band {
         wo: usize,
         row_tile: usize,
     ) -> Band {
+        let row_stride = Self::row_stride(p, lanes, wo);
+        let per_tile_bytes =
+            Self::rows_for(p, row_tile).max(row_tile * p.stride_h) * row_stride * chans * 4;
+        let tiles = (BAND_BYTES / per_tile_bytes.max(1)).max(1);
+        let out_rows = (tiles * row_tile).min(ho.div_ceil(row_tile) * row_tile);
+        Self::with_out_rows(p, chans, lanes, wo, out_rows)
+    }
+
+    /// The band of exactly `out_rows` output rows (the caller chose how many).
+    #[inline(always)]
+    pub fn with_out_rows(
+        p: &Conv2dParams,
+        chans: usize,
+        lanes: usize,
+        wo: usize,
+        out_rows: usize,
+    ) -> Band {
         let sw = p.stride_w;
         let reach_w = (p.kernel_w - 1) * p.dilation_w / sw;
         let phase_len = wo.div_ceil(lanes) * lanes + reach_w;
         let row_stride = phase_len * sw;
-        let rows_for =
-            |out_rows: usize| (out_rows - 1) * p.stride_h + (p.kernel_h - 1) * p.dilation_h + 1;
-        let per_tile_bytes = rows_for(row_tile).max(row_tile * p.stride_h) * row_stride * chans * 4;
-        let tiles = (BAND_BYTES / per_tile_bytes.max(1)).max(1);
-        let out_rows = (tiles * row_tile).min(ho.div_ceil(row_tile) * row_tile);
-        let rows = rows_for(out_rows);
+        let rows = Self::rows_for(p, out_rows);
         Band {
             chans,
             out_rows,
@@ -271,6 +325,17 @@ impl Band {
             pad_top: p.pad_top,
             pad_left: p.pad_left,
         }
+    }
+
+    /// Floats of one band row (all phases).
+    fn row_stride(p: &Conv2dParams, lanes: usize, wo: usize) -> usize {
+        let reach_w = (p.kernel_w - 1) * p.dilation_w / p.stride_w;
+        (wo.div_ceil(lanes) * lanes + reach_w) * p.stride_w
+    }
+
+    /// Input rows that `out_rows >= 1` output rows read.
+    fn rows_for(p: &Conv2dParams, out_rows: usize) -> usize {
+        (out_rows - 1) * p.stride_h + (p.kernel_h - 1) * p.dilation_h + 1
     }
 
     /// Floats of one band.
@@ -632,5 +697,13 @@ fn copy_vectors<S: Simd>(simd: S, dst: &mut [f32], src: &[f32]) {
     }
     if i < n {
         st_part(simd, dst, i, n - i, ld_part(simd, src, i, n - i));
+    }
+}
+
+/// The bias of a layer as stored: the given one, or `out` zeros for a bias-free layer.
+pub fn bias_or_zeros(bias: Option<&[f32]>, out: usize) -> Vec<f32> {
+    match bias {
+        Some(b) => b.to_vec(),
+        None => vec![0.0; out],
     }
 }

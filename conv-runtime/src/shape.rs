@@ -1,5 +1,6 @@
 //! The run-time twin of the macro's layer spec.
 
+use crate::activation::Activation;
 use crate::error::{ConvError, Result};
 
 /// Parameters of one 2-D convolution, with PyTorch `nn.Conv2d` semantics (NCHW, zero padding,
@@ -267,5 +268,86 @@ impl Conv2dParams {
             (true, Some(_)) | (false, None) => Ok(()),
             (expects_bias, _) => Err(ConvError::BiasMismatch { expects_bias }),
         }
+    }
+}
+
+/// A depthwise-separable layer: a depthwise `k x k` convolution (`groups = in`, one filter per
+/// channel) and its activation, then a `1 x 1` convolution `in -> out` and its activation.
+///
+/// Generated `separable` layers expose theirs as a `PARAMS` constant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SeparableParams {
+    /// The depthwise stage: `in -> in`, `groups = in`; stride, padding and dilation live here.
+    pub depthwise: Conv2dParams,
+    /// The pointwise stage: `in -> out`, `1 x 1`, stride 1, no padding, one group.
+    pub pointwise: Conv2dParams,
+    /// Applied after the depthwise bias, before the pointwise stage.
+    pub dw_activation: Activation,
+    /// Applied after the pointwise bias.
+    pub activation: Activation,
+}
+
+impl SeparableParams {
+    /// Input channels.
+    pub const fn in_channels(&self) -> usize {
+        self.depthwise.in_channels
+    }
+
+    /// Output channels.
+    pub const fn out_channels(&self) -> usize {
+        self.pointwise.out_channels
+    }
+
+    /// The geometry of the whole layer as one convolution: its channels are `in -> out` and its
+    /// spatial arithmetic (kernel, stride, padding, dilation) is the depthwise stage's. What a
+    /// forward call is checked against; not a layer of its own (its `groups` is 1).
+    pub const fn geometry(&self) -> Conv2dParams {
+        let mut g = self.depthwise;
+        g.out_channels = self.pointwise.out_channels;
+        g.groups = 1;
+        g
+    }
+
+    /// `(h_out, w_out)` for an `h x w` input: the depthwise stage's.
+    pub fn output_hw(&self, h: usize, w: usize) -> Result<(usize, usize)> {
+        self.depthwise.output_hw(h, w)
+    }
+
+    /// FLOPs of one forward pass: both stages.
+    pub fn flops(&self, n: usize, h: usize, w: usize) -> u64 {
+        let Ok((ho, wo)) = self.output_hw(h, w) else {
+            return 0;
+        };
+        self.depthwise
+            .flops(n, h, w)
+            .saturating_add(self.pointwise.flops(n, ho, wo))
+    }
+
+    /// Checks the four weight and bias slices; errors name the slice (`dw_weight`, `pw_bias`..).
+    pub fn check_weights(
+        &self,
+        dw_weight: usize,
+        dw_bias: Option<usize>,
+        pw_weight: usize,
+        pw_bias: Option<usize>,
+    ) -> Result<()> {
+        let rename = |e: ConvError, weight: &'static str, bias: &'static str| match e {
+            ConvError::SliceLength {
+                what,
+                expected,
+                actual,
+            } => ConvError::SliceLength {
+                what: if what == "weight" { weight } else { bias },
+                expected,
+                actual,
+            },
+            other => other,
+        };
+        self.depthwise
+            .check_weights(dw_weight, dw_bias)
+            .map_err(|e| rename(e, "dw_weight", "dw_bias"))?;
+        self.pointwise
+            .check_weights(pw_weight, pw_bias)
+            .map_err(|e| rename(e, "pw_weight", "pw_bias"))
     }
 }

@@ -5,7 +5,7 @@
 //! Everything here panics with a descriptive message instead of returning errors: it runs only
 //! inside tests.
 
-use conv_runtime::Conv2dParams;
+use conv_runtime::{reference, Activation, Conv2dParams, Result, SeparableParams};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -828,4 +828,103 @@ mod tests {
         });
         assert!(r.is_err());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations and the separable reference
+// ---------------------------------------------------------------------------------------------
+
+/// PyTorch's activation of an exact value: a clamp to the activation's bounds, NaN kept
+/// (`torch.relu`, `F.relu6`, `torch.clamp` all return NaN for NaN). Written here, in `f64`,
+/// independently of the kernels' vector code.
+pub fn activate_f64(act: Activation, x: f64) -> f64 {
+    let (lo, hi) = act.bounds();
+    if x.is_nan() {
+        x
+    } else {
+        x.max(f64::from(lo)).min(f64::from(hi))
+    }
+}
+
+/// The exact answer of a convolution followed by `act` and its tolerance: the naive `f64`
+/// reference, activated. A clamp never moves two values further apart, so the convolution's
+/// tolerance still holds.
+#[allow(clippy::too_many_arguments)]
+pub fn reference_activated(
+    p: &Conv2dParams,
+    act: Activation,
+    input: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Result<(Vec<f64>, Vec<f32>)> {
+    let mut want = reference::conv2d_f64(p, input, n, h, w, weight, bias)?;
+    for v in &mut want {
+        *v = activate_f64(act, *v);
+    }
+    let tol = reference::tolerance(p, input, n, h, w, weight, bias)?;
+    Ok((want, tol))
+}
+
+/// Operands of a separable layer in PyTorch layouts.
+pub struct SeparableWeights<'a> {
+    pub dw_weight: &'a [f32],
+    pub dw_bias: Option<&'a [f32]>,
+    pub pw_weight: &'a [f32],
+    pub pw_bias: Option<&'a [f32]>,
+}
+
+/// The exact answer of a separable layer and its tolerance, from the naive reference of each
+/// stage: the depthwise stage in `f64` (activated), then the pointwise stage in `f64` on its
+/// exact output (activated).
+///
+/// Tolerance: a kernel's depthwise values are within `tol_dw` of the exact ones (the golden
+/// bound of that stage), so its pointwise sums are within `sum_c |pw_w[o][c]| * tol_dw[c]` of
+/// the sums of exact depthwise values, plus the pointwise stage's own rounding bound (the golden
+/// factor of a length-`in` dot product times `|pw_b| + sum_c |pw_w| * |d|`).
+pub fn separable_reference(
+    sp: &SeparableParams,
+    input: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    wts: &SeparableWeights<'_>,
+) -> Result<(Vec<f64>, Vec<f32>)> {
+    let (dw, pw) = (&sp.depthwise, &sp.pointwise);
+    let (mid, mid_tol) = reference_activated(
+        dw,
+        sp.dw_activation,
+        input,
+        n,
+        h,
+        w,
+        wts.dw_weight,
+        wts.dw_bias,
+    )?;
+    let (ho, wo) = dw.output_hw(h, w)?;
+    let (cin, cout, plane) = (sp.in_channels(), sp.out_channels(), ho * wo);
+    let factor = reference::tolerance_factor(pw);
+    let mut want = vec![0.0f64; n * cout * plane];
+    let mut tol = vec![0.0f32; n * cout * plane];
+    for b in 0..n {
+        for o in 0..cout {
+            let bias = wts.pw_bias.map_or(0.0, |bias| f64::from(bias[o]));
+            for p in 0..plane {
+                let (mut sum, mut abs, mut carried) = (bias, bias.abs(), 0.0f64);
+                for c in 0..cin {
+                    let wv = f64::from(wts.pw_weight[o * cin + c]);
+                    let at = (b * cin + c) * plane + p;
+                    sum += wv * mid[at];
+                    abs += (wv * mid[at]).abs();
+                    carried += wv.abs() * f64::from(mid_tol[at]);
+                }
+                let at = (b * cout + o) * plane + p;
+                want[at] = activate_f64(sp.activation, sum);
+                tol[at] = (abs * factor + carried) as f32;
+            }
+        }
+    }
+    Ok((want, tol))
 }

@@ -1,11 +1,12 @@
 //! Generated kernels against the naive reference, on every ISA this machine has, over a named
 //! set of layers and input sizes that hit every tail, plus random sizes (proptest).
 //!
-//! The answer is always the f64 reference (`reference::conv2d_f64`), and the tolerance is the
+//! The answer is always the f64 reference (`reference::conv2d_f64`, then the declared activation
+//! in f64), and the tolerance is the
 //! golden one (`reference::tolerance`): a rigorous f32 rounding bound, far below one wrong tap.
 
-use conv_runtime::{conv_kernel, reference, Conv2dLayer, Isa};
-use conv_tests::{assert_close, random_vec};
+use conv_runtime::{conv_kernel, Activation, Conv2dLayer, Isa};
+use conv_tests::{assert_close, random_vec, reference_activated};
 use proptest::prelude::*;
 
 // Depthwise: odd channels, 3x3 s1 p1 (the MobileNet case), stride 2, dilation, 5x5, multiplier,
@@ -64,22 +65,49 @@ pub struct PwG3;
 #[conv_kernel(in = 67, out = 9, k = 1, bias = false)]
 pub struct Pw67;
 
-/// One declared layer with its weights, ready to run.
+// Fused activations on every family and body layout: depthwise relu6 (hoisted weights),
+// grouped clamp, dense strided relu6, pointwise relu (GEMM), a large kernel with relu (loops).
+#[conv_kernel(in = 7, out = 7, k = 3, groups = 7, pad = 1, act = "relu6")]
+pub struct Dw7Relu6;
+#[conv_kernel(in = 16, out = 16, k = 3, groups = 4, pad = 1, clamp = (-0.25, 0.5))]
+pub struct G4Clamp;
+#[conv_kernel(in = 5, out = 7, k = 3, stride = 2, act = "ReLU6")]
+pub struct Dense5x7S2Relu6;
+#[conv_kernel(in = 8, out = 13, k = 1, act = "relu")]
+pub struct Pw8x13Relu;
+#[conv_kernel(in = 67, out = 9, k = 1, bias = false, clamp = (-3, 2.5))]
+pub struct Pw67Clamp;
+#[conv_kernel(
+    in = 2,
+    out = 2,
+    k = 29,
+    groups = 2,
+    stride = 2,
+    pad = 14,
+    act = "relu"
+)]
+pub struct DwK29S2Relu;
+
+/// One declared layer with its weights and the activation it was declared with, ready to run.
 struct Case {
     name: &'static str,
     layer: Box<dyn Conv2dLayer>,
     weight: Vec<f32>,
     bias: Option<Vec<f32>>,
+    act: Activation,
 }
 
 macro_rules! cases {
-    ($($t:ident),* $(,)?) => {
+    ($($t:ident $(=> $act:expr)?),* $(,)?) => {
         vec![$({
             let p = $t::PARAMS;
             let weight = random_vec(p.weight_len(), 11);
             let bias = p.bias.then(|| random_vec(p.out_channels, 12));
             let layer = $t::new(&weight, bias.as_deref()).expect(stringify!($t));
-            Case { name: stringify!($t), layer: Box::new(layer), weight, bias }
+            #[allow(unused_mut, unused_assignments)]
+            let mut act = Activation::None;
+            $(act = $act;)?
+            Case { name: stringify!($t), layer: Box::new(layer), weight, bias, act }
         }),*]
     };
 }
@@ -109,16 +137,32 @@ fn all_cases() -> Vec<Case> {
         Pw8x13,
         PwG3,
         Pw67,
+        Dw7Relu6 => Activation::Relu6,
+        G4Clamp => Activation::Clamp { min: -0.25, max: 0.5 },
+        Dense5x7S2Relu6 => Activation::Relu6,
+        Pw8x13Relu => Activation::Relu,
+        Pw67Clamp => Activation::Clamp { min: -3.0, max: 2.5 },
+        DwK29S2Relu => Activation::Relu,
     ]
 }
 
 /// Runs `case` on every available ISA for one input size and compares with the reference.
 /// Sizes the layer rejects must be rejected by the reference too, with the same error.
+/// Activated layers get inputs scaled by 8 (exact in `f32`), so every clamp bound is hit.
 fn check(case: &Case, n: usize, h: usize, w: usize, seed: u64) {
     let p = case.layer.params();
-    let input = random_vec(n * p.in_channels * h * w, seed);
+    assert_eq!(
+        case.layer.activation(),
+        case.act,
+        "{}: declared activation",
+        case.name
+    );
+    let mut input = random_vec(n * p.in_channels * h * w, seed);
+    if case.act != Activation::None {
+        input.iter_mut().for_each(|v| *v *= 8.0);
+    }
     let bias = case.bias.as_deref();
-    let want = reference::conv2d_f64(&p, &input, n, h, w, &case.weight, bias);
+    let want = reference_activated(&p, case.act, &input, n, h, w, &case.weight, bias);
     let Ok((ho, wo)) = p.output_hw(h, w) else {
         for isa in Isa::available() {
             let mut out = vec![0.0; 1];
@@ -131,8 +175,7 @@ fn check(case: &Case, n: usize, h: usize, w: usize, seed: u64) {
         }
         return;
     };
-    let want = want.unwrap();
-    let tol = reference::tolerance(&p, &input, n, h, w, &case.weight, bias).unwrap();
+    let (want, tol) = want.unwrap();
     let dims = [n, p.out_channels, ho, wo];
     for isa in Isa::available() {
         let mut out = vec![f32::NAN; dims.iter().product()];
@@ -207,7 +250,7 @@ proptest! {
 
     #[test]
     fn random_sizes_match_reference(
-        which in 0usize..23,
+        which in 0usize..29,
         n in 1usize..=3,
         h in 1usize..=20,
         w in 1usize..=40,
@@ -215,5 +258,53 @@ proptest! {
     ) {
         let cases = all_cases();
         check(&cases[which % cases.len()], n, h, w, seed);
+    }
+}
+
+#[test]
+fn nan_in_nan_out_with_every_activation() {
+    // PyTorch's relu, relu6 and clamp return NaN for NaN; the fused epilogue must too. Inputs
+    // with NaN and infinities: the reference (NaN wherever a window holds one, and inf * 0 = NaN
+    // where an infinity meets a zero weight) fixes where the output must be NaN.
+    for case in all_cases() {
+        let p = case.layer.params();
+        let (n, h, w) = (1, 9, 19);
+        let mut input = random_vec(p.in_channels * h * w, 9);
+        for at in [0, 4 * w + 9, input.len() - 1] {
+            input[at] = f32::NAN;
+        }
+        input[2 * w + 3] = f32::INFINITY;
+        input[6 * w + 15] = f32::NEG_INFINITY;
+        let (want, tol) = reference_activated(
+            &p,
+            case.act,
+            &input,
+            n,
+            h,
+            w,
+            &case.weight,
+            case.bias.as_deref(),
+        )
+        .unwrap();
+        assert!(
+            want.iter().any(|v| v.is_nan()),
+            "{}: no NaN reached",
+            case.name
+        );
+        let (ho, wo) = p.output_hw(h, w).unwrap();
+        let dims = [n, p.out_channels, ho, wo];
+        for isa in Isa::available() {
+            let mut out = vec![0.0; dims.iter().product()];
+            case.layer
+                .forward_on(isa, &input, n, h, w, &mut out)
+                .unwrap();
+            assert_close(
+                &format!("{} NaN on {isa}", case.name),
+                &out,
+                &want,
+                &tol,
+                dims,
+            );
+        }
     }
 }

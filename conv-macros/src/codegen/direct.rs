@@ -8,24 +8,24 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use super::emit::{acc, lit, rt, weight_fields};
+use super::emit::{acc, activate, conv_fields, lit, rt};
 use super::FamilyCode;
 use crate::plan::{DirectPlan, Plan, Unroll};
 use crate::spec::Spec;
 
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
-    let (fields, pack) = weight_fields(spec);
+    let (fields, new_fn) = conv_fields(spec);
     let rt = rt();
     let cpg_in = lit(spec.in_per_group());
     let row_tiles: Vec<_> = plans
         .iter()
         .map(|p| match p {
             Plan::Direct(d) => lit(d.rows),
-            Plan::Gemm(_) => unreachable!("direct family has direct plans"),
+            _ => unreachable!("direct family has direct plans"),
         })
         .collect();
     let scratch_len = quote! {
-        let p = <Self as #rt::Generated>::PARAMS;
+        let p = <Self as #rt::Generated>::GEOMETRY;
         let mut need = 0;
         #( need = need.max(#rt::Band::new(&p, #cpg_in, lanes, ho, wo, #row_tiles).len()); )*
         need
@@ -34,36 +34,47 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
         .iter()
         .map(|p| match p {
             Plan::Direct(d) => (d.regs, run(spec, d)),
-            Plan::Gemm(_) => unreachable!("direct family has direct plans"),
+            _ => unreachable!("direct family has direct plans"),
         })
         .collect();
     FamilyCode {
         fields,
-        pack,
+        new_fn,
         scratch_len,
         runs,
     }
 }
 
-/// The `__run_rNN` method for one plan.
-fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
-    let rt = rt();
-    let f = format_ident!("__run_r{}", plan.regs);
-    let cpg_in = lit(spec.in_per_group());
-    let cpg_out = lit(spec.out_per_group());
-    let groups = lit(spec.groups);
-    let cin = lit(spec.in_channels);
-    let cout = lit(spec.out_channels);
+/// The pieces of a direct stage that a body arranges: tile functions, the per output-channel
+/// tile setup, and the sweep over one band's rows.
+pub struct Stage {
+    /// The tile functions (items).
+    pub tiles: TokenStream,
+    /// Needs `oc0` (first output channel of the tile) and `simd`; binds the tile's weights and
+    /// bias from the fields `w_field` / `b_field`.
+    pub setup: TokenStream,
+    /// Needs `band`, `buf` (the filled band), `rows` (output rows of this band), `wo`, `lanes`,
+    /// `out` (the tile's output channels), `plane` (floats between them), `oy_base` (the output
+    /// row of band row 0 within `out`).
+    pub sweeps: TokenStream,
+}
+
+/// The direct stage of `plan`, its tile functions named `{prefix}_r{rows}`.
+pub fn stage(
+    spec: &Spec,
+    plan: &DirectPlan,
+    prefix: &str,
+    w_field: &syn::Ident,
+    b_field: &syn::Ident,
+) -> Stage {
     let oct = plan.oc_tile;
     let oct_l = lit(oct);
-    let noct = lit(spec.out_per_group() / oct);
     let nw = spec.in_per_group() * spec.taps() * oct;
     let nw_l = lit(nw);
-    let rows_l = lit(plan.rows);
 
     let bias_splats = (0..oct).map(|t| {
         let t = lit(t);
-        quote!(simd.splat_f32s(self.b[oc0 + #t]))
+        quote!(simd.splat_f32s(self.#b_field[oc0 + #t]))
     });
     let (wparam_def, warg) = if plan.hoist_weights {
         let splats = (0..nw).map(|i| {
@@ -77,13 +88,18 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     } else {
         (quote! {}, quote!(wt))
     };
+    let setup = quote! {
+        let wt = &self.#w_field[oc0 * (#nw_l / #oct_l)..][..#nw_l];
+        #wparam_def
+        let bias: [S::f32s; #oct_l] = [#(#bias_splats),*];
+    };
 
     let mut tiles = TokenStream::new();
     let mut sizes = vec![plan.rows];
     sizes.extend(plan.rem_rows.iter().copied());
-    let mut sweeps = TokenStream::new();
+    let mut sweeps = quote!(let mut r = 0;);
     for &rows in &sizes {
-        let tf = format_ident!("tile_r{}", rows);
+        let tf = format_ident!("{}_r{}", prefix, rows);
         tiles.extend(tile_fn(spec, plan, rows, &tf));
         let rl = lit(rows);
         sweeps.extend(quote! {
@@ -91,13 +107,37 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
                 let mut ox = 0;
                 while ox < wo {
                     let len = (wo - ox).min(lanes);
-                    #tf(simd, &band, buf, r, ox, len, out, oy0 + r, wo, plane_out, #warg, &bias);
+                    #tf(simd, &band, buf, r, ox, len, out, oy_base + r, wo, plane, #warg, &bias);
                     ox += lanes;
                 }
                 r += #rl;
             }
         });
     }
+    Stage {
+        tiles,
+        setup,
+        sweeps,
+    }
+}
+
+/// The `__run_rNN` method for one plan.
+fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
+    let rt = rt();
+    let f = format_ident!("__run_r{}", plan.regs);
+    let cpg_in = lit(spec.in_per_group());
+    let cpg_out = lit(spec.out_per_group());
+    let groups = lit(spec.groups);
+    let cin = lit(spec.in_channels);
+    let cout = lit(spec.out_channels);
+    let oct_l = lit(plan.oc_tile);
+    let noct = lit(spec.out_per_group() / plan.oc_tile);
+    let rows_l = lit(plan.rows);
+    let Stage {
+        tiles,
+        setup,
+        sweeps,
+    } = stage(spec, plan, "tile", &format_ident!("w"), &format_ident!("b"));
 
     quote! {
         #[inline(always)]
@@ -107,8 +147,8 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
 
             let #rt::Args { input, output, scratch, n, h, w, ho, wo } = a;
             let lanes = S::F32_LANES;
-            let band = #rt::Band::new(&<Self as #rt::Generated>::PARAMS, #cpg_in, lanes, ho, wo, #rows_l);
-            let (plane_in, plane_out) = (h * w, ho * wo);
+            let band = #rt::Band::new(&<Self as #rt::Generated>::GEOMETRY, #cpg_in, lanes, ho, wo, #rows_l);
+            let (plane_in, plane) = (h * w, ho * wo);
             let scratch = &mut scratch[..band.len()];
             for b in 0..n {
                 for g in 0..#groups {
@@ -120,11 +160,9 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
                         let buf: &[f32] = scratch;
                         for t in 0..#noct {
                             let oc0 = g * #cpg_out + t * #oct_l;
-                            let wt = &self.w[oc0 * (#nw_l / #oct_l)..][..#nw_l];
-                            #wparam_def
-                            let bias: [S::f32s; #oct_l] = [#(#bias_splats),*];
-                            let out = &mut output[(b * #cout + oc0) * plane_out..][..#oct_l * plane_out];
-                            let mut r = 0;
+                            #setup
+                            let out = &mut output[(b * #cout + oc0) * plane..][..#oct_l * plane];
+                            let oy_base = oy0;
                             #sweeps
                         }
                         oy0 += rows;
@@ -161,8 +199,12 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
     });
     let stores = accs.iter().map(|&(t, r)| {
         let a = acc(t, r, 0);
+        let act = activate(spec.act, &a);
         let (t, r) = (lit(t), lit(r));
-        quote!(#rt::st_part(simd, out, #t * plane + (oy + #r) * wo + ox, len, #a);)
+        quote! {
+            #act
+            #rt::st_part(simd, out, #t * plane + (oy + #r) * wo + ox, len, #a);
+        }
     });
 
     // The weight operand of tap (t, ic, ky, kx); `ic` is a literal or the loop variable.

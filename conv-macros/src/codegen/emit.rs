@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::spec::Spec;
+use crate::spec::{Act, Spec};
 
 /// The hidden runtime path every generated item goes through.
 pub fn rt() -> TokenStream {
@@ -72,27 +72,86 @@ pub fn acc(t: usize, r: usize, v: usize) -> syn::Ident {
     format_ident!("acc_{}_{}_{}", t, r, v)
 }
 
-/// The shared fields and `pack` body: weights kept in PyTorch order (the tiles index them by
-/// constant offsets), bias expanded to zeros for bias-free layers.
-pub fn weight_fields(spec: &Spec) -> (TokenStream, TokenStream) {
+/// The fields and the `new` constructor of a single convolution: weights kept in PyTorch order
+/// (the tiles index them by constant offsets), bias expanded to zeros for bias-free layers.
+pub fn conv_fields(spec: &Spec) -> (TokenStream, TokenStream) {
+    let rt = rt();
     let out = lit(spec.out_channels);
     let fields = quote! {
         w: ::std::vec::Vec<f32>,
         b: ::std::vec::Vec<f32>,
     };
-    let pack = quote! {
-        Self {
-            w: weight.to_vec(),
-            b: match bias {
-                ::core::option::Option::Some(b) => b.to_vec(),
-                ::core::option::Option::None => ::std::vec![0.0; #out],
-            },
+    let new_fn = quote! {
+        /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
+        /// is `Some` exactly when the layer has one (`bias = false` layers take `None`).
+        pub fn new(weight: &[f32], bias: ::core::option::Option<&[f32]>) -> #rt::Result<Self> {
+            Self::PARAMS.check_weights(weight.len(), bias.map(<[f32]>::len))?;
+            ::core::result::Result::Ok(Self {
+                w: weight.to_vec(),
+                b: #rt::bias_or_zeros(bias, #out),
+            })
         }
     };
-    (fields, pack)
+    (fields, new_fn)
+}
+
+/// `Activation` tokens of an activation.
+pub fn activation(act: Act) -> TokenStream {
+    let rt = rt();
+    match act {
+        Act::None => quote!(#rt::Activation::None),
+        Act::Relu => quote!(#rt::Activation::Relu),
+        Act::Relu6 => quote!(#rt::Activation::Relu6),
+        Act::Clamp(lo, hi) => {
+            let (lo, hi) = (f32_lit(lo), f32_lit(hi));
+            quote!(#rt::Activation::Clamp { min: #lo, max: #hi })
+        }
+    }
+}
+
+/// Statements applying `act` to the vector variable `v` (nothing for `none`); NaN stays NaN.
+pub fn activate(act: Act, v: &syn::Ident) -> TokenStream {
+    let rt = rt();
+    let (lo, hi) = act.bounds();
+    let mut out = TokenStream::new();
+    if let Some(lo) = lo {
+        let lo = f32_lit(lo);
+        out.extend(quote!(#v = #rt::clamp_min(simd, #v, #lo);));
+    }
+    if let Some(hi) = hi {
+        let hi = f32_lit(hi);
+        out.extend(quote!(#v = #rt::clamp_max(simd, #v, #hi);));
+    }
+    out
+}
+
+/// An `f32` literal; negative values as `-` and a literal (a literal token cannot be negative).
+pub fn f32_lit(v: f32) -> TokenStream {
+    let abs = proc_macro2::Literal::f32_suffixed(v.abs());
+    if v.is_sign_negative() {
+        quote!(-#abs)
+    } else {
+        quote!(#abs)
+    }
 }
 
 /// Literal `usize` tokens (unsuffixed, so they read as `3` not `3usize` in dumps).
 pub fn lit(v: usize) -> proc_macro2::Literal {
     proc_macro2::Literal::usize_unsuffixed(v)
+}
+
+/// `SeparableParams { .. }` literal of a `separable` spec.
+pub fn separable_params(spec: &Spec) -> TokenStream {
+    let rt = rt();
+    let dw = params(&spec.depthwise_stage());
+    let pw = params(&spec.pointwise_stage());
+    let (dw_act, act) = (activation(spec.dw_act), activation(spec.act));
+    quote! {
+        #rt::SeparableParams {
+            depthwise: #dw,
+            pointwise: #pw,
+            dw_activation: #dw_act,
+            activation: #act,
+        }
+    }
 }

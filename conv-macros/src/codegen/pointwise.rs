@@ -6,39 +6,51 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use super::emit::{acc, lit, rt, weight_fields};
+use super::emit::{acc, activate, conv_fields, lit, rt};
 use super::FamilyCode;
 use crate::plan::{GemmPlan, Plan};
 use crate::spec::Spec;
 
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
-    let (fields, pack) = weight_fields(spec);
+    let (fields, new_fn) = conv_fields(spec);
     let runs = plans
         .iter()
         .map(|p| match p {
             Plan::Gemm(g) => (g.regs, run(spec, g)),
-            Plan::Direct(_) => unreachable!("pointwise family has GEMM plans"),
+            _ => unreachable!("pointwise family has GEMM plans"),
         })
         .collect();
     FamilyCode {
         fields,
-        pack,
+        new_fn,
         scratch_len: quote!(0),
         runs,
     }
 }
 
-fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
-    let rt = rt();
-    let f = format_ident!("__run_r{}", plan.regs);
+/// The pieces of a GEMM stage: tile functions and the code that computes every output channel
+/// of one group for a range of pixels.
+pub struct Stage {
+    /// The tile functions (items).
+    pub tiles: TokenStream,
+    /// Needs `simd`, `lanes`, `inp` (the group's input channel planes, `istride` floats apart),
+    /// `out` (its output planes from the first pixel, `ostride` floats apart), `npix` (pixels
+    /// to compute) and `oc0` (first output channel of the group, for the weights and bias in
+    /// the fields `w_field` / `b_field`).
+    pub sweep: TokenStream,
+}
+
+/// The GEMM stage of `plan`, its tile functions named `{prefix}_t{t}_v{v}[p]`.
+pub fn stage(
+    spec: &Spec,
+    plan: &GemmPlan,
+    prefix: &str,
+    w_field: &syn::Ident,
+    b_field: &syn::Ident,
+) -> Stage {
     let cpg_in = spec.in_per_group();
     let cpg_out = spec.out_per_group();
-    let (cpg_in_l, cpg_out_l) = (lit(cpg_in), lit(cpg_out));
-    let (groups, cin, cout) = (
-        lit(spec.groups),
-        lit(spec.in_channels),
-        lit(spec.out_channels),
-    );
+    let cpg_in_l = lit(cpg_in);
     let oct = plan.oc_tile;
     let ntiles = cpg_out / oct;
     let vecs = lit(plan.vecs);
@@ -49,7 +61,7 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
     // then the tail tile), for tiles of `v` vectors (`part`: one masked vector of `len`).
     let mut sweep = |v: usize, part: bool| -> TokenStream {
         let mut emit_tile = |t: usize| {
-            let name = format_ident!("tile_t{}_v{}{}", t, v, if part { "p" } else { "" });
+            let name = format_ident!("{}_t{}_v{}{}", prefix, t, v, if part { "p" } else { "" });
             tiles.extend(tile_fn(spec, plan, t, v, part, &name));
             name
         };
@@ -58,7 +70,7 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
         let mut calls = quote! {
             for t in 0..#ntiles_l {
                 let oc = t * #oct_l;
-                #main(simd, inp, &mut out[oc * hw..][..#oct_l * hw], hw, p, #len, &self.w[(oc0 + oc) * #cpg_in_l..][..#oct_l * #cpg_in_l], &self.b[oc0 + oc..][..#oct_l]);
+                #main(simd, inp, istride, &mut out[oc * ostride..][..(#oct_l - 1) * ostride + npix], ostride, p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l..][..#oct_l * #cpg_in_l], &self.#b_field[oc0 + oc..][..#oct_l]);
             }
         };
         if plan.oc_tail > 0 {
@@ -66,7 +78,7 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
             let tt = lit(plan.oc_tail);
             calls.extend(quote! {
                 let oc = #ntiles_l * #oct_l;
-                #tail(simd, inp, &mut out[oc * hw..][..#tt * hw], hw, p, #len, &self.w[(oc0 + oc) * #cpg_in_l..][..#tt * #cpg_in_l], &self.b[oc0 + oc..][..#tt]);
+                #tail(simd, inp, istride, &mut out[oc * ostride..][..(#tt - 1) * ostride + npix], ostride, p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l..][..#tt * #cpg_in_l], &self.#b_field[oc0 + oc..][..#tt]);
             });
         }
         calls
@@ -85,12 +97,39 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
         quote!()
     } else {
         quote! {
-            match (hw - p) / lanes {
+            match (npix - p) / lanes {
                 #(#rest_arms)*
                 _ => {}
             }
         }
     };
+    let sweep = quote! {
+        let step = #vecs * lanes;
+        let mut p = 0;
+        while p + step <= npix {
+            #full
+            p += step;
+        }
+        #rest
+        if p < npix {
+            let len = npix - p;
+            #part
+        }
+    };
+    Stage { tiles, sweep }
+}
+
+fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
+    let rt = rt();
+    let f = format_ident!("__run_r{}", plan.regs);
+    let (cpg_in_l, cpg_out_l) = (lit(spec.in_per_group()), lit(spec.out_per_group()));
+    let (groups, cin, cout) = (
+        lit(spec.groups),
+        lit(spec.in_channels),
+        lit(spec.out_channels),
+    );
+    let Stage { tiles, sweep } =
+        stage(spec, plan, "tile", &format_ident!("w"), &format_ident!("b"));
 
     quote! {
         #[inline(always)]
@@ -101,22 +140,13 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
             let #rt::Args { input, output, n, h, w, .. } = a;
             let lanes = S::F32_LANES;
             let hw = h * w;
-            let step = #vecs * lanes;
+            let (istride, ostride, npix) = (hw, hw, hw);
             for b in 0..n {
                 for g in 0..#groups {
                     let oc0 = g * #cpg_out_l;
                     let inp = &input[(b * #cin + g * #cpg_in_l) * hw..][..#cpg_in_l * hw];
                     let out = &mut output[(b * #cout + oc0) * hw..][..#cpg_out_l * hw];
-                    let mut p = 0;
-                    while p + step <= hw {
-                        #full
-                        p += step;
-                    }
-                    #rest
-                    if p < hw {
-                        let len = hw - p;
-                        #part
-                    }
+                    #sweep
                 }
             }
         }
@@ -149,7 +179,7 @@ fn tile_fn(
             let x = format_ident!("x_{}_{}", k, j);
             let jl = lit(j);
             step.extend(if part {
-                quote!(let #x = #rt::ld_part(simd, inp, (ic + #kl) * hw + p, len);)
+                quote!(let #x = #rt::ld_part(simd, inp, (ic + #kl) * istride + p, len);)
             } else {
                 quote!(let #x = panel.ld::<S, #jl>(simd, ic + #kl);)
             });
@@ -167,11 +197,12 @@ fn tile_fn(
     }
     let stores = accs.iter().map(|&(i, j)| {
         let a = acc(i, 0, j);
+        let act = activate(spec.act, &a);
         let (il, jl) = (lit(i), lit(j));
         if part {
-            quote!(#rt::st_part(simd, out, #il * hw + p, len, #a);)
+            quote!(#act #rt::st_part(simd, out, #il * ostride + p, len, #a);)
         } else {
-            quote!(#rt::st(simd, out, #il * hw + p + #jl * lanes, #a);)
+            quote!(#act #rt::st(simd, out, #il * ostride + p + #jl * lanes, #a);)
         }
     });
     let (iters, ul, nw) = (lit(cpg_in / u), lit(u), lit(t * cpg_in));
@@ -180,7 +211,7 @@ fn tile_fn(
         quote!()
     } else {
         let (c, vl) = (lit(cpg_in), lit(v));
-        quote!(let panel = #rt::Panel::<#c, #vl>::new::<S>(inp, hw, p);)
+        quote!(let panel = #rt::Panel::<#c, #vl>::new::<S>(inp, istride, p);)
     };
     let len_name = if part { quote!(len) } else { quote!(lanes) };
     quote! {
@@ -189,8 +220,9 @@ fn tile_fn(
         fn #name<S: #rt::Simd>(
             simd: S,
             inp: &[f32],
+            istride: usize,
             out: &mut [f32],
-            hw: usize,
+            ostride: usize,
             p: usize,
             #len_name: usize,
             wt: &[f32],

@@ -76,6 +76,13 @@ fn curated() -> Vec<(&'static str, TokenStream, TokenStream)> {
                 pub struct Dw31;
             ),
         ),
+        (
+            "separable_mnv2_144_24_relu6",
+            quote!(in = 144, out = 24, k = 3, pad = 1, separable, dw_act = "relu6"),
+            quote!(
+                pub struct Block3;
+            ),
+        ),
     ]
 }
 
@@ -248,8 +255,28 @@ fn every_family() -> Vec<(&'static str, TokenStream, TokenStream)> {
             quote!(in = 3, out = 4, k = 1, pad = 1),
         ),
         (
+            "depthwise with clamp",
+            quote!(in = 8, out = 8, k = 3, groups = 8, pad = 1, clamp = (-1.5, 2)),
+        ),
+        (
+            "pointwise with relu",
+            quote!(in = 16, out = 8, k = 1, act = "relu"),
+        ),
+        (
+            "separable stride 2, relu / relu, no bias",
+            quote!(in = 32, out = 64, k = 3, stride = 2, pad = 1, separable, dw_act = "relu", act = "relu", bias = false),
+        ),
+        (
+            "separable 5x5 with clamps",
+            quote!(in = 5, out = 3, k = 5, pad = 2, separable, dw_clamp = (-1, 1), clamp = (0, 6)),
+        ),
+        (
             "invalid attribute (fallback stub)",
             quote!(in = 3, out = 4, k = 0),
+        ),
+        (
+            "invalid separable attribute (separable fallback stub)",
+            quote!(in = 3, out = 4, k = 3, separable, groups = 2),
         ),
     ];
     all.extend(more.into_iter().map(|(n, a)| (n, a, item.clone())));

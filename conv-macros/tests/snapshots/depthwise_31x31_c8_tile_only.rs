@@ -30,14 +30,18 @@ impl Dw31 {
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
         name: "depthwise/f32/31x31/s1/p15/c8-8/g8/r32.t1r8k",
         family: "depthwise",
-        params: Self::PARAMS,
     };
-    /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`.
+    /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
+    /// is `Some` exactly when the layer has one (`bias = false` layers take `None`).
     pub fn new(
         weight: &[f32],
         bias: ::core::option::Option<&[f32]>,
     ) -> ::conv_runtime::__private::Result<Self> {
-        ::conv_runtime::__private::new::<Self>(weight, bias)
+        Self::PARAMS.check_weights(weight.len(), bias.map(<[f32]>::len))?;
+        ::core::result::Result::Ok(Self {
+            w: weight.to_vec(),
+            b: ::conv_runtime::__private::bias_or_zeros(bias, 8),
+        })
     }
     /// `(h_out, w_out)` for an `h x w` input; `Err` when it is too small for the kernel.
     pub fn output_hw(
@@ -50,7 +54,7 @@ impl Dw31 {
     pub fn flops(n: usize, h: usize, w: usize) -> u64 {
         Self::PARAMS.flops(n, h, w)
     }
-    /// `output (n, OUT, h_out, w_out) = conv(input (n, IN, h, w))` on the best ISA.
+    /// `output (n, OUT, h_out, w_out) = layer(input (n, IN, h, w))` on the best ISA.
     pub fn forward(
         &self,
         input: &[f32],
@@ -112,9 +116,34 @@ impl Dw31 {
         )
     }
 }
+impl Dw31 {
+    /// The activation fused after the bias.
+    pub const ACTIVATION: ::conv_runtime::__private::Activation = ::conv_runtime::__private::Activation::None;
+}
 impl ::conv_runtime::__private::Conv2dLayer for Dw31 {
     fn params(&self) -> ::conv_runtime::__private::Conv2dParams {
         Self::PARAMS
+    }
+    fn activation(&self) -> ::conv_runtime::__private::Activation {
+        Self::ACTIVATION
+    }
+}
+impl ::conv_runtime::__private::Layer for Dw31 {
+    fn in_channels(&self) -> usize {
+        Self::IN
+    }
+    fn out_channels(&self) -> usize {
+        Self::OUT
+    }
+    fn output_hw(
+        &self,
+        h: usize,
+        w: usize,
+    ) -> ::conv_runtime::__private::Result<(usize, usize)> {
+        Self::PARAMS.output_hw(h, w)
+    }
+    fn flops(&self, n: usize, h: usize, w: usize) -> u64 {
+        Self::PARAMS.flops(n, h, w)
     }
     fn kernel_name(&self) -> &'static str {
         Self::KERNEL_INFO.name
@@ -132,19 +161,10 @@ impl ::conv_runtime::__private::Conv2dLayer for Dw31 {
     }
 }
 impl ::conv_runtime::__private::Generated for Dw31 {
-    const PARAMS: ::conv_runtime::__private::Conv2dParams = Self::PARAMS;
-    fn pack(weight: &[f32], bias: ::core::option::Option<&[f32]>) -> Self {
-        Self {
-            w: weight.to_vec(),
-            b: match bias {
-                ::core::option::Option::Some(b) => b.to_vec(),
-                ::core::option::Option::None => ::std::vec![0.0; 8],
-            },
-        }
-    }
+    const GEOMETRY: ::conv_runtime::__private::Conv2dParams = Self::PARAMS;
     fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize {
         let _ = (lanes, h, w, ho, wo);
-        let p = <Self as ::conv_runtime::__private::Generated>::PARAMS;
+        let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
         let mut need = 0;
         need = need
             .max(::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 8).len());
@@ -474,14 +494,14 @@ impl Dw31 {
         } = a;
         let lanes = S::F32_LANES;
         let band = ::conv_runtime::__private::Band::new(
-            &<Self as ::conv_runtime::__private::Generated>::PARAMS,
+            &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
             1,
             lanes,
             ho,
             wo,
             8,
         );
-        let (plane_in, plane_out) = (h * w, ho * wo);
+        let (plane_in, plane) = (h * w, ho * wo);
         let scratch = &mut scratch[..band.len()];
         for b in 0..n {
             for g in 0..8 {
@@ -495,8 +515,8 @@ impl Dw31 {
                         let oc0 = g * 1 + t * 1;
                         let wt = &self.w[oc0 * (961 / 1)..][..961];
                         let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
-                        let out = &mut output[(b * 8 + oc0)
-                            * plane_out..][..1 * plane_out];
+                        let out = &mut output[(b * 8 + oc0) * plane..][..1 * plane];
+                        let oy_base = oy0;
                         let mut r = 0;
                         while r + 8 <= rows {
                             let mut ox = 0;
@@ -510,9 +530,9 @@ impl Dw31 {
                                     ox,
                                     len,
                                     out,
-                                    oy0 + r,
+                                    oy_base + r,
                                     wo,
-                                    plane_out,
+                                    plane,
                                     wt,
                                     &bias,
                                 );
@@ -532,9 +552,9 @@ impl Dw31 {
                                     ox,
                                     len,
                                     out,
-                                    oy0 + r,
+                                    oy_base + r,
                                     wo,
-                                    plane_out,
+                                    plane,
                                     wt,
                                     &bias,
                                 );
@@ -554,9 +574,9 @@ impl Dw31 {
                                     ox,
                                     len,
                                     out,
-                                    oy0 + r,
+                                    oy_base + r,
                                     wo,
-                                    plane_out,
+                                    plane,
                                     wt,
                                     &bias,
                                 );
@@ -576,9 +596,9 @@ impl Dw31 {
                                     ox,
                                     len,
                                     out,
-                                    oy0 + r,
+                                    oy_base + r,
                                     wo,
-                                    plane_out,
+                                    plane,
                                     wt,
                                     &bias,
                                 );

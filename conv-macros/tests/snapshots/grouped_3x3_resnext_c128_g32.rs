@@ -30,14 +30,18 @@ impl ResNeXt128 {
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
         name: "grouped/f32/3x3/s1/p1/c128-128/g32/r32.t4r5/r16.t2r4",
         family: "grouped",
-        params: Self::PARAMS,
     };
-    /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`.
+    /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
+    /// is `Some` exactly when the layer has one (`bias = false` layers take `None`).
     pub fn new(
         weight: &[f32],
         bias: ::core::option::Option<&[f32]>,
     ) -> ::conv_runtime::__private::Result<Self> {
-        ::conv_runtime::__private::new::<Self>(weight, bias)
+        Self::PARAMS.check_weights(weight.len(), bias.map(<[f32]>::len))?;
+        ::core::result::Result::Ok(Self {
+            w: weight.to_vec(),
+            b: ::conv_runtime::__private::bias_or_zeros(bias, 128),
+        })
     }
     /// `(h_out, w_out)` for an `h x w` input; `Err` when it is too small for the kernel.
     pub fn output_hw(
@@ -50,7 +54,7 @@ impl ResNeXt128 {
     pub fn flops(n: usize, h: usize, w: usize) -> u64 {
         Self::PARAMS.flops(n, h, w)
     }
-    /// `output (n, OUT, h_out, w_out) = conv(input (n, IN, h, w))` on the best ISA.
+    /// `output (n, OUT, h_out, w_out) = layer(input (n, IN, h, w))` on the best ISA.
     pub fn forward(
         &self,
         input: &[f32],
@@ -112,9 +116,34 @@ impl ResNeXt128 {
         )
     }
 }
+impl ResNeXt128 {
+    /// The activation fused after the bias.
+    pub const ACTIVATION: ::conv_runtime::__private::Activation = ::conv_runtime::__private::Activation::None;
+}
 impl ::conv_runtime::__private::Conv2dLayer for ResNeXt128 {
     fn params(&self) -> ::conv_runtime::__private::Conv2dParams {
         Self::PARAMS
+    }
+    fn activation(&self) -> ::conv_runtime::__private::Activation {
+        Self::ACTIVATION
+    }
+}
+impl ::conv_runtime::__private::Layer for ResNeXt128 {
+    fn in_channels(&self) -> usize {
+        Self::IN
+    }
+    fn out_channels(&self) -> usize {
+        Self::OUT
+    }
+    fn output_hw(
+        &self,
+        h: usize,
+        w: usize,
+    ) -> ::conv_runtime::__private::Result<(usize, usize)> {
+        Self::PARAMS.output_hw(h, w)
+    }
+    fn flops(&self, n: usize, h: usize, w: usize) -> u64 {
+        Self::PARAMS.flops(n, h, w)
     }
     fn kernel_name(&self) -> &'static str {
         Self::KERNEL_INFO.name
@@ -132,19 +161,10 @@ impl ::conv_runtime::__private::Conv2dLayer for ResNeXt128 {
     }
 }
 impl ::conv_runtime::__private::Generated for ResNeXt128 {
-    const PARAMS: ::conv_runtime::__private::Conv2dParams = Self::PARAMS;
-    fn pack(weight: &[f32], bias: ::core::option::Option<&[f32]>) -> Self {
-        Self {
-            w: weight.to_vec(),
-            b: match bias {
-                ::core::option::Option::Some(b) => b.to_vec(),
-                ::core::option::Option::None => ::std::vec![0.0; 128],
-            },
-        }
-    }
+    const GEOMETRY: ::conv_runtime::__private::Conv2dParams = Self::PARAMS;
     fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize {
         let _ = (lanes, h, w, ho, wo);
-        let p = <Self as ::conv_runtime::__private::Generated>::PARAMS;
+        let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
         let mut need = 0;
         need = need
             .max(::conv_runtime::__private::Band::new(&p, 4, lanes, ho, wo, 5).len());
@@ -3218,14 +3238,14 @@ impl ResNeXt128 {
         } = a;
         let lanes = S::F32_LANES;
         let band = ::conv_runtime::__private::Band::new(
-            &<Self as ::conv_runtime::__private::Generated>::PARAMS,
+            &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
             4,
             lanes,
             ho,
             wo,
             5,
         );
-        let (plane_in, plane_out) = (h * w, ho * wo);
+        let (plane_in, plane) = (h * w, ho * wo);
         let scratch = &mut scratch[..band.len()];
         for b in 0..n {
             for g in 0..32 {
@@ -3244,8 +3264,8 @@ impl ResNeXt128 {
                             simd.splat_f32s(self.b[oc0 + 2]),
                             simd.splat_f32s(self.b[oc0 + 3]),
                         ];
-                        let out = &mut output[(b * 128 + oc0)
-                            * plane_out..][..4 * plane_out];
+                        let out = &mut output[(b * 128 + oc0) * plane..][..4 * plane];
+                        let oy_base = oy0;
                         let mut r = 0;
                         while r + 5 <= rows {
                             let mut ox = 0;
@@ -3259,9 +3279,9 @@ impl ResNeXt128 {
                                     ox,
                                     len,
                                     out,
-                                    oy0 + r,
+                                    oy_base + r,
                                     wo,
-                                    plane_out,
+                                    plane,
                                     wt,
                                     &bias,
                                 );
@@ -3281,9 +3301,9 @@ impl ResNeXt128 {
                                     ox,
                                     len,
                                     out,
-                                    oy0 + r,
+                                    oy_base + r,
                                     wo,
-                                    plane_out,
+                                    plane,
                                     wt,
                                     &bias,
                                 );
@@ -3303,9 +3323,9 @@ impl ResNeXt128 {
                                     ox,
                                     len,
                                     out,
-                                    oy0 + r,
+                                    oy_base + r,
                                     wo,
-                                    plane_out,
+                                    plane,
                                     wt,
                                     &bias,
                                 );
@@ -3325,9 +3345,9 @@ impl ResNeXt128 {
                                     ox,
                                     len,
                                     out,
-                                    oy0 + r,
+                                    oy_base + r,
                                     wo,
-                                    plane_out,
+                                    plane,
                                     wt,
                                     &bias,
                                 );
@@ -4425,14 +4445,14 @@ impl ResNeXt128 {
         } = a;
         let lanes = S::F32_LANES;
         let band = ::conv_runtime::__private::Band::new(
-            &<Self as ::conv_runtime::__private::Generated>::PARAMS,
+            &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
             4,
             lanes,
             ho,
             wo,
             4,
         );
-        let (plane_in, plane_out) = (h * w, ho * wo);
+        let (plane_in, plane) = (h * w, ho * wo);
         let scratch = &mut scratch[..band.len()];
         for b in 0..n {
             for g in 0..32 {
@@ -4449,8 +4469,8 @@ impl ResNeXt128 {
                             simd.splat_f32s(self.b[oc0 + 0]),
                             simd.splat_f32s(self.b[oc0 + 1]),
                         ];
-                        let out = &mut output[(b * 128 + oc0)
-                            * plane_out..][..2 * plane_out];
+                        let out = &mut output[(b * 128 + oc0) * plane..][..2 * plane];
+                        let oy_base = oy0;
                         let mut r = 0;
                         while r + 4 <= rows {
                             let mut ox = 0;
@@ -4464,9 +4484,9 @@ impl ResNeXt128 {
                                     ox,
                                     len,
                                     out,
-                                    oy0 + r,
+                                    oy_base + r,
                                     wo,
-                                    plane_out,
+                                    plane,
                                     wt,
                                     &bias,
                                 );
@@ -4486,9 +4506,9 @@ impl ResNeXt128 {
                                     ox,
                                     len,
                                     out,
-                                    oy0 + r,
+                                    oy_base + r,
                                     wo,
-                                    plane_out,
+                                    plane,
                                     wt,
                                     &bias,
                                 );
@@ -4508,9 +4528,9 @@ impl ResNeXt128 {
                                     ox,
                                     len,
                                     out,
-                                    oy0 + r,
+                                    oy_base + r,
                                     wo,
-                                    plane_out,
+                                    plane,
                                     wt,
                                     &bias,
                                 );

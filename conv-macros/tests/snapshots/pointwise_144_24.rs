@@ -30,14 +30,18 @@ impl Pw144x24 {
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
         name: "pointwise/f32/1x1/s1/p0/c144-24/g1/r32.t6v4/r16.t4v3",
         family: "pointwise",
-        params: Self::PARAMS,
     };
-    /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`.
+    /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
+    /// is `Some` exactly when the layer has one (`bias = false` layers take `None`).
     pub fn new(
         weight: &[f32],
         bias: ::core::option::Option<&[f32]>,
     ) -> ::conv_runtime::__private::Result<Self> {
-        ::conv_runtime::__private::new::<Self>(weight, bias)
+        Self::PARAMS.check_weights(weight.len(), bias.map(<[f32]>::len))?;
+        ::core::result::Result::Ok(Self {
+            w: weight.to_vec(),
+            b: ::conv_runtime::__private::bias_or_zeros(bias, 24),
+        })
     }
     /// `(h_out, w_out)` for an `h x w` input; `Err` when it is too small for the kernel.
     pub fn output_hw(
@@ -50,7 +54,7 @@ impl Pw144x24 {
     pub fn flops(n: usize, h: usize, w: usize) -> u64 {
         Self::PARAMS.flops(n, h, w)
     }
-    /// `output (n, OUT, h_out, w_out) = conv(input (n, IN, h, w))` on the best ISA.
+    /// `output (n, OUT, h_out, w_out) = layer(input (n, IN, h, w))` on the best ISA.
     pub fn forward(
         &self,
         input: &[f32],
@@ -112,9 +116,34 @@ impl Pw144x24 {
         )
     }
 }
+impl Pw144x24 {
+    /// The activation fused after the bias.
+    pub const ACTIVATION: ::conv_runtime::__private::Activation = ::conv_runtime::__private::Activation::None;
+}
 impl ::conv_runtime::__private::Conv2dLayer for Pw144x24 {
     fn params(&self) -> ::conv_runtime::__private::Conv2dParams {
         Self::PARAMS
+    }
+    fn activation(&self) -> ::conv_runtime::__private::Activation {
+        Self::ACTIVATION
+    }
+}
+impl ::conv_runtime::__private::Layer for Pw144x24 {
+    fn in_channels(&self) -> usize {
+        Self::IN
+    }
+    fn out_channels(&self) -> usize {
+        Self::OUT
+    }
+    fn output_hw(
+        &self,
+        h: usize,
+        w: usize,
+    ) -> ::conv_runtime::__private::Result<(usize, usize)> {
+        Self::PARAMS.output_hw(h, w)
+    }
+    fn flops(&self, n: usize, h: usize, w: usize) -> u64 {
+        Self::PARAMS.flops(n, h, w)
     }
     fn kernel_name(&self) -> &'static str {
         Self::KERNEL_INFO.name
@@ -132,16 +161,7 @@ impl ::conv_runtime::__private::Conv2dLayer for Pw144x24 {
     }
 }
 impl ::conv_runtime::__private::Generated for Pw144x24 {
-    const PARAMS: ::conv_runtime::__private::Conv2dParams = Self::PARAMS;
-    fn pack(weight: &[f32], bias: ::core::option::Option<&[f32]>) -> Self {
-        Self {
-            w: weight.to_vec(),
-            b: match bias {
-                ::core::option::Option::Some(b) => b.to_vec(),
-                ::core::option::Option::None => ::std::vec![0.0; 24],
-            },
-        }
-    }
+    const GEOMETRY: ::conv_runtime::__private::Conv2dParams = Self::PARAMS;
     fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize {
         let _ = (lanes, h, w, ho, wo);
         0
@@ -186,8 +206,9 @@ impl Pw144x24 {
         fn tile_t6_v4<S: ::conv_runtime::__private::Simd>(
             simd: S,
             inp: &[f32],
+            istride: usize,
             out: &mut [f32],
-            hw: usize,
+            ostride: usize,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -195,7 +216,10 @@ impl Pw144x24 {
         ) {
             let wt = &wt[..864];
             let bias = &bias[..6];
-            let panel = ::conv_runtime::__private::Panel::<144, 4>::new::<S>(inp, hw, p);
+            let panel = ::conv_runtime::__private::Panel::<
+                144,
+                4,
+            >::new::<S>(inp, istride, p);
             let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
             let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
             let mut acc_0_0_2 = simd.splat_f32s(bias[0]);
@@ -257,30 +281,150 @@ impl Pw144x24 {
                 acc_5_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_5, acc_5_0_2);
                 acc_5_0_3 = simd.mul_add_e_f32s(x_0_3, w_0_5, acc_5_0_3);
             }
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 0 * lanes, acc_0_0_0);
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 1 * lanes, acc_0_0_1);
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 2 * lanes, acc_0_0_2);
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 3 * lanes, acc_0_0_3);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 0 * lanes, acc_1_0_0);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 1 * lanes, acc_1_0_1);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 2 * lanes, acc_1_0_2);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 3 * lanes, acc_1_0_3);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 0 * lanes, acc_2_0_0);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 1 * lanes, acc_2_0_1);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 2 * lanes, acc_2_0_2);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 3 * lanes, acc_2_0_3);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 0 * lanes, acc_3_0_0);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 1 * lanes, acc_3_0_1);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 2 * lanes, acc_3_0_2);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 3 * lanes, acc_3_0_3);
-            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 0 * lanes, acc_4_0_0);
-            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 1 * lanes, acc_4_0_1);
-            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 2 * lanes, acc_4_0_2);
-            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 3 * lanes, acc_4_0_3);
-            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 0 * lanes, acc_5_0_0);
-            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 1 * lanes, acc_5_0_1);
-            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 2 * lanes, acc_5_0_2);
-            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 3 * lanes, acc_5_0_3);
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 0 * lanes,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 1 * lanes,
+                acc_0_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 2 * lanes,
+                acc_0_0_2,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 3 * lanes,
+                acc_0_0_3,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 0 * lanes,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 1 * lanes,
+                acc_1_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 2 * lanes,
+                acc_1_0_2,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 3 * lanes,
+                acc_1_0_3,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 0 * lanes,
+                acc_2_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 1 * lanes,
+                acc_2_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 2 * lanes,
+                acc_2_0_2,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 3 * lanes,
+                acc_2_0_3,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 0 * lanes,
+                acc_3_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 1 * lanes,
+                acc_3_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 2 * lanes,
+                acc_3_0_2,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 3 * lanes,
+                acc_3_0_3,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                4 * ostride + p + 0 * lanes,
+                acc_4_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                4 * ostride + p + 1 * lanes,
+                acc_4_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                4 * ostride + p + 2 * lanes,
+                acc_4_0_2,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                4 * ostride + p + 3 * lanes,
+                acc_4_0_3,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                5 * ostride + p + 0 * lanes,
+                acc_5_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                5 * ostride + p + 1 * lanes,
+                acc_5_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                5 * ostride + p + 2 * lanes,
+                acc_5_0_2,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                5 * ostride + p + 3 * lanes,
+                acc_5_0_3,
+            );
         }
         #[inline(always)]
         #[allow(
@@ -292,8 +436,9 @@ impl Pw144x24 {
         fn tile_t6_v1<S: ::conv_runtime::__private::Simd>(
             simd: S,
             inp: &[f32],
+            istride: usize,
             out: &mut [f32],
-            hw: usize,
+            ostride: usize,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -301,7 +446,10 @@ impl Pw144x24 {
         ) {
             let wt = &wt[..864];
             let bias = &bias[..6];
-            let panel = ::conv_runtime::__private::Panel::<144, 1>::new::<S>(inp, hw, p);
+            let panel = ::conv_runtime::__private::Panel::<
+                144,
+                1,
+            >::new::<S>(inp, istride, p);
             let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
             let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
             let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
@@ -324,12 +472,42 @@ impl Pw144x24 {
                 let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
                 acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
             }
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 0 * lanes, acc_0_0_0);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 0 * lanes, acc_1_0_0);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 0 * lanes, acc_2_0_0);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 0 * lanes, acc_3_0_0);
-            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 0 * lanes, acc_4_0_0);
-            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 0 * lanes, acc_5_0_0);
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 0 * lanes,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 0 * lanes,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 0 * lanes,
+                acc_2_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 0 * lanes,
+                acc_3_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                4 * ostride + p + 0 * lanes,
+                acc_4_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                5 * ostride + p + 0 * lanes,
+                acc_5_0_0,
+            );
         }
         #[inline(always)]
         #[allow(
@@ -341,8 +519,9 @@ impl Pw144x24 {
         fn tile_t6_v2<S: ::conv_runtime::__private::Simd>(
             simd: S,
             inp: &[f32],
+            istride: usize,
             out: &mut [f32],
-            hw: usize,
+            ostride: usize,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -350,7 +529,10 @@ impl Pw144x24 {
         ) {
             let wt = &wt[..864];
             let bias = &bias[..6];
-            let panel = ::conv_runtime::__private::Panel::<144, 2>::new::<S>(inp, hw, p);
+            let panel = ::conv_runtime::__private::Panel::<
+                144,
+                2,
+            >::new::<S>(inp, istride, p);
             let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
             let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
             let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
@@ -386,18 +568,78 @@ impl Pw144x24 {
                 acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
                 acc_5_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_5, acc_5_0_1);
             }
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 0 * lanes, acc_0_0_0);
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 1 * lanes, acc_0_0_1);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 0 * lanes, acc_1_0_0);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 1 * lanes, acc_1_0_1);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 0 * lanes, acc_2_0_0);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 1 * lanes, acc_2_0_1);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 0 * lanes, acc_3_0_0);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 1 * lanes, acc_3_0_1);
-            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 0 * lanes, acc_4_0_0);
-            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 1 * lanes, acc_4_0_1);
-            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 0 * lanes, acc_5_0_0);
-            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 1 * lanes, acc_5_0_1);
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 0 * lanes,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 1 * lanes,
+                acc_0_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 0 * lanes,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 1 * lanes,
+                acc_1_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 0 * lanes,
+                acc_2_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 1 * lanes,
+                acc_2_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 0 * lanes,
+                acc_3_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 1 * lanes,
+                acc_3_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                4 * ostride + p + 0 * lanes,
+                acc_4_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                4 * ostride + p + 1 * lanes,
+                acc_4_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                5 * ostride + p + 0 * lanes,
+                acc_5_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                5 * ostride + p + 1 * lanes,
+                acc_5_0_1,
+            );
         }
         #[inline(always)]
         #[allow(
@@ -409,8 +651,9 @@ impl Pw144x24 {
         fn tile_t6_v3<S: ::conv_runtime::__private::Simd>(
             simd: S,
             inp: &[f32],
+            istride: usize,
             out: &mut [f32],
-            hw: usize,
+            ostride: usize,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -418,7 +661,10 @@ impl Pw144x24 {
         ) {
             let wt = &wt[..864];
             let bias = &bias[..6];
-            let panel = ::conv_runtime::__private::Panel::<144, 3>::new::<S>(inp, hw, p);
+            let panel = ::conv_runtime::__private::Panel::<
+                144,
+                3,
+            >::new::<S>(inp, istride, p);
             let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
             let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
             let mut acc_0_0_2 = simd.splat_f32s(bias[0]);
@@ -467,24 +713,114 @@ impl Pw144x24 {
                 acc_5_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_5, acc_5_0_1);
                 acc_5_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_5, acc_5_0_2);
             }
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 0 * lanes, acc_0_0_0);
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 1 * lanes, acc_0_0_1);
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 2 * lanes, acc_0_0_2);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 0 * lanes, acc_1_0_0);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 1 * lanes, acc_1_0_1);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 2 * lanes, acc_1_0_2);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 0 * lanes, acc_2_0_0);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 1 * lanes, acc_2_0_1);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 2 * lanes, acc_2_0_2);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 0 * lanes, acc_3_0_0);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 1 * lanes, acc_3_0_1);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 2 * lanes, acc_3_0_2);
-            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 0 * lanes, acc_4_0_0);
-            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 1 * lanes, acc_4_0_1);
-            ::conv_runtime::__private::st(simd, out, 4 * hw + p + 2 * lanes, acc_4_0_2);
-            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 0 * lanes, acc_5_0_0);
-            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 1 * lanes, acc_5_0_1);
-            ::conv_runtime::__private::st(simd, out, 5 * hw + p + 2 * lanes, acc_5_0_2);
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 0 * lanes,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 1 * lanes,
+                acc_0_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 2 * lanes,
+                acc_0_0_2,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 0 * lanes,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 1 * lanes,
+                acc_1_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 2 * lanes,
+                acc_1_0_2,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 0 * lanes,
+                acc_2_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 1 * lanes,
+                acc_2_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 2 * lanes,
+                acc_2_0_2,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 0 * lanes,
+                acc_3_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 1 * lanes,
+                acc_3_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 2 * lanes,
+                acc_3_0_2,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                4 * ostride + p + 0 * lanes,
+                acc_4_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                4 * ostride + p + 1 * lanes,
+                acc_4_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                4 * ostride + p + 2 * lanes,
+                acc_4_0_2,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                5 * ostride + p + 0 * lanes,
+                acc_5_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                5 * ostride + p + 1 * lanes,
+                acc_5_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                5 * ostride + p + 2 * lanes,
+                acc_5_0_2,
+            );
         }
         #[inline(always)]
         #[allow(
@@ -496,8 +832,9 @@ impl Pw144x24 {
         fn tile_t6_v1p<S: ::conv_runtime::__private::Simd>(
             simd: S,
             inp: &[f32],
+            istride: usize,
             out: &mut [f32],
-            hw: usize,
+            ostride: usize,
             p: usize,
             len: usize,
             wt: &[f32],
@@ -516,7 +853,7 @@ impl Pw144x24 {
                 let x_0_0 = ::conv_runtime::__private::ld_part(
                     simd,
                     inp,
-                    (ic + 0) * hw + p,
+                    (ic + 0) * istride + p,
                     len,
                 );
                 let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
@@ -532,31 +869,69 @@ impl Pw144x24 {
                 let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
                 acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
             }
-            ::conv_runtime::__private::st_part(simd, out, 0 * hw + p, len, acc_0_0_0);
-            ::conv_runtime::__private::st_part(simd, out, 1 * hw + p, len, acc_1_0_0);
-            ::conv_runtime::__private::st_part(simd, out, 2 * hw + p, len, acc_2_0_0);
-            ::conv_runtime::__private::st_part(simd, out, 3 * hw + p, len, acc_3_0_0);
-            ::conv_runtime::__private::st_part(simd, out, 4 * hw + p, len, acc_4_0_0);
-            ::conv_runtime::__private::st_part(simd, out, 5 * hw + p, len, acc_5_0_0);
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * ostride + p,
+                len,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                1 * ostride + p,
+                len,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                2 * ostride + p,
+                len,
+                acc_2_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                3 * ostride + p,
+                len,
+                acc_3_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                4 * ostride + p,
+                len,
+                acc_4_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                5 * ostride + p,
+                len,
+                acc_5_0_0,
+            );
         }
         let ::conv_runtime::__private::Args { input, output, n, h, w, .. } = a;
         let lanes = S::F32_LANES;
         let hw = h * w;
-        let step = 4 * lanes;
+        let (istride, ostride, npix) = (hw, hw, hw);
         for b in 0..n {
             for g in 0..1 {
                 let oc0 = g * 24;
                 let inp = &input[(b * 144 + g * 144) * hw..][..144 * hw];
                 let out = &mut output[(b * 24 + oc0) * hw..][..24 * hw];
+                let step = 4 * lanes;
                 let mut p = 0;
-                while p + step <= hw {
+                while p + step <= npix {
                     for t in 0..4 {
                         let oc = t * 6;
                         tile_t6_v4(
                             simd,
                             inp,
-                            &mut out[oc * hw..][..6 * hw],
-                            hw,
+                            istride,
+                            &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
+                            ostride,
                             p,
                             lanes,
                             &self.w[(oc0 + oc) * 144..][..6 * 144],
@@ -565,15 +940,16 @@ impl Pw144x24 {
                     }
                     p += step;
                 }
-                match (hw - p) / lanes {
+                match (npix - p) / lanes {
                     1 => {
                         for t in 0..4 {
                             let oc = t * 6;
                             tile_t6_v1(
                                 simd,
                                 inp,
-                                &mut out[oc * hw..][..6 * hw],
-                                hw,
+                                istride,
+                                &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
+                                ostride,
                                 p,
                                 lanes,
                                 &self.w[(oc0 + oc) * 144..][..6 * 144],
@@ -588,8 +964,9 @@ impl Pw144x24 {
                             tile_t6_v2(
                                 simd,
                                 inp,
-                                &mut out[oc * hw..][..6 * hw],
-                                hw,
+                                istride,
+                                &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
+                                ostride,
                                 p,
                                 lanes,
                                 &self.w[(oc0 + oc) * 144..][..6 * 144],
@@ -604,8 +981,9 @@ impl Pw144x24 {
                             tile_t6_v3(
                                 simd,
                                 inp,
-                                &mut out[oc * hw..][..6 * hw],
-                                hw,
+                                istride,
+                                &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
+                                ostride,
                                 p,
                                 lanes,
                                 &self.w[(oc0 + oc) * 144..][..6 * 144],
@@ -616,15 +994,16 @@ impl Pw144x24 {
                     }
                     _ => {}
                 }
-                if p < hw {
-                    let len = hw - p;
+                if p < npix {
+                    let len = npix - p;
                     for t in 0..4 {
                         let oc = t * 6;
                         tile_t6_v1p(
                             simd,
                             inp,
-                            &mut out[oc * hw..][..6 * hw],
-                            hw,
+                            istride,
+                            &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
+                            ostride,
                             p,
                             len,
                             &self.w[(oc0 + oc) * 144..][..6 * 144],
@@ -657,8 +1036,9 @@ impl Pw144x24 {
         fn tile_t4_v3<S: ::conv_runtime::__private::Simd>(
             simd: S,
             inp: &[f32],
+            istride: usize,
             out: &mut [f32],
-            hw: usize,
+            ostride: usize,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -666,7 +1046,10 @@ impl Pw144x24 {
         ) {
             let wt = &wt[..576];
             let bias = &bias[..4];
-            let panel = ::conv_runtime::__private::Panel::<144, 3>::new::<S>(inp, hw, p);
+            let panel = ::conv_runtime::__private::Panel::<
+                144,
+                3,
+            >::new::<S>(inp, istride, p);
             let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
             let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
             let mut acc_0_0_2 = simd.splat_f32s(bias[0]);
@@ -701,18 +1084,78 @@ impl Pw144x24 {
                 acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
                 acc_3_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_3, acc_3_0_2);
             }
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 0 * lanes, acc_0_0_0);
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 1 * lanes, acc_0_0_1);
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 2 * lanes, acc_0_0_2);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 0 * lanes, acc_1_0_0);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 1 * lanes, acc_1_0_1);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 2 * lanes, acc_1_0_2);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 0 * lanes, acc_2_0_0);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 1 * lanes, acc_2_0_1);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 2 * lanes, acc_2_0_2);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 0 * lanes, acc_3_0_0);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 1 * lanes, acc_3_0_1);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 2 * lanes, acc_3_0_2);
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 0 * lanes,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 1 * lanes,
+                acc_0_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 2 * lanes,
+                acc_0_0_2,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 0 * lanes,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 1 * lanes,
+                acc_1_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 2 * lanes,
+                acc_1_0_2,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 0 * lanes,
+                acc_2_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 1 * lanes,
+                acc_2_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 2 * lanes,
+                acc_2_0_2,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 0 * lanes,
+                acc_3_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 1 * lanes,
+                acc_3_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 2 * lanes,
+                acc_3_0_2,
+            );
         }
         #[inline(always)]
         #[allow(
@@ -724,8 +1167,9 @@ impl Pw144x24 {
         fn tile_t4_v1<S: ::conv_runtime::__private::Simd>(
             simd: S,
             inp: &[f32],
+            istride: usize,
             out: &mut [f32],
-            hw: usize,
+            ostride: usize,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -733,7 +1177,10 @@ impl Pw144x24 {
         ) {
             let wt = &wt[..576];
             let bias = &bias[..4];
-            let panel = ::conv_runtime::__private::Panel::<144, 1>::new::<S>(inp, hw, p);
+            let panel = ::conv_runtime::__private::Panel::<
+                144,
+                1,
+            >::new::<S>(inp, istride, p);
             let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
             let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
             let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
@@ -750,10 +1197,30 @@ impl Pw144x24 {
                 let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
                 acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
             }
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 0 * lanes, acc_0_0_0);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 0 * lanes, acc_1_0_0);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 0 * lanes, acc_2_0_0);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 0 * lanes,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 0 * lanes,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 0 * lanes,
+                acc_2_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 0 * lanes,
+                acc_3_0_0,
+            );
         }
         #[inline(always)]
         #[allow(
@@ -765,8 +1232,9 @@ impl Pw144x24 {
         fn tile_t4_v2<S: ::conv_runtime::__private::Simd>(
             simd: S,
             inp: &[f32],
+            istride: usize,
             out: &mut [f32],
-            hw: usize,
+            ostride: usize,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -774,7 +1242,10 @@ impl Pw144x24 {
         ) {
             let wt = &wt[..576];
             let bias = &bias[..4];
-            let panel = ::conv_runtime::__private::Panel::<144, 2>::new::<S>(inp, hw, p);
+            let panel = ::conv_runtime::__private::Panel::<
+                144,
+                2,
+            >::new::<S>(inp, istride, p);
             let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
             let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
             let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
@@ -800,14 +1271,54 @@ impl Pw144x24 {
                 acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
                 acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
             }
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 0 * lanes, acc_0_0_0);
-            ::conv_runtime::__private::st(simd, out, 0 * hw + p + 1 * lanes, acc_0_0_1);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 0 * lanes, acc_1_0_0);
-            ::conv_runtime::__private::st(simd, out, 1 * hw + p + 1 * lanes, acc_1_0_1);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 0 * lanes, acc_2_0_0);
-            ::conv_runtime::__private::st(simd, out, 2 * hw + p + 1 * lanes, acc_2_0_1);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 0 * lanes, acc_3_0_0);
-            ::conv_runtime::__private::st(simd, out, 3 * hw + p + 1 * lanes, acc_3_0_1);
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 0 * lanes,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                0 * ostride + p + 1 * lanes,
+                acc_0_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 0 * lanes,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                1 * ostride + p + 1 * lanes,
+                acc_1_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 0 * lanes,
+                acc_2_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                2 * ostride + p + 1 * lanes,
+                acc_2_0_1,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 0 * lanes,
+                acc_3_0_0,
+            );
+            ::conv_runtime::__private::st(
+                simd,
+                out,
+                3 * ostride + p + 1 * lanes,
+                acc_3_0_1,
+            );
         }
         #[inline(always)]
         #[allow(
@@ -819,8 +1330,9 @@ impl Pw144x24 {
         fn tile_t4_v1p<S: ::conv_runtime::__private::Simd>(
             simd: S,
             inp: &[f32],
+            istride: usize,
             out: &mut [f32],
-            hw: usize,
+            ostride: usize,
             p: usize,
             len: usize,
             wt: &[f32],
@@ -837,7 +1349,7 @@ impl Pw144x24 {
                 let x_0_0 = ::conv_runtime::__private::ld_part(
                     simd,
                     inp,
-                    (ic + 0) * hw + p,
+                    (ic + 0) * istride + p,
                     len,
                 );
                 let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
@@ -849,29 +1361,55 @@ impl Pw144x24 {
                 let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
                 acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
             }
-            ::conv_runtime::__private::st_part(simd, out, 0 * hw + p, len, acc_0_0_0);
-            ::conv_runtime::__private::st_part(simd, out, 1 * hw + p, len, acc_1_0_0);
-            ::conv_runtime::__private::st_part(simd, out, 2 * hw + p, len, acc_2_0_0);
-            ::conv_runtime::__private::st_part(simd, out, 3 * hw + p, len, acc_3_0_0);
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                0 * ostride + p,
+                len,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                1 * ostride + p,
+                len,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                2 * ostride + p,
+                len,
+                acc_2_0_0,
+            );
+            ::conv_runtime::__private::st_part(
+                simd,
+                out,
+                3 * ostride + p,
+                len,
+                acc_3_0_0,
+            );
         }
         let ::conv_runtime::__private::Args { input, output, n, h, w, .. } = a;
         let lanes = S::F32_LANES;
         let hw = h * w;
-        let step = 3 * lanes;
+        let (istride, ostride, npix) = (hw, hw, hw);
         for b in 0..n {
             for g in 0..1 {
                 let oc0 = g * 24;
                 let inp = &input[(b * 144 + g * 144) * hw..][..144 * hw];
                 let out = &mut output[(b * 24 + oc0) * hw..][..24 * hw];
+                let step = 3 * lanes;
                 let mut p = 0;
-                while p + step <= hw {
+                while p + step <= npix {
                     for t in 0..6 {
                         let oc = t * 4;
                         tile_t4_v3(
                             simd,
                             inp,
-                            &mut out[oc * hw..][..4 * hw],
-                            hw,
+                            istride,
+                            &mut out[oc * ostride..][..(4 - 1) * ostride + npix],
+                            ostride,
                             p,
                             lanes,
                             &self.w[(oc0 + oc) * 144..][..4 * 144],
@@ -880,15 +1418,16 @@ impl Pw144x24 {
                     }
                     p += step;
                 }
-                match (hw - p) / lanes {
+                match (npix - p) / lanes {
                     1 => {
                         for t in 0..6 {
                             let oc = t * 4;
                             tile_t4_v1(
                                 simd,
                                 inp,
-                                &mut out[oc * hw..][..4 * hw],
-                                hw,
+                                istride,
+                                &mut out[oc * ostride..][..(4 - 1) * ostride + npix],
+                                ostride,
                                 p,
                                 lanes,
                                 &self.w[(oc0 + oc) * 144..][..4 * 144],
@@ -903,8 +1442,9 @@ impl Pw144x24 {
                             tile_t4_v2(
                                 simd,
                                 inp,
-                                &mut out[oc * hw..][..4 * hw],
-                                hw,
+                                istride,
+                                &mut out[oc * ostride..][..(4 - 1) * ostride + npix],
+                                ostride,
                                 p,
                                 lanes,
                                 &self.w[(oc0 + oc) * 144..][..4 * 144],
@@ -915,15 +1455,16 @@ impl Pw144x24 {
                     }
                     _ => {}
                 }
-                if p < hw {
-                    let len = hw - p;
+                if p < npix {
+                    let len = npix - p;
                     for t in 0..6 {
                         let oc = t * 4;
                         tile_t4_v1p(
                             simd,
                             inp,
-                            &mut out[oc * hw..][..4 * hw],
-                            hw,
+                            istride,
+                            &mut out[oc * ostride..][..(4 - 1) * ostride + npix],
+                            ostride,
                             p,
                             len,
                             &self.w[(oc0 + oc) * 144..][..4 * 144],

@@ -34,6 +34,7 @@
 //! directly: same accumulators, same vector FMA, scratch proportional to the output row.
 
 use super::{check_call, validate_params};
+use crate::activation::Activation;
 use crate::dispatch::Isa;
 use crate::error::{ConvError, Result};
 use crate::shape::Conv2dParams;
@@ -48,6 +49,8 @@ pub struct GenericConv2d {
     weight: Vec<f32>,
     /// One value per output channel; zeros for a layer without bias.
     bias: Vec<f32>,
+    /// Applied to the output after the bias (a separate pass: this kernel is the baseline).
+    activation: Activation,
 }
 
 impl GenericConv2d {
@@ -85,7 +88,27 @@ impl GenericConv2d {
             params,
             weight: packed,
             bias,
+            activation: Activation::None,
         })
+    }
+
+    /// The same layer with `activation` applied after the bias.
+    ///
+    /// Errors: [`ConvError::InvalidParams`] for a `Clamp` whose bounds are NaN or `min > max`.
+    pub fn with_activation(mut self, activation: Activation) -> Result<Self> {
+        let (lo, hi) = activation.bounds();
+        if lo.is_nan() || hi.is_nan() || lo > hi {
+            return Err(ConvError::InvalidParams(format!(
+                "activation `{activation}`: the bounds must be numbers with min <= max"
+            )));
+        }
+        self.activation = activation;
+        Ok(self)
+    }
+
+    /// The activation applied after the bias.
+    pub fn activation(&self) -> Activation {
+        self.activation
     }
 
     /// The layer's parameters.
@@ -150,13 +173,15 @@ impl GenericConv2d {
         isa.run(GenericOp {
             conv: self,
             input,
-            output,
+            output: &mut *output,
             n,
             h,
             w,
             ho,
             wo,
-        })
+        })?;
+        self.activation.apply_slice(output);
+        Ok(())
     }
 }
 

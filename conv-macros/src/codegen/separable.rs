@@ -1,0 +1,156 @@
+//! `separable`: a depthwise stage and a pointwise stage fused into one kernel.
+//!
+//! Per batch image the output rows are computed in steps of `R` rows (`__private::fused_rows`:
+//! as many as keep `in x R x w_out` floats within an L2 budget, a multiple of the depthwise row
+//! tile). For each step, the depthwise stage (bias, `dw_act`) writes those `R` rows of every
+//! channel into a scratch block, and the pointwise stage reads the block at once while it is
+//! still in cache, a GEMM over its `R * w_out` pixels straight into the output rows. The
+//! intermediate `n x in x h_out x w_out` tensor never exists.
+//!
+//! Both stages are the same register tiles as the standalone depthwise and pointwise layers
+//! (`direct::stage`, `pointwise::stage`), planned for their own shapes.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use super::emit::{lit, rt};
+use super::{direct, pointwise, FamilyCode};
+use crate::plan::{DirectPlan, GemmPlan, Plan};
+use crate::spec::Spec;
+
+pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
+    let rt = rt();
+    let (cin, cout) = (lit(spec.in_channels), lit(spec.out_channels));
+    let fields = quote! {
+        dw_w: ::std::vec::Vec<f32>,
+        dw_b: ::std::vec::Vec<f32>,
+        pw_w: ::std::vec::Vec<f32>,
+        pw_b: ::std::vec::Vec<f32>,
+    };
+    let new_fn = quote! {
+        /// Packs PyTorch-layout weights: the depthwise stage's `dw_weight (in, 1, kh, kw)` and
+        /// `dw_bias (in)`, the pointwise stage's `pw_weight (out, in, 1, 1)` and `pw_bias (out)`.
+        /// Biases are `Some` exactly when the layer has them (`bias = false` drops both).
+        pub fn new(
+            dw_weight: &[f32],
+            dw_bias: ::core::option::Option<&[f32]>,
+            pw_weight: &[f32],
+            pw_bias: ::core::option::Option<&[f32]>,
+        ) -> #rt::Result<Self> {
+            Self::PARAMS.check_weights(
+                dw_weight.len(),
+                dw_bias.map(<[f32]>::len),
+                pw_weight.len(),
+                pw_bias.map(<[f32]>::len),
+            )?;
+            ::core::result::Result::Ok(Self {
+                dw_w: dw_weight.to_vec(),
+                dw_b: #rt::bias_or_zeros(dw_bias, #cin),
+                pw_w: pw_weight.to_vec(),
+                pw_b: #rt::bias_or_zeros(pw_bias, #cout),
+            })
+        }
+    };
+    let fused: Vec<(&DirectPlan, &GemmPlan)> = plans
+        .iter()
+        .map(|p| match p {
+            Plan::Fused(d, g) => (d, g),
+            _ => unreachable!("separable layers have fused plans"),
+        })
+        .collect();
+    let row_tiles = fused.iter().map(|(d, _)| lit(d.rows));
+    let scratch_len = quote! {
+        let p = <Self as #rt::Generated>::GEOMETRY;
+        let mut need = 0;
+        #(
+            let rows = #rt::fused_rows(#cin, ho, wo, #row_tiles);
+            let band = #rt::Band::with_out_rows(&p, 1, lanes, wo, rows);
+            need = need.max(band.len() + #cin * rows * wo);
+        )*
+        need
+    };
+    let runs = fused
+        .iter()
+        .map(|(d, g)| (d.regs, run(spec, d, g)))
+        .collect();
+    FamilyCode {
+        fields,
+        new_fn,
+        scratch_len,
+        runs,
+    }
+}
+
+fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
+    let rt = rt();
+    let f = format_ident!("__run_r{}", dw_plan.regs);
+    let (dw, pw) = (spec.depthwise_stage(), spec.pointwise_stage());
+    let (cin, cout) = (lit(spec.in_channels), lit(spec.out_channels));
+    let row_tile = lit(dw_plan.rows);
+    let direct::Stage {
+        tiles: dw_tiles,
+        setup,
+        sweeps,
+    } = direct::stage(
+        &dw,
+        dw_plan,
+        "dw",
+        &format_ident!("dw_w"),
+        &format_ident!("dw_b"),
+    );
+    let pointwise::Stage {
+        tiles: pw_tiles,
+        sweep,
+    } = pointwise::stage(
+        &pw,
+        pw_plan,
+        "pw",
+        &format_ident!("pw_w"),
+        &format_ident!("pw_b"),
+    );
+
+    quote! {
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one)]
+        fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
+            #dw_tiles
+            #pw_tiles
+
+            let #rt::Args { input, output, scratch, n, h, w, ho, wo } = a;
+            let lanes = S::F32_LANES;
+            // Output rows per step, the depthwise band of one channel for them, and the block of
+            // depthwise rows (`in` planes of `step_rows * wo` floats) the pointwise stage reads.
+            let step_rows = #rt::fused_rows(#cin, ho, wo, #row_tile);
+            let band = #rt::Band::with_out_rows(&<Self as #rt::Generated>::GEOMETRY, 1, lanes, wo, step_rows);
+            let mid_plane = step_rows * wo;
+            let (band_buf, mid) = scratch.split_at_mut(band.len());
+            let mid = &mut mid[..#cin * mid_plane];
+            let (plane_in, plane_out) = (h * w, ho * wo);
+            for b in 0..n {
+                let image = &input[b * #cin * plane_in..][..#cin * plane_in];
+                let out_image = &mut output[b * #cout * plane_out..][..#cout * plane_out];
+                let mut oy0 = 0;
+                while oy0 < ho {
+                    let rows = (ho - oy0).min(step_rows);
+                    // Depthwise stage: rows `oy0..oy0 + rows` of every channel into `mid`.
+                    for oc0 in 0..#cin {
+                        band.fill(simd, &image[oc0 * plane_in..][..plane_in], h, w, oy0, band_buf);
+                        let buf: &[f32] = band_buf;
+                        #setup
+                        let out = &mut mid[oc0 * mid_plane..][..mid_plane];
+                        let (plane, oy_base) = (mid_plane, 0);
+                        #sweeps
+                    }
+                    // Pointwise stage: those rows of every output channel, from `mid`.
+                    {
+                        let inp: &[f32] = mid;
+                        let (istride, ostride, npix, oc0) = (mid_plane, plane_out, rows * wo, 0);
+                        let out = &mut out_image[oy0 * wo..];
+                        #sweep
+                    }
+                    oy0 += rows;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+use conv_runtime::conv_kernel;
+
+#[conv_kernel(in = 16, out = 16, k = 1, act = "relu", clamp = (0, 6))]
+pub struct X;
+
+fn main() {}

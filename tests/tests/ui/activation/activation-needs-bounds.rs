@@ -1,0 +1,6 @@
+use conv_runtime::conv_kernel;
+
+#[conv_kernel(in = 16, out = 16, k = 1, act = "hardtanh")]
+pub struct X;
+
+fn main() {}
