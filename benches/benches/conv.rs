@@ -2,9 +2,12 @@
 //! rows of `shared/shapes.tsv`), batch 1, one thread, on the best instruction set of the machine
 //! (or `$CONV_BENCH_ISA`: `avx512`, `avx2`, `neon`, `scalar`).
 //!
-//! One group per row, named after the row, with three ids:
-//! - `generated`: the `#[conv_kernel]` layer,
-//! - `generic`: [`conv_runtime::GenericConv2d`], the run-time-shaped baseline,
+//! One group per row, named after the row, with these ids:
+//! - `generated`: the `#[conv_kernel]` layer (for `separable` rows: the fused kernel),
+//! - `unfused` (`separable` rows only): the two stages as separate generated layers run one
+//!   after the other through an intermediate tensor,
+//! - `generic`: [`conv_runtime::GenericConv2d`], the run-time-shaped baseline (two of them,
+//!   chained, for `separable` rows),
 //! - `naive`: [`conv_runtime::reference::conv2d`], the f64 oracle (allocates its output). It
 //!   takes up to tens of milliseconds per call on the larger rows, so it is measured with 10
 //!   flat samples, 1 s warm-up and a 2 s target: enough to place it, not a precise figure.
@@ -61,6 +64,23 @@ fn bench_row(group: &mut BenchmarkGroup<'_, WallTime>, row: &Row, isa: Isa) {
                 .unwrap()
         })
     });
+
+    if let Some(unfused) = row.unfused(&data) {
+        group.bench_function("unfused", |b| {
+            b.iter(|| {
+                unfused
+                    .forward_on(
+                        isa,
+                        black_box(&data.input),
+                        n,
+                        h,
+                        w,
+                        black_box(&mut data.output),
+                    )
+                    .unwrap()
+            })
+        });
+    }
 
     let generic = row.generic(&data);
     group.bench_function("generic", |b| {

@@ -2,11 +2,13 @@
 //! table (`src/bin/summary.rs`).
 //!
 //! [`ROWS`] is the one table of benchmarked layers: one `#[conv_kernel]` layer per row of
-//! `shared/shapes.tsv` whose kind is `depthwise`, `pointwise` or `grouped` (the `separable` rows
-//! need the fused kernel and are not here yet). Row names are the names of `shapes.tsv`; a test
-//! checks the table against that file.
+//! `shared/shapes.tsv`. Row names are the names of `shapes.tsv`; a test checks the table against
+//! that file. A `separable` row also carries the same pair as two generated layers run one after
+//! the other ([`Row::unfused`]), the baseline the fused kernel has to beat.
 
-use conv_runtime::{conv_kernel, Conv2dLayer, Conv2dParams, GenericConv2d, Isa, Result};
+use std::sync::Mutex;
+
+use conv_runtime::{conv_kernel, Conv2dParams, GenericConv2d, Isa, Layer, Result, SeparableParams};
 
 /// Environment variable that forces the instruction set: `avx512`, `avx2`, `neon` or `scalar`.
 pub const ISA_ENV: &str = "CONV_BENCH_ISA";
@@ -59,32 +61,74 @@ pub struct ResnextG32_256_28;
 #[conv_kernel(in = 512, out = 512, k = 3, groups = 32, stride = 1, pad = 1)]
 pub struct ResnextG32_512_14;
 
+// The separable rows: the fused layer, and its two stages as separate generated layers.
+
+/// `sep_mnv2_144_24_56`: MobileNetV2 block, depthwise 3x3 then pointwise 144 -> 24.
+#[conv_kernel(in = 144, out = 24, k = 3, stride = 1, pad = 1, separable)]
+pub struct SepMnv2_144_24_56;
+/// The depthwise stage of `sep_mnv2_144_24_56` alone.
+#[conv_kernel(in = 144, out = 144, k = 3, groups = 144, stride = 1, pad = 1)]
+pub struct SepMnv2Dw144;
+/// The pointwise stage of `sep_mnv2_144_24_56` alone.
+#[conv_kernel(in = 144, out = 24, k = 1)]
+pub struct SepMnv2Pw144_24;
+
+/// `sep_mnv1_256_256_28`: MobileNetV1 block, depthwise 3x3 then pointwise 256 -> 256.
+#[conv_kernel(in = 256, out = 256, k = 3, stride = 1, pad = 1, separable)]
+pub struct SepMnv1_256_256_28;
+/// The depthwise stage of `sep_mnv1_256_256_28` alone.
+#[conv_kernel(in = 256, out = 256, k = 3, groups = 256, stride = 1, pad = 1)]
+pub struct SepMnv1Dw256;
+/// The pointwise stage of `sep_mnv1_256_256_28` alone.
+#[conv_kernel(in = 256, out = 256, k = 1)]
+pub struct SepMnv1Pw256_256;
+
 // ---------------------------------------------------------------------------------------------
 // The table
 // ---------------------------------------------------------------------------------------------
 
-/// Builds a generated layer from PyTorch-layout weights and bias. Benches call it through
-/// `dyn Conv2dLayer`: one indirect call per forward pass is noise next to the microseconds a
-/// pass takes.
-pub type BuildFn = fn(&[f32], Option<&[f32]>) -> Result<Box<dyn Conv2dLayer>>;
+/// What a row computes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Shape {
+    /// One convolution.
+    Conv(Conv2dParams),
+    /// A depthwise convolution, then a pointwise one.
+    Separable(SeparableParams),
+}
+
+impl Shape {
+    fn in_channels(&self) -> usize {
+        match self {
+            Shape::Conv(p) => p.in_channels,
+            Shape::Separable(p) => p.in_channels(),
+        }
+    }
+}
+
+/// Builds a layer from a row's operands. Benches call layers through `dyn Layer`: one indirect
+/// call per forward pass is noise next to the microseconds a pass takes.
+pub type BuildFn = fn(&Data) -> Result<Box<dyn Layer>>;
 
 /// One benchmarked layer: a row of `shapes.tsv` and its generated kernel.
 #[derive(Clone, Copy)]
 pub struct Row {
     /// The row name of `shapes.tsv`, e.g. `mnv2_dw144_56`; criterion group name.
     pub name: &'static str,
-    /// `depthwise`, `pointwise` or `grouped`.
+    /// `depthwise`, `pointwise`, `grouped` or `separable`.
     pub kind: &'static str,
     /// Batch, input height and width of the benchmarked call.
     pub n: usize,
     pub h: usize,
     pub w: usize,
     /// The layer's parameters (the generated layer's `PARAMS`).
-    pub params: Conv2dParams,
+    pub shape: Shape,
     /// The generated kernel's name (`KERNEL_INFO.name`).
     pub kernel: &'static str,
     /// Builds the generated layer.
     pub build: BuildFn,
+    /// `separable` rows: builds the two stages as separate generated layers run one after the
+    /// other (the intermediate tensor written to memory and read back).
+    pub unfused: Option<BuildFn>,
 }
 
 macro_rules! row {
@@ -95,9 +139,37 @@ macro_rules! row {
             n: $n,
             h: $h,
             w: $w,
-            params: <$layer>::PARAMS,
+            shape: Shape::Conv(<$layer>::PARAMS),
             kernel: <$layer>::KERNEL_INFO.name,
-            build: |weight, bias| Ok(Box::new(<$layer>::new(weight, bias)?)),
+            build: |d| Ok(Box::new(<$layer>::new(&d.weights[0], Some(&d.weights[1]))?)),
+            unfused: None,
+        }
+    };
+    ($name:literal, separable, $layer:ty, $dw:ty, $pw:ty, n = $n:literal, hw = $h:literal x $w:literal) => {
+        Row {
+            name: $name,
+            kind: "separable",
+            n: $n,
+            h: $h,
+            w: $w,
+            shape: Shape::Separable(<$layer>::PARAMS),
+            kernel: <$layer>::KERNEL_INFO.name,
+            build: |d| {
+                let w = &d.weights;
+                Ok(Box::new(<$layer>::new(
+                    &w[0],
+                    Some(&w[1]),
+                    &w[2],
+                    Some(&w[3]),
+                )?))
+            },
+            unfused: Some(|d| {
+                let w = &d.weights;
+                Ok(Box::new(Chain::new(
+                    Box::new(<$dw>::new(&w[0], Some(&w[1]))?),
+                    Box::new(<$pw>::new(&w[2], Some(&w[3]))?),
+                )))
+            }),
         }
     };
 }
@@ -115,16 +187,33 @@ pub static ROWS: &[Row] = &[
     row!("resnext_g32_128_56", "grouped", ResnextG32_128_56, n = 1, hw = 56 x 56),
     row!("resnext_g32_256_28", "grouped", ResnextG32_256_28, n = 1, hw = 28 x 28),
     row!("resnext_g32_512_14", "grouped", ResnextG32_512_14, n = 1, hw = 14 x 14),
+    row!(
+        "sep_mnv2_144_24_56",
+        separable,
+        SepMnv2_144_24_56,
+        SepMnv2Dw144,
+        SepMnv2Pw144_24,
+        n = 1,
+        hw = 56 x 56
+    ),
+    row!(
+        "sep_mnv1_256_256_28",
+        separable,
+        SepMnv1_256_256_28,
+        SepMnv1Dw256,
+        SepMnv1Pw256_256,
+        n = 1,
+        hw = 28 x 28
+    ),
 ];
 
 /// Random operands of one row and a zeroed output of the right length.
 pub struct Data {
     /// `(n, in, h, w)`.
     pub input: Vec<f32>,
-    /// `(out, in / groups, kh, kw)`.
-    pub weight: Vec<f32>,
-    /// `(out)`.
-    pub bias: Vec<f32>,
+    /// PyTorch layouts: `[weight, bias]` of a convolution; `[dw_weight, dw_bias, pw_weight,
+    /// pw_bias]` of a separable pair.
+    pub weights: Vec<Vec<f32>>,
     /// `(n, out, h_out, w_out)`, zeros.
     pub output: Vec<f32>,
 }
@@ -132,46 +221,152 @@ pub struct Data {
 impl Row {
     /// FLOPs (2 x MACs) of one forward pass.
     pub fn flops(&self) -> u64 {
-        self.params.flops(self.n, self.h, self.w)
+        match &self.shape {
+            Shape::Conv(p) => p.flops(self.n, self.h, self.w),
+            Shape::Separable(p) => p.flops(self.n, self.h, self.w),
+        }
+    }
+
+    /// The convolutions of the row, in order, with their activations.
+    fn stages(&self) -> Vec<(Conv2dParams, conv_runtime::Activation)> {
+        match self.shape {
+            Shape::Conv(p) => vec![(p, conv_runtime::Activation::None)],
+            Shape::Separable(p) => {
+                vec![(p.depthwise, p.dw_activation), (p.pointwise, p.activation)]
+            }
+        }
     }
 
     /// Deterministic operands in `[-1, 1)`.
     pub fn data(&self) -> Data {
-        let p = &self.params;
-        let input_len = p.input_len(self.n, self.h, self.w).expect("row input size");
-        let output_len = p
-            .output_len(self.n, self.h, self.w)
-            .expect("row output size");
+        let (n, h, w) = (self.n, self.h, self.w);
+        let input_len = n * self.shape.in_channels() * h * w;
+        let mut weights = Vec::new();
+        let mut seed = 2;
+        for (p, _) in self.stages() {
+            weights.push(random_vec(p.weight_len(), seed));
+            weights.push(random_vec(p.out_channels, seed + 1));
+            seed += 2;
+        }
+        let layer = (self.build)(&Data {
+            input: Vec::new(),
+            weights: weights.clone(),
+            output: Vec::new(),
+        })
+        .expect("generated layer");
+        let output_len = layer.output_len(n, h, w).expect("row output size");
         Data {
             input: random_vec(input_len, 1),
-            weight: random_vec(p.weight_len(), 2),
-            bias: random_vec(p.out_channels, 3),
+            weights,
             output: vec![0.0; output_len],
         }
     }
 
     /// The generated layer with `data`'s weights.
-    pub fn generated(&self, data: &Data) -> Box<dyn Conv2dLayer> {
-        (self.build)(&data.weight, Some(&data.bias)).expect("generated layer")
+    pub fn generated(&self, data: &Data) -> Box<dyn Layer> {
+        (self.build)(data).expect("generated layer")
     }
 
-    /// The generic run-time-shaped layer with `data`'s weights.
-    pub fn generic(&self, data: &Data) -> GenericConv2d {
-        GenericConv2d::new(self.params, &data.weight, Some(&data.bias)).expect("generic layer")
+    /// `separable` rows: the two generated stages run one after the other.
+    pub fn unfused(&self, data: &Data) -> Option<Box<dyn Layer>> {
+        self.unfused
+            .map(|build| build(data).expect("unfused layers"))
     }
 
-    /// The naive reference on `data` (allocates its output, accumulates in `f64`).
+    /// The generic run-time-shaped layer(s) with `data`'s weights (two, chained, for a
+    /// separable row).
+    pub fn generic(&self, data: &Data) -> Box<dyn Layer> {
+        let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+        for (i, (p, act)) in self.stages().into_iter().enumerate() {
+            let (w, b) = (&data.weights[2 * i], &data.weights[2 * i + 1]);
+            let layer = GenericConv2d::new(p, w, Some(b))
+                .and_then(|l| l.with_activation(act))
+                .expect("generic layer");
+            layers.push(Box::new(layer));
+        }
+        let mut layers = layers.into_iter();
+        let first = layers.next().expect("one stage");
+        match layers.next() {
+            Some(second) => Box::new(Chain::new(first, second)),
+            None => first,
+        }
+    }
+
+    /// The naive reference on `data` (allocates, accumulates in `f64`): the stages one after
+    /// the other.
     pub fn naive(&self, data: &Data) -> Vec<f32> {
-        conv_runtime::reference::conv2d(
-            &self.params,
-            &data.input,
-            self.n,
-            self.h,
-            self.w,
-            &data.weight,
-            Some(&data.bias),
-        )
-        .expect("naive reference")
+        let (n, mut h, mut w) = (self.n, self.h, self.w);
+        let mut x = data.input.clone();
+        for (i, (p, act)) in self.stages().into_iter().enumerate() {
+            let (wt, b) = (&data.weights[2 * i], &data.weights[2 * i + 1]);
+            x = conv_runtime::reference::conv2d(&p, &x, n, h, w, wt, Some(b))
+                .expect("naive reference");
+            act.apply_slice(&mut x);
+            (h, w) = p.output_hw(h, w).expect("stage output size");
+        }
+        x
+    }
+}
+
+/// Two layers run one after the other through an intermediate tensor (kept between calls, so
+/// only the first call allocates): how a library without fusion runs a separable pair.
+pub struct Chain {
+    first: Box<dyn Layer>,
+    second: Box<dyn Layer>,
+    mid: Mutex<Vec<f32>>,
+}
+
+impl Chain {
+    /// `second(first(x))`; `second` must take `first`'s output channels.
+    pub fn new(first: Box<dyn Layer>, second: Box<dyn Layer>) -> Self {
+        Chain {
+            first,
+            second,
+            mid: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Layer for Chain {
+    fn in_channels(&self) -> usize {
+        self.first.in_channels()
+    }
+
+    fn out_channels(&self) -> usize {
+        self.second.out_channels()
+    }
+
+    fn output_hw(&self, h: usize, w: usize) -> Result<(usize, usize)> {
+        let (h, w) = self.first.output_hw(h, w)?;
+        self.second.output_hw(h, w)
+    }
+
+    fn flops(&self, n: usize, h: usize, w: usize) -> u64 {
+        let Ok((ho, wo)) = self.first.output_hw(h, w) else {
+            return 0;
+        };
+        self.first.flops(n, h, w) + self.second.flops(n, ho, wo)
+    }
+
+    fn kernel_name(&self) -> &'static str {
+        "chain"
+    }
+
+    fn forward_on(
+        &self,
+        isa: Isa,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> Result<()> {
+        let (hm, wm) = self.first.output_hw(h, w)?;
+        let mut mid = self.mid.lock().unwrap_or_else(|e| e.into_inner());
+        let len = self.first.output_len(n, h, w)?;
+        mid.resize(len, 0.0);
+        self.first.forward_on(isa, input, n, h, w, &mut mid)?;
+        self.second.forward_on(isa, &mid, n, hm, wm, output)
     }
 }
 
@@ -241,54 +436,64 @@ mod tests {
             }
             // name kind n c_in c_out h w k stride pad groups dilation source
             let f: Vec<&str> = line.split('\t').collect();
-            if !matches!(f[1], "depthwise" | "pointwise" | "grouped") {
-                continue;
-            }
             let params = Conv2dParams::new(col(&f, 3), col(&f, 4), col(&f, 7))
                 .stride(col(&f, 8))
                 .pad(col(&f, 9))
                 .groups(col(&f, 10))
                 .dilation(col(&f, 11));
-            want.push((f[0], f[1], col(&f, 2), col(&f, 5), col(&f, 6), params));
+            let shape = if f[1] == "separable" {
+                // The depthwise stage carries the geometry; `groups` is `c_in`.
+                let mut dw = params;
+                dw.out_channels = dw.in_channels;
+                Shape::Separable(SeparableParams {
+                    depthwise: dw,
+                    pointwise: Conv2dParams::new(col(&f, 3), col(&f, 4), 1),
+                    dw_activation: conv_runtime::Activation::None,
+                    activation: conv_runtime::Activation::None,
+                })
+            } else {
+                Shape::Conv(params)
+            };
+            want.push((f[0], f[1], col(&f, 2), col(&f, 5), col(&f, 6), shape));
         }
         let have: Vec<_> = ROWS
             .iter()
-            .map(|r| (r.name, r.kind, r.n, r.h, r.w, r.params))
+            .map(|r| (r.name, r.kind, r.n, r.h, r.w, r.shape))
             .collect();
         assert_eq!(have, want);
     }
 
     #[test]
     fn generated_and_generic_agree_on_every_row() {
-        // A cheap check that the table wires each row to the right layer (the kernels
+        // A cheap check that the table wires each row to the right layers (the kernels
         // themselves are tested against the reference in conv-tests).
         for row in ROWS {
-            let mut data = row.data();
-            row.generated(&data)
-                .forward_on(
-                    Isa::best(),
-                    &data.input,
-                    row.n,
-                    row.h,
-                    row.w,
-                    &mut data.output,
-                )
-                .unwrap();
-            let mut generic = vec![0.0; data.output.len()];
-            row.generic(&data)
-                .forward_on(Isa::best(), &data.input, row.n, row.h, row.w, &mut generic)
-                .unwrap();
-            let worst = data
-                .output
-                .iter()
-                .zip(&generic)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(
-                worst < 1e-3,
-                "{}: generated and generic differ by {worst}",
-                row.name
-            );
+            let data = row.data();
+            let run = |layer: &dyn Layer| {
+                let mut out = vec![0.0; data.output.len()];
+                layer
+                    .forward_on(Isa::best(), &data.input, row.n, row.h, row.w, &mut out)
+                    .unwrap();
+                out
+            };
+            let generic = run(&*row.generic(&data));
+            let mut candidates = vec![("generated", run(&*row.generated(&data)))];
+            if let Some(unfused) = row.unfused(&data) {
+                candidates.push(("unfused", run(&*unfused)));
+            }
+            assert_eq!(candidates.len(), 1 + usize::from(row.kind == "separable"));
+            for (what, out) in candidates {
+                let worst = out
+                    .iter()
+                    .zip(&generic)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(
+                    worst < 1e-3,
+                    "{}: {what} and generic differ by {worst}",
+                    row.name
+                );
+            }
         }
     }
 
