@@ -348,8 +348,16 @@ impl Band {
         self.len() == 0
     }
 
+    /// Zeroes the whole band. Call it once after creating the band and before the first
+    /// [`Band::fill`]: at stride 1 `fill` writes only the data columns, and the padding columns
+    /// must hold the zeros from here.
+    pub fn clear(&self, band: &mut [f32]) {
+        band[..self.len()].fill(0.0);
+    }
+
     /// Fills the band for output rows starting at `oy0` from `planes` (`chans` planes of `h x w`).
-    /// Rows and columns outside the input are zero.
+    /// Rows and columns outside the input are zero, given [`Band::clear`] ran on this buffer
+    /// since the band was created.
     #[inline(always)]
     pub fn fill<S: Simd>(
         &self,
@@ -367,19 +375,25 @@ impl Band {
             for (j, row) in chan.chunks_exact_mut(self.row_stride).enumerate() {
                 let iy = (oy0 * self.stride_h + j).checked_sub(self.pad_top);
                 let src = match iy {
-                    Some(iy) if iy < h => &plane[iy * w..(iy + 1) * w],
-                    _ => {
-                        row.fill(0.0);
-                        continue;
-                    }
+                    Some(iy) if iy < h => Some(&plane[iy * w..(iy + 1) * w]),
+                    _ => None,
                 };
                 if sw == 1 {
-                    let (left, rest) = row.split_at_mut(pl.min(row.len()));
-                    left.fill(0.0);
-                    let n = w.min(rest.len());
-                    copy_vectors(simd, &mut rest[..n], &src[..n]);
-                    rest[n..].fill(0.0);
-                } else if sw == 2 {
+                    // Only the data columns `pl..pl + w` are ever written at stride 1; the
+                    // padding columns keep the zeros of `clear`.
+                    let end = (pl + w).min(row.len());
+                    let data = &mut row[pl.min(end)..end];
+                    match src {
+                        Some(src) => copy_vectors(simd, data, src),
+                        None => zero_vectors(simd, data),
+                    }
+                    continue;
+                }
+                let Some(src) = src else {
+                    row.fill(0.0);
+                    continue;
+                };
+                if sw == 2 {
                     let (phase0, phase1) = row.split_at_mut(self.phase_len);
                     split_even_odd(simd, src, pl, phase0, phase1);
                 } else {
@@ -682,6 +696,21 @@ fn deinterleave_pairs<S: Simd>(_simd: S, src: &[f32], even: &mut [f32], odd: &mu
     }
     let _ = (src, even, odd);
     0
+}
+
+/// `dst = 0` in whole vectors and one masked tail (a `fill` would become a `memset` call).
+#[inline(always)]
+fn zero_vectors<S: Simd>(simd: S, dst: &mut [f32]) {
+    let (n, lanes) = (dst.len(), S::F32_LANES);
+    let zero = simd.splat_f32s(0.0);
+    let mut i = 0;
+    while i + lanes <= n {
+        st(simd, dst, i, zero);
+        i += lanes;
+    }
+    if i < n {
+        st_part(simd, dst, i, n - i, zero);
+    }
 }
 
 /// `dst = src` in whole vectors and one masked tail: rows of small planes are a few dozen floats,

@@ -150,6 +150,7 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
             let band = #rt::Band::new(&<Self as #rt::Generated>::GEOMETRY, #cpg_in, lanes, ho, wo, #rows_l);
             let (plane_in, plane) = (h * w, ho * wo);
             let scratch = &mut scratch[..band.len()];
+            band.clear(scratch);
             for b in 0..n {
                 for g in 0..#groups {
                     let planes = &input[(b * #cin + g * #cpg_in) * plane_in..][..#cpg_in * plane_in];

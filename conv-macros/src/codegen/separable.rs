@@ -124,6 +124,7 @@ fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
             let band = #rt::Band::with_out_rows(&<Self as #rt::Generated>::GEOMETRY, 1, lanes, wo, step_rows);
             let mid_plane = step_rows * wo;
             let (band_buf, mid) = scratch.split_at_mut(band.len());
+            band.clear(band_buf);
             let mid = &mut mid[..#cin * mid_plane];
             let (plane_in, plane_out) = (h * w, ho * wo);
             for b in 0..n {
