@@ -69,7 +69,6 @@ fn main() -> Result<()> {
 type Forward<L> = fn(&L, &[f32], usize, usize, usize, &mut [f32]) -> Result<()>;
 
 /// Runs one layer on a random `1 x in x h x w` input and prints what it found.
-#[allow(clippy::too_many_arguments)]
 fn demo<L>(
     info: KernelInfo,
     p: Conv2dParams,

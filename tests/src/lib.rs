@@ -769,67 +769,6 @@ pub fn edge_cases() -> Vec<EdgeCase> {
     ]
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shape_reader_accepts_numbers_and_pairs() {
-        let meta = r#"{ "shape": { "kind": "grouped", "n": 2, "c_in": 4, "c_out": 8,
-            "h": 9, "w": 11, "k": [3, 5], "stride": 2, "pad": [1,2], "groups": 4,
-            "dilation": 1, "source": "x" }, "other": {"k": 9} }"#;
-        let s = parse_shape(meta).unwrap();
-        assert_eq!(s.kind, "grouped");
-        assert_eq!(
-            (s.n, s.c_in, s.c_out, s.h, s.w, s.groups),
-            (2, 4, 8, 9, 11, 4)
-        );
-        assert_eq!(
-            (s.k, s.stride, s.pad, s.dilation),
-            ((3, 5), (2, 2), (1, 2), (1, 1))
-        );
-        assert!(parse_shape(r#"{"shape": {"kind": "x", "n": -1}}"#).is_err());
-    }
-
-    #[test]
-    fn random_vec_is_deterministic_and_in_range() {
-        let a = random_vec(1000, 3);
-        assert_eq!(a, random_vec(1000, 3));
-        assert_ne!(a, random_vec(1000, 4));
-        assert!(a.iter().all(|v| (-1.0..1.0).contains(v)));
-        let mean = a.iter().map(|&v| v as f64).sum::<f64>() / 1000.0;
-        assert!(mean.abs() < 0.1, "mean {mean}");
-    }
-
-    #[test]
-    fn coords_are_nchw() {
-        assert_eq!(coords(0, [2, 3, 4, 5]), (0, 0, 0, 0));
-        assert_eq!(coords(60 + 2 * 20 + 3 * 5 + 4, [2, 3, 4, 5]), (1, 2, 3, 4));
-    }
-
-    #[test]
-    #[should_panic(expected = "first at (n, c, y, x) = (0, 1, 0, 1)")]
-    fn assert_close_names_coordinates() {
-        let want = [0.0f64, 0.0, 0.0, 1.0];
-        assert_close("t", &[0.0, 0.0, 0.0, 1.5], &want, &[0.1; 4], [1, 2, 1, 2]);
-    }
-
-    #[test]
-    fn assert_close_nan_matches_only_nan() {
-        assert_close(
-            "t",
-            &[f32::NAN, 1.0],
-            &[f64::NAN, 1.0],
-            &[0.0; 2],
-            [1, 1, 1, 2],
-        );
-        let r = std::panic::catch_unwind(|| {
-            assert_close("t", &[f32::NAN], &[1.0f64], &[1.0], [1, 1, 1, 1])
-        });
-        assert!(r.is_err());
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Activations and the separable reference
 // ---------------------------------------------------------------------------------------------
@@ -927,4 +866,65 @@ pub fn separable_reference(
         }
     }
     Ok((want, tol))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_reader_accepts_numbers_and_pairs() {
+        let meta = r#"{ "shape": { "kind": "grouped", "n": 2, "c_in": 4, "c_out": 8,
+            "h": 9, "w": 11, "k": [3, 5], "stride": 2, "pad": [1,2], "groups": 4,
+            "dilation": 1, "source": "x" }, "other": {"k": 9} }"#;
+        let s = parse_shape(meta).unwrap();
+        assert_eq!(s.kind, "grouped");
+        assert_eq!(
+            (s.n, s.c_in, s.c_out, s.h, s.w, s.groups),
+            (2, 4, 8, 9, 11, 4)
+        );
+        assert_eq!(
+            (s.k, s.stride, s.pad, s.dilation),
+            ((3, 5), (2, 2), (1, 2), (1, 1))
+        );
+        assert!(parse_shape(r#"{"shape": {"kind": "x", "n": -1}}"#).is_err());
+    }
+
+    #[test]
+    fn random_vec_is_deterministic_and_in_range() {
+        let a = random_vec(1000, 3);
+        assert_eq!(a, random_vec(1000, 3));
+        assert_ne!(a, random_vec(1000, 4));
+        assert!(a.iter().all(|v| (-1.0..1.0).contains(v)));
+        let mean = a.iter().map(|&v| v as f64).sum::<f64>() / 1000.0;
+        assert!(mean.abs() < 0.1, "mean {mean}");
+    }
+
+    #[test]
+    fn coords_are_nchw() {
+        assert_eq!(coords(0, [2, 3, 4, 5]), (0, 0, 0, 0));
+        assert_eq!(coords(60 + 2 * 20 + 3 * 5 + 4, [2, 3, 4, 5]), (1, 2, 3, 4));
+    }
+
+    #[test]
+    #[should_panic(expected = "first at (n, c, y, x) = (0, 1, 0, 1)")]
+    fn assert_close_names_coordinates() {
+        let want = [0.0f64, 0.0, 0.0, 1.0];
+        assert_close("t", &[0.0, 0.0, 0.0, 1.5], &want, &[0.1; 4], [1, 2, 1, 2]);
+    }
+
+    #[test]
+    fn assert_close_nan_matches_only_nan() {
+        assert_close(
+            "t",
+            &[f32::NAN, 1.0],
+            &[f64::NAN, 1.0],
+            &[0.0; 2],
+            [1, 1, 1, 2],
+        );
+        let r = std::panic::catch_unwind(|| {
+            assert_close("t", &[f32::NAN], &[1.0f64], &[1.0], [1, 1, 1, 1])
+        });
+        assert!(r.is_err());
+    }
 }
