@@ -3063,6 +3063,7 @@ impl Dw11 {
         );
         let (plane_in, plane) = (h * w, ho * wo);
         let scratch = &mut scratch[..band.len()];
+        band.clear(scratch);
         for b in 0..n {
             for g in 0..32 {
                 let planes = &input[(b * 32 + g * 1) * plane_in..][..1 * plane_in];
@@ -4135,6 +4136,7 @@ impl Dw11 {
         );
         let (plane_in, plane) = (h * w, ho * wo);
         let scratch = &mut scratch[..band.len()];
+        band.clear(scratch);
         for b in 0..n {
             for g in 0..32 {
                 let planes = &input[(b * 32 + g * 1) * plane_in..][..1 * plane_in];

@@ -503,6 +503,7 @@ impl Dw31 {
         );
         let (plane_in, plane) = (h * w, ho * wo);
         let scratch = &mut scratch[..band.len()];
+        band.clear(scratch);
         for b in 0..n {
             for g in 0..8 {
                 let planes = &input[(b * 8 + g * 1) * plane_in..][..1 * plane_in];

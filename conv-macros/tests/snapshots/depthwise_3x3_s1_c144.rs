@@ -675,6 +675,7 @@ impl Dw144 {
         );
         let (plane_in, plane) = (h * w, ho * wo);
         let scratch = &mut scratch[..band.len()];
+        band.clear(scratch);
         for b in 0..n {
             for g in 0..144 {
                 let planes = &input[(b * 144 + g * 1) * plane_in..][..1 * plane_in];
@@ -1244,6 +1245,7 @@ impl Dw144 {
         );
         let (plane_in, plane) = (h * w, ho * wo);
         let scratch = &mut scratch[..band.len()];
+        band.clear(scratch);
         for b in 0..n {
             for g in 0..144 {
                 let planes = &input[(b * 144 + g * 1) * plane_in..][..1 * plane_in];

@@ -685,6 +685,7 @@ impl Dw96S2 {
         );
         let (plane_in, plane) = (h * w, ho * wo);
         let scratch = &mut scratch[..band.len()];
+        band.clear(scratch);
         for b in 0..n {
             for g in 0..96 {
                 let planes = &input[(b * 96 + g * 1) * plane_in..][..1 * plane_in];
@@ -977,6 +978,7 @@ impl Dw96S2 {
         );
         let (plane_in, plane) = (h * w, ho * wo);
         let scratch = &mut scratch[..band.len()];
+        band.clear(scratch);
         for b in 0..n {
             for g in 0..96 {
                 let planes = &input[(b * 96 + g * 1) * plane_in..][..1 * plane_in];

@@ -3247,6 +3247,7 @@ impl ResNeXt128 {
         );
         let (plane_in, plane) = (h * w, ho * wo);
         let scratch = &mut scratch[..band.len()];
+        band.clear(scratch);
         for b in 0..n {
             for g in 0..32 {
                 let planes = &input[(b * 128 + g * 4) * plane_in..][..4 * plane_in];
@@ -4454,6 +4455,7 @@ impl ResNeXt128 {
         );
         let (plane_in, plane) = (h * w, ho * wo);
         let scratch = &mut scratch[..band.len()];
+        band.clear(scratch);
         for b in 0..n {
             for g in 0..32 {
                 let planes = &input[(b * 128 + g * 4) * plane_in..][..4 * plane_in];

@@ -1456,6 +1456,7 @@ impl Block3 {
         );
         let mid_plane = step_rows * wo;
         let (band_buf, mid) = scratch.split_at_mut(band.len());
+        band.clear(band_buf);
         let mid = &mut mid[..144 * mid_plane];
         let (plane_in, plane_out) = (h * w, ho * wo);
         for b in 0..n {
@@ -2522,6 +2523,7 @@ impl Block3 {
         );
         let mid_plane = step_rows * wo;
         let (band_buf, mid) = scratch.split_at_mut(band.len());
+        band.clear(band_buf);
         let mid = &mut mid[..144 * mid_plane];
         let (plane_in, plane_out) = (h * w, ho * wo);
         for b in 0..n {
