@@ -1,5 +1,6 @@
 //! A quick side-by-side of every bench row, printed as a markdown table: median time of the
-//! generated and generic kernels, the naive reference, speedup and FLOP rate.
+//! generated kernel, of the unfused pair (the two generated stages of a `separable` row run one
+//! after the other), of the generic kernels and the naive reference, speedups and FLOP rate.
 //!
 //! ```text
 //! cargo run --release -p conv-benches --bin summary            # ~10 s
@@ -14,28 +15,61 @@
 //! machine hits both; the figure is the median per-call time. The naive reference is timed over
 //! 3 calls (median). Batch 1, one thread.
 //!
-//! The peak column uses the measured single-core f32 FMA peak of the machine the numbers were
-//! taken on (`shared/PERF-NOTES.md`: 176 GFLOP/s with AVX-512, 95 with AVX2); set
-//! `CONV_PEAK_GFLOPS` for another machine.
+//! The peak column divides by this machine's f32 FMA peak, measured at start-up with a
+//! register-only FMA loop on the same instruction set (24 independent accumulators, ~0.2 s), or
+//! `CONV_PEAK_GFLOPS` when set.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use conv_benches::{bench_isa, ROWS};
 use conv_runtime::Isa;
+use pulp::{Simd, WithSimd};
 
 /// Shortest timed sample.
 const MIN_SAMPLE: Duration = Duration::from_millis(2);
 
-/// Single-core f32 FMA peak in GFLOP/s, per instruction set, of the reference machine.
-fn peak_gflops(isa: Isa) -> Option<f64> {
-    if let Ok(v) = std::env::var("CONV_PEAK_GFLOPS") {
-        return v.parse().ok();
+/// Single-core f32 FMA peak in GFLOP/s of `isa`: `CONV_PEAK_GFLOPS`, or measured.
+fn peak_gflops(isa: Isa) -> f64 {
+    if let Some(v) = std::env::var("CONV_PEAK_GFLOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return v;
     }
-    match isa {
-        Isa::Avx512 => Some(176.0),
-        Isa::Avx2 => Some(95.0),
-        _ => None,
+    let start = Instant::now();
+    let iters = 4_000_000u64;
+    let checksum = isa.run(FmaLoop { iters }).expect("instruction set");
+    let secs = start.elapsed().as_secs_f64();
+    black_box(checksum);
+    (iters * ACCS as u64 * isa.lanes() as u64 * 2) as f64 / secs / 1e9
+}
+
+/// Independent FMA chains of the peak loop: enough to cover the FMA latency on every ISA.
+const ACCS: usize = 24;
+
+/// `acc[k] = x * y + acc[k]` for every `k`, `iters` times, all in registers.
+struct FmaLoop {
+    iters: u64,
+}
+
+impl WithSimd for FmaLoop {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> f32 {
+        let mut acc = [simd.splat_f32s(0.0); ACCS];
+        let (x, y) = (simd.splat_f32s(1.000_1), simd.splat_f32s(0.999_9));
+        for _ in 0..self.iters {
+            for a in &mut acc {
+                *a = simd.mul_add_e_f32s(x, y, *a);
+            }
+        }
+        let mut sum = simd.splat_f32s(0.0);
+        for a in acc {
+            sum = simd.add_f32s(sum, a);
+        }
+        simd.reduce_sum_f32s(sum)
     }
 }
 
@@ -66,24 +100,26 @@ fn main() {
     };
     let isa = bench_isa();
     let peak = peak_gflops(isa);
-    let peak_head = peak.map_or("% of peak".to_string(), |p| format!("% of {p:.0} GFLOP/s"));
 
     println!(
-        "ISA {}, batch 1, 1 thread, median of {samples} samples (generated, generic) / 3 calls (naive)\n",
+        "ISA {}, batch 1, 1 thread, median of {samples} samples (generated, unfused, generic) / \
+         3 calls (naive); FMA peak {peak:.0} GFLOP/s (measured)\n",
         isa.name()
     );
     println!(
-        "| row | generated us | generic us | naive us | speedup vs generic | GFLOP/s | {peak_head} |"
+        "| row | generated us | unfused us | generic us | naive us | vs unfused | vs generic | GFLOP/s | % of peak |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
 
     let mut kernels = Vec::new();
     for row in ROWS {
         let mut data = row.data();
         let mut generic_out = data.output.clone();
+        let mut unfused_out = data.output.clone();
         let (n, h, w) = (row.n, row.h, row.w);
         let generated = row.generated(&data);
         let generic = row.generic(&data);
+        let unfused = row.unfused(&data);
         let input = &data.input;
 
         let output = &mut data.output;
@@ -98,15 +134,26 @@ fn main() {
                 .unwrap()
         };
 
+        let mut run_unfused = || {
+            if let Some(u) = &unfused {
+                u.forward_on(isa, black_box(input), n, h, w, black_box(&mut unfused_out))
+                    .unwrap()
+            }
+        };
+
         let reps_generated = reps_for(&mut run_generated);
+        let reps_unfused = reps_for(&mut run_unfused);
         let reps_generic = reps_for(&mut run_generic);
         let mut t_generated = Vec::with_capacity(samples);
+        let mut t_unfused = Vec::with_capacity(samples);
         let mut t_generic = Vec::with_capacity(samples);
         for _ in 0..samples {
             t_generated.push(sample(reps_generated, &mut run_generated));
+            t_unfused.push(sample(reps_unfused, &mut run_unfused));
             t_generic.push(sample(reps_generic, &mut run_generic));
         }
         let (t_generated, t_generic) = (median(t_generated), median(t_generic));
+        let t_unfused = row.unfused.map(|_| median(t_unfused));
 
         let mut naive = Vec::new();
         let mut t_naive = Vec::new();
@@ -133,16 +180,19 @@ fn main() {
         }
 
         let gflops = row.flops() as f64 / t_generated / 1e9;
-        let of_peak = peak.map_or("-".to_string(), |p| format!("{:.0}%", 100.0 * gflops / p));
+        let (unfused_us, vs_unfused) = match t_unfused {
+            Some(t) => (format!("{:.1}", t * 1e6), format!("{:.2}x", t / t_generated)),
+            None => ("-".to_string(), "-".to_string()),
+        };
         println!(
-            "| {} | {:.1} | {:.1} | {:.0} | {:.2}x | {:.1} | {} |",
+            "| {} | {:.1} | {unfused_us} | {:.1} | {:.0} | {vs_unfused} | {:.2}x | {:.1} | {:.0}% |",
             row.name,
             t_generated * 1e6,
             t_generic * 1e6,
             t_naive * 1e6,
             t_generic / t_generated,
             gflops,
-            of_peak,
+            100.0 * gflops / peak,
         );
         kernels.push((row.name, row.kernel));
     }
