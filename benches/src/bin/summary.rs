@@ -181,7 +181,10 @@ fn main() {
 
         let gflops = row.flops() as f64 / t_generated / 1e9;
         let (unfused_us, vs_unfused) = match t_unfused {
-            Some(t) => (format!("{:.1}", t * 1e6), format!("{:.2}x", t / t_generated)),
+            Some(t) => (
+                format!("{:.1}", t * 1e6),
+                format!("{:.2}x", t / t_generated),
+            ),
             None => ("-".to_string(), "-".to_string()),
         };
         println!(
