@@ -65,7 +65,7 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
         #(
             let rows = #rt::fused_rows(#cin, ho, wo, #row_tiles);
             let band = #rt::Band::with_out_rows(&p, 1, lanes, wo, rows);
-            need = need.max(band.len() + #cin * rows * wo);
+            need = need.max(band.len() + 16 + #cin * (rows * wo).next_multiple_of(16));
         )*
         need
     };
@@ -122,10 +122,12 @@ fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
             // depthwise rows (`in` planes of `step_rows * wo` floats) the pointwise stage reads.
             let step_rows = #rt::fused_rows(#cin, ho, wo, #row_tile);
             let band = #rt::Band::with_out_rows(&<Self as #rt::Generated>::GEOMETRY, 1, lanes, wo, step_rows);
-            let mid_plane = step_rows * wo;
-            let (band_buf, mid) = scratch.split_at_mut(band.len());
+            // Planes of the block start on cache lines: the pointwise tiles load whole lines.
+            let mid_plane = (step_rows * wo).next_multiple_of(16);
+            let (band_buf, rest) = scratch.split_at_mut(band.len());
             band.clear(band_buf);
-            let mid = &mut mid[..#cin * mid_plane];
+            let skip = rest.as_ptr().align_offset(64).min(16);
+            let mid = &mut rest[skip..][..#cin * mid_plane];
             let (plane_in, plane_out) = (h * w, ho * wo);
             for b in 0..n {
                 let image = &input[b * #cin * plane_in..][..#cin * plane_in];

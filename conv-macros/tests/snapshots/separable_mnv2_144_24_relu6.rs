@@ -195,7 +195,7 @@ impl ::conv_runtime::__private::Generated for Block3 {
             wo,
             rows,
         );
-        need = need.max(band.len() + 144 * rows * wo);
+        need = need.max(band.len() + 16 + 144 * (rows * wo).next_multiple_of(16));
         let rows = ::conv_runtime::__private::fused_rows(144, ho, wo, 6);
         let band = ::conv_runtime::__private::Band::with_out_rows(
             &p,
@@ -204,7 +204,7 @@ impl ::conv_runtime::__private::Generated for Block3 {
             wo,
             rows,
         );
-        need = need.max(band.len() + 144 * rows * wo);
+        need = need.max(band.len() + 16 + 144 * (rows * wo).next_multiple_of(16));
         need
     }
     #[inline(always)]
@@ -1454,10 +1454,11 @@ impl Block3 {
             wo,
             step_rows,
         );
-        let mid_plane = step_rows * wo;
-        let (band_buf, mid) = scratch.split_at_mut(band.len());
+        let mid_plane = (step_rows * wo).next_multiple_of(16);
+        let (band_buf, rest) = scratch.split_at_mut(band.len());
         band.clear(band_buf);
-        let mid = &mut mid[..144 * mid_plane];
+        let skip = rest.as_ptr().align_offset(64).min(16);
+        let mid = &mut rest[skip..][..144 * mid_plane];
         let (plane_in, plane_out) = (h * w, ho * wo);
         for b in 0..n {
             let image = &input[b * 144 * plane_in..][..144 * plane_in];
@@ -2521,10 +2522,11 @@ impl Block3 {
             wo,
             step_rows,
         );
-        let mid_plane = step_rows * wo;
-        let (band_buf, mid) = scratch.split_at_mut(band.len());
+        let mid_plane = (step_rows * wo).next_multiple_of(16);
+        let (band_buf, rest) = scratch.split_at_mut(band.len());
         band.clear(band_buf);
-        let mid = &mut mid[..144 * mid_plane];
+        let skip = rest.as_ptr().align_offset(64).min(16);
+        let mid = &mut rest[skip..][..144 * mid_plane];
         let (plane_in, plane_out) = (h * w, ho * wo);
         for b in 0..n {
             let image = &input[b * 144 * plane_in..][..144 * plane_in];
