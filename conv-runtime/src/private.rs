@@ -641,9 +641,10 @@ fn split_even_odd<S: Simd>(
     odd_dst[odds..].fill(0.0);
 }
 
-/// `even[m] = src[2m]`, `odd[m] = src[2m + 1]` for a prefix of whole vectors, with in-register
-/// deinterleaves on x86 (two-source permutes on AVX-512, shuffles + a lane permute on AVX2).
-/// Returns how many pairs it wrote; other ISAs write none and leave them to the scalar loop.
+/// `even[m] = src[2m]`, `odd[m] = src[2m + 1]` for every whole pair, with in-register
+/// deinterleaves on x86 (two-source permutes on AVX-512, shuffles + a lane permute on AVX2; the
+/// last partial vector through masked loads and stores). Returns how many pairs it wrote; other
+/// ISAs write none and leave them to the scalar loop.
 #[inline(always)]
 fn deinterleave_pairs<S: Simd>(_simd: S, src: &[f32], even: &mut [f32], odd: &mut [f32]) -> usize {
     #[cfg(target_arch = "x86_64")]
@@ -670,7 +671,21 @@ fn deinterleave_pairs<S: Simd>(_simd: S, src: &[f32], even: &mut [f32], odd: &mu
                     e.copy_from_slice(&bytemuck::cast::<__m512, [f32; 16]>(ev));
                     o.copy_from_slice(&bytemuck::cast::<__m512, [f32; 16]>(od));
                 }
-                return n;
+                // The last pairs (fewer than 16) through masked loads and stores.
+                let r = pairs - n;
+                if r > 0 {
+                    let tail = &src[2 * n..2 * pairs];
+                    let a: __m512 = bytemuck::cast(ld_part(v4, tail, 0, tail.len().min(16)));
+                    let b: __m512 = match tail.len().checked_sub(16) {
+                        Some(rest) if rest > 0 => bytemuck::cast(ld_part(v4, tail, 16, rest)),
+                        _ => bytemuck::cast([0.0f32; 16]),
+                    };
+                    let ev = v4.avx512f._mm512_permutex2var_ps(a, even_idx, b);
+                    let od = v4.avx512f._mm512_permutex2var_ps(a, odd_idx, b);
+                    st_part(v4, &mut even[n..pairs], 0, r, bytemuck::cast(ev));
+                    st_part(v4, &mut odd[n..pairs], 0, r, bytemuck::cast(od));
+                }
+                return pairs;
             }
         }
         if TypeId::of::<S>() == TypeId::of::<pulp::x86::V3>() {
@@ -693,7 +708,27 @@ fn deinterleave_pairs<S: Simd>(_simd: S, src: &[f32], even: &mut [f32], odd: &mu
                     e.copy_from_slice(&fix(v3.avx._mm256_shuffle_ps::<0x88>(a, b)));
                     o.copy_from_slice(&fix(v3.avx._mm256_shuffle_ps::<0xDD>(a, b)));
                 }
-                return n;
+                // The last pairs (fewer than 8) through masked loads and stores.
+                let r = pairs - n;
+                if r > 0 {
+                    let tail = &src[2 * n..2 * pairs];
+                    let a: __m256 = bytemuck::cast(ld_part(v3, tail, 0, tail.len().min(8)));
+                    let b: __m256 = match tail.len().checked_sub(8) {
+                        Some(rest) if rest > 0 => bytemuck::cast(ld_part(v3, tail, 8, rest)),
+                        _ => bytemuck::cast([0.0f32; 8]),
+                    };
+                    let fix = |r: __m256| {
+                        let r = v3
+                            .avx2
+                            ._mm256_permute4x64_pd::<0xD8>(v3.avx._mm256_castps_pd(r));
+                        v3.avx._mm256_castpd_ps(r)
+                    };
+                    let ev = fix(v3.avx._mm256_shuffle_ps::<0x88>(a, b));
+                    let od = fix(v3.avx._mm256_shuffle_ps::<0xDD>(a, b));
+                    st_part(v3, &mut even[n..pairs], 0, r, bytemuck::cast(ev));
+                    st_part(v3, &mut odd[n..pairs], 0, r, bytemuck::cast(od));
+                }
+                return pairs;
             }
         }
     }
