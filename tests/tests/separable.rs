@@ -238,44 +238,18 @@ fn golden_separable_cases() {
         );
         assert_eq!(case.params.dw_activation, Activation::None);
         assert_eq!(case.params.activation, Activation::None);
-        let layer = match name {
-            "Sep8x16" => Box::new(
-                Sep8x16::new(
-                    &g.dw_weight,
-                    Some(&g.dw_bias),
-                    &g.pw_weight,
-                    Some(&g.pw_bias),
-                )
-                .unwrap(),
-            ) as Box<dyn Layer>,
-            "Sep12x20S2" => Box::new(
-                Sep12x20S2::new(
-                    &g.dw_weight,
-                    Some(&g.dw_bias),
-                    &g.pw_weight,
-                    Some(&g.pw_bias),
-                )
-                .unwrap(),
-            ),
-            "Sep32x64" => Box::new(
-                Sep32x64::new(
-                    &g.dw_weight,
-                    Some(&g.dw_bias),
-                    &g.pw_weight,
-                    Some(&g.pw_bias),
-                )
-                .unwrap(),
-            ),
-            _ => Box::new(
-                Sep6x4K5::new(
-                    &g.dw_weight,
-                    Some(&g.dw_bias),
-                    &g.pw_weight,
-                    Some(&g.pw_bias),
-                )
-                .unwrap(),
-            ),
-        };
+        macro_rules! build {
+            ($($t:ident),*) => {
+                match name {
+                    $(stringify!($t) => Box::new(
+                        $t::new(&g.dw_weight, Some(&g.dw_bias), &g.pw_weight, Some(&g.pw_bias))
+                            .unwrap(),
+                    ) as Box<dyn Layer>,)*
+                    other => panic!("{other} is not a golden layer"),
+                }
+            };
+        }
+        let layer = build!(Sep8x16, Sep12x20S2, Sep32x64, Sep6x4K5);
         let dims = g.out_dims();
         for isa in Isa::available() {
             let mut out = vec![f32::NAN; dims.iter().product()];
