@@ -226,9 +226,9 @@ pub fn clamp_max<S: Simd>(simd: S, x: S::f32s, hi: f32) -> S::f32s {
 /// Bytes of depthwise output rows (all channels) a fused separable kernel keeps between its two
 /// stages: half of the 2 MiB L2, so the rows stay in L2 beside the input rows streaming in and
 /// the output rows going out. Smaller steps re-read more halo rows and repeat the per-channel
-/// setup more often: with a quarter of this (an eighth of L2) both separable rows of
-/// `shapes.tsv` ran 4% slower, and nothing was gained back, because both stages are
-/// compute-bound on the machine measured (see the README).
+/// setup more often: with a quarter of this (an eighth of L2) the separable rows of
+/// `shapes.tsv` ran 4% (sep_mnv2_144_24_56) and 1% slower, and nothing was gained back, because
+/// both stages are compute-bound on the machine measured (see the README).
 pub const FUSED_BYTES: usize = 1024 * 1024;
 
 /// Output rows per step of a fused separable kernel with `chans` intermediate channels, for an
