@@ -373,6 +373,7 @@ impl Band {
     ) {
         let band = &mut band[..self.len()];
         let (sw, pl) = (self.stride_w, self.pad_left);
+        let row_copy = RowCopy::new(simd, w);
         for (c, chan) in band.chunks_exact_mut(self.chan_stride).enumerate() {
             let plane = &planes[c * h * w..(c + 1) * h * w];
             for (j, row) in chan.chunks_exact_mut(self.row_stride).enumerate() {
@@ -387,7 +388,7 @@ impl Band {
                     let end = (pl + w).min(row.len());
                     let data = &mut row[pl.min(end)..end];
                     match src {
-                        Some(src) => copy_vectors(simd, data, src),
+                        Some(src) => row_copy.copy(simd, data, src),
                         None => zero_vectors(simd, data),
                     }
                     continue;
@@ -748,6 +749,50 @@ fn zero_vectors<S: Simd>(simd: S, dst: &mut [f32]) {
     }
     if i < n {
         st_part(simd, dst, i, n - i, zero);
+    }
+}
+
+/// Copies rows of one length: whole vectors, then one masked tail whose mask is built once for all
+/// the rows of a band (small planes copy thousands of short rows per call).
+struct RowCopy<S: Simd> {
+    len: usize,
+    tail: Option<pulp::MemMask<S::m32s>>,
+}
+
+impl<S: Simd> RowCopy<S> {
+    #[inline(always)]
+    fn new(simd: S, len: usize) -> Self {
+        let rest = len % S::F32_LANES;
+        RowCopy {
+            len,
+            tail: (rest > 0)
+                .then(|| pulp::MemMask::new(simd.mask_between_m32s(0, rest as u32).mask())),
+        }
+    }
+
+    /// `dst = src` when both have the row length, else the general [`copy_vectors`].
+    #[inline(always)]
+    fn copy(&self, simd: S, dst: &mut [f32], src: &[f32]) {
+        if dst.len() != self.len || src.len() != self.len {
+            return copy_vectors(simd, dst, src);
+        }
+        let lanes = S::F32_LANES;
+        let full = self.len - self.len % lanes;
+        let mut i = 0;
+        while i < full {
+            st(simd, dst, i, ld(simd, src, i));
+            i += lanes;
+        }
+        if let Some(mask) = self.tail {
+            let (src, dst) = (&src[full..], &mut dst[full..]);
+            // SAFETY: `src` and `dst` hold exactly `len % lanes` elements (both slices have the
+            // row length, checked above) and the mask enables exactly lanes `0..len % lanes`, so
+            // only in-bounds elements are read and written.
+            unsafe {
+                let v = simd.mask_load_ptr_f32s(mask, src.as_ptr());
+                simd.mask_store_ptr_f32s(mask, dst.as_mut_ptr(), v);
+            }
+        }
     }
 }
 
