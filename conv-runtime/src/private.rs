@@ -231,6 +231,63 @@ pub fn clamp_max<S: Simd>(simd: S, x: S::f32s, hi: f32) -> S::f32s {
 /// both stages are compute-bound on the machine measured (see the README).
 pub const FUSED_BYTES: usize = 1024 * 1024;
 
+/// The scratch of a fused separable kernel: the depthwise band of one channel for a step of
+/// output rows, then the block of depthwise rows the pointwise stage reads. `scratch_len` and the
+/// kernel both derive it here, so they cannot disagree.
+#[derive(Clone, Copy, Debug)]
+pub struct FusedScratch {
+    /// The band of one input channel for `step_rows` output rows.
+    pub band: Band,
+    /// Output rows per step ([`fused_rows`]).
+    pub step_rows: usize,
+    /// Floats between the block's channel planes: `step_rows * w_out` rounded up to a cache
+    /// line, so every plane starts on one (the pointwise tiles load whole lines).
+    pub mid_plane: usize,
+    /// Channels of the block.
+    pub chans: usize,
+}
+
+impl FusedScratch {
+    /// The layout for `chans` channels, an output of `ho x wo`, vectors of `lanes` and a depthwise
+    /// row tile of `row_tile` rows.
+    #[inline(always)]
+    pub fn new(
+        p: &Conv2dParams,
+        chans: usize,
+        lanes: usize,
+        ho: usize,
+        wo: usize,
+        row_tile: usize,
+    ) -> Self {
+        let step_rows = fused_rows(chans, ho, wo, row_tile);
+        FusedScratch {
+            band: Band::with_out_rows(p, 1, lanes, wo, step_rows),
+            step_rows,
+            mid_plane: (step_rows * wo).next_multiple_of(16),
+            chans,
+        }
+    }
+
+    /// Floats of scratch: the band, up to 15 floats to align the block, the block.
+    pub fn len(&self) -> usize {
+        self.band.len() + 16 + self.chans * self.mid_plane
+    }
+
+    /// Whether the layout needs no scratch (never: a band has at least one row).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Splits `scratch` (at least [`FusedScratch::len`] floats) into the band and the block, the
+    /// block starting on a cache line.
+    #[inline(always)]
+    pub fn split<'a>(&self, scratch: &'a mut [f32]) -> (&'a mut [f32], &'a mut [f32]) {
+        let (band, rest) = scratch.split_at_mut(self.band.len());
+        let skip = rest.as_ptr().align_offset(64).min(16);
+        (band, &mut rest[skip..][..self.chans * self.mid_plane])
+    }
+}
+
 /// Output rows per step of a fused separable kernel with `chans` intermediate channels, for an
 /// output of `ho x wo`: as many as fit [`FUSED_BYTES`], a multiple of the depthwise row tile
 /// `row_tile` when at least one tile fits, then spread evenly over the steps the plane needs.

@@ -62,11 +62,7 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     let scratch_len = quote! {
         let p = <Self as #rt::Generated>::GEOMETRY;
         let mut need = 0;
-        #(
-            let rows = #rt::fused_rows(#cin, ho, wo, #row_tiles);
-            let band = #rt::Band::with_out_rows(&p, 1, lanes, wo, rows);
-            need = need.max(band.len() + 16 + #cin * (rows * wo).next_multiple_of(16));
-        )*
+        #( need = need.max(#rt::FusedScratch::new(&p, #cin, lanes, ho, wo, #row_tiles).len()); )*
         need
     };
     let runs = fused
@@ -119,15 +115,11 @@ fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
             let #rt::Args { input, output, scratch, n, h, w, ho, wo } = a;
             let lanes = S::F32_LANES;
             // Output rows per step, the depthwise band of one channel for them, and the block of
-            // depthwise rows (`in` planes of `step_rows * wo` floats) the pointwise stage reads.
-            let step_rows = #rt::fused_rows(#cin, ho, wo, #row_tile);
-            let band = #rt::Band::with_out_rows(&<Self as #rt::Generated>::GEOMETRY, 1, lanes, wo, step_rows);
-            // Planes of the block start on cache lines: the pointwise tiles load whole lines.
-            let mid_plane = (step_rows * wo).next_multiple_of(16);
-            let (band_buf, rest) = scratch.split_at_mut(band.len());
+            // depthwise rows the pointwise stage reads (`in` planes, `mid_plane` floats apart).
+            let layout = #rt::FusedScratch::new(&<Self as #rt::Generated>::GEOMETRY, #cin, lanes, ho, wo, #row_tile);
+            let #rt::FusedScratch { band, step_rows, mid_plane, .. } = layout;
+            let (band_buf, mid) = layout.split(scratch);
             band.clear(band_buf);
-            let skip = rest.as_ptr().align_offset(64).min(16);
-            let mid = &mut rest[skip..][..#cin * mid_plane];
             let (plane_in, plane_out) = (h * w, ho * wo);
             for b in 0..n {
                 let image = &input[b * #cin * plane_in..][..#cin * plane_in];

@@ -187,24 +187,16 @@ impl ::conv_runtime::__private::Generated for Block3 {
         let _ = (lanes, h, w, ho, wo);
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
         let mut need = 0;
-        let rows = ::conv_runtime::__private::fused_rows(144, ho, wo, 8);
-        let band = ::conv_runtime::__private::Band::with_out_rows(
-            &p,
-            1,
-            lanes,
-            wo,
-            rows,
-        );
-        need = need.max(band.len() + 16 + 144 * (rows * wo).next_multiple_of(16));
-        let rows = ::conv_runtime::__private::fused_rows(144, ho, wo, 6);
-        let band = ::conv_runtime::__private::Band::with_out_rows(
-            &p,
-            1,
-            lanes,
-            wo,
-            rows,
-        );
-        need = need.max(band.len() + 16 + 144 * (rows * wo).next_multiple_of(16));
+        need = need
+            .max(
+                ::conv_runtime::__private::FusedScratch::new(&p, 144, lanes, ho, wo, 8)
+                    .len(),
+            );
+        need = need
+            .max(
+                ::conv_runtime::__private::FusedScratch::new(&p, 144, lanes, ho, wo, 6)
+                    .len(),
+            );
         need
     }
     #[inline(always)]
@@ -1446,19 +1438,17 @@ impl Block3 {
             wo,
         } = a;
         let lanes = S::F32_LANES;
-        let step_rows = ::conv_runtime::__private::fused_rows(144, ho, wo, 8);
-        let band = ::conv_runtime::__private::Band::with_out_rows(
+        let layout = ::conv_runtime::__private::FusedScratch::new(
             &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
-            1,
+            144,
             lanes,
+            ho,
             wo,
-            step_rows,
+            8,
         );
-        let mid_plane = (step_rows * wo).next_multiple_of(16);
-        let (band_buf, rest) = scratch.split_at_mut(band.len());
+        let ::conv_runtime::__private::FusedScratch { band, step_rows, mid_plane, .. } = layout;
+        let (band_buf, mid) = layout.split(scratch);
         band.clear(band_buf);
-        let skip = rest.as_ptr().align_offset(64).min(16);
-        let mid = &mut rest[skip..][..144 * mid_plane];
         let (plane_in, plane_out) = (h * w, ho * wo);
         for b in 0..n {
             let image = &input[b * 144 * plane_in..][..144 * plane_in];
@@ -2514,19 +2504,17 @@ impl Block3 {
             wo,
         } = a;
         let lanes = S::F32_LANES;
-        let step_rows = ::conv_runtime::__private::fused_rows(144, ho, wo, 6);
-        let band = ::conv_runtime::__private::Band::with_out_rows(
+        let layout = ::conv_runtime::__private::FusedScratch::new(
             &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
-            1,
+            144,
             lanes,
+            ho,
             wo,
-            step_rows,
+            6,
         );
-        let mid_plane = (step_rows * wo).next_multiple_of(16);
-        let (band_buf, rest) = scratch.split_at_mut(band.len());
+        let ::conv_runtime::__private::FusedScratch { band, step_rows, mid_plane, .. } = layout;
+        let (band_buf, mid) = layout.split(scratch);
         band.clear(band_buf);
-        let skip = rest.as_ptr().align_offset(64).min(16);
-        let mid = &mut rest[skip..][..144 * mid_plane];
         let (plane_in, plane_out) = (h * w, ho * wo);
         for b in 0..n {
             let image = &input[b * 144 * plane_in..][..144 * plane_in];
