@@ -32,10 +32,7 @@ pub struct FamilyCode {
 
 pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let original = item.clone();
-    let separable = crate::args::parse(attr.clone()).entries.iter().any(|e| {
-        e.key == crate::args::SEPARABLE
-            && matches!(&e.value, Some(crate::args::Value::Bool(b)) if b.value)
-    });
+    let original_attr = attr.clone();
     match validate::layer(attr, item) {
         Ok((spec, item)) => {
             let out = layer(&spec, &item);
@@ -47,12 +44,20 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             // A struct gets a stub with the layer API; anything else (an enum, a fn) is kept
             // as written, so the user sees the one error, not more from code that uses it.
             match item {
-                Some(item) => out.extend(fallback::stub(&item, separable)),
+                Some(item) => out.extend(fallback::stub(&item, says_separable(original_attr))),
                 None => out.extend(original),
             }
             out
         }
     }
+}
+
+/// Whether an attribute (valid or not) declares `separable`, so its stub gets that API.
+fn says_separable(attr: TokenStream) -> bool {
+    crate::args::parse(attr).entries.iter().any(|e| {
+        e.key == crate::args::SEPARABLE
+            && matches!(&e.value, Some(crate::args::Value::Bool(b)) if b.value)
+    })
 }
 
 /// The plans of `spec`, one per register class, dropping a class whose plan equals a larger
