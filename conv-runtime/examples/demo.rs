@@ -12,6 +12,9 @@ use std::time::Instant;
 
 use conv_runtime::{conv_kernel, reference, Conv2dParams, GenericConv2d, Isa, KernelInfo, Result};
 
+mod support;
+use support::random_vec;
+
 /// MobileNetV2 block 3 depthwise: 3x3, 144 channels, at 56x56.
 #[conv_kernel(in = 144, out = 144, k = 3, groups = 144, pad = 1)]
 pub struct Dw144;
@@ -149,17 +152,4 @@ fn time(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-/// `len` deterministic floats in `[-1, 1)` (xorshift; no dependencies).
-fn random_vec(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }

@@ -17,6 +17,9 @@ use std::time::Instant;
 
 use conv_runtime::{conv_kernel, Activation, Conv2dParams, GenericConv2d, Result};
 
+mod support;
+use support::random_vec;
+
 /// Expansion: 1x1, 24 -> 144, ReLU6 fused after the bias.
 #[conv_kernel(in = 24, out = 144, k = 1, act = "relu6")]
 pub struct Expand;
@@ -148,17 +151,4 @@ fn main() -> Result<()> {
 fn scaled(mut v: Vec<f32>, s: f32) -> Vec<f32> {
     v.iter_mut().for_each(|x| *x *= s);
     v
-}
-
-/// `len` deterministic floats in `[-1, 1)` (xorshift; no dependencies).
-fn random_vec(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }
