@@ -203,6 +203,10 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
         format_ident!("__run_r{}", r)
     };
     let (run32, run16) = (body_for(32), body_for(16));
+    // How a pass splits over threads (`__private::Args`): a fused body runs whole images, the
+    // others their groups; a GEMM body's span is pixels, the others' rows.
+    let units = emit::lit(if spec.separable { 1 } else { spec.groups });
+    let span_pixels = spec.family() == Family::Pointwise;
 
     quote! {
         #(#attrs)*
@@ -260,6 +264,47 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
                 #rt::forward(self, isa, input, n, h, w, output)
             }
 
+            /// `forward` split over the threads of the current rayon pool (the global pool, or
+            /// the one whose `install` this runs in); same results as `forward`.
+            pub fn forward_par(
+                &self,
+                input: &[f32],
+                n: usize,
+                h: usize,
+                w: usize,
+                output: &mut [f32],
+            ) -> #rt::Result<()> {
+                #rt::forward_par(self, #rt::Isa::best(), input, n, h, w, output)
+            }
+
+            /// `forward_par` on an explicit instruction set.
+            pub fn forward_par_on(
+                &self,
+                isa: #rt::Isa,
+                input: &[f32],
+                n: usize,
+                h: usize,
+                w: usize,
+                output: &mut [f32],
+            ) -> #rt::Result<()> {
+                #rt::forward_par(self, isa, input, n, h, w, output)
+            }
+
+            /// `forward_on` as exactly `parts` parts on the current rayon pool (fewer only when
+            /// the shape has fewer groups and rows), however small the pass.
+            pub fn forward_split_on(
+                &self,
+                isa: #rt::Isa,
+                parts: usize,
+                input: &[f32],
+                n: usize,
+                h: usize,
+                w: usize,
+                output: &mut [f32],
+            ) -> #rt::Result<()> {
+                #rt::forward_split(self, isa, parts, input, n, h, w, output)
+            }
+
             /// `forward` over checked NCHW tensor views.
             pub fn forward_tensor(
                 &self,
@@ -315,10 +360,41 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
             ) -> #rt::Result<()> {
                 #name::forward_on(self, isa, input, n, h, w, output)
             }
+
+            fn forward_par_on(
+                &self,
+                isa: #rt::Isa,
+                input: &[f32],
+                n: usize,
+                h: usize,
+                w: usize,
+                output: &mut [f32],
+            ) -> #rt::Result<()> {
+                #name::forward_par_on(self, isa, input, n, h, w, output)
+            }
+
+            fn forward_split_on(
+                &self,
+                isa: #rt::Isa,
+                parts: usize,
+                input: &[f32],
+                n: usize,
+                h: usize,
+                w: usize,
+                output: &mut [f32],
+            ) -> #rt::Result<()> {
+                #name::forward_split_on(self, isa, parts, input, n, h, w, output)
+            }
         }
 
         impl #rt::Generated for #name {
             const GEOMETRY: #rt::Conv2dParams = #geometry;
+            const UNITS: usize = #units;
+            const SPAN_PIXELS: bool = #span_pixels;
+
+            fn flops(n: usize, h: usize, w: usize) -> u64 {
+                Self::PARAMS.flops(n, h, w)
+            }
 
             fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize {
                 let _ = (lanes, h, w, ho, wo);

@@ -52,6 +52,53 @@ pub trait Layer: Send + Sync {
         self.forward_on(Isa::best(), input, n, h, w, output)
     }
 
+    /// [`Layer::forward_on`] split over the threads of the current rayon pool: the global pool,
+    /// or the one whose `install` the call runs in. Same results as on one thread (every output
+    /// float is computed the same way by exactly one thread); a pass too small to repay the
+    /// hand-off runs on fewer threads (see [`crate::parallel`]). Layers without a parallel
+    /// kernel (the generic one) run on the calling thread.
+    fn forward_par_on(
+        &self,
+        isa: Isa,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> Result<()> {
+        self.forward_on(isa, input, n, h, w, output)
+    }
+
+    /// [`Layer::forward_on`] as `parts` parts on the current rayon pool, however small the pass
+    /// (fewer only when the shape has fewer groups and rows than `parts`): for measuring scaling
+    /// and for tests; [`Layer::forward_par_on`] picks the count itself. Layers without a
+    /// parallel kernel run on the calling thread.
+    fn forward_split_on(
+        &self,
+        isa: Isa,
+        parts: usize,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> Result<()> {
+        let _ = parts;
+        self.forward_on(isa, input, n, h, w, output)
+    }
+
+    /// [`Layer::forward_par_on`] with the best ISA of this machine.
+    fn forward_par(
+        &self,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> Result<()> {
+        self.forward_par_on(Isa::best(), input, n, h, w, output)
+    }
+
     /// Elements of the output for an `n x in x h x w` input, checked for overflow.
     fn output_len(&self, n: usize, h: usize, w: usize) -> Result<usize> {
         let (ho, wo) = self.output_hw(h, w)?;

@@ -8,6 +8,8 @@ pub mod dispatch;
 pub mod error;
 pub mod kernels;
 pub mod layer;
+pub mod parallel;
+mod planes;
 pub mod shape;
 pub mod tensor;
 

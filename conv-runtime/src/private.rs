@@ -5,6 +5,10 @@
 //! code is only the specialised part: packing order and the unrolled register tiles.
 
 use core::cell::Cell;
+use core::ops::Range;
+
+use crate::parallel;
+pub use crate::planes::PlanesMut;
 
 pub use crate::activation::Activation;
 use crate::dispatch::ClassOp;
@@ -16,16 +20,24 @@ pub use crate::tensor::{TensorMut, TensorRef};
 pub use crate::KernelInfo;
 pub use pulp::{Simd, WithSimd};
 
-/// Arguments of one forward call, checked against the layer before `run` sees them.
+/// The part of one forward call a body computes, checked against the layer before the body sees
+/// it. A body computes the (image, unit) pairs `units` (unit `u` is image `u / UNITS`, unit
+/// `u % UNITS` of [`Generated::UNITS`]) and, of each of their output planes, the rows (pixels for
+/// [`Generated::SPAN_PIXELS`] bodies) `span`. `output` holds exactly that: plane
+/// `(u - units.start) * planes_per_unit + j` is output channel `j` of unit `u`, float 0 of each
+/// plane is the first float of row (pixel) `span.start`. Single-threaded calls get everything.
 pub struct Args<'a> {
+    /// The whole input, `n x in x h x w`.
     pub input: &'a [f32],
-    pub output: &'a mut [f32],
+    pub output: PlanesMut<'a>,
     pub scratch: &'a mut [f32],
     pub n: usize,
     pub h: usize,
     pub w: usize,
     pub ho: usize,
     pub wo: usize,
+    pub units: Range<usize>,
+    pub span: Range<usize>,
 }
 
 /// Implemented by every `#[conv_kernel]` layer.
@@ -33,6 +45,14 @@ pub trait Generated: Sized + Sync {
     /// What a forward call is checked against: channels in and out and the spatial arithmetic.
     /// A convolution's `PARAMS`; for a separable layer [`SeparableParams::geometry`].
     const GEOMETRY: Conv2dParams;
+    /// Independent units of work per image, each writing `out / UNITS` whole output planes: the
+    /// groups of a direct or GEMM body, 1 for a fused separable body.
+    const UNITS: usize;
+    /// Whether [`Args::span`] counts output pixels (GEMM bodies, whose tiles run over the
+    /// flattened plane) rather than output rows.
+    const SPAN_PIXELS: bool;
+    /// FLOPs of one forward pass (for deciding whether splitting over threads pays).
+    fn flops(n: usize, h: usize, w: usize) -> u64;
     /// Floats of scratch `run` needs for an `h x w` input with vectors of `lanes` floats.
     fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize;
     /// The specialised body for ISAs with 32 vector registers (AVX-512, NEON). Slices have
@@ -68,7 +88,8 @@ thread_local! {
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
-/// Checks every slice and size, then runs `layer` on `isa`. On `Err` the output is untouched.
+/// Checks every slice and size, then runs `layer` on `isa` on the calling thread. On `Err` the
+/// output is untouched.
 pub fn forward<K: Generated>(
     layer: &K,
     isa: Isa,
@@ -78,6 +99,60 @@ pub fn forward<K: Generated>(
     w: usize,
     output: &mut [f32],
 ) -> Result<()> {
+    forward_parts(layer, isa, input, n, h, w, output, Parts::Exactly(1))
+}
+
+/// [`forward`] split over the threads of the current rayon pool (the global pool unless called
+/// inside `ThreadPool::install`); see [`crate::parallel`]. Results equal `forward`'s.
+pub fn forward_par<K: Generated>(
+    layer: &K,
+    isa: Isa,
+    input: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    output: &mut [f32],
+) -> Result<()> {
+    let threads = rayon::current_num_threads();
+    forward_parts(layer, isa, input, n, h, w, output, Parts::UpTo(threads))
+}
+
+/// [`forward`] as `parts` parts on the current rayon pool, however small the pass (fewer only
+/// when the shape has fewer units and rows).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_split<K: Generated>(
+    layer: &K,
+    isa: Isa,
+    parts: usize,
+    input: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    output: &mut [f32],
+) -> Result<()> {
+    forward_parts(layer, isa, input, n, h, w, output, Parts::Exactly(parts))
+}
+
+/// How many parts a pass is asked to run as.
+#[derive(Clone, Copy)]
+enum Parts {
+    /// At most this many, fewer when the pass is too small to repay more.
+    UpTo(usize),
+    /// This many (if the shape has them).
+    Exactly(usize),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_parts<K: Generated>(
+    layer: &K,
+    isa: Isa,
+    input: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    output: &mut [f32],
+    parts: Parts,
+) -> Result<()> {
     let (ho, wo) = K::GEOMETRY.check_forward(input.len(), n, h, w, output.len())?;
     if !isa.is_available() {
         return Err(ConvError::IsaUnavailable(isa.name()));
@@ -85,24 +160,112 @@ pub fn forward<K: Generated>(
     if n == 0 {
         return Ok(());
     }
-    let need = K::scratch_len(isa.lanes(), h, w, ho, wo);
-    let mut scratch = SCRATCH.with(Cell::take);
-    if scratch.len() < need {
-        scratch.resize(need, 0.0);
-    }
-    let args = Args {
+    let plane = ho * wo;
+    let (span_len, width) = if K::SPAN_PIXELS { (plane, 1) } else { (ho, wo) };
+    let job = Job {
+        layer,
+        isa,
         input,
-        output,
-        scratch: &mut scratch[..need],
         n,
         h,
         w,
         ho,
         wo,
+        planes_per_unit: K::GEOMETRY.out_channels / K::UNITS,
+        width,
     };
-    let res = isa.run_by_class(Op { layer, args });
-    SCRATCH.with(|s| s.set(scratch));
-    res
+    let units = n * K::UNITS;
+    let parts = match parts {
+        Parts::Exactly(p) => p,
+        Parts::UpTo(p) => parallel::Cost {
+            flops: K::flops(n, h, w),
+            floats: input.len() + output.len(),
+        }
+        .parts(p),
+    };
+    let split = parallel::Split::choose(parts, units, span_len, K::SPAN_PIXELS);
+    let output = PlanesMut::new(output, n * K::GEOMETRY.out_channels, plane, plane);
+    job.run(split, split.parts, 0..units, 0..span_len, output);
+    Ok(())
+}
+
+/// One forward call's checked arguments, shared by all its parts.
+struct Job<'a, K> {
+    layer: &'a K,
+    isa: Isa,
+    input: &'a [f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
+    planes_per_unit: usize,
+    /// Output floats per span step (`wo` for rows, 1 for pixels).
+    width: usize,
+}
+
+impl<K: Generated> Job<'_, K> {
+    /// Runs `units` x `span` (written to `output`) as `parts` parts, halving recursively with
+    /// `rayon::join` so the parts spread over the pool without any allocation.
+    fn run(
+        &self,
+        split: parallel::Split,
+        parts: usize,
+        units: Range<usize>,
+        span: Range<usize>,
+        output: PlanesMut<'_>,
+    ) {
+        if parts <= 1 {
+            return self.run_one(units, span, output);
+        }
+        let left = parts / 2;
+        if split.by_units {
+            let at = split.cut(units.clone(), left, parts);
+            let (a, b) = output.split_planes((at - units.start) * self.planes_per_unit);
+            rayon::join(
+                || self.run(split, left, units.start..at, span.clone(), a),
+                || self.run(split, parts - left, at..units.end, span.clone(), b),
+            );
+        } else {
+            let at = split.cut(span.clone(), left, parts);
+            let (a, b) = output.split_cols((at - span.start) * self.width);
+            rayon::join(
+                || self.run(split, left, units.clone(), span.start..at, a),
+                || self.run(split, parts - left, units.clone(), at..span.end, b),
+            );
+        }
+    }
+
+    /// Runs one part on this thread with this thread's scratch.
+    fn run_one(&self, units: Range<usize>, span: Range<usize>, output: PlanesMut<'_>) {
+        if units.is_empty() || span.is_empty() {
+            return;
+        }
+        let (h, w, ho, wo) = (self.h, self.w, self.ho, self.wo);
+        let need = K::scratch_len(self.isa.lanes(), h, w, ho, wo);
+        let mut scratch = SCRATCH.with(Cell::take);
+        if scratch.len() < need {
+            scratch.resize(need, 0.0);
+        }
+        let args = Args {
+            input: self.input,
+            output,
+            scratch: &mut scratch[..need],
+            n: self.n,
+            h,
+            w,
+            ho,
+            wo,
+            units,
+            span,
+        };
+        // The ISA was checked to be available before the job was made.
+        let _ = self.isa.run_by_class(Op {
+            layer: self.layer,
+            args,
+        });
+        SCRATCH.with(|s| s.set(scratch));
+    }
 }
 
 /// `forward` over checked tensor views; the dims must match the layer.
@@ -202,6 +365,25 @@ pub fn st_part<S: Simd>(simd: S, dst: &mut [f32], at: usize, len: usize, v: S::f
     // SAFETY: `dst` has `len` elements (the slice above is checked) and the mask enables exactly
     // lanes `0..len`, so only in-bounds elements are written.
     unsafe { simd.mask_store_ptr_f32s(mask, dst.as_mut_ptr(), v) }
+}
+
+/// Stores a full vector to float `at` of plane `i` of `out`.
+#[inline(always)]
+pub fn st_plane<S: Simd>(simd: S, out: &mut PlanesMut<'_>, i: usize, at: usize, v: S::f32s) {
+    st(simd, out.plane(i), at, v)
+}
+
+/// Stores the first `len <= lanes` lanes of `v` to float `at` of plane `i` of `out`.
+#[inline(always)]
+pub fn st_part_plane<S: Simd>(
+    simd: S,
+    out: &mut PlanesMut<'_>,
+    i: usize,
+    at: usize,
+    len: usize,
+    v: S::f32s,
+) {
+    st_part(simd, out.plane(i), at, len, v)
 }
 
 /// `max(x, lo)` per lane, written as `x < lo ? lo : x` so that a NaN lane stays NaN (the

@@ -471,6 +471,63 @@ pub fn assert_close<W: Copy + Into<f64>>(
     }
 }
 
+/// Parts a threaded check splits every pass into: an even and an odd count, on a pool of
+/// [`POOL_THREADS`] threads.
+pub const PARTS: [usize; 2] = [2, 3];
+/// Threads of the pool the threaded checks run on.
+pub const POOL_THREADS: usize = 3;
+
+/// The pool the threaded checks run on (built once per test binary).
+pub fn pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(POOL_THREADS)
+            .build()
+            .expect("rayon pool")
+    })
+}
+
+/// Runs `layer` on `isa` as each of [`PARTS`] parts on [`pool`] and checks every result against
+/// the reference (`want`, `tol`) and, bit for bit, against `serial` (the one-thread output):
+/// each output float is computed the same way by exactly one part, so the thread count must not
+/// change any bit, NaN included.
+#[allow(clippy::too_many_arguments)]
+pub fn assert_parts_match<W: Copy + Into<f64>, L: conv_runtime::Layer + ?Sized>(
+    what: &str,
+    layer: &L,
+    isa: conv_runtime::Isa,
+    input: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    serial: &[f32],
+    want: &[W],
+    tol: &[f32],
+    dims: [usize; 4],
+) {
+    for parts in PARTS {
+        let mut out = vec![f32::NAN; serial.len()];
+        pool()
+            .install(|| layer.forward_split_on(isa, parts, input, n, h, w, &mut out))
+            .unwrap_or_else(|e| panic!("{what} in {parts} parts: {e}"));
+        let what = format!("{what} in {parts} parts");
+        assert_close(&what, &out, want, tol, dims);
+        let differ = out
+            .iter()
+            .zip(serial)
+            .position(|(a, b)| a.to_bits() != b.to_bits());
+        if let Some(i) = differ {
+            panic!(
+                "{what}: differs from one thread at (n, c, y, x) = {:?}: {:e} vs {:e}",
+                coords(i, dims),
+                out[i],
+                serial[i]
+            );
+        }
+    }
+}
+
 /// The largest `|got - want| / tol` (0 when all are exact), for reporting margins.
 pub fn max_err_over_tol<W: Copy + Into<f64>>(got: &[f32], want: &[W], tol: &[f32]) -> f64 {
     got.iter()

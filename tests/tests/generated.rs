@@ -6,7 +6,7 @@
 //! golden one (`reference::tolerance`): a rigorous f32 rounding bound, far below one wrong tap.
 
 use conv_runtime::{conv_kernel, Activation, Conv2dLayer, Isa};
-use conv_tests::{assert_close, random_vec, reference_activated};
+use conv_tests::{assert_close, assert_parts_match, random_vec, reference_activated};
 use proptest::prelude::*;
 
 // Depthwise: odd channels, 3x3 s1 p1 (the MobileNet case), stride 2, dilation, 5x5, multiplier,
@@ -188,6 +188,19 @@ fn check(case: &Case, n: usize, h: usize, w: usize, seed: u64) {
             case.layer.kernel_name()
         );
         assert_close(&what, &out, &want, &tol, dims);
+        assert_parts_match(
+            &what,
+            &*case.layer,
+            isa,
+            &input,
+            n,
+            h,
+            w,
+            &out,
+            &want,
+            &tol,
+            dims,
+        );
     }
 }
 

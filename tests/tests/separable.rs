@@ -5,7 +5,8 @@
 
 use conv_runtime::{conv_kernel, Activation, Isa, Layer, SeparableParams};
 use conv_tests::{
-    assert_close, random_vec, separable_cases, separable_reference, SeparableWeights,
+    assert_close, assert_parts_match, random_vec, separable_cases, separable_reference,
+    SeparableWeights,
 };
 use proptest::prelude::*;
 
@@ -149,6 +150,19 @@ fn check_input(case: &Case, input: &[f32], n: usize, h: usize, w: usize) {
             case.layer.kernel_name()
         );
         assert_close(&what, &out, &want, &tol, dims);
+        assert_parts_match(
+            &what,
+            &*case.layer,
+            isa,
+            input,
+            n,
+            h,
+            w,
+            &out,
+            &want,
+            &tol,
+            dims,
+        );
     }
 }
 

@@ -54,8 +54,8 @@ pub struct Stage {
     /// bias from the fields `w_field` / `b_field`.
     pub setup: TokenStream,
     /// Needs `band`, `buf` (the filled band), `rows` (output rows of this band), `wo`, `lanes`,
-    /// `out` (the tile's output channels), `plane` (floats between them), `oy_base` (the output
-    /// row of band row 0 within `out`).
+    /// `out` (the tile's output channel planes, a `PlanesMut`), `oy_base` (the row of `out`
+    /// that band row 0 computes).
     pub sweeps: TokenStream,
 }
 
@@ -107,7 +107,7 @@ pub fn stage(
                 let mut ox = 0;
                 while ox < wo {
                     let len = (wo - ox).min(lanes);
-                    #tf(simd, &band, buf, r, ox, len, out, oy_base + r, wo, plane, #warg, &bias);
+                    #tf(simd, &band, buf, r, ox, len, out, oy_base + r, wo, #warg, &bias);
                     ox += lanes;
                 }
                 r += #rl;
@@ -129,7 +129,6 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     let cpg_out = lit(spec.out_per_group());
     let groups = lit(spec.groups);
     let cin = lit(spec.in_channels);
-    let cout = lit(spec.out_channels);
     let oct_l = lit(plan.oc_tile);
     let noct = lit(spec.out_per_group() / plan.oc_tile);
     let rows_l = lit(plan.rows);
@@ -145,29 +144,28 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
         fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
             #tiles
 
-            let #rt::Args { input, output, scratch, n, h, w, ho, wo } = a;
+            let #rt::Args { input, mut output, scratch, h, w, ho, wo, units, span, .. } = a;
             let lanes = S::F32_LANES;
             let band = #rt::Band::new(&<Self as #rt::Generated>::GEOMETRY, #cpg_in, lanes, ho, wo, #rows_l);
-            let (plane_in, plane) = (h * w, ho * wo);
+            let plane_in = h * w;
             let scratch = &mut scratch[..band.len()];
             band.clear(scratch);
-            for b in 0..n {
-                for g in 0..#groups {
-                    let planes = &input[(b * #cin + g * #cpg_in) * plane_in..][..#cpg_in * plane_in];
-                    let mut oy0 = 0;
-                    while oy0 < ho {
-                        let rows = (ho - oy0).min(band.out_rows);
-                        band.fill(simd, planes, h, w, oy0, scratch);
-                        let buf: &[f32] = scratch;
-                        for t in 0..#noct {
-                            let oc0 = g * #cpg_out + t * #oct_l;
-                            #setup
-                            let out = &mut output[(b * #cout + oc0) * plane..][..#oct_l * plane];
-                            let oy_base = oy0;
-                            #sweeps
-                        }
-                        oy0 += rows;
+            for u in units.clone() {
+                let (b, g) = (u / #groups, u % #groups);
+                let planes = &input[(b * #cin + g * #cpg_in) * plane_in..][..#cpg_in * plane_in];
+                let mut oy0 = span.start;
+                while oy0 < span.end {
+                    let rows = (span.end - oy0).min(band.out_rows);
+                    band.fill(simd, planes, h, w, oy0, scratch);
+                    let buf: &[f32] = scratch;
+                    for t in 0..#noct {
+                        let oc0 = g * #cpg_out + t * #oct_l;
+                        #setup
+                        let out = &mut output.planes((u - units.start) * #cpg_out + t * #oct_l, #oct_l);
+                        let oy_base = oy0 - span.start;
+                        #sweeps
                     }
+                    oy0 += rows;
                 }
             }
         }
@@ -204,7 +202,7 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
         let (t, r) = (lit(t), lit(r));
         quote! {
             #act
-            #rt::st_part(simd, out, #t * plane + (oy + #r) * wo + ox, len, #a);
+            #rt::st_part_plane(simd, out, #t, (oy + #r) * wo + ox, len, #a);
         }
     });
 
@@ -363,10 +361,9 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut #rt::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             #wparam,
             bias: &[S::f32s; #oct_l],
         ) {

@@ -33,10 +33,10 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
 pub struct Stage {
     /// The tile functions (items).
     pub tiles: TokenStream,
-    /// Needs `simd`, `lanes`, `inp` (the group's input channel planes, `istride` floats apart),
-    /// `out` (its output planes from the first pixel, `ostride` floats apart), `npix` (pixels
-    /// to compute) and `oc0` (first output channel of the group, for the weights and bias in
-    /// the fields `w_field` / `b_field`).
+    /// Needs `simd`, `lanes`, `inp` (the group's input channel planes from the first pixel,
+    /// `istride` floats apart), `out` (a `PlanesMut` of its output planes from the first pixel),
+    /// `npix` (pixels to compute) and `oc0` (first output channel of the group, for the weights
+    /// and bias in the fields `w_field` / `b_field`).
     pub sweep: TokenStream,
 }
 
@@ -70,7 +70,7 @@ pub fn stage(
         let mut calls = quote! {
             for t in 0..#ntiles_l {
                 let oc = t * #oct_l;
-                #main(simd, inp, istride, &mut out[oc * ostride..][..(#oct_l - 1) * ostride + npix], ostride, p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l..][..#oct_l * #cpg_in_l], &self.#b_field[oc0 + oc..][..#oct_l]);
+                #main(simd, inp, istride, &mut out.planes(oc, #oct_l), p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l..][..#oct_l * #cpg_in_l], &self.#b_field[oc0 + oc..][..#oct_l]);
             }
         };
         if plan.oc_tail > 0 {
@@ -78,7 +78,7 @@ pub fn stage(
             let tt = lit(plan.oc_tail);
             calls.extend(quote! {
                 let oc = #ntiles_l * #oct_l;
-                #tail(simd, inp, istride, &mut out[oc * ostride..][..(#tt - 1) * ostride + npix], ostride, p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l..][..#tt * #cpg_in_l], &self.#b_field[oc0 + oc..][..#tt]);
+                #tail(simd, inp, istride, &mut out.planes(oc, #tt), p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l..][..#tt * #cpg_in_l], &self.#b_field[oc0 + oc..][..#tt]);
             });
         }
         calls
@@ -123,11 +123,7 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
     let rt = rt();
     let f = format_ident!("__run_r{}", plan.regs);
     let (cpg_in_l, cpg_out_l) = (lit(spec.in_per_group()), lit(spec.out_per_group()));
-    let (groups, cin, cout) = (
-        lit(spec.groups),
-        lit(spec.in_channels),
-        lit(spec.out_channels),
-    );
+    let (groups, cin) = (lit(spec.groups), lit(spec.in_channels));
     let Stage { tiles, sweep } =
         stage(spec, plan, "tile", &format_ident!("w"), &format_ident!("b"));
 
@@ -137,17 +133,16 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
         fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
             #tiles
 
-            let #rt::Args { input, output, n, h, w, .. } = a;
+            let #rt::Args { input, mut output, h, w, units, span, .. } = a;
             let lanes = S::F32_LANES;
             let hw = h * w;
-            let (istride, ostride, npix) = (hw, hw, hw);
-            for b in 0..n {
-                for g in 0..#groups {
-                    let oc0 = g * #cpg_out_l;
-                    let inp = &input[(b * #cin + g * #cpg_in_l) * hw..][..#cpg_in_l * hw];
-                    let out = &mut output[(b * #cout + oc0) * hw..][..#cpg_out_l * hw];
-                    #sweep
-                }
+            let (istride, npix) = (hw, span.end - span.start);
+            for u in units.clone() {
+                let (b, g) = (u / #groups, u % #groups);
+                let oc0 = g * #cpg_out_l;
+                let inp = &input[(b * #cin + g * #cpg_in_l) * hw + span.start..][..(#cpg_in_l - 1) * hw + npix];
+                let out = &mut output.planes((u - units.start) * #cpg_out_l, #cpg_out_l);
+                #sweep
             }
         }
     }
@@ -200,9 +195,9 @@ fn tile_fn(
         let act = activate(spec.act, &a);
         let (il, jl) = (lit(i), lit(j));
         if part {
-            quote!(#act #rt::st_part(simd, out, #il * ostride + p, len, #a);)
+            quote!(#act #rt::st_part_plane(simd, out, #il, p, len, #a);)
         } else {
-            quote!(#act #rt::st(simd, out, #il * ostride + p + #jl * lanes, #a);)
+            quote!(#act #rt::st_plane(simd, out, #il, p + #jl * lanes, #a);)
         }
     });
     let (iters, ul, nw) = (lit(cpg_in / u), lit(u), lit(t * cpg_in));
@@ -221,8 +216,7 @@ fn tile_fn(
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut #rt::PlanesMut<'_>,
             p: usize,
             #len_name: usize,
             wt: &[f32],

@@ -112,7 +112,7 @@ fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
             #dw_tiles
             #pw_tiles
 
-            let #rt::Args { input, output, scratch, n, h, w, ho, wo } = a;
+            let #rt::Args { input, mut output, scratch, h, w, ho, wo, units, span, .. } = a;
             let lanes = S::F32_LANES;
             // Output rows per step, the depthwise band of one channel for them, and the block of
             // depthwise rows the pointwise stage reads (`in` planes, `mid_plane` floats apart).
@@ -120,27 +120,28 @@ fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
             let #rt::FusedScratch { band, step_rows, mid_plane, .. } = layout;
             let (band_buf, mid) = layout.split(scratch);
             band.clear(band_buf);
-            let (plane_in, plane_out) = (h * w, ho * wo);
-            for b in 0..n {
+            let plane_in = h * w;
+            for b in units.clone() {
                 let image = &input[b * #cin * plane_in..][..#cin * plane_in];
-                let out_image = &mut output[b * #cout * plane_out..][..#cout * plane_out];
-                let mut oy0 = 0;
-                while oy0 < ho {
-                    let rows = (ho - oy0).min(step_rows);
+                let mut out_image = output.planes((b - units.start) * #cout, #cout);
+                let mut oy0 = span.start;
+                while oy0 < span.end {
+                    let rows = (span.end - oy0).min(step_rows);
                     // Depthwise stage: rows `oy0..oy0 + rows` of every channel into `mid`.
+                    let mut mid_planes = #rt::PlanesMut::new(&mut *mid, #cin, mid_plane, mid_plane);
                     for oc0 in 0..#cin {
                         band.fill(simd, &image[oc0 * plane_in..][..plane_in], h, w, oy0, band_buf);
                         let buf: &[f32] = band_buf;
                         #setup
-                        let out = &mut mid[oc0 * mid_plane..][..mid_plane];
-                        let (plane, oy_base) = (mid_plane, 0);
+                        let out = &mut mid_planes.planes(oc0, 1);
+                        let oy_base = 0;
                         #sweeps
                     }
                     // Pointwise stage: those rows of every output channel, from `mid`.
                     {
                         let inp: &[f32] = mid;
-                        let (istride, ostride, npix, oc0) = (mid_plane, plane_out, rows * wo, 0);
-                        let out = &mut out_image[oy0 * wo..];
+                        let (istride, npix, oc0) = (mid_plane, rows * wo, 0);
+                        let out = &mut out_image.cols((oy0 - span.start) * wo, rows * wo);
                         #sweep
                     }
                     oy0 += rows;

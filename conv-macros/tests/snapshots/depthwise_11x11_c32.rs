@@ -85,6 +85,38 @@ impl Dw11 {
     ) -> ::conv_runtime::__private::Result<()> {
         ::conv_runtime::__private::forward(self, isa, input, n, h, w, output)
     }
+    /// `forward` split over the threads of the current rayon pool (the global pool, or
+    /// the one whose `install` this runs in); same results as `forward`.
+    pub fn forward_par(
+        &self,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ::conv_runtime::__private::forward_par(
+            self,
+            ::conv_runtime::__private::Isa::best(),
+            input,
+            n,
+            h,
+            w,
+            output,
+        )
+    }
+    /// `forward_par` on an explicit instruction set.
+    pub fn forward_par_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ::conv_runtime::__private::forward_par(self, isa, input, n, h, w, output)
+    }
     /// `forward` over checked NCHW tensor views.
     pub fn forward_tensor(
         &self,
@@ -159,9 +191,25 @@ impl ::conv_runtime::__private::Layer for Dw11 {
     ) -> ::conv_runtime::__private::Result<()> {
         Dw11::forward_on(self, isa, input, n, h, w, output)
     }
+    fn forward_par_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        Dw11::forward_par_on(self, isa, input, n, h, w, output)
+    }
 }
 impl ::conv_runtime::__private::Generated for Dw11 {
     const GEOMETRY: ::conv_runtime::__private::Conv2dParams = Self::PARAMS;
+    const UNITS: usize = 32;
+    const SPAN_PIXELS: bool = false;
+    fn flops(n: usize, h: usize, w: usize) -> u64 {
+        Self::PARAMS.flops(n, h, w)
+    }
     fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize {
         let _ = (lanes, h, w, ho, wo);
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
@@ -216,10 +264,9 @@ impl Dw11 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -1254,45 +1301,51 @@ impl Dw11 {
             acc_0_3_0 = simd.mul_add_e_f32s(x_10_13, w_0_10_10, acc_0_3_0);
             acc_0_4_0 = simd.mul_add_e_f32s(x_10_14, w_0_10_10, acc_0_4_0);
             acc_0_5_0 = simd.mul_add_e_f32s(x_10_15, w_0_10_10, acc_0_5_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 4) * wo + ox,
+                0,
+                (oy + 4) * wo + ox,
                 len,
                 acc_0_4_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 5) * wo + ox,
+                0,
+                (oy + 5) * wo + ox,
                 len,
                 acc_0_5_0,
             );
@@ -1311,10 +1364,9 @@ impl Dw11 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -2083,31 +2135,35 @@ impl Dw11 {
             acc_0_1_0 = simd.mul_add_e_f32s(x_10_11, w_0_10_10, acc_0_1_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_10_12, w_0_10_10, acc_0_2_0);
             acc_0_3_0 = simd.mul_add_e_f32s(x_10_13, w_0_10_10, acc_0_3_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
@@ -2126,10 +2182,9 @@ impl Dw11 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -2632,17 +2687,19 @@ impl Dw11 {
             let w_0_10_10 = simd.splat_f32s(wt[120]);
             acc_0_0_0 = simd.mul_add_e_f32s(x_10_10, w_0_10_10, acc_0_0_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_10_11, w_0_10_10, acc_0_1_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
@@ -2661,10 +2718,9 @@ impl Dw11 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -3034,23 +3090,26 @@ impl Dw11 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_10_9, w_0_9_10, acc_0_0_0);
             let w_0_10_10 = simd.splat_f32s(wt[120]);
             acc_0_0_0 = simd.mul_add_e_f32s(x_10_10, w_0_10_10, acc_0_0_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
         }
         let ::conv_runtime::__private::Args {
             input,
-            output,
+            mut output,
             scratch,
-            n,
             h,
             w,
             ho,
             wo,
+            units,
+            span,
+            ..
         } = a;
         let lanes = S::F32_LANES;
         let band = ::conv_runtime::__private::Band::new(
@@ -3061,115 +3120,110 @@ impl Dw11 {
             wo,
             6,
         );
-        let (plane_in, plane) = (h * w, ho * wo);
+        let plane_in = h * w;
         let scratch = &mut scratch[..band.len()];
         band.clear(scratch);
-        for b in 0..n {
-            for g in 0..32 {
-                let planes = &input[(b * 32 + g * 1) * plane_in..][..1 * plane_in];
-                let mut oy0 = 0;
-                while oy0 < ho {
-                    let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(simd, planes, h, w, oy0, scratch);
-                    let buf: &[f32] = scratch;
-                    for t in 0..1 {
-                        let oc0 = g * 1 + t * 1;
-                        let wt = &self.w[oc0 * (121 / 1)..][..121];
-                        let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
-                        let out = &mut output[(b * 32 + oc0) * plane..][..1 * plane];
-                        let oy_base = oy0;
-                        let mut r = 0;
-                        while r + 6 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r6(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 6;
+        for u in units.clone() {
+            let (b, g) = (u / 32, u % 32);
+            let planes = &input[(b * 32 + g * 1) * plane_in..][..1 * plane_in];
+            let mut oy0 = span.start;
+            while oy0 < span.end {
+                let rows = (span.end - oy0).min(band.out_rows);
+                band.fill(simd, planes, h, w, oy0, scratch);
+                let buf: &[f32] = scratch;
+                for t in 0..1 {
+                    let oc0 = g * 1 + t * 1;
+                    let wt = &self.w[oc0 * (121 / 1)..][..121];
+                    let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
+                    let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
+                    let oy_base = oy0 - span.start;
+                    let mut r = 0;
+                    while r + 6 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r6(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
                         }
-                        while r + 4 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r4(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 4;
-                        }
-                        while r + 2 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r2(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 2;
-                        }
-                        while r + 1 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r1(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 1;
-                        }
+                        r += 6;
                     }
-                    oy0 += rows;
+                    while r + 4 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r4(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 4;
+                    }
+                    while r + 2 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r2(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 2;
+                    }
+                    while r + 1 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r1(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 1;
+                    }
                 }
+                oy0 += rows;
             }
         }
     }
@@ -3199,10 +3253,9 @@ impl Dw11 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -3705,17 +3758,19 @@ impl Dw11 {
             let w_0_10_10 = simd.splat_f32s(wt[120]);
             acc_0_0_0 = simd.mul_add_e_f32s(x_10_10, w_0_10_10, acc_0_0_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_10_11, w_0_10_10, acc_0_1_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
@@ -3734,10 +3789,9 @@ impl Dw11 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -4107,23 +4161,26 @@ impl Dw11 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_10_9, w_0_9_10, acc_0_0_0);
             let w_0_10_10 = simd.splat_f32s(wt[120]);
             acc_0_0_0 = simd.mul_add_e_f32s(x_10_10, w_0_10_10, acc_0_0_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
         }
         let ::conv_runtime::__private::Args {
             input,
-            output,
+            mut output,
             scratch,
-            n,
             h,
             w,
             ho,
             wo,
+            units,
+            span,
+            ..
         } = a;
         let lanes = S::F32_LANES;
         let band = ::conv_runtime::__private::Band::new(
@@ -4134,71 +4191,68 @@ impl Dw11 {
             wo,
             2,
         );
-        let (plane_in, plane) = (h * w, ho * wo);
+        let plane_in = h * w;
         let scratch = &mut scratch[..band.len()];
         band.clear(scratch);
-        for b in 0..n {
-            for g in 0..32 {
-                let planes = &input[(b * 32 + g * 1) * plane_in..][..1 * plane_in];
-                let mut oy0 = 0;
-                while oy0 < ho {
-                    let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(simd, planes, h, w, oy0, scratch);
-                    let buf: &[f32] = scratch;
-                    for t in 0..1 {
-                        let oc0 = g * 1 + t * 1;
-                        let wt = &self.w[oc0 * (121 / 1)..][..121];
-                        let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
-                        let out = &mut output[(b * 32 + oc0) * plane..][..1 * plane];
-                        let oy_base = oy0;
-                        let mut r = 0;
-                        while r + 2 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r2(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 2;
+        for u in units.clone() {
+            let (b, g) = (u / 32, u % 32);
+            let planes = &input[(b * 32 + g * 1) * plane_in..][..1 * plane_in];
+            let mut oy0 = span.start;
+            while oy0 < span.end {
+                let rows = (span.end - oy0).min(band.out_rows);
+                band.fill(simd, planes, h, w, oy0, scratch);
+                let buf: &[f32] = scratch;
+                for t in 0..1 {
+                    let oc0 = g * 1 + t * 1;
+                    let wt = &self.w[oc0 * (121 / 1)..][..121];
+                    let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
+                    let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
+                    let oy_base = oy0 - span.start;
+                    let mut r = 0;
+                    while r + 2 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r2(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
                         }
-                        while r + 1 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r1(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 1;
-                        }
+                        r += 2;
                     }
-                    oy0 += rows;
+                    while r + 1 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r1(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 1;
+                    }
                 }
+                oy0 += rows;
             }
         }
     }

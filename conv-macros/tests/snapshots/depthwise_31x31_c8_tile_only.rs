@@ -85,6 +85,38 @@ impl Dw31 {
     ) -> ::conv_runtime::__private::Result<()> {
         ::conv_runtime::__private::forward(self, isa, input, n, h, w, output)
     }
+    /// `forward` split over the threads of the current rayon pool (the global pool, or
+    /// the one whose `install` this runs in); same results as `forward`.
+    pub fn forward_par(
+        &self,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ::conv_runtime::__private::forward_par(
+            self,
+            ::conv_runtime::__private::Isa::best(),
+            input,
+            n,
+            h,
+            w,
+            output,
+        )
+    }
+    /// `forward_par` on an explicit instruction set.
+    pub fn forward_par_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ::conv_runtime::__private::forward_par(self, isa, input, n, h, w, output)
+    }
     /// `forward` over checked NCHW tensor views.
     pub fn forward_tensor(
         &self,
@@ -159,9 +191,25 @@ impl ::conv_runtime::__private::Layer for Dw31 {
     ) -> ::conv_runtime::__private::Result<()> {
         Dw31::forward_on(self, isa, input, n, h, w, output)
     }
+    fn forward_par_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        Dw31::forward_par_on(self, isa, input, n, h, w, output)
+    }
 }
 impl ::conv_runtime::__private::Generated for Dw31 {
     const GEOMETRY: ::conv_runtime::__private::Conv2dParams = Self::PARAMS;
+    const UNITS: usize = 8;
+    const SPAN_PIXELS: bool = false;
+    fn flops(n: usize, h: usize, w: usize) -> u64 {
+        Self::PARAMS.flops(n, h, w)
+    }
     fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize {
         let _ = (lanes, h, w, ho, wo);
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
@@ -214,10 +262,9 @@ impl Dw31 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -256,59 +303,67 @@ impl Dw31 {
                     }
                 }
             }
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 4) * wo + ox,
+                0,
+                (oy + 4) * wo + ox,
                 len,
                 acc_0_4_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 5) * wo + ox,
+                0,
+                (oy + 5) * wo + ox,
                 len,
                 acc_0_5_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 6) * wo + ox,
+                0,
+                (oy + 6) * wo + ox,
                 len,
                 acc_0_6_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 7) * wo + ox,
+                0,
+                (oy + 7) * wo + ox,
                 len,
                 acc_0_7_0,
             );
@@ -327,10 +382,9 @@ impl Dw31 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -357,31 +411,35 @@ impl Dw31 {
                     }
                 }
             }
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
@@ -400,10 +458,9 @@ impl Dw31 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -424,17 +481,19 @@ impl Dw31 {
                     }
                 }
             }
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
@@ -453,10 +512,9 @@ impl Dw31 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -474,23 +532,26 @@ impl Dw31 {
                     }
                 }
             }
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
         }
         let ::conv_runtime::__private::Args {
             input,
-            output,
+            mut output,
             scratch,
-            n,
             h,
             w,
             ho,
             wo,
+            units,
+            span,
+            ..
         } = a;
         let lanes = S::F32_LANES;
         let band = ::conv_runtime::__private::Band::new(
@@ -501,115 +562,110 @@ impl Dw31 {
             wo,
             8,
         );
-        let (plane_in, plane) = (h * w, ho * wo);
+        let plane_in = h * w;
         let scratch = &mut scratch[..band.len()];
         band.clear(scratch);
-        for b in 0..n {
-            for g in 0..8 {
-                let planes = &input[(b * 8 + g * 1) * plane_in..][..1 * plane_in];
-                let mut oy0 = 0;
-                while oy0 < ho {
-                    let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(simd, planes, h, w, oy0, scratch);
-                    let buf: &[f32] = scratch;
-                    for t in 0..1 {
-                        let oc0 = g * 1 + t * 1;
-                        let wt = &self.w[oc0 * (961 / 1)..][..961];
-                        let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
-                        let out = &mut output[(b * 8 + oc0) * plane..][..1 * plane];
-                        let oy_base = oy0;
-                        let mut r = 0;
-                        while r + 8 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r8(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 8;
+        for u in units.clone() {
+            let (b, g) = (u / 8, u % 8);
+            let planes = &input[(b * 8 + g * 1) * plane_in..][..1 * plane_in];
+            let mut oy0 = span.start;
+            while oy0 < span.end {
+                let rows = (span.end - oy0).min(band.out_rows);
+                band.fill(simd, planes, h, w, oy0, scratch);
+                let buf: &[f32] = scratch;
+                for t in 0..1 {
+                    let oc0 = g * 1 + t * 1;
+                    let wt = &self.w[oc0 * (961 / 1)..][..961];
+                    let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
+                    let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
+                    let oy_base = oy0 - span.start;
+                    let mut r = 0;
+                    while r + 8 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r8(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
                         }
-                        while r + 4 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r4(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 4;
-                        }
-                        while r + 2 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r2(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 2;
-                        }
-                        while r + 1 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r1(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 1;
-                        }
+                        r += 8;
                     }
-                    oy0 += rows;
+                    while r + 4 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r4(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 4;
+                    }
+                    while r + 2 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r2(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 2;
+                    }
+                    while r + 1 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r1(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 1;
+                    }
                 }
+                oy0 += rows;
             }
         }
     }

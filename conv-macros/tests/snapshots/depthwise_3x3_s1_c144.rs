@@ -85,6 +85,38 @@ impl Dw144 {
     ) -> ::conv_runtime::__private::Result<()> {
         ::conv_runtime::__private::forward(self, isa, input, n, h, w, output)
     }
+    /// `forward` split over the threads of the current rayon pool (the global pool, or
+    /// the one whose `install` this runs in); same results as `forward`.
+    pub fn forward_par(
+        &self,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ::conv_runtime::__private::forward_par(
+            self,
+            ::conv_runtime::__private::Isa::best(),
+            input,
+            n,
+            h,
+            w,
+            output,
+        )
+    }
+    /// `forward_par` on an explicit instruction set.
+    pub fn forward_par_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ::conv_runtime::__private::forward_par(self, isa, input, n, h, w, output)
+    }
     /// `forward` over checked NCHW tensor views.
     pub fn forward_tensor(
         &self,
@@ -159,9 +191,25 @@ impl ::conv_runtime::__private::Layer for Dw144 {
     ) -> ::conv_runtime::__private::Result<()> {
         Dw144::forward_on(self, isa, input, n, h, w, output)
     }
+    fn forward_par_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        Dw144::forward_par_on(self, isa, input, n, h, w, output)
+    }
 }
 impl ::conv_runtime::__private::Generated for Dw144 {
     const GEOMETRY: ::conv_runtime::__private::Conv2dParams = Self::PARAMS;
+    const UNITS: usize = 144;
+    const SPAN_PIXELS: bool = false;
+    fn flops(n: usize, h: usize, w: usize) -> u64 {
+        Self::PARAMS.flops(n, h, w)
+    }
     fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize {
         let _ = (lanes, h, w, ho, wo);
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
@@ -216,10 +264,9 @@ impl Dw144 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
@@ -343,59 +390,67 @@ impl Dw144 {
             acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
             acc_0_6_0 = simd.mul_add_e_f32s(x_2_8, w_0_2_2, acc_0_6_0);
             acc_0_7_0 = simd.mul_add_e_f32s(x_2_9, w_0_2_2, acc_0_7_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 4) * wo + ox,
+                0,
+                (oy + 4) * wo + ox,
                 len,
                 acc_0_4_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 5) * wo + ox,
+                0,
+                (oy + 5) * wo + ox,
                 len,
                 acc_0_5_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 6) * wo + ox,
+                0,
+                (oy + 6) * wo + ox,
                 len,
                 acc_0_6_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 7) * wo + ox,
+                0,
+                (oy + 7) * wo + ox,
                 len,
                 acc_0_7_0,
             );
@@ -414,10 +469,9 @@ impl Dw144 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
@@ -489,31 +543,35 @@ impl Dw144 {
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
             acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
@@ -532,10 +590,9 @@ impl Dw144 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
@@ -581,17 +638,19 @@ impl Dw144 {
             let w_0_2_2 = wv[8];
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
@@ -610,10 +669,9 @@ impl Dw144 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
@@ -646,23 +704,26 @@ impl Dw144 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
             let w_0_2_2 = wv[8];
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
         }
         let ::conv_runtime::__private::Args {
             input,
-            output,
+            mut output,
             scratch,
-            n,
             h,
             w,
             ho,
             wo,
+            units,
+            span,
+            ..
         } = a;
         let lanes = S::F32_LANES;
         let band = ::conv_runtime::__private::Band::new(
@@ -673,126 +734,121 @@ impl Dw144 {
             wo,
             8,
         );
-        let (plane_in, plane) = (h * w, ho * wo);
+        let plane_in = h * w;
         let scratch = &mut scratch[..band.len()];
         band.clear(scratch);
-        for b in 0..n {
-            for g in 0..144 {
-                let planes = &input[(b * 144 + g * 1) * plane_in..][..1 * plane_in];
-                let mut oy0 = 0;
-                while oy0 < ho {
-                    let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(simd, planes, h, w, oy0, scratch);
-                    let buf: &[f32] = scratch;
-                    for t in 0..1 {
-                        let oc0 = g * 1 + t * 1;
-                        let wt = &self.w[oc0 * (9 / 1)..][..9];
-                        let wv: [S::f32s; 9] = [
-                            simd.splat_f32s(wt[0]),
-                            simd.splat_f32s(wt[1]),
-                            simd.splat_f32s(wt[2]),
-                            simd.splat_f32s(wt[3]),
-                            simd.splat_f32s(wt[4]),
-                            simd.splat_f32s(wt[5]),
-                            simd.splat_f32s(wt[6]),
-                            simd.splat_f32s(wt[7]),
-                            simd.splat_f32s(wt[8]),
-                        ];
-                        let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
-                        let out = &mut output[(b * 144 + oc0) * plane..][..1 * plane];
-                        let oy_base = oy0;
-                        let mut r = 0;
-                        while r + 8 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r8(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    &wv,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 8;
+        for u in units.clone() {
+            let (b, g) = (u / 144, u % 144);
+            let planes = &input[(b * 144 + g * 1) * plane_in..][..1 * plane_in];
+            let mut oy0 = span.start;
+            while oy0 < span.end {
+                let rows = (span.end - oy0).min(band.out_rows);
+                band.fill(simd, planes, h, w, oy0, scratch);
+                let buf: &[f32] = scratch;
+                for t in 0..1 {
+                    let oc0 = g * 1 + t * 1;
+                    let wt = &self.w[oc0 * (9 / 1)..][..9];
+                    let wv: [S::f32s; 9] = [
+                        simd.splat_f32s(wt[0]),
+                        simd.splat_f32s(wt[1]),
+                        simd.splat_f32s(wt[2]),
+                        simd.splat_f32s(wt[3]),
+                        simd.splat_f32s(wt[4]),
+                        simd.splat_f32s(wt[5]),
+                        simd.splat_f32s(wt[6]),
+                        simd.splat_f32s(wt[7]),
+                        simd.splat_f32s(wt[8]),
+                    ];
+                    let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
+                    let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
+                    let oy_base = oy0 - span.start;
+                    let mut r = 0;
+                    while r + 8 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r8(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                &wv,
+                                &bias,
+                            );
+                            ox += lanes;
                         }
-                        while r + 4 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r4(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    &wv,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 4;
-                        }
-                        while r + 2 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r2(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    &wv,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 2;
-                        }
-                        while r + 1 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r1(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    &wv,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 1;
-                        }
+                        r += 8;
                     }
-                    oy0 += rows;
+                    while r + 4 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r4(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                &wv,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 4;
+                    }
+                    while r + 2 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r2(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                &wv,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 2;
+                    }
+                    while r + 1 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r1(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                &wv,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 1;
+                    }
                 }
+                oy0 += rows;
             }
         }
     }
@@ -822,10 +878,9 @@ impl Dw144 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -924,45 +979,51 @@ impl Dw144 {
             acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
             acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
             acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 4) * wo + ox,
+                0,
+                (oy + 4) * wo + ox,
                 len,
                 acc_0_4_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 5) * wo + ox,
+                0,
+                (oy + 5) * wo + ox,
                 len,
                 acc_0_5_0,
             );
@@ -981,10 +1042,9 @@ impl Dw144 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -1057,31 +1117,35 @@ impl Dw144 {
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
             acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
@@ -1100,10 +1164,9 @@ impl Dw144 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -1150,17 +1213,19 @@ impl Dw144 {
             let w_0_2_2 = simd.splat_f32s(wt[8]);
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
@@ -1179,10 +1244,9 @@ impl Dw144 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -1216,23 +1280,26 @@ impl Dw144 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
             let w_0_2_2 = simd.splat_f32s(wt[8]);
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
         }
         let ::conv_runtime::__private::Args {
             input,
-            output,
+            mut output,
             scratch,
-            n,
             h,
             w,
             ho,
             wo,
+            units,
+            span,
+            ..
         } = a;
         let lanes = S::F32_LANES;
         let band = ::conv_runtime::__private::Band::new(
@@ -1243,115 +1310,110 @@ impl Dw144 {
             wo,
             6,
         );
-        let (plane_in, plane) = (h * w, ho * wo);
+        let plane_in = h * w;
         let scratch = &mut scratch[..band.len()];
         band.clear(scratch);
-        for b in 0..n {
-            for g in 0..144 {
-                let planes = &input[(b * 144 + g * 1) * plane_in..][..1 * plane_in];
-                let mut oy0 = 0;
-                while oy0 < ho {
-                    let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(simd, planes, h, w, oy0, scratch);
-                    let buf: &[f32] = scratch;
-                    for t in 0..1 {
-                        let oc0 = g * 1 + t * 1;
-                        let wt = &self.w[oc0 * (9 / 1)..][..9];
-                        let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
-                        let out = &mut output[(b * 144 + oc0) * plane..][..1 * plane];
-                        let oy_base = oy0;
-                        let mut r = 0;
-                        while r + 6 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r6(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 6;
+        for u in units.clone() {
+            let (b, g) = (u / 144, u % 144);
+            let planes = &input[(b * 144 + g * 1) * plane_in..][..1 * plane_in];
+            let mut oy0 = span.start;
+            while oy0 < span.end {
+                let rows = (span.end - oy0).min(band.out_rows);
+                band.fill(simd, planes, h, w, oy0, scratch);
+                let buf: &[f32] = scratch;
+                for t in 0..1 {
+                    let oc0 = g * 1 + t * 1;
+                    let wt = &self.w[oc0 * (9 / 1)..][..9];
+                    let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
+                    let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
+                    let oy_base = oy0 - span.start;
+                    let mut r = 0;
+                    while r + 6 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r6(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
                         }
-                        while r + 4 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r4(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 4;
-                        }
-                        while r + 2 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r2(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 2;
-                        }
-                        while r + 1 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r1(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 1;
-                        }
+                        r += 6;
                     }
-                    oy0 += rows;
+                    while r + 4 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r4(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 4;
+                    }
+                    while r + 2 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r2(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 2;
+                    }
+                    while r + 1 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r1(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 1;
+                    }
                 }
+                oy0 += rows;
             }
         }
     }

@@ -85,6 +85,38 @@ impl ResNeXt128 {
     ) -> ::conv_runtime::__private::Result<()> {
         ::conv_runtime::__private::forward(self, isa, input, n, h, w, output)
     }
+    /// `forward` split over the threads of the current rayon pool (the global pool, or
+    /// the one whose `install` this runs in); same results as `forward`.
+    pub fn forward_par(
+        &self,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ::conv_runtime::__private::forward_par(
+            self,
+            ::conv_runtime::__private::Isa::best(),
+            input,
+            n,
+            h,
+            w,
+            output,
+        )
+    }
+    /// `forward_par` on an explicit instruction set.
+    pub fn forward_par_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ::conv_runtime::__private::forward_par(self, isa, input, n, h, w, output)
+    }
     /// `forward` over checked NCHW tensor views.
     pub fn forward_tensor(
         &self,
@@ -159,9 +191,25 @@ impl ::conv_runtime::__private::Layer for ResNeXt128 {
     ) -> ::conv_runtime::__private::Result<()> {
         ResNeXt128::forward_on(self, isa, input, n, h, w, output)
     }
+    fn forward_par_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ResNeXt128::forward_par_on(self, isa, input, n, h, w, output)
+    }
 }
 impl ::conv_runtime::__private::Generated for ResNeXt128 {
     const GEOMETRY: ::conv_runtime::__private::Conv2dParams = Self::PARAMS;
+    const UNITS: usize = 32;
+    const SPAN_PIXELS: bool = false;
+    fn flops(n: usize, h: usize, w: usize) -> u64 {
+        Self::PARAMS.flops(n, h, w)
+    }
     fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize {
         let _ = (lanes, h, w, ho, wo);
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
@@ -216,10 +264,9 @@ impl ResNeXt128 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 4],
         ) {
@@ -1193,143 +1240,163 @@ impl ResNeXt128 {
             acc_3_2_0 = simd.mul_add_e_f32s(x_2_4, w_3_2_2, acc_3_2_0);
             acc_3_3_0 = simd.mul_add_e_f32s(x_2_5, w_3_2_2, acc_3_3_0);
             acc_3_4_0 = simd.mul_add_e_f32s(x_2_6, w_3_2_2, acc_3_4_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 4) * wo + ox,
+                0,
+                (oy + 4) * wo + ox,
                 len,
                 acc_0_4_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 0) * wo + ox,
+                1,
+                (oy + 0) * wo + ox,
                 len,
                 acc_1_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 1) * wo + ox,
+                1,
+                (oy + 1) * wo + ox,
                 len,
                 acc_1_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 2) * wo + ox,
+                1,
+                (oy + 2) * wo + ox,
                 len,
                 acc_1_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 3) * wo + ox,
+                1,
+                (oy + 3) * wo + ox,
                 len,
                 acc_1_3_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 4) * wo + ox,
+                1,
+                (oy + 4) * wo + ox,
                 len,
                 acc_1_4_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                2 * plane + (oy + 0) * wo + ox,
+                2,
+                (oy + 0) * wo + ox,
                 len,
                 acc_2_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                2 * plane + (oy + 1) * wo + ox,
+                2,
+                (oy + 1) * wo + ox,
                 len,
                 acc_2_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                2 * plane + (oy + 2) * wo + ox,
+                2,
+                (oy + 2) * wo + ox,
                 len,
                 acc_2_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                2 * plane + (oy + 3) * wo + ox,
+                2,
+                (oy + 3) * wo + ox,
                 len,
                 acc_2_3_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                2 * plane + (oy + 4) * wo + ox,
+                2,
+                (oy + 4) * wo + ox,
                 len,
                 acc_2_4_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                3 * plane + (oy + 0) * wo + ox,
+                3,
+                (oy + 0) * wo + ox,
                 len,
                 acc_3_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                3 * plane + (oy + 1) * wo + ox,
+                3,
+                (oy + 1) * wo + ox,
                 len,
                 acc_3_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                3 * plane + (oy + 2) * wo + ox,
+                3,
+                (oy + 2) * wo + ox,
                 len,
                 acc_3_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                3 * plane + (oy + 3) * wo + ox,
+                3,
+                (oy + 3) * wo + ox,
                 len,
                 acc_3_3_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                3 * plane + (oy + 4) * wo + ox,
+                3,
+                (oy + 4) * wo + ox,
                 len,
                 acc_3_4_0,
             );
@@ -1348,10 +1415,9 @@ impl ResNeXt128 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 4],
         ) {
@@ -2165,115 +2231,131 @@ impl ResNeXt128 {
             acc_3_1_0 = simd.mul_add_e_f32s(x_2_3, w_3_2_2, acc_3_1_0);
             acc_3_2_0 = simd.mul_add_e_f32s(x_2_4, w_3_2_2, acc_3_2_0);
             acc_3_3_0 = simd.mul_add_e_f32s(x_2_5, w_3_2_2, acc_3_3_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 0) * wo + ox,
+                1,
+                (oy + 0) * wo + ox,
                 len,
                 acc_1_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 1) * wo + ox,
+                1,
+                (oy + 1) * wo + ox,
                 len,
                 acc_1_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 2) * wo + ox,
+                1,
+                (oy + 2) * wo + ox,
                 len,
                 acc_1_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 3) * wo + ox,
+                1,
+                (oy + 3) * wo + ox,
                 len,
                 acc_1_3_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                2 * plane + (oy + 0) * wo + ox,
+                2,
+                (oy + 0) * wo + ox,
                 len,
                 acc_2_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                2 * plane + (oy + 1) * wo + ox,
+                2,
+                (oy + 1) * wo + ox,
                 len,
                 acc_2_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                2 * plane + (oy + 2) * wo + ox,
+                2,
+                (oy + 2) * wo + ox,
                 len,
                 acc_2_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                2 * plane + (oy + 3) * wo + ox,
+                2,
+                (oy + 3) * wo + ox,
                 len,
                 acc_2_3_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                3 * plane + (oy + 0) * wo + ox,
+                3,
+                (oy + 0) * wo + ox,
                 len,
                 acc_3_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                3 * plane + (oy + 1) * wo + ox,
+                3,
+                (oy + 1) * wo + ox,
                 len,
                 acc_3_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                3 * plane + (oy + 2) * wo + ox,
+                3,
+                (oy + 2) * wo + ox,
                 len,
                 acc_3_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                3 * plane + (oy + 3) * wo + ox,
+                3,
+                (oy + 3) * wo + ox,
                 len,
                 acc_3_3_0,
             );
@@ -2292,10 +2374,9 @@ impl ResNeXt128 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 4],
         ) {
@@ -2789,59 +2870,67 @@ impl ResNeXt128 {
             let w_3_2_2 = simd.splat_f32s(wt[143]);
             acc_3_0_0 = simd.mul_add_e_f32s(x_2_2, w_3_2_2, acc_3_0_0);
             acc_3_1_0 = simd.mul_add_e_f32s(x_2_3, w_3_2_2, acc_3_1_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 0) * wo + ox,
+                1,
+                (oy + 0) * wo + ox,
                 len,
                 acc_1_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 1) * wo + ox,
+                1,
+                (oy + 1) * wo + ox,
                 len,
                 acc_1_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                2 * plane + (oy + 0) * wo + ox,
+                2,
+                (oy + 0) * wo + ox,
                 len,
                 acc_2_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                2 * plane + (oy + 1) * wo + ox,
+                2,
+                (oy + 1) * wo + ox,
                 len,
                 acc_2_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                3 * plane + (oy + 0) * wo + ox,
+                3,
+                (oy + 0) * wo + ox,
                 len,
                 acc_3_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                3 * plane + (oy + 1) * wo + ox,
+                3,
+                (oy + 1) * wo + ox,
                 len,
                 acc_3_1_0,
             );
@@ -2860,10 +2949,9 @@ impl ResNeXt128 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 4],
         ) {
@@ -3197,44 +3285,50 @@ impl ResNeXt128 {
             acc_2_0_0 = simd.mul_add_e_f32s(x_2_2, w_2_2_2, acc_2_0_0);
             let w_3_2_2 = simd.splat_f32s(wt[143]);
             acc_3_0_0 = simd.mul_add_e_f32s(x_2_2, w_3_2_2, acc_3_0_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 0) * wo + ox,
+                1,
+                (oy + 0) * wo + ox,
                 len,
                 acc_1_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                2 * plane + (oy + 0) * wo + ox,
+                2,
+                (oy + 0) * wo + ox,
                 len,
                 acc_2_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                3 * plane + (oy + 0) * wo + ox,
+                3,
+                (oy + 0) * wo + ox,
                 len,
                 acc_3_0_0,
             );
         }
         let ::conv_runtime::__private::Args {
             input,
-            output,
+            mut output,
             scratch,
-            n,
             h,
             w,
             ho,
             wo,
+            units,
+            span,
+            ..
         } = a;
         let lanes = S::F32_LANES;
         let band = ::conv_runtime::__private::Band::new(
@@ -3245,120 +3339,115 @@ impl ResNeXt128 {
             wo,
             5,
         );
-        let (plane_in, plane) = (h * w, ho * wo);
+        let plane_in = h * w;
         let scratch = &mut scratch[..band.len()];
         band.clear(scratch);
-        for b in 0..n {
-            for g in 0..32 {
-                let planes = &input[(b * 128 + g * 4) * plane_in..][..4 * plane_in];
-                let mut oy0 = 0;
-                while oy0 < ho {
-                    let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(simd, planes, h, w, oy0, scratch);
-                    let buf: &[f32] = scratch;
-                    for t in 0..1 {
-                        let oc0 = g * 4 + t * 4;
-                        let wt = &self.w[oc0 * (144 / 4)..][..144];
-                        let bias: [S::f32s; 4] = [
-                            simd.splat_f32s(self.b[oc0 + 0]),
-                            simd.splat_f32s(self.b[oc0 + 1]),
-                            simd.splat_f32s(self.b[oc0 + 2]),
-                            simd.splat_f32s(self.b[oc0 + 3]),
-                        ];
-                        let out = &mut output[(b * 128 + oc0) * plane..][..4 * plane];
-                        let oy_base = oy0;
-                        let mut r = 0;
-                        while r + 5 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r5(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 5;
+        for u in units.clone() {
+            let (b, g) = (u / 32, u % 32);
+            let planes = &input[(b * 128 + g * 4) * plane_in..][..4 * plane_in];
+            let mut oy0 = span.start;
+            while oy0 < span.end {
+                let rows = (span.end - oy0).min(band.out_rows);
+                band.fill(simd, planes, h, w, oy0, scratch);
+                let buf: &[f32] = scratch;
+                for t in 0..1 {
+                    let oc0 = g * 4 + t * 4;
+                    let wt = &self.w[oc0 * (144 / 4)..][..144];
+                    let bias: [S::f32s; 4] = [
+                        simd.splat_f32s(self.b[oc0 + 0]),
+                        simd.splat_f32s(self.b[oc0 + 1]),
+                        simd.splat_f32s(self.b[oc0 + 2]),
+                        simd.splat_f32s(self.b[oc0 + 3]),
+                    ];
+                    let out = &mut output.planes((u - units.start) * 4 + t * 4, 4);
+                    let oy_base = oy0 - span.start;
+                    let mut r = 0;
+                    while r + 5 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r5(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
                         }
-                        while r + 4 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r4(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 4;
-                        }
-                        while r + 2 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r2(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 2;
-                        }
-                        while r + 1 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r1(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 1;
-                        }
+                        r += 5;
                     }
-                    oy0 += rows;
+                    while r + 4 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r4(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 4;
+                    }
+                    while r + 2 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r2(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 2;
+                    }
+                    while r + 1 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r1(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 1;
+                    }
                 }
+                oy0 += rows;
             }
         }
     }
@@ -3388,10 +3477,9 @@ impl ResNeXt128 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 2],
         ) {
@@ -3837,59 +3925,67 @@ impl ResNeXt128 {
             acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
             acc_1_2_0 = simd.mul_add_e_f32s(x_2_4, w_1_2_2, acc_1_2_0);
             acc_1_3_0 = simd.mul_add_e_f32s(x_2_5, w_1_2_2, acc_1_3_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 0) * wo + ox,
+                1,
+                (oy + 0) * wo + ox,
                 len,
                 acc_1_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 1) * wo + ox,
+                1,
+                (oy + 1) * wo + ox,
                 len,
                 acc_1_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 2) * wo + ox,
+                1,
+                (oy + 2) * wo + ox,
                 len,
                 acc_1_2_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 3) * wo + ox,
+                1,
+                (oy + 3) * wo + ox,
                 len,
                 acc_1_3_0,
             );
@@ -3908,10 +4004,9 @@ impl ResNeXt128 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 2],
         ) {
@@ -4185,31 +4280,35 @@ impl ResNeXt128 {
             let w_1_2_2 = simd.splat_f32s(wt[71]);
             acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
             acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 0) * wo + ox,
+                1,
+                (oy + 0) * wo + ox,
                 len,
                 acc_1_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 1) * wo + ox,
+                1,
+                (oy + 1) * wo + ox,
                 len,
                 acc_1_1_0,
             );
@@ -4228,10 +4327,9 @@ impl ResNeXt128 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 2],
         ) {
@@ -4419,30 +4517,34 @@ impl ResNeXt128 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
             let w_1_2_2 = simd.splat_f32s(wt[71]);
             acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                1 * plane + (oy + 0) * wo + ox,
+                1,
+                (oy + 0) * wo + ox,
                 len,
                 acc_1_0_0,
             );
         }
         let ::conv_runtime::__private::Args {
             input,
-            output,
+            mut output,
             scratch,
-            n,
             h,
             w,
             ho,
             wo,
+            units,
+            span,
+            ..
         } = a;
         let lanes = S::F32_LANES;
         let band = ::conv_runtime::__private::Band::new(
@@ -4453,96 +4555,92 @@ impl ResNeXt128 {
             wo,
             4,
         );
-        let (plane_in, plane) = (h * w, ho * wo);
+        let plane_in = h * w;
         let scratch = &mut scratch[..band.len()];
         band.clear(scratch);
-        for b in 0..n {
-            for g in 0..32 {
-                let planes = &input[(b * 128 + g * 4) * plane_in..][..4 * plane_in];
-                let mut oy0 = 0;
-                while oy0 < ho {
-                    let rows = (ho - oy0).min(band.out_rows);
-                    band.fill(simd, planes, h, w, oy0, scratch);
-                    let buf: &[f32] = scratch;
-                    for t in 0..2 {
-                        let oc0 = g * 4 + t * 2;
-                        let wt = &self.w[oc0 * (72 / 2)..][..72];
-                        let bias: [S::f32s; 2] = [
-                            simd.splat_f32s(self.b[oc0 + 0]),
-                            simd.splat_f32s(self.b[oc0 + 1]),
-                        ];
-                        let out = &mut output[(b * 128 + oc0) * plane..][..2 * plane];
-                        let oy_base = oy0;
-                        let mut r = 0;
-                        while r + 4 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r4(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 4;
+        for u in units.clone() {
+            let (b, g) = (u / 32, u % 32);
+            let planes = &input[(b * 128 + g * 4) * plane_in..][..4 * plane_in];
+            let mut oy0 = span.start;
+            while oy0 < span.end {
+                let rows = (span.end - oy0).min(band.out_rows);
+                band.fill(simd, planes, h, w, oy0, scratch);
+                let buf: &[f32] = scratch;
+                for t in 0..2 {
+                    let oc0 = g * 4 + t * 2;
+                    let wt = &self.w[oc0 * (72 / 2)..][..72];
+                    let bias: [S::f32s; 2] = [
+                        simd.splat_f32s(self.b[oc0 + 0]),
+                        simd.splat_f32s(self.b[oc0 + 1]),
+                    ];
+                    let out = &mut output.planes((u - units.start) * 4 + t * 2, 2);
+                    let oy_base = oy0 - span.start;
+                    let mut r = 0;
+                    while r + 4 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r4(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
                         }
-                        while r + 2 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r2(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 2;
-                        }
-                        while r + 1 <= rows {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                tile_r1(
-                                    simd,
-                                    &band,
-                                    buf,
-                                    r,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    plane,
-                                    wt,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
-                            r += 1;
-                        }
+                        r += 4;
                     }
-                    oy0 += rows;
+                    while r + 2 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r2(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 2;
+                    }
+                    while r + 1 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r1(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 1;
+                    }
                 }
+                oy0 += rows;
             }
         }
     }

@@ -85,6 +85,38 @@ impl Pw144x24 {
     ) -> ::conv_runtime::__private::Result<()> {
         ::conv_runtime::__private::forward(self, isa, input, n, h, w, output)
     }
+    /// `forward` split over the threads of the current rayon pool (the global pool, or
+    /// the one whose `install` this runs in); same results as `forward`.
+    pub fn forward_par(
+        &self,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ::conv_runtime::__private::forward_par(
+            self,
+            ::conv_runtime::__private::Isa::best(),
+            input,
+            n,
+            h,
+            w,
+            output,
+        )
+    }
+    /// `forward_par` on an explicit instruction set.
+    pub fn forward_par_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ::conv_runtime::__private::forward_par(self, isa, input, n, h, w, output)
+    }
     /// `forward` over checked NCHW tensor views.
     pub fn forward_tensor(
         &self,
@@ -159,9 +191,25 @@ impl ::conv_runtime::__private::Layer for Pw144x24 {
     ) -> ::conv_runtime::__private::Result<()> {
         Pw144x24::forward_on(self, isa, input, n, h, w, output)
     }
+    fn forward_par_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        Pw144x24::forward_par_on(self, isa, input, n, h, w, output)
+    }
 }
 impl ::conv_runtime::__private::Generated for Pw144x24 {
     const GEOMETRY: ::conv_runtime::__private::Conv2dParams = Self::PARAMS;
+    const UNITS: usize = 1;
+    const SPAN_PIXELS: bool = true;
+    fn flops(n: usize, h: usize, w: usize) -> u64 {
+        Self::PARAMS.flops(n, h, w)
+    }
     fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize {
         let _ = (lanes, h, w, ho, wo);
         0
@@ -207,8 +255,7 @@ impl Pw144x24 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -281,150 +328,30 @@ impl Pw144x24 {
                 acc_5_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_5, acc_5_0_2);
                 acc_5_0_3 = simd.mul_add_e_f32s(x_0_3, w_0_5, acc_5_0_3);
             }
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 0 * lanes,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 1 * lanes,
-                acc_0_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 2 * lanes,
-                acc_0_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 3 * lanes,
-                acc_0_0_3,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 0 * lanes,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 1 * lanes,
-                acc_1_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 2 * lanes,
-                acc_1_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 3 * lanes,
-                acc_1_0_3,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 0 * lanes,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 1 * lanes,
-                acc_2_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 2 * lanes,
-                acc_2_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 3 * lanes,
-                acc_2_0_3,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 0 * lanes,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 1 * lanes,
-                acc_3_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 2 * lanes,
-                acc_3_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 3 * lanes,
-                acc_3_0_3,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 0 * lanes,
-                acc_4_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 1 * lanes,
-                acc_4_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 2 * lanes,
-                acc_4_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 3 * lanes,
-                acc_4_0_3,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 0 * lanes,
-                acc_5_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 1 * lanes,
-                acc_5_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 2 * lanes,
-                acc_5_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 3 * lanes,
-                acc_5_0_3,
-            );
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 2 * lanes, acc_0_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 3 * lanes, acc_0_0_3);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 2 * lanes, acc_1_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 3 * lanes, acc_1_0_3);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 2 * lanes, acc_2_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 3 * lanes, acc_2_0_3);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 2 * lanes, acc_3_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 3 * lanes, acc_3_0_3);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 1 * lanes, acc_4_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 2 * lanes, acc_4_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 3 * lanes, acc_4_0_3);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 1 * lanes, acc_5_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 2 * lanes, acc_5_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 3 * lanes, acc_5_0_3);
         }
         #[inline(always)]
         #[allow(
@@ -437,8 +364,7 @@ impl Pw144x24 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -472,42 +398,12 @@ impl Pw144x24 {
                 let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
                 acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
             }
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 0 * lanes,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 0 * lanes,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 0 * lanes,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 0 * lanes,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 0 * lanes,
-                acc_4_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 0 * lanes,
-                acc_5_0_0,
-            );
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
         }
         #[inline(always)]
         #[allow(
@@ -520,8 +416,7 @@ impl Pw144x24 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -568,78 +463,18 @@ impl Pw144x24 {
                 acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
                 acc_5_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_5, acc_5_0_1);
             }
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 0 * lanes,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 1 * lanes,
-                acc_0_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 0 * lanes,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 1 * lanes,
-                acc_1_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 0 * lanes,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 1 * lanes,
-                acc_2_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 0 * lanes,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 1 * lanes,
-                acc_3_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 0 * lanes,
-                acc_4_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 1 * lanes,
-                acc_4_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 0 * lanes,
-                acc_5_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 1 * lanes,
-                acc_5_0_1,
-            );
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 1 * lanes, acc_4_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 1 * lanes, acc_5_0_1);
         }
         #[inline(always)]
         #[allow(
@@ -652,8 +487,7 @@ impl Pw144x24 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -713,114 +547,24 @@ impl Pw144x24 {
                 acc_5_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_5, acc_5_0_1);
                 acc_5_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_5, acc_5_0_2);
             }
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 0 * lanes,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 1 * lanes,
-                acc_0_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 2 * lanes,
-                acc_0_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 0 * lanes,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 1 * lanes,
-                acc_1_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 2 * lanes,
-                acc_1_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 0 * lanes,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 1 * lanes,
-                acc_2_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 2 * lanes,
-                acc_2_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 0 * lanes,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 1 * lanes,
-                acc_3_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 2 * lanes,
-                acc_3_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 0 * lanes,
-                acc_4_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 1 * lanes,
-                acc_4_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 2 * lanes,
-                acc_4_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 0 * lanes,
-                acc_5_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 1 * lanes,
-                acc_5_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 2 * lanes,
-                acc_5_0_2,
-            );
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 2 * lanes, acc_0_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 2 * lanes, acc_1_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 2 * lanes, acc_2_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 2 * lanes, acc_3_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 1 * lanes, acc_4_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 2 * lanes, acc_4_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 1 * lanes, acc_5_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 2 * lanes, acc_5_0_2);
         }
         #[inline(always)]
         #[allow(
@@ -833,8 +577,7 @@ impl Pw144x24 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             len: usize,
             wt: &[f32],
@@ -869,147 +612,114 @@ impl Pw144x24 {
                 let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
                 acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
             }
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * ostride + p,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                1 * ostride + p,
-                len,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                2 * ostride + p,
-                len,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                3 * ostride + p,
-                len,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                4 * ostride + p,
-                len,
-                acc_4_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                5 * ostride + p,
-                len,
-                acc_5_0_0,
-            );
+            ::conv_runtime::__private::st_part_plane(simd, out, 0, p, len, acc_0_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 1, p, len, acc_1_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 2, p, len, acc_2_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 3, p, len, acc_3_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 4, p, len, acc_4_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 5, p, len, acc_5_0_0);
         }
-        let ::conv_runtime::__private::Args { input, output, n, h, w, .. } = a;
+        let ::conv_runtime::__private::Args {
+            input,
+            mut output,
+            h,
+            w,
+            units,
+            span,
+            ..
+        } = a;
         let lanes = S::F32_LANES;
         let hw = h * w;
-        let (istride, ostride, npix) = (hw, hw, hw);
-        for b in 0..n {
-            for g in 0..1 {
-                let oc0 = g * 24;
-                let inp = &input[(b * 144 + g * 144) * hw..][..144 * hw];
-                let out = &mut output[(b * 24 + oc0) * hw..][..24 * hw];
-                let step = 4 * lanes;
-                let mut p = 0;
-                while p + step <= npix {
+        let (istride, npix) = (hw, span.end - span.start);
+        for u in units.clone() {
+            let (b, g) = (u / 1, u % 1);
+            let oc0 = g * 24;
+            let inp = &input[(b * 144 + g * 144) * hw
+                + span.start..][..(144 - 1) * hw + npix];
+            let out = &mut output.planes((u - units.start) * 24, 24);
+            let step = 4 * lanes;
+            let mut p = 0;
+            while p + step <= npix {
+                for t in 0..4 {
+                    let oc = t * 6;
+                    tile_t6_v4(
+                        simd,
+                        inp,
+                        istride,
+                        &mut out.planes(oc, 6),
+                        p,
+                        lanes,
+                        &self.w[(oc0 + oc) * 144..][..6 * 144],
+                        &self.b[oc0 + oc..][..6],
+                    );
+                }
+                p += step;
+            }
+            match (npix - p) / lanes {
+                1 => {
                     for t in 0..4 {
                         let oc = t * 6;
-                        tile_t6_v4(
+                        tile_t6_v1(
                             simd,
                             inp,
                             istride,
-                            &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
-                            ostride,
+                            &mut out.planes(oc, 6),
                             p,
                             lanes,
                             &self.w[(oc0 + oc) * 144..][..6 * 144],
                             &self.b[oc0 + oc..][..6],
                         );
                     }
-                    p += step;
+                    p += 1 * lanes;
                 }
-                match (npix - p) / lanes {
-                    1 => {
-                        for t in 0..4 {
-                            let oc = t * 6;
-                            tile_t6_v1(
-                                simd,
-                                inp,
-                                istride,
-                                &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
-                                ostride,
-                                p,
-                                lanes,
-                                &self.w[(oc0 + oc) * 144..][..6 * 144],
-                                &self.b[oc0 + oc..][..6],
-                            );
-                        }
-                        p += 1 * lanes;
-                    }
-                    2 => {
-                        for t in 0..4 {
-                            let oc = t * 6;
-                            tile_t6_v2(
-                                simd,
-                                inp,
-                                istride,
-                                &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
-                                ostride,
-                                p,
-                                lanes,
-                                &self.w[(oc0 + oc) * 144..][..6 * 144],
-                                &self.b[oc0 + oc..][..6],
-                            );
-                        }
-                        p += 2 * lanes;
-                    }
-                    3 => {
-                        for t in 0..4 {
-                            let oc = t * 6;
-                            tile_t6_v3(
-                                simd,
-                                inp,
-                                istride,
-                                &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
-                                ostride,
-                                p,
-                                lanes,
-                                &self.w[(oc0 + oc) * 144..][..6 * 144],
-                                &self.b[oc0 + oc..][..6],
-                            );
-                        }
-                        p += 3 * lanes;
-                    }
-                    _ => {}
-                }
-                if p < npix {
-                    let len = npix - p;
+                2 => {
                     for t in 0..4 {
                         let oc = t * 6;
-                        tile_t6_v1p(
+                        tile_t6_v2(
                             simd,
                             inp,
                             istride,
-                            &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
-                            ostride,
+                            &mut out.planes(oc, 6),
                             p,
-                            len,
+                            lanes,
                             &self.w[(oc0 + oc) * 144..][..6 * 144],
                             &self.b[oc0 + oc..][..6],
                         );
                     }
+                    p += 2 * lanes;
+                }
+                3 => {
+                    for t in 0..4 {
+                        let oc = t * 6;
+                        tile_t6_v3(
+                            simd,
+                            inp,
+                            istride,
+                            &mut out.planes(oc, 6),
+                            p,
+                            lanes,
+                            &self.w[(oc0 + oc) * 144..][..6 * 144],
+                            &self.b[oc0 + oc..][..6],
+                        );
+                    }
+                    p += 3 * lanes;
+                }
+                _ => {}
+            }
+            if p < npix {
+                let len = npix - p;
+                for t in 0..4 {
+                    let oc = t * 6;
+                    tile_t6_v1p(
+                        simd,
+                        inp,
+                        istride,
+                        &mut out.planes(oc, 6),
+                        p,
+                        len,
+                        &self.w[(oc0 + oc) * 144..][..6 * 144],
+                        &self.b[oc0 + oc..][..6],
+                    );
                 }
             }
         }
@@ -1037,8 +747,7 @@ impl Pw144x24 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -1084,78 +793,18 @@ impl Pw144x24 {
                 acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
                 acc_3_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_3, acc_3_0_2);
             }
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 0 * lanes,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 1 * lanes,
-                acc_0_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 2 * lanes,
-                acc_0_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 0 * lanes,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 1 * lanes,
-                acc_1_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 2 * lanes,
-                acc_1_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 0 * lanes,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 1 * lanes,
-                acc_2_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 2 * lanes,
-                acc_2_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 0 * lanes,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 1 * lanes,
-                acc_3_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 2 * lanes,
-                acc_3_0_2,
-            );
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 2 * lanes, acc_0_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 2 * lanes, acc_1_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 2 * lanes, acc_2_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 2 * lanes, acc_3_0_2);
         }
         #[inline(always)]
         #[allow(
@@ -1168,8 +817,7 @@ impl Pw144x24 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -1197,30 +845,10 @@ impl Pw144x24 {
                 let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
                 acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
             }
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 0 * lanes,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 0 * lanes,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 0 * lanes,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 0 * lanes,
-                acc_3_0_0,
-            );
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
         }
         #[inline(always)]
         #[allow(
@@ -1233,8 +861,7 @@ impl Pw144x24 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -1271,54 +898,14 @@ impl Pw144x24 {
                 acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
                 acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
             }
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 0 * lanes,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 1 * lanes,
-                acc_0_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 0 * lanes,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 1 * lanes,
-                acc_1_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 0 * lanes,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 1 * lanes,
-                acc_2_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 0 * lanes,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 1 * lanes,
-                acc_3_0_1,
-            );
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
         }
         #[inline(always)]
         #[allow(
@@ -1331,8 +918,7 @@ impl Pw144x24 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             len: usize,
             wt: &[f32],
@@ -1361,116 +947,96 @@ impl Pw144x24 {
                 let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
                 acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
             }
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * ostride + p,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                1 * ostride + p,
-                len,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                2 * ostride + p,
-                len,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                3 * ostride + p,
-                len,
-                acc_3_0_0,
-            );
+            ::conv_runtime::__private::st_part_plane(simd, out, 0, p, len, acc_0_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 1, p, len, acc_1_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 2, p, len, acc_2_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 3, p, len, acc_3_0_0);
         }
-        let ::conv_runtime::__private::Args { input, output, n, h, w, .. } = a;
+        let ::conv_runtime::__private::Args {
+            input,
+            mut output,
+            h,
+            w,
+            units,
+            span,
+            ..
+        } = a;
         let lanes = S::F32_LANES;
         let hw = h * w;
-        let (istride, ostride, npix) = (hw, hw, hw);
-        for b in 0..n {
-            for g in 0..1 {
-                let oc0 = g * 24;
-                let inp = &input[(b * 144 + g * 144) * hw..][..144 * hw];
-                let out = &mut output[(b * 24 + oc0) * hw..][..24 * hw];
-                let step = 3 * lanes;
-                let mut p = 0;
-                while p + step <= npix {
+        let (istride, npix) = (hw, span.end - span.start);
+        for u in units.clone() {
+            let (b, g) = (u / 1, u % 1);
+            let oc0 = g * 24;
+            let inp = &input[(b * 144 + g * 144) * hw
+                + span.start..][..(144 - 1) * hw + npix];
+            let out = &mut output.planes((u - units.start) * 24, 24);
+            let step = 3 * lanes;
+            let mut p = 0;
+            while p + step <= npix {
+                for t in 0..6 {
+                    let oc = t * 4;
+                    tile_t4_v3(
+                        simd,
+                        inp,
+                        istride,
+                        &mut out.planes(oc, 4),
+                        p,
+                        lanes,
+                        &self.w[(oc0 + oc) * 144..][..4 * 144],
+                        &self.b[oc0 + oc..][..4],
+                    );
+                }
+                p += step;
+            }
+            match (npix - p) / lanes {
+                1 => {
                     for t in 0..6 {
                         let oc = t * 4;
-                        tile_t4_v3(
+                        tile_t4_v1(
                             simd,
                             inp,
                             istride,
-                            &mut out[oc * ostride..][..(4 - 1) * ostride + npix],
-                            ostride,
+                            &mut out.planes(oc, 4),
                             p,
                             lanes,
                             &self.w[(oc0 + oc) * 144..][..4 * 144],
                             &self.b[oc0 + oc..][..4],
                         );
                     }
-                    p += step;
+                    p += 1 * lanes;
                 }
-                match (npix - p) / lanes {
-                    1 => {
-                        for t in 0..6 {
-                            let oc = t * 4;
-                            tile_t4_v1(
-                                simd,
-                                inp,
-                                istride,
-                                &mut out[oc * ostride..][..(4 - 1) * ostride + npix],
-                                ostride,
-                                p,
-                                lanes,
-                                &self.w[(oc0 + oc) * 144..][..4 * 144],
-                                &self.b[oc0 + oc..][..4],
-                            );
-                        }
-                        p += 1 * lanes;
-                    }
-                    2 => {
-                        for t in 0..6 {
-                            let oc = t * 4;
-                            tile_t4_v2(
-                                simd,
-                                inp,
-                                istride,
-                                &mut out[oc * ostride..][..(4 - 1) * ostride + npix],
-                                ostride,
-                                p,
-                                lanes,
-                                &self.w[(oc0 + oc) * 144..][..4 * 144],
-                                &self.b[oc0 + oc..][..4],
-                            );
-                        }
-                        p += 2 * lanes;
-                    }
-                    _ => {}
-                }
-                if p < npix {
-                    let len = npix - p;
+                2 => {
                     for t in 0..6 {
                         let oc = t * 4;
-                        tile_t4_v1p(
+                        tile_t4_v2(
                             simd,
                             inp,
                             istride,
-                            &mut out[oc * ostride..][..(4 - 1) * ostride + npix],
-                            ostride,
+                            &mut out.planes(oc, 4),
                             p,
-                            len,
+                            lanes,
                             &self.w[(oc0 + oc) * 144..][..4 * 144],
                             &self.b[oc0 + oc..][..4],
                         );
                     }
+                    p += 2 * lanes;
+                }
+                _ => {}
+            }
+            if p < npix {
+                let len = npix - p;
+                for t in 0..6 {
+                    let oc = t * 4;
+                    tile_t4_v1p(
+                        simd,
+                        inp,
+                        istride,
+                        &mut out.planes(oc, 4),
+                        p,
+                        len,
+                        &self.w[(oc0 + oc) * 144..][..4 * 144],
+                        &self.b[oc0 + oc..][..4],
+                    );
                 }
             }
         }

@@ -118,6 +118,38 @@ impl Block3 {
     ) -> ::conv_runtime::__private::Result<()> {
         ::conv_runtime::__private::forward(self, isa, input, n, h, w, output)
     }
+    /// `forward` split over the threads of the current rayon pool (the global pool, or
+    /// the one whose `install` this runs in); same results as `forward`.
+    pub fn forward_par(
+        &self,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ::conv_runtime::__private::forward_par(
+            self,
+            ::conv_runtime::__private::Isa::best(),
+            input,
+            n,
+            h,
+            w,
+            output,
+        )
+    }
+    /// `forward_par` on an explicit instruction set.
+    pub fn forward_par_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ::conv_runtime::__private::forward_par(self, isa, input, n, h, w, output)
+    }
     /// `forward` over checked NCHW tensor views.
     pub fn forward_tensor(
         &self,
@@ -180,9 +212,25 @@ impl ::conv_runtime::__private::Layer for Block3 {
     ) -> ::conv_runtime::__private::Result<()> {
         Block3::forward_on(self, isa, input, n, h, w, output)
     }
+    fn forward_par_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        Block3::forward_par_on(self, isa, input, n, h, w, output)
+    }
 }
 impl ::conv_runtime::__private::Generated for Block3 {
     const GEOMETRY: ::conv_runtime::__private::Conv2dParams = Self::PARAMS.geometry();
+    const UNITS: usize = 1;
+    const SPAN_PIXELS: bool = false;
+    fn flops(n: usize, h: usize, w: usize) -> u64 {
+        Self::PARAMS.flops(n, h, w)
+    }
     fn scratch_len(lanes: usize, h: usize, w: usize, ho: usize, wo: usize) -> usize {
         let _ = (lanes, h, w, ho, wo);
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
@@ -243,10 +291,9 @@ impl Block3 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
@@ -372,73 +419,81 @@ impl Block3 {
             acc_0_7_0 = simd.mul_add_e_f32s(x_2_9, w_0_2_2, acc_0_7_0);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
             acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
             acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
             acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
             acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
             acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
             acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
             acc_0_4_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_4_0, 0f32);
             acc_0_4_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_4_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 4) * wo + ox,
+                0,
+                (oy + 4) * wo + ox,
                 len,
                 acc_0_4_0,
             );
             acc_0_5_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_5_0, 0f32);
             acc_0_5_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_5_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 5) * wo + ox,
+                0,
+                (oy + 5) * wo + ox,
                 len,
                 acc_0_5_0,
             );
             acc_0_6_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_6_0, 0f32);
             acc_0_6_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_6_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 6) * wo + ox,
+                0,
+                (oy + 6) * wo + ox,
                 len,
                 acc_0_6_0,
             );
             acc_0_7_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_7_0, 0f32);
             acc_0_7_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_7_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 7) * wo + ox,
+                0,
+                (oy + 7) * wo + ox,
                 len,
                 acc_0_7_0,
             );
@@ -457,10 +512,9 @@ impl Block3 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
@@ -534,37 +588,41 @@ impl Block3 {
             acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
             acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
             acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
             acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
             acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
             acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
             acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
@@ -583,10 +641,9 @@ impl Block3 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
@@ -634,19 +691,21 @@ impl Block3 {
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
             acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
             acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
@@ -665,10 +724,9 @@ impl Block3 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wv: &[S::f32s; 9],
             bias: &[S::f32s; 1],
         ) {
@@ -703,10 +761,11 @@ impl Block3 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
@@ -722,8 +781,7 @@ impl Block3 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -796,150 +854,30 @@ impl Block3 {
                 acc_5_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_5, acc_5_0_2);
                 acc_5_0_3 = simd.mul_add_e_f32s(x_0_3, w_0_5, acc_5_0_3);
             }
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 0 * lanes,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 1 * lanes,
-                acc_0_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 2 * lanes,
-                acc_0_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 3 * lanes,
-                acc_0_0_3,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 0 * lanes,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 1 * lanes,
-                acc_1_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 2 * lanes,
-                acc_1_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 3 * lanes,
-                acc_1_0_3,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 0 * lanes,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 1 * lanes,
-                acc_2_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 2 * lanes,
-                acc_2_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 3 * lanes,
-                acc_2_0_3,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 0 * lanes,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 1 * lanes,
-                acc_3_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 2 * lanes,
-                acc_3_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 3 * lanes,
-                acc_3_0_3,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 0 * lanes,
-                acc_4_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 1 * lanes,
-                acc_4_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 2 * lanes,
-                acc_4_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 3 * lanes,
-                acc_4_0_3,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 0 * lanes,
-                acc_5_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 1 * lanes,
-                acc_5_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 2 * lanes,
-                acc_5_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 3 * lanes,
-                acc_5_0_3,
-            );
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 2 * lanes, acc_0_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 3 * lanes, acc_0_0_3);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 2 * lanes, acc_1_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 3 * lanes, acc_1_0_3);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 2 * lanes, acc_2_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 3 * lanes, acc_2_0_3);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 2 * lanes, acc_3_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 3 * lanes, acc_3_0_3);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 1 * lanes, acc_4_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 2 * lanes, acc_4_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 3 * lanes, acc_4_0_3);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 1 * lanes, acc_5_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 2 * lanes, acc_5_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 3 * lanes, acc_5_0_3);
         }
         #[inline(always)]
         #[allow(
@@ -952,8 +890,7 @@ impl Block3 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -987,42 +924,12 @@ impl Block3 {
                 let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
                 acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
             }
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 0 * lanes,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 0 * lanes,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 0 * lanes,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 0 * lanes,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 0 * lanes,
-                acc_4_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 0 * lanes,
-                acc_5_0_0,
-            );
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
         }
         #[inline(always)]
         #[allow(
@@ -1035,8 +942,7 @@ impl Block3 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -1083,78 +989,18 @@ impl Block3 {
                 acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
                 acc_5_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_5, acc_5_0_1);
             }
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 0 * lanes,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 1 * lanes,
-                acc_0_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 0 * lanes,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 1 * lanes,
-                acc_1_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 0 * lanes,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 1 * lanes,
-                acc_2_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 0 * lanes,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 1 * lanes,
-                acc_3_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 0 * lanes,
-                acc_4_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 1 * lanes,
-                acc_4_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 0 * lanes,
-                acc_5_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 1 * lanes,
-                acc_5_0_1,
-            );
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 1 * lanes, acc_4_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 1 * lanes, acc_5_0_1);
         }
         #[inline(always)]
         #[allow(
@@ -1167,8 +1013,7 @@ impl Block3 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -1228,114 +1073,24 @@ impl Block3 {
                 acc_5_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_5, acc_5_0_1);
                 acc_5_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_5, acc_5_0_2);
             }
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 0 * lanes,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 1 * lanes,
-                acc_0_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 2 * lanes,
-                acc_0_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 0 * lanes,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 1 * lanes,
-                acc_1_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 2 * lanes,
-                acc_1_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 0 * lanes,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 1 * lanes,
-                acc_2_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 2 * lanes,
-                acc_2_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 0 * lanes,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 1 * lanes,
-                acc_3_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 2 * lanes,
-                acc_3_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 0 * lanes,
-                acc_4_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 1 * lanes,
-                acc_4_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                4 * ostride + p + 2 * lanes,
-                acc_4_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 0 * lanes,
-                acc_5_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 1 * lanes,
-                acc_5_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                5 * ostride + p + 2 * lanes,
-                acc_5_0_2,
-            );
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 2 * lanes, acc_0_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 2 * lanes, acc_1_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 2 * lanes, acc_2_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 2 * lanes, acc_3_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 1 * lanes, acc_4_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 2 * lanes, acc_4_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 1 * lanes, acc_5_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 2 * lanes, acc_5_0_2);
         }
         #[inline(always)]
         #[allow(
@@ -1348,8 +1103,7 @@ impl Block3 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             len: usize,
             wt: &[f32],
@@ -1384,58 +1138,24 @@ impl Block3 {
                 let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
                 acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
             }
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * ostride + p,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                1 * ostride + p,
-                len,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                2 * ostride + p,
-                len,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                3 * ostride + p,
-                len,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                4 * ostride + p,
-                len,
-                acc_4_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                5 * ostride + p,
-                len,
-                acc_5_0_0,
-            );
+            ::conv_runtime::__private::st_part_plane(simd, out, 0, p, len, acc_0_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 1, p, len, acc_1_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 2, p, len, acc_2_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 3, p, len, acc_3_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 4, p, len, acc_4_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 5, p, len, acc_5_0_0);
         }
         let ::conv_runtime::__private::Args {
             input,
-            output,
+            mut output,
             scratch,
-            n,
             h,
             w,
             ho,
             wo,
+            units,
+            span,
+            ..
         } = a;
         let lanes = S::F32_LANES;
         let layout = ::conv_runtime::__private::FusedScratch::new(
@@ -1449,13 +1169,19 @@ impl Block3 {
         let ::conv_runtime::__private::FusedScratch { band, step_rows, mid_plane, .. } = layout;
         let (band_buf, mid) = layout.split(scratch);
         band.clear(band_buf);
-        let (plane_in, plane_out) = (h * w, ho * wo);
-        for b in 0..n {
+        let plane_in = h * w;
+        for b in units.clone() {
             let image = &input[b * 144 * plane_in..][..144 * plane_in];
-            let out_image = &mut output[b * 24 * plane_out..][..24 * plane_out];
-            let mut oy0 = 0;
-            while oy0 < ho {
-                let rows = (ho - oy0).min(step_rows);
+            let mut out_image = output.planes((b - units.start) * 24, 24);
+            let mut oy0 = span.start;
+            while oy0 < span.end {
+                let rows = (span.end - oy0).min(step_rows);
+                let mut mid_planes = ::conv_runtime::__private::PlanesMut::new(
+                    &mut *mid,
+                    144,
+                    mid_plane,
+                    mid_plane,
+                );
                 for oc0 in 0..144 {
                     band.fill(
                         simd,
@@ -1479,8 +1205,8 @@ impl Block3 {
                         simd.splat_f32s(wt[8]),
                     ];
                     let bias: [S::f32s; 1] = [simd.splat_f32s(self.dw_b[oc0 + 0])];
-                    let out = &mut mid[oc0 * mid_plane..][..mid_plane];
-                    let (plane, oy_base) = (mid_plane, 0);
+                    let out = &mut mid_planes.planes(oc0, 1);
+                    let oy_base = 0;
                     let mut r = 0;
                     while r + 8 <= rows {
                         let mut ox = 0;
@@ -1496,7 +1222,6 @@ impl Block3 {
                                 out,
                                 oy_base + r,
                                 wo,
-                                plane,
                                 &wv,
                                 &bias,
                             );
@@ -1518,7 +1243,6 @@ impl Block3 {
                                 out,
                                 oy_base + r,
                                 wo,
-                                plane,
                                 &wv,
                                 &bias,
                             );
@@ -1540,7 +1264,6 @@ impl Block3 {
                                 out,
                                 oy_base + r,
                                 wo,
-                                plane,
                                 &wv,
                                 &bias,
                             );
@@ -1562,7 +1285,6 @@ impl Block3 {
                                 out,
                                 oy_base + r,
                                 wo,
-                                plane,
                                 &wv,
                                 &bias,
                             );
@@ -1573,13 +1295,8 @@ impl Block3 {
                 }
                 {
                     let inp: &[f32] = mid;
-                    let (istride, ostride, npix, oc0) = (
-                        mid_plane,
-                        plane_out,
-                        rows * wo,
-                        0,
-                    );
-                    let out = &mut out_image[oy0 * wo..];
+                    let (istride, npix, oc0) = (mid_plane, rows * wo, 0);
+                    let out = &mut out_image.cols((oy0 - span.start) * wo, rows * wo);
                     let step = 4 * lanes;
                     let mut p = 0;
                     while p + step <= npix {
@@ -1589,8 +1306,7 @@ impl Block3 {
                                 simd,
                                 inp,
                                 istride,
-                                &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
-                                ostride,
+                                &mut out.planes(oc, 6),
                                 p,
                                 lanes,
                                 &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
@@ -1607,8 +1323,7 @@ impl Block3 {
                                     simd,
                                     inp,
                                     istride,
-                                    &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
-                                    ostride,
+                                    &mut out.planes(oc, 6),
                                     p,
                                     lanes,
                                     &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
@@ -1624,8 +1339,7 @@ impl Block3 {
                                     simd,
                                     inp,
                                     istride,
-                                    &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
-                                    ostride,
+                                    &mut out.planes(oc, 6),
                                     p,
                                     lanes,
                                     &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
@@ -1641,8 +1355,7 @@ impl Block3 {
                                     simd,
                                     inp,
                                     istride,
-                                    &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
-                                    ostride,
+                                    &mut out.planes(oc, 6),
                                     p,
                                     lanes,
                                     &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
@@ -1661,8 +1374,7 @@ impl Block3 {
                                 simd,
                                 inp,
                                 istride,
-                                &mut out[oc * ostride..][..(6 - 1) * ostride + npix],
-                                ostride,
+                                &mut out.planes(oc, 6),
                                 p,
                                 len,
                                 &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
@@ -1701,10 +1413,9 @@ impl Block3 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -1805,55 +1516,61 @@ impl Block3 {
             acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
             acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
             acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
             acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
             acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
             acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
             acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
             acc_0_4_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_4_0, 0f32);
             acc_0_4_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_4_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 4) * wo + ox,
+                0,
+                (oy + 4) * wo + ox,
                 len,
                 acc_0_4_0,
             );
             acc_0_5_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_5_0, 0f32);
             acc_0_5_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_5_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 5) * wo + ox,
+                0,
+                (oy + 5) * wo + ox,
                 len,
                 acc_0_5_0,
             );
@@ -1872,10 +1589,9 @@ impl Block3 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -1950,37 +1666,41 @@ impl Block3 {
             acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
             acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
             acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
             acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
             acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 2) * wo + ox,
+                0,
+                (oy + 2) * wo + ox,
                 len,
                 acc_0_2_0,
             );
             acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
             acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 3) * wo + ox,
+                0,
+                (oy + 3) * wo + ox,
                 len,
                 acc_0_3_0,
             );
@@ -1999,10 +1719,9 @@ impl Block3 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -2051,19 +1770,21 @@ impl Block3 {
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
             acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
             acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 1) * wo + ox,
+                0,
+                (oy + 1) * wo + ox,
                 len,
                 acc_0_1_0,
             );
@@ -2082,10 +1803,9 @@ impl Block3 {
             r0: usize,
             ox: usize,
             len: usize,
-            out: &mut [f32],
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             oy: usize,
             wo: usize,
-            plane: usize,
             wt: &[f32],
             bias: &[S::f32s; 1],
         ) {
@@ -2121,10 +1841,11 @@ impl Block3 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part(
+            ::conv_runtime::__private::st_part_plane(
                 simd,
                 out,
-                0 * plane + (oy + 0) * wo + ox,
+                0,
+                (oy + 0) * wo + ox,
                 len,
                 acc_0_0_0,
             );
@@ -2140,8 +1861,7 @@ impl Block3 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -2187,78 +1907,18 @@ impl Block3 {
                 acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
                 acc_3_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_3, acc_3_0_2);
             }
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 0 * lanes,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 1 * lanes,
-                acc_0_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 2 * lanes,
-                acc_0_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 0 * lanes,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 1 * lanes,
-                acc_1_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 2 * lanes,
-                acc_1_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 0 * lanes,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 1 * lanes,
-                acc_2_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 2 * lanes,
-                acc_2_0_2,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 0 * lanes,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 1 * lanes,
-                acc_3_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 2 * lanes,
-                acc_3_0_2,
-            );
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 2 * lanes, acc_0_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 2 * lanes, acc_1_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 2 * lanes, acc_2_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 2 * lanes, acc_3_0_2);
         }
         #[inline(always)]
         #[allow(
@@ -2271,8 +1931,7 @@ impl Block3 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -2300,30 +1959,10 @@ impl Block3 {
                 let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
                 acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
             }
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 0 * lanes,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 0 * lanes,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 0 * lanes,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 0 * lanes,
-                acc_3_0_0,
-            );
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
         }
         #[inline(always)]
         #[allow(
@@ -2336,8 +1975,7 @@ impl Block3 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             lanes: usize,
             wt: &[f32],
@@ -2374,54 +2012,14 @@ impl Block3 {
                 acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
                 acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
             }
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 0 * lanes,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                0 * ostride + p + 1 * lanes,
-                acc_0_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 0 * lanes,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                1 * ostride + p + 1 * lanes,
-                acc_1_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 0 * lanes,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                2 * ostride + p + 1 * lanes,
-                acc_2_0_1,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 0 * lanes,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st(
-                simd,
-                out,
-                3 * ostride + p + 1 * lanes,
-                acc_3_0_1,
-            );
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
         }
         #[inline(always)]
         #[allow(
@@ -2434,8 +2032,7 @@ impl Block3 {
             simd: S,
             inp: &[f32],
             istride: usize,
-            out: &mut [f32],
-            ostride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
             p: usize,
             len: usize,
             wt: &[f32],
@@ -2464,44 +2061,22 @@ impl Block3 {
                 let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
                 acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
             }
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                0 * ostride + p,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                1 * ostride + p,
-                len,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                2 * ostride + p,
-                len,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st_part(
-                simd,
-                out,
-                3 * ostride + p,
-                len,
-                acc_3_0_0,
-            );
+            ::conv_runtime::__private::st_part_plane(simd, out, 0, p, len, acc_0_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 1, p, len, acc_1_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 2, p, len, acc_2_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 3, p, len, acc_3_0_0);
         }
         let ::conv_runtime::__private::Args {
             input,
-            output,
+            mut output,
             scratch,
-            n,
             h,
             w,
             ho,
             wo,
+            units,
+            span,
+            ..
         } = a;
         let lanes = S::F32_LANES;
         let layout = ::conv_runtime::__private::FusedScratch::new(
@@ -2515,13 +2090,19 @@ impl Block3 {
         let ::conv_runtime::__private::FusedScratch { band, step_rows, mid_plane, .. } = layout;
         let (band_buf, mid) = layout.split(scratch);
         band.clear(band_buf);
-        let (plane_in, plane_out) = (h * w, ho * wo);
-        for b in 0..n {
+        let plane_in = h * w;
+        for b in units.clone() {
             let image = &input[b * 144 * plane_in..][..144 * plane_in];
-            let out_image = &mut output[b * 24 * plane_out..][..24 * plane_out];
-            let mut oy0 = 0;
-            while oy0 < ho {
-                let rows = (ho - oy0).min(step_rows);
+            let mut out_image = output.planes((b - units.start) * 24, 24);
+            let mut oy0 = span.start;
+            while oy0 < span.end {
+                let rows = (span.end - oy0).min(step_rows);
+                let mut mid_planes = ::conv_runtime::__private::PlanesMut::new(
+                    &mut *mid,
+                    144,
+                    mid_plane,
+                    mid_plane,
+                );
                 for oc0 in 0..144 {
                     band.fill(
                         simd,
@@ -2534,8 +2115,8 @@ impl Block3 {
                     let buf: &[f32] = band_buf;
                     let wt = &self.dw_w[oc0 * (9 / 1)..][..9];
                     let bias: [S::f32s; 1] = [simd.splat_f32s(self.dw_b[oc0 + 0])];
-                    let out = &mut mid[oc0 * mid_plane..][..mid_plane];
-                    let (plane, oy_base) = (mid_plane, 0);
+                    let out = &mut mid_planes.planes(oc0, 1);
+                    let oy_base = 0;
                     let mut r = 0;
                     while r + 6 <= rows {
                         let mut ox = 0;
@@ -2551,7 +2132,6 @@ impl Block3 {
                                 out,
                                 oy_base + r,
                                 wo,
-                                plane,
                                 wt,
                                 &bias,
                             );
@@ -2573,7 +2153,6 @@ impl Block3 {
                                 out,
                                 oy_base + r,
                                 wo,
-                                plane,
                                 wt,
                                 &bias,
                             );
@@ -2595,7 +2174,6 @@ impl Block3 {
                                 out,
                                 oy_base + r,
                                 wo,
-                                plane,
                                 wt,
                                 &bias,
                             );
@@ -2617,7 +2195,6 @@ impl Block3 {
                                 out,
                                 oy_base + r,
                                 wo,
-                                plane,
                                 wt,
                                 &bias,
                             );
@@ -2628,13 +2205,8 @@ impl Block3 {
                 }
                 {
                     let inp: &[f32] = mid;
-                    let (istride, ostride, npix, oc0) = (
-                        mid_plane,
-                        plane_out,
-                        rows * wo,
-                        0,
-                    );
-                    let out = &mut out_image[oy0 * wo..];
+                    let (istride, npix, oc0) = (mid_plane, rows * wo, 0);
+                    let out = &mut out_image.cols((oy0 - span.start) * wo, rows * wo);
                     let step = 3 * lanes;
                     let mut p = 0;
                     while p + step <= npix {
@@ -2644,8 +2216,7 @@ impl Block3 {
                                 simd,
                                 inp,
                                 istride,
-                                &mut out[oc * ostride..][..(4 - 1) * ostride + npix],
-                                ostride,
+                                &mut out.planes(oc, 4),
                                 p,
                                 lanes,
                                 &self.pw_w[(oc0 + oc) * 144..][..4 * 144],
@@ -2662,8 +2233,7 @@ impl Block3 {
                                     simd,
                                     inp,
                                     istride,
-                                    &mut out[oc * ostride..][..(4 - 1) * ostride + npix],
-                                    ostride,
+                                    &mut out.planes(oc, 4),
                                     p,
                                     lanes,
                                     &self.pw_w[(oc0 + oc) * 144..][..4 * 144],
@@ -2679,8 +2249,7 @@ impl Block3 {
                                     simd,
                                     inp,
                                     istride,
-                                    &mut out[oc * ostride..][..(4 - 1) * ostride + npix],
-                                    ostride,
+                                    &mut out.planes(oc, 4),
                                     p,
                                     lanes,
                                     &self.pw_w[(oc0 + oc) * 144..][..4 * 144],
@@ -2699,8 +2268,7 @@ impl Block3 {
                                 simd,
                                 inp,
                                 istride,
-                                &mut out[oc * ostride..][..(4 - 1) * ostride + npix],
-                                ostride,
+                                &mut out.planes(oc, 4),
                                 p,
                                 len,
                                 &self.pw_w[(oc0 + oc) * 144..][..4 * 144],
