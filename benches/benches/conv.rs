@@ -1,9 +1,10 @@
 //! Criterion benches: every row of [`conv_benches::ROWS`] (the depthwise, pointwise and grouped
-//! rows of `shared/shapes.tsv`), batch 1, one thread, on the best instruction set of the machine
+//! rows of `shared/shapes.tsv`), batch 1, one thread unless the id says `2t`, on the best instruction set of the machine
 //! (or `$CONV_BENCH_ISA`: `avx512`, `avx2`, `neon`, `scalar`).
 //!
 //! One group per row, named after the row, with these ids:
 //! - `generated`: the `#[conv_kernel]` layer (for `separable` rows: the fused kernel),
+//! - `generated_2t`: the same layer's `forward_par` on a 2-thread rayon pool,
 //! - `unfused` (`separable` rows only): the two stages as separate generated layers run one
 //!   after the other through an intermediate tensor,
 //! - `generic`: [`conv_runtime::GenericConv2d`], the run-time-shaped baseline (two of them,
@@ -62,6 +63,29 @@ fn bench_row(group: &mut BenchmarkGroup<'_, WallTime>, row: &Row, isa: Isa) {
                     black_box(&mut data.output),
                 )
                 .unwrap()
+        })
+    });
+
+    // The same layer split over a 2-thread pool; the timing loop itself runs on a worker of the
+    // pool, like a network run inside `ThreadPool::install`.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("rayon pool");
+    group.bench_function("generated_2t", |b| {
+        pool.install(|| {
+            b.iter(|| {
+                generated
+                    .forward_par_on(
+                        isa,
+                        black_box(&data.input),
+                        n,
+                        h,
+                        w,
+                        black_box(&mut data.output),
+                    )
+                    .unwrap()
+            })
         })
     });
 

@@ -13,7 +13,8 @@
 //! samples (21 unless given as the first argument), each timing enough back-to-back calls to
 //! last at least 2 ms, generated and generic samples interleaved so that a slow phase of the
 //! machine hits both; the figure is the median per-call time. The naive reference is timed over
-//! 3 calls (median). Batch 1, one thread.
+//! 3 calls (median). Batch 1, one thread; the 2-thread column is `forward_par` on a 2-thread
+//! rayon pool, its samples timed on a worker of the pool and interleaved with the others.
 //!
 //! The peak column divides by this machine's f32 FMA peak, measured at start-up with a
 //! register-only FMA loop on the same instruction set (24 independent accumulators, ~0.2 s), or
@@ -102,20 +103,26 @@ fn main() {
     let peak = peak_gflops(isa);
 
     println!(
-        "ISA {}, batch 1, 1 thread, median of {samples} samples (generated, unfused, generic) / \
-         3 calls (naive); FMA peak {peak:.0} GFLOP/s (measured)\n",
+        "ISA {}, batch 1, 1 thread (2 threads: `forward_par` on a 2-thread rayon pool), median of \
+         {samples} samples (generated, unfused, generic) / 3 calls (naive); one-core FMA peak \
+         {peak:.0} GFLOP/s (measured)\n",
         isa.name()
     );
     println!(
-        "| row | generated us | unfused us | generic us | naive us | vs unfused | vs generic | GFLOP/s | % of peak |"
+        "| row | generated us | 2 threads us | 1 -> 2 | unfused us | generic us | naive us | vs unfused | vs generic | GFLOP/s | % of peak |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("rayon pool");
 
     let mut kernels = Vec::new();
     for row in ROWS {
         let mut data = row.data();
         let mut generic_out = data.output.clone();
         let mut unfused_out = data.output.clone();
+        let mut par_out = data.output.clone();
         let (n, h, w) = (row.n, row.h, row.w);
         let generated = row.generated(&data);
         let generic = row.generic(&data);
@@ -141,18 +148,29 @@ fn main() {
             }
         };
 
+        // `forward_par` on the 2-thread pool, each sample timed on one of its workers.
+        let mut run_par = || {
+            generated
+                .forward_par_on(isa, black_box(input), n, h, w, black_box(&mut par_out))
+                .unwrap()
+        };
+        let reps_par = pool.install(|| reps_for(&mut run_par));
+
         let reps_generated = reps_for(&mut run_generated);
         let reps_unfused = reps_for(&mut run_unfused);
         let reps_generic = reps_for(&mut run_generic);
         let mut t_generated = Vec::with_capacity(samples);
         let mut t_unfused = Vec::with_capacity(samples);
         let mut t_generic = Vec::with_capacity(samples);
+        let mut t_par = Vec::with_capacity(samples);
         for _ in 0..samples {
             t_generated.push(sample(reps_generated, &mut run_generated));
+            t_par.push(pool.install(|| sample(reps_par, &mut run_par)));
             t_unfused.push(sample(reps_unfused, &mut run_unfused));
             t_generic.push(sample(reps_generic, &mut run_generic));
         }
         let (t_generated, t_generic) = (median(t_generated), median(t_generic));
+        let t_par = median(t_par);
         let t_unfused = row.unfused.map(|_| median(t_unfused));
 
         let mut naive = Vec::new();
@@ -179,6 +197,13 @@ fn main() {
             );
         }
 
+        if par_out != data.output {
+            eprintln!(
+                "warning: {}: the 2-thread output differs from the 1-thread one",
+                row.name
+            );
+        }
+
         let gflops = row.flops() as f64 / t_generated / 1e9;
         let (unfused_us, vs_unfused) = match t_unfused {
             Some(t) => (
@@ -188,9 +213,11 @@ fn main() {
             None => ("-".to_string(), "-".to_string()),
         };
         println!(
-            "| {} | {:.1} | {unfused_us} | {:.1} | {:.0} | {vs_unfused} | {:.2}x | {:.1} | {:.0}% |",
+            "| {} | {:.1} | {:.1} | {:.2}x | {unfused_us} | {:.1} | {:.0} | {vs_unfused} | {:.2}x | {:.1} | {:.0}% |",
             row.name,
             t_generated * 1e6,
+            t_par * 1e6,
+            t_generated / t_par,
             t_generic * 1e6,
             t_naive * 1e6,
             t_generic / t_generated,
