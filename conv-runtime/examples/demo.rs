@@ -5,8 +5,8 @@
 //! cargo run --release --example demo
 //! ```
 //!
-//! Timings are medians of a few short samples on one thread: indicative only (the criterion
-//! benches in `benches/` are the real measurement).
+//! Timings are medians of a few short samples on one thread, and with `forward_par` on a 2-thread
+//! rayon pool: indicative only (the criterion benches in `benches/` are the real measurement).
 
 use std::time::Instant;
 
@@ -39,7 +39,7 @@ fn main() -> Result<()> {
         56,
         56,
         Dw144::new,
-        Dw144::forward,
+        [Dw144::forward, Dw144::forward_par],
     )?;
     demo(
         Pw144To24::KERNEL_INFO,
@@ -47,7 +47,7 @@ fn main() -> Result<()> {
         56,
         56,
         Pw144To24::new,
-        Pw144To24::forward,
+        [Pw144To24::forward, Pw144To24::forward_par],
     )?;
     demo(
         ResNeXtG32::KERNEL_INFO,
@@ -55,7 +55,7 @@ fn main() -> Result<()> {
         56,
         56,
         ResNeXtG32::new,
-        ResNeXtG32::forward,
+        [ResNeXtG32::forward, ResNeXtG32::forward_par],
     )?;
     demo(
         Dw240K5::KERNEL_INFO,
@@ -63,7 +63,7 @@ fn main() -> Result<()> {
         14,
         14,
         Dw240K5::new,
-        Dw240K5::forward,
+        [Dw240K5::forward, Dw240K5::forward_par],
     )?;
     Ok(())
 }
@@ -72,13 +72,13 @@ fn main() -> Result<()> {
 type Forward<L> = fn(&L, &[f32], usize, usize, usize, &mut [f32]) -> Result<()>;
 
 /// Runs one layer on a random `1 x in x h x w` input and prints what it found.
-fn demo<L>(
+fn demo<L: Sync>(
     info: KernelInfo,
     p: Conv2dParams,
     h: usize,
     w: usize,
     new: fn(&[f32], Option<&[f32]>) -> Result<L>,
-    forward: Forward<L>,
+    [forward, forward_par]: [Forward<L>; 2],
 ) -> Result<()> {
     let n = 1;
     let input = random_vec(p.input_len(n, h, w)?, 1);
@@ -90,14 +90,23 @@ fn demo<L>(
     let generic = GenericConv2d::new(p, &weight, Some(&bias))?;
     let mut out = vec![0.0; p.output_len(n, h, w)?];
     let mut out_generic = out.clone();
+    let mut out_par = out.clone();
+    // `forward_par` splits a pass over the pool it runs in: here one of 2 threads.
+    let pool = conv_runtime::rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("a 2-thread pool");
 
     // Interleaved samples of each kernel; the median per-call time of each.
-    let (mut t_gen, mut t_generic) = (Vec::new(), Vec::new());
+    let (mut t_gen, mut t_par, mut t_generic) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..15 {
         t_gen.push(time(|| forward(&layer, &input, n, h, w, &mut out))?);
+        t_par.push(pool.install(|| time(|| forward_par(&layer, &input, n, h, w, &mut out_par)))?);
         t_generic.push(time(|| generic.forward(&input, n, h, w, &mut out_generic))?);
     }
-    let (t_gen, t_generic) = (median(t_gen), median(t_generic));
+    let (t_gen, t_par, t_generic) = (median(t_gen), median(t_par), median(t_generic));
+    // Splitting a pass changes which thread computes an output, never how.
+    assert!(out_par == out, "2 threads gave other results than 1");
 
     // Exact answer (f64) and the golden tolerance, per element.
     let exact = reference::conv2d_f64(&p, &input, n, h, w, &weight, Some(&bias))?;
@@ -124,6 +133,11 @@ fn demo<L>(
         t_gen,
         t_generic,
         t_generic / t_gen
+    );
+    println!(
+        "  2 threads {:8.1} us ({:.2}x of one thread, same results)",
+        t_par,
+        t_gen / t_par
     );
     println!(
         "  max |error| vs reference {max_err:.2e}: {}\n",

@@ -24,6 +24,9 @@ pub use error::{ConvError, Result};
 pub use kernels::generic::GenericConv2d;
 pub use kernels::reference;
 pub use layer::{Conv2dLayer, Layer};
+/// The rayon `forward_par` runs on, re-exported so a pool of the same version can be built
+/// (`conv_runtime::rayon::ThreadPoolBuilder`) without another dependency.
+pub use rayon;
 pub use shape::{Conv2dParams, SeparableParams};
 pub use tensor::{TensorMut, TensorRef};
 
