@@ -8,6 +8,8 @@
 
 use std::sync::Mutex;
 
+pub mod peak;
+
 use conv_runtime::{conv_kernel, Conv2dParams, GenericConv2d, Isa, Layer, Result, SeparableParams};
 
 /// Environment variable that forces the instruction set: `avx512`, `avx2`, `neon` or `scalar`.

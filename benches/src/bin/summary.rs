@@ -23,56 +23,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use conv_benches::{bench_isa, ROWS};
-use conv_runtime::Isa;
-use pulp::{Simd, WithSimd};
+use conv_benches::{bench_isa, peak::peak_gflops, ROWS};
 
 /// Shortest timed sample.
 const MIN_SAMPLE: Duration = Duration::from_millis(2);
-
-/// Single-core f32 FMA peak in GFLOP/s of `isa`: `CONV_PEAK_GFLOPS`, or measured.
-fn peak_gflops(isa: Isa) -> f64 {
-    if let Some(v) = std::env::var("CONV_PEAK_GFLOPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return v;
-    }
-    let start = Instant::now();
-    let iters = 4_000_000u64;
-    let checksum = isa.run(FmaLoop { iters }).expect("instruction set");
-    let secs = start.elapsed().as_secs_f64();
-    black_box(checksum);
-    (iters * ACCS as u64 * isa.lanes() as u64 * 2) as f64 / secs / 1e9
-}
-
-/// Independent FMA chains of the peak loop: enough to cover the FMA latency on every ISA.
-const ACCS: usize = 24;
-
-/// `acc[k] = x * y + acc[k]` for every `k`, `iters` times, all in registers.
-struct FmaLoop {
-    iters: u64,
-}
-
-impl WithSimd for FmaLoop {
-    type Output = f32;
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) -> f32 {
-        let mut acc = [simd.splat_f32s(0.0); ACCS];
-        let (x, y) = (simd.splat_f32s(1.000_1), simd.splat_f32s(0.999_9));
-        for _ in 0..self.iters {
-            for a in &mut acc {
-                *a = simd.mul_add_e_f32s(x, y, *a);
-            }
-        }
-        let mut sum = simd.splat_f32s(0.0);
-        for a in acc {
-            sum = simd.add_f32s(sum, a);
-        }
-        simd.reduce_sum_f32s(sum)
-    }
-}
 
 /// Times `reps` back-to-back calls of `f`; returns seconds per call.
 fn sample(reps: u32, f: &mut dyn FnMut()) -> f64 {
