@@ -292,6 +292,7 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
 
             /// `forward_on` as exactly `parts` parts on the current rayon pool (fewer only when
             /// the shape has fewer groups and rows), however small the pass.
+            #[allow(clippy::too_many_arguments)]
             pub fn forward_split_on(
                 &self,
                 isa: #rt::Isa,
@@ -373,6 +374,7 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
                 #name::forward_par_on(self, isa, input, n, h, w, output)
             }
 
+            #[allow(clippy::too_many_arguments)]
             fn forward_split_on(
                 &self,
                 isa: #rt::Isa,

@@ -73,6 +73,7 @@ pub trait Layer: Send + Sync {
     /// (fewer only when the shape has fewer groups and rows than `parts`): for measuring scaling
     /// and for tests; [`Layer::forward_par_on`] picks the count itself. Layers without a
     /// parallel kernel run on the calling thread.
+    #[allow(clippy::too_many_arguments)]
     fn forward_split_on(
         &self,
         isa: Isa,

@@ -129,7 +129,7 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
 
     quote! {
         #[inline(always)]
-        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one, clippy::modulo_one)]
         fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
             #tiles
 

@@ -117,6 +117,30 @@ impl Dw144 {
     ) -> ::conv_runtime::__private::Result<()> {
         ::conv_runtime::__private::forward_par(self, isa, input, n, h, w, output)
     }
+    /// `forward_on` as exactly `parts` parts on the current rayon pool (fewer only when
+    /// the shape has fewer groups and rows), however small the pass.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_split_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        parts: usize,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ::conv_runtime::__private::forward_split(
+            self,
+            isa,
+            parts,
+            input,
+            n,
+            h,
+            w,
+            output,
+        )
+    }
     /// `forward` over checked NCHW tensor views.
     pub fn forward_tensor(
         &self,
@@ -202,6 +226,19 @@ impl ::conv_runtime::__private::Layer for Dw144 {
     ) -> ::conv_runtime::__private::Result<()> {
         Dw144::forward_par_on(self, isa, input, n, h, w, output)
     }
+    #[allow(clippy::too_many_arguments)]
+    fn forward_split_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        parts: usize,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        Dw144::forward_split_on(self, isa, parts, input, n, h, w, output)
+    }
 }
 impl ::conv_runtime::__private::Generated for Dw144 {
     const GEOMETRY: ::conv_runtime::__private::Conv2dParams = Self::PARAMS;
@@ -243,7 +280,8 @@ impl Dw144 {
         clippy::too_many_arguments,
         clippy::identity_op,
         clippy::erasing_op,
-        clippy::int_plus_one
+        clippy::int_plus_one,
+        clippy::modulo_one
     )]
     fn __run_r32<S: ::conv_runtime::__private::Simd>(
         &self,
@@ -857,7 +895,8 @@ impl Dw144 {
         clippy::too_many_arguments,
         clippy::identity_op,
         clippy::erasing_op,
-        clippy::int_plus_one
+        clippy::int_plus_one,
+        clippy::modulo_one
     )]
     fn __run_r16<S: ::conv_runtime::__private::Simd>(
         &self,

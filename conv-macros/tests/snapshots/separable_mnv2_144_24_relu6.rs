@@ -150,6 +150,30 @@ impl Block3 {
     ) -> ::conv_runtime::__private::Result<()> {
         ::conv_runtime::__private::forward_par(self, isa, input, n, h, w, output)
     }
+    /// `forward_on` as exactly `parts` parts on the current rayon pool (fewer only when
+    /// the shape has fewer groups and rows), however small the pass.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_split_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        parts: usize,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        ::conv_runtime::__private::forward_split(
+            self,
+            isa,
+            parts,
+            input,
+            n,
+            h,
+            w,
+            output,
+        )
+    }
     /// `forward` over checked NCHW tensor views.
     pub fn forward_tensor(
         &self,
@@ -222,6 +246,19 @@ impl ::conv_runtime::__private::Layer for Block3 {
         output: &mut [f32],
     ) -> ::conv_runtime::__private::Result<()> {
         Block3::forward_par_on(self, isa, input, n, h, w, output)
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn forward_split_on(
+        &self,
+        isa: ::conv_runtime::__private::Isa,
+        parts: usize,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        output: &mut [f32],
+    ) -> ::conv_runtime::__private::Result<()> {
+        Block3::forward_split_on(self, isa, parts, input, n, h, w, output)
     }
 }
 impl ::conv_runtime::__private::Generated for Block3 {
