@@ -79,6 +79,42 @@ pub fn stub(item: &ItemStruct, separable: bool) -> TokenStream {
                 ::core::unreachable!()
             }
 
+            pub fn forward_par(
+                &self,
+                input: &[f32],
+                n: usize,
+                h: usize,
+                w: usize,
+                output: &mut [f32],
+            ) -> ::conv_runtime::Result<()> {
+                ::core::unreachable!()
+            }
+
+            pub fn forward_par_on(
+                &self,
+                isa: ::conv_runtime::Isa,
+                input: &[f32],
+                n: usize,
+                h: usize,
+                w: usize,
+                output: &mut [f32],
+            ) -> ::conv_runtime::Result<()> {
+                ::core::unreachable!()
+            }
+
+            pub fn forward_split_on(
+                &self,
+                isa: ::conv_runtime::Isa,
+                parts: usize,
+                input: &[f32],
+                n: usize,
+                h: usize,
+                w: usize,
+                output: &mut [f32],
+            ) -> ::conv_runtime::Result<()> {
+                ::core::unreachable!()
+            }
+
             pub fn forward_tensor(
                 &self,
                 input: &::conv_runtime::TensorRef<'_>,

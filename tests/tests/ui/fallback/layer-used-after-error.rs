@@ -10,5 +10,6 @@ fn main() -> conv_runtime::Result<()> {
     let (ho, wo) = X::output_hw(8, 8)?;
     let input = vec![0.0; X::IN * 64];
     let mut output = vec![0.0; X::OUT * ho * wo];
+    layer.forward_par(&input, 1, 8, 8, &mut output)?;
     layer.forward(&input, 1, 8, 8, &mut output)
 }
