@@ -73,6 +73,11 @@ pub struct GemmPlan {
     pub vecs: usize,
     /// Input channels per iteration of the reduction loop; divides `in / groups`.
     pub ic_unroll: usize,
+    /// The channel-vector tail (a plane's last pixels, fewer than a vector, when computing them
+    /// along output channels needs fewer FMAs than one masked pixel vector per output channel):
+    /// a tile is `col_pixels` pixels x `col_vecs` vectors of output channels.
+    pub col_pixels: usize,
+    pub col_vecs: usize,
 }
 
 impl Plan {
@@ -233,6 +238,7 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
                     .into_iter()
                     .find(|u| t * vecs + u * vecs + 1 <= class.regs)
                     .unwrap_or(1);
+                let (col_pixels, col_vecs) = col_tile(class);
                 best = Some((
                     cost,
                     GemmPlan {
@@ -241,16 +247,33 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
                         oc_tail: tail,
                         vecs,
                         ic_unroll,
+                        col_pixels,
+                        col_vecs,
                     },
                 ));
             }
         }
     }
+    let (col_pixels, col_vecs) = col_tile(class);
     best.map(|(_, p)| p).unwrap_or(GemmPlan {
         regs: class.regs,
         oc_tile: 1,
         oc_tail: 0,
         vecs: 1,
         ic_unroll: 1,
+        col_pixels,
+        col_vecs,
     })
+}
+
+/// The channel-vector tail tile: 4 pixels (a plane's tail is under a vector, mostly a few
+/// pixels) x as many output-channel vectors as keep `accumulators + weight vectors + splat`
+/// within a quarter of the registers over the accumulators (4 on 32 registers, 2 on 16): enough
+/// independent FMA chains to cover the FMA latency, and a count that divides the channel vectors
+/// of every ISA of the class (channels are padded to 16).
+fn col_tile(class: RegClass) -> (usize, usize) {
+    let pixels = 4;
+    let vecs = class.regs / 8;
+    debug_assert!(pixels * vecs + vecs + 1 <= class.regs);
+    (pixels, vecs)
 }

@@ -1058,3 +1058,55 @@ pub fn bias_or_zeros(bias: Option<&[f32]>, out: usize) -> Vec<f32> {
         None => vec![0.0; out],
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The pointwise kernel's channel-vector tail.
+// ---------------------------------------------------------------------------------------------
+
+/// Output channels of a group are padded to a multiple of this in the channel-vector operands,
+/// so every ISA's vectors (16, 8, 4 or 1 floats) tile them exactly.
+pub const OC_PAD: usize = 16;
+
+/// Per group, the `(cpg_out, cpg_in)` block of a pointwise `weight (out, in / groups)` as its
+/// columns: `(cpg_in, cpg_out padded to OC_PAD)`, zero in the padding. The channel-vector tail
+/// loads one input channel's weights for a vector of output channels from it.
+pub fn pack_columns(weight: &[f32], groups: usize, cpg_out: usize, cpg_in: usize) -> Vec<f32> {
+    let pad = cpg_out.next_multiple_of(OC_PAD);
+    let mut cols = vec![0.0; groups * cpg_in * pad];
+    for g in 0..groups {
+        for oc in 0..cpg_out {
+            for ic in 0..cpg_in {
+                cols[(g * cpg_in + ic) * pad + oc] = weight[(g * cpg_out + oc) * cpg_in + ic];
+            }
+        }
+    }
+    cols
+}
+
+/// `bias (groups * cpg_out)` with each group's channels padded with zeros to a multiple of
+/// [`OC_PAD`].
+pub fn pad_groups(bias: &[f32], groups: usize, cpg_out: usize) -> Vec<f32> {
+    let pad = cpg_out.next_multiple_of(OC_PAD);
+    let mut out = vec![0.0; groups * pad];
+    for g in 0..groups {
+        out[g * pad..][..cpg_out].copy_from_slice(&bias[g * cpg_out..][..cpg_out]);
+    }
+    out
+}
+
+/// Stores lane `l` of `v` to float `at` of plane `first + l` of `out`, for the lanes whose plane
+/// is below `end` (a vector of output channels of one pixel, the last one possibly padding).
+#[inline(always)]
+pub fn st_column<S: Simd>(
+    _simd: S,
+    out: &mut PlanesMut<'_>,
+    first: usize,
+    end: usize,
+    at: usize,
+    v: S::f32s,
+) {
+    let lanes: &[f32] = bytemuck::cast_slice(core::slice::from_ref(&v));
+    for (l, &x) in lanes.iter().enumerate().take(end.saturating_sub(first)) {
+        out.plane(first + l)[at] = x;
+    }
+}

@@ -75,20 +75,33 @@ pub fn acc(t: usize, r: usize, v: usize) -> syn::Ident {
 /// The fields and the `new` constructor of a single convolution: weights kept in PyTorch order
 /// (the tiles index them by constant offsets), bias expanded to zeros for bias-free layers.
 pub fn conv_fields(spec: &Spec) -> (TokenStream, TokenStream) {
+    conv_fields_with(spec, quote!(), quote!())
+}
+
+/// [`conv_fields`] plus more fields (`extra_fields`) initialised by `extra_inits`, which may read
+/// `weight` (the PyTorch-layout slice) and `b` (the stored bias).
+pub fn conv_fields_with(
+    spec: &Spec,
+    extra_fields: TokenStream,
+    extra_inits: TokenStream,
+) -> (TokenStream, TokenStream) {
     let rt = rt();
     let out = lit(spec.out_channels);
     let fields = quote! {
         w: ::std::vec::Vec<f32>,
         b: ::std::vec::Vec<f32>,
+        #extra_fields
     };
     let new_fn = quote! {
         /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
         /// is `Some` exactly when the layer has one (`bias = false` layers take `None`).
         pub fn new(weight: &[f32], bias: ::core::option::Option<&[f32]>) -> #rt::Result<Self> {
             Self::PARAMS.check_weights(weight.len(), bias.map(<[f32]>::len))?;
+            let b = #rt::bias_or_zeros(bias, #out);
             ::core::result::Result::Ok(Self {
                 w: weight.to_vec(),
-                b: #rt::bias_or_zeros(bias, #out),
+                #extra_inits
+                b,
             })
         }
     };

@@ -6,13 +6,29 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use super::emit::{acc, activate, conv_fields, lit, rt};
+use super::emit::{acc, activate, conv_fields_with, lit, rt};
 use super::FamilyCode;
 use crate::plan::{GemmPlan, Plan};
 use crate::spec::Spec;
 
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
-    let (fields, new_fn) = conv_fields(spec);
+    let rt = rt();
+    let (groups, cpg_out, cpg_in) = (
+        lit(spec.groups),
+        lit(spec.out_per_group()),
+        lit(spec.in_per_group()),
+    );
+    let (fields, new_fn) = conv_fields_with(
+        spec,
+        quote! {
+            wc: ::std::vec::Vec<f32>,
+            bc: ::std::vec::Vec<f32>,
+        },
+        quote! {
+            wc: #rt::pack_columns(weight, #groups, #cpg_out, #cpg_in),
+            bc: #rt::pad_groups(&b, #groups, #cpg_out),
+        },
+    );
     let runs = plans
         .iter()
         .map(|p| match p {
@@ -93,6 +109,7 @@ pub fn stage(
         })
         .collect();
     let part = sweep(1, true);
+    let columns = column_tail(spec, plan, prefix, w_field, b_field, &mut tiles);
     let rest = if rest_arms.is_empty() {
         quote!()
     } else {
@@ -113,7 +130,10 @@ pub fn stage(
         #rest
         if p < npix {
             let len = npix - p;
-            #part
+            #columns
+            else {
+                #part
+            }
         }
     };
     Stage { tiles, sweep }
@@ -228,6 +248,130 @@ fn tile_fn(
             #(#init)*
             for i in 0..#iters {
                 let ic = i * #ul;
+                #step
+            }
+            #(#stores)*
+        }
+    }
+}
+
+/// The channel-vector tail of a plane's last `len` (fewer than a vector) pixels: `if <cheaper>
+/// { .. }`, to be followed by the masked-vector `else`. Computing them along output channels
+/// takes `len` x (channel vectors) FMAs per input channel against one per output channel for the
+/// masked pixel vector; at 14x14 (4 pixels left on AVX-512) and 7x7 (1 pixel) that is 4 to 16
+/// times fewer. Tiles are `col_pixels` x `col_vecs`, then narrower ones for what is left.
+fn column_tail(
+    spec: &Spec,
+    plan: &GemmPlan,
+    prefix: &str,
+    w_field: &syn::Ident,
+    b_field: &syn::Ident,
+    tiles: &mut TokenStream,
+) -> TokenStream {
+    let (pt, vt) = (plan.col_pixels, plan.col_vecs);
+    let mut names = Vec::new();
+    for (px, vx) in [(pt, vt), (pt, 1), (1, vt), (1, 1)] {
+        let name = format_ident!("{}_col_p{}_v{}", prefix, px, vx);
+        tiles.extend(col_tile_fn(spec, px, vx, &name));
+        names.push(name);
+    }
+    let [big, pix, vec, one] = [&names[0], &names[1], &names[2], &names[3]];
+    let cpg_out = spec.out_per_group();
+    let pad = cpg_out.next_multiple_of(16);
+    let (cpg_in_l, cpg_out_l, pad_l) = (lit(spec.in_per_group()), lit(cpg_out), lit(pad));
+    let (pt_l, vt_l) = (lit(pt), lit(vt));
+    let wc = format_ident!("{}c", w_field);
+    let bc = format_ident!("{}c", b_field);
+    quote! {
+        if len * (#pad_l / lanes) < #cpg_out_l {
+            let grp = oc0 / #cpg_out_l;
+            let wc = &self.#wc[grp * #cpg_in_l * #pad_l..][..#cpg_in_l * #pad_l];
+            let bc = &self.#bc[grp * #pad_l..][..#pad_l];
+            let nv = #pad_l / lanes;
+            let mut q = p;
+            while q < npix {
+                let wide = npix - q >= #pt_l;
+                let mut ob = 0;
+                while ob + #vt_l <= nv {
+                    if wide {
+                        #big(simd, inp, istride, out, q, ob, wc, bc);
+                    } else {
+                        #vec(simd, inp, istride, out, q, ob, wc, bc);
+                    }
+                    ob += #vt_l;
+                }
+                while ob < nv {
+                    if wide {
+                        #pix(simd, inp, istride, out, q, ob, wc, bc);
+                    } else {
+                        #one(simd, inp, istride, out, q, ob, wc, bc);
+                    }
+                    ob += 1;
+                }
+                q += if wide { #pt_l } else { 1 };
+            }
+        }
+    }
+}
+
+/// A channel-vector tile: pixels `q..q + px` x output-channel vectors `ob..ob + vx` of one group
+/// (`wc`: its weight columns, `bc`: its padded bias), the lanes past the group's channels dropped
+/// at the store.
+fn col_tile_fn(spec: &Spec, px: usize, vx: usize, name: &syn::Ident) -> TokenStream {
+    let rt = rt();
+    let cpg_out = spec.out_per_group();
+    let pad = lit(cpg_out.next_multiple_of(16));
+    let (cpg_in, cpg_out) = (lit(spec.in_per_group()), lit(cpg_out));
+    let accs: Vec<(usize, usize)> = (0..px).flat_map(|i| (0..vx).map(move |j| (i, j))).collect();
+    let init = accs.iter().map(|&(i, j)| {
+        let a = acc(i, 0, j);
+        let j = lit(j);
+        quote!(let mut #a = #rt::ld(simd, bc, (ob + #j) * lanes);)
+    });
+    let mut step = TokenStream::new();
+    for j in 0..vx {
+        let wj = format_ident!("w_{}", j);
+        let jl = lit(j);
+        step.extend(quote!(let #wj = #rt::ld(simd, col, (ob + #jl) * lanes);));
+    }
+    for i in 0..px {
+        let xi = format_ident!("x_{}", i);
+        let il = lit(i);
+        step.extend(quote!(let #xi = simd.splat_f32s(row[#il]);));
+        for j in 0..vx {
+            let a = acc(i, 0, j);
+            let wj = format_ident!("w_{}", j);
+            step.extend(quote!(#a = simd.mul_add_e_f32s(#wj, #xi, #a);));
+        }
+    }
+    let stores = accs.iter().map(|&(i, j)| {
+        let a = acc(i, 0, j);
+        let act = activate(spec.act, &a);
+        let (il, jl) = (lit(i), lit(j));
+        quote! {
+            #act
+            #rt::st_column(simd, out, (ob + #jl) * lanes, #cpg_out, q + #il, #a);
+        }
+    });
+    let pxl = lit(px);
+    quote! {
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, unused_variables)]
+        fn #name<S: #rt::Simd>(
+            simd: S,
+            inp: &[f32],
+            istride: usize,
+            out: &mut #rt::PlanesMut<'_>,
+            q: usize,
+            ob: usize,
+            wc: &[f32],
+            bc: &[f32],
+        ) {
+            let lanes = S::F32_LANES;
+            #(#init)*
+            for ic in 0..#cpg_in {
+                let col = &wc[ic * #pad..][..#pad];
+                let row = &inp[ic * istride + q..][..#pxl];
                 #step
             }
             #(#stores)*

@@ -26,6 +26,8 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
         dw_b: ::std::vec::Vec<f32>,
         pw_w: ::std::vec::Vec<f32>,
         pw_b: ::std::vec::Vec<f32>,
+        pw_wc: ::std::vec::Vec<f32>,
+        pw_bc: ::std::vec::Vec<f32>,
     };
     let new_fn = quote! {
         /// Packs PyTorch-layout weights: the depthwise stage's `dw_weight (in, 1, kh, kw)` and
@@ -43,11 +45,14 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
                 pw_weight.len(),
                 pw_bias.map(<[f32]>::len),
             )?;
+            let pw_b = #rt::bias_or_zeros(pw_bias, #cout);
             ::core::result::Result::Ok(Self {
                 dw_w: dw_weight.to_vec(),
                 dw_b: #rt::bias_or_zeros(dw_bias, #cin),
                 pw_w: pw_weight.to_vec(),
-                pw_b: #rt::bias_or_zeros(pw_bias, #cout),
+                pw_wc: #rt::pack_columns(pw_weight, 1, #cout, #cin),
+                pw_bc: #rt::pad_groups(&pw_b, 1, #cout),
+                pw_b,
             })
         }
     };

@@ -38,10 +38,8 @@ impl Dw11 {
         bias: ::core::option::Option<&[f32]>,
     ) -> ::conv_runtime::__private::Result<Self> {
         Self::PARAMS.check_weights(weight.len(), bias.map(<[f32]>::len))?;
-        ::core::result::Result::Ok(Self {
-            w: weight.to_vec(),
-            b: ::conv_runtime::__private::bias_or_zeros(bias, 32),
-        })
+        let b = ::conv_runtime::__private::bias_or_zeros(bias, 32);
+        ::core::result::Result::Ok(Self { w: weight.to_vec(), b })
     }
     /// `(h_out, w_out)` for an `h x w` input; `Err` when it is too small for the kernel.
     pub fn output_hw(

@@ -3,6 +3,8 @@
 pub struct Pw144x24 {
     w: ::std::vec::Vec<f32>,
     b: ::std::vec::Vec<f32>,
+    wc: ::std::vec::Vec<f32>,
+    bc: ::std::vec::Vec<f32>,
 }
 impl Pw144x24 {
     /// Input channels.
@@ -38,9 +40,12 @@ impl Pw144x24 {
         bias: ::core::option::Option<&[f32]>,
     ) -> ::conv_runtime::__private::Result<Self> {
         Self::PARAMS.check_weights(weight.len(), bias.map(<[f32]>::len))?;
+        let b = ::conv_runtime::__private::bias_or_zeros(bias, 24);
         ::core::result::Result::Ok(Self {
             w: weight.to_vec(),
-            b: ::conv_runtime::__private::bias_or_zeros(bias, 24),
+            wc: ::conv_runtime::__private::pack_columns(weight, 1, 24, 144),
+            bc: ::conv_runtime::__private::pad_groups(&b, 1, 24),
+            b,
         })
     }
     /// `(h_out, w_out)` for an `h x w` input; `Err` when it is too small for the kernel.
@@ -657,6 +662,468 @@ impl Pw144x24 {
             ::conv_runtime::__private::st_part_plane(simd, out, 4, p, len, acc_4_0_0);
             ::conv_runtime::__private::st_part_plane(simd, out, 5, p, len, acc_5_0_0);
         }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_col_p4_v4<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            istride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            q: usize,
+            ob: usize,
+            wc: &[f32],
+            bc: &[f32],
+        ) {
+            let lanes = S::F32_LANES;
+            let mut acc_0_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_0_0_1 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 1) * lanes,
+            );
+            let mut acc_0_0_2 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 2) * lanes,
+            );
+            let mut acc_0_0_3 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 3) * lanes,
+            );
+            let mut acc_1_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_1_0_1 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 1) * lanes,
+            );
+            let mut acc_1_0_2 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 2) * lanes,
+            );
+            let mut acc_1_0_3 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 3) * lanes,
+            );
+            let mut acc_2_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_2_0_1 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 1) * lanes,
+            );
+            let mut acc_2_0_2 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 2) * lanes,
+            );
+            let mut acc_2_0_3 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 3) * lanes,
+            );
+            let mut acc_3_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_3_0_1 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 1) * lanes,
+            );
+            let mut acc_3_0_2 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 2) * lanes,
+            );
+            let mut acc_3_0_3 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 3) * lanes,
+            );
+            for ic in 0..144 {
+                let col = &wc[ic * 32..][..32];
+                let row = &inp[ic * istride + q..][..4];
+                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
+                let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
+                let w_2 = ::conv_runtime::__private::ld(simd, col, (ob + 2) * lanes);
+                let w_3 = ::conv_runtime::__private::ld(simd, col, (ob + 3) * lanes);
+                let x_0 = simd.splat_f32s(row[0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
+                acc_0_0_1 = simd.mul_add_e_f32s(w_1, x_0, acc_0_0_1);
+                acc_0_0_2 = simd.mul_add_e_f32s(w_2, x_0, acc_0_0_2);
+                acc_0_0_3 = simd.mul_add_e_f32s(w_3, x_0, acc_0_0_3);
+                let x_1 = simd.splat_f32s(row[1]);
+                acc_1_0_0 = simd.mul_add_e_f32s(w_0, x_1, acc_1_0_0);
+                acc_1_0_1 = simd.mul_add_e_f32s(w_1, x_1, acc_1_0_1);
+                acc_1_0_2 = simd.mul_add_e_f32s(w_2, x_1, acc_1_0_2);
+                acc_1_0_3 = simd.mul_add_e_f32s(w_3, x_1, acc_1_0_3);
+                let x_2 = simd.splat_f32s(row[2]);
+                acc_2_0_0 = simd.mul_add_e_f32s(w_0, x_2, acc_2_0_0);
+                acc_2_0_1 = simd.mul_add_e_f32s(w_1, x_2, acc_2_0_1);
+                acc_2_0_2 = simd.mul_add_e_f32s(w_2, x_2, acc_2_0_2);
+                acc_2_0_3 = simd.mul_add_e_f32s(w_3, x_2, acc_2_0_3);
+                let x_3 = simd.splat_f32s(row[3]);
+                acc_3_0_0 = simd.mul_add_e_f32s(w_0, x_3, acc_3_0_0);
+                acc_3_0_1 = simd.mul_add_e_f32s(w_1, x_3, acc_3_0_1);
+                acc_3_0_2 = simd.mul_add_e_f32s(w_2, x_3, acc_3_0_2);
+                acc_3_0_3 = simd.mul_add_e_f32s(w_3, x_3, acc_3_0_3);
+            }
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 0,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 1) * lanes,
+                24,
+                q + 0,
+                acc_0_0_1,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 2) * lanes,
+                24,
+                q + 0,
+                acc_0_0_2,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 3) * lanes,
+                24,
+                q + 0,
+                acc_0_0_3,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 1,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 1) * lanes,
+                24,
+                q + 1,
+                acc_1_0_1,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 2) * lanes,
+                24,
+                q + 1,
+                acc_1_0_2,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 3) * lanes,
+                24,
+                q + 1,
+                acc_1_0_3,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 2,
+                acc_2_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 1) * lanes,
+                24,
+                q + 2,
+                acc_2_0_1,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 2) * lanes,
+                24,
+                q + 2,
+                acc_2_0_2,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 3) * lanes,
+                24,
+                q + 2,
+                acc_2_0_3,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 3,
+                acc_3_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 1) * lanes,
+                24,
+                q + 3,
+                acc_3_0_1,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 2) * lanes,
+                24,
+                q + 3,
+                acc_3_0_2,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 3) * lanes,
+                24,
+                q + 3,
+                acc_3_0_3,
+            );
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_col_p4_v1<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            istride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            q: usize,
+            ob: usize,
+            wc: &[f32],
+            bc: &[f32],
+        ) {
+            let lanes = S::F32_LANES;
+            let mut acc_0_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_1_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_2_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_3_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            for ic in 0..144 {
+                let col = &wc[ic * 32..][..32];
+                let row = &inp[ic * istride + q..][..4];
+                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
+                let x_0 = simd.splat_f32s(row[0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
+                let x_1 = simd.splat_f32s(row[1]);
+                acc_1_0_0 = simd.mul_add_e_f32s(w_0, x_1, acc_1_0_0);
+                let x_2 = simd.splat_f32s(row[2]);
+                acc_2_0_0 = simd.mul_add_e_f32s(w_0, x_2, acc_2_0_0);
+                let x_3 = simd.splat_f32s(row[3]);
+                acc_3_0_0 = simd.mul_add_e_f32s(w_0, x_3, acc_3_0_0);
+            }
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 0,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 1,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 2,
+                acc_2_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 3,
+                acc_3_0_0,
+            );
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_col_p1_v4<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            istride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            q: usize,
+            ob: usize,
+            wc: &[f32],
+            bc: &[f32],
+        ) {
+            let lanes = S::F32_LANES;
+            let mut acc_0_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_0_0_1 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 1) * lanes,
+            );
+            let mut acc_0_0_2 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 2) * lanes,
+            );
+            let mut acc_0_0_3 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 3) * lanes,
+            );
+            for ic in 0..144 {
+                let col = &wc[ic * 32..][..32];
+                let row = &inp[ic * istride + q..][..1];
+                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
+                let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
+                let w_2 = ::conv_runtime::__private::ld(simd, col, (ob + 2) * lanes);
+                let w_3 = ::conv_runtime::__private::ld(simd, col, (ob + 3) * lanes);
+                let x_0 = simd.splat_f32s(row[0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
+                acc_0_0_1 = simd.mul_add_e_f32s(w_1, x_0, acc_0_0_1);
+                acc_0_0_2 = simd.mul_add_e_f32s(w_2, x_0, acc_0_0_2);
+                acc_0_0_3 = simd.mul_add_e_f32s(w_3, x_0, acc_0_0_3);
+            }
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 0,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 1) * lanes,
+                24,
+                q + 0,
+                acc_0_0_1,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 2) * lanes,
+                24,
+                q + 0,
+                acc_0_0_2,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 3) * lanes,
+                24,
+                q + 0,
+                acc_0_0_3,
+            );
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_col_p1_v1<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            istride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            q: usize,
+            ob: usize,
+            wc: &[f32],
+            bc: &[f32],
+        ) {
+            let lanes = S::F32_LANES;
+            let mut acc_0_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            for ic in 0..144 {
+                let col = &wc[ic * 32..][..32];
+                let row = &inp[ic * istride + q..][..1];
+                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
+                let x_0 = simd.splat_f32s(row[0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
+            }
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 0,
+                acc_0_0_0,
+            );
+        }
         let ::conv_runtime::__private::Args {
             input,
             mut output,
@@ -746,18 +1213,47 @@ impl Pw144x24 {
             }
             if p < npix {
                 let len = npix - p;
-                for t in 0..4 {
-                    let oc = t * 6;
-                    tile_t6_v1p(
-                        simd,
-                        inp,
-                        istride,
-                        &mut out.planes(oc, 6),
-                        p,
-                        len,
-                        &self.w[(oc0 + oc) * 144..][..6 * 144],
-                        &self.b[oc0 + oc..][..6],
-                    );
+                if len * (32 / lanes) < 24 {
+                    let grp = oc0 / 24;
+                    let wc = &self.wc[grp * 144 * 32..][..144 * 32];
+                    let bc = &self.bc[grp * 32..][..32];
+                    let nv = 32 / lanes;
+                    let mut q = p;
+                    while q < npix {
+                        let wide = npix - q >= 4;
+                        let mut ob = 0;
+                        while ob + 4 <= nv {
+                            if wide {
+                                tile_col_p4_v4(simd, inp, istride, out, q, ob, wc, bc);
+                            } else {
+                                tile_col_p1_v4(simd, inp, istride, out, q, ob, wc, bc);
+                            }
+                            ob += 4;
+                        }
+                        while ob < nv {
+                            if wide {
+                                tile_col_p4_v1(simd, inp, istride, out, q, ob, wc, bc);
+                            } else {
+                                tile_col_p1_v1(simd, inp, istride, out, q, ob, wc, bc);
+                            }
+                            ob += 1;
+                        }
+                        q += if wide { 4 } else { 1 };
+                    }
+                } else {
+                    for t in 0..4 {
+                        let oc = t * 6;
+                        tile_t6_v1p(
+                            simd,
+                            inp,
+                            istride,
+                            &mut out.planes(oc, 6),
+                            p,
+                            len,
+                            &self.w[(oc0 + oc) * 144..][..6 * 144],
+                            &self.b[oc0 + oc..][..6],
+                        );
+                    }
                 }
             }
         }
@@ -991,6 +1487,324 @@ impl Pw144x24 {
             ::conv_runtime::__private::st_part_plane(simd, out, 2, p, len, acc_2_0_0);
             ::conv_runtime::__private::st_part_plane(simd, out, 3, p, len, acc_3_0_0);
         }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_col_p4_v2<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            istride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            q: usize,
+            ob: usize,
+            wc: &[f32],
+            bc: &[f32],
+        ) {
+            let lanes = S::F32_LANES;
+            let mut acc_0_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_0_0_1 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 1) * lanes,
+            );
+            let mut acc_1_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_1_0_1 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 1) * lanes,
+            );
+            let mut acc_2_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_2_0_1 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 1) * lanes,
+            );
+            let mut acc_3_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_3_0_1 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 1) * lanes,
+            );
+            for ic in 0..144 {
+                let col = &wc[ic * 32..][..32];
+                let row = &inp[ic * istride + q..][..4];
+                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
+                let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
+                let x_0 = simd.splat_f32s(row[0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
+                acc_0_0_1 = simd.mul_add_e_f32s(w_1, x_0, acc_0_0_1);
+                let x_1 = simd.splat_f32s(row[1]);
+                acc_1_0_0 = simd.mul_add_e_f32s(w_0, x_1, acc_1_0_0);
+                acc_1_0_1 = simd.mul_add_e_f32s(w_1, x_1, acc_1_0_1);
+                let x_2 = simd.splat_f32s(row[2]);
+                acc_2_0_0 = simd.mul_add_e_f32s(w_0, x_2, acc_2_0_0);
+                acc_2_0_1 = simd.mul_add_e_f32s(w_1, x_2, acc_2_0_1);
+                let x_3 = simd.splat_f32s(row[3]);
+                acc_3_0_0 = simd.mul_add_e_f32s(w_0, x_3, acc_3_0_0);
+                acc_3_0_1 = simd.mul_add_e_f32s(w_1, x_3, acc_3_0_1);
+            }
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 0,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 1) * lanes,
+                24,
+                q + 0,
+                acc_0_0_1,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 1,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 1) * lanes,
+                24,
+                q + 1,
+                acc_1_0_1,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 2,
+                acc_2_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 1) * lanes,
+                24,
+                q + 2,
+                acc_2_0_1,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 3,
+                acc_3_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 1) * lanes,
+                24,
+                q + 3,
+                acc_3_0_1,
+            );
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_col_p4_v1<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            istride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            q: usize,
+            ob: usize,
+            wc: &[f32],
+            bc: &[f32],
+        ) {
+            let lanes = S::F32_LANES;
+            let mut acc_0_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_1_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_2_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_3_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            for ic in 0..144 {
+                let col = &wc[ic * 32..][..32];
+                let row = &inp[ic * istride + q..][..4];
+                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
+                let x_0 = simd.splat_f32s(row[0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
+                let x_1 = simd.splat_f32s(row[1]);
+                acc_1_0_0 = simd.mul_add_e_f32s(w_0, x_1, acc_1_0_0);
+                let x_2 = simd.splat_f32s(row[2]);
+                acc_2_0_0 = simd.mul_add_e_f32s(w_0, x_2, acc_2_0_0);
+                let x_3 = simd.splat_f32s(row[3]);
+                acc_3_0_0 = simd.mul_add_e_f32s(w_0, x_3, acc_3_0_0);
+            }
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 0,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 1,
+                acc_1_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 2,
+                acc_2_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 3,
+                acc_3_0_0,
+            );
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_col_p1_v2<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            istride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            q: usize,
+            ob: usize,
+            wc: &[f32],
+            bc: &[f32],
+        ) {
+            let lanes = S::F32_LANES;
+            let mut acc_0_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            let mut acc_0_0_1 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 1) * lanes,
+            );
+            for ic in 0..144 {
+                let col = &wc[ic * 32..][..32];
+                let row = &inp[ic * istride + q..][..1];
+                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
+                let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
+                let x_0 = simd.splat_f32s(row[0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
+                acc_0_0_1 = simd.mul_add_e_f32s(w_1, x_0, acc_0_0_1);
+            }
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 0,
+                acc_0_0_0,
+            );
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 1) * lanes,
+                24,
+                q + 0,
+                acc_0_0_1,
+            );
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_col_p1_v1<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            istride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            q: usize,
+            ob: usize,
+            wc: &[f32],
+            bc: &[f32],
+        ) {
+            let lanes = S::F32_LANES;
+            let mut acc_0_0_0 = ::conv_runtime::__private::ld(
+                simd,
+                bc,
+                (ob + 0) * lanes,
+            );
+            for ic in 0..144 {
+                let col = &wc[ic * 32..][..32];
+                let row = &inp[ic * istride + q..][..1];
+                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
+                let x_0 = simd.splat_f32s(row[0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
+            }
+            ::conv_runtime::__private::st_column(
+                simd,
+                out,
+                (ob + 0) * lanes,
+                24,
+                q + 0,
+                acc_0_0_0,
+            );
+        }
         let ::conv_runtime::__private::Args {
             input,
             mut output,
@@ -1064,18 +1878,47 @@ impl Pw144x24 {
             }
             if p < npix {
                 let len = npix - p;
-                for t in 0..6 {
-                    let oc = t * 4;
-                    tile_t4_v1p(
-                        simd,
-                        inp,
-                        istride,
-                        &mut out.planes(oc, 4),
-                        p,
-                        len,
-                        &self.w[(oc0 + oc) * 144..][..4 * 144],
-                        &self.b[oc0 + oc..][..4],
-                    );
+                if len * (32 / lanes) < 24 {
+                    let grp = oc0 / 24;
+                    let wc = &self.wc[grp * 144 * 32..][..144 * 32];
+                    let bc = &self.bc[grp * 32..][..32];
+                    let nv = 32 / lanes;
+                    let mut q = p;
+                    while q < npix {
+                        let wide = npix - q >= 4;
+                        let mut ob = 0;
+                        while ob + 2 <= nv {
+                            if wide {
+                                tile_col_p4_v2(simd, inp, istride, out, q, ob, wc, bc);
+                            } else {
+                                tile_col_p1_v2(simd, inp, istride, out, q, ob, wc, bc);
+                            }
+                            ob += 2;
+                        }
+                        while ob < nv {
+                            if wide {
+                                tile_col_p4_v1(simd, inp, istride, out, q, ob, wc, bc);
+                            } else {
+                                tile_col_p1_v1(simd, inp, istride, out, q, ob, wc, bc);
+                            }
+                            ob += 1;
+                        }
+                        q += if wide { 4 } else { 1 };
+                    }
+                } else {
+                    for t in 0..6 {
+                        let oc = t * 4;
+                        tile_t4_v1p(
+                            simd,
+                            inp,
+                            istride,
+                            &mut out.planes(oc, 4),
+                            p,
+                            len,
+                            &self.w[(oc0 + oc) * 144..][..4 * 144],
+                            &self.b[oc0 + oc..][..4],
+                        );
+                    }
                 }
             }
         }
