@@ -210,15 +210,19 @@ fn plan_direct(spec: &Spec, class: RegClass) -> DirectPlan {
     plan
 }
 
-// The register budgets read as `accumulators + inputs + splat <= registers`.
+// The register budgets read as `accumulators + inputs + splats <= registers`, with two splat
+// registers: LLVM loads the next weight while the FMAs of the last one still read theirs. With
+// one (a 4 x 3 tile on 16 registers) it spilled an accumulator to the stack on every step of the
+// reduction (read in the AVX2 assembly of mnv1_pw256_256_28: a store, a reload and 4 register
+// moves per 12 FMAs).
 #[allow(clippy::int_plus_one)]
 fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
     let (cin, cout) = (spec.in_per_group(), spec.out_per_group());
     let mut best: Option<(f64, GemmPlan)> = None;
     for vecs in 1..=4 {
         for t in 1..=cout.min(MAX_OC_TILE * 2) {
-            // Accumulators, the tile's input vectors, one splatted weight.
-            if t * vecs + vecs + 1 > class.regs {
+            // Accumulators, the tile's input vectors, two splatted weights.
+            if t * vecs + vecs + 2 > class.regs {
                 continue;
             }
             let tail = cout % t;
@@ -236,7 +240,7 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
                 // the unrolled steps and spills accumulators.
                 let ic_unroll = divisors_desc(cin, 8)
                     .into_iter()
-                    .find(|u| t * vecs + u * vecs + 1 <= class.regs)
+                    .find(|u| t * vecs + u * vecs + 2 <= class.regs)
                     .unwrap_or(1);
                 let (col_pixels, col_vecs) = col_tile(class);
                 best = Some((

@@ -52,7 +52,7 @@ impl Block3 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "separable/f32/3x3/s1/p1/c144-24/relu6.none/r32.t1r8h+t6v4/r16.t1r6+t4v3",
+        name: "separable/f32/3x3/s1/p1/c144-24/relu6.none/r32.t1r8h+t6v4/r16.t1r6+t6v2",
         family: "separable",
     };
     /// Packs PyTorch-layout weights: the depthwise stage's `dw_weight (in, 1, kh, kw)` and
@@ -2390,7 +2390,7 @@ impl Block3 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn pw_t4_v3<S: ::conv_runtime::__private::Simd>(
+        fn pw_t6_v2<S: ::conv_runtime::__private::Simd>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -2400,122 +2400,8 @@ impl Block3 {
             wt: &[f32],
             bias: &[f32],
         ) {
-            let wt = &wt[..576];
-            let bias = &bias[..4];
-            let panel = ::conv_runtime::__private::Panel::<
-                144,
-                3,
-            >::new::<S>(inp, istride, p);
-            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_2 = simd.splat_f32s(bias[0]);
-            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_1 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_2 = simd.splat_f32s(bias[1]);
-            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_2 = simd.splat_f32s(bias[2]);
-            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_2 = simd.splat_f32s(bias[3]);
-            for i in 0..144 {
-                let ic = i * 1;
-                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
-                let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
-                let x_0_2 = panel.ld::<S, 2>(simd, ic + 0);
-                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
-                acc_0_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_0, acc_0_0_1);
-                acc_0_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_0, acc_0_0_2);
-                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
-                acc_1_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_1, acc_1_0_1);
-                acc_1_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_1, acc_1_0_2);
-                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
-                acc_2_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_2, acc_2_0_1);
-                acc_2_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_2, acc_2_0_2);
-                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
-                acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
-                acc_3_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_3, acc_3_0_2);
-            }
-            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 0, p + 2 * lanes, acc_0_0_2);
-            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 1, p + 1 * lanes, acc_1_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 1, p + 2 * lanes, acc_1_0_2);
-            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 2, p + 2 * lanes, acc_2_0_2);
-            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 3, p + 2 * lanes, acc_3_0_2);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn pw_t4_v1<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            inp: &[f32],
-            istride: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            p: usize,
-            lanes: usize,
-            wt: &[f32],
-            bias: &[f32],
-        ) {
-            let wt = &wt[..576];
-            let bias = &bias[..4];
-            let panel = ::conv_runtime::__private::Panel::<
-                144,
-                1,
-            >::new::<S>(inp, istride, p);
-            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
-            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
-            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
-            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
-            for i in 0..144 {
-                let ic = i * 1;
-                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
-                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
-                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
-                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
-                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
-            }
-            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn pw_t4_v2<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            inp: &[f32],
-            istride: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            p: usize,
-            lanes: usize,
-            wt: &[f32],
-            bias: &[f32],
-        ) {
-            let wt = &wt[..576];
-            let bias = &bias[..4];
+            let wt = &wt[..864];
+            let bias = &bias[..6];
             let panel = ::conv_runtime::__private::Panel::<
                 144,
                 2,
@@ -2528,6 +2414,10 @@ impl Block3 {
             let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
             let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
             let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
+            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
+            let mut acc_4_0_1 = simd.splat_f32s(bias[4]);
+            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
+            let mut acc_5_0_1 = simd.splat_f32s(bias[5]);
             for i in 0..144 {
                 let ic = i * 1;
                 let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
@@ -2544,6 +2434,12 @@ impl Block3 {
                 let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
                 acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
                 acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
+                let w_0_4 = simd.splat_f32s(wt[576 + ic + 0]);
+                acc_4_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_4, acc_4_0_0);
+                acc_4_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_4, acc_4_0_1);
+                let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
+                acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
+                acc_5_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_5, acc_5_0_1);
             }
             ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
             ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
@@ -2553,6 +2449,10 @@ impl Block3 {
             ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
             ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
             ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 1 * lanes, acc_4_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 1 * lanes, acc_5_0_1);
         }
         #[inline(always)]
         #[allow(
@@ -2561,7 +2461,59 @@ impl Block3 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn pw_t4_v1p<S: ::conv_runtime::__private::Simd>(
+        fn pw_t6_v1<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            inp: &[f32],
+            istride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            p: usize,
+            lanes: usize,
+            wt: &[f32],
+            bias: &[f32],
+        ) {
+            let wt = &wt[..864];
+            let bias = &bias[..6];
+            let panel = ::conv_runtime::__private::Panel::<
+                144,
+                1,
+            >::new::<S>(inp, istride, p);
+            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
+            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
+            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
+            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
+            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
+            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
+            for i in 0..144 {
+                let ic = i * 1;
+                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
+                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
+                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
+                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
+                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
+                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
+                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
+                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
+                let w_0_4 = simd.splat_f32s(wt[576 + ic + 0]);
+                acc_4_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_4, acc_4_0_0);
+                let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
+                acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
+            }
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn pw_t6_v1p<S: ::conv_runtime::__private::Simd>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -2571,12 +2523,14 @@ impl Block3 {
             wt: &[f32],
             bias: &[f32],
         ) {
-            let wt = &wt[..576];
-            let bias = &bias[..4];
+            let wt = &wt[..864];
+            let bias = &bias[..6];
             let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
             let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
             let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
             let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
+            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
+            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
             for i in 0..144 {
                 let ic = i * 1;
                 let x_0_0 = ::conv_runtime::__private::ld_part(
@@ -2593,11 +2547,17 @@ impl Block3 {
                 acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
                 let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
                 acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
+                let w_0_4 = simd.splat_f32s(wt[576 + ic + 0]);
+                acc_4_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_4, acc_4_0_0);
+                let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
+                acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
             }
             ::conv_runtime::__private::st_part_plane(simd, out, 0, p, len, acc_0_0_0);
             ::conv_runtime::__private::st_part_plane(simd, out, 1, p, len, acc_1_0_0);
             ::conv_runtime::__private::st_part_plane(simd, out, 2, p, len, acc_2_0_0);
             ::conv_runtime::__private::st_part_plane(simd, out, 3, p, len, acc_3_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 4, p, len, acc_4_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 5, p, len, acc_5_0_0);
         }
         #[inline(always)]
         #[allow(
@@ -3058,56 +3018,40 @@ impl Block3 {
                     let inp: &[f32] = mid;
                     let (istride, npix, oc0) = (mid_plane, rows * wo, 0);
                     let out = &mut out_image.cols((oy0 - span.start) * wo, rows * wo);
-                    let step = 3 * lanes;
+                    let step = 2 * lanes;
                     let mut p = 0;
                     while p + step <= npix {
-                        for t in 0..6 {
-                            let oc = t * 4;
-                            pw_t4_v3(
+                        for t in 0..4 {
+                            let oc = t * 6;
+                            pw_t6_v2(
                                 simd,
                                 inp,
                                 istride,
-                                &mut out.planes(oc, 4),
+                                &mut out.planes(oc, 6),
                                 p,
                                 lanes,
-                                &self.pw_w[(oc0 + oc) * 144..][..4 * 144],
-                                &self.pw_b[oc0 + oc..][..4],
+                                &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
+                                &self.pw_b[oc0 + oc..][..6],
                             );
                         }
                         p += step;
                     }
                     match (npix - p) / lanes {
                         1 => {
-                            for t in 0..6 {
-                                let oc = t * 4;
-                                pw_t4_v1(
+                            for t in 0..4 {
+                                let oc = t * 6;
+                                pw_t6_v1(
                                     simd,
                                     inp,
                                     istride,
-                                    &mut out.planes(oc, 4),
+                                    &mut out.planes(oc, 6),
                                     p,
                                     lanes,
-                                    &self.pw_w[(oc0 + oc) * 144..][..4 * 144],
-                                    &self.pw_b[oc0 + oc..][..4],
+                                    &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
+                                    &self.pw_b[oc0 + oc..][..6],
                                 );
                             }
                             p += 1 * lanes;
-                        }
-                        2 => {
-                            for t in 0..6 {
-                                let oc = t * 4;
-                                pw_t4_v2(
-                                    simd,
-                                    inp,
-                                    istride,
-                                    &mut out.planes(oc, 4),
-                                    p,
-                                    lanes,
-                                    &self.pw_w[(oc0 + oc) * 144..][..4 * 144],
-                                    &self.pw_b[oc0 + oc..][..4],
-                                );
-                            }
-                            p += 2 * lanes;
                         }
                         _ => {}
                     }
@@ -3141,17 +3085,17 @@ impl Block3 {
                                 q += if wide { 4 } else { 1 };
                             }
                         } else {
-                            for t in 0..6 {
-                                let oc = t * 4;
-                                pw_t4_v1p(
+                            for t in 0..4 {
+                                let oc = t * 6;
+                                pw_t6_v1p(
                                     simd,
                                     inp,
                                     istride,
-                                    &mut out.planes(oc, 4),
+                                    &mut out.planes(oc, 6),
                                     p,
                                     len,
-                                    &self.pw_w[(oc0 + oc) * 144..][..4 * 144],
-                                    &self.pw_b[oc0 + oc..][..4],
+                                    &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
+                                    &self.pw_b[oc0 + oc..][..6],
                                 );
                             }
                         }
