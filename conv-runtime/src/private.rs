@@ -268,9 +268,10 @@ impl FusedScratch {
         }
     }
 
-    /// Floats of scratch: the band, up to 15 floats to align the block, the block.
+    /// Floats of scratch: the band and its alignment, up to a line to align the block, the
+    /// block.
     pub fn len(&self) -> usize {
-        self.band.len() + 16 + self.chans * self.mid_plane
+        self.band.scratch_len() + LINE + self.chans * self.mid_plane
     }
 
     /// Whether the layout needs no scratch (never: a band has at least one row).
@@ -282,9 +283,12 @@ impl FusedScratch {
     /// block starting on a cache line.
     #[inline(always)]
     pub fn split<'a>(&self, scratch: &'a mut [f32]) -> (&'a mut [f32], &'a mut [f32]) {
-        let (band, rest) = scratch.split_at_mut(self.band.len());
-        let skip = rest.as_ptr().align_offset(64).min(16);
-        (band, &mut rest[skip..][..self.chans * self.mid_plane])
+        let (band, rest) = scratch.split_at_mut(self.band.scratch_len());
+        let skip = rest.as_ptr().align_offset(LINE * 4).min(LINE);
+        (
+            self.band.buf(band),
+            &mut rest[skip..][..self.chans * self.mid_plane],
+        )
     }
 }
 
@@ -338,6 +342,9 @@ pub struct Band {
 /// Bytes of input band the direct kernels aim to keep in L1 (of 48 KiB) while they sweep it.
 pub const BAND_BYTES: usize = 24 * 1024;
 
+/// Floats of a cache line.
+const LINE: usize = 16;
+
 impl Band {
     /// The band for a layer with the given kernel extent, for output width `wo`, vectors of
     /// `lanes`, and a row tile of `row_tile` output rows. `out_rows` is the largest multiple of
@@ -369,8 +376,7 @@ impl Band {
         out_rows: usize,
     ) -> Band {
         let sw = p.stride_w;
-        let reach_w = (p.kernel_w - 1) * p.dilation_w / sw;
-        let phase_len = wo.div_ceil(lanes) * lanes + reach_w;
+        let phase_len = Self::phase_len(p, lanes, wo);
         let row_stride = phase_len * sw;
         let rows = Self::rows_for(p, out_rows);
         Band {
@@ -387,10 +393,26 @@ impl Band {
         }
     }
 
+    /// Floats of one phase of a band row: the vectors of the output columns and the reach of
+    /// the kernel. Rounded up to a cache line (16 floats) when that aligns the loads of at least
+    /// half of the kernel's columns: with the band starting on a line (see [`Band::buf`]) every
+    /// row and phase then does, and the taps that read a phase at offset 0 (`kx * dilation_w <
+    /// stride_w`: two of three at 3x3 stride 2, one at stride 1) load whole lines instead of
+    /// crossing one. At stride 1 the larger band is not worth one aligned column in three.
+    fn phase_len(p: &Conv2dParams, lanes: usize, wo: usize) -> usize {
+        let (kw, dw, sw) = (p.kernel_w, p.dilation_w, p.stride_w);
+        let len = wo.div_ceil(lanes) * lanes + (kw - 1) * dw / sw;
+        let aligned_cols = (0..kw).filter(|kx| kx * dw < sw).count();
+        if 2 * aligned_cols >= kw {
+            len.next_multiple_of(LINE)
+        } else {
+            len
+        }
+    }
+
     /// Floats of one band row (all phases).
     fn row_stride(p: &Conv2dParams, lanes: usize, wo: usize) -> usize {
-        let reach_w = (p.kernel_w - 1) * p.dilation_w / p.stride_w;
-        (wo.div_ceil(lanes) * lanes + reach_w) * p.stride_w
+        Self::phase_len(p, lanes, wo) * p.stride_w
     }
 
     /// Input rows that `out_rows >= 1` output rows read.
@@ -401,6 +423,19 @@ impl Band {
     /// Floats of one band.
     pub fn len(&self) -> usize {
         self.chans * self.chan_stride
+    }
+
+    /// Floats of scratch a band needs: [`Band::len`] and up to a cache line to align its start.
+    pub fn scratch_len(&self) -> usize {
+        self.len() + LINE
+    }
+
+    /// The band within `scratch` (at least [`Band::scratch_len`] floats), starting on a cache
+    /// line.
+    #[inline(always)]
+    pub fn buf<'a>(&self, scratch: &'a mut [f32]) -> &'a mut [f32] {
+        let skip = scratch.as_ptr().align_offset(LINE * 4).min(LINE);
+        &mut scratch[skip..][..self.len()]
     }
 
     /// Whether the band holds nothing.
@@ -665,7 +700,10 @@ struct LenMask<S: Simd> {
 impl<S: Simd> LenMask<S> {
     #[inline(always)]
     fn new(simd: S, len: usize) -> Self {
-        assert!(len <= S::F32_LANES, "conv-kernel bug: mask longer than a vector");
+        assert!(
+            len <= S::F32_LANES,
+            "conv-kernel bug: mask longer than a vector"
+        );
         LenMask {
             len,
             mask: pulp::MemMask::new(simd.mask_between_m32s(0, len as u32).mask()),
@@ -878,7 +916,9 @@ fn split_v3(
         )
     };
     let n = chunks * 8;
-    let dsts = even[..n].chunks_exact_mut(8).zip(odd[..n].chunks_exact_mut(8));
+    let dsts = even[..n]
+        .chunks_exact_mut(8)
+        .zip(odd[..n].chunks_exact_mut(8));
     for (s, (e, o)) in src[..2 * n].chunks_exact(16).zip(dsts) {
         let (ev, od) = deint(ld(v3, s, 0), ld(v3, s, 8));
         st(v3, e, 0, ev);
@@ -906,12 +946,7 @@ fn is_isa<S: 'static, T: 'static>() -> bool {
 /// ones in the other phase from `(pl + 1) / 2`; every other column of both phases is zero.
 /// The scalar path of [`Split2`] (ISAs without an in-register deinterleave here).
 #[inline(always)]
-fn split_even_odd(
-    src: &[f32],
-    pl: usize,
-    phase0: &mut [f32],
-    phase1: &mut [f32],
-) {
+fn split_even_odd(src: &[f32], pl: usize, phase0: &mut [f32], phase1: &mut [f32]) {
     // Start of the data in each phase: `pl / 2` for the phase of the even columns, one more for
     // the odd columns when `pl` is odd.
     let (even_phase, odd_phase, even_at, odd_at) = if pl % 2 == 0 {

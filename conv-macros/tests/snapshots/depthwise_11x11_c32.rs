@@ -167,9 +167,15 @@ impl ::conv_runtime::__private::Generated for Dw11 {
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
         let mut need = 0;
         need = need
-            .max(::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 6).len());
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 6)
+                    .scratch_len(),
+            );
         need = need
-            .max(::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 2).len());
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 2)
+                    .scratch_len(),
+            );
         need
     }
     #[inline(always)]
@@ -3062,7 +3068,7 @@ impl Dw11 {
             6,
         );
         let (plane_in, plane) = (h * w, ho * wo);
-        let scratch = &mut scratch[..band.len()];
+        let scratch = band.buf(scratch);
         band.clear(scratch);
         for b in 0..n {
             for g in 0..32 {
@@ -4135,7 +4141,7 @@ impl Dw11 {
             2,
         );
         let (plane_in, plane) = (h * w, ho * wo);
-        let scratch = &mut scratch[..band.len()];
+        let scratch = band.buf(scratch);
         band.clear(scratch);
         for b in 0..n {
             for g in 0..32 {

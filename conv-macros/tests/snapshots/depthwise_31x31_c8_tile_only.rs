@@ -167,7 +167,10 @@ impl ::conv_runtime::__private::Generated for Dw31 {
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
         let mut need = 0;
         need = need
-            .max(::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 8).len());
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 8)
+                    .scratch_len(),
+            );
         need
     }
     #[inline(always)]
@@ -502,7 +505,7 @@ impl Dw31 {
             8,
         );
         let (plane_in, plane) = (h * w, ho * wo);
-        let scratch = &mut scratch[..band.len()];
+        let scratch = band.buf(scratch);
         band.clear(scratch);
         for b in 0..n {
             for g in 0..8 {

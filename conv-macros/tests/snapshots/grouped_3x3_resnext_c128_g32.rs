@@ -167,9 +167,15 @@ impl ::conv_runtime::__private::Generated for ResNeXt128 {
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
         let mut need = 0;
         need = need
-            .max(::conv_runtime::__private::Band::new(&p, 4, lanes, ho, wo, 5).len());
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 4, lanes, ho, wo, 5)
+                    .scratch_len(),
+            );
         need = need
-            .max(::conv_runtime::__private::Band::new(&p, 4, lanes, ho, wo, 4).len());
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 4, lanes, ho, wo, 4)
+                    .scratch_len(),
+            );
         need
     }
     #[inline(always)]
@@ -3246,7 +3252,7 @@ impl ResNeXt128 {
             5,
         );
         let (plane_in, plane) = (h * w, ho * wo);
-        let scratch = &mut scratch[..band.len()];
+        let scratch = band.buf(scratch);
         band.clear(scratch);
         for b in 0..n {
             for g in 0..32 {
@@ -4454,7 +4460,7 @@ impl ResNeXt128 {
             4,
         );
         let (plane_in, plane) = (h * w, ho * wo);
-        let scratch = &mut scratch[..band.len()];
+        let scratch = band.buf(scratch);
         band.clear(scratch);
         for b in 0..n {
             for g in 0..32 {
