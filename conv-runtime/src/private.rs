@@ -450,9 +450,10 @@ impl FusedScratch {
         }
     }
 
-    /// Floats of scratch: the band, up to 15 floats to align the block, the block.
+    /// Floats of scratch: the band and its alignment, up to a line to align the block, the
+    /// block.
     pub fn len(&self) -> usize {
-        self.band.len() + 16 + self.chans * self.mid_plane
+        self.band.scratch_len() + LINE + self.chans * self.mid_plane
     }
 
     /// Whether the layout needs no scratch (never: a band has at least one row).
@@ -464,9 +465,12 @@ impl FusedScratch {
     /// block starting on a cache line.
     #[inline(always)]
     pub fn split<'a>(&self, scratch: &'a mut [f32]) -> (&'a mut [f32], &'a mut [f32]) {
-        let (band, rest) = scratch.split_at_mut(self.band.len());
-        let skip = rest.as_ptr().align_offset(64).min(16);
-        (band, &mut rest[skip..][..self.chans * self.mid_plane])
+        let (band, rest) = scratch.split_at_mut(self.band.scratch_len());
+        let skip = rest.as_ptr().align_offset(LINE * 4).min(LINE);
+        (
+            self.band.buf(band),
+            &mut rest[skip..][..self.chans * self.mid_plane],
+        )
     }
 }
 
@@ -520,6 +524,9 @@ pub struct Band {
 /// Bytes of input band the direct kernels aim to keep in L1 (of 48 KiB) while they sweep it.
 pub const BAND_BYTES: usize = 24 * 1024;
 
+/// Floats of a cache line.
+const LINE: usize = 16;
+
 impl Band {
     /// The band for a layer with the given kernel extent, for output width `wo`, vectors of
     /// `lanes`, and a row tile of `row_tile` output rows. `out_rows` is the largest multiple of
@@ -551,8 +558,7 @@ impl Band {
         out_rows: usize,
     ) -> Band {
         let sw = p.stride_w;
-        let reach_w = (p.kernel_w - 1) * p.dilation_w / sw;
-        let phase_len = wo.div_ceil(lanes) * lanes + reach_w;
+        let phase_len = Self::phase_len(p, lanes, wo);
         let row_stride = phase_len * sw;
         let rows = Self::rows_for(p, out_rows);
         Band {
@@ -569,10 +575,26 @@ impl Band {
         }
     }
 
+    /// Floats of one phase of a band row: the vectors of the output columns and the reach of
+    /// the kernel. Rounded up to a cache line (16 floats) when that aligns the loads of at least
+    /// half of the kernel's columns: with the band starting on a line (see [`Band::buf`]) every
+    /// row and phase then does, and the taps that read a phase at offset 0 (`kx * dilation_w <
+    /// stride_w`: two of three at 3x3 stride 2, one at stride 1) load whole lines instead of
+    /// crossing one. At stride 1 the larger band is not worth one aligned column in three.
+    fn phase_len(p: &Conv2dParams, lanes: usize, wo: usize) -> usize {
+        let (kw, dw, sw) = (p.kernel_w, p.dilation_w, p.stride_w);
+        let len = wo.div_ceil(lanes) * lanes + (kw - 1) * dw / sw;
+        let aligned_cols = (0..kw).filter(|kx| kx * dw < sw).count();
+        if 2 * aligned_cols >= kw {
+            len.next_multiple_of(LINE)
+        } else {
+            len
+        }
+    }
+
     /// Floats of one band row (all phases).
     fn row_stride(p: &Conv2dParams, lanes: usize, wo: usize) -> usize {
-        let reach_w = (p.kernel_w - 1) * p.dilation_w / p.stride_w;
-        (wo.div_ceil(lanes) * lanes + reach_w) * p.stride_w
+        Self::phase_len(p, lanes, wo) * p.stride_w
     }
 
     /// Input rows that `out_rows >= 1` output rows read.
@@ -585,14 +607,27 @@ impl Band {
         self.chans * self.chan_stride
     }
 
+    /// Floats of scratch a band needs: [`Band::len`] and up to a cache line to align its start.
+    pub fn scratch_len(&self) -> usize {
+        self.len() + LINE
+    }
+
+    /// The band within `scratch` (at least [`Band::scratch_len`] floats), starting on a cache
+    /// line.
+    #[inline(always)]
+    pub fn buf<'a>(&self, scratch: &'a mut [f32]) -> &'a mut [f32] {
+        let skip = scratch.as_ptr().align_offset(LINE * 4).min(LINE);
+        &mut scratch[skip..][..self.len()]
+    }
+
     /// Whether the band holds nothing.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Zeroes the whole band. Call it once after creating the band and before the first
-    /// [`Band::fill`]: at stride 1 `fill` writes only the data columns, and the padding columns
-    /// must hold the zeros from here.
+    /// [`Band::fill`]: at strides 1 and 2 `fill` writes only the data columns, and the padding
+    /// columns must hold the zeros from here.
     pub fn clear(&self, band: &mut [f32]) {
         band[..self.len()].fill(0.0);
     }
@@ -613,6 +648,7 @@ impl Band {
         let band = &mut band[..self.len()];
         let (sw, pl) = (self.stride_w, self.pad_left);
         let row_copy = RowCopy::new(simd, w);
+        let split2 = (sw == 2).then(|| Split2::new(simd, w, pl, self.phase_len));
         for (c, chan) in band.chunks_exact_mut(self.chan_stride).enumerate() {
             let plane = &planes[c * h * w..(c + 1) * h * w];
             for (j, row) in chan.chunks_exact_mut(self.row_stride).enumerate() {
@@ -633,12 +669,11 @@ impl Band {
                     continue;
                 }
                 let Some(src) = src else {
-                    row.fill(0.0);
+                    zero_vectors(simd, row);
                     continue;
                 };
-                if sw == 2 {
-                    let (phase0, phase1) = row.split_at_mut(self.phase_len);
-                    split_even_odd(simd, src, pl, phase0, phase1);
+                if let Some(split2) = &split2 {
+                    split2.split(src, row);
                 } else {
                     for (p, phase) in row.chunks_exact_mut(self.phase_len).enumerate() {
                         // Phase column q holds input column q * sw + p - pl: the valid q are
@@ -836,17 +871,264 @@ fn gather_every<const N: usize>(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// Lanes `0..len` of a vector (`len <= lanes`) as a load and store mask, built once and used for
+/// many rows.
+#[derive(Clone, Copy)]
+struct LenMask<S: Simd> {
+    len: usize,
+    mask: pulp::MemMask<S::m32s>,
+}
+
+impl<S: Simd> LenMask<S> {
+    #[inline(always)]
+    fn new(simd: S, len: usize) -> Self {
+        assert!(
+            len <= S::F32_LANES,
+            "conv-kernel bug: mask longer than a vector"
+        );
+        LenMask {
+            len,
+            mask: pulp::MemMask::new(simd.mask_between_m32s(0, len as u32).mask()),
+        }
+    }
+
+    /// `src[..len]` in the first lanes, zeros in the others.
+    #[inline(always)]
+    fn load(&self, simd: S, src: &[f32]) -> S::f32s {
+        let src = &src[..self.len];
+        // SAFETY: `src` has `len` elements (the slice above is checked) and the mask enables
+        // exactly lanes `0..len` (built from the same `len` in `new`), so only in-bounds elements
+        // are read.
+        unsafe { simd.mask_load_ptr_f32s(self.mask, src.as_ptr()) }
+    }
+
+    /// The first `len` lanes of `v` to `dst[..len]`.
+    #[inline(always)]
+    fn store(&self, simd: S, dst: &mut [f32], v: S::f32s) {
+        let dst = &mut dst[..self.len];
+        // SAFETY: as in `load`: `dst` has `len` elements and the mask enables lanes `0..len`.
+        unsafe { simd.mask_store_ptr_f32s(self.mask, dst.as_mut_ptr(), v) }
+    }
+}
+
+/// The split of every stride-2 row of one band fill, planned once per fill. Padded column
+/// `c = x + pl` of input column `x` goes to phase `c % 2` at `c / 2`: the even input columns to
+/// phase `pl % 2` from `pl / 2`, the odd ones to the other phase from `(pl + 1) / 2`. Only these
+/// data columns are written; the padding columns keep the zeros of [`Band::clear`], as at
+/// stride 1 (a top or bottom padding row is zeroed whole by the caller).
+struct Split2 {
+    phase_len: usize,
+    pl: usize,
+    /// Phase of the even input columns (the odd ones go to the other).
+    even_phase: usize,
+    even_at: usize,
+    odd_at: usize,
+    /// Even and odd columns written per row: those that fit their phase.
+    evens: usize,
+    odds: usize,
+    /// Whole chunks of `lanes` pairs; the rest of the row goes through the tail masks.
+    chunks: usize,
+    /// The in-register deinterleave for this ISA, with its tail masks; `None`: scalar loops.
+    #[cfg(target_arch = "x86_64")]
+    v4: Option<(pulp::x86::V4, Split2Tail<pulp::x86::V4>)>,
+    #[cfg(target_arch = "x86_64")]
+    v3: Option<(pulp::x86::V3, Split2Tail<pulp::x86::V3>)>,
+}
+
+/// The masks of the last partial chunk of a stride-2 row: its source floats in two vectors
+/// (`lo`, then `hi`), and its even and odd columns.
+#[derive(Clone, Copy)]
+#[cfg(target_arch = "x86_64")]
+struct Split2Tail<S: Simd> {
+    lo: LenMask<S>,
+    hi: LenMask<S>,
+    even: LenMask<S>,
+    odd: LenMask<S>,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<S: Simd> Split2Tail<S> {
+    /// The tail of `src_len` source floats, `evens` even and `odds` odd columns (all at most
+    /// two vectors of source, one of each output).
+    #[inline(always)]
+    fn new(simd: S, src_len: usize, evens: usize, odds: usize) -> Self {
+        let lanes = S::F32_LANES;
+        Split2Tail {
+            lo: LenMask::new(simd, src_len.min(lanes)),
+            hi: LenMask::new(simd, src_len.saturating_sub(lanes)),
+            even: LenMask::new(simd, evens),
+            odd: LenMask::new(simd, odds),
+        }
+    }
+}
+
+impl Split2 {
+    #[inline(always)]
+    fn new<S: Simd>(_simd: S, w: usize, pl: usize, phase_len: usize) -> Self {
+        let (even_phase, even_at, odd_at) = if pl % 2 == 0 {
+            (0, pl / 2, pl / 2)
+        } else {
+            (1, pl / 2, pl / 2 + 1)
+        };
+        let even_at = even_at.min(phase_len);
+        let odd_at = odd_at.min(phase_len);
+        let evens = w.div_ceil(2).min(phase_len - even_at);
+        let odds = (w / 2).min(phase_len - odd_at);
+        let lanes = S::F32_LANES;
+        let chunks = evens.min(odds) / lanes;
+        let (te, to) = (evens - chunks * lanes, odds - chunks * lanes);
+        // Source floats of the tail: up to the last even (`2 te - 1`) or odd (`2 to`) column.
+        let src_len = (2 * te).saturating_sub(1).max(2 * to);
+        let tail_fits = te <= lanes && to <= lanes && chunks * 2 * lanes + src_len <= w;
+        Split2 {
+            phase_len,
+            pl,
+            even_phase,
+            even_at,
+            odd_at,
+            evens,
+            odds,
+            chunks,
+            #[cfg(target_arch = "x86_64")]
+            v4: (tail_fits && is_isa::<S, pulp::x86::V4>())
+                .then(pulp::x86::V4::try_new)
+                .flatten()
+                .map(|v4| (v4, Split2Tail::new(v4, src_len, te, to))),
+            #[cfg(target_arch = "x86_64")]
+            v3: (tail_fits && is_isa::<S, pulp::x86::V3>())
+                .then(pulp::x86::V3::try_new)
+                .flatten()
+                .map(|v3| (v3, Split2Tail::new(v3, src_len, te, to))),
+        }
+    }
+
+    /// Splits `src` (one input row) into `row` (one band row, both phases).
+    #[inline(always)]
+    fn split(&self, src: &[f32], row: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.v4.is_some() || self.v3.is_some() {
+            let (phase0, phase1) = row.split_at_mut(self.phase_len);
+            let (even, odd) = if self.even_phase == 0 {
+                (phase0, phase1)
+            } else {
+                (phase1, phase0)
+            };
+            let even = &mut even[self.even_at..][..self.evens];
+            let odd = &mut odd[self.odd_at..][..self.odds];
+            if let Some((v4, tail)) = &self.v4 {
+                return split_v4(*v4, self.chunks, tail, src, even, odd);
+            }
+            if let Some((v3, tail)) = &self.v3 {
+                return split_v3(*v3, self.chunks, tail, src, even, odd);
+            }
+        }
+        let (phase0, phase1) = row.split_at_mut(self.phase_len);
+        split_even_odd(src, self.pl, phase0, phase1);
+    }
+}
+
+/// `even[m] = src[2m]`, `odd[m] = src[2m + 1]` on AVX-512: `chunks` whole vectors of each through
+/// two-source permutes, then the rest through the tail masks.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn split_v4(
+    v4: pulp::x86::V4,
+    chunks: usize,
+    tail: &Split2Tail<pulp::x86::V4>,
+    src: &[f32],
+    even: &mut [f32],
+    odd: &mut [f32],
+) {
+    use core::arch::x86_64::{__m512, __m512i};
+    use pulp::f32x16;
+    let even_idx: __m512i = bytemuck::cast(core::array::from_fn::<i32, 16, _>(|i| 2 * i as i32));
+    let odd_idx: __m512i = bytemuck::cast(core::array::from_fn::<i32, 16, _>(|i| 2 * i as i32 + 1));
+    let deint = |a: f32x16, b: f32x16| {
+        let (a, b): (__m512, __m512) = (bytemuck::cast(a), bytemuck::cast(b));
+        (
+            bytemuck::cast::<__m512, f32x16>(v4.avx512f._mm512_permutex2var_ps(a, even_idx, b)),
+            bytemuck::cast::<__m512, f32x16>(v4.avx512f._mm512_permutex2var_ps(a, odd_idx, b)),
+        )
+    };
+    let n = chunks * 16;
+    let dsts = even[..n]
+        .chunks_exact_mut(16)
+        .zip(odd[..n].chunks_exact_mut(16));
+    for (s, (e, o)) in src[..2 * n].chunks_exact(32).zip(dsts) {
+        let (ev, od) = deint(ld(v4, s, 0), ld(v4, s, 16));
+        st(v4, e, 0, ev);
+        st(v4, o, 0, od);
+    }
+    let s = &src[2 * n..];
+    let b = if tail.hi.len > 0 {
+        tail.hi.load(v4, &s[16..])
+    } else {
+        v4.splat_f32s(0.0)
+    };
+    let (ev, od) = deint(tail.lo.load(v4, s), b);
+    tail.even.store(v4, &mut even[n..], ev);
+    tail.odd.store(v4, &mut odd[n..], od);
+}
+
+/// [`split_v4`] on AVX2: shuffles within 128-bit lanes, then a 64-bit lane permute.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn split_v3(
+    v3: pulp::x86::V3,
+    chunks: usize,
+    tail: &Split2Tail<pulp::x86::V3>,
+    src: &[f32],
+    even: &mut [f32],
+    odd: &mut [f32],
+) {
+    use core::arch::x86_64::__m256;
+    use pulp::f32x8;
+    // a0 a2 b0 b2 | a4 a6 b4 b6, then 64-bit lanes 0 2 1 3 (likewise the odds).
+    let fix = |r: __m256| {
+        let r = v3
+            .avx2
+            ._mm256_permute4x64_pd::<0xD8>(v3.avx._mm256_castps_pd(r));
+        bytemuck::cast::<__m256, f32x8>(v3.avx._mm256_castpd_ps(r))
+    };
+    let deint = |a: f32x8, b: f32x8| {
+        let (a, b): (__m256, __m256) = (bytemuck::cast(a), bytemuck::cast(b));
+        (
+            fix(v3.avx._mm256_shuffle_ps::<0x88>(a, b)),
+            fix(v3.avx._mm256_shuffle_ps::<0xDD>(a, b)),
+        )
+    };
+    let n = chunks * 8;
+    let dsts = even[..n]
+        .chunks_exact_mut(8)
+        .zip(odd[..n].chunks_exact_mut(8));
+    for (s, (e, o)) in src[..2 * n].chunks_exact(16).zip(dsts) {
+        let (ev, od) = deint(ld(v3, s, 0), ld(v3, s, 8));
+        st(v3, e, 0, ev);
+        st(v3, o, 0, od);
+    }
+    let s = &src[2 * n..];
+    let b = if tail.hi.len > 0 {
+        tail.hi.load(v3, &s[8..])
+    } else {
+        v3.splat_f32s(0.0)
+    };
+    let (ev, od) = deint(tail.lo.load(v3, s), b);
+    tail.even.store(v3, &mut even[n..], ev);
+    tail.odd.store(v3, &mut odd[n..], od);
+}
+
+/// Whether `S` is the ISA `T`.
+#[inline(always)]
+fn is_isa<S: 'static, T: 'static>() -> bool {
+    core::any::TypeId::of::<S>() == core::any::TypeId::of::<T>()
+}
+
 /// The stride-2 row of a band: padded column `c = x + pl` of input column `x` goes to phase
 /// `c % 2` at `c / 2`, so the even input columns land in phase `pl % 2` from `pl / 2` and the odd
 /// ones in the other phase from `(pl + 1) / 2`; every other column of both phases is zero.
+/// The scalar path of [`Split2`] (ISAs without an in-register deinterleave here).
 #[inline(always)]
-fn split_even_odd<S: Simd>(
-    simd: S,
-    src: &[f32],
-    pl: usize,
-    phase0: &mut [f32],
-    phase1: &mut [f32],
-) {
+fn split_even_odd(src: &[f32], pl: usize, phase0: &mut [f32], phase1: &mut [f32]) {
     // Start of the data in each phase: `pl / 2` for the phase of the even columns, one more for
     // the odd columns when `pl` is odd.
     let (even_phase, odd_phase, even_at, odd_at) = if pl % 2 == 0 {
@@ -860,120 +1142,16 @@ fn split_even_odd<S: Simd>(
     let (odd_head, odd_dst) = odd_phase.split_at_mut(odd_at);
     even_head.fill(0.0);
     odd_head.fill(0.0);
-    // Whole pairs go through the vector deinterleave; the rest, an odd width's last column and
-    // whatever a phase still has room for, one by one. Columns beyond a phase are never read.
-    let pairs = (src.len() / 2).min(even_dst.len()).min(odd_dst.len());
-    let done = deinterleave_pairs(
-        simd,
-        &src[..2 * pairs],
-        &mut even_dst[..pairs],
-        &mut odd_dst[..pairs],
-    );
     let evens = src.len().div_ceil(2).min(even_dst.len());
-    for (m, d) in even_dst[..evens].iter_mut().enumerate().skip(done) {
+    for (m, d) in even_dst[..evens].iter_mut().enumerate() {
         *d = src[2 * m];
     }
     even_dst[evens..].fill(0.0);
     let odds = (src.len() / 2).min(odd_dst.len());
-    for (m, d) in odd_dst[..odds].iter_mut().enumerate().skip(done) {
+    for (m, d) in odd_dst[..odds].iter_mut().enumerate() {
         *d = src[2 * m + 1];
     }
     odd_dst[odds..].fill(0.0);
-}
-
-/// `even[m] = src[2m]`, `odd[m] = src[2m + 1]` for every whole pair, with in-register
-/// deinterleaves on x86 (two-source permutes on AVX-512, shuffles + a lane permute on AVX2; the
-/// last partial vector through masked loads and stores). Returns how many pairs it wrote; other
-/// ISAs write none and leave them to the scalar loop.
-#[inline(always)]
-fn deinterleave_pairs<S: Simd>(_simd: S, src: &[f32], even: &mut [f32], odd: &mut [f32]) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use core::any::TypeId;
-        use core::arch::x86_64::{__m256, __m512, __m512i};
-        let pairs = even.len().min(odd.len()).min(src.len() / 2);
-        if TypeId::of::<S>() == TypeId::of::<pulp::x86::V4>() {
-            if let Some(v4) = pulp::x86::V4::try_new() {
-                let n = pairs / 16 * 16;
-                let even_idx: __m512i =
-                    bytemuck::cast(core::array::from_fn::<i32, 16, _>(|i| 2 * i as i32));
-                let odd_idx: __m512i =
-                    bytemuck::cast(core::array::from_fn::<i32, 16, _>(|i| 2 * i as i32 + 1));
-                let chunks = src[..2 * n].chunks_exact(32);
-                let dsts = even[..n]
-                    .chunks_exact_mut(16)
-                    .zip(odd[..n].chunks_exact_mut(16));
-                for (s, (e, o)) in chunks.zip(dsts) {
-                    let a: __m512 = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&s[..16]));
-                    let b: __m512 = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&s[16..]));
-                    let ev = v4.avx512f._mm512_permutex2var_ps(a, even_idx, b);
-                    let od = v4.avx512f._mm512_permutex2var_ps(a, odd_idx, b);
-                    e.copy_from_slice(&bytemuck::cast::<__m512, [f32; 16]>(ev));
-                    o.copy_from_slice(&bytemuck::cast::<__m512, [f32; 16]>(od));
-                }
-                // The last pairs (fewer than 16) through masked loads and stores.
-                let r = pairs - n;
-                if r > 0 {
-                    let tail = &src[2 * n..2 * pairs];
-                    let a: __m512 = bytemuck::cast(ld_part(v4, tail, 0, tail.len().min(16)));
-                    let b: __m512 = match tail.len().checked_sub(16) {
-                        Some(rest) if rest > 0 => bytemuck::cast(ld_part(v4, tail, 16, rest)),
-                        _ => bytemuck::cast([0.0f32; 16]),
-                    };
-                    let ev = v4.avx512f._mm512_permutex2var_ps(a, even_idx, b);
-                    let od = v4.avx512f._mm512_permutex2var_ps(a, odd_idx, b);
-                    st_part(v4, &mut even[n..pairs], 0, r, bytemuck::cast(ev));
-                    st_part(v4, &mut odd[n..pairs], 0, r, bytemuck::cast(od));
-                }
-                return pairs;
-            }
-        }
-        if TypeId::of::<S>() == TypeId::of::<pulp::x86::V3>() {
-            if let Some(v3) = pulp::x86::V3::try_new() {
-                let n = pairs / 8 * 8;
-                let chunks = src[..2 * n].chunks_exact(16);
-                let dsts = even[..n]
-                    .chunks_exact_mut(8)
-                    .zip(odd[..n].chunks_exact_mut(8));
-                for (s, (e, o)) in chunks.zip(dsts) {
-                    let a: __m256 = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&s[..8]));
-                    let b: __m256 = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&s[8..]));
-                    // a0 a2 b0 b2 | a4 a6 b4 b6, then 64-bit lanes 0 2 1 3 (likewise the odds).
-                    let fix = |r: __m256| {
-                        let r = v3
-                            .avx2
-                            ._mm256_permute4x64_pd::<0xD8>(v3.avx._mm256_castps_pd(r));
-                        bytemuck::cast::<__m256, [f32; 8]>(v3.avx._mm256_castpd_ps(r))
-                    };
-                    e.copy_from_slice(&fix(v3.avx._mm256_shuffle_ps::<0x88>(a, b)));
-                    o.copy_from_slice(&fix(v3.avx._mm256_shuffle_ps::<0xDD>(a, b)));
-                }
-                // The last pairs (fewer than 8) through masked loads and stores.
-                let r = pairs - n;
-                if r > 0 {
-                    let tail = &src[2 * n..2 * pairs];
-                    let a: __m256 = bytemuck::cast(ld_part(v3, tail, 0, tail.len().min(8)));
-                    let b: __m256 = match tail.len().checked_sub(8) {
-                        Some(rest) if rest > 0 => bytemuck::cast(ld_part(v3, tail, 8, rest)),
-                        _ => bytemuck::cast([0.0f32; 8]),
-                    };
-                    let fix = |r: __m256| {
-                        let r = v3
-                            .avx2
-                            ._mm256_permute4x64_pd::<0xD8>(v3.avx._mm256_castps_pd(r));
-                        v3.avx._mm256_castpd_ps(r)
-                    };
-                    let ev = fix(v3.avx._mm256_shuffle_ps::<0x88>(a, b));
-                    let od = fix(v3.avx._mm256_shuffle_ps::<0xDD>(a, b));
-                    st_part(v3, &mut even[n..pairs], 0, r, bytemuck::cast(ev));
-                    st_part(v3, &mut odd[n..pairs], 0, r, bytemuck::cast(od));
-                }
-                return pairs;
-            }
-        }
-    }
-    let _ = (src, even, odd);
-    0
 }
 
 /// `dst = 0` in whole vectors and one masked tail (a `fill` would become a `memset` call).

@@ -27,7 +27,7 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     let scratch_len = quote! {
         let p = <Self as #rt::Generated>::GEOMETRY;
         let mut need = 0;
-        #( need = need.max(#rt::Band::new(&p, #cpg_in, lanes, ho, wo, #row_tiles).len()); )*
+        #( need = need.max(#rt::Band::new(&p, #cpg_in, lanes, ho, wo, #row_tiles).scratch_len()); )*
         need
     };
     let runs = plans
@@ -148,7 +148,7 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
             let lanes = S::F32_LANES;
             let band = #rt::Band::new(&<Self as #rt::Generated>::GEOMETRY, #cpg_in, lanes, ho, wo, #rows_l);
             let plane_in = h * w;
-            let scratch = &mut scratch[..band.len()];
+            let scratch = band.buf(scratch);
             band.clear(scratch);
             for u in units.clone() {
                 let (b, g) = (u / #groups, u % #groups);

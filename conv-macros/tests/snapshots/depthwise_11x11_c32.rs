@@ -250,9 +250,15 @@ impl ::conv_runtime::__private::Generated for Dw11 {
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
         let mut need = 0;
         need = need
-            .max(::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 6).len());
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 6)
+                    .scratch_len(),
+            );
         need = need
-            .max(::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 2).len());
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 2)
+                    .scratch_len(),
+            );
         need
     }
     #[inline(always)]
@@ -3157,7 +3163,7 @@ impl Dw11 {
             6,
         );
         let plane_in = h * w;
-        let scratch = &mut scratch[..band.len()];
+        let scratch = band.buf(scratch);
         band.clear(scratch);
         for u in units.clone() {
             let (b, g) = (u / 32, u % 32);
@@ -4229,7 +4235,7 @@ impl Dw11 {
             2,
         );
         let plane_in = h * w;
-        let scratch = &mut scratch[..band.len()];
+        let scratch = band.buf(scratch);
         band.clear(scratch);
         for u in units.clone() {
             let (b, g) = (u / 32, u % 32);

@@ -250,7 +250,10 @@ impl ::conv_runtime::__private::Generated for Dw31 {
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
         let mut need = 0;
         need = need
-            .max(::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 8).len());
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 8)
+                    .scratch_len(),
+            );
         need
     }
     #[inline(always)]
@@ -599,7 +602,7 @@ impl Dw31 {
             8,
         );
         let plane_in = h * w;
-        let scratch = &mut scratch[..band.len()];
+        let scratch = band.buf(scratch);
         band.clear(scratch);
         for u in units.clone() {
             let (b, g) = (u / 8, u % 8);

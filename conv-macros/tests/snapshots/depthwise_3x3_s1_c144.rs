@@ -250,9 +250,15 @@ impl ::conv_runtime::__private::Generated for Dw144 {
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
         let mut need = 0;
         need = need
-            .max(::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 8).len());
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 8)
+                    .scratch_len(),
+            );
         need = need
-            .max(::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 6).len());
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 6)
+                    .scratch_len(),
+            );
         need
     }
     #[inline(always)]
@@ -771,7 +777,7 @@ impl Dw144 {
             8,
         );
         let plane_in = h * w;
-        let scratch = &mut scratch[..band.len()];
+        let scratch = band.buf(scratch);
         band.clear(scratch);
         for u in units.clone() {
             let (b, g) = (u / 144, u % 144);
@@ -1348,7 +1354,7 @@ impl Dw144 {
             6,
         );
         let plane_in = h * w;
-        let scratch = &mut scratch[..band.len()];
+        let scratch = band.buf(scratch);
         band.clear(scratch);
         for u in units.clone() {
             let (b, g) = (u / 144, u % 144);

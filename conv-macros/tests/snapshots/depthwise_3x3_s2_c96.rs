@@ -250,9 +250,15 @@ impl ::conv_runtime::__private::Generated for Dw96S2 {
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
         let mut need = 0;
         need = need
-            .max(::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 7).len());
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 7)
+                    .scratch_len(),
+            );
         need = need
-            .max(::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 2).len());
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 2)
+                    .scratch_len(),
+            );
         need
     }
     #[inline(always)]
@@ -780,7 +786,7 @@ impl Dw96S2 {
             7,
         );
         let plane_in = h * w;
-        let scratch = &mut scratch[..band.len()];
+        let scratch = band.buf(scratch);
         band.clear(scratch);
         for u in units.clone() {
             let (b, g) = (u / 96, u % 96);
@@ -1072,7 +1078,7 @@ impl Dw96S2 {
             2,
         );
         let plane_in = h * w;
-        let scratch = &mut scratch[..band.len()];
+        let scratch = band.buf(scratch);
         band.clear(scratch);
         for u in units.clone() {
             let (b, g) = (u / 96, u % 96);

@@ -250,9 +250,15 @@ impl ::conv_runtime::__private::Generated for ResNeXt128 {
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
         let mut need = 0;
         need = need
-            .max(::conv_runtime::__private::Band::new(&p, 4, lanes, ho, wo, 5).len());
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 4, lanes, ho, wo, 5)
+                    .scratch_len(),
+            );
         need = need
-            .max(::conv_runtime::__private::Band::new(&p, 4, lanes, ho, wo, 4).len());
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 4, lanes, ho, wo, 4)
+                    .scratch_len(),
+            );
         need
     }
     #[inline(always)]
@@ -3376,7 +3382,7 @@ impl ResNeXt128 {
             5,
         );
         let plane_in = h * w;
-        let scratch = &mut scratch[..band.len()];
+        let scratch = band.buf(scratch);
         band.clear(scratch);
         for u in units.clone() {
             let (b, g) = (u / 32, u % 32);
@@ -4593,7 +4599,7 @@ impl ResNeXt128 {
             4,
         );
         let plane_in = h * w;
-        let scratch = &mut scratch[..band.len()];
+        let scratch = band.buf(scratch);
         band.clear(scratch);
         for u in units.clone() {
             let (b, g) = (u / 32, u % 32);
