@@ -101,9 +101,10 @@ fn check(row: &str, peer: &str, out: &[f32], reference: &[f32]) {
     let mut worst: Option<(usize, f32)> = None;
     for (i, (&o, &r)) in out.iter().zip(reference).enumerate() {
         let err = (o - r).abs() / (r.abs() + mean);
-        if !(err <= RTOL) {
+        if err.is_nan() || err > RTOL {
             bad += 1;
-            if worst.is_none_or(|(_, w)| !(err <= w)) {
+            // A NaN is the worst, and stays so.
+            if worst.is_none_or(|(_, w)| err.is_nan() || err > w) {
                 worst = Some((i, err));
             }
         }
