@@ -9,6 +9,9 @@
 //!   after the other through an intermediate tensor,
 //! - `generic`: [`conv_runtime::GenericConv2d`], the run-time-shaped baseline (two of them,
 //!   chained, for `separable` rows),
+//! - `rust/candle`, `rust/tract`, `rust/burn` (feature `rust-peers`): the same layer in those
+//!   crates on one thread, each checked against the naive reference first (see
+//!   `conv_benches::rust_peers`),
 //! - `naive`: [`conv_runtime::reference::conv2d`], the f64 oracle (allocates its output). It
 //!   takes up to tens of milliseconds per call on the larger rows, so it is measured with 10
 //!   flat samples, 1 s warm-up and a 2 s target: enough to place it, not a precise figure.
@@ -121,6 +124,13 @@ fn bench_row(group: &mut BenchmarkGroup<'_, WallTime>, row: &Row, isa: Isa) {
                 .unwrap()
         })
     });
+
+    #[cfg(feature = "rust-peers")]
+    for mut peer in conv_benches::rust_peers::build_checked(row, &data) {
+        group.bench_function(format!("rust/{}", peer.name()), |b| {
+            b.iter(|| peer.forward())
+        });
+    }
 
     // The naive reference is slow: few flat samples (settings apply to the benches that follow
     // them in this group, and the group ends here).

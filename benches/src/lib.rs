@@ -12,6 +12,9 @@ pub mod peak;
 
 use conv_runtime::{conv_kernel, Conv2dParams, GenericConv2d, Isa, Layer, Result, SeparableParams};
 
+#[cfg(feature = "rust-peers")]
+pub mod rust_peers;
+
 /// Environment variable that forces the instruction set: `avx512`, `avx2`, `neon` or `scalar`.
 pub const ISA_ENV: &str = "CONV_BENCH_ISA";
 
@@ -230,7 +233,7 @@ impl Row {
     }
 
     /// The convolutions of the row, in order, with their activations.
-    fn stages(&self) -> Vec<(Conv2dParams, conv_runtime::Activation)> {
+    pub fn stages(&self) -> Vec<(Conv2dParams, conv_runtime::Activation)> {
         match self.shape {
             Shape::Conv(p) => vec![(p, conv_runtime::Activation::None)],
             Shape::Separable(p) => {

@@ -16,6 +16,11 @@
 //! 3 calls (median). Batch 1, one thread; the 2-thread column is `forward_par` on a 2-thread
 //! rayon pool, its samples timed on a worker of the pool and interleaved with the others.
 //!
+//! With the feature `rust-peers`, two more columns: the fastest of the Rust peers (candle, tract,
+//! burn-ndarray; see `conv_benches::rust_peers`), each checked against the reference and then
+//! timed the same way after the row's other kernels (not interleaved with them), and the
+//! generated kernel's speedup over it; a second table lists every peer's median.
+//!
 //! The peak column divides by this machine's f32 FMA peak, measured at start-up with a
 //! register-only FMA loop on the same instruction set (24 independent accumulators, ~0.2 s), or
 //! `CONV_PEAK_GFLOPS` when set.
@@ -23,7 +28,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use conv_benches::{bench_isa, peak::peak_gflops, ROWS};
+use conv_benches::{bench_isa, peak::peak_gflops, Data, Row, ROWS};
 
 /// Shortest timed sample.
 const MIN_SAMPLE: Duration = Duration::from_millis(2);
@@ -63,15 +68,20 @@ fn main() {
         isa.name()
     );
     println!(
-        "| row | generated us | 2 threads us | 1 -> 2 | unfused us | generic us | naive us | vs unfused | vs generic | GFLOP/s | % of peak |"
+        "| row | generated us | 2 threads us | 1 -> 2 | unfused us | generic us | naive us | vs unfused | vs generic | GFLOP/s | % of peak |{}",
+        PEER_COLUMNS.0
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}",
+        PEER_COLUMNS.1
+    );
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
         .expect("rayon pool");
 
     let mut kernels = Vec::new();
+    let mut peer_rows = Vec::new();
     for row in ROWS {
         let mut data = row.data();
         let mut generic_out = data.output.clone();
@@ -166,8 +176,9 @@ fn main() {
             ),
             None => ("-".to_string(), "-".to_string()),
         };
+        let peer = rust_peer_cells(row, &data, samples, t_generated, &mut peer_rows);
         println!(
-            "| {} | {:.1} | {:.1} | {:.2}x | {unfused_us} | {:.1} | {:.0} | {vs_unfused} | {:.2}x | {:.1} | {:.0}% |",
+            "| {} | {:.1} | {:.1} | {:.2}x | {unfused_us} | {:.1} | {:.0} | {vs_unfused} | {:.2}x | {:.1} | {:.0}% |{peer}",
             row.name,
             t_generated * 1e6,
             t_par * 1e6,
@@ -184,5 +195,63 @@ fn main() {
     println!("\nGenerated kernels:\n");
     for (name, kernel) in kernels {
         println!("- {name}: `{kernel}`");
+    }
+    print_rust_peers(&peer_rows);
+}
+
+/// Header and separator cells of the Rust peer columns (none without `rust-peers`).
+#[cfg(feature = "rust-peers")]
+const PEER_COLUMNS: (&str, &str) = (" Rust peer us | vs Rust peer |", "---|---:|");
+#[cfg(not(feature = "rust-peers"))]
+const PEER_COLUMNS: (&str, &str) = ("", "");
+
+/// Feature `rust-peers`: times every Rust peer of `row` (built and checked against the naive
+/// reference by `build_checked`), pushes a markdown row of all their medians to `peer_rows` and
+/// returns the cells of the fastest: `" 812.3 tract | 2.31x |"`.
+#[cfg(feature = "rust-peers")]
+fn rust_peer_cells(
+    row: &Row,
+    data: &Data,
+    samples: usize,
+    t_generated: f64,
+    peer_rows: &mut Vec<String>,
+) -> String {
+    let mut best: Option<(f64, &str)> = None;
+    let mut cells = String::new();
+    for mut peer in conv_benches::rust_peers::build_checked(row, data) {
+        let name = peer.name();
+        let mut run = || peer.forward();
+        let reps = reps_for(&mut run);
+        let t = median((0..samples).map(|_| sample(reps, &mut run)).collect());
+        cells.push_str(&format!(" {:.1} |", t * 1e6));
+        if best.is_none_or(|(b, _)| t < b) {
+            best = Some((t, name));
+        }
+    }
+    peer_rows.push(format!(
+        "| {} | {:.1} |{cells}",
+        row.name,
+        t_generated * 1e6
+    ));
+    let (t, name) = best.expect("at least one Rust peer");
+    format!(" {:.1} {name} | {:.2}x |", t * 1e6, t / t_generated)
+}
+
+#[cfg(not(feature = "rust-peers"))]
+fn rust_peer_cells(_: &Row, _: &Data, _: usize, _: f64, _: &mut Vec<String>) -> String {
+    String::new()
+}
+
+/// Feature `rust-peers`: the median of every Rust peer per row, in microseconds.
+fn print_rust_peers(peer_rows: &[String]) {
+    #[cfg(feature = "rust-peers")]
+    {
+        let peers = conv_benches::rust_peers::PEERS;
+        println!("\nRust peers, one thread, median us:\n");
+        println!("| row | generated | {} |", peers.join(" | "));
+        println!("|---|---:|{}", "---:|".repeat(peers.len()));
+    }
+    for line in peer_rows {
+        println!("{line}");
     }
 }
