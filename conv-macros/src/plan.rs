@@ -275,6 +275,7 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
 /// within a quarter of the registers over the accumulators (4 on 32 registers, 2 on 16): enough
 /// independent FMA chains to cover the FMA latency, and a count that divides the channel vectors
 /// of every ISA of the class (channels are padded to 16).
+#[allow(clippy::int_plus_one)]
 fn col_tile(class: RegClass) -> (usize, usize) {
     let pixels = 4;
     let vecs = class.regs / 8;
