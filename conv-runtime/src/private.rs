@@ -1050,24 +1050,7 @@ fn split_v4(
             bytemuck::cast::<__m512, f32x16>(v4.avx512f._mm512_permutex2var_ps(a, odd_idx, b)),
         )
     };
-    let n = chunks * 16;
-    let dsts = even[..n]
-        .chunks_exact_mut(16)
-        .zip(odd[..n].chunks_exact_mut(16));
-    for (s, (e, o)) in src[..2 * n].chunks_exact(32).zip(dsts) {
-        let (ev, od) = deint(ld(v4, s, 0), ld(v4, s, 16));
-        st(v4, e, 0, ev);
-        st(v4, o, 0, od);
-    }
-    let s = &src[2 * n..];
-    let b = if tail.hi.len > 0 {
-        tail.hi.load(v4, &s[16..])
-    } else {
-        v4.splat_f32s(0.0)
-    };
-    let (ev, od) = deint(tail.lo.load(v4, s), b);
-    tail.even.store(v4, &mut even[n..], ev);
-    tail.odd.store(v4, &mut odd[n..], od);
+    split_with(v4, chunks, tail, src, even, odd, deint);
 }
 
 /// [`split_v4`] on AVX2: shuffles within 128-bit lanes, then a 64-bit lane permute.
@@ -1097,24 +1080,41 @@ fn split_v3(
             fix(v3.avx._mm256_shuffle_ps::<0xDD>(a, b)),
         )
     };
-    let n = chunks * 8;
+    split_with(v3, chunks, tail, src, even, odd, deint);
+}
+
+/// The body [`split_v4`] and [`split_v3`] share: `chunks` whole vectors of even and odd columns
+/// from pairs of source vectors through `deint`, then the tail through its masks.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn split_with<S: Simd>(
+    simd: S,
+    chunks: usize,
+    tail: &Split2Tail<S>,
+    src: &[f32],
+    even: &mut [f32],
+    odd: &mut [f32],
+    deint: impl Fn(S::f32s, S::f32s) -> (S::f32s, S::f32s),
+) {
+    let lanes = S::F32_LANES;
+    let n = chunks * lanes;
     let dsts = even[..n]
-        .chunks_exact_mut(8)
-        .zip(odd[..n].chunks_exact_mut(8));
-    for (s, (e, o)) in src[..2 * n].chunks_exact(16).zip(dsts) {
-        let (ev, od) = deint(ld(v3, s, 0), ld(v3, s, 8));
-        st(v3, e, 0, ev);
-        st(v3, o, 0, od);
+        .chunks_exact_mut(lanes)
+        .zip(odd[..n].chunks_exact_mut(lanes));
+    for (s, (e, o)) in src[..2 * n].chunks_exact(2 * lanes).zip(dsts) {
+        let (ev, od) = deint(ld(simd, s, 0), ld(simd, s, lanes));
+        st(simd, e, 0, ev);
+        st(simd, o, 0, od);
     }
     let s = &src[2 * n..];
     let b = if tail.hi.len > 0 {
-        tail.hi.load(v3, &s[8..])
+        tail.hi.load(simd, &s[lanes..])
     } else {
-        v3.splat_f32s(0.0)
+        simd.splat_f32s(0.0)
     };
-    let (ev, od) = deint(tail.lo.load(v3, s), b);
-    tail.even.store(v3, &mut even[n..], ev);
-    tail.odd.store(v3, &mut odd[n..], od);
+    let (ev, od) = deint(tail.lo.load(simd, s), b);
+    tail.even.store(simd, &mut even[n..], ev);
+    tail.odd.store(simd, &mut odd[n..], od);
 }
 
 /// Whether `S` is the ISA `T`.
