@@ -1245,11 +1245,17 @@ pub fn bias_or_zeros(bias: Option<&[f32]>, out: usize) -> Vec<f32> {
 /// so every ISA's vectors (16, 8, 4 or 1 floats) tile them exactly.
 pub const OC_PAD: usize = 16;
 
+/// Floats per input channel of a group's weight columns and of its padded bias: `cpg_out`
+/// rounded up to [`OC_PAD`]. The generated tail indexes the operands with it as a constant.
+pub const fn padded_channels(cpg_out: usize) -> usize {
+    cpg_out.next_multiple_of(OC_PAD)
+}
+
 /// Per group, the `(cpg_out, cpg_in)` block of a pointwise `weight (out, in / groups)` as its
 /// columns: `(cpg_in, cpg_out padded to OC_PAD)`, zero in the padding. The channel-vector tail
 /// loads one input channel's weights for a vector of output channels from it.
 pub fn pack_columns(weight: &[f32], groups: usize, cpg_out: usize, cpg_in: usize) -> Vec<f32> {
-    let pad = cpg_out.next_multiple_of(OC_PAD);
+    let pad = padded_channels(cpg_out);
     let mut cols = vec![0.0; groups * cpg_in * pad];
     for g in 0..groups {
         for oc in 0..cpg_out {
@@ -1264,7 +1270,7 @@ pub fn pack_columns(weight: &[f32], groups: usize, cpg_out: usize, cpg_in: usize
 /// `bias (groups * cpg_out)` with each group's channels padded with zeros to a multiple of
 /// [`OC_PAD`].
 pub fn pad_groups(bias: &[f32], groups: usize, cpg_out: usize) -> Vec<f32> {
-    let pad = cpg_out.next_multiple_of(OC_PAD);
+    let pad = padded_channels(cpg_out);
     let mut out = vec![0.0; groups * pad];
     for g in 0..groups {
         out[g * pad..][..cpg_out].copy_from_slice(&bias[g * cpg_out..][..cpg_out]);

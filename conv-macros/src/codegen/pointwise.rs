@@ -12,23 +12,9 @@ use crate::plan::{GemmPlan, Plan};
 use crate::spec::Spec;
 
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
-    let rt = rt();
-    let (groups, cpg_out, cpg_in) = (
-        lit(spec.groups),
-        lit(spec.out_per_group()),
-        lit(spec.in_per_group()),
-    );
-    let (fields, new_fn) = conv_fields_with(
-        spec,
-        quote! {
-            wc: ::std::vec::Vec<f32>,
-            bc: ::std::vec::Vec<f32>,
-        },
-        quote! {
-            wc: #rt::pack_columns(weight, #groups, #cpg_out, #cpg_in),
-            bc: #rt::pad_groups(&b, #groups, #cpg_out),
-        },
-    );
+    let (w, b) = (format_ident!("w"), format_ident!("b"));
+    let (col_fields, col_inits) = column_fields(spec, &w, &b, &quote!(weight), &quote!(&b));
+    let (fields, new_fn) = conv_fields_with(spec, col_fields, col_inits);
     let runs = plans
         .iter()
         .map(|p| match p {
@@ -255,6 +241,41 @@ fn tile_fn(
     }
 }
 
+/// The fields of the channel-vector tail's operands beside the weight and bias fields `w_field`
+/// and `b_field` (named `{w_field}c` and `{b_field}c`, which [`column_tail`] reads), and their
+/// initialisers from the expressions `weight` (PyTorch-layout weights) and `bias` (the stored
+/// bias, a `&[f32]` of `out` floats).
+pub fn column_fields(
+    spec: &Spec,
+    w_field: &syn::Ident,
+    b_field: &syn::Ident,
+    weight: &TokenStream,
+    bias: &TokenStream,
+) -> (TokenStream, TokenStream) {
+    let rt = rt();
+    let (wc, bc) = column_idents(w_field, b_field);
+    let (groups, cpg_out, cpg_in) = (
+        lit(spec.groups),
+        lit(spec.out_per_group()),
+        lit(spec.in_per_group()),
+    );
+    (
+        quote! {
+            #wc: ::std::vec::Vec<f32>,
+            #bc: ::std::vec::Vec<f32>,
+        },
+        quote! {
+            #wc: #rt::pack_columns(#weight, #groups, #cpg_out, #cpg_in),
+            #bc: #rt::pad_groups(#bias, #groups, #cpg_out),
+        },
+    )
+}
+
+/// The names of the column operand fields of the weight and bias fields `w_field`, `b_field`.
+fn column_idents(w_field: &syn::Ident, b_field: &syn::Ident) -> (syn::Ident, syn::Ident) {
+    (format_ident!("{}c", w_field), format_ident!("{}c", b_field))
+}
+
 /// The channel-vector tail of a plane's last `len` (fewer than a vector) pixels: `if <cheaper>
 /// { .. }`, to be followed by the masked-vector `else`. Computing them along output channels
 /// takes `len` x (channel vectors) FMAs per input channel against one per output channel for the
@@ -276,18 +297,17 @@ fn column_tail(
         names.push(name);
     }
     let [big, pix, vec, one] = [&names[0], &names[1], &names[2], &names[3]];
-    let cpg_out = spec.out_per_group();
-    let pad = cpg_out.next_multiple_of(16);
-    let (cpg_in_l, cpg_out_l, pad_l) = (lit(spec.in_per_group()), lit(cpg_out), lit(pad));
+    let rt = rt();
+    let (cpg_in_l, cpg_out_l) = (lit(spec.in_per_group()), lit(spec.out_per_group()));
     let (pt_l, vt_l) = (lit(pt), lit(vt));
-    let wc = format_ident!("{}c", w_field);
-    let bc = format_ident!("{}c", b_field);
+    let (wc, bc) = column_idents(w_field, b_field);
     quote! {
-        if len * (#pad_l / lanes) < #cpg_out_l {
+        if len * (#rt::padded_channels(#cpg_out_l) / lanes) < #cpg_out_l {
+            const PAD: usize = #rt::padded_channels(#cpg_out_l);
             let grp = oc0 / #cpg_out_l;
-            let wc = &self.#wc[grp * #cpg_in_l * #pad_l..][..#cpg_in_l * #pad_l];
-            let bc = &self.#bc[grp * #pad_l..][..#pad_l];
-            let nv = #pad_l / lanes;
+            let wc = &self.#wc[grp * #cpg_in_l * PAD..][..#cpg_in_l * PAD];
+            let bc = &self.#bc[grp * PAD..][..PAD];
+            let nv = PAD / lanes;
             let mut q = p;
             while q < npix {
                 let wide = npix - q >= #pt_l;
@@ -319,9 +339,7 @@ fn column_tail(
 /// at the store.
 fn col_tile_fn(spec: &Spec, px: usize, vx: usize, name: &syn::Ident) -> TokenStream {
     let rt = rt();
-    let cpg_out = spec.out_per_group();
-    let pad = lit(cpg_out.next_multiple_of(16));
-    let (cpg_in, cpg_out) = (lit(spec.in_per_group()), lit(cpg_out));
+    let (cpg_in, cpg_out) = (lit(spec.in_per_group()), lit(spec.out_per_group()));
     let accs: Vec<(usize, usize)> = (0..px).flat_map(|i| (0..vx).map(move |j| (i, j))).collect();
     let init = accs.iter().map(|&(i, j)| {
         let a = acc(i, 0, j);
@@ -367,10 +385,11 @@ fn col_tile_fn(spec: &Spec, px: usize, vx: usize, name: &syn::Ident) -> TokenStr
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = #rt::padded_channels(#cpg_out);
             let lanes = S::F32_LANES;
             #(#init)*
             for ic in 0..#cpg_in {
-                let col = &wc[ic * #pad..][..#pad];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..#pxl];
                 #step
             }

@@ -21,13 +21,19 @@ use crate::spec::Spec;
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     let rt = rt();
     let (cin, cout) = (lit(spec.in_channels), lit(spec.out_channels));
+    let (col_fields, col_inits) = pointwise::column_fields(
+        &spec.pointwise_stage(),
+        &format_ident!("pw_w"),
+        &format_ident!("pw_b"),
+        &quote!(pw_weight),
+        &quote!(&pw_b),
+    );
     let fields = quote! {
         dw_w: ::std::vec::Vec<f32>,
         dw_b: ::std::vec::Vec<f32>,
         pw_w: ::std::vec::Vec<f32>,
         pw_b: ::std::vec::Vec<f32>,
-        pw_wc: ::std::vec::Vec<f32>,
-        pw_bc: ::std::vec::Vec<f32>,
+        #col_fields
     };
     let new_fn = quote! {
         /// Packs PyTorch-layout weights: the depthwise stage's `dw_weight (in, 1, kh, kw)` and
@@ -50,8 +56,7 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
                 dw_w: dw_weight.to_vec(),
                 dw_b: #rt::bias_or_zeros(dw_bias, #cin),
                 pw_w: pw_weight.to_vec(),
-                pw_wc: #rt::pack_columns(pw_weight, 1, #cout, #cin),
-                pw_bc: #rt::pad_groups(&pw_b, 1, #cout),
+                #col_inits
                 pw_b,
             })
         }

@@ -679,6 +679,7 @@ impl Pw144x24 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -761,7 +762,7 @@ impl Pw144x24 {
                 (ob + 3) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..4];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
@@ -934,6 +935,7 @@ impl Pw144x24 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -956,7 +958,7 @@ impl Pw144x24 {
                 (ob + 0) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..4];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
@@ -1018,6 +1020,7 @@ impl Pw144x24 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -1040,7 +1043,7 @@ impl Pw144x24 {
                 (ob + 3) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..1];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
@@ -1102,6 +1105,7 @@ impl Pw144x24 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -1109,7 +1113,7 @@ impl Pw144x24 {
                 (ob + 0) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..1];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
@@ -1213,11 +1217,12 @@ impl Pw144x24 {
             }
             if p < npix {
                 let len = npix - p;
-                if len * (32 / lanes) < 24 {
+                if len * (::conv_runtime::__private::padded_channels(24) / lanes) < 24 {
+                    const PAD: usize = ::conv_runtime::__private::padded_channels(24);
                     let grp = oc0 / 24;
-                    let wc = &self.wc[grp * 144 * 32..][..144 * 32];
-                    let bc = &self.bc[grp * 32..][..32];
-                    let nv = 32 / lanes;
+                    let wc = &self.wc[grp * 144 * PAD..][..144 * PAD];
+                    let bc = &self.bc[grp * PAD..][..PAD];
+                    let nv = PAD / lanes;
                     let mut q = p;
                     while q < npix {
                         let wide = npix - q >= 4;
@@ -1464,6 +1469,7 @@ impl Pw144x24 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -1506,7 +1512,7 @@ impl Pw144x24 {
                 (ob + 1) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..4];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
@@ -1605,6 +1611,7 @@ impl Pw144x24 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -1627,7 +1634,7 @@ impl Pw144x24 {
                 (ob + 0) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..4];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
@@ -1689,6 +1696,7 @@ impl Pw144x24 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -1701,7 +1709,7 @@ impl Pw144x24 {
                 (ob + 1) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..1];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
@@ -1743,6 +1751,7 @@ impl Pw144x24 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -1750,7 +1759,7 @@ impl Pw144x24 {
                 (ob + 0) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..1];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
@@ -1822,11 +1831,12 @@ impl Pw144x24 {
             }
             if p < npix {
                 let len = npix - p;
-                if len * (32 / lanes) < 24 {
+                if len * (::conv_runtime::__private::padded_channels(24) / lanes) < 24 {
+                    const PAD: usize = ::conv_runtime::__private::padded_channels(24);
                     let grp = oc0 / 24;
-                    let wc = &self.wc[grp * 144 * 32..][..144 * 32];
-                    let bc = &self.bc[grp * 32..][..32];
-                    let nv = 32 / lanes;
+                    let wc = &self.wc[grp * 144 * PAD..][..144 * PAD];
+                    let bc = &self.bc[grp * PAD..][..PAD];
+                    let nv = PAD / lanes;
                     let mut q = p;
                     while q < npix {
                         let wide = npix - q >= 4;

@@ -1204,6 +1204,7 @@ impl Block3 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -1286,7 +1287,7 @@ impl Block3 {
                 (ob + 3) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..4];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
@@ -1459,6 +1460,7 @@ impl Block3 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -1481,7 +1483,7 @@ impl Block3 {
                 (ob + 0) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..4];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
@@ -1543,6 +1545,7 @@ impl Block3 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -1565,7 +1568,7 @@ impl Block3 {
                 (ob + 3) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..1];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
@@ -1627,6 +1630,7 @@ impl Block3 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -1634,7 +1638,7 @@ impl Block3 {
                 (ob + 0) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..1];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
@@ -1872,11 +1876,16 @@ impl Block3 {
                     }
                     if p < npix {
                         let len = npix - p;
-                        if len * (32 / lanes) < 24 {
+                        if len * (::conv_runtime::__private::padded_channels(24) / lanes)
+                            < 24
+                        {
+                            const PAD: usize = ::conv_runtime::__private::padded_channels(
+                                24,
+                            );
                             let grp = oc0 / 24;
-                            let wc = &self.pw_wc[grp * 144 * 32..][..144 * 32];
-                            let bc = &self.pw_bc[grp * 32..][..32];
-                            let nv = 32 / lanes;
+                            let wc = &self.pw_wc[grp * 144 * PAD..][..144 * PAD];
+                            let bc = &self.pw_bc[grp * PAD..][..PAD];
+                            let nv = PAD / lanes;
                             let mut q = p;
                             while q < npix {
                                 let wide = npix - q >= 4;
@@ -2576,6 +2585,7 @@ impl Block3 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -2618,7 +2628,7 @@ impl Block3 {
                 (ob + 1) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..4];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
@@ -2717,6 +2727,7 @@ impl Block3 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -2739,7 +2750,7 @@ impl Block3 {
                 (ob + 0) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..4];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
@@ -2801,6 +2812,7 @@ impl Block3 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -2813,7 +2825,7 @@ impl Block3 {
                 (ob + 1) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..1];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
@@ -2855,6 +2867,7 @@ impl Block3 {
             wc: &[f32],
             bc: &[f32],
         ) {
+            const PAD: usize = ::conv_runtime::__private::padded_channels(24);
             let lanes = S::F32_LANES;
             let mut acc_0_0_0 = ::conv_runtime::__private::ld(
                 simd,
@@ -2862,7 +2875,7 @@ impl Block3 {
                 (ob + 0) * lanes,
             );
             for ic in 0..144 {
-                let col = &wc[ic * 32..][..32];
+                let col = &wc[ic * PAD..][..PAD];
                 let row = &inp[ic * istride + q..][..1];
                 let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
@@ -3057,11 +3070,16 @@ impl Block3 {
                     }
                     if p < npix {
                         let len = npix - p;
-                        if len * (32 / lanes) < 24 {
+                        if len * (::conv_runtime::__private::padded_channels(24) / lanes)
+                            < 24
+                        {
+                            const PAD: usize = ::conv_runtime::__private::padded_channels(
+                                24,
+                            );
                             let grp = oc0 / 24;
-                            let wc = &self.pw_wc[grp * 144 * 32..][..144 * 32];
-                            let bc = &self.pw_bc[grp * 32..][..32];
-                            let nv = 32 / lanes;
+                            let wc = &self.pw_wc[grp * 144 * PAD..][..144 * PAD];
+                            let bc = &self.pw_bc[grp * PAD..][..PAD];
+                            let nv = PAD / lanes;
                             let mut q = p;
                             while q < npix {
                                 let wide = npix - q >= 4;
