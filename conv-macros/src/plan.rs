@@ -60,6 +60,9 @@ pub struct DirectPlan {
     /// The tile's weights stay splatted in registers across the whole plane.
     pub hoist_weights: bool,
     pub unroll: Unroll,
+    /// Stride 2: tiles read the input planes in place and split each row pair into even and odd
+    /// columns in registers (see [`in_place_taps`]), instead of reading a band copy.
+    pub in_place: bool,
 }
 
 /// Pointwise (1x1, stride 1, no padding): per group a GEMM `out[oc][p] += w[oc][ic] * in[ic][p]`
@@ -94,11 +97,13 @@ impl Plan {
         match self {
             // h: weights hoisted into registers; c: loop over input channels; k: loops over
             // input channels and taps (large kernels).
+            // i: the input is read in place (stride 2, no band).
             Plan::Direct(p) => format!(
-                "t{}r{}{}{}",
+                "t{}r{}{}{}{}",
                 p.oc_tile,
                 p.rows,
                 if p.hoist_weights { "h" } else { "" },
+                if p.in_place { "i" } else { "" },
                 match p.unroll {
                     Unroll::Full => "",
                     Unroll::TapsOnly => "c",
@@ -119,9 +124,10 @@ impl Plan {
 pub fn plan(spec: &Spec, class: RegClass) -> Plan {
     match spec.family() {
         Family::Pointwise => Plan::Gemm(plan_gemm(spec, class)),
-        Family::Depthwise | Family::Grouped => Plan::Direct(plan_direct(spec, class)),
+        Family::Depthwise | Family::Grouped => Plan::Direct(plan_direct(spec, class, true)),
+        // The fused stage reads its band (the separable sweep is written for it).
         Family::Separable => Plan::Fused(
-            plan_direct(&spec.depthwise_stage(), class),
+            plan_direct(&spec.depthwise_stage(), class, false),
             plan_gemm(&spec.pointwise_stage(), class),
         ),
     }
@@ -136,7 +142,88 @@ fn rows_in(spec: &Spec, rows: usize) -> usize {
     (rows - 1) * spec.stride_h + (spec.kernel_h - 1) * spec.dilation_h + 1
 }
 
-fn plan_direct(spec: &Spec, class: RegClass) -> DirectPlan {
+/// Where each tap `kx` of a stride-2 row read in place finds its columns: `(parity, shift)`, the
+/// even (0) or odd (1) vector of the pair at `c0 = 2 ox0`, shifted by -1, 0 or 1 lanes. Tap `kx`
+/// reads column `2 (ox0 + i) + kx - pad_left`. `None` when the layer is not stride 2 with
+/// dilation 1 along W, or a tap lies further than one lane from the pair.
+pub fn in_place_taps(spec: &Spec) -> Option<Vec<(usize, isize)>> {
+    if spec.stride_w != 2 || spec.dilation_w != 1 {
+        return None;
+    }
+    (0..spec.kernel_w)
+        .map(|kx| {
+            let d = kx as isize - spec.pad_left as isize;
+            let shift = d.div_euclid(2);
+            (-1..=1)
+                .contains(&shift)
+                .then_some((d.rem_euclid(2) as usize, shift))
+        })
+        .collect()
+}
+
+/// Vector registers an in-place tile holds besides accumulators and weights: the even/odd pair
+/// of every input row (LLVM issues all of a tile's loads and permutes before its FMAs; with more
+/// than the register file holds, it spills them) and one shifted vector.
+fn in_place_live(spec: &Spec, rows: usize) -> usize {
+    2 * rows_in(spec, rows) * spec.in_per_group() + 1
+}
+
+/// The in-place plan (see [`in_place_taps`]) when one fits the register file with the weights
+/// held in registers: per input row of a tile, two loads, two permutes and one permute per
+/// shifted tap replace the band's copy (a load and a store of every input float) and its three
+/// loads. Rows and channels per tile minimise the loads and permutes per output vector.
+fn plan_in_place(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
+    let taps_at = in_place_taps(spec)?;
+    let (cin, taps) = (spec.in_per_group(), spec.taps());
+    let mut shifted: Vec<_> = taps_at.iter().filter(|(_, s)| *s != 0).collect();
+    shifted.sort();
+    shifted.dedup();
+    let per_row = (4 + shifted.len()) * cin;
+    let mut best: Option<(f64, DirectPlan)> = None;
+    for t in divisors_desc(spec.out_per_group(), MAX_OC_TILE) {
+        for rows in 1..=MAX_ROW_TILE {
+            let accs = t * rows;
+            if t * rows * cin * taps > MAX_UNROLLED_FMAS
+                || accs + in_place_live(spec, rows) + t * cin * taps > class.regs
+            {
+                continue;
+            }
+            let cost = (rows_in(spec, rows) * per_row) as f64 / accs as f64 + 2.0 / accs as f64;
+            if best.as_ref().is_none_or(|(c, _)| cost < *c - 1e-9) {
+                best = Some((
+                    cost,
+                    DirectPlan {
+                        regs: class.regs,
+                        oc_tile: t,
+                        rows,
+                        rem_rows: Vec::new(),
+                        hoist_weights: true,
+                        unroll: Unroll::Full,
+                        in_place: true,
+                    },
+                ));
+            }
+        }
+    }
+    best.map(|(_, p)| p)
+}
+
+fn plan_direct(spec: &Spec, class: RegClass, in_place: bool) -> DirectPlan {
+    let mut plan = in_place
+        .then(|| plan_in_place(spec, class))
+        .flatten()
+        .unwrap_or_else(|| plan_band(spec, class));
+    // Remainder tiles: powers of two below the main tile, so any remainder is a short sum.
+    let mut r = 1;
+    while r < plan.rows {
+        plan.rem_rows.push(r);
+        r *= 2;
+    }
+    plan.rem_rows.reverse();
+    plan
+}
+
+fn plan_band(spec: &Spec, class: RegClass) -> DirectPlan {
     let (cin, taps, kw) = (spec.in_per_group(), spec.taps(), spec.kernel_w);
     let mut best: Option<(f64, DirectPlan)> = None;
     for t in divisors_desc(spec.out_per_group(), MAX_OC_TILE) {
@@ -186,28 +273,22 @@ fn plan_direct(spec: &Spec, class: RegClass) -> DirectPlan {
                             rem_rows: Vec::new(),
                             hoist_weights: hoist,
                             unroll,
+                            in_place: false,
                         },
                     ));
                 }
             }
         }
     }
-    let mut plan = best.map(|(_, p)| p).unwrap_or(DirectPlan {
+    best.map(|(_, p)| p).unwrap_or(DirectPlan {
         regs: class.regs,
         oc_tile: 1,
         rows: 1,
         rem_rows: Vec::new(),
         hoist_weights: false,
         unroll: Unroll::TileOnly,
-    });
-    // Remainder tiles: powers of two below the main tile, so any remainder is a short sum.
-    let mut r = 1;
-    while r < plan.rows {
-        plan.rem_rows.push(r);
-        r *= 2;
-    }
-    plan.rem_rows.reverse();
-    plan
+        in_place: false,
+    })
 }
 
 // The register budgets read as `accumulators + inputs + splats <= registers`, with two splat

@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod dispatch;
 pub mod error;
+mod inplace;
 pub mod kernels;
 pub mod layer;
 pub mod parallel;

@@ -7,6 +7,8 @@
 use core::cell::Cell;
 use core::ops::Range;
 
+use crate::inplace::is_isa;
+pub use crate::inplace::{InCols, InRows};
 use crate::parallel;
 pub use crate::planes::PlanesMut;
 
@@ -1039,21 +1041,11 @@ fn split_v4(
     even: &mut [f32],
     odd: &mut [f32],
 ) {
-    use core::arch::x86_64::{__m512, __m512i};
-    use pulp::f32x16;
-    let even_idx: __m512i = bytemuck::cast(core::array::from_fn::<i32, 16, _>(|i| 2 * i as i32));
-    let odd_idx: __m512i = bytemuck::cast(core::array::from_fn::<i32, 16, _>(|i| 2 * i as i32 + 1));
-    let deint = |a: f32x16, b: f32x16| {
-        let (a, b): (__m512, __m512) = (bytemuck::cast(a), bytemuck::cast(b));
-        (
-            bytemuck::cast::<__m512, f32x16>(v4.avx512f._mm512_permutex2var_ps(a, even_idx, b)),
-            bytemuck::cast::<__m512, f32x16>(v4.avx512f._mm512_permutex2var_ps(a, odd_idx, b)),
-        )
-    };
+    let deint = |a, b| crate::inplace::deinterleave_v4(v4, a, b);
     split_with(v4, chunks, tail, src, even, odd, deint);
 }
 
-/// [`split_v4`] on AVX2: shuffles within 128-bit lanes, then a 64-bit lane permute.
+/// [`split_v4`] on AVX2.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn split_v3(
@@ -1064,22 +1056,7 @@ fn split_v3(
     even: &mut [f32],
     odd: &mut [f32],
 ) {
-    use core::arch::x86_64::__m256;
-    use pulp::f32x8;
-    // a0 a2 b0 b2 | a4 a6 b4 b6, then 64-bit lanes 0 2 1 3 (likewise the odds).
-    let fix = |r: __m256| {
-        let r = v3
-            .avx2
-            ._mm256_permute4x64_pd::<0xD8>(v3.avx._mm256_castps_pd(r));
-        bytemuck::cast::<__m256, f32x8>(v3.avx._mm256_castpd_ps(r))
-    };
-    let deint = |a: f32x8, b: f32x8| {
-        let (a, b): (__m256, __m256) = (bytemuck::cast(a), bytemuck::cast(b));
-        (
-            fix(v3.avx._mm256_shuffle_ps::<0x88>(a, b)),
-            fix(v3.avx._mm256_shuffle_ps::<0xDD>(a, b)),
-        )
-    };
+    let deint = |a, b| crate::inplace::deinterleave_v3(v3, a, b);
     split_with(v3, chunks, tail, src, even, odd, deint);
 }
 
@@ -1115,12 +1092,6 @@ fn split_with<S: Simd>(
     let (ev, od) = deint(tail.lo.load(simd, s), b);
     tail.even.store(simd, &mut even[n..], ev);
     tail.odd.store(simd, &mut odd[n..], od);
-}
-
-/// Whether `S` is the ISA `T`.
-#[inline(always)]
-fn is_isa<S: 'static, T: 'static>() -> bool {
-    core::any::TypeId::of::<S>() == core::any::TypeId::of::<T>()
 }
 
 /// The stride-2 row of a band: padded column `c = x + pl` of input column `x` goes to phase

@@ -206,7 +206,8 @@ fn check(case: &Case, n: usize, h: usize, w: usize, seed: u64) {
 
 /// Sizes that hit every tail: 1x1, one column (strided phases with no data), smaller than
 /// the kernel, one under / at / over a vector of
-/// 4, 8 and 16 lanes, a batch of 3, tall and wide.
+/// 4, 8 and 16 lanes, a batch of 3, tall and wide (77: stride-2 rows read in place have a
+/// column vector with input on both sides at 16 lanes).
 const SIZES: &[(usize, usize, usize)] = &[
     (1, 1, 1),
     (1, 5, 1),
@@ -222,6 +223,7 @@ const SIZES: &[(usize, usize, usize)] = &[
     (2, 13, 33),
     (1, 23, 5),
     (1, 30, 41),
+    (2, 7, 77),
 ];
 
 #[test]
@@ -236,9 +238,10 @@ fn every_layer_matches_reference_on_every_isa_and_tail() {
 #[test]
 fn set_covers_every_body_layout() {
     // Kernel names end with the plan of each register class; `c` marks a loop over input
-    // channels, `k` loops over channels and taps. The set must run both, not only unrolled tiles.
+    // channels, `k` loops over channels and taps, `i` stride-2 rows read in place. The set must
+    // run all of them, not only unrolled tiles of a band.
     let names: Vec<&str> = all_cases().iter().map(|c| c.layer.kernel_name()).collect();
-    for mode in ['c', 'k'] {
+    for mode in ['c', 'k', 'i'] {
         let plans = names
             .iter()
             .flat_map(|n| n.split('/').filter(|p| p.starts_with('r')));

@@ -10,29 +10,32 @@ use quote::{format_ident, quote};
 
 use super::emit::{acc, activate, conv_fields, lit, rt};
 use super::FamilyCode;
-use crate::plan::{DirectPlan, Plan, Unroll};
+use crate::plan::{in_place_taps, DirectPlan, Plan, Unroll};
 use crate::spec::Spec;
 
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     let (fields, new_fn) = conv_fields(spec);
     let rt = rt();
     let cpg_in = lit(spec.in_per_group());
-    let row_tiles: Vec<_> = plans
-        .iter()
-        .map(|p| match p {
-            Plan::Direct(d) => lit(d.rows),
-            _ => unreachable!("direct family has direct plans"),
-        })
-        .collect();
+    // Scratch of each plan: its band, or the row of zeros in-place tiles read for padding rows.
+    let needs = plans.iter().map(|p| match p {
+        Plan::Direct(d) if d.in_place => quote!(w.max(1)),
+        Plan::Direct(d) => {
+            let rows = lit(d.rows);
+            quote!(#rt::Band::new(&p, #cpg_in, lanes, ho, wo, #rows).scratch_len())
+        }
+        _ => unreachable!("direct family has direct plans"),
+    });
     let scratch_len = quote! {
         let p = <Self as #rt::Generated>::GEOMETRY;
         let mut need = 0;
-        #( need = need.max(#rt::Band::new(&p, #cpg_in, lanes, ho, wo, #row_tiles).scratch_len()); )*
+        #( need = need.max(#needs); )*
         need
     };
     let runs = plans
         .iter()
         .map(|p| match p {
+            Plan::Direct(d) if d.in_place => (d.regs, run_in_place(spec, d)),
             Plan::Direct(d) => (d.regs, run(spec, d)),
             _ => unreachable!("direct family has direct plans"),
         })
@@ -172,6 +175,73 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     }
 }
 
+/// The `__run_rNN` method of an in-place plan (stride 2, see `plan::in_place_taps`): per unit and
+/// output-channel tile, row tiles read the input planes through `InRows` (padding rows from a
+/// row of zeros in the scratch), one vector of output columns at a time.
+fn run_in_place(spec: &Spec, plan: &DirectPlan) -> TokenStream {
+    let rt = rt();
+    let f = format_ident!("__run_r{}", plan.regs);
+    let cpg_in = lit(spec.in_per_group());
+    let cpg_out = lit(spec.out_per_group());
+    let groups = lit(spec.groups);
+    let cin = lit(spec.in_channels);
+    let oct_l = lit(plan.oc_tile);
+    let noct = lit(spec.out_per_group() / plan.oc_tile);
+    let (sh, pt) = (lit(spec.stride_h), lit(spec.pad_top));
+    let Stage { tiles, setup, .. } =
+        stage(spec, plan, "tile", &format_ident!("w"), &format_ident!("b"));
+    let mut sizes = vec![plan.rows];
+    sizes.extend(plan.rem_rows.iter().copied());
+    let sweeps = sizes.iter().map(|&rows| {
+        let tf = format_ident!("tile_r{}", rows);
+        let (rl, rin) = (lit(rows), lit(rows_in(spec, rows)));
+        quote! {
+            while oy + #rl <= span.end {
+                let iy0 = (oy * #sh) as isize - #pt as isize;
+                let rows = #rt::InRows::<#cpg_in, #rin>::new(planes, zeros, h, w, iy0);
+                let mut ox = 0;
+                while ox < wo {
+                    let len = (wo - ox).min(lanes);
+                    let cols = #rt::InCols::new(simd, ox, w);
+                    #tf(simd, &rows, &cols, ox, len, out, oy - span.start, wo, &wv, &bias);
+                    ox += lanes;
+                }
+                oy += #rl;
+            }
+        }
+    });
+    quote! {
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one, clippy::modulo_one)]
+        fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
+            #tiles
+
+            let #rt::Args { input, mut output, scratch, h, w, wo, units, span, .. } = a;
+            let lanes = S::F32_LANES;
+            let plane_in = h * w;
+            let zeros = &mut scratch[..w.max(1)];
+            zeros.fill(0.0);
+            let zeros: &[f32] = zeros;
+            for u in units.clone() {
+                let (b, g) = (u / #groups, u % #groups);
+                let planes = &input[(b * #cin + g * #cpg_in) * plane_in..][..#cpg_in * plane_in];
+                for t in 0..#noct {
+                    let oc0 = g * #cpg_out + t * #oct_l;
+                    #setup
+                    let out = &mut output.planes((u - units.start) * #cpg_out + t * #oct_l, #oct_l);
+                    let mut oy = span.start;
+                    #(#sweeps)*
+                }
+            }
+        }
+    }
+}
+
+/// Input rows one tile of `rows` output rows reads.
+fn rows_in(spec: &Spec, rows: usize) -> usize {
+    (rows - 1) * spec.stride_h + (spec.kernel_h - 1) * spec.dilation_h + 1
+}
+
 /// Index of weight `(t, ic, ky, kx)` in a tile's weight slice (PyTorch order).
 fn widx(spec: &Spec, t: usize, ic: usize, ky: usize, kx: usize) -> usize {
     ((t * spec.in_per_group() + ic) * spec.kernel_h + ky) * spec.kernel_w + kx
@@ -207,7 +277,7 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
     });
 
     // The weight operand of tap (t, ic, ky, kx); `ic` is a literal or the loop variable.
-    let weight = |t: usize, ic: Option<usize>, ky: usize, kx: usize| -> TokenStream {
+    let weight = &|t: usize, ic: Option<usize>, ky: usize, kx: usize| -> TokenStream {
         match ic {
             Some(ic) => {
                 let i = lit(widx(spec, t, ic, ky, kx));
@@ -281,6 +351,7 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
         let tile = band.tile::<S, #chans_l, #rin_l, #phases_l, #reach_l>(buf, r0 * #sh_l, ox);
     };
     let body = match plan.unroll {
+        Unroll::Full if plan.in_place => in_place_body(spec, plan, rows, &weight),
         Unroll::Full => {
             let mut b = window.clone();
             for ic in 0..cpg_in {
@@ -346,6 +417,12 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
     } else {
         quote!(wt: &[f32])
     };
+    let source = if plan.in_place {
+        let (chans, rin) = (lit(cpg_in), lit((rows - 1) * sh + (kh - 1) * dh + 1));
+        quote!(rows: &#rt::InRows<'_, #chans, #rin>, cols: &#rt::InCols<S>)
+    } else {
+        quote!(band: &#rt::Band, buf: &[f32], r0: usize)
+    };
     let wslice = if plan.hoist_weights {
         quote!()
     } else {
@@ -356,9 +433,7 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
         #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, unused_variables)]
         fn #name<S: #rt::Simd>(
             simd: S,
-            band: &#rt::Band,
-            buf: &[f32],
-            r0: usize,
+            #source,
             ox: usize,
             len: usize,
             out: &mut #rt::PlanesMut<'_>,
@@ -372,5 +447,73 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
             #body
             #(#stores)*
         }
+    }
+}
+
+/// The body of an in-place tile (stride 2): per input channel and input row, the even/odd pair
+/// and the shifted vectors its taps read, then every FMA that reads that row.
+fn in_place_body(
+    spec: &Spec,
+    plan: &DirectPlan,
+    rows: usize,
+    weight: &dyn Fn(usize, Option<usize>, usize, usize) -> TokenStream,
+) -> TokenStream {
+    let taps_at = in_place_taps(spec).expect("in-place plans have in-place taps");
+    let (sh, dh, kh) = (spec.stride_h, spec.dilation_h, spec.kernel_h);
+    let mut body = TokenStream::new();
+    for ic in 0..spec.in_per_group() {
+        let icl = lit(ic);
+        for j in 0..rows_in(spec, rows) {
+            // The (output row, ky) pairs that read input row j.
+            let uses: Vec<(usize, usize)> = (0..rows)
+                .flat_map(|r| (0..kh).map(move |ky| (r, ky)))
+                .filter(|&(r, ky)| r * sh + ky * dh == j)
+                .collect();
+            if uses.is_empty() {
+                continue;
+            }
+            let jl = lit(j);
+            body.extend(quote!(let (x_e, x_o) = rows.pair::<S, #icl, #jl>(simd, cols);));
+            let mut made = Vec::new();
+            for &(parity, shift) in &taps_at {
+                if made.contains(&(parity, shift)) {
+                    continue;
+                }
+                made.push((parity, shift));
+                let v = vec_name(parity, shift);
+                let src = if parity == 0 {
+                    quote!(x_e)
+                } else {
+                    quote!(x_o)
+                };
+                let pl = lit(parity);
+                body.extend(match shift {
+                    0 => quote!(let #v = #src;),
+                    -1 => quote!(let #v = rows.lo::<S, #icl, #jl, #pl>(simd, cols, #src);),
+                    _ => quote!(let #v = rows.hi::<S, #icl, #jl, #pl>(simd, cols, #src);),
+                });
+            }
+            for &(r, ky) in &uses {
+                for (kx, &(parity, shift)) in taps_at.iter().enumerate() {
+                    let v = vec_name(parity, shift);
+                    for t in 0..plan.oc_tile {
+                        let a = acc(t, r, 0);
+                        let wop = weight(t, Some(ic), ky, kx);
+                        body.extend(quote!(#a = simd.mul_add_e_f32s(#v, #wop, #a);));
+                    }
+                }
+            }
+        }
+    }
+    body
+}
+
+/// The name of the vector of parity `parity` at lane shift `shift` in an in-place tile.
+fn vec_name(parity: usize, shift: isize) -> syn::Ident {
+    let p = if parity == 0 { "e" } else { "o" };
+    match shift {
+        0 => format_ident!("x_{}", p),
+        -1 => format_ident!("x_{}_lo", p),
+        _ => format_ident!("x_{}_hi", p),
     }
 }
