@@ -69,12 +69,10 @@ fn bench_row(group: &mut BenchmarkGroup<'_, WallTime>, row: &Row, isa: Isa) {
         })
     });
 
-    // The same layer split over a 2-thread pool; the timing loop itself runs on a worker of the
-    // pool, like a network run inside `ThreadPool::install`.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .expect("rayon pool");
+    // The same layer split over a 2-thread pool (workers pinned to their own cores, see
+    // `pinned_pool`); the timing loop itself runs on a worker of the pool, like a network run
+    // inside `ThreadPool::install`.
+    let pool = conv_runtime::parallel::pinned_pool(2).expect("rayon pool");
     group.bench_function("generated_2t", |b| {
         pool.install(|| {
             b.iter(|| {

@@ -91,11 +91,9 @@ fn demo<L: Sync>(
     let mut out = vec![0.0; p.output_len(n, h, w)?];
     let mut out_generic = out.clone();
     let mut out_par = out.clone();
-    // `forward_par` splits a pass over the pool it runs in: here one of 2 threads.
-    let pool = conv_runtime::rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .expect("a 2-thread pool");
+    // `forward_par` splits a pass over the pool it runs in: here one of 2 threads, each pinned
+    // to its own core (see `pinned_pool` on why).
+    let pool = conv_runtime::parallel::pinned_pool(2).expect("a 2-thread pool");
 
     // Interleaved samples of each kernel; the median per-call time of each.
     let (mut t_gen, mut t_generic) = (Vec::new(), Vec::new());

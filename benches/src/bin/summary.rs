@@ -75,10 +75,7 @@ fn main() {
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}",
         PEER_COLUMNS.1
     );
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .expect("rayon pool");
+    let pool = conv_runtime::parallel::pinned_pool(2).expect("rayon pool");
 
     let mut kernels = Vec::new();
     let mut peer_rows = Vec::new();
