@@ -21,15 +21,13 @@ use pulp::Simd;
 pub struct InRows<'a, const CHANS: usize, const ROWS: usize> {
     /// Invariant: every pointer is valid for reads of `w` floats for `'a`.
     rows: [[*const f32; ROWS]; CHANS],
-    /// A float of value zero (the first of the zero row).
-    zero: *const f32,
     w: usize,
     _life: PhantomData<&'a [f32]>,
 }
 
 impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
     /// Rows `iy0..iy0 + ROWS` (may start above the plane: `iy0` is signed) of the `CHANS`
-    /// planes of `h x w` floats in `planes`; `zeros` holds at least `max(w, 1)` zeros.
+    /// planes of `h x w` floats in `planes`; `zeros` holds at least `w >= 1` zeros.
     ///
     /// # Panics
     /// When `planes` holds fewer than `CHANS` planes or `zeros` fewer than `w` floats (a bug in
@@ -37,7 +35,7 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
     #[inline(always)]
     pub fn new(planes: &'a [f32], zeros: &'a [f32], h: usize, w: usize, iy0: isize) -> Self {
         assert!(
-            planes.len() >= CHANS * h * w && zeros.len() >= w.max(1),
+            w >= 1 && planes.len() >= CHANS * h * w && zeros.len() >= w,
             "conv-kernel bug: input rows outside their planes"
         );
         let zero = zeros.as_ptr();
@@ -52,7 +50,6 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
         }
         InRows {
             rows,
-            zero,
             w,
             _life: PhantomData,
         }
@@ -167,15 +164,18 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
     /// is also `>= w`).
     #[inline(always)]
     fn at(&self, c: usize, j: usize, col: usize) -> f32 {
-        // A select of the address, not of the value: no branch in the tile.
-        let at = if col < self.w {
-            self.rows[c][j].wrapping_add(col)
+        // The load always reads a float of the row (`col` clamped into it), then the value is
+        // selected.
+        let inside = col < self.w;
+        let at = col.min(self.w - 1);
+        // SAFETY: `row` is valid for `w` floats (the invariant of `rows`) and `at < w` (`w >=
+        // 1`, see `new`).
+        let x = unsafe { *self.rows[c][j].add(at) };
+        if inside {
+            x
         } else {
-            self.zero
-        };
-        // SAFETY: either `col < w` and the row is valid for `w` floats (the invariant of `rows`),
-        // or `at` is the first float of the zero row (valid: `zeros` is not empty, see `new`).
-        unsafe { *at }
+            0.0
+        }
     }
 }
 

@@ -179,6 +179,69 @@ impl<'a> PlanesMut<'a> {
     }
 }
 
+/// The stores of one register tile: `T` planes from the first of a [`PlanesMut`], `R` rows of
+/// `len <= lanes` floats at `at`, `at + stride`, .., checked once when made so that its stores
+/// need no check.
+pub struct TileStores<'p, S: pulp::Simd, const T: usize, const R: usize> {
+    /// Invariant (J): for `t < T` and `r < R`, `ptrs[t] + r * stride .. + len` lies inside run
+    /// `t` of the `PlanesMut` borrowed mutably for `'p`.
+    ptrs: [*mut f32; T],
+    stride: usize,
+    /// `Some` when `len < lanes`: the mask of lanes `0..len`.
+    mask: Option<pulp::MemMask<S::m32s>>,
+    _planes: PhantomData<&'p mut [f32]>,
+}
+
+impl PlanesMut<'_> {
+    /// The stores of a tile: rows `at + r * stride` (`r < R`) of planes `0..T`, `len` floats
+    /// each (at most a vector of `S`). Panics unless they lie inside the planes (a bug in the
+    /// generated sweep, never a consequence of user input).
+    #[inline(always)]
+    pub fn tile_stores<S: pulp::Simd, const T: usize, const R: usize>(
+        &mut self,
+        simd: S,
+        at: usize,
+        stride: usize,
+        len: usize,
+    ) -> TileStores<'_, S, T, R> {
+        const { assert!(T > 0 && R > 0) };
+        let lanes = S::F32_LANES;
+        let last = (R - 1)
+            .checked_mul(stride)
+            .and_then(|v| v.checked_add(at))
+            .and_then(|v| v.checked_add(len));
+        assert!(
+            T <= self.count && len <= lanes && last.is_some_and(|e| e <= self.len),
+            "conv-kernel bug: tile stores outside the planes"
+        );
+        // (J): `at + (R-1) * stride + len <= len of a run` (checked), runs `t < T <= count`.
+        TileStores {
+            ptrs: core::array::from_fn(|t| self.ptr.wrapping_add(t * self.stride + at)),
+            stride,
+            mask: (len < lanes)
+                .then(|| pulp::MemMask::new(simd.mask_between_m32s(0, len as u32).mask())),
+            _planes: PhantomData,
+        }
+    }
+}
+
+impl<S: pulp::Simd, const T: usize, const R: usize> TileStores<'_, S, T, R> {
+    /// Stores the first `len` lanes of `v` to row `RR` of plane `TT`.
+    #[inline(always)]
+    pub fn st<const TT: usize, const RR: usize>(&mut self, simd: S, v: S::f32s) {
+        const { assert!(TT < T && RR < R) };
+        let p = self.ptrs[TT].wrapping_add(RR * self.stride);
+        match self.mask {
+            // SAFETY: by (J) the `len` floats at `p` lie in a run of the planes, borrowed
+            // uniquely through `&mut self`; the mask enables lanes `0..len`.
+            Some(mask) => unsafe { simd.mask_store_ptr_f32s(mask, p, v) },
+            // SAFETY: as above with `len == lanes`: a whole vector at `p` (unaligned write of
+            // plain old data).
+            None => unsafe { core::ptr::write_unaligned(p.cast::<S::f32s>(), v) },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +251,57 @@ mod tests {
         for i in 0..p.count() {
             p.plane(i).fill(tag);
         }
+    }
+
+    /// `tile_stores` on every ISA of this machine: tile (T = 2 planes, R = 3 rows) of 1..lanes
+    /// floats at `at`, rows `stride` apart, checked float by float against the index arithmetic.
+    #[test]
+    fn tile_stores_write_their_rows_and_nothing_else() {
+        struct K;
+        impl pulp::WithSimd for K {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, simd: S) {
+                let lanes = S::F32_LANES;
+                let (count, stride, len) = (3, 4 * lanes + 3, 3 * lanes + 3);
+                for n in 1..=lanes {
+                    let mut buf = vec![0.0f32; count * stride];
+                    let mut view = PlanesMut::new(&mut buf, count, stride, len);
+                    let (at, row) = (1, lanes + 1);
+                    let src: Vec<f32> = (0..lanes).map(|i| i as f32 + 1.0).collect();
+                    let v = simd.partial_load_f32s(&src);
+                    let mut st = view.tile_stores::<S, 2, 3>(simd, at, row, n);
+                    st.st::<0, 0>(simd, v);
+                    st.st::<0, 2>(simd, v);
+                    st.st::<1, 1>(simd, v);
+                    let mut want = vec![0.0f32; count * stride];
+                    for (t, r) in [(0, 0), (0, 2), (1, 1)] {
+                        let start = t * stride + at + r * row;
+                        want[start..start + n].copy_from_slice(&src[..n]);
+                    }
+                    assert_eq!(buf, want, "{lanes} lanes, {n} floats");
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(v4) = pulp::x86::V4::try_new() {
+                pulp::Simd::vectorize(v4, K);
+            }
+            if let Some(v3) = pulp::x86::V3::try_new() {
+                pulp::Simd::vectorize(v3, K);
+            }
+        }
+        pulp::Simd::vectorize(pulp::Scalar, K);
+    }
+
+    #[test]
+    #[should_panic(expected = "tile stores outside the planes")]
+    fn tile_stores_past_a_plane_panic() {
+        let mut buf = vec![0.0f32; 40];
+        let mut view = PlanesMut::new(&mut buf, 2, 20, 20);
+        // Rows at 1, 11, 21: the last one ends past the 20 floats of a plane.
+        let _ = view.tile_stores::<pulp::Scalar, 2, 3>(pulp::Scalar, 1, 10, 1);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use core::ops::Range;
 use crate::inplace::is_isa;
 pub use crate::inplace::{InCols, InRows};
 use crate::parallel;
-pub use crate::planes::PlanesMut;
+pub use crate::planes::{PlanesMut, TileStores};
 
 pub use crate::activation::Activation;
 use crate::dispatch::ClassOp;
@@ -634,6 +634,48 @@ impl Band {
         band[..self.len()].fill(0.0);
     }
 
+    /// The stride-1 rows of one channel of the band (`chan`) for output rows from `oy0`, from
+    /// its `plane`: band rows above or below the plane get zeros, the others the plane's rows,
+    /// in one pass over both without per-row index checks. Only the data columns `pl..pl + w`
+    /// are ever written at stride 1; the padding columns keep the zeros of [`Band::clear`].
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn fill_rows_s1<S: Simd>(
+        &self,
+        simd: S,
+        row_copy: &RowCopy<S>,
+        plane: &[f32],
+        h: usize,
+        w: usize,
+        oy0: usize,
+        chan: &mut [f32],
+    ) {
+        let pl = self.pad_left;
+        let rs = self.row_stride;
+        // Band row `j` holds input row `oy0 * stride_h + j - pad_top`: rows `j0..j1` are inside.
+        let first = oy0 * self.stride_h;
+        let j0 = self.pad_top.saturating_sub(first).min(self.rows);
+        let j1 = (h + self.pad_top)
+            .saturating_sub(first)
+            .clamp(j0, self.rows);
+        let end = (pl + w).min(rs);
+        let data = pl.min(end)..end;
+        for row in chan[..j0 * rs].chunks_exact_mut(rs) {
+            zero_vectors(simd, &mut row[data.clone()]);
+        }
+        for row in chan[j1 * rs..self.rows * rs].chunks_exact_mut(rs) {
+            zero_vectors(simd, &mut row[data.clone()]);
+        }
+        let iy0 = first + j0 - self.pad_top;
+        let src = &plane[iy0 * w..(iy0 + j1 - j0) * w];
+        for (row, src) in chan[j0 * rs..j1 * rs]
+            .chunks_exact_mut(rs)
+            .zip(src.chunks_exact(w))
+        {
+            row_copy.copy(simd, &mut row[data.clone()], src);
+        }
+    }
+
     /// Fills the band for output rows starting at `oy0` from `planes` (`chans` planes of `h x w`).
     /// Rows and columns outside the input are zero, given [`Band::clear`] ran on this buffer
     /// since the band was created.
@@ -653,23 +695,16 @@ impl Band {
         let split2 = (sw == 2).then(|| Split2::new(simd, w, pl, self.phase_len));
         for (c, chan) in band.chunks_exact_mut(self.chan_stride).enumerate() {
             let plane = &planes[c * h * w..(c + 1) * h * w];
+            if sw == 1 {
+                self.fill_rows_s1(simd, &row_copy, plane, h, w, oy0, chan);
+                continue;
+            }
             for (j, row) in chan.chunks_exact_mut(self.row_stride).enumerate() {
                 let iy = (oy0 * self.stride_h + j).checked_sub(self.pad_top);
                 let src = match iy {
                     Some(iy) if iy < h => Some(&plane[iy * w..(iy + 1) * w]),
                     _ => None,
                 };
-                if sw == 1 {
-                    // Only the data columns `pl..pl + w` are ever written at stride 1; the
-                    // padding columns keep the zeros of `clear`.
-                    let end = (pl + w).min(row.len());
-                    let data = &mut row[pl.min(end)..end];
-                    match src {
-                        Some(src) => row_copy.copy(simd, data, src),
-                        None => zero_vectors(simd, data),
-                    }
-                    continue;
-                }
                 let Some(src) = src else {
                     zero_vectors(simd, row);
                     continue;

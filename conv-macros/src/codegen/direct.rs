@@ -19,7 +19,7 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     let cpg_in = lit(spec.in_per_group());
     // Scratch of each plan: its band, or the row of zeros in-place tiles read for padding rows.
     let needs = plans.iter().map(|p| match p {
-        Plan::Direct(d) if d.in_place => quote!(w.max(1)),
+        Plan::Direct(d) if d.in_place => quote!(w),
         Plan::Direct(d) => {
             let rows = lit(d.rows);
             quote!(#rt::Band::new(&p, #cpg_in, lanes, ho, wo, #rows).scratch_len())
@@ -219,7 +219,7 @@ fn run_in_place(spec: &Spec, plan: &DirectPlan) -> TokenStream {
             let #rt::Args { input, mut output, scratch, h, w, wo, units, span, .. } = a;
             let lanes = S::F32_LANES;
             let plane_in = h * w;
-            let zeros = &mut scratch[..w.max(1)];
+            let zeros = &mut scratch[..w];
             zeros.fill(0.0);
             let zeros: &[f32] = zeros;
             for u in units.clone() {
@@ -272,9 +272,10 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
         let (t, r) = (lit(t), lit(r));
         quote! {
             #act
-            #rt::st_part_plane(simd, out, #t, (oy + #r) * wo + ox, len, #a);
+            stores.st::<#t, #r>(simd, #a);
         }
     });
+    let rows_l = lit(rows);
 
     // The weight operand of tap (t, ic, ky, kx); `ic` is a literal or the loop variable.
     let weight = &|t: usize, ic: Option<usize>, ky: usize, kx: usize| -> TokenStream {
@@ -445,6 +446,7 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
             #wslice
             #(#init)*
             #body
+            let mut stores = out.tile_stores::<S, #oct_l, #rows_l>(simd, oy * wo + ox, wo, len);
             #(#stores)*
         }
     }

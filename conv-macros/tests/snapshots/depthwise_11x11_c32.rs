@@ -1343,54 +1343,13 @@ impl Dw11 {
             acc_0_3_0 = simd.mul_add_e_f32s(x_10_13, w_0_10_10, acc_0_3_0);
             acc_0_4_0 = simd.mul_add_e_f32s(x_10_14, w_0_10_10, acc_0_4_0);
             acc_0_5_0 = simd.mul_add_e_f32s(x_10_15, w_0_10_10, acc_0_5_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 4) * wo + ox,
-                len,
-                acc_0_4_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 5) * wo + ox,
-                len,
-                acc_0_5_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 6>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+            stores.st::<0, 5>(simd, acc_0_5_0);
         }
         #[inline(always)]
         #[allow(
@@ -2177,38 +2136,11 @@ impl Dw11 {
             acc_0_1_0 = simd.mul_add_e_f32s(x_10_11, w_0_10_10, acc_0_1_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_10_12, w_0_10_10, acc_0_2_0);
             acc_0_3_0 = simd.mul_add_e_f32s(x_10_13, w_0_10_10, acc_0_3_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 4>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
         }
         #[inline(always)]
         #[allow(
@@ -2729,22 +2661,9 @@ impl Dw11 {
             let w_0_10_10 = simd.splat_f32s(wt[120]);
             acc_0_0_0 = simd.mul_add_e_f32s(x_10_10, w_0_10_10, acc_0_0_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_10_11, w_0_10_10, acc_0_1_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
         }
         #[inline(always)]
         #[allow(
@@ -3132,14 +3051,8 @@ impl Dw11 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_10_9, w_0_9_10, acc_0_0_0);
             let w_0_10_10 = simd.splat_f32s(wt[120]);
             acc_0_0_0 = simd.mul_add_e_f32s(x_10_10, w_0_10_10, acc_0_0_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
         }
         let ::conv_runtime::__private::Args {
             input,
@@ -3801,22 +3714,9 @@ impl Dw11 {
             let w_0_10_10 = simd.splat_f32s(wt[120]);
             acc_0_0_0 = simd.mul_add_e_f32s(x_10_10, w_0_10_10, acc_0_0_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_10_11, w_0_10_10, acc_0_1_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
         }
         #[inline(always)]
         #[allow(
@@ -4204,14 +4104,8 @@ impl Dw11 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_10_9, w_0_9_10, acc_0_0_0);
             let w_0_10_10 = simd.splat_f32s(wt[120]);
             acc_0_0_0 = simd.mul_add_e_f32s(x_10_10, w_0_10_10, acc_0_0_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
         }
         let ::conv_runtime::__private::Args {
             input,

@@ -342,70 +342,15 @@ impl Dw31 {
                     }
                 }
             }
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 4) * wo + ox,
-                len,
-                acc_0_4_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 5) * wo + ox,
-                len,
-                acc_0_5_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 6) * wo + ox,
-                len,
-                acc_0_6_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 7) * wo + ox,
-                len,
-                acc_0_7_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 8>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+            stores.st::<0, 5>(simd, acc_0_5_0);
+            stores.st::<0, 6>(simd, acc_0_6_0);
+            stores.st::<0, 7>(simd, acc_0_7_0);
         }
         #[inline(always)]
         #[allow(
@@ -450,38 +395,11 @@ impl Dw31 {
                     }
                 }
             }
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 4>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
         }
         #[inline(always)]
         #[allow(
@@ -520,22 +438,9 @@ impl Dw31 {
                     }
                 }
             }
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
         }
         #[inline(always)]
         #[allow(
@@ -571,14 +476,8 @@ impl Dw31 {
                     }
                 }
             }
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
         }
         let ::conv_runtime::__private::Args {
             input,

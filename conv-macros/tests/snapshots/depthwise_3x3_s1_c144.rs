@@ -432,70 +432,15 @@ impl Dw144 {
             acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
             acc_0_6_0 = simd.mul_add_e_f32s(x_2_8, w_0_2_2, acc_0_6_0);
             acc_0_7_0 = simd.mul_add_e_f32s(x_2_9, w_0_2_2, acc_0_7_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 4) * wo + ox,
-                len,
-                acc_0_4_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 5) * wo + ox,
-                len,
-                acc_0_5_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 6) * wo + ox,
-                len,
-                acc_0_6_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 7) * wo + ox,
-                len,
-                acc_0_7_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 8>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+            stores.st::<0, 5>(simd, acc_0_5_0);
+            stores.st::<0, 6>(simd, acc_0_6_0);
+            stores.st::<0, 7>(simd, acc_0_7_0);
         }
         #[inline(always)]
         #[allow(
@@ -585,38 +530,11 @@ impl Dw144 {
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
             acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 4>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
         }
         #[inline(always)]
         #[allow(
@@ -680,22 +598,9 @@ impl Dw144 {
             let w_0_2_2 = wv[8];
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
         }
         #[inline(always)]
         #[allow(
@@ -746,14 +651,8 @@ impl Dw144 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
             let w_0_2_2 = wv[8];
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
         }
         let ::conv_runtime::__private::Args {
             input,
@@ -1022,54 +921,13 @@ impl Dw144 {
             acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
             acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
             acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 4) * wo + ox,
-                len,
-                acc_0_4_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 5) * wo + ox,
-                len,
-                acc_0_5_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 6>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+            stores.st::<0, 5>(simd, acc_0_5_0);
         }
         #[inline(always)]
         #[allow(
@@ -1160,38 +1018,11 @@ impl Dw144 {
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
             acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 4>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
         }
         #[inline(always)]
         #[allow(
@@ -1256,22 +1087,9 @@ impl Dw144 {
             let w_0_2_2 = simd.splat_f32s(wt[8]);
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
         }
         #[inline(always)]
         #[allow(
@@ -1323,14 +1141,8 @@ impl Dw144 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
             let w_0_2_2 = simd.splat_f32s(wt[8]);
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
         }
         let ::conv_runtime::__private::Args {
             input,

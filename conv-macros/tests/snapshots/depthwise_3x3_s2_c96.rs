@@ -249,7 +249,7 @@ impl ::conv_runtime::__private::Generated for Dw96S2 {
         let _ = (lanes, h, w, ho, wo);
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
         let mut need = 0;
-        need = need.max(w.max(1));
+        need = need.max(w);
         need = need
             .max(
                 ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 2)
@@ -383,38 +383,11 @@ impl Dw96S2 {
             acc_0_3_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_3_0);
             acc_0_3_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_3_0);
             acc_0_3_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_3_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 4>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
         }
         #[inline(always)]
         #[allow(
@@ -475,22 +448,9 @@ impl Dw96S2 {
             acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_1_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
         }
         #[inline(always)]
         #[allow(
@@ -533,14 +493,8 @@ impl Dw96S2 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_0_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
         }
         let ::conv_runtime::__private::Args {
             input,
@@ -555,7 +509,7 @@ impl Dw96S2 {
         } = a;
         let lanes = S::F32_LANES;
         let plane_in = h * w;
-        let zeros = &mut scratch[..w.max(1)];
+        let zeros = &mut scratch[..w];
         zeros.fill(0.0);
         let zeros: &[f32] = zeros;
         for u in units.clone() {
@@ -737,22 +691,9 @@ impl Dw96S2 {
             let w_0_2_2 = wv[8];
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_1_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
         }
         #[inline(always)]
         #[allow(
@@ -803,14 +744,8 @@ impl Dw96S2 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
             let w_0_2_2 = wv[8];
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
         }
         let ::conv_runtime::__private::Args {
             input,

@@ -1282,166 +1282,27 @@ impl ResNeXt128 {
             acc_3_2_0 = simd.mul_add_e_f32s(x_2_4, w_3_2_2, acc_3_2_0);
             acc_3_3_0 = simd.mul_add_e_f32s(x_2_5, w_3_2_2, acc_3_3_0);
             acc_3_4_0 = simd.mul_add_e_f32s(x_2_6, w_3_2_2, acc_3_4_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 4) * wo + ox,
-                len,
-                acc_0_4_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 0) * wo + ox,
-                len,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 1) * wo + ox,
-                len,
-                acc_1_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 2) * wo + ox,
-                len,
-                acc_1_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 3) * wo + ox,
-                len,
-                acc_1_3_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 4) * wo + ox,
-                len,
-                acc_1_4_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                2,
-                (oy + 0) * wo + ox,
-                len,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                2,
-                (oy + 1) * wo + ox,
-                len,
-                acc_2_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                2,
-                (oy + 2) * wo + ox,
-                len,
-                acc_2_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                2,
-                (oy + 3) * wo + ox,
-                len,
-                acc_2_3_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                2,
-                (oy + 4) * wo + ox,
-                len,
-                acc_2_4_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                3,
-                (oy + 0) * wo + ox,
-                len,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                3,
-                (oy + 1) * wo + ox,
-                len,
-                acc_3_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                3,
-                (oy + 2) * wo + ox,
-                len,
-                acc_3_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                3,
-                (oy + 3) * wo + ox,
-                len,
-                acc_3_3_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                3,
-                (oy + 4) * wo + ox,
-                len,
-                acc_3_4_0,
-            );
+            let mut stores = out.tile_stores::<S, 4, 5>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+            stores.st::<1, 0>(simd, acc_1_0_0);
+            stores.st::<1, 1>(simd, acc_1_1_0);
+            stores.st::<1, 2>(simd, acc_1_2_0);
+            stores.st::<1, 3>(simd, acc_1_3_0);
+            stores.st::<1, 4>(simd, acc_1_4_0);
+            stores.st::<2, 0>(simd, acc_2_0_0);
+            stores.st::<2, 1>(simd, acc_2_1_0);
+            stores.st::<2, 2>(simd, acc_2_2_0);
+            stores.st::<2, 3>(simd, acc_2_3_0);
+            stores.st::<2, 4>(simd, acc_2_4_0);
+            stores.st::<3, 0>(simd, acc_3_0_0);
+            stores.st::<3, 1>(simd, acc_3_1_0);
+            stores.st::<3, 2>(simd, acc_3_2_0);
+            stores.st::<3, 3>(simd, acc_3_3_0);
+            stores.st::<3, 4>(simd, acc_3_4_0);
         }
         #[inline(always)]
         #[allow(
@@ -2273,134 +2134,23 @@ impl ResNeXt128 {
             acc_3_1_0 = simd.mul_add_e_f32s(x_2_3, w_3_2_2, acc_3_1_0);
             acc_3_2_0 = simd.mul_add_e_f32s(x_2_4, w_3_2_2, acc_3_2_0);
             acc_3_3_0 = simd.mul_add_e_f32s(x_2_5, w_3_2_2, acc_3_3_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 0) * wo + ox,
-                len,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 1) * wo + ox,
-                len,
-                acc_1_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 2) * wo + ox,
-                len,
-                acc_1_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 3) * wo + ox,
-                len,
-                acc_1_3_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                2,
-                (oy + 0) * wo + ox,
-                len,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                2,
-                (oy + 1) * wo + ox,
-                len,
-                acc_2_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                2,
-                (oy + 2) * wo + ox,
-                len,
-                acc_2_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                2,
-                (oy + 3) * wo + ox,
-                len,
-                acc_2_3_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                3,
-                (oy + 0) * wo + ox,
-                len,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                3,
-                (oy + 1) * wo + ox,
-                len,
-                acc_3_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                3,
-                (oy + 2) * wo + ox,
-                len,
-                acc_3_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                3,
-                (oy + 3) * wo + ox,
-                len,
-                acc_3_3_0,
-            );
+            let mut stores = out.tile_stores::<S, 4, 4>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<1, 0>(simd, acc_1_0_0);
+            stores.st::<1, 1>(simd, acc_1_1_0);
+            stores.st::<1, 2>(simd, acc_1_2_0);
+            stores.st::<1, 3>(simd, acc_1_3_0);
+            stores.st::<2, 0>(simd, acc_2_0_0);
+            stores.st::<2, 1>(simd, acc_2_1_0);
+            stores.st::<2, 2>(simd, acc_2_2_0);
+            stores.st::<2, 3>(simd, acc_2_3_0);
+            stores.st::<3, 0>(simd, acc_3_0_0);
+            stores.st::<3, 1>(simd, acc_3_1_0);
+            stores.st::<3, 2>(simd, acc_3_2_0);
+            stores.st::<3, 3>(simd, acc_3_3_0);
         }
         #[inline(always)]
         #[allow(
@@ -2912,70 +2662,15 @@ impl ResNeXt128 {
             let w_3_2_2 = simd.splat_f32s(wt[143]);
             acc_3_0_0 = simd.mul_add_e_f32s(x_2_2, w_3_2_2, acc_3_0_0);
             acc_3_1_0 = simd.mul_add_e_f32s(x_2_3, w_3_2_2, acc_3_1_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 0) * wo + ox,
-                len,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 1) * wo + ox,
-                len,
-                acc_1_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                2,
-                (oy + 0) * wo + ox,
-                len,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                2,
-                (oy + 1) * wo + ox,
-                len,
-                acc_2_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                3,
-                (oy + 0) * wo + ox,
-                len,
-                acc_3_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                3,
-                (oy + 1) * wo + ox,
-                len,
-                acc_3_1_0,
-            );
+            let mut stores = out.tile_stores::<S, 4, 2>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<1, 0>(simd, acc_1_0_0);
+            stores.st::<1, 1>(simd, acc_1_1_0);
+            stores.st::<2, 0>(simd, acc_2_0_0);
+            stores.st::<2, 1>(simd, acc_2_1_0);
+            stores.st::<3, 0>(simd, acc_3_0_0);
+            stores.st::<3, 1>(simd, acc_3_1_0);
         }
         #[inline(always)]
         #[allow(
@@ -3327,38 +3022,11 @@ impl ResNeXt128 {
             acc_2_0_0 = simd.mul_add_e_f32s(x_2_2, w_2_2_2, acc_2_0_0);
             let w_3_2_2 = simd.splat_f32s(wt[143]);
             acc_3_0_0 = simd.mul_add_e_f32s(x_2_2, w_3_2_2, acc_3_0_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 0) * wo + ox,
-                len,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                2,
-                (oy + 0) * wo + ox,
-                len,
-                acc_2_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                3,
-                (oy + 0) * wo + ox,
-                len,
-                acc_3_0_0,
-            );
+            let mut stores = out.tile_stores::<S, 4, 1>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<1, 0>(simd, acc_1_0_0);
+            stores.st::<2, 0>(simd, acc_2_0_0);
+            stores.st::<3, 0>(simd, acc_3_0_0);
         }
         let ::conv_runtime::__private::Args {
             input,
@@ -3968,70 +3636,15 @@ impl ResNeXt128 {
             acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
             acc_1_2_0 = simd.mul_add_e_f32s(x_2_4, w_1_2_2, acc_1_2_0);
             acc_1_3_0 = simd.mul_add_e_f32s(x_2_5, w_1_2_2, acc_1_3_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 0) * wo + ox,
-                len,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 1) * wo + ox,
-                len,
-                acc_1_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 2) * wo + ox,
-                len,
-                acc_1_2_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 3) * wo + ox,
-                len,
-                acc_1_3_0,
-            );
+            let mut stores = out.tile_stores::<S, 2, 4>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<1, 0>(simd, acc_1_0_0);
+            stores.st::<1, 1>(simd, acc_1_1_0);
+            stores.st::<1, 2>(simd, acc_1_2_0);
+            stores.st::<1, 3>(simd, acc_1_3_0);
         }
         #[inline(always)]
         #[allow(
@@ -4323,38 +3936,11 @@ impl ResNeXt128 {
             let w_1_2_2 = simd.splat_f32s(wt[71]);
             acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
             acc_1_1_0 = simd.mul_add_e_f32s(x_2_3, w_1_2_2, acc_1_1_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 0) * wo + ox,
-                len,
-                acc_1_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 1) * wo + ox,
-                len,
-                acc_1_1_0,
-            );
+            let mut stores = out.tile_stores::<S, 2, 2>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<1, 0>(simd, acc_1_0_0);
+            stores.st::<1, 1>(simd, acc_1_1_0);
         }
         #[inline(always)]
         #[allow(
@@ -4560,22 +4146,9 @@ impl ResNeXt128 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
             let w_1_2_2 = simd.splat_f32s(wt[71]);
             acc_1_0_0 = simd.mul_add_e_f32s(x_2_2, w_1_2_2, acc_1_0_0);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                1,
-                (oy + 0) * wo + ox,
-                len,
-                acc_1_0_0,
-            );
+            let mut stores = out.tile_stores::<S, 2, 1>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<1, 0>(simd, acc_1_0_0);
         }
         let ::conv_runtime::__private::Args {
             input,

@@ -459,86 +459,31 @@ impl Block3 {
             acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
             acc_0_6_0 = simd.mul_add_e_f32s(x_2_8, w_0_2_2, acc_0_6_0);
             acc_0_7_0 = simd.mul_add_e_f32s(x_2_9, w_0_2_2, acc_0_7_0);
+            let mut stores = out.tile_stores::<S, 1, 8>(simd, oy * wo + ox, wo, len);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            stores.st::<0, 0>(simd, acc_0_0_0);
             acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
             acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
+            stores.st::<0, 1>(simd, acc_0_1_0);
             acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
             acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
+            stores.st::<0, 2>(simd, acc_0_2_0);
             acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
             acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
+            stores.st::<0, 3>(simd, acc_0_3_0);
             acc_0_4_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_4_0, 0f32);
             acc_0_4_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_4_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 4) * wo + ox,
-                len,
-                acc_0_4_0,
-            );
+            stores.st::<0, 4>(simd, acc_0_4_0);
             acc_0_5_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_5_0, 0f32);
             acc_0_5_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_5_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 5) * wo + ox,
-                len,
-                acc_0_5_0,
-            );
+            stores.st::<0, 5>(simd, acc_0_5_0);
             acc_0_6_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_6_0, 0f32);
             acc_0_6_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_6_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 6) * wo + ox,
-                len,
-                acc_0_6_0,
-            );
+            stores.st::<0, 6>(simd, acc_0_6_0);
             acc_0_7_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_7_0, 0f32);
             acc_0_7_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_7_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 7) * wo + ox,
-                len,
-                acc_0_7_0,
-            );
+            stores.st::<0, 7>(simd, acc_0_7_0);
         }
         #[inline(always)]
         #[allow(
@@ -628,46 +573,19 @@ impl Block3 {
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
             acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
+            let mut stores = out.tile_stores::<S, 1, 4>(simd, oy * wo + ox, wo, len);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            stores.st::<0, 0>(simd, acc_0_0_0);
             acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
             acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
+            stores.st::<0, 1>(simd, acc_0_1_0);
             acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
             acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
+            stores.st::<0, 2>(simd, acc_0_2_0);
             acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
             acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
+            stores.st::<0, 3>(simd, acc_0_3_0);
         }
         #[inline(always)]
         #[allow(
@@ -731,26 +649,13 @@ impl Block3 {
             let w_0_2_2 = wv[8];
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            stores.st::<0, 0>(simd, acc_0_0_0);
             acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
             acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
+            stores.st::<0, 1>(simd, acc_0_1_0);
         }
         #[inline(always)]
         #[allow(
@@ -801,16 +706,10 @@ impl Block3 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
             let w_0_2_2 = wv[8];
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            stores.st::<0, 0>(simd, acc_0_0_0);
         }
         #[inline(always)]
         #[allow(
@@ -2056,66 +1955,25 @@ impl Block3 {
             acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
             acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
             acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
+            let mut stores = out.tile_stores::<S, 1, 6>(simd, oy * wo + ox, wo, len);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            stores.st::<0, 0>(simd, acc_0_0_0);
             acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
             acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
+            stores.st::<0, 1>(simd, acc_0_1_0);
             acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
             acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
+            stores.st::<0, 2>(simd, acc_0_2_0);
             acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
             acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
+            stores.st::<0, 3>(simd, acc_0_3_0);
             acc_0_4_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_4_0, 0f32);
             acc_0_4_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_4_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 4) * wo + ox,
-                len,
-                acc_0_4_0,
-            );
+            stores.st::<0, 4>(simd, acc_0_4_0);
             acc_0_5_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_5_0, 0f32);
             acc_0_5_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_5_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 5) * wo + ox,
-                len,
-                acc_0_5_0,
-            );
+            stores.st::<0, 5>(simd, acc_0_5_0);
         }
         #[inline(always)]
         #[allow(
@@ -2206,46 +2064,19 @@ impl Block3 {
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
             acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
+            let mut stores = out.tile_stores::<S, 1, 4>(simd, oy * wo + ox, wo, len);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            stores.st::<0, 0>(simd, acc_0_0_0);
             acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
             acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
+            stores.st::<0, 1>(simd, acc_0_1_0);
             acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
             acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 2) * wo + ox,
-                len,
-                acc_0_2_0,
-            );
+            stores.st::<0, 2>(simd, acc_0_2_0);
             acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
             acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 3) * wo + ox,
-                len,
-                acc_0_3_0,
-            );
+            stores.st::<0, 3>(simd, acc_0_3_0);
         }
         #[inline(always)]
         #[allow(
@@ -2310,26 +2141,13 @@ impl Block3 {
             let w_0_2_2 = simd.splat_f32s(wt[8]);
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            stores.st::<0, 0>(simd, acc_0_0_0);
             acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
             acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 1) * wo + ox,
-                len,
-                acc_0_1_0,
-            );
+            stores.st::<0, 1>(simd, acc_0_1_0);
         }
         #[inline(always)]
         #[allow(
@@ -2381,16 +2199,10 @@ impl Block3 {
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
             let w_0_2_2 = simd.splat_f32s(wt[8]);
             acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            ::conv_runtime::__private::st_part_plane(
-                simd,
-                out,
-                0,
-                (oy + 0) * wo + ox,
-                len,
-                acc_0_0_0,
-            );
+            stores.st::<0, 0>(simd, acc_0_0_0);
         }
         #[inline(always)]
         #[allow(
