@@ -213,13 +213,24 @@ fn plan_direct(spec: &Spec, class: RegClass, in_place: bool) -> DirectPlan {
         .then(|| plan_in_place(spec, class))
         .flatten()
         .unwrap_or_else(|| plan_band(spec, class));
-    // Remainder tiles: powers of two below the main tile, so any remainder is a short sum.
-    let mut r = 1;
-    while r < plan.rows {
-        plan.rem_rows.push(r);
-        r *= 2;
-    }
-    plan.rem_rows.reverse();
+    // Remainder tiles: every size below the main tile, so the rows of a band are whole tiles
+    // and at most one smaller tile (14 rows: 8 + 6, not 8 + 4 + 2), when their bodies together
+    // stay within twice the unrolling budget; else powers of two, any remainder a short sum.
+    let fmas_per_row = plan.oc_tile * spec.in_per_group() * spec.taps();
+    let all_sizes = match plan.unroll {
+        Unroll::Full => plan.rows * (plan.rows - 1) / 2 * fmas_per_row <= 2 * MAX_UNROLLED_FMAS,
+        _ => false,
+    };
+    plan.rem_rows = if all_sizes {
+        (1..plan.rows).rev().collect()
+    } else {
+        let mut pow2: Vec<usize> = (0..)
+            .map(|e| 1 << e)
+            .take_while(|&r| r < plan.rows)
+            .collect();
+        pow2.reverse();
+        pow2
+    };
     plan
 }
 

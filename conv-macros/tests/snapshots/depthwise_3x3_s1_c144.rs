@@ -449,6 +449,372 @@ impl Dw144 {
             clippy::erasing_op,
             unused_variables
         )]
+        fn tile_r7<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_0_4_0 = bias[0];
+            let mut acc_0_5_0 = bias[0];
+            let mut acc_0_6_0 = bias[0];
+            let tile = band.tile::<S, 1, 9, 1, 2>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
+            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
+            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
+            let x_0_7 = tile.ld::<S, 0, 7, 0, 0>(simd);
+            let x_0_8 = tile.ld::<S, 0, 8, 0, 0>(simd);
+            let w_0_0_0 = wv[0];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_4, w_0_0_0, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_0_5, w_0_0_0, acc_0_5_0);
+            acc_0_6_0 = simd.mul_add_e_f32s(x_0_6, w_0_0_0, acc_0_6_0);
+            let w_0_1_0 = wv[3];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_5, w_0_1_0, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_0_6, w_0_1_0, acc_0_5_0);
+            acc_0_6_0 = simd.mul_add_e_f32s(x_0_7, w_0_1_0, acc_0_6_0);
+            let w_0_2_0 = wv[6];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_6, w_0_2_0, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_0_7, w_0_2_0, acc_0_5_0);
+            acc_0_6_0 = simd.mul_add_e_f32s(x_0_8, w_0_2_0, acc_0_6_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
+            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
+            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
+            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
+            let x_1_7 = tile.ld::<S, 0, 7, 0, 1>(simd);
+            let x_1_8 = tile.ld::<S, 0, 8, 0, 1>(simd);
+            let w_0_0_1 = wv[1];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_4, w_0_0_1, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_1_5, w_0_0_1, acc_0_5_0);
+            acc_0_6_0 = simd.mul_add_e_f32s(x_1_6, w_0_0_1, acc_0_6_0);
+            let w_0_1_1 = wv[4];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_5, w_0_1_1, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_1_6, w_0_1_1, acc_0_5_0);
+            acc_0_6_0 = simd.mul_add_e_f32s(x_1_7, w_0_1_1, acc_0_6_0);
+            let w_0_2_1 = wv[7];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_6, w_0_2_1, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_1_7, w_0_2_1, acc_0_5_0);
+            acc_0_6_0 = simd.mul_add_e_f32s(x_1_8, w_0_2_1, acc_0_6_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
+            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
+            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
+            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
+            let x_2_7 = tile.ld::<S, 0, 7, 0, 2>(simd);
+            let x_2_8 = tile.ld::<S, 0, 8, 0, 2>(simd);
+            let w_0_0_2 = wv[2];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_4, w_0_0_2, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_2_5, w_0_0_2, acc_0_5_0);
+            acc_0_6_0 = simd.mul_add_e_f32s(x_2_6, w_0_0_2, acc_0_6_0);
+            let w_0_1_2 = wv[5];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_5, w_0_1_2, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_2_6, w_0_1_2, acc_0_5_0);
+            acc_0_6_0 = simd.mul_add_e_f32s(x_2_7, w_0_1_2, acc_0_6_0);
+            let w_0_2_2 = wv[8];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
+            acc_0_6_0 = simd.mul_add_e_f32s(x_2_8, w_0_2_2, acc_0_6_0);
+            let mut stores = out.tile_stores::<S, 1, 7>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+            stores.st::<0, 5>(simd, acc_0_5_0);
+            stores.st::<0, 6>(simd, acc_0_6_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r6<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_0_4_0 = bias[0];
+            let mut acc_0_5_0 = bias[0];
+            let tile = band.tile::<S, 1, 8, 1, 2>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
+            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
+            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
+            let x_0_7 = tile.ld::<S, 0, 7, 0, 0>(simd);
+            let w_0_0_0 = wv[0];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_4, w_0_0_0, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_0_5, w_0_0_0, acc_0_5_0);
+            let w_0_1_0 = wv[3];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_5, w_0_1_0, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_0_6, w_0_1_0, acc_0_5_0);
+            let w_0_2_0 = wv[6];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_6, w_0_2_0, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_0_7, w_0_2_0, acc_0_5_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
+            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
+            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
+            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
+            let x_1_7 = tile.ld::<S, 0, 7, 0, 1>(simd);
+            let w_0_0_1 = wv[1];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_4, w_0_0_1, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_1_5, w_0_0_1, acc_0_5_0);
+            let w_0_1_1 = wv[4];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_5, w_0_1_1, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_1_6, w_0_1_1, acc_0_5_0);
+            let w_0_2_1 = wv[7];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_6, w_0_2_1, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_1_7, w_0_2_1, acc_0_5_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
+            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
+            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
+            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
+            let x_2_7 = tile.ld::<S, 0, 7, 0, 2>(simd);
+            let w_0_0_2 = wv[2];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_4, w_0_0_2, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_2_5, w_0_0_2, acc_0_5_0);
+            let w_0_1_2 = wv[5];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_5, w_0_1_2, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_2_6, w_0_1_2, acc_0_5_0);
+            let w_0_2_2 = wv[8];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
+            acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
+            let mut stores = out.tile_stores::<S, 1, 6>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+            stores.st::<0, 5>(simd, acc_0_5_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r5<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_0_4_0 = bias[0];
+            let tile = band.tile::<S, 1, 7, 1, 2>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
+            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
+            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
+            let w_0_0_0 = wv[0];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_4, w_0_0_0, acc_0_4_0);
+            let w_0_1_0 = wv[3];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_5, w_0_1_0, acc_0_4_0);
+            let w_0_2_0 = wv[6];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_6, w_0_2_0, acc_0_4_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
+            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
+            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
+            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
+            let w_0_0_1 = wv[1];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_4, w_0_0_1, acc_0_4_0);
+            let w_0_1_1 = wv[4];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_5, w_0_1_1, acc_0_4_0);
+            let w_0_2_1 = wv[7];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_6, w_0_2_1, acc_0_4_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
+            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
+            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
+            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
+            let w_0_0_2 = wv[2];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_4, w_0_0_2, acc_0_4_0);
+            let w_0_1_2 = wv[5];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_5, w_0_1_2, acc_0_4_0);
+            let w_0_2_2 = wv[8];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
+            let mut stores = out.tile_stores::<S, 1, 5>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
         fn tile_r4<S: ::conv_runtime::__private::Simd>(
             simd: S,
             band: &::conv_runtime::__private::Band,
@@ -535,6 +901,86 @@ impl Dw144 {
             stores.st::<0, 1>(simd, acc_0_1_0);
             stores.st::<0, 2>(simd, acc_0_2_0);
             stores.st::<0, 3>(simd, acc_0_3_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r3<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let tile = band.tile::<S, 1, 5, 1, 2>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
+            let w_0_0_0 = wv[0];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
+            let w_0_1_0 = wv[3];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
+            let w_0_2_0 = wv[6];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
+            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
+            let w_0_0_1 = wv[1];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
+            let w_0_1_1 = wv[4];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
+            let w_0_2_1 = wv[7];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
+            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
+            let w_0_0_2 = wv[2];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
+            let w_0_1_2 = wv[5];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
+            let w_0_2_2 = wv[8];
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
+            let mut stores = out.tile_stores::<S, 1, 3>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
         }
         #[inline(always)]
         #[allow(
@@ -725,6 +1171,69 @@ impl Dw144 {
                         }
                         r += 8;
                     }
+                    while r + 7 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r7(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                &wv,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 7;
+                    }
+                    while r + 6 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r6(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                &wv,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 6;
+                    }
+                    while r + 5 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r5(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                &wv,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 5;
+                    }
                     while r + 4 <= rows {
                         let mut ox = 0;
                         while ox < wo {
@@ -745,6 +1254,27 @@ impl Dw144 {
                             ox += lanes;
                         }
                         r += 4;
+                    }
+                    while r + 3 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r3(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                &wv,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 3;
                     }
                     while r + 2 <= rows {
                         let mut ox = 0;
@@ -936,6 +1466,115 @@ impl Dw144 {
             clippy::erasing_op,
             unused_variables
         )]
+        fn tile_r5<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..9];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_0_4_0 = bias[0];
+            let tile = band.tile::<S, 1, 7, 1, 2>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
+            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
+            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[0]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_4, w_0_0_0, acc_0_4_0);
+            let w_0_1_0 = simd.splat_f32s(wt[3]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_5, w_0_1_0, acc_0_4_0);
+            let w_0_2_0 = simd.splat_f32s(wt[6]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_0_6, w_0_2_0, acc_0_4_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
+            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
+            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
+            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[1]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_4, w_0_0_1, acc_0_4_0);
+            let w_0_1_1 = simd.splat_f32s(wt[4]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_5, w_0_1_1, acc_0_4_0);
+            let w_0_2_1 = simd.splat_f32s(wt[7]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_1_6, w_0_2_1, acc_0_4_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
+            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
+            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
+            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[2]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_4, w_0_0_2, acc_0_4_0);
+            let w_0_1_2 = simd.splat_f32s(wt[5]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_5, w_0_1_2, acc_0_4_0);
+            let w_0_2_2 = simd.splat_f32s(wt[8]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
+            acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
+            let mut stores = out.tile_stores::<S, 1, 5>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
         fn tile_r4<S: ::conv_runtime::__private::Simd>(
             simd: S,
             band: &::conv_runtime::__private::Band,
@@ -1023,6 +1662,87 @@ impl Dw144 {
             stores.st::<0, 1>(simd, acc_0_1_0);
             stores.st::<0, 2>(simd, acc_0_2_0);
             stores.st::<0, 3>(simd, acc_0_3_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r3<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..9];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let tile = band.tile::<S, 1, 5, 1, 2>(buf, r0 * 1, ox);
+            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
+            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
+            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
+            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
+            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
+            let w_0_0_0 = simd.splat_f32s(wt[0]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
+            let w_0_1_0 = simd.splat_f32s(wt[3]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
+            let w_0_2_0 = simd.splat_f32s(wt[6]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
+            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
+            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
+            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
+            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
+            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
+            let w_0_0_1 = simd.splat_f32s(wt[1]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
+            let w_0_1_1 = simd.splat_f32s(wt[4]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
+            let w_0_2_1 = simd.splat_f32s(wt[7]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
+            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
+            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
+            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
+            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
+            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
+            let w_0_0_2 = simd.splat_f32s(wt[2]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
+            let w_0_1_2 = simd.splat_f32s(wt[5]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
+            let w_0_2_2 = simd.splat_f32s(wt[8]);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
+            let mut stores = out.tile_stores::<S, 1, 3>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
         }
         #[inline(always)]
         #[allow(
@@ -1204,6 +1924,27 @@ impl Dw144 {
                         }
                         r += 6;
                     }
+                    while r + 5 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r5(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 5;
+                    }
                     while r + 4 <= rows {
                         let mut ox = 0;
                         while ox < wo {
@@ -1224,6 +1965,27 @@ impl Dw144 {
                             ox += lanes;
                         }
                         r += 4;
+                    }
+                    while r + 3 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r3(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 3;
                     }
                     while r + 2 <= rows {
                         let mut ox = 0;

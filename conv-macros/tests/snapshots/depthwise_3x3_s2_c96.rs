@@ -396,6 +396,88 @@ impl Dw96S2 {
             clippy::erasing_op,
             unused_variables
         )]
+        fn tile_r3<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 7>,
+            cols: &::conv_runtime::__private::InCols<S>,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_0_0);
+            let (x_e, x_o) = rows.pair::<S, 0, 1>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 1, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_0_0);
+            let (x_e, x_o) = rows.pair::<S, 0, 2>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 2, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_1_0);
+            let (x_e, x_o) = rows.pair::<S, 0, 3>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 3, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_1_0);
+            let (x_e, x_o) = rows.pair::<S, 0, 4>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 4, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_2_0);
+            let (x_e, x_o) = rows.pair::<S, 0, 5>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 5, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_2_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_2_0);
+            let (x_e, x_o) = rows.pair::<S, 0, 6>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 6, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_2_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_2_0);
+            let mut stores = out.tile_stores::<S, 1, 3>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
         fn tile_r2<S: ::conv_runtime::__private::Simd>(
             simd: S,
             rows: &::conv_runtime::__private::InRows<'_, 1, 5>,
@@ -557,6 +639,32 @@ impl Dw96S2 {
                         ox += lanes;
                     }
                     oy += 4;
+                }
+                while oy + 3 <= span.end {
+                    let iy0 = (oy * 2) as isize - 1 as isize;
+                    let rows = ::conv_runtime::__private::InRows::<
+                        1,
+                        7,
+                    >::new(planes, zeros, h, w, iy0);
+                    let mut ox = 0;
+                    while ox < wo {
+                        let len = (wo - ox).min(lanes);
+                        let cols = ::conv_runtime::__private::InCols::new(simd, ox, w);
+                        tile_r3(
+                            simd,
+                            &rows,
+                            &cols,
+                            ox,
+                            len,
+                            out,
+                            oy - span.start,
+                            wo,
+                            &wv,
+                            &bias,
+                        );
+                        ox += lanes;
+                    }
+                    oy += 3;
                 }
                 while oy + 2 <= span.end {
                     let iy0 = (oy * 2) as isize - 1 as isize;
