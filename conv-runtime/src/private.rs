@@ -672,7 +672,7 @@ impl Band {
             .chunks_exact_mut(rs)
             .zip(src.chunks_exact(w))
         {
-            row_copy.copy(simd, &mut row[data.clone()], src);
+            row_copy.copy_padded(simd, &mut row[data.start..], src);
         }
     }
 
@@ -1190,6 +1190,34 @@ impl<S: Simd> RowCopy<S> {
             len,
             tail: (rest > 0)
                 .then(|| pulp::MemMask::new(simd.mask_between_m32s(0, rest as u32).mask())),
+        }
+    }
+
+    /// `dst[..len] = src` where `dst` runs on to the end of the band row, whose columns past
+    /// `len` are padding (zeros). When the row has room for a whole last vector, the tail is
+    /// loaded through its mask (zeros in the other lanes) and stored whole, rewriting padding
+    /// with zeros: a plain store instead of a masked one.
+    #[inline(always)]
+    fn copy_padded(&self, simd: S, dst: &mut [f32], src: &[f32]) {
+        let lanes = S::F32_LANES;
+        let full = self.len - self.len % lanes;
+        match self.tail {
+            Some(mask) if src.len() == self.len && dst.len() >= full + lanes => {
+                let mut i = 0;
+                while i < full {
+                    st(simd, dst, i, ld(simd, src, i));
+                    i += lanes;
+                }
+                let src = &src[full..];
+                // SAFETY: `src` holds exactly `len % lanes` elements (its length is checked
+                // above) and the mask enables exactly lanes `0..len % lanes`.
+                let v = unsafe { simd.mask_load_ptr_f32s(mask, src.as_ptr()) };
+                st(simd, dst, full, v);
+            }
+            _ => {
+                let end = self.len.min(dst.len());
+                self.copy(simd, &mut dst[..end], src)
+            }
         }
     }
 
