@@ -502,7 +502,7 @@ impl Burn {
             })
             .collect();
         let input = Tensor::from_data(
-            TensorData::new(data.input.clone(), input_dims(row, data)),
+            TensorData::new(data.input.to_vec(), input_dims(row, data)),
             &device,
         );
         Burn { input, stages }

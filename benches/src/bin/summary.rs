@@ -158,7 +158,7 @@ fn main() {
             );
         }
 
-        if par_out != data.output {
+        if *par_out != *data.output {
             eprintln!(
                 "warning: {}: the 2-thread output differs from the 1-thread one",
                 row.name
