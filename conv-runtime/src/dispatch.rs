@@ -137,3 +137,18 @@ impl core::fmt::Display for Isa {
         f.write_str(self.name())
     }
 }
+
+/// Runs `op` on every instruction set this machine has (the tests of runtime helpers).
+#[cfg(test)]
+pub(crate) fn on_every_isa<K: pulp::WithSimd<Output = ()> + Copy>(op: K) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(v4) = pulp::x86::V4::try_new() {
+            pulp::Simd::vectorize(v4, op);
+        }
+        if let Some(v3) = pulp::x86::V3::try_new() {
+            pulp::Simd::vectorize(v3, op);
+        }
+    }
+    pulp::Simd::vectorize(pulp::Scalar, op);
+}

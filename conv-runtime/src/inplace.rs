@@ -115,7 +115,7 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
     ) -> S::f32s {
         const { assert!(C < CHANS && J < ROWS && P < 2) };
         let x = self.at(C, J, (cols.c0 + P).wrapping_sub(2));
-        shift_in_lo(simd, v, x)
+        shift_in::<S, true>(simd, v, x)
     }
 
     /// `v` shifted down one lane, column `c0 + 2 lanes + P` of row `J` of channel `C` (zero
@@ -129,7 +129,7 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
     ) -> S::f32s {
         const { assert!(C < CHANS && J < ROWS && P < 2) };
         let x = self.at(C, J, cols.c0 + 2 * S::F32_LANES + P);
-        shift_in_hi(simd, v, x)
+        shift_in::<S, false>(simd, v, x)
     }
 
     /// [`InRows::lo`] of channel `c` (`c < CHANS`, else panics).
@@ -143,7 +143,7 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
     ) -> S::f32s {
         const { assert!(J < ROWS && P < 2) };
         let x = self.at(c, J, (cols.c0 + P).wrapping_sub(2));
-        shift_in_lo(simd, v, x)
+        shift_in::<S, true>(simd, v, x)
     }
 
     /// [`InRows::hi`] of channel `c` (`c < CHANS`, else panics).
@@ -157,7 +157,7 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
     ) -> S::f32s {
         const { assert!(J < ROWS && P < 2) };
         let x = self.at(c, J, cols.c0 + 2 * S::F32_LANES + P);
-        shift_in_hi(simd, v, x)
+        shift_in::<S, false>(simd, v, x)
     }
 
     /// Column `col` of row `j` of channel `c`; zero when `col >= w` (a wrapped negative column
@@ -290,54 +290,53 @@ pub(crate) fn deinterleave_v3(
     )
 }
 
-/// `[x, v0, v1, .., v(lanes-2)]`.
+/// `v` shifted one lane with `x` shifted in: `[x, v0, .., v(lanes-2)]` when `LO` (towards higher
+/// lanes), else `[v1, .., v(lanes-1), x]`.
 #[inline(always)]
-pub fn shift_in_lo<S: Simd>(simd: S, v: S::f32s, x: f32) -> S::f32s {
+pub fn shift_in<S: Simd, const LO: bool>(simd: S, v: S::f32s, x: f32) -> S::f32s {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::{__m256, __m256i, __m512i};
         if let Some(v4) = as_isa::<S, pulp::x86::V4>(simd) {
             let (v, x): (__m512i, __m512i) =
                 (bytemuck::cast(v), bytemuck::cast(simd.splat_f32s(x)));
-            return bytemuck::cast(v4.avx512f._mm512_alignr_epi32::<15>(v, x));
+            let r = if LO {
+                v4.avx512f._mm512_alignr_epi32::<15>(v, x)
+            } else {
+                v4.avx512f._mm512_alignr_epi32::<1>(x, v)
+            };
+            return bytemuck::cast(r);
         }
         if let Some(v3) = as_isa::<S, pulp::x86::V3>(simd) {
-            let idx: __m256i = bytemuck::cast([7i32, 0, 1, 2, 3, 4, 5, 6]);
-            let r = v3.avx2._mm256_permutevar8x32_ps(bytemuck::cast(v), idx);
+            // Rotate by one lane, then blend `x` into the lane the rotation wrapped.
+            let idx: [i32; 8] = if LO {
+                [7, 0, 1, 2, 3, 4, 5, 6]
+            } else {
+                [1, 2, 3, 4, 5, 6, 7, 0]
+            };
+            let r = v3
+                .avx2
+                ._mm256_permutevar8x32_ps(bytemuck::cast(v), bytemuck::cast::<_, __m256i>(idx));
             let x: __m256 = bytemuck::cast(simd.splat_f32s(x));
-            return bytemuck::cast(v3.avx._mm256_blend_ps::<0x01>(r, x));
+            let r = if LO {
+                v3.avx._mm256_blend_ps::<0x01>(r, x)
+            } else {
+                v3.avx._mm256_blend_ps::<0x80>(r, x)
+            };
+            return bytemuck::cast(r);
         }
     }
     let lanes = S::F32_LANES;
     let mut buf = [0.0f32; 33];
-    buf[0] = x;
-    simd.partial_store_f32s(&mut buf[1..1 + lanes], v);
-    simd.partial_load_f32s(&buf[..lanes])
-}
-
-/// `[v1, v2, .., v(lanes-1), x]`.
-#[inline(always)]
-pub fn shift_in_hi<S: Simd>(simd: S, v: S::f32s, x: f32) -> S::f32s {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use core::arch::x86_64::{__m256, __m256i, __m512i};
-        if let Some(v4) = as_isa::<S, pulp::x86::V4>(simd) {
-            let (v, x): (__m512i, __m512i) =
-                (bytemuck::cast(v), bytemuck::cast(simd.splat_f32s(x)));
-            return bytemuck::cast(v4.avx512f._mm512_alignr_epi32::<1>(x, v));
-        }
-        if let Some(v3) = as_isa::<S, pulp::x86::V3>(simd) {
-            let idx: __m256i = bytemuck::cast([1i32, 2, 3, 4, 5, 6, 7, 0]);
-            let r = v3.avx2._mm256_permutevar8x32_ps(bytemuck::cast(v), idx);
-            let x: __m256 = bytemuck::cast(simd.splat_f32s(x));
-            return bytemuck::cast(v3.avx._mm256_blend_ps::<0x80>(r, x));
-        }
+    if LO {
+        buf[0] = x;
+        simd.partial_store_f32s(&mut buf[1..1 + lanes], v);
+        simd.partial_load_f32s(&buf[..lanes])
+    } else {
+        simd.partial_store_f32s(&mut buf[..lanes], v);
+        buf[lanes] = x;
+        simd.partial_load_f32s(&buf[1..1 + lanes])
     }
-    let lanes = S::F32_LANES;
-    let mut buf = [0.0f32; 33];
-    simd.partial_store_f32s(&mut buf[..lanes], v);
-    buf[lanes] = x;
-    simd.partial_load_f32s(&buf[1..1 + lanes])
 }
 
 #[cfg(test)]
@@ -346,6 +345,7 @@ mod tests {
 
     #[test]
     fn shifts_and_deinterleave_match_scalar_definitions() {
+        #[derive(Clone, Copy)]
         struct K;
         impl pulp::WithSimd for K {
             type Output = ();
@@ -363,12 +363,12 @@ mod tests {
                 simd.partial_store_f32s(&mut out, o);
                 let want: Vec<f32> = (0..lanes).map(|i| src[2 * i + 1]).collect();
                 assert_eq!(out, want, "odd, {lanes} lanes");
-                simd.partial_store_f32s(&mut out, shift_in_lo(simd, a, -1.0));
+                simd.partial_store_f32s(&mut out, shift_in::<S, true>(simd, a, -1.0));
                 let want: Vec<f32> = core::iter::once(-1.0)
                     .chain(src[..lanes - 1].iter().copied())
                     .collect();
                 assert_eq!(out, want, "lo, {lanes} lanes");
-                simd.partial_store_f32s(&mut out, shift_in_hi(simd, a, -1.0));
+                simd.partial_store_f32s(&mut out, shift_in::<S, false>(simd, a, -1.0));
                 let want: Vec<f32> = src[1..lanes]
                     .iter()
                     .copied()
@@ -377,15 +377,6 @@ mod tests {
                 assert_eq!(out, want, "hi, {lanes} lanes");
             }
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(v4) = pulp::x86::V4::try_new() {
-                pulp::Simd::vectorize(v4, K);
-            }
-            if let Some(v3) = pulp::x86::V3::try_new() {
-                pulp::Simd::vectorize(v3, K);
-            }
-        }
-        pulp::Simd::vectorize(pulp::Scalar, K);
+        crate::dispatch::on_every_isa(K);
     }
 }

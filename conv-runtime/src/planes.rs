@@ -257,6 +257,7 @@ mod tests {
     /// floats at `at`, rows `stride` apart, checked float by float against the index arithmetic.
     #[test]
     fn tile_stores_write_their_rows_and_nothing_else() {
+        #[derive(Clone, Copy)]
         struct K;
         impl pulp::WithSimd for K {
             type Output = ();
@@ -283,16 +284,7 @@ mod tests {
                 }
             }
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(v4) = pulp::x86::V4::try_new() {
-                pulp::Simd::vectorize(v4, K);
-            }
-            if let Some(v3) = pulp::x86::V3::try_new() {
-                pulp::Simd::vectorize(v3, K);
-            }
-        }
-        pulp::Simd::vectorize(pulp::Scalar, K);
+        crate::dispatch::on_every_isa(K);
     }
 
     #[test]

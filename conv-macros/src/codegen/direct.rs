@@ -124,16 +124,44 @@ pub fn stage(
     }
 }
 
+/// The names and literals both `__run_rNN` bodies (band and in place) start from.
+struct RunNames {
+    f: syn::Ident,
+    cpg_in: proc_macro2::Literal,
+    cpg_out: proc_macro2::Literal,
+    groups: proc_macro2::Literal,
+    cin: proc_macro2::Literal,
+    /// Output channels per tile, and tiles per group.
+    oct_l: proc_macro2::Literal,
+    noct: proc_macro2::Literal,
+}
+
+impl RunNames {
+    fn new(spec: &Spec, plan: &DirectPlan) -> Self {
+        RunNames {
+            f: format_ident!("__run_r{}", plan.regs),
+            cpg_in: lit(spec.in_per_group()),
+            cpg_out: lit(spec.out_per_group()),
+            groups: lit(spec.groups),
+            cin: lit(spec.in_channels),
+            oct_l: lit(plan.oc_tile),
+            noct: lit(spec.out_per_group() / plan.oc_tile),
+        }
+    }
+}
+
 /// The `__run_rNN` method for one plan.
 fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     let rt = rt();
-    let f = format_ident!("__run_r{}", plan.regs);
-    let cpg_in = lit(spec.in_per_group());
-    let cpg_out = lit(spec.out_per_group());
-    let groups = lit(spec.groups);
-    let cin = lit(spec.in_channels);
-    let oct_l = lit(plan.oc_tile);
-    let noct = lit(spec.out_per_group() / plan.oc_tile);
+    let RunNames {
+        f,
+        cpg_in,
+        cpg_out,
+        groups,
+        cin,
+        oct_l,
+        noct,
+    } = RunNames::new(spec, plan);
     let rows_l = lit(plan.rows);
     let Stage {
         tiles,
@@ -180,13 +208,15 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
 /// row of zeros in the scratch), one vector of output columns at a time.
 fn run_in_place(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     let rt = rt();
-    let f = format_ident!("__run_r{}", plan.regs);
-    let cpg_in = lit(spec.in_per_group());
-    let cpg_out = lit(spec.out_per_group());
-    let groups = lit(spec.groups);
-    let cin = lit(spec.in_channels);
-    let oct_l = lit(plan.oc_tile);
-    let noct = lit(spec.out_per_group() / plan.oc_tile);
+    let RunNames {
+        f,
+        cpg_in,
+        cpg_out,
+        groups,
+        cin,
+        oct_l,
+        noct,
+    } = RunNames::new(spec, plan);
     let (sh, pt) = (lit(spec.stride_h), lit(spec.pad_top));
     let Stage { tiles, setup, .. } =
         stage(spec, plan, "tile", &format_ident!("w"), &format_ident!("b"));
