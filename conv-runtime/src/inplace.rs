@@ -66,20 +66,6 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
         self.pair_at(simd, cols, C, J)
     }
 
-    /// [`InRows::pair`] of channel `c` (`c < CHANS`, else panics; in a `for c in 0..CHANS` loop
-    /// the check folds away).
-    #[inline(always)]
-    pub fn pair_chan<S: Simd, const J: usize>(
-        &self,
-        simd: S,
-        cols: &InCols<S>,
-        c: usize,
-    ) -> (S::f32s, S::f32s) {
-        const { assert!(J < ROWS) };
-        assert!(c < CHANS, "conv-kernel bug: channel outside the tile");
-        self.pair_at(simd, cols, c, J)
-    }
-
     #[inline(always)]
     fn pair_at<S: Simd>(
         &self,
@@ -129,34 +115,6 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
     ) -> S::f32s {
         const { assert!(C < CHANS && J < ROWS && P < 2) };
         let x = self.at(C, J, cols.c0 + 2 * S::F32_LANES + P);
-        shift_in::<S, false>(simd, v, x)
-    }
-
-    /// [`InRows::lo`] of channel `c` (`c < CHANS`, else panics).
-    #[inline(always)]
-    pub fn lo_chan<S: Simd, const J: usize, const P: usize>(
-        &self,
-        simd: S,
-        cols: &InCols<S>,
-        c: usize,
-        v: S::f32s,
-    ) -> S::f32s {
-        const { assert!(J < ROWS && P < 2) };
-        let x = self.at(c, J, (cols.c0 + P).wrapping_sub(2));
-        shift_in::<S, true>(simd, v, x)
-    }
-
-    /// [`InRows::hi`] of channel `c` (`c < CHANS`, else panics).
-    #[inline(always)]
-    pub fn hi_chan<S: Simd, const J: usize, const P: usize>(
-        &self,
-        simd: S,
-        cols: &InCols<S>,
-        c: usize,
-        v: S::f32s,
-    ) -> S::f32s {
-        const { assert!(J < ROWS && P < 2) };
-        let x = self.at(c, J, cols.c0 + 2 * S::F32_LANES + P);
         shift_in::<S, false>(simd, v, x)
     }
 
