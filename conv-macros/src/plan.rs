@@ -138,7 +138,7 @@ fn divisors_desc(n: usize, max: usize) -> Vec<usize> {
 }
 
 /// Input rows one `(ic, kx)` step of a tile of `rows` output rows reads.
-fn rows_in(spec: &Spec, rows: usize) -> usize {
+pub fn rows_in(spec: &Spec, rows: usize) -> usize {
     (rows - 1) * spec.stride_h + (spec.kernel_h - 1) * spec.dilation_h + 1
 }
 

@@ -10,7 +10,7 @@ use quote::{format_ident, quote};
 
 use super::emit::{acc, activate, conv_fields, lit, rt};
 use super::FamilyCode;
-use crate::plan::{in_place_taps, DirectPlan, Plan, Unroll};
+use crate::plan::{in_place_taps, rows_in, DirectPlan, Plan, Unroll};
 use crate::spec::Spec;
 
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
@@ -267,11 +267,6 @@ fn run_in_place(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     }
 }
 
-/// Input rows one tile of `rows` output rows reads.
-fn rows_in(spec: &Spec, rows: usize) -> usize {
-    (rows - 1) * spec.stride_h + (spec.kernel_h - 1) * spec.dilation_h + 1
-}
-
 /// Index of weight `(t, ic, ky, kx)` in a tile's weight slice (PyTorch order).
 fn widx(spec: &Spec, t: usize, ic: usize, ky: usize, kx: usize) -> usize {
     ((t * spec.in_per_group() + ic) * spec.kernel_h + ky) * spec.kernel_w + kx
@@ -333,7 +328,7 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
         for kx in 0..kw {
             let phase = lit((kx * dw) % sw);
             let off = lit((kx * dw) / sw);
-            let nrows = (rows - 1) * sh + (kh - 1) * dh + 1;
+            let nrows = rows_in(spec, rows);
             let mut used = vec![false; nrows];
             for r in 0..rows {
                 for ky in 0..kh {
@@ -373,7 +368,7 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
     let dh_l = lit(dh);
     let (chans_l, rin_l, phases_l, reach_l, sh_l) = (
         lit(cpg_in),
-        lit((rows - 1) * sh + (kh - 1) * dh + 1),
+        lit(rows_in(spec, rows)),
         lit(phases),
         lit(reach),
         lit(sh),
@@ -449,7 +444,7 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
         quote!(wt: &[f32])
     };
     let source = if plan.in_place {
-        let (chans, rin) = (lit(cpg_in), lit((rows - 1) * sh + (kh - 1) * dh + 1));
+        let (chans, rin) = (lit(cpg_in), lit(rows_in(spec, rows)));
         quote!(rows: &#rt::InRows<'_, #chans, #rin>, cols: &#rt::InCols<S>)
     } else {
         quote!(band: &#rt::Band, buf: &[f32], r0: usize)
