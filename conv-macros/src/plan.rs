@@ -60,8 +60,9 @@ pub struct DirectPlan {
     /// The tile's weights stay splatted in registers across the whole plane.
     pub hoist_weights: bool,
     pub unroll: Unroll,
-    /// Stride 2: tiles read the input planes in place and split each row pair into even and odd
-    /// columns in registers (see [`in_place_taps`]), instead of reading a band copy.
+    /// Tiles read the input planes in place (see [`in_place_taps`]) instead of a band copy: at
+    /// stride 2 each row pair split into even and odd columns in registers, at stride 1 each row
+    /// vector shifted against its neighbours.
     pub in_place: bool,
 }
 
@@ -97,7 +98,7 @@ impl Plan {
         match self {
             // h: weights hoisted into registers; c: loop over input channels; k: loops over
             // input channels and taps (large kernels).
-            // i: the input is read in place (stride 2, no band).
+            // i: the input is read in place (no band).
             Plan::Direct(p) => format!(
                 "t{}r{}{}{}{}",
                 p.oc_tile,
@@ -142,49 +143,65 @@ pub fn rows_in(spec: &Spec, rows: usize) -> usize {
     (rows - 1) * spec.stride_h + (spec.kernel_h - 1) * spec.dilation_h + 1
 }
 
-/// Where each tap `kx` of a stride-2 row read in place finds its columns: `(parity, shift)`, the
-/// even (0) or odd (1) vector of the pair at `c0 = 2 ox0`, shifted by -1, 0 or 1 lanes. Tap `kx`
-/// reads column `2 (ox0 + i) + kx - pad_left`. `None` when the layer is not stride 2 with
-/// dilation 1 along W, or a tap lies further than one lane from the pair.
+/// Where each tap `kx` of a row read in place finds its columns, `(parity, shift)`.
+///
+/// Stride 2: the even (0) or odd (1) vector of the pair at `c0 = 2 ox0`, shifted by -1, 0 or 1
+/// lanes (tap `kx` reads column `2 (ox0 + i) + kx - pad_left`); `None` when a tap lies further
+/// than one lane from the pair. Stride 1: parity 0 and the column offset `kx dilation - pad_left`
+/// from `c0 = ox0`, any size. `None` for other strides, and at stride 2 with dilation along W.
 pub fn in_place_taps(spec: &Spec) -> Option<Vec<(usize, isize)>> {
-    if spec.stride_w != 2 || spec.dilation_w != 1 {
-        return None;
+    let d = |kx: usize| (kx * spec.dilation_w) as isize - spec.pad_left as isize;
+    match (spec.stride_w, spec.dilation_w) {
+        (1, _) => Some((0..spec.kernel_w).map(|kx| (0, d(kx))).collect()),
+        (2, 1) => (0..spec.kernel_w)
+            .map(|kx| {
+                let shift = d(kx).div_euclid(2);
+                (-1..=1)
+                    .contains(&shift)
+                    .then_some((d(kx).rem_euclid(2) as usize, shift))
+            })
+            .collect(),
+        _ => None,
     }
-    (0..spec.kernel_w)
-        .map(|kx| {
-            let d = kx as isize - spec.pad_left as isize;
-            let shift = d.div_euclid(2);
-            (-1..=1)
-                .contains(&shift)
-                .then_some((d.rem_euclid(2) as usize, shift))
-        })
-        .collect()
 }
 
-/// Vector registers an in-place tile holds besides accumulators and weights: the even/odd pair
+/// Vectors one input row of an in-place tile loads (per input channel): at stride 2 the pair; at
+/// stride 1 the row's vector and its left and right neighbours when a tap reaches into them.
+fn in_place_loads(spec: &Spec, taps_at: &[(usize, isize)]) -> usize {
+    if spec.stride_w == 2 {
+        return 2;
+    }
+    1 + usize::from(taps_at.iter().any(|t| t.1 < 0)) + usize::from(taps_at.iter().any(|t| t.1 > 0))
+}
+
+/// Vector registers an in-place tile holds besides accumulators and weights: the loaded vectors
 /// of every input row (LLVM issues all of a tile's loads and permutes before its FMAs; with more
 /// than the register file holds, it spills them) and one shifted vector.
-fn in_place_live(spec: &Spec, rows: usize) -> usize {
-    2 * rows_in(spec, rows) * spec.in_per_group() + 1
+fn in_place_live(spec: &Spec, loads: usize, rows: usize) -> usize {
+    loads * rows_in(spec, rows) * spec.in_per_group() + 1
 }
 
 /// The in-place plan (see [`in_place_taps`]) when one fits the register file with the weights
-/// held in registers: per input row of a tile, two loads, two permutes and one permute per
-/// shifted tap replace the band's copy (a load and a store of every input float) and its three
-/// loads. Rows and channels per tile minimise the loads and permutes per output vector.
+/// held in registers: per input row of a tile, the loads of [`in_place_loads`], the stride-2
+/// pair's two permutes and one permute per shifted tap replace the band's copy (a load and a
+/// store of every input float) and its loads. Rows and channels per tile minimise the loads and
+/// permutes per output vector.
 fn plan_in_place(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
     let taps_at = in_place_taps(spec)?;
     let (cin, taps) = (spec.in_per_group(), spec.taps());
+    let loads = in_place_loads(spec, &taps_at);
     let mut shifted: Vec<_> = taps_at.iter().filter(|(_, s)| *s != 0).collect();
     shifted.sort();
     shifted.dedup();
-    let per_row = (4 + shifted.len()) * cin;
+    // Loads, the stride-2 pair's two permutes, one permute per shifted vector.
+    let permutes = if spec.stride_w == 2 { 2 } else { 0 };
+    let per_row = (loads + permutes + shifted.len()) * cin;
     let mut best: Option<(f64, DirectPlan)> = None;
     for t in divisors_desc(spec.out_per_group(), MAX_OC_TILE) {
         for rows in 1..=MAX_ROW_TILE {
             let accs = t * rows;
             if t * rows * cin * taps > MAX_UNROLLED_FMAS
-                || accs + in_place_live(spec, rows) + t * cin * taps > class.regs
+                || accs + in_place_live(spec, loads, rows) + t * cin * taps > class.regs
             {
                 continue;
             }

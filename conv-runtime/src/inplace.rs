@@ -1,16 +1,20 @@
-//! Stride-2 direct tiles that read the input planes in place.
+//! Direct tiles that read the input planes in place, without a band copy.
 //!
-//! A band copy writes every input float once more before a tile reads it; at stride 2 that copy
-//! (an even/odd split per row) cost as much as the tiles themselves. These tiles instead load
-//! each input row straight from its plane, two vectors at a time, and split them into even and
-//! odd columns in registers. A tap whose columns start one vector lane before or after the pair
-//! (`lo` / `hi`) shifts one lane in from the neighbouring column. Padding rows read a row of
-//! zeros, padding columns come from masked loads, so a tile has no border branches.
+//! A band copy writes every input float once more before a tile reads it, and the tiles' loads
+//! then wait for those stores. These tiles instead load each input row straight from its plane.
+//! Padding rows read a row of zeros, padding columns come from masked loads, so a tile has no
+//! border branches.
 //!
-//! Column `c0 + 2 i (+ 1)` of an input row is lane `i` of the even (odd) vector of the pair at
-//! `c0`. With `c0 = 2 ox0` for the output columns `ox0..ox0 + lanes`, tap `kx` (dilation 1) reads
-//! column `2 (ox0 + i) + kx - pad_left`: even at shift `s` when `kx - pad_left = 2 s`, odd when
-//! `kx - pad_left = 2 s + 1`, for shifts `s` of -1, 0 or 1.
+//! Stride 2: each row is loaded two vectors at a time and split into even and odd columns in
+//! registers. Column `c0 + 2 i (+ 1)` of an input row is lane `i` of the even (odd) vector of the
+//! pair at `c0`. With `c0 = 2 ox0` for the output columns `ox0..ox0 + lanes`, tap `kx` (dilation 1)
+//! reads column `2 (ox0 + i) + kx - pad_left`: even at shift `s` when `kx - pad_left = 2 s`, odd
+//! when `kx - pad_left = 2 s + 1`, for shifts `s` of -1, 0 or 1; a shifted tap (`lo` / `hi`) shifts
+//! one lane in from the neighbouring column.
+//!
+//! Stride 1: tap `kx` reads columns `ox0 + i + d` with `d = kx dilation - pad_left`: the row's
+//! vector at `c0 = ox0` shifted by `d` lanes against its left or right neighbour vector (one
+//! `valignd` on AVX-512), so a row costs at most three loads however many taps read it.
 
 use core::marker::PhantomData;
 
@@ -63,30 +67,9 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
         cols: &InCols<S>,
     ) -> (S::f32s, S::f32s) {
         const { assert!(C < CHANS && J < ROWS) };
-        self.pair_at(simd, cols, C, J)
-    }
-
-    #[inline(always)]
-    fn pair_at<S: Simd>(
-        &self,
-        simd: S,
-        cols: &InCols<S>,
-        c: usize,
-        j: usize,
-    ) -> (S::f32s, S::f32s) {
         debug_assert!(cols.w == self.w);
-        let row = self.rows[c][j];
-        let lanes = S::F32_LANES;
-        // SAFETY: `row` is valid for `w` floats (the invariant of `rows`). The masks enable lanes
-        // `0..a_len` and `0..b_len` with `c0 + a_len <= w` and `c0 + lanes + b_len <= w` when
-        // `b_len > 0` (see `InCols::new`), so only floats of the row are read; the pointer
-        // arithmetic wraps and is only dereferenced for enabled lanes.
-        let (a, b) = unsafe {
-            (
-                simd.mask_load_ptr_f32s(cols.a, row.wrapping_add(cols.c0)),
-                simd.mask_load_ptr_f32s(cols.b, row.wrapping_add(cols.c0 + lanes)),
-            )
-        };
+        let a = self.load(simd, C, J, cols.c0, cols.a);
+        let b = self.load(simd, C, J, cols.c0 + S::F32_LANES, cols.b);
         deinterleave(simd, a, b)
     }
 
@@ -118,6 +101,83 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
         shift_in::<S, false>(simd, v, x)
     }
 
+    /// Stride 1: the vector of row `J` of channel `C` at columns `c0..c0 + lanes` (zero past
+    /// the row).
+    #[inline(always)]
+    pub fn vec<S: Simd, const C: usize, const J: usize>(
+        &self,
+        simd: S,
+        cols: &InCols<S>,
+    ) -> S::f32s {
+        const { assert!(C < CHANS && J < ROWS) };
+        self.load(simd, C, J, cols.c0, cols.a)
+    }
+
+    /// Stride 1: the vector before [`vec`](Self::vec), columns `c0 - lanes..c0` (zero before
+    /// the row).
+    #[inline(always)]
+    pub fn left<S: Simd, const C: usize, const J: usize>(
+        &self,
+        simd: S,
+        cols: &InCols<S>,
+    ) -> S::f32s {
+        const { assert!(C < CHANS && J < ROWS) };
+        self.load(simd, C, J, cols.c0.wrapping_sub(S::F32_LANES), cols.l)
+    }
+
+    /// Stride 1: the vector after [`vec`](Self::vec), columns `c0 + lanes..c0 + 2 lanes` (zero
+    /// past the row).
+    #[inline(always)]
+    pub fn right<S: Simd, const C: usize, const J: usize>(
+        &self,
+        simd: S,
+        cols: &InCols<S>,
+    ) -> S::f32s {
+        const { assert!(C < CHANS && J < ROWS) };
+        self.load(simd, C, J, cols.c0 + S::F32_LANES, cols.b)
+    }
+
+    /// Stride 1: columns `c0 + D + i` of row `J` of channel `C` (zero outside the row), from
+    /// `v` (its [`vec`](Self::vec)) and `nb` (its [`left`](Self::left) when `D < 0`, its
+    /// [`right`](Self::right) when `D > 0`) by a lane shift on AVX-512 and AVX2 when `|D|` is
+    /// below the lane count; otherwise a masked load at the shifted columns.
+    #[inline(always)]
+    pub fn shifted<S: Simd, const C: usize, const J: usize, const D: isize>(
+        &self,
+        simd: S,
+        cols: &InCols<S>,
+        v: S::f32s,
+        nb: S::f32s,
+    ) -> S::f32s {
+        const { assert!(C < CHANS && J < ROWS) };
+        if D == 0 {
+            return v;
+        }
+        if let Some(r) = shift_lanes::<S, D>(simd, v, nb) {
+            return r;
+        }
+        let start = cols.c0 as isize + D;
+        self.load(simd, C, J, start as usize, span(simd, start, self.w))
+    }
+
+    /// Lanes of `mask` of row `j` of channel `c` from column `col` (a wrapped offset: `col`
+    /// may lie before the row; only enabled lanes are read). Every mask passed here enables
+    /// only lanes whose column lies in `0..w` (see [`InCols::new`] and [`span`]).
+    #[inline(always)]
+    fn load<S: Simd>(
+        &self,
+        simd: S,
+        c: usize,
+        j: usize,
+        col: usize,
+        mask: pulp::MemMask<S::m32s>,
+    ) -> S::f32s {
+        // SAFETY: `rows[c][j]` is valid for `w` floats (the invariant of `rows`) and the enabled
+        // lanes of `mask` read columns inside `0..w` (the masks' contract above); the pointer
+        // arithmetic wraps and is only dereferenced for enabled lanes.
+        unsafe { simd.mask_load_ptr_f32s(mask, self.rows[c][j].wrapping_add(col)) }
+    }
+
     /// Column `col` of row `j` of channel `c`; zero when `col >= w` (a wrapped negative column
     /// is also `>= w`).
     #[inline(always)]
@@ -137,30 +197,43 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
     }
 }
 
-/// The columns of one vector of output columns: the pair of input vectors at `c0 = 2 ox0`, with
-/// the masks of the columns inside the row.
+/// The columns one vector of output columns reads: the input vector at column `c0` (`2 ox0` at
+/// stride 2, `ox0` at stride 1), with the masks of the columns inside the row for it and its
+/// neighbours.
 pub struct InCols<S: Simd> {
     c0: usize,
     w: usize,
-    /// Lanes `0..a_len` of the first vector, `a_len = min(w - c0, lanes)` (0 past the row).
+    /// The lanes of the vector at `c0` whose columns lie in the row ([`span`]).
     a: pulp::MemMask<S::m32s>,
-    /// Lanes `0..b_len` of the second, `b_len = min(w - c0 - lanes, lanes)` (0 past the row).
+    /// Likewise for the next vector, at `c0 + lanes`.
     b: pulp::MemMask<S::m32s>,
+    /// Likewise for the previous vector, at `c0 - lanes`.
+    l: pulp::MemMask<S::m32s>,
+}
+
+/// The lanes `i` of a vector from column `start` whose columns `start + i` lie in `0..w`.
+#[inline(always)]
+fn span<S: Simd>(simd: S, start: isize, w: usize) -> pulp::MemMask<S::m32s> {
+    let lanes = S::F32_LANES as isize;
+    let lo = (-start).clamp(0, lanes);
+    let hi = (w as isize - start).clamp(lo, lanes);
+    // An empty span as `0..0`: pulp's mask tables take a start below the lane count.
+    let (lo, hi) = if lo == hi { (0, 0) } else { (lo, hi) };
+    pulp::MemMask::new(simd.mask_between_m32s(lo as u32, hi as u32).mask())
 }
 
 impl<S: Simd> InCols<S> {
-    /// The pair for output columns from `ox0` of rows `w` floats wide.
+    /// The vectors from column `c0` of rows `w` floats wide.
     #[inline(always)]
-    pub fn new(simd: S, ox0: usize, w: usize) -> Self {
-        let lanes = S::F32_LANES;
-        let c0 = 2 * ox0;
-        let a_len = w.saturating_sub(c0).min(lanes);
-        let b_len = w.saturating_sub(c0 + lanes).min(lanes);
+    pub fn new(simd: S, c0: usize, w: usize) -> Self {
+        let lanes = S::F32_LANES as isize;
+        let c = c0 as isize;
         InCols {
             c0,
             w,
-            a: pulp::MemMask::new(simd.mask_between_m32s(0, a_len as u32).mask()),
-            b: pulp::MemMask::new(simd.mask_between_m32s(0, b_len as u32).mask()),
+            a: span(simd, c, w),
+            b: span(simd, c + lanes, w),
+            l: span(simd, c - lanes, w),
         }
     }
 }
@@ -248,6 +321,84 @@ pub(crate) fn deinterleave_v3(
     )
 }
 
+/// Stride-1 lane shift: lanes `i + D` of `v` with `nb` after it (`D > 0`) or before it
+/// (`D < 0`), on the ISAs with a two-source lane shift and `|D|` below the lane count.
+#[inline(always)]
+fn shift_lanes<S: Simd, const D: isize>(simd: S, v: S::f32s, nb: S::f32s) -> Option<S::f32s> {
+    let lanes = S::F32_LANES as isize;
+    if D == 0 || D.abs() >= lanes {
+        return None;
+    }
+    // `(lo ++ hi)[i + e]`.
+    let (lo, hi, e) = if D > 0 {
+        (v, nb, D)
+    } else {
+        (nb, v, lanes + D)
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(v4) = as_isa::<S, pulp::x86::V4>(simd) {
+            let r = concat_shift_v4(v4, bytemuck::cast(lo), bytemuck::cast(hi), e as u32);
+            return Some(bytemuck::cast(r));
+        }
+        if let Some(v3) = as_isa::<S, pulp::x86::V3>(simd) {
+            let r = concat_shift_v3(v3, bytemuck::cast(lo), bytemuck::cast(hi), e as u32);
+            return Some(bytemuck::cast(r));
+        }
+    }
+    let _ = (simd, lo, hi, e);
+    None
+}
+
+/// Calls `$f::<IMM>()` for the run-time `$e` (a constant after inlining) among `$imm`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! with_imm {
+    ($e:expr, |$c:ident| $body:expr, [$($imm:literal),*]) => {
+        match $e {
+            $( $imm => { const $c: i32 = $imm; $body } )*
+            _ => unreachable!("lane shift out of range"),
+        }
+    };
+}
+
+/// `(lo ++ hi)[i + e]` for `0 < e < 16`: one `valignd`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn concat_shift_v4(v4: pulp::x86::V4, lo: pulp::f32x16, hi: pulp::f32x16, e: u32) -> pulp::f32x16 {
+    use core::arch::x86_64::__m512i;
+    let (lo, hi): (__m512i, __m512i) = (bytemuck::cast(lo), bytemuck::cast(hi));
+    let r = with_imm!(
+        e,
+        |E| v4.avx512f._mm512_alignr_epi32::<E>(hi, lo),
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    );
+    bytemuck::cast(r)
+}
+
+/// `(lo ++ hi)[i + e]` for `0 < e < 8`: the middle 128-bit halves (`lo.hi, hi.lo`), then a byte
+/// shift within 128-bit lanes against `lo` (`e < 4`) or `hi` (`e > 4`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn concat_shift_v3(v3: pulp::x86::V3, lo: pulp::f32x8, hi: pulp::f32x8, e: u32) -> pulp::f32x8 {
+    use core::arch::x86_64::__m256i;
+    let (lo, hi): (__m256i, __m256i) = (bytemuck::cast(lo), bytemuck::cast(hi));
+    let mid = v3.avx2._mm256_permute2x128_si256::<0x21>(lo, hi);
+    let r = match e {
+        1..=3 => with_imm!(
+            e,
+            |E| v3.avx2._mm256_alignr_epi8::<{ 4 * E }>(mid, lo),
+            [1, 2, 3]
+        ),
+        4 => mid,
+        _ => with_imm!(
+            e - 4,
+            |E| v3.avx2._mm256_alignr_epi8::<{ 4 * E }>(hi, mid),
+            [1, 2, 3]
+        ),
+    };
+    bytemuck::cast(r)
+}
+
 /// `v` shifted one lane with `x` shifted in: `[x, v0, .., v(lanes-2)]` when `LO` (towards higher
 /// lanes), else `[v1, .., v(lanes-1), x]`.
 #[inline(always)]
@@ -333,6 +484,68 @@ mod tests {
                     .chain(core::iter::once(-1.0))
                     .collect();
                 assert_eq!(out, want, "hi, {lanes} lanes");
+            }
+        }
+        crate::dispatch::on_every_isa(K);
+    }
+
+    /// Lane `i` of the stride-1 vector at offset `d` from `c0`: `row[c0 + d + i]`, zero outside.
+    fn want(row: &[f32], c0: usize, d: isize, lanes: usize) -> Vec<f32> {
+        (0..lanes as isize)
+            .map(|i| {
+                let c = c0 as isize + d + i;
+                if (0..row.len() as isize).contains(&c) {
+                    row[c as usize]
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stride_one_vectors_and_shifts_match_scalar_definitions() {
+        #[derive(Clone, Copy)]
+        struct K;
+        impl pulp::WithSimd for K {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: Simd>(self, simd: S) {
+                let lanes = S::F32_LANES;
+                let mut out = vec![0.0f32; lanes];
+                for w in [1, 5, lanes.max(2) - 1, lanes, lanes + 3, 2 * lanes + 1, 40] {
+                    let row: Vec<f32> = (0..w).map(|i| i as f32 + 1.5).collect();
+                    let zeros = vec![0.0f32; w];
+                    let rows = InRows::<1, 1>::new(&row, &zeros, 1, w, 0);
+                    for c0 in (0..w + 2 * lanes).step_by(lanes) {
+                        let cols = InCols::new(simd, c0, w);
+                        let v = rows.vec::<S, 0, 0>(simd, &cols);
+                        let (l, r) = (
+                            rows.left::<S, 0, 0>(simd, &cols),
+                            rows.right::<S, 0, 0>(simd, &cols),
+                        );
+                        for (got, d) in [(v, 0), (l, -(lanes as isize)), (r, lanes as isize)] {
+                            simd.partial_store_f32s(&mut out, got);
+                            assert_eq!(
+                                out,
+                                want(&row, c0, d, lanes),
+                                "w {w}, c0 {c0}, vector at {d}"
+                            );
+                        }
+                        macro_rules! check {
+                            ($($d:literal),*) => {$(
+                                let nb = if $d < 0 { l } else { r };
+                                let got = rows.shifted::<S, 0, 0, $d>(simd, &cols, v, nb);
+                                simd.partial_store_f32s(&mut out, got);
+                                assert_eq!(out, want(&row, c0, $d, lanes), "w {w}, c0 {c0}, shift {}", $d);
+                            )*};
+                        }
+                        check!(
+                            -17, -16, -15, -9, -8, -7, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 7, 8,
+                            9, 15, 16, 17
+                        );
+                    }
+                }
             }
         }
         crate::dispatch::on_every_isa(K);

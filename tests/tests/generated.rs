@@ -207,7 +207,8 @@ fn check(case: &Case, n: usize, h: usize, w: usize, seed: u64) {
 /// Sizes that hit every tail: 1x1, one column (strided phases with no data), smaller than
 /// the kernel, one under / at / over a vector of
 /// 4, 8 and 16 lanes, a batch of 3, tall and wide (77: stride-2 rows read in place have a
-/// column vector with input on both sides at 16 lanes).
+/// column vector with input on both sides at 16 lanes; 33 and above: stride-1 rows read in place
+/// have one).
 const SIZES: &[(usize, usize, usize)] = &[
     (1, 1, 1),
     (1, 5, 1),
@@ -238,15 +239,20 @@ fn every_layer_matches_reference_on_every_isa_and_tail() {
 #[test]
 fn set_covers_every_body_layout() {
     // Kernel names end with the plan of each register class; `c` marks a loop over input
-    // channels, `k` loops over channels and taps, `i` stride-2 rows read in place. The set must
-    // run all of them, not only unrolled tiles of a band.
+    // channels, `k` loops over channels and taps, `i` rows read in place (at stride 1 and at
+    // stride 2, different bodies). The set must run all of them, not only unrolled tiles of a
+    // band.
     let names: Vec<&str> = all_cases().iter().map(|c| c.layer.kernel_name()).collect();
-    for mode in ['c', 'k', 'i'] {
+    for (mode, stride) in [('c', ""), ('k', ""), ('i', "/s1/"), ('i', "/s2/")] {
         let plans = names
             .iter()
+            .filter(|n| n.contains(stride))
             .flat_map(|n| n.split('/').filter(|p| p.starts_with('r')));
         let hit = plans.filter(|p| p.ends_with(mode)).count();
-        assert!(hit > 0, "no layer with body layout `{mode}` in {names:#?}");
+        assert!(
+            hit > 0,
+            "no layer with body layout `{mode}` {stride} in {names:#?}"
+        );
     }
 }
 

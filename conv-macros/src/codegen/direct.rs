@@ -203,7 +203,7 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     }
 }
 
-/// The `__run_rNN` method of an in-place plan (stride 2, see `plan::in_place_taps`): per unit and
+/// The `__run_rNN` method of an in-place plan (see `plan::in_place_taps`): per unit and
 /// output-channel tile, row tiles read the input planes through `InRows` (padding rows from a
 /// row of zeros in the scratch), one vector of output columns at a time.
 fn run_in_place(spec: &Spec, plan: &DirectPlan) -> TokenStream {
@@ -217,7 +217,7 @@ fn run_in_place(spec: &Spec, plan: &DirectPlan) -> TokenStream {
         oct_l,
         noct,
     } = RunNames::new(spec, plan);
-    let (sh, pt) = (lit(spec.stride_h), lit(spec.pad_top));
+    let (sh, sw, pt) = (lit(spec.stride_h), lit(spec.stride_w), lit(spec.pad_top));
     let Stage { tiles, setup, .. } =
         stage(spec, plan, "tile", &format_ident!("w"), &format_ident!("b"));
     let mut sizes = vec![plan.rows];
@@ -232,7 +232,7 @@ fn run_in_place(spec: &Spec, plan: &DirectPlan) -> TokenStream {
                 let mut ox = 0;
                 while ox < wo {
                     let len = (wo - ox).min(lanes);
-                    let cols = #rt::InCols::new(simd, ox, w);
+                    let cols = #rt::InCols::new(simd, #sw * ox, w);
                     #tf(simd, &rows, &cols, ox, len, out, oy - span.start, wo, &wv, &bias);
                     ox += lanes;
                 }
@@ -477,8 +477,8 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
     }
 }
 
-/// The body of an in-place tile (stride 2): per input channel and input row, the even/odd pair
-/// and the shifted vectors its taps read, then every FMA that reads that row.
+/// The body of an in-place tile: per input channel and input row, the vectors its taps read
+/// ([`in_place_row`]), then every FMA that reads that row.
 fn in_place_body(
     spec: &Spec,
     plan: &DirectPlan,
@@ -489,7 +489,6 @@ fn in_place_body(
     let (sh, dh, kh) = (spec.stride_h, spec.dilation_h, spec.kernel_h);
     let mut body = TokenStream::new();
     for ic in 0..spec.in_per_group() {
-        let icl = lit(ic);
         for j in 0..rows_in(spec, rows) {
             // The (output row, ky) pairs that read input row j.
             let uses: Vec<(usize, usize)> = (0..rows)
@@ -499,30 +498,10 @@ fn in_place_body(
             if uses.is_empty() {
                 continue;
             }
-            let jl = lit(j);
-            body.extend(quote!(let (x_e, x_o) = rows.pair::<S, #icl, #jl>(simd, cols);));
-            let mut made = Vec::new();
-            for &(parity, shift) in &taps_at {
-                if made.contains(&(parity, shift)) {
-                    continue;
-                }
-                made.push((parity, shift));
-                let v = vec_name(parity, shift);
-                let src = if parity == 0 {
-                    quote!(x_e)
-                } else {
-                    quote!(x_o)
-                };
-                let pl = lit(parity);
-                body.extend(match shift {
-                    0 => quote!(let #v = #src;),
-                    -1 => quote!(let #v = rows.lo::<S, #icl, #jl, #pl>(simd, cols, #src);),
-                    _ => quote!(let #v = rows.hi::<S, #icl, #jl, #pl>(simd, cols, #src);),
-                });
-            }
+            body.extend(in_place_row(spec, &taps_at, ic, j));
             for &(r, ky) in &uses {
                 for (kx, &(parity, shift)) in taps_at.iter().enumerate() {
-                    let v = vec_name(parity, shift);
+                    let v = vec_name(spec, parity, shift);
                     for t in 0..plan.oc_tile {
                         let a = acc(t, r, 0);
                         let wop = weight(t, Some(ic), ky, kx);
@@ -535,8 +514,64 @@ fn in_place_body(
     body
 }
 
-/// The name of the vector of parity `parity` at lane shift `shift` in an in-place tile.
-fn vec_name(parity: usize, shift: isize) -> syn::Ident {
+/// The vectors the taps of input row `j` of channel `ic` read, each bound to its [`vec_name`]:
+/// at stride 2 the row's even/odd pair and its shifts by one lane, at stride 1 the row's vector,
+/// its neighbours when a tap reaches into them, and its shifts.
+fn in_place_row(spec: &Spec, taps_at: &[(usize, isize)], ic: usize, j: usize) -> TokenStream {
+    let (icl, jl) = (lit(ic), lit(j));
+    let mut body = if spec.stride_w == 1 {
+        let mut b = quote!(let x = rows.vec::<S, #icl, #jl>(simd, cols););
+        if taps_at.iter().any(|t| t.1 < 0) {
+            b.extend(quote!(let x_l = rows.left::<S, #icl, #jl>(simd, cols);));
+        }
+        if taps_at.iter().any(|t| t.1 > 0) {
+            b.extend(quote!(let x_r = rows.right::<S, #icl, #jl>(simd, cols);));
+        }
+        b
+    } else {
+        quote!(let (x_e, x_o) = rows.pair::<S, #icl, #jl>(simd, cols);)
+    };
+    let mut made = Vec::new();
+    for &(parity, shift) in taps_at {
+        if made.contains(&(parity, shift)) {
+            continue;
+        }
+        made.push((parity, shift));
+        let v = vec_name(spec, parity, shift);
+        let pl = lit(parity);
+        let (src, nb) = match (spec.stride_w, parity, shift < 0) {
+            (1, _, true) => (quote!(x), quote!(x_l)),
+            (1, _, false) => (quote!(x), quote!(x_r)),
+            (_, 0, _) => (quote!(x_e), quote!()),
+            _ => (quote!(x_o), quote!()),
+        };
+        let d = lit(shift.unsigned_abs());
+        body.extend(match shift {
+            0 => quote!(let #v = #src;),
+            _ if spec.stride_w == 1 => {
+                let d = if shift < 0 {
+                    quote!({ -#d })
+                } else {
+                    quote!(#d)
+                };
+                quote!(let #v = rows.shifted::<S, #icl, #jl, #d>(simd, cols, #src, #nb);)
+            }
+            -1 => quote!(let #v = rows.lo::<S, #icl, #jl, #pl>(simd, cols, #src);),
+            _ => quote!(let #v = rows.hi::<S, #icl, #jl, #pl>(simd, cols, #src);),
+        });
+    }
+    body
+}
+
+/// The name of the vector of parity `parity` at shift `shift` in an in-place tile.
+fn vec_name(spec: &Spec, parity: usize, shift: isize) -> syn::Ident {
+    if spec.stride_w == 1 {
+        return match shift {
+            0 => format_ident!("x_0"),
+            s if s < 0 => format_ident!("x_m{}", s.unsigned_abs()),
+            s => format_ident!("x_p{}", s.unsigned_abs()),
+        };
+    }
     let p = if parity == 0 { "e" } else { "o" };
     match shift {
         0 => format_ident!("x_{}", p),

@@ -28,7 +28,7 @@ impl Dw144 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "depthwise/f32/3x3/s1/p1/c144-144/g144/r32.t1r8h/r16.t1r6",
+        name: "depthwise/f32/3x3/s1/p1/c144-144/g144/r32.t1r4hi/r16.t1r6",
         family: "depthwise",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -249,11 +249,7 @@ impl ::conv_runtime::__private::Generated for Dw144 {
         let _ = (lanes, h, w, ho, wo);
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
         let mut need = 0;
-        need = need
-            .max(
-                ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 8)
-                    .scratch_len(),
-            );
+        need = need.max(w);
         need = need
             .max(
                 ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 6)
@@ -299,527 +295,10 @@ impl Dw144 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn tile_r8<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            oy: usize,
-            wo: usize,
-            wv: &[S::f32s; 9],
-            bias: &[S::f32s; 1],
-        ) {
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_0_4_0 = bias[0];
-            let mut acc_0_5_0 = bias[0];
-            let mut acc_0_6_0 = bias[0];
-            let mut acc_0_7_0 = bias[0];
-            let tile = band.tile::<S, 1, 10, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
-            let x_0_7 = tile.ld::<S, 0, 7, 0, 0>(simd);
-            let x_0_8 = tile.ld::<S, 0, 8, 0, 0>(simd);
-            let x_0_9 = tile.ld::<S, 0, 9, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_4, w_0_0_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_5, w_0_0_0, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_0_6, w_0_0_0, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_0_7, w_0_0_0, acc_0_7_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_5, w_0_1_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_6, w_0_1_0, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_0_7, w_0_1_0, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_0_8, w_0_1_0, acc_0_7_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_6, w_0_2_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_7, w_0_2_0, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_0_8, w_0_2_0, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_0_9, w_0_2_0, acc_0_7_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
-            let x_1_7 = tile.ld::<S, 0, 7, 0, 1>(simd);
-            let x_1_8 = tile.ld::<S, 0, 8, 0, 1>(simd);
-            let x_1_9 = tile.ld::<S, 0, 9, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_4, w_0_0_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_5, w_0_0_1, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_1_6, w_0_0_1, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_1_7, w_0_0_1, acc_0_7_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_5, w_0_1_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_6, w_0_1_1, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_1_7, w_0_1_1, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_1_8, w_0_1_1, acc_0_7_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_6, w_0_2_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_7, w_0_2_1, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_1_8, w_0_2_1, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_1_9, w_0_2_1, acc_0_7_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
-            let x_2_7 = tile.ld::<S, 0, 7, 0, 2>(simd);
-            let x_2_8 = tile.ld::<S, 0, 8, 0, 2>(simd);
-            let x_2_9 = tile.ld::<S, 0, 9, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_4, w_0_0_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_5, w_0_0_2, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_2_6, w_0_0_2, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_2_7, w_0_0_2, acc_0_7_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_5, w_0_1_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_6, w_0_1_2, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_2_7, w_0_1_2, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_2_8, w_0_1_2, acc_0_7_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_2_8, w_0_2_2, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_2_9, w_0_2_2, acc_0_7_0);
-            let mut stores = out.tile_stores::<S, 1, 8>(simd, oy * wo + ox, wo, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-            stores.st::<0, 4>(simd, acc_0_4_0);
-            stores.st::<0, 5>(simd, acc_0_5_0);
-            stores.st::<0, 6>(simd, acc_0_6_0);
-            stores.st::<0, 7>(simd, acc_0_7_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r7<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            oy: usize,
-            wo: usize,
-            wv: &[S::f32s; 9],
-            bias: &[S::f32s; 1],
-        ) {
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_0_4_0 = bias[0];
-            let mut acc_0_5_0 = bias[0];
-            let mut acc_0_6_0 = bias[0];
-            let tile = band.tile::<S, 1, 9, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
-            let x_0_7 = tile.ld::<S, 0, 7, 0, 0>(simd);
-            let x_0_8 = tile.ld::<S, 0, 8, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_4, w_0_0_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_5, w_0_0_0, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_0_6, w_0_0_0, acc_0_6_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_5, w_0_1_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_6, w_0_1_0, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_0_7, w_0_1_0, acc_0_6_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_6, w_0_2_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_7, w_0_2_0, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_0_8, w_0_2_0, acc_0_6_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
-            let x_1_7 = tile.ld::<S, 0, 7, 0, 1>(simd);
-            let x_1_8 = tile.ld::<S, 0, 8, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_4, w_0_0_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_5, w_0_0_1, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_1_6, w_0_0_1, acc_0_6_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_5, w_0_1_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_6, w_0_1_1, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_1_7, w_0_1_1, acc_0_6_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_6, w_0_2_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_7, w_0_2_1, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_1_8, w_0_2_1, acc_0_6_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
-            let x_2_7 = tile.ld::<S, 0, 7, 0, 2>(simd);
-            let x_2_8 = tile.ld::<S, 0, 8, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_4, w_0_0_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_5, w_0_0_2, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_2_6, w_0_0_2, acc_0_6_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_5, w_0_1_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_6, w_0_1_2, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_2_7, w_0_1_2, acc_0_6_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_2_8, w_0_2_2, acc_0_6_0);
-            let mut stores = out.tile_stores::<S, 1, 7>(simd, oy * wo + ox, wo, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-            stores.st::<0, 4>(simd, acc_0_4_0);
-            stores.st::<0, 5>(simd, acc_0_5_0);
-            stores.st::<0, 6>(simd, acc_0_6_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r6<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            oy: usize,
-            wo: usize,
-            wv: &[S::f32s; 9],
-            bias: &[S::f32s; 1],
-        ) {
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_0_4_0 = bias[0];
-            let mut acc_0_5_0 = bias[0];
-            let tile = band.tile::<S, 1, 8, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
-            let x_0_7 = tile.ld::<S, 0, 7, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_4, w_0_0_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_5, w_0_0_0, acc_0_5_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_5, w_0_1_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_6, w_0_1_0, acc_0_5_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_6, w_0_2_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_7, w_0_2_0, acc_0_5_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
-            let x_1_7 = tile.ld::<S, 0, 7, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_4, w_0_0_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_5, w_0_0_1, acc_0_5_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_5, w_0_1_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_6, w_0_1_1, acc_0_5_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_6, w_0_2_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_7, w_0_2_1, acc_0_5_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
-            let x_2_7 = tile.ld::<S, 0, 7, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_4, w_0_0_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_5, w_0_0_2, acc_0_5_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_5, w_0_1_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_6, w_0_1_2, acc_0_5_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
-            let mut stores = out.tile_stores::<S, 1, 6>(simd, oy * wo + ox, wo, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-            stores.st::<0, 4>(simd, acc_0_4_0);
-            stores.st::<0, 5>(simd, acc_0_5_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r5<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            oy: usize,
-            wo: usize,
-            wv: &[S::f32s; 9],
-            bias: &[S::f32s; 1],
-        ) {
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_0_4_0 = bias[0];
-            let tile = band.tile::<S, 1, 7, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_4, w_0_0_0, acc_0_4_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_5, w_0_1_0, acc_0_4_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_6, w_0_2_0, acc_0_4_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_4, w_0_0_1, acc_0_4_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_5, w_0_1_1, acc_0_4_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_6, w_0_2_1, acc_0_4_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_4, w_0_0_2, acc_0_4_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_5, w_0_1_2, acc_0_4_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
-            let mut stores = out.tile_stores::<S, 1, 5>(simd, oy * wo + ox, wo, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-            stores.st::<0, 4>(simd, acc_0_4_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
         fn tile_r4<S: ::conv_runtime::__private::Simd>(
             simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 6>,
+            cols: &::conv_runtime::__private::InCols<S>,
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -832,70 +311,78 @@ impl Dw144 {
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
             let mut acc_0_3_0 = bias[0];
-            let tile = band.tile::<S, 1, 6, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
+            let x = rows.vec::<S, 0, 0>(simd, cols);
+            let x_l = rows.left::<S, 0, 0>(simd, cols);
+            let x_r = rows.right::<S, 0, 0>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_0_0);
+            let x = rows.vec::<S, 0, 1>(simd, cols);
+            let x_l = rows.left::<S, 0, 1>(simd, cols);
+            let x_r = rows.right::<S, 0, 1>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 1, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 1, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_1_0);
+            let x = rows.vec::<S, 0, 2>(simd, cols);
+            let x_l = rows.left::<S, 0, 2>(simd, cols);
+            let x_r = rows.right::<S, 0, 2>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 2, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 2, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_2_0);
+            let x = rows.vec::<S, 0, 3>(simd, cols);
+            let x_l = rows.left::<S, 0, 3>(simd, cols);
+            let x_r = rows.right::<S, 0, 3>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 3, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 3, 1>(simd, cols, x, x_r);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_3_0);
+            let x = rows.vec::<S, 0, 4>(simd, cols);
+            let x_l = rows.left::<S, 0, 4>(simd, cols);
+            let x_r = rows.right::<S, 0, 4>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 4, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 4, 1>(simd, cols, x, x_r);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_3_0);
+            let x = rows.vec::<S, 0, 5>(simd, cols);
+            let x_l = rows.left::<S, 0, 5>(simd, cols);
+            let x_r = rows.right::<S, 0, 5>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 5, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 5, 1>(simd, cols, x, x_r);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_3_0);
             let mut stores = out.tile_stores::<S, 1, 4>(simd, oy * wo + ox, wo, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
             stores.st::<0, 1>(simd, acc_0_1_0);
@@ -911,9 +398,8 @@ impl Dw144 {
         )]
         fn tile_r3<S: ::conv_runtime::__private::Simd>(
             simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 5>,
+            cols: &::conv_runtime::__private::InCols<S>,
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -925,58 +411,63 @@ impl Dw144 {
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
-            let tile = band.tile::<S, 1, 5, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
+            let x = rows.vec::<S, 0, 0>(simd, cols);
+            let x_l = rows.left::<S, 0, 0>(simd, cols);
+            let x_r = rows.right::<S, 0, 0>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_0_0);
+            let x = rows.vec::<S, 0, 1>(simd, cols);
+            let x_l = rows.left::<S, 0, 1>(simd, cols);
+            let x_r = rows.right::<S, 0, 1>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 1, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 1, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_1_0);
+            let x = rows.vec::<S, 0, 2>(simd, cols);
+            let x_l = rows.left::<S, 0, 2>(simd, cols);
+            let x_r = rows.right::<S, 0, 2>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 2, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 2, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_2_0);
+            let x = rows.vec::<S, 0, 3>(simd, cols);
+            let x_l = rows.left::<S, 0, 3>(simd, cols);
+            let x_r = rows.right::<S, 0, 3>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 3, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 3, 1>(simd, cols, x, x_r);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_2_0);
+            let x = rows.vec::<S, 0, 4>(simd, cols);
+            let x_l = rows.left::<S, 0, 4>(simd, cols);
+            let x_r = rows.right::<S, 0, 4>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 4, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 4, 1>(simd, cols, x, x_r);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_2_0);
             let mut stores = out.tile_stores::<S, 1, 3>(simd, oy * wo + ox, wo, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
             stores.st::<0, 1>(simd, acc_0_1_0);
@@ -991,9 +482,8 @@ impl Dw144 {
         )]
         fn tile_r2<S: ::conv_runtime::__private::Simd>(
             simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 4>,
+            cols: &::conv_runtime::__private::InCols<S>,
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -1004,46 +494,48 @@ impl Dw144 {
         ) {
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
-            let tile = band.tile::<S, 1, 4, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            let x = rows.vec::<S, 0, 0>(simd, cols);
+            let x_l = rows.left::<S, 0, 0>(simd, cols);
+            let x_r = rows.right::<S, 0, 0>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_0_0);
+            let x = rows.vec::<S, 0, 1>(simd, cols);
+            let x_l = rows.left::<S, 0, 1>(simd, cols);
+            let x_r = rows.right::<S, 0, 1>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 1, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 1, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_1_0);
+            let x = rows.vec::<S, 0, 2>(simd, cols);
+            let x_l = rows.left::<S, 0, 2>(simd, cols);
+            let x_r = rows.right::<S, 0, 2>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 2, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 2, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_1_0);
+            let x = rows.vec::<S, 0, 3>(simd, cols);
+            let x_l = rows.left::<S, 0, 3>(simd, cols);
+            let x_r = rows.right::<S, 0, 3>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 3, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 3, 1>(simd, cols, x, x_r);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_1_0);
             let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
             stores.st::<0, 1>(simd, acc_0_1_0);
@@ -1057,9 +549,8 @@ impl Dw144 {
         )]
         fn tile_r1<S: ::conv_runtime::__private::Simd>(
             simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 3>,
+            cols: &::conv_runtime::__private::InCols<S>,
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -1069,34 +560,33 @@ impl Dw144 {
             bias: &[S::f32s; 1],
         ) {
             let mut acc_0_0_0 = bias[0];
-            let tile = band.tile::<S, 1, 3, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            let x = rows.vec::<S, 0, 0>(simd, cols);
+            let x_l = rows.left::<S, 0, 0>(simd, cols);
+            let x_r = rows.right::<S, 0, 0>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_0_0);
+            let x = rows.vec::<S, 0, 1>(simd, cols);
+            let x_l = rows.left::<S, 0, 1>(simd, cols);
+            let x_r = rows.right::<S, 0, 1>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 1, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 1, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_0_0);
+            let x = rows.vec::<S, 0, 2>(simd, cols);
+            let x_l = rows.left::<S, 0, 2>(simd, cols);
+            let x_r = rows.right::<S, 0, 2>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 2, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 2, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
             let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
         }
@@ -1106,220 +596,156 @@ impl Dw144 {
             scratch,
             h,
             w,
-            ho,
             wo,
             units,
             span,
             ..
         } = a;
         let lanes = S::F32_LANES;
-        let band = ::conv_runtime::__private::Band::new(
-            &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
-            1,
-            lanes,
-            ho,
-            wo,
-            8,
-        );
         let plane_in = h * w;
-        let scratch = band.buf(scratch);
-        band.clear(scratch);
+        let zeros = &mut scratch[..w];
+        zeros.fill(0.0);
+        let zeros: &[f32] = zeros;
         for u in units.clone() {
             let (b, g) = (u / 144, u % 144);
             let planes = &input[(b * 144 + g * 1) * plane_in..][..1 * plane_in];
-            let mut oy0 = span.start;
-            while oy0 < span.end {
-                let rows = (span.end - oy0).min(band.out_rows);
-                band.fill(simd, planes, h, w, oy0, scratch);
-                let buf: &[f32] = scratch;
-                for t in 0..1 {
-                    let oc0 = g * 1 + t * 1;
-                    let wt = &self.w[oc0 * (9 / 1)..][..9];
-                    let wv: [S::f32s; 9] = [
-                        simd.splat_f32s(wt[0]),
-                        simd.splat_f32s(wt[1]),
-                        simd.splat_f32s(wt[2]),
-                        simd.splat_f32s(wt[3]),
-                        simd.splat_f32s(wt[4]),
-                        simd.splat_f32s(wt[5]),
-                        simd.splat_f32s(wt[6]),
-                        simd.splat_f32s(wt[7]),
-                        simd.splat_f32s(wt[8]),
-                    ];
-                    let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
-                    let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
-                    let oy_base = oy0 - span.start;
-                    let mut r = 0;
-                    while r + 8 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            tile_r8(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                            ox += lanes;
-                        }
-                        r += 8;
+            for t in 0..1 {
+                let oc0 = g * 1 + t * 1;
+                let wt = &self.w[oc0 * (9 / 1)..][..9];
+                let wv: [S::f32s; 9] = [
+                    simd.splat_f32s(wt[0]),
+                    simd.splat_f32s(wt[1]),
+                    simd.splat_f32s(wt[2]),
+                    simd.splat_f32s(wt[3]),
+                    simd.splat_f32s(wt[4]),
+                    simd.splat_f32s(wt[5]),
+                    simd.splat_f32s(wt[6]),
+                    simd.splat_f32s(wt[7]),
+                    simd.splat_f32s(wt[8]),
+                ];
+                let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
+                let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
+                let mut oy = span.start;
+                while oy + 4 <= span.end {
+                    let iy0 = (oy * 1) as isize - 1 as isize;
+                    let rows = ::conv_runtime::__private::InRows::<
+                        1,
+                        6,
+                    >::new(planes, zeros, h, w, iy0);
+                    let mut ox = 0;
+                    while ox < wo {
+                        let len = (wo - ox).min(lanes);
+                        let cols = ::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        tile_r4(
+                            simd,
+                            &rows,
+                            &cols,
+                            ox,
+                            len,
+                            out,
+                            oy - span.start,
+                            wo,
+                            &wv,
+                            &bias,
+                        );
+                        ox += lanes;
                     }
-                    while r + 7 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            tile_r7(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                            ox += lanes;
-                        }
-                        r += 7;
-                    }
-                    while r + 6 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            tile_r6(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                            ox += lanes;
-                        }
-                        r += 6;
-                    }
-                    while r + 5 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            tile_r5(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                            ox += lanes;
-                        }
-                        r += 5;
-                    }
-                    while r + 4 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            tile_r4(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                            ox += lanes;
-                        }
-                        r += 4;
-                    }
-                    while r + 3 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            tile_r3(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                            ox += lanes;
-                        }
-                        r += 3;
-                    }
-                    while r + 2 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            tile_r2(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                            ox += lanes;
-                        }
-                        r += 2;
-                    }
-                    while r + 1 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            tile_r1(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                            ox += lanes;
-                        }
-                        r += 1;
-                    }
+                    oy += 4;
                 }
-                oy0 += rows;
+                while oy + 3 <= span.end {
+                    let iy0 = (oy * 1) as isize - 1 as isize;
+                    let rows = ::conv_runtime::__private::InRows::<
+                        1,
+                        5,
+                    >::new(planes, zeros, h, w, iy0);
+                    let mut ox = 0;
+                    while ox < wo {
+                        let len = (wo - ox).min(lanes);
+                        let cols = ::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        tile_r3(
+                            simd,
+                            &rows,
+                            &cols,
+                            ox,
+                            len,
+                            out,
+                            oy - span.start,
+                            wo,
+                            &wv,
+                            &bias,
+                        );
+                        ox += lanes;
+                    }
+                    oy += 3;
+                }
+                while oy + 2 <= span.end {
+                    let iy0 = (oy * 1) as isize - 1 as isize;
+                    let rows = ::conv_runtime::__private::InRows::<
+                        1,
+                        4,
+                    >::new(planes, zeros, h, w, iy0);
+                    let mut ox = 0;
+                    while ox < wo {
+                        let len = (wo - ox).min(lanes);
+                        let cols = ::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        tile_r2(
+                            simd,
+                            &rows,
+                            &cols,
+                            ox,
+                            len,
+                            out,
+                            oy - span.start,
+                            wo,
+                            &wv,
+                            &bias,
+                        );
+                        ox += lanes;
+                    }
+                    oy += 2;
+                }
+                while oy + 1 <= span.end {
+                    let iy0 = (oy * 1) as isize - 1 as isize;
+                    let rows = ::conv_runtime::__private::InRows::<
+                        1,
+                        3,
+                    >::new(planes, zeros, h, w, iy0);
+                    let mut ox = 0;
+                    while ox < wo {
+                        let len = (wo - ox).min(lanes);
+                        let cols = ::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        tile_r1(
+                            simd,
+                            &rows,
+                            &cols,
+                            ox,
+                            len,
+                            out,
+                            oy - span.start,
+                            wo,
+                            &wv,
+                            &bias,
+                        );
+                        ox += lanes;
+                    }
+                    oy += 1;
+                }
             }
         }
     }

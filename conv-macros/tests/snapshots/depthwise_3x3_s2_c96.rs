@@ -623,7 +623,11 @@ impl Dw96S2 {
                     let mut ox = 0;
                     while ox < wo {
                         let len = (wo - ox).min(lanes);
-                        let cols = ::conv_runtime::__private::InCols::new(simd, ox, w);
+                        let cols = ::conv_runtime::__private::InCols::new(
+                            simd,
+                            2 * ox,
+                            w,
+                        );
                         tile_r4(
                             simd,
                             &rows,
@@ -649,7 +653,11 @@ impl Dw96S2 {
                     let mut ox = 0;
                     while ox < wo {
                         let len = (wo - ox).min(lanes);
-                        let cols = ::conv_runtime::__private::InCols::new(simd, ox, w);
+                        let cols = ::conv_runtime::__private::InCols::new(
+                            simd,
+                            2 * ox,
+                            w,
+                        );
                         tile_r3(
                             simd,
                             &rows,
@@ -675,7 +683,11 @@ impl Dw96S2 {
                     let mut ox = 0;
                     while ox < wo {
                         let len = (wo - ox).min(lanes);
-                        let cols = ::conv_runtime::__private::InCols::new(simd, ox, w);
+                        let cols = ::conv_runtime::__private::InCols::new(
+                            simd,
+                            2 * ox,
+                            w,
+                        );
                         tile_r2(
                             simd,
                             &rows,
@@ -701,7 +713,11 @@ impl Dw96S2 {
                     let mut ox = 0;
                     while ox < wo {
                         let len = (wo - ox).min(lanes);
-                        let cols = ::conv_runtime::__private::InCols::new(simd, ox, w);
+                        let cols = ::conv_runtime::__private::InCols::new(
+                            simd,
+                            2 * ox,
+                            w,
+                        );
                         tile_r1(
                             simd,
                             &rows,
