@@ -83,6 +83,13 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
         v: S::f32s,
     ) -> S::f32s {
         const { assert!(C < CHANS && J < ROWS && P < 2) };
+        #[cfg(target_arch = "x86_64")]
+        if let Some(v4) = as_isa::<S, pulp::x86::V4>(simd) {
+            // Column `c0 - 2 + P` is lane `14 + P` of the vector before `c0`.
+            let nb = self.load(simd, C, J, cols.c0.wrapping_sub(16), cols.l);
+            let r = shift_in_v4::<true>(v4, bytemuck::cast(v), bytemuck::cast(nb), 14 + P);
+            return bytemuck::cast(r);
+        }
         let x = self.at(C, J, (cols.c0 + P).wrapping_sub(2));
         shift_in::<S, true>(simd, v, x)
     }
@@ -97,6 +104,13 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
         v: S::f32s,
     ) -> S::f32s {
         const { assert!(C < CHANS && J < ROWS && P < 2) };
+        #[cfg(target_arch = "x86_64")]
+        if let Some(v4) = as_isa::<S, pulp::x86::V4>(simd) {
+            // Column `c0 + 32 + P` is lane `P` of the vector after the pair.
+            let nb = self.load(simd, C, J, cols.c0 + 32, cols.c);
+            let r = shift_in_v4::<false>(v4, bytemuck::cast(v), bytemuck::cast(nb), P);
+            return bytemuck::cast(r);
+        }
         let x = self.at(C, J, cols.c0 + 2 * S::F32_LANES + P);
         shift_in::<S, false>(simd, v, x)
     }
@@ -209,6 +223,8 @@ pub struct InCols<S: Simd> {
     b: pulp::MemMask<S::m32s>,
     /// Likewise for the previous vector, at `c0 - lanes`.
     l: pulp::MemMask<S::m32s>,
+    /// Likewise for the vector after the next, at `c0 + 2 lanes` (stride 2: after the pair).
+    c: pulp::MemMask<S::m32s>,
 }
 
 /// The lanes `i` of a vector from column `start` whose columns `start + i` lie in `0..w`.
@@ -234,6 +250,7 @@ impl<S: Simd> InCols<S> {
             a: span(simd, c, w),
             b: span(simd, c + lanes, w),
             l: span(simd, c - lanes, w),
+            c: span(simd, c + 2 * lanes, w),
         }
     }
 }
@@ -395,6 +412,42 @@ fn concat_shift_v3(v3: pulp::x86::V3, lo: pulp::f32x8, hi: pulp::f32x8, e: u32) 
             |E| v3.avx2._mm256_alignr_epi8::<{ 4 * E }>(hi, mid),
             [1, 2, 3]
         ),
+    };
+    bytemuck::cast(r)
+}
+
+/// [`shift_in`] on AVX-512 with lane `at` of `nb` shifted in: one two-source permute, where
+/// loading the neighbour column as a scalar and broadcasting it took a load, a select, a
+/// broadcast and a lane shift.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn shift_in_v4<const LO: bool>(
+    v4: pulp::x86::V4,
+    v: pulp::f32x16,
+    nb: pulp::f32x16,
+    at: usize,
+) -> pulp::f32x16 {
+    use core::arch::x86_64::{__m512, __m512i};
+    let (v, nb): (__m512, __m512) = (bytemuck::cast(v), bytemuck::cast(nb));
+    // Indices 0..16 pick from the first operand, 16..32 from the second.
+    let r = if LO {
+        let idx: __m512i = bytemuck::cast(core::array::from_fn::<i32, 16, _>(|i| {
+            if i == 0 {
+                at as i32
+            } else {
+                15 + i as i32
+            }
+        }));
+        v4.avx512f._mm512_permutex2var_ps(nb, idx, v)
+    } else {
+        let idx: __m512i = bytemuck::cast(core::array::from_fn::<i32, 16, _>(|i| {
+            if i == 15 {
+                16 + at as i32
+            } else {
+                1 + i as i32
+            }
+        }));
+        v4.avx512f._mm512_permutex2var_ps(v, idx, nb)
     };
     bytemuck::cast(r)
 }

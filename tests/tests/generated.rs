@@ -33,6 +33,16 @@ pub struct DwK1S2;
 pub struct DwK11;
 #[conv_kernel(in = 3, out = 3, k = (3, 5), groups = 3, pad = (1, 2), bias = false)]
 pub struct DwRectNoBias;
+// Stride 2 read in place with taps beyond the row pair on each side: 2 and 3 columns right of
+// it (the even and odd `hi` shifts), 2 and 1 columns left of it (the `lo` shifts).
+#[conv_kernel(in = 5, out = 5, k = 4, groups = 5, stride = 2, pad = (1, 2, 0, 3))]
+pub struct DwK4S2Right;
+#[conv_kernel(in = 3, out = 3, k = 4, groups = 3, stride = 2, pad = (2, 1, 2, 1))]
+pub struct DwK4S2Left;
+// Small enough to read in place on 16 registers too (AVX2, scalar: the lane shift in of one
+// neighbour column).
+#[conv_kernel(in = 5, out = 5, k = 2, groups = 5, stride = 2, pad = 1)]
+pub struct DwK2S2;
 // More taps than the plan unrolls (29 x 29 = 841): runtime loops over taps, stride 2.
 #[conv_kernel(in = 2, out = 2, k = 29, groups = 2, stride = 2, pad = 14)]
 pub struct DwK29S2;
@@ -116,6 +126,9 @@ fn all_cases() -> Vec<Case> {
     cases![
         Dw7,
         Dw5S2,
+        DwK4S2Right,
+        DwK4S2Left,
+        DwK2S2,
         Dw3S3,
         Dw4D2,
         Dw6K5,
@@ -272,7 +285,7 @@ proptest! {
 
     #[test]
     fn random_sizes_match_reference(
-        which in 0usize..29,
+        which in 0usize..32,
         n in 1usize..=3,
         h in 1usize..=20,
         w in 1usize..=40,
