@@ -44,11 +44,22 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
         );
         let zero = zeros.as_ptr();
         let mut rows = [[zero; ROWS]; CHANS];
-        for (c, chan) in rows.iter_mut().enumerate() {
-            for (j, row) in chan.iter_mut().enumerate() {
-                let iy = iy0 + j as isize;
-                if iy >= 0 && (iy as usize) < h {
-                    *row = planes[(c * h + iy as usize) * w..][..w].as_ptr();
+        if iy0 >= 0 && iy0 as usize + ROWS <= h {
+            // Every row inside the plane (all but the first and last tiles): one slice per
+            // channel, then row `j` starts `j w` floats into it.
+            for (c, chan) in rows.iter_mut().enumerate() {
+                let rows_c = &planes[(c * h + iy0 as usize) * w..][..ROWS * w];
+                for (j, row) in chan.iter_mut().enumerate() {
+                    *row = rows_c[j * w..].as_ptr();
+                }
+            }
+        } else {
+            for (c, chan) in rows.iter_mut().enumerate() {
+                for (j, row) in chan.iter_mut().enumerate() {
+                    let iy = iy0 + j as isize;
+                    if iy >= 0 && (iy as usize) < h {
+                        *row = planes[(c * h + iy as usize) * w..][..w].as_ptr();
+                    }
                 }
             }
         }
