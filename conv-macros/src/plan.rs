@@ -125,10 +125,9 @@ impl Plan {
 pub fn plan(spec: &Spec, class: RegClass) -> Plan {
     match spec.family() {
         Family::Pointwise => Plan::Gemm(plan_gemm(spec, class)),
-        Family::Depthwise | Family::Grouped => Plan::Direct(plan_direct(spec, class, true)),
-        // The fused stage reads its band (the separable sweep is written for it).
+        Family::Depthwise | Family::Grouped => Plan::Direct(plan_direct(spec, class)),
         Family::Separable => Plan::Fused(
-            plan_direct(&spec.depthwise_stage(), class, false),
+            plan_direct(&spec.depthwise_stage(), class),
             plan_gemm(&spec.pointwise_stage(), class),
         ),
     }
@@ -225,11 +224,8 @@ fn plan_in_place(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
     best.map(|(_, p)| p)
 }
 
-fn plan_direct(spec: &Spec, class: RegClass, in_place: bool) -> DirectPlan {
-    let mut plan = in_place
-        .then(|| plan_in_place(spec, class))
-        .flatten()
-        .unwrap_or_else(|| plan_band(spec, class));
+fn plan_direct(spec: &Spec, class: RegClass) -> DirectPlan {
+    let mut plan = plan_in_place(spec, class).unwrap_or_else(|| plan_band(spec, class));
     // Remainder tiles: every size below the main tile, so the rows of a band are whole tiles
     // and at most one smaller tile (14 rows: 8 + 6, not 8 + 4 + 2), when their bodies together
     // stay within twice the unrolling budget; else powers of two, any remainder a short sum.

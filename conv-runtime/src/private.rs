@@ -416,8 +416,9 @@ pub fn clamp_max<S: Simd>(simd: S, x: S::f32s, hi: f32) -> S::f32s {
 pub const FUSED_BYTES: usize = 1024 * 1024;
 
 /// The scratch of a fused separable kernel: the depthwise band of one channel for a step of
-/// output rows, then the block of depthwise rows the pointwise stage reads. `scratch_len` and the
-/// kernel both derive it here, so they cannot disagree.
+/// output rows (read by band tiles), a row of zeros (read by in-place tiles for padding rows),
+/// then the block of depthwise rows the pointwise stage reads. `scratch_len` and the kernel both
+/// derive it here, so they cannot disagree.
 #[derive(Clone, Copy, Debug)]
 pub struct FusedScratch {
     /// The band of one input channel for `step_rows` output rows.
@@ -429,16 +430,29 @@ pub struct FusedScratch {
     pub mid_plane: usize,
     /// Channels of the block.
     pub chans: usize,
+    /// Floats of the row of zeros: the input width.
+    pub zero_row: usize,
+}
+
+/// The parts of a fused separable kernel's scratch ([`FusedScratch::split`]).
+pub struct FusedParts<'a> {
+    /// The band, starting on a cache line.
+    pub band: &'a mut [f32],
+    /// `w` zeros.
+    pub zeros: &'a [f32],
+    /// The block, starting on a cache line.
+    pub mid: &'a mut [f32],
 }
 
 impl FusedScratch {
-    /// The layout for `chans` channels, an output of `ho x wo`, vectors of `lanes` and a depthwise
-    /// row tile of `row_tile` rows.
+    /// The layout for `chans` channels, an input `w` wide, an output of `ho x wo`, vectors of
+    /// `lanes` and a depthwise row tile of `row_tile` rows.
     #[inline(always)]
     pub fn new(
         p: &Conv2dParams,
         chans: usize,
         lanes: usize,
+        w: usize,
         ho: usize,
         wo: usize,
         row_tile: usize,
@@ -449,13 +463,14 @@ impl FusedScratch {
             step_rows,
             mid_plane: (step_rows * wo).next_multiple_of(16),
             chans,
+            zero_row: w,
         }
     }
 
-    /// Floats of scratch: the band and its alignment, up to a line to align the block, the
-    /// block.
+    /// Floats of scratch: the band and its alignment, the row of zeros, up to a line to align
+    /// the block, the block.
     pub fn len(&self) -> usize {
-        self.band.scratch_len() + LINE + self.chans * self.mid_plane
+        self.band.scratch_len() + self.zero_row + LINE + self.chans * self.mid_plane
     }
 
     /// Whether the layout needs no scratch (never: a band has at least one row).
@@ -463,16 +478,19 @@ impl FusedScratch {
         self.len() == 0
     }
 
-    /// Splits `scratch` (at least [`FusedScratch::len`] floats) into the band and the block, the
-    /// block starting on a cache line.
+    /// Splits `scratch` (at least [`FusedScratch::len`] floats) into the band, the row of
+    /// zeros (written here) and the block, band and block each starting on a cache line.
     #[inline(always)]
-    pub fn split<'a>(&self, scratch: &'a mut [f32]) -> (&'a mut [f32], &'a mut [f32]) {
+    pub fn split<'a>(&self, scratch: &'a mut [f32]) -> FusedParts<'a> {
         let (band, rest) = scratch.split_at_mut(self.band.scratch_len());
+        let (zeros, rest) = rest.split_at_mut(self.zero_row);
+        zeros.fill(0.0);
         let skip = rest.as_ptr().align_offset(LINE * 4).min(LINE);
-        (
-            self.band.buf(band),
-            &mut rest[skip..][..self.chans * self.mid_plane],
-        )
+        FusedParts {
+            band: self.band.buf(band),
+            zeros,
+            mid: &mut rest[skip..][..self.chans * self.mid_plane],
+        }
     }
 }
 

@@ -49,16 +49,17 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
 }
 
 /// The pieces of a direct stage that a body arranges: tile functions, the per output-channel
-/// tile setup, and the sweep over one band's rows.
+/// tile setup, and the sweep over a run of output rows.
 pub struct Stage {
     /// The tile functions (items).
     pub tiles: TokenStream,
     /// Needs `oc0` (first output channel of the tile) and `simd`; binds the tile's weights and
     /// bias from the fields `w_field` / `b_field`.
     pub setup: TokenStream,
-    /// Needs `band`, `buf` (the filled band), `rows` (output rows of this band), `wo`, `lanes`,
-    /// `out` (the tile's output channel planes, a `PlanesMut`), `oy_base` (the row of `out`
-    /// that band row 0 computes).
+    /// Computes `rows` output rows into `out` (the tile's output channel planes, a `PlanesMut`)
+    /// from row `oy_base` of `out`; needs `wo` and `lanes`. Band plans also need `band` and
+    /// `buf` (the band, filled for those rows); in-place plans need `planes` (the group's input
+    /// planes), `zeros` (`w` zeros), `h`, `w` and `oy0` (the output row of the first of them).
     pub sweeps: TokenStream,
 }
 
@@ -70,6 +71,7 @@ pub fn stage(
     w_field: &syn::Ident,
     b_field: &syn::Ident,
 ) -> Stage {
+    let rt = rt();
     let oct = plan.oc_tile;
     let oct_l = lit(oct);
     let nw = spec.in_per_group() * spec.taps() * oct;
@@ -101,16 +103,35 @@ pub fn stage(
     let mut sizes = vec![plan.rows];
     sizes.extend(plan.rem_rows.iter().copied());
     let mut sweeps = quote!(let mut r = 0;);
+    let (cpg_in, sh, sw, pt) = (
+        lit(spec.in_per_group()),
+        lit(spec.stride_h),
+        lit(spec.stride_w),
+        lit(spec.pad_top),
+    );
     for &rows in &sizes {
         let tf = format_ident!("{}_r{}", prefix, rows);
         tiles.extend(tile_fn(spec, plan, rows, &tf));
         let rl = lit(rows);
+        let (source, row_setup) = if plan.in_place {
+            let rin = lit(rows_in(spec, rows));
+            (
+                quote!(&in_rows, &#rt::InCols::new(simd, #sw * ox, w)),
+                quote! {
+                    let iy0 = ((oy0 + r) * #sh) as isize - #pt as isize;
+                    let in_rows = #rt::InRows::<#cpg_in, #rin>::new(planes, zeros, h, w, iy0);
+                },
+            )
+        } else {
+            (quote!(&band, buf, r), quote!())
+        };
         sweeps.extend(quote! {
             while r + #rl <= rows {
+                #row_setup
                 let mut ox = 0;
                 while ox < wo {
                     let len = (wo - ox).min(lanes);
-                    #tf(simd, &band, buf, r, ox, len, out, oy_base + r, wo, #warg, &bias);
+                    #tf(simd, #source, ox, len, out, oy_base + r, wo, #warg, &bias);
                     ox += lanes;
                 }
                 r += #rl;
@@ -217,29 +238,11 @@ fn run_in_place(spec: &Spec, plan: &DirectPlan) -> TokenStream {
         oct_l,
         noct,
     } = RunNames::new(spec, plan);
-    let (sh, sw, pt) = (lit(spec.stride_h), lit(spec.stride_w), lit(spec.pad_top));
-    let Stage { tiles, setup, .. } =
-        stage(spec, plan, "tile", &format_ident!("w"), &format_ident!("b"));
-    let mut sizes = vec![plan.rows];
-    sizes.extend(plan.rem_rows.iter().copied());
-    let sweeps = sizes.iter().map(|&rows| {
-        let tf = format_ident!("tile_r{}", rows);
-        let (rl, rin) = (lit(rows), lit(rows_in(spec, rows)));
-        quote! {
-            while oy + #rl <= span.end {
-                let iy0 = (oy * #sh) as isize - #pt as isize;
-                let rows = #rt::InRows::<#cpg_in, #rin>::new(planes, zeros, h, w, iy0);
-                let mut ox = 0;
-                while ox < wo {
-                    let len = (wo - ox).min(lanes);
-                    let cols = #rt::InCols::new(simd, #sw * ox, w);
-                    #tf(simd, &rows, &cols, ox, len, out, oy - span.start, wo, &wv, &bias);
-                    ox += lanes;
-                }
-                oy += #rl;
-            }
-        }
-    });
+    let Stage {
+        tiles,
+        setup,
+        sweeps,
+    } = stage(spec, plan, "tile", &format_ident!("w"), &format_ident!("b"));
     quote! {
         #[inline(always)]
         #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one, clippy::modulo_one)]
@@ -252,6 +255,7 @@ fn run_in_place(spec: &Spec, plan: &DirectPlan) -> TokenStream {
             let zeros = &mut scratch[..w];
             zeros.fill(0.0);
             let zeros: &[f32] = zeros;
+            let (oy0, rows, oy_base) = (span.start, span.end - span.start, 0);
             for u in units.clone() {
                 let (b, g) = (u / #groups, u % #groups);
                 let planes = &input[(b * #cin + g * #cpg_in) * plane_in..][..#cpg_in * plane_in];
@@ -259,8 +263,7 @@ fn run_in_place(spec: &Spec, plan: &DirectPlan) -> TokenStream {
                     let oc0 = g * #cpg_out + t * #oct_l;
                     #setup
                     let out = &mut output.planes((u - units.start) * #cpg_out + t * #oct_l, #oct_l);
-                    let mut oy = span.start;
-                    #(#sweeps)*
+                    #sweeps
                 }
             }
         }

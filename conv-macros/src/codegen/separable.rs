@@ -72,7 +72,7 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     let scratch_len = quote! {
         let p = <Self as #rt::Generated>::GEOMETRY;
         let mut need = 0;
-        #( need = need.max(#rt::FusedScratch::new(&p, #cin, lanes, ho, wo, #row_tiles).len()); )*
+        #( need = need.max(#rt::FusedScratch::new(&p, #cin, lanes, w, ho, wo, #row_tiles).len()); )*
         need
     };
     let runs = fused
@@ -93,6 +93,22 @@ fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
     let (dw, pw) = (spec.depthwise_stage(), spec.pointwise_stage());
     let (cin, cout) = (lit(spec.in_channels), lit(spec.out_channels));
     let row_tile = lit(dw_plan.rows);
+    // The depthwise tiles' input: one channel's plane read in place, or its band filled.
+    let clear = if dw_plan.in_place {
+        quote!()
+    } else {
+        quote!(band.clear(band_buf);)
+    };
+    let source = if dw_plan.in_place {
+        quote! {
+            let planes = &image[oc0 * plane_in..][..plane_in];
+        }
+    } else {
+        quote! {
+            band.fill(simd, &image[oc0 * plane_in..][..plane_in], h, w, oy0, band_buf);
+            let buf: &[f32] = band_buf;
+        }
+    };
     let direct::Stage {
         tiles: dw_tiles,
         setup,
@@ -117,19 +133,20 @@ fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
 
     quote! {
         #[inline(always)]
-        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one, unused_variables)]
         fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
             #dw_tiles
             #pw_tiles
 
             let #rt::Args { input, mut output, scratch, h, w, ho, wo, units, span, .. } = a;
             let lanes = S::F32_LANES;
-            // Output rows per step, the depthwise band of one channel for them, and the block of
-            // depthwise rows the pointwise stage reads (`in` planes, `mid_plane` floats apart).
-            let layout = #rt::FusedScratch::new(&<Self as #rt::Generated>::GEOMETRY, #cin, lanes, ho, wo, #row_tile);
+            // Output rows per step, the depthwise band of one channel for them (or the row of
+            // zeros in-place tiles read), and the block of depthwise rows the pointwise stage
+            // reads (`in` planes, `mid_plane` floats apart).
+            let layout = #rt::FusedScratch::new(&<Self as #rt::Generated>::GEOMETRY, #cin, lanes, w, ho, wo, #row_tile);
             let #rt::FusedScratch { band, step_rows, mid_plane, .. } = layout;
-            let (band_buf, mid) = layout.split(scratch);
-            band.clear(band_buf);
+            let #rt::FusedParts { band: band_buf, zeros, mid } = layout.split(scratch);
+            #clear
             let plane_in = h * w;
             for b in units.clone() {
                 let image = &input[b * #cin * plane_in..][..#cin * plane_in];
@@ -140,8 +157,7 @@ fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
                     // Depthwise stage: rows `oy0..oy0 + rows` of every channel into `mid`.
                     let mut mid_planes = #rt::PlanesMut::new(&mut *mid, #cin, mid_plane, mid_plane);
                     for oc0 in 0..#cin {
-                        band.fill(simd, &image[oc0 * plane_in..][..plane_in], h, w, oy0, band_buf);
-                        let buf: &[f32] = band_buf;
+                        #source
                         #setup
                         let out = &mut mid_planes.planes(oc0, 1);
                         let oy_base = 0;

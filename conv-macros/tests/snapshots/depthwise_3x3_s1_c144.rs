@@ -606,6 +606,7 @@ impl Dw144 {
         let zeros = &mut scratch[..w];
         zeros.fill(0.0);
         let zeros: &[f32] = zeros;
+        let (oy0, rows, oy_base) = (span.start, span.end - span.start, 0);
         for u in units.clone() {
             let (b, g) = (u / 144, u % 144);
             let planes = &input[(b * 144 + g * 1) * plane_in..][..1 * plane_in];
@@ -625,126 +626,106 @@ impl Dw144 {
                 ];
                 let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
                 let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
-                let mut oy = span.start;
-                while oy + 4 <= span.end {
-                    let iy0 = (oy * 1) as isize - 1 as isize;
-                    let rows = ::conv_runtime::__private::InRows::<
+                let mut r = 0;
+                while r + 4 <= rows {
+                    let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
+                    let in_rows = ::conv_runtime::__private::InRows::<
                         1,
                         6,
                     >::new(planes, zeros, h, w, iy0);
                     let mut ox = 0;
                     while ox < wo {
                         let len = (wo - ox).min(lanes);
-                        let cols = ::conv_runtime::__private::InCols::new(
-                            simd,
-                            1 * ox,
-                            w,
-                        );
                         tile_r4(
                             simd,
-                            &rows,
-                            &cols,
+                            &in_rows,
+                            &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
                             ox,
                             len,
                             out,
-                            oy - span.start,
+                            oy_base + r,
                             wo,
                             &wv,
                             &bias,
                         );
                         ox += lanes;
                     }
-                    oy += 4;
+                    r += 4;
                 }
-                while oy + 3 <= span.end {
-                    let iy0 = (oy * 1) as isize - 1 as isize;
-                    let rows = ::conv_runtime::__private::InRows::<
+                while r + 3 <= rows {
+                    let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
+                    let in_rows = ::conv_runtime::__private::InRows::<
                         1,
                         5,
                     >::new(planes, zeros, h, w, iy0);
                     let mut ox = 0;
                     while ox < wo {
                         let len = (wo - ox).min(lanes);
-                        let cols = ::conv_runtime::__private::InCols::new(
-                            simd,
-                            1 * ox,
-                            w,
-                        );
                         tile_r3(
                             simd,
-                            &rows,
-                            &cols,
+                            &in_rows,
+                            &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
                             ox,
                             len,
                             out,
-                            oy - span.start,
+                            oy_base + r,
                             wo,
                             &wv,
                             &bias,
                         );
                         ox += lanes;
                     }
-                    oy += 3;
+                    r += 3;
                 }
-                while oy + 2 <= span.end {
-                    let iy0 = (oy * 1) as isize - 1 as isize;
-                    let rows = ::conv_runtime::__private::InRows::<
+                while r + 2 <= rows {
+                    let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
+                    let in_rows = ::conv_runtime::__private::InRows::<
                         1,
                         4,
                     >::new(planes, zeros, h, w, iy0);
                     let mut ox = 0;
                     while ox < wo {
                         let len = (wo - ox).min(lanes);
-                        let cols = ::conv_runtime::__private::InCols::new(
-                            simd,
-                            1 * ox,
-                            w,
-                        );
                         tile_r2(
                             simd,
-                            &rows,
-                            &cols,
+                            &in_rows,
+                            &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
                             ox,
                             len,
                             out,
-                            oy - span.start,
+                            oy_base + r,
                             wo,
                             &wv,
                             &bias,
                         );
                         ox += lanes;
                     }
-                    oy += 2;
+                    r += 2;
                 }
-                while oy + 1 <= span.end {
-                    let iy0 = (oy * 1) as isize - 1 as isize;
-                    let rows = ::conv_runtime::__private::InRows::<
+                while r + 1 <= rows {
+                    let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
+                    let in_rows = ::conv_runtime::__private::InRows::<
                         1,
                         3,
                     >::new(planes, zeros, h, w, iy0);
                     let mut ox = 0;
                     while ox < wo {
                         let len = (wo - ox).min(lanes);
-                        let cols = ::conv_runtime::__private::InCols::new(
-                            simd,
-                            1 * ox,
-                            w,
-                        );
                         tile_r1(
                             simd,
-                            &rows,
-                            &cols,
+                            &in_rows,
+                            &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
                             ox,
                             len,
                             out,
-                            oy - span.start,
+                            oy_base + r,
                             wo,
                             &wv,
                             &bias,
                         );
                         ox += lanes;
                     }
-                    oy += 1;
+                    r += 1;
                 }
             }
         }

@@ -52,7 +52,7 @@ impl Block3 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "separable/f32/3x3/s1/p1/c144-24/relu6.none/r32.t1r8h+t6v4/r16.t1r6+t6v2",
+        name: "separable/f32/3x3/s1/p1/c144-24/relu6.none/r32.t1r4hi+t6v4/r16.t1r6+t6v2",
         family: "separable",
     };
     /// Packs PyTorch-layout weights: the depthwise stage's `dw_weight (in, 1, kh, kw)` and
@@ -279,12 +279,28 @@ impl ::conv_runtime::__private::Generated for Block3 {
         let mut need = 0;
         need = need
             .max(
-                ::conv_runtime::__private::FusedScratch::new(&p, 144, lanes, ho, wo, 8)
+                ::conv_runtime::__private::FusedScratch::new(
+                        &p,
+                        144,
+                        lanes,
+                        w,
+                        ho,
+                        wo,
+                        4,
+                    )
                     .len(),
             );
         need = need
             .max(
-                ::conv_runtime::__private::FusedScratch::new(&p, 144, lanes, ho, wo, 6)
+                ::conv_runtime::__private::FusedScratch::new(
+                        &p,
+                        144,
+                        lanes,
+                        w,
+                        ho,
+                        wo,
+                        6,
+                    )
                     .len(),
             );
         need
@@ -312,7 +328,8 @@ impl Block3 {
         clippy::too_many_arguments,
         clippy::identity_op,
         clippy::erasing_op,
-        clippy::int_plus_one
+        clippy::int_plus_one,
+        unused_variables
     )]
     fn __run_r32<S: ::conv_runtime::__private::Simd>(
         &self,
@@ -326,579 +343,10 @@ impl Block3 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn dw_r8<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            oy: usize,
-            wo: usize,
-            wv: &[S::f32s; 9],
-            bias: &[S::f32s; 1],
-        ) {
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_0_4_0 = bias[0];
-            let mut acc_0_5_0 = bias[0];
-            let mut acc_0_6_0 = bias[0];
-            let mut acc_0_7_0 = bias[0];
-            let tile = band.tile::<S, 1, 10, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
-            let x_0_7 = tile.ld::<S, 0, 7, 0, 0>(simd);
-            let x_0_8 = tile.ld::<S, 0, 8, 0, 0>(simd);
-            let x_0_9 = tile.ld::<S, 0, 9, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_4, w_0_0_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_5, w_0_0_0, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_0_6, w_0_0_0, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_0_7, w_0_0_0, acc_0_7_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_5, w_0_1_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_6, w_0_1_0, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_0_7, w_0_1_0, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_0_8, w_0_1_0, acc_0_7_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_6, w_0_2_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_7, w_0_2_0, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_0_8, w_0_2_0, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_0_9, w_0_2_0, acc_0_7_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
-            let x_1_7 = tile.ld::<S, 0, 7, 0, 1>(simd);
-            let x_1_8 = tile.ld::<S, 0, 8, 0, 1>(simd);
-            let x_1_9 = tile.ld::<S, 0, 9, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_4, w_0_0_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_5, w_0_0_1, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_1_6, w_0_0_1, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_1_7, w_0_0_1, acc_0_7_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_5, w_0_1_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_6, w_0_1_1, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_1_7, w_0_1_1, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_1_8, w_0_1_1, acc_0_7_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_6, w_0_2_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_7, w_0_2_1, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_1_8, w_0_2_1, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_1_9, w_0_2_1, acc_0_7_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
-            let x_2_7 = tile.ld::<S, 0, 7, 0, 2>(simd);
-            let x_2_8 = tile.ld::<S, 0, 8, 0, 2>(simd);
-            let x_2_9 = tile.ld::<S, 0, 9, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_4, w_0_0_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_5, w_0_0_2, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_2_6, w_0_0_2, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_2_7, w_0_0_2, acc_0_7_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_5, w_0_1_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_6, w_0_1_2, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_2_7, w_0_1_2, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_2_8, w_0_1_2, acc_0_7_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_2_8, w_0_2_2, acc_0_6_0);
-            acc_0_7_0 = simd.mul_add_e_f32s(x_2_9, w_0_2_2, acc_0_7_0);
-            let mut stores = out.tile_stores::<S, 1, 8>(simd, oy * wo + ox, wo, len);
-            acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
-            acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
-            acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
-            acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
-            acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-            acc_0_4_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_4_0, 0f32);
-            acc_0_4_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_4_0, 6f32);
-            stores.st::<0, 4>(simd, acc_0_4_0);
-            acc_0_5_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_5_0, 0f32);
-            acc_0_5_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_5_0, 6f32);
-            stores.st::<0, 5>(simd, acc_0_5_0);
-            acc_0_6_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_6_0, 0f32);
-            acc_0_6_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_6_0, 6f32);
-            stores.st::<0, 6>(simd, acc_0_6_0);
-            acc_0_7_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_7_0, 0f32);
-            acc_0_7_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_7_0, 6f32);
-            stores.st::<0, 7>(simd, acc_0_7_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn dw_r7<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            oy: usize,
-            wo: usize,
-            wv: &[S::f32s; 9],
-            bias: &[S::f32s; 1],
-        ) {
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_0_4_0 = bias[0];
-            let mut acc_0_5_0 = bias[0];
-            let mut acc_0_6_0 = bias[0];
-            let tile = band.tile::<S, 1, 9, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
-            let x_0_7 = tile.ld::<S, 0, 7, 0, 0>(simd);
-            let x_0_8 = tile.ld::<S, 0, 8, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_4, w_0_0_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_5, w_0_0_0, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_0_6, w_0_0_0, acc_0_6_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_5, w_0_1_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_6, w_0_1_0, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_0_7, w_0_1_0, acc_0_6_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_6, w_0_2_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_7, w_0_2_0, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_0_8, w_0_2_0, acc_0_6_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
-            let x_1_7 = tile.ld::<S, 0, 7, 0, 1>(simd);
-            let x_1_8 = tile.ld::<S, 0, 8, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_4, w_0_0_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_5, w_0_0_1, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_1_6, w_0_0_1, acc_0_6_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_5, w_0_1_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_6, w_0_1_1, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_1_7, w_0_1_1, acc_0_6_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_6, w_0_2_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_7, w_0_2_1, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_1_8, w_0_2_1, acc_0_6_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
-            let x_2_7 = tile.ld::<S, 0, 7, 0, 2>(simd);
-            let x_2_8 = tile.ld::<S, 0, 8, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_4, w_0_0_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_5, w_0_0_2, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_2_6, w_0_0_2, acc_0_6_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_5, w_0_1_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_6, w_0_1_2, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_2_7, w_0_1_2, acc_0_6_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
-            acc_0_6_0 = simd.mul_add_e_f32s(x_2_8, w_0_2_2, acc_0_6_0);
-            let mut stores = out.tile_stores::<S, 1, 7>(simd, oy * wo + ox, wo, len);
-            acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
-            acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
-            acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
-            acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
-            acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-            acc_0_4_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_4_0, 0f32);
-            acc_0_4_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_4_0, 6f32);
-            stores.st::<0, 4>(simd, acc_0_4_0);
-            acc_0_5_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_5_0, 0f32);
-            acc_0_5_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_5_0, 6f32);
-            stores.st::<0, 5>(simd, acc_0_5_0);
-            acc_0_6_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_6_0, 0f32);
-            acc_0_6_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_6_0, 6f32);
-            stores.st::<0, 6>(simd, acc_0_6_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn dw_r6<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            oy: usize,
-            wo: usize,
-            wv: &[S::f32s; 9],
-            bias: &[S::f32s; 1],
-        ) {
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_0_4_0 = bias[0];
-            let mut acc_0_5_0 = bias[0];
-            let tile = band.tile::<S, 1, 8, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
-            let x_0_7 = tile.ld::<S, 0, 7, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_4, w_0_0_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_5, w_0_0_0, acc_0_5_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_5, w_0_1_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_6, w_0_1_0, acc_0_5_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_6, w_0_2_0, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_0_7, w_0_2_0, acc_0_5_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
-            let x_1_7 = tile.ld::<S, 0, 7, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_4, w_0_0_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_5, w_0_0_1, acc_0_5_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_5, w_0_1_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_6, w_0_1_1, acc_0_5_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_6, w_0_2_1, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_1_7, w_0_2_1, acc_0_5_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
-            let x_2_7 = tile.ld::<S, 0, 7, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_4, w_0_0_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_5, w_0_0_2, acc_0_5_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_5, w_0_1_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_6, w_0_1_2, acc_0_5_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
-            acc_0_5_0 = simd.mul_add_e_f32s(x_2_7, w_0_2_2, acc_0_5_0);
-            let mut stores = out.tile_stores::<S, 1, 6>(simd, oy * wo + ox, wo, len);
-            acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
-            acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
-            acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
-            acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
-            acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-            acc_0_4_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_4_0, 0f32);
-            acc_0_4_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_4_0, 6f32);
-            stores.st::<0, 4>(simd, acc_0_4_0);
-            acc_0_5_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_5_0, 0f32);
-            acc_0_5_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_5_0, 6f32);
-            stores.st::<0, 5>(simd, acc_0_5_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn dw_r5<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
-            ox: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            oy: usize,
-            wo: usize,
-            wv: &[S::f32s; 9],
-            bias: &[S::f32s; 1],
-        ) {
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_0_4_0 = bias[0];
-            let tile = band.tile::<S, 1, 7, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let x_0_6 = tile.ld::<S, 0, 6, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_4, w_0_0_0, acc_0_4_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_5, w_0_1_0, acc_0_4_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_0_6, w_0_2_0, acc_0_4_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let x_1_6 = tile.ld::<S, 0, 6, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_4, w_0_0_1, acc_0_4_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_5, w_0_1_1, acc_0_4_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_1_6, w_0_2_1, acc_0_4_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let x_2_6 = tile.ld::<S, 0, 6, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_4, w_0_0_2, acc_0_4_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_5, w_0_1_2, acc_0_4_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
-            acc_0_4_0 = simd.mul_add_e_f32s(x_2_6, w_0_2_2, acc_0_4_0);
-            let mut stores = out.tile_stores::<S, 1, 5>(simd, oy * wo + ox, wo, len);
-            acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
-            acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
-            acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
-            acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
-            acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-            acc_0_4_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_4_0, 0f32);
-            acc_0_4_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_4_0, 6f32);
-            stores.st::<0, 4>(simd, acc_0_4_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
         fn dw_r4<S: ::conv_runtime::__private::Simd>(
             simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 6>,
+            cols: &::conv_runtime::__private::InCols<S>,
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -911,70 +359,78 @@ impl Block3 {
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
             let mut acc_0_3_0 = bias[0];
-            let tile = band.tile::<S, 1, 6, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let x_0_5 = tile.ld::<S, 0, 5, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_3, w_0_0_0, acc_0_3_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_4, w_0_1_0, acc_0_3_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_0_5, w_0_2_0, acc_0_3_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let x_1_5 = tile.ld::<S, 0, 5, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_3, w_0_0_1, acc_0_3_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_4, w_0_1_1, acc_0_3_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_1_5, w_0_2_1, acc_0_3_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let x_2_5 = tile.ld::<S, 0, 5, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_3, w_0_0_2, acc_0_3_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_4, w_0_1_2, acc_0_3_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_2_5, w_0_2_2, acc_0_3_0);
+            let x = rows.vec::<S, 0, 0>(simd, cols);
+            let x_l = rows.left::<S, 0, 0>(simd, cols);
+            let x_r = rows.right::<S, 0, 0>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_0_0);
+            let x = rows.vec::<S, 0, 1>(simd, cols);
+            let x_l = rows.left::<S, 0, 1>(simd, cols);
+            let x_r = rows.right::<S, 0, 1>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 1, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 1, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_1_0);
+            let x = rows.vec::<S, 0, 2>(simd, cols);
+            let x_l = rows.left::<S, 0, 2>(simd, cols);
+            let x_r = rows.right::<S, 0, 2>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 2, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 2, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_2_0);
+            let x = rows.vec::<S, 0, 3>(simd, cols);
+            let x_l = rows.left::<S, 0, 3>(simd, cols);
+            let x_r = rows.right::<S, 0, 3>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 3, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 3, 1>(simd, cols, x, x_r);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_3_0);
+            let x = rows.vec::<S, 0, 4>(simd, cols);
+            let x_l = rows.left::<S, 0, 4>(simd, cols);
+            let x_r = rows.right::<S, 0, 4>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 4, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 4, 1>(simd, cols, x, x_r);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_3_0);
+            let x = rows.vec::<S, 0, 5>(simd, cols);
+            let x_l = rows.left::<S, 0, 5>(simd, cols);
+            let x_r = rows.right::<S, 0, 5>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 5, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 5, 1>(simd, cols, x, x_r);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_3_0);
             let mut stores = out.tile_stores::<S, 1, 4>(simd, oy * wo + ox, wo, len);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
@@ -998,9 +454,8 @@ impl Block3 {
         )]
         fn dw_r3<S: ::conv_runtime::__private::Simd>(
             simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 5>,
+            cols: &::conv_runtime::__private::InCols<S>,
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -1012,58 +467,63 @@ impl Block3 {
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
-            let tile = band.tile::<S, 1, 5, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_2_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_2_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_2_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_2_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_2_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_2_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_2_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_2_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_2_0);
+            let x = rows.vec::<S, 0, 0>(simd, cols);
+            let x_l = rows.left::<S, 0, 0>(simd, cols);
+            let x_r = rows.right::<S, 0, 0>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_0_0);
+            let x = rows.vec::<S, 0, 1>(simd, cols);
+            let x_l = rows.left::<S, 0, 1>(simd, cols);
+            let x_r = rows.right::<S, 0, 1>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 1, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 1, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_1_0);
+            let x = rows.vec::<S, 0, 2>(simd, cols);
+            let x_l = rows.left::<S, 0, 2>(simd, cols);
+            let x_r = rows.right::<S, 0, 2>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 2, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 2, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_2_0);
+            let x = rows.vec::<S, 0, 3>(simd, cols);
+            let x_l = rows.left::<S, 0, 3>(simd, cols);
+            let x_r = rows.right::<S, 0, 3>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 3, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 3, 1>(simd, cols, x, x_r);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_2_0);
+            let x = rows.vec::<S, 0, 4>(simd, cols);
+            let x_l = rows.left::<S, 0, 4>(simd, cols);
+            let x_r = rows.right::<S, 0, 4>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 4, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 4, 1>(simd, cols, x, x_r);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_2_0);
             let mut stores = out.tile_stores::<S, 1, 3>(simd, oy * wo + ox, wo, len);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
@@ -1084,9 +544,8 @@ impl Block3 {
         )]
         fn dw_r2<S: ::conv_runtime::__private::Simd>(
             simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 4>,
+            cols: &::conv_runtime::__private::InCols<S>,
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -1097,46 +556,48 @@ impl Block3 {
         ) {
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
-            let tile = band.tile::<S, 1, 4, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_1, w_0_0_0, acc_0_1_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_1_0, acc_0_1_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_2_0, acc_0_1_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_1, w_0_0_1, acc_0_1_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_1_1, acc_0_1_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_2_1, acc_0_1_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_1, w_0_0_2, acc_0_1_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_1_2, acc_0_1_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_2_2, acc_0_1_0);
+            let x = rows.vec::<S, 0, 0>(simd, cols);
+            let x_l = rows.left::<S, 0, 0>(simd, cols);
+            let x_r = rows.right::<S, 0, 0>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_0_0);
+            let x = rows.vec::<S, 0, 1>(simd, cols);
+            let x_l = rows.left::<S, 0, 1>(simd, cols);
+            let x_r = rows.right::<S, 0, 1>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 1, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 1, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_1_0);
+            let x = rows.vec::<S, 0, 2>(simd, cols);
+            let x_l = rows.left::<S, 0, 2>(simd, cols);
+            let x_r = rows.right::<S, 0, 2>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 2, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 2, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_1_0);
+            let x = rows.vec::<S, 0, 3>(simd, cols);
+            let x_l = rows.left::<S, 0, 3>(simd, cols);
+            let x_r = rows.right::<S, 0, 3>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 3, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 3, 1>(simd, cols, x, x_r);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_1_0);
             let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
@@ -1154,9 +615,8 @@ impl Block3 {
         )]
         fn dw_r1<S: ::conv_runtime::__private::Simd>(
             simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 3>,
+            cols: &::conv_runtime::__private::InCols<S>,
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -1166,34 +626,33 @@ impl Block3 {
             bias: &[S::f32s; 1],
         ) {
             let mut acc_0_0_0 = bias[0];
-            let tile = band.tile::<S, 1, 3, 1, 2>(buf, r0 * 1, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 2>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 2>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 2>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            let x = rows.vec::<S, 0, 0>(simd, cols);
+            let x_l = rows.left::<S, 0, 0>(simd, cols);
+            let x_r = rows.right::<S, 0, 0>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_0_0);
+            let x = rows.vec::<S, 0, 1>(simd, cols);
+            let x_l = rows.left::<S, 0, 1>(simd, cols);
+            let x_r = rows.right::<S, 0, 1>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 1, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 1, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_0_0);
+            let x = rows.vec::<S, 0, 2>(simd, cols);
+            let x_l = rows.left::<S, 0, 2>(simd, cols);
+            let x_r = rows.right::<S, 0, 2>(simd, cols);
+            let x_m1 = rows.shifted::<S, 0, 2, { -1 }>(simd, cols, x, x_l);
+            let x_0 = x;
+            let x_p1 = rows.shifted::<S, 0, 2, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
             let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
             acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
             acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
@@ -2057,13 +1516,14 @@ impl Block3 {
             &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
             144,
             lanes,
+            w,
             ho,
             wo,
-            8,
+            4,
         );
         let ::conv_runtime::__private::FusedScratch { band, step_rows, mid_plane, .. } = layout;
-        let (band_buf, mid) = layout.split(scratch);
-        band.clear(band_buf);
+        let ::conv_runtime::__private::FusedParts { band: band_buf, zeros, mid } = layout
+            .split(scratch);
         let plane_in = h * w;
         for b in units.clone() {
             let image = &input[b * 144 * plane_in..][..144 * plane_in];
@@ -2078,15 +1538,7 @@ impl Block3 {
                     mid_plane,
                 );
                 for oc0 in 0..144 {
-                    band.fill(
-                        simd,
-                        &image[oc0 * plane_in..][..plane_in],
-                        h,
-                        w,
-                        oy0,
-                        band_buf,
-                    );
-                    let buf: &[f32] = band_buf;
+                    let planes = &image[oc0 * plane_in..][..plane_in];
                     let wt = &self.dw_w[oc0 * (9 / 1)..][..9];
                     let wv: [S::f32s; 9] = [
                         simd.splat_f32s(wt[0]),
@@ -2103,99 +1555,19 @@ impl Block3 {
                     let out = &mut mid_planes.planes(oc0, 1);
                     let oy_base = 0;
                     let mut r = 0;
-                    while r + 8 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            dw_r8(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                            ox += lanes;
-                        }
-                        r += 8;
-                    }
-                    while r + 7 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            dw_r7(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                            ox += lanes;
-                        }
-                        r += 7;
-                    }
-                    while r + 6 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            dw_r6(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                            ox += lanes;
-                        }
-                        r += 6;
-                    }
-                    while r + 5 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            dw_r5(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                            ox += lanes;
-                        }
-                        r += 5;
-                    }
                     while r + 4 <= rows {
+                        let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
+                        let in_rows = ::conv_runtime::__private::InRows::<
+                            1,
+                            6,
+                        >::new(planes, zeros, h, w, iy0);
                         let mut ox = 0;
                         while ox < wo {
                             let len = (wo - ox).min(lanes);
                             dw_r4(
                                 simd,
-                                &band,
-                                buf,
-                                r,
+                                &in_rows,
+                                &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
                                 ox,
                                 len,
                                 out,
@@ -2209,14 +1581,18 @@ impl Block3 {
                         r += 4;
                     }
                     while r + 3 <= rows {
+                        let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
+                        let in_rows = ::conv_runtime::__private::InRows::<
+                            1,
+                            5,
+                        >::new(planes, zeros, h, w, iy0);
                         let mut ox = 0;
                         while ox < wo {
                             let len = (wo - ox).min(lanes);
                             dw_r3(
                                 simd,
-                                &band,
-                                buf,
-                                r,
+                                &in_rows,
+                                &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
                                 ox,
                                 len,
                                 out,
@@ -2230,14 +1606,18 @@ impl Block3 {
                         r += 3;
                     }
                     while r + 2 <= rows {
+                        let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
+                        let in_rows = ::conv_runtime::__private::InRows::<
+                            1,
+                            4,
+                        >::new(planes, zeros, h, w, iy0);
                         let mut ox = 0;
                         while ox < wo {
                             let len = (wo - ox).min(lanes);
                             dw_r2(
                                 simd,
-                                &band,
-                                buf,
-                                r,
+                                &in_rows,
+                                &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
                                 ox,
                                 len,
                                 out,
@@ -2251,14 +1631,18 @@ impl Block3 {
                         r += 2;
                     }
                     while r + 1 <= rows {
+                        let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
+                        let in_rows = ::conv_runtime::__private::InRows::<
+                            1,
+                            3,
+                        >::new(planes, zeros, h, w, iy0);
                         let mut ox = 0;
                         while ox < wo {
                             let len = (wo - ox).min(lanes);
                             dw_r1(
                                 simd,
-                                &band,
-                                buf,
-                                r,
+                                &in_rows,
+                                &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
                                 ox,
                                 len,
                                 out,
@@ -2405,7 +1789,8 @@ impl Block3 {
         clippy::too_many_arguments,
         clippy::identity_op,
         clippy::erasing_op,
-        clippy::int_plus_one
+        clippy::int_plus_one,
+        unused_variables
     )]
     fn __run_r16<S: ::conv_runtime::__private::Simd>(
         &self,
@@ -3497,12 +2882,14 @@ impl Block3 {
             &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
             144,
             lanes,
+            w,
             ho,
             wo,
             6,
         );
         let ::conv_runtime::__private::FusedScratch { band, step_rows, mid_plane, .. } = layout;
-        let (band_buf, mid) = layout.split(scratch);
+        let ::conv_runtime::__private::FusedParts { band: band_buf, zeros, mid } = layout
+            .split(scratch);
         band.clear(band_buf);
         let plane_in = h * w;
         for b in units.clone() {
