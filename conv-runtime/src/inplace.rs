@@ -244,9 +244,24 @@ fn span<S: Simd>(simd: S, start: isize, w: usize) -> pulp::MemMask<S::m32s> {
     let lanes = S::F32_LANES as isize;
     let lo = (-start).clamp(0, lanes);
     let hi = (w as isize - start).clamp(lo, lanes);
+    lanes_between(simd, lo as u32, hi as u32)
+}
+
+/// The mask of lanes `lo..hi`, both clamped to the lane count (as pulp's `mask_between_m32s`).
+/// On AVX-512 two shifts and a subtraction: pulp's also looks up its load and store routines in
+/// bounds-checked tables, about 25 instructions per mask, which an in-place tile paid four times.
+#[inline(always)]
+pub(crate) fn lanes_between<S: Simd>(simd: S, lo: u32, hi: u32) -> pulp::MemMask<S::m32s> {
+    let hi = hi.min(S::F32_LANES as u32);
+    let lo = lo.min(hi);
+    #[cfg(target_arch = "x86_64")]
+    if is_isa::<S, pulp::x86::V4>() {
+        let bits = ((1u32 << hi) - (1u32 << lo)) as u16;
+        return pulp::MemMask::new(bytemuck::checked::cast(pulp::b16(bits)));
+    }
     // An empty span as `0..0`: pulp's mask tables take a start below the lane count.
     let (lo, hi) = if lo == hi { (0, 0) } else { (lo, hi) };
-    pulp::MemMask::new(simd.mask_between_m32s(lo as u32, hi as u32).mask())
+    pulp::MemMask::new(simd.mask_between_m32s(lo, hi).mask())
 }
 
 impl<S: Simd> InCols<S> {
@@ -608,6 +623,34 @@ mod tests {
                             -17, -16, -15, -9, -8, -7, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 7, 8,
                             9, 15, 16, 17
                         );
+                    }
+                }
+            }
+        }
+        crate::dispatch::on_every_isa(K);
+    }
+
+    #[test]
+    fn lanes_between_enables_exactly_the_clamped_range() {
+        #[derive(Clone, Copy)]
+        struct K;
+        impl pulp::WithSimd for K {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: Simd>(self, simd: S) {
+                let lanes = S::F32_LANES as u32;
+                let ones = simd.splat_f32s(1.0);
+                for lo in 0..=lanes + 2 {
+                    for hi in 0..=lanes + 2 {
+                        let mut out = vec![0.0f32; lanes as usize];
+                        let mask = lanes_between(simd, lo, hi);
+                        // SAFETY: `out` holds a whole vector, so every lane may be written.
+                        unsafe { simd.mask_store_ptr_f32s(mask, out.as_mut_ptr(), ones) };
+                        let (h, l) = (hi.min(lanes), lo.min(hi.min(lanes)));
+                        let want: Vec<f32> = (0..lanes)
+                            .map(|i| if (l..h).contains(&i) { 1.0 } else { 0.0 })
+                            .collect();
+                        assert_eq!(out, want, "lanes {lo}..{hi} of {lanes}");
                     }
                 }
             }

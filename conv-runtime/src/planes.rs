@@ -218,8 +218,7 @@ impl PlanesMut<'_> {
         TileStores {
             ptrs: core::array::from_fn(|t| self.ptr.wrapping_add(t * self.stride + at)),
             stride,
-            mask: (len < lanes)
-                .then(|| pulp::MemMask::new(simd.mask_between_m32s(0, len as u32).mask())),
+            mask: (len < lanes).then(|| crate::inplace::lanes_between(simd, 0, len as u32)),
             _planes: PhantomData,
         }
     }
