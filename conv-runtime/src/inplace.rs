@@ -79,8 +79,10 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
     ) -> (S::f32s, S::f32s) {
         const { assert!(C < CHANS && J < ROWS) };
         debug_assert!(cols.w == self.w);
-        let a = self.load(simd, C, J, cols.c0, cols.a);
-        let b = self.load(simd, C, J, cols.c0 + S::F32_LANES, cols.b);
+        let (a, b) = (
+            self.vec::<S, C, J, 0>(simd, cols),
+            self.vec::<S, C, J, 1>(simd, cols),
+        );
         deinterleave(simd, a, b)
     }
 
@@ -97,7 +99,7 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
         #[cfg(target_arch = "x86_64")]
         if let Some(v4) = as_isa::<S, pulp::x86::V4>(simd) {
             // Column `c0 - 2 + P` is lane `14 + P` of the vector before `c0`.
-            let nb = self.load(simd, C, J, cols.c0.wrapping_sub(16), cols.l);
+            let nb = self.vec::<S, C, J, -1>(simd, cols);
             let r = shift_in_v4::<true>(v4, bytemuck::cast(v), bytemuck::cast(nb), 14 + P);
             return bytemuck::cast(r);
         }
@@ -118,7 +120,7 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
         #[cfg(target_arch = "x86_64")]
         if let Some(v4) = as_isa::<S, pulp::x86::V4>(simd) {
             // Column `c0 + 32 + P` is lane `P` of the vector after the pair.
-            let nb = self.load(simd, C, J, cols.c0 + 32, cols.c);
+            let nb = self.vec::<S, C, J, 2>(simd, cols);
             let r = shift_in_v4::<false>(v4, bytemuck::cast(v), bytemuck::cast(nb), P);
             return bytemuck::cast(r);
         }
@@ -126,45 +128,23 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
         shift_in::<S, false>(simd, v, x)
     }
 
-    /// Stride 1: the vector of row `J` of channel `C` at columns `c0..c0 + lanes` (zero past
-    /// the row).
+    /// The vector of row `J` of channel `C` at columns `c0 + K lanes..c0 + (K + 1) lanes`, zero
+    /// outside the row, for `K` in -1..=2: at stride 1 the row's vector (0) and its left (-1)
+    /// and right (1) neighbours, at stride 2 the pair (0, 1) and the vectors either side of it.
     #[inline(always)]
-    pub fn vec<S: Simd, const C: usize, const J: usize>(
+    pub fn vec<S: Simd, const C: usize, const J: usize, const K: isize>(
         &self,
         simd: S,
         cols: &InCols<S>,
     ) -> S::f32s {
-        const { assert!(C < CHANS && J < ROWS) };
-        self.load(simd, C, J, cols.c0, cols.a)
-    }
-
-    /// Stride 1: the vector before [`vec`](Self::vec), columns `c0 - lanes..c0` (zero before
-    /// the row).
-    #[inline(always)]
-    pub fn left<S: Simd, const C: usize, const J: usize>(
-        &self,
-        simd: S,
-        cols: &InCols<S>,
-    ) -> S::f32s {
-        const { assert!(C < CHANS && J < ROWS) };
-        self.load(simd, C, J, cols.c0.wrapping_sub(S::F32_LANES), cols.l)
-    }
-
-    /// Stride 1: the vector after [`vec`](Self::vec), columns `c0 + lanes..c0 + 2 lanes` (zero
-    /// past the row).
-    #[inline(always)]
-    pub fn right<S: Simd, const C: usize, const J: usize>(
-        &self,
-        simd: S,
-        cols: &InCols<S>,
-    ) -> S::f32s {
-        const { assert!(C < CHANS && J < ROWS) };
-        self.load(simd, C, J, cols.c0 + S::F32_LANES, cols.b)
+        const { assert!(C < CHANS && J < ROWS && -1 <= K && K <= 2) };
+        let col = cols.c0.wrapping_add_signed(K * S::F32_LANES as isize);
+        self.load(simd, C, J, col, cols.masks[(K + 1) as usize])
     }
 
     /// Stride 1: columns `c0 + D + i` of row `J` of channel `C` (zero outside the row), from
-    /// `v` (its [`vec`](Self::vec)) and `nb` (its [`left`](Self::left) when `D < 0`, its
-    /// [`right`](Self::right) when `D > 0`) by a lane shift on AVX-512 and AVX2 when `|D|` is
+    /// `v` (its [`vec`](Self::vec) 0) and `nb` (its vector -1 when `D < 0`, 1 when `D > 0`) by a
+    /// lane shift on AVX-512 and AVX2 when `|D|` is
     /// below the lane count; otherwise a masked load at the shifted columns.
     #[inline(always)]
     pub fn shifted<S: Simd, const C: usize, const J: usize, const D: isize>(
@@ -228,14 +208,9 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
 pub struct InCols<S: Simd> {
     c0: usize,
     w: usize,
-    /// The lanes of the vector at `c0` whose columns lie in the row ([`span`]).
-    a: pulp::MemMask<S::m32s>,
-    /// Likewise for the next vector, at `c0 + lanes`.
-    b: pulp::MemMask<S::m32s>,
-    /// Likewise for the previous vector, at `c0 - lanes`.
-    l: pulp::MemMask<S::m32s>,
-    /// Likewise for the vector after the next, at `c0 + 2 lanes` (stride 2: after the pair).
-    c: pulp::MemMask<S::m32s>,
+    /// For `k` in 0..4, the lanes of the vector at `c0 + (k - 1) lanes` whose columns lie in the
+    /// row ([`span`]).
+    masks: [pulp::MemMask<S::m32s>; 4],
 }
 
 /// The lanes `i` of a vector from column `start` whose columns `start + i` lie in `0..w`.
@@ -273,10 +248,7 @@ impl<S: Simd> InCols<S> {
         InCols {
             c0,
             w,
-            a: span(simd, c, w),
-            b: span(simd, c + lanes, w),
-            l: span(simd, c - lanes, w),
-            c: span(simd, c + 2 * lanes, w),
+            masks: core::array::from_fn(|k| span(simd, c + (k as isize - 1) * lanes, w)),
         }
     }
 }
@@ -598,12 +570,12 @@ mod tests {
                     let rows = InRows::<1, 1>::new(&row, &zeros, 1, w, 0);
                     for c0 in (0..w + 2 * lanes).step_by(lanes) {
                         let cols = InCols::new(simd, c0, w);
-                        let v = rows.vec::<S, 0, 0>(simd, &cols);
-                        let (l, r) = (
-                            rows.left::<S, 0, 0>(simd, &cols),
-                            rows.right::<S, 0, 0>(simd, &cols),
-                        );
-                        for (got, d) in [(v, 0), (l, -(lanes as isize)), (r, lanes as isize)] {
+                        let v = rows.vec::<S, 0, 0, 0>(simd, &cols);
+                        let l = rows.vec::<S, 0, 0, -1>(simd, &cols);
+                        let r = rows.vec::<S, 0, 0, 1>(simd, &cols);
+                        let r2 = rows.vec::<S, 0, 0, 2>(simd, &cols);
+                        let lanes_i = lanes as isize;
+                        for (got, d) in [(v, 0), (l, -lanes_i), (r, lanes_i), (r2, 2 * lanes_i)] {
                             simd.partial_store_f32s(&mut out, got);
                             assert_eq!(
                                 out,

@@ -523,12 +523,12 @@ fn in_place_body(
 fn in_place_row(spec: &Spec, taps_at: &[(usize, isize)], ic: usize, j: usize) -> TokenStream {
     let (icl, jl) = (lit(ic), lit(j));
     let mut body = if spec.stride_w == 1 {
-        let mut b = quote!(let x = rows.vec::<S, #icl, #jl>(simd, cols););
+        let mut b = quote!(let x = rows.vec::<S, #icl, #jl, 0>(simd, cols););
         if taps_at.iter().any(|t| t.1 < 0) {
-            b.extend(quote!(let x_l = rows.left::<S, #icl, #jl>(simd, cols);));
+            b.extend(quote!(let x_l = rows.vec::<S, #icl, #jl, { -1 }>(simd, cols);));
         }
         if taps_at.iter().any(|t| t.1 > 0) {
-            b.extend(quote!(let x_r = rows.right::<S, #icl, #jl>(simd, cols);));
+            b.extend(quote!(let x_r = rows.vec::<S, #icl, #jl, 1>(simd, cols);));
         }
         b
     } else {
