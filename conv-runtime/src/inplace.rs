@@ -20,6 +20,8 @@ use core::marker::PhantomData;
 
 use pulp::Simd;
 
+use crate::dispatch::{as_isa, lanes_between};
+
 /// The input rows of one row tile: for each of `CHANS` channels, `ROWS` consecutive input rows
 /// from `iy0`, each the row of its plane or, outside the plane, a row of zeros.
 pub struct InRows<'a, const CHANS: usize, const ROWS: usize> {
@@ -144,8 +146,8 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
 
     /// Stride 1: columns `c0 + D + i` of row `J` of channel `C` (zero outside the row), from
     /// `v` (its [`vec`](Self::vec) 0) and `nb` (its vector -1 when `D < 0`, 1 when `D > 0`) by a
-    /// lane shift on AVX-512 and AVX2 when `|D|` is
-    /// below the lane count; otherwise a masked load at the shifted columns.
+    /// lane shift on AVX-512 and AVX2 when `|D|` is below the lane count; otherwise a masked load
+    /// at the shifted columns.
     #[inline(always)]
     pub fn shifted<S: Simd, const C: usize, const J: usize, const D: isize>(
         &self,
@@ -222,23 +224,6 @@ fn span<S: Simd>(simd: S, start: isize, w: usize) -> pulp::MemMask<S::m32s> {
     lanes_between(simd, lo as u32, hi as u32)
 }
 
-/// The mask of lanes `lo..hi`, both clamped to the lane count (as pulp's `mask_between_m32s`).
-/// On AVX-512 two shifts and a subtraction: pulp's also looks up its load and store routines in
-/// bounds-checked tables, about 25 instructions per mask, which an in-place tile paid four times.
-#[inline(always)]
-pub(crate) fn lanes_between<S: Simd>(simd: S, lo: u32, hi: u32) -> pulp::MemMask<S::m32s> {
-    let hi = hi.min(S::F32_LANES as u32);
-    let lo = lo.min(hi);
-    #[cfg(target_arch = "x86_64")]
-    if is_isa::<S, pulp::x86::V4>() {
-        let bits = ((1u32 << hi) - (1u32 << lo)) as u16;
-        return pulp::MemMask::new(bytemuck::checked::cast(pulp::b16(bits)));
-    }
-    // An empty span as `0..0`: pulp's mask tables take a start below the lane count.
-    let (lo, hi) = if lo == hi { (0, 0) } else { (lo, hi) };
-    pulp::MemMask::new(simd.mask_between_m32s(lo, hi).mask())
-}
-
 impl<S: Simd> InCols<S> {
     /// The vectors from column `c0` of rows `w` floats wide.
     #[inline(always)]
@@ -251,19 +236,6 @@ impl<S: Simd> InCols<S> {
             masks: core::array::from_fn(|k| span(simd, c + (k as isize - 1) * lanes, w)),
         }
     }
-}
-
-/// Whether `S` is the ISA `T`.
-#[inline(always)]
-pub(crate) fn is_isa<S: 'static, T: 'static>() -> bool {
-    core::any::TypeId::of::<S>() == core::any::TypeId::of::<T>()
-}
-
-/// `simd` as the ISA token `T` when `S` is `T` (no feature detection: the token exists).
-#[inline(always)]
-fn as_isa<S: Copy + 'static, T: Copy + 'static>(simd: S) -> Option<T> {
-    // SAFETY: `S` and `T` are the same type (same `TypeId`), so this copies a `T`.
-    is_isa::<S, T>().then(|| unsafe { core::mem::transmute_copy::<S, T>(&simd) })
 }
 
 /// `(even, odd)`: lanes `0, 2, 4, ..` and `1, 3, 5, ..` of the concatenation of `a` and `b`.
@@ -595,34 +567,6 @@ mod tests {
                             -17, -16, -15, -9, -8, -7, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 7, 8,
                             9, 15, 16, 17
                         );
-                    }
-                }
-            }
-        }
-        crate::dispatch::on_every_isa(K);
-    }
-
-    #[test]
-    fn lanes_between_enables_exactly_the_clamped_range() {
-        #[derive(Clone, Copy)]
-        struct K;
-        impl pulp::WithSimd for K {
-            type Output = ();
-            #[inline(always)]
-            fn with_simd<S: Simd>(self, simd: S) {
-                let lanes = S::F32_LANES as u32;
-                let ones = simd.splat_f32s(1.0);
-                for lo in 0..=lanes + 2 {
-                    for hi in 0..=lanes + 2 {
-                        let mut out = vec![0.0f32; lanes as usize];
-                        let mask = lanes_between(simd, lo, hi);
-                        // SAFETY: `out` holds a whole vector, so every lane may be written.
-                        unsafe { simd.mask_store_ptr_f32s(mask, out.as_mut_ptr(), ones) };
-                        let (h, l) = (hi.min(lanes), lo.min(hi.min(lanes)));
-                        let want: Vec<f32> = (0..lanes)
-                            .map(|i| if (l..h).contains(&i) { 1.0 } else { 0.0 })
-                            .collect();
-                        assert_eq!(out, want, "lanes {lo}..{hi} of {lanes}");
                     }
                 }
             }

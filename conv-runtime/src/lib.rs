@@ -34,7 +34,7 @@ pub use tensor::{TensorMut, TensorRef};
 /// Static description of a generated kernel: its name encodes its parameters and plan, e.g.
 /// `depthwise/f32/3x3/s1/p1/c144-144/g144/r32.t1r8h/r16.t1r6` (family, type, kernel, stride,
 /// padding, channels, groups, then the plan of each register class: `t` output channels x `r`
-/// rows per tile, `h` hoisted weights, `i` stride-2 rows read in place, `c`/`k` loops over
+/// rows per tile, `h` hoisted weights, `i` input rows read in place, `c`/`k` loops over
 /// channels/taps); the same string names its benches and dumps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelInfo {

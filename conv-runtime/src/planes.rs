@@ -218,7 +218,7 @@ impl PlanesMut<'_> {
         TileStores {
             ptrs: core::array::from_fn(|t| self.ptr.wrapping_add(t * self.stride + at)),
             stride,
-            mask: (len < lanes).then(|| crate::inplace::lanes_between(simd, 0, len as u32)),
+            mask: (len < lanes).then(|| crate::dispatch::lanes_between(simd, 0, len as u32)),
             _planes: PhantomData,
         }
     }

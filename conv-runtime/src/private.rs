@@ -7,7 +7,7 @@
 use core::cell::Cell;
 use core::ops::Range;
 
-use crate::inplace::is_isa;
+use crate::dispatch::is_isa;
 pub use crate::inplace::{InCols, InRows};
 use crate::parallel;
 pub use crate::planes::{PlanesMut, TileStores};
@@ -350,7 +350,7 @@ pub fn ld_part<S: Simd>(simd: S, src: &[f32], at: usize, len: usize) -> S::f32s 
     if len >= S::F32_LANES {
         return ld(simd, src, 0);
     }
-    let mask = crate::inplace::lanes_between(simd, 0, len as u32);
+    let mask = crate::dispatch::lanes_between(simd, 0, len as u32);
     // SAFETY: `src` has `len` elements (the slice above is checked) and the mask enables exactly
     // lanes `0..len`, so only in-bounds elements are read.
     unsafe { simd.mask_load_ptr_f32s(mask, src.as_ptr()) }
@@ -363,7 +363,7 @@ pub fn st_part<S: Simd>(simd: S, dst: &mut [f32], at: usize, len: usize, v: S::f
     if len >= S::F32_LANES {
         return st(simd, dst, 0, v);
     }
-    let mask = crate::inplace::lanes_between(simd, 0, len as u32);
+    let mask = crate::dispatch::lanes_between(simd, 0, len as u32);
     // SAFETY: `dst` has `len` elements (the slice above is checked) and the mask enables exactly
     // lanes `0..len`, so only in-bounds elements are written.
     unsafe { simd.mask_store_ptr_f32s(mask, dst.as_mut_ptr(), v) }
@@ -943,7 +943,7 @@ impl<S: Simd> LenMask<S> {
         );
         LenMask {
             len,
-            mask: crate::inplace::lanes_between(simd, 0, len as u32),
+            mask: crate::dispatch::lanes_between(simd, 0, len as u32),
         }
     }
 
@@ -1206,7 +1206,7 @@ impl<S: Simd> RowCopy<S> {
         let rest = len % S::F32_LANES;
         RowCopy {
             len,
-            tail: (rest > 0).then(|| crate::inplace::lanes_between(simd, 0, rest as u32)),
+            tail: (rest > 0).then(|| crate::dispatch::lanes_between(simd, 0, rest as u32)),
         }
     }
 
