@@ -64,6 +64,9 @@ pub struct DirectPlan {
     /// stride 2 each row pair split into even and odd columns in registers, at stride 1 each row
     /// vector shifted against its neighbours.
     pub in_place: bool,
+    /// Tiles run over the flattened output plane (see [`plan_flat`]): `rows` counts vectors of
+    /// consecutive output pixels, every tap is a masked load at one offset, no band.
+    pub flat: bool,
 }
 
 /// Pointwise (1x1, stride 1, no padding): per group a GEMM `out[oc][p] += w[oc][ic] * in[ic][p]`
@@ -98,13 +101,14 @@ impl Plan {
         match self {
             // h: weights hoisted into registers; c: loop over input channels; k: loops over
             // input channels and taps (large kernels).
-            // i: the input is read in place (no band).
+            // i: the input is read in place (no band); f: flat tiles, `r` vectors of pixels.
             Plan::Direct(p) => format!(
-                "t{}r{}{}{}{}",
+                "t{}r{}{}{}{}{}",
                 p.oc_tile,
                 p.rows,
                 if p.hoist_weights { "h" } else { "" },
                 if p.in_place { "i" } else { "" },
+                if p.flat { "f" } else { "" },
                 match p.unroll {
                     Unroll::Full => "",
                     Unroll::TapsOnly => "c",
@@ -216,6 +220,76 @@ fn plan_in_place(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
                         hoist_weights: true,
                         unroll: Unroll::Full,
                         in_place: true,
+                        flat: false,
+                    },
+                ));
+            }
+        }
+    }
+    best.map(|(_, p)| p)
+}
+
+/// Whether flat tiles compute `spec`: stride 1 and output rows as wide as input rows, so every
+/// tap reads the flattened input plane at one offset (see `conv_runtime::__private::Flat`).
+pub fn flat_geometry(spec: &Spec) -> bool {
+    spec.stride_h == 1
+        && spec.stride_w == 1
+        && spec.pad_left + spec.pad_right == spec.dilation_w * (spec.kernel_w - 1)
+}
+
+/// The flat plan, when one keeps the FMAs fed. A tile is `oc_tile` output channels x `rows`
+/// vectors of consecutive output pixels; per tap and input channel it makes `rows` unaligned
+/// masked loads (each straddles two cache lines: two L1 accesses) and `oc_tile` weight
+/// broadcasts for `oc_tile * rows` FMAs. Taken when that is at most one L1 access per FMA (two
+/// load ports against at most two FMAs a cycle), which needs several output channels per
+/// group: never for depthwise layers of multiplier 1. Registers: the accumulators, the tile's
+/// input vectors, a mask per vector (vector registers on NEON) and one broadcast.
+/// Flat tiles fill every lane of a plane however wide its rows and need no band, where row
+/// tiles waste the lanes past a row's end (2 of 16 on a 14-wide plane).
+///
+/// Only for the 32-register class: on 16 registers (AVX2) the masks are vector registers as
+/// well, and the tiles spilled; measured 1.9-2.3x slower than band tiles on the 4- and
+/// 8-channel grouped rows (9% faster on the 16-channel one), so that class keeps row tiles.
+#[allow(clippy::int_plus_one)]
+fn plan_flat(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
+    if !flat_geometry(spec) || class.regs < 32 {
+        return None;
+    }
+    let (cin, taps) = (spec.in_per_group(), spec.taps());
+    let mut best: Option<(f64, DirectPlan)> = None;
+    for t in divisors_desc(spec.out_per_group(), MAX_OC_TILE) {
+        for rows in 1..=MAX_ROW_TILE {
+            // Unrolled over input channels, LLVM may issue the loads of every channel of a tap
+            // before their FMAs (as in `in_place_live`); with a loop over channels, one
+            // channel's vectors are live. (The 4-channel grouped row, t4r5, spills accumulators
+            // either way, ~20% of its samples on stack moves; t4r3 and t4r4 measured no faster.)
+            let fits = |live_in: usize| t * rows + live_in + rows + 1 <= class.regs;
+            let unroll = if t * rows * cin * taps <= MAX_UNROLLED_FMAS && fits(cin * rows) {
+                Unroll::Full
+            } else if t * rows * taps <= MAX_UNROLLED_FMAS && fits(rows) {
+                Unroll::TapsOnly
+            } else if fits(rows) {
+                Unroll::TileOnly
+            } else {
+                continue;
+            };
+            let accesses = (2 * rows + t) as f64 / (t * rows) as f64;
+            if accesses > 1.0 {
+                continue;
+            }
+            let cost = accesses + 2.0 / (t * rows) as f64;
+            if best.as_ref().is_none_or(|(c, _)| cost < *c - 1e-9) {
+                best = Some((
+                    cost,
+                    DirectPlan {
+                        regs: class.regs,
+                        oc_tile: t,
+                        rows,
+                        rem_rows: (1..rows).rev().collect(),
+                        hoist_weights: false,
+                        unroll,
+                        in_place: false,
+                        flat: true,
                     },
                 ));
             }
@@ -225,6 +299,9 @@ fn plan_in_place(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
 }
 
 fn plan_direct(spec: &Spec, class: RegClass) -> DirectPlan {
+    if let Some(plan) = plan_flat(spec, class) {
+        return plan;
+    }
     let mut plan = plan_in_place(spec, class).unwrap_or_else(|| plan_band(spec, class));
     // Remainder tiles: every size below the main tile, so the rows of a band are whole tiles
     // and at most one smaller tile (14 rows: 8 + 6, not 8 + 4 + 2), when their bodies together
@@ -298,6 +375,7 @@ fn plan_band(spec: &Spec, class: RegClass) -> DirectPlan {
                             hoist_weights: hoist,
                             unroll,
                             in_place: false,
+                            flat: false,
                         },
                     ));
                 }
@@ -312,6 +390,7 @@ fn plan_band(spec: &Spec, class: RegClass) -> DirectPlan {
         hoist_weights: false,
         unroll: Unroll::TileOnly,
         in_place: false,
+        flat: false,
     })
 }
 

@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod dispatch;
 pub mod error;
+mod flat;
 mod inplace;
 pub mod kernels;
 pub mod layer;
@@ -34,8 +35,9 @@ pub use tensor::{TensorMut, TensorRef};
 /// Static description of a generated kernel: its name encodes its parameters and plan, e.g.
 /// `depthwise/f32/3x3/s1/p1/c144-144/g144/r32.t1r8h/r16.t1r6` (family, type, kernel, stride,
 /// padding, channels, groups, then the plan of each register class: `t` output channels x `r`
-/// rows per tile, `h` hoisted weights, `i` input rows read in place, `c`/`k` loops over
-/// channels/taps); the same string names its benches and dumps.
+/// rows per tile, `h` hoisted weights, `i` input rows read in place, `f` flat tiles whose `r`
+/// counts vectors of consecutive output pixels, `c`/`k` loops over channels/taps); the same
+/// string names its benches and dumps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelInfo {
     /// Stable kernel name.

@@ -8,6 +8,7 @@ use core::cell::Cell;
 use core::ops::Range;
 
 use crate::dispatch::is_isa;
+pub use crate::flat::{Flat, FlatSrc, FlatTap};
 pub use crate::inplace::{InCols, InRows};
 use crate::parallel;
 pub use crate::planes::{PlanesMut, TileStores};

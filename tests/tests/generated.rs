@@ -64,6 +64,13 @@ pub struct G2K9;
 pub struct Dense48K5;
 #[conv_kernel(in = 6, out = 9, k = 1, stride = 2)]
 pub struct Pw1x1S2;
+// Flat tiles (stride 1, rows as wide as the input's): more taps than a flat tile unrolls (loops
+// over taps and channels), and padding that makes the output taller than the input (rows of
+// pixels whose taps read only padding above, dilated).
+#[conv_kernel(in = 4, out = 16, k = 9, groups = 2, pad = 4)]
+pub struct G2K9Flat;
+#[conv_kernel(in = 6, out = 12, k = 3, groups = 2, pad = (4, 1, 2, 2), dilation = 2)]
+pub struct G2FlatTall;
 #[conv_kernel(in = 3, out = 4, k = 1, pad = 1)]
 pub struct Pw1x1Pad;
 
@@ -144,6 +151,8 @@ fn all_cases() -> Vec<Case> {
         Dense5x7,
         GRect,
         G2K9,
+        G2K9Flat,
+        G2FlatTall,
         Dense48K5,
         Pw1x1S2,
         Pw1x1Pad,
@@ -253,10 +262,18 @@ fn every_layer_matches_reference_on_every_isa_and_tail() {
 fn set_covers_every_body_layout() {
     // Kernel names end with the plan of each register class; `c` marks a loop over input
     // channels, `k` loops over channels and taps, `i` rows read in place (at stride 1 and at
-    // stride 2, different bodies). The set must run all of them, not only unrolled tiles of a
-    // band.
+    // stride 2, different bodies), `f` flat tiles (unrolled, and with the channel loop). The set
+    // must run all of them, not only unrolled tiles of a band.
     let names: Vec<&str> = all_cases().iter().map(|c| c.layer.kernel_name()).collect();
-    for (mode, stride) in [('c', ""), ('k', ""), ('i', "/s1/"), ('i', "/s2/")] {
+    for (mode, stride) in [
+        ("c", ""),
+        ("k", ""),
+        ("i", "/s1/"),
+        ("i", "/s2/"),
+        ("f", ""),
+        ("fc", ""),
+        ("fk", ""),
+    ] {
         let plans = names
             .iter()
             .filter(|n| n.contains(stride))

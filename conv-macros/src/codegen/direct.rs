@@ -18,7 +18,9 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     let rt = rt();
     let cpg_in = lit(spec.in_per_group());
     // Scratch of each plan: its band, or the row of zeros in-place tiles read for padding rows.
+    let taps = lit(spec.taps());
     let needs = plans.iter().map(|p| match p {
+        Plan::Direct(d) if d.flat => quote!(#rt::Flat::<#taps>::scratch_len(lanes, ho, wo)),
         Plan::Direct(d) if d.in_place => quote!(w),
         Plan::Direct(d) => {
             let rows = lit(d.rows);
@@ -35,6 +37,7 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     let runs = plans
         .iter()
         .map(|p| match p {
+            Plan::Direct(d) if d.flat => (d.regs, run_flat(spec, d)),
             Plan::Direct(d) if d.in_place => (d.regs, run_in_place(spec, d)),
             Plan::Direct(d) => (d.regs, run(spec, d)),
             _ => unreachable!("direct family has direct plans"),
@@ -71,32 +74,13 @@ pub fn stage(
     w_field: &syn::Ident,
     b_field: &syn::Ident,
 ) -> Stage {
+    assert!(!plan.flat, "flat plans have their own sweep (run_flat)");
     let rt = rt();
-    let oct = plan.oc_tile;
-    let oct_l = lit(oct);
-    let nw = spec.in_per_group() * spec.taps() * oct;
-    let nw_l = lit(nw);
-
-    let bias_splats = (0..oct).map(|t| {
-        let t = lit(t);
-        quote!(simd.splat_f32s(self.#b_field[oc0 + #t]))
-    });
-    let (wparam_def, warg) = if plan.hoist_weights {
-        let splats = (0..nw).map(|i| {
-            let i = lit(i);
-            quote!(simd.splat_f32s(wt[#i]))
-        });
-        (
-            quote! { let wv: [S::f32s; #nw_l] = [#(#splats),*]; },
-            quote!(&wv),
-        )
+    let setup = tile_setup(spec, plan, w_field, b_field);
+    let warg = if plan.hoist_weights {
+        quote!(&wv)
     } else {
-        (quote! {}, quote!(wt))
-    };
-    let setup = quote! {
-        let wt = &self.#w_field[oc0 * (#nw_l / #oct_l)..][..#nw_l];
-        #wparam_def
-        let bias: [S::f32s; #oct_l] = [#(#bias_splats),*];
+        quote!(wt)
     };
 
     let mut tiles = TokenStream::new();
@@ -142,6 +126,39 @@ pub fn stage(
         tiles,
         setup,
         sweeps,
+    }
+}
+
+/// Binds a tile's weights (`wt`, or `wv` splatted when hoisted) and `bias` for output channel
+/// `oc0` from the fields `w_field` / `b_field`; needs `simd`.
+fn tile_setup(
+    spec: &Spec,
+    plan: &DirectPlan,
+    w_field: &syn::Ident,
+    b_field: &syn::Ident,
+) -> TokenStream {
+    let oct = plan.oc_tile;
+    let oct_l = lit(oct);
+    let nw = spec.in_per_group() * spec.taps() * oct;
+    let nw_l = lit(nw);
+
+    let bias_splats = (0..oct).map(|t| {
+        let t = lit(t);
+        quote!(simd.splat_f32s(self.#b_field[oc0 + #t]))
+    });
+    let wparam_def = if plan.hoist_weights {
+        let splats = (0..nw).map(|i| {
+            let i = lit(i);
+            quote!(simd.splat_f32s(wt[#i]))
+        });
+        quote! { let wv: [S::f32s; #nw_l] = [#(#splats),*]; }
+    } else {
+        quote! {}
+    };
+    quote! {
+        let wt = &self.#w_field[oc0 * (#nw_l / #oct_l)..][..#nw_l];
+        #wparam_def
+        let bias: [S::f32s; #oct_l] = [#(#bias_splats),*];
     }
 }
 
@@ -266,6 +283,178 @@ fn run_in_place(spec: &Spec, plan: &DirectPlan) -> TokenStream {
                     #sweeps
                 }
             }
+        }
+    }
+}
+
+/// The `__run_rNN` method of a flat plan (see `plan::plan_flat`): one mask table for the call's
+/// output pixels, then per unit and output-channel tile, tiles of `rows` vectors of consecutive
+/// pixels across the span, the last (partial) vector alone.
+fn run_flat(spec: &Spec, plan: &DirectPlan) -> TokenStream {
+    let rt = rt();
+    let RunNames {
+        f,
+        cpg_in,
+        cpg_out,
+        groups,
+        cin,
+        oct_l,
+        noct,
+    } = RunNames::new(spec, plan);
+    let taps = lit(spec.taps());
+    let mut tiles = TokenStream::new();
+    let mut sweeps = quote!(let mut v = 0;);
+    let mut sizes = vec![plan.rows];
+    sizes.extend(plan.rem_rows.iter().copied());
+    assert_eq!(sizes.last(), Some(&1), "flat plans end with 1-vector tiles");
+    for &r in &sizes {
+        let tf = format_ident!("tile_r{}", r);
+        tiles.extend(flat_tile_fn(spec, plan, r, &tf));
+        let rl = lit(r);
+        sweeps.extend(quote! {
+            while v + #rl <= full {
+                #tf(simd, &src, v, lanes, out, wt, &bias);
+                v += #rl;
+            }
+        });
+    }
+    sweeps.extend(quote! {
+        if v < nvec {
+            tile_r1(simd, &src, v, (q_hi - q_lo) - v * lanes, out, wt, &bias);
+        }
+    });
+    let setup = tile_setup(spec, plan, &format_ident!("w"), &format_ident!("b"));
+    quote! {
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one, clippy::modulo_one)]
+        fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
+            #tiles
+
+            let #rt::Args { input, mut output, scratch, h, w, wo, units, span, .. } = a;
+            let lanes = S::F32_LANES;
+            let plane_in = h * w;
+            let (q_lo, q_hi) = (span.start * wo, span.end * wo);
+            let flat = #rt::Flat::<#taps>::new(&<Self as #rt::Generated>::GEOMETRY, lanes, h, w, q_lo, q_hi, scratch);
+            let (full, nvec) = ((q_hi - q_lo) / lanes, (q_hi - q_lo).div_ceil(lanes));
+            for u in units.clone() {
+                let (b, g) = (u / #groups, u % #groups);
+                let planes = &input[(b * #cin + g * #cpg_in) * plane_in..][..#cpg_in * plane_in];
+                let src = flat.src::<#cpg_in>(planes);
+                for t in 0..#noct {
+                    let oc0 = g * #cpg_out + t * #oct_l;
+                    #setup
+                    let out = &mut output.planes((u - units.start) * #cpg_out + t * #oct_l, #oct_l);
+                    #sweeps
+                }
+            }
+        }
+    }
+}
+
+/// One flat tile of `rows` vectors of output pixels from vector `v` (`len` floats of each
+/// stored: `lanes`, or fewer for the last vector). Per tap, the vectors' masks once, then per
+/// input channel the tile's loads, one broadcast per output channel and the FMAs.
+fn flat_tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> TokenStream {
+    let rt = rt();
+    let oct = plan.oc_tile;
+    let oct_l = lit(oct);
+    let cpg_in = spec.in_per_group();
+    let (cpg_in_l, taps_l, rows_l) = (lit(cpg_in), lit(spec.taps()), lit(rows));
+    let nw = lit(cpg_in * spec.taps() * oct);
+    let accs: Vec<_> = (0..oct)
+        .flat_map(|t| (0..rows).map(move |r| (t, r)))
+        .collect();
+    let init = accs.iter().map(|&(t, r)| {
+        let a = acc(t, r, 0);
+        let t = lit(t);
+        quote!(let mut #a = bias[#t];)
+    });
+    let stores = accs.iter().map(|&(t, r)| {
+        let a = acc(t, r, 0);
+        let act = activate(spec.act, &a);
+        let (t, r) = (lit(t), lit(r));
+        quote! {
+            #act
+            stores.st::<#t, #r>(simd, #a);
+        }
+    });
+    // Loads and FMAs of input channel `ic` (a literal or the loop variable) at tap `tap` (ditto).
+    let chan = |ic: TokenStream, tap: TokenStream| -> TokenStream {
+        let mut b = TokenStream::new();
+        for r in 0..rows {
+            let x = format_ident!("x_{}", r);
+            let rl = lit(r);
+            b.extend(quote!(let #x = tp.ld(simd, #ic, #rl);));
+        }
+        for t in 0..oct {
+            let w0 = lit(t * cpg_in * spec.taps());
+            b.extend(quote!(let wk = simd.splat_f32s(wt[#w0 + (#ic) * #taps_l + #tap]);));
+            for r in 0..rows {
+                let a = acc(t, r, 0);
+                let x = format_ident!("x_{}", r);
+                b.extend(quote!(#a = simd.mul_add_e_f32s(#x, wk, #a);));
+            }
+        }
+        b
+    };
+    let per_tap = |tap: TokenStream| -> TokenStream {
+        let inner = match plan.unroll {
+            Unroll::Full => {
+                let mut b = TokenStream::new();
+                for ic in 0..cpg_in {
+                    let ic = lit(ic);
+                    b.extend(chan(quote!(#ic), tap.clone()));
+                }
+                b
+            }
+            _ => {
+                let c = chan(quote!(ic), tap.clone());
+                quote! {
+                    for ic in 0..#cpg_in_l {
+                        #c
+                    }
+                }
+            }
+        };
+        quote! {
+            let tp = src.tap::<S, #rows_l>(simd, v, #tap);
+            #inner
+        }
+    };
+    let body = match plan.unroll {
+        Unroll::TileOnly => {
+            let b = per_tap(quote!(tap));
+            quote! {
+                for tap in 0..#taps_l {
+                    #b
+                }
+            }
+        }
+        _ => (0..spec.taps())
+            .map(|tap| {
+                let tap = lit(tap);
+                per_tap(quote!(#tap))
+            })
+            .collect(),
+    };
+    quote! {
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, unused_variables)]
+        fn #name<S: #rt::Simd>(
+            simd: S,
+            src: &#rt::FlatSrc<'_, #cpg_in_l, #taps_l>,
+            v: usize,
+            len: usize,
+            out: &mut #rt::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; #oct_l],
+        ) {
+            let wt = &wt[..#nw];
+            #(#init)*
+            #body
+            let lanes = S::F32_LANES;
+            let mut stores = out.tile_stores::<S, #oct_l, #rows_l>(simd, v * lanes, lanes, len);
+            #(#stores)*
         }
     }
 }

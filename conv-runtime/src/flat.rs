@@ -1,0 +1,336 @@
+//! Flat tiles: direct convolutions over the flattened output plane.
+//!
+//! When the stride is 1 and the padding along W keeps rows as wide as the input's
+//! (`pad_left + pad_right == dilation_w (kernel_w - 1)`), output pixel `q = y w + x` reads tap
+//! `(ky, kx)` at input index `q + dy w + dx`, with `dy = ky dilation_h - pad_top` and
+//! `dx = kx dilation_w - pad_left`: one offset per tap for the whole plane. A tile then covers
+//! whole vectors of consecutive output pixels, across row ends, so a 14- or 56-wide plane fills
+//! every lane of every vector (row tiles use 14 of 16, or 56 of 64). Each tap of each vector is
+//! one unaligned masked load; its mask drops the lanes whose input pixel lies in the padding
+//! (a row above or below the plane, or a column that wrapped into the neighbouring row). The
+//! masks depend only on the geometry and the vector, so one call computes them once
+//! ([`Flat::new`]) for every tile of every channel.
+
+use core::marker::PhantomData;
+
+use pulp::{MemMask, Simd};
+
+use crate::dispatch::is_isa;
+use crate::shape::Conv2dParams;
+
+/// Kernel sizes whose per-row and per-column masks `Flat::new` keeps on the stack.
+const MAX_K: usize = 16;
+
+/// The lanes `lo..hi` (clamped to `0..=lanes`) as bits.
+#[inline(always)]
+fn bits_between(lo: isize, hi: isize, lanes: usize) -> u32 {
+    let clamp = |v: isize| v.clamp(0, lanes as isize) as u32;
+    let (lo, hi) = (clamp(lo), clamp(hi));
+    if lo >= hi {
+        return 0;
+    }
+    // lanes <= 16, so both shifts stay below 32.
+    (1u32 << hi) - (1u32 << lo)
+}
+
+/// A mask of the lanes set in `bits` (bit `i`, lane `i`).
+#[inline(always)]
+pub(crate) fn mask_of_bits<S: Simd>(simd: S, bits: u32) -> MemMask<S::m32s> {
+    #[cfg(target_arch = "x86_64")]
+    if is_isa::<S, pulp::x86::V4>() {
+        return MemMask::new(bytemuck::checked::cast(pulp::b16(bits as u16)));
+    }
+    // Elsewhere lane `i` compares its bit: splat, AND with `1 << i`, compare.
+    const LANE_BITS: [u32; 16] = {
+        let mut b = [0; 16];
+        let mut i = 0;
+        while i < 16 {
+            b[i] = 1 << i;
+            i += 1;
+        }
+        b
+    };
+    let lane = simd.partial_load_u32s(&LANE_BITS);
+    MemMask::new(simd.equal_u32s(simd.and_u32s(simd.splat_u32s(bits), lane), lane))
+}
+
+/// The masks of one call's flat tiles: for each vector of the output pixels `q_lo..q_hi` and each
+/// of the `TAPS` taps, the lanes whose input pixel lies inside the plane; and each tap's offset.
+pub struct Flat<'a, const TAPS: usize> {
+    /// Invariant: bit `i` of `bits[v * TAPS + tap]` is set only when output pixel
+    /// `q = q_lo + v lanes + i` is below `q_hi <= ho w` and, with `y = q / w`, `x = q % w`,
+    /// `0 <= y + dy < h` and `0 <= x + dx < w` for the tap's `offs[tap] = dy w + dx`.
+    bits: &'a [u32],
+    offs: [isize; TAPS],
+    q_lo: usize,
+    h: usize,
+    w: usize,
+    lanes: usize,
+}
+
+impl<'a, const TAPS: usize> Flat<'a, TAPS> {
+    /// Floats of scratch [`Flat::new`] takes for output planes of `ho x wo` pixels.
+    pub fn scratch_len(lanes: usize, ho: usize, wo: usize) -> usize {
+        (ho * wo).div_ceil(lanes) * TAPS
+    }
+
+    /// The masks of output pixels `q_lo..q_hi` of a layer `p` (stride 1, `wo == w`) on `h x w`
+    /// planes, in `scratch`.
+    ///
+    /// # Panics
+    /// When `p` is not such a layer, `TAPS` is not its tap count, the pixels lie outside the
+    /// output plane or `scratch` is too short (a bug in the generated code).
+    pub fn new(
+        p: &Conv2dParams,
+        lanes: usize,
+        h: usize,
+        w: usize,
+        q_lo: usize,
+        q_hi: usize,
+        scratch: &'a mut [f32],
+    ) -> Self {
+        let (ho, wo) = p
+            .output_hw(h, w)
+            .expect("conv-kernel bug: flat tile geometry");
+        assert!(
+            p.stride_h == 1
+                && p.stride_w == 1
+                && wo == w
+                && TAPS == p.kernel_h * p.kernel_w
+                && q_lo <= q_hi
+                && q_hi <= ho * wo
+                && lanes <= 16,
+            "conv-kernel bug: flat tile geometry"
+        );
+        let nvec = (q_hi - q_lo).div_ceil(lanes);
+        let bits: &mut [u32] = bytemuck::cast_slice_mut(&mut scratch[..nvec * TAPS]);
+        let (hi_, wi) = (h as isize, w as isize);
+        let dy = |ky: usize| (ky * p.dilation_h) as isize - p.pad_top as isize;
+        let dx = |kx: usize| (kx * p.dilation_w) as isize - p.pad_left as isize;
+        let offs = core::array::from_fn(|t| dy(t / p.kernel_w) * wi + dx(t % p.kernel_w));
+        let (kh, kw) = (p.kernel_h, p.kernel_w);
+        // Per vector: the row bits of each ky and the column bits of each kx, then their ANDs.
+        let mut rows = [0u32; MAX_K];
+        let mut cols = [0u32; MAX_K];
+        for (v, vbits) in bits.chunks_exact_mut(TAPS).enumerate() {
+            let q0 = (q_lo + v * lanes) as isize;
+            let end = (q_hi as isize).min(q0 + lanes as isize);
+            let x0 = q0 % wi;
+            // Rows: output rows y with 0 <= y + d < h, i.e. the pixels [ylo w, yhi w).
+            let row_bits = |d: isize| {
+                let (ylo, yhi) = ((-d).max(0), hi_ - d);
+                bits_between((ylo * wi).max(q0) - q0, (yhi * wi).min(end) - q0, lanes)
+            };
+            // Columns: x with 0 <= x + d < w, i.e. [a, b) of every row the vector touches.
+            let col_bits = |d: isize| {
+                let (a, b) = ((-d).max(0), (wi - d).min(wi));
+                let mut m = 0;
+                let mut s = -x0;
+                while s < lanes as isize {
+                    m |= bits_between(s + a, s + b, lanes);
+                    s += wi;
+                }
+                m
+            };
+            if kh <= MAX_K && kw <= MAX_K {
+                for (ky, r) in rows[..kh].iter_mut().enumerate() {
+                    *r = row_bits(dy(ky));
+                }
+                for (kx, c) in cols[..kw].iter_mut().enumerate() {
+                    *c = col_bits(dx(kx));
+                }
+                for (t, b) in vbits.iter_mut().enumerate() {
+                    *b = rows[t / kw] & cols[t % kw];
+                }
+            } else {
+                for (t, b) in vbits.iter_mut().enumerate() {
+                    *b = row_bits(dy(t / kw)) & col_bits(dx(t % kw));
+                }
+            }
+        }
+        Flat {
+            bits,
+            offs,
+            q_lo,
+            h,
+            w,
+            lanes,
+        }
+    }
+
+    /// The `C` input planes of one unit, `h x w` floats each from the start of `planes`.
+    ///
+    /// # Panics
+    /// When `planes` is shorter (a bug in the generated code).
+    #[inline(always)]
+    pub fn src<const C: usize>(&self, planes: &'a [f32]) -> FlatSrc<'_, C, TAPS> {
+        let plane = self.h * self.w;
+        assert!(
+            planes.len() >= C * plane,
+            "conv-kernel bug: flat planes too short"
+        );
+        FlatSrc {
+            flat: self,
+            ptr: planes.as_ptr(),
+            plane,
+            _life: PhantomData,
+        }
+    }
+}
+
+/// The input planes of one unit for the flat tiles of one call.
+pub struct FlatSrc<'a, const C: usize, const TAPS: usize> {
+    flat: &'a Flat<'a, TAPS>,
+    /// Invariant: valid for reads of `C * plane` floats for `'a`.
+    ptr: *const f32,
+    plane: usize,
+    _life: PhantomData<&'a [f32]>,
+}
+
+impl<const C: usize, const TAPS: usize> FlatSrc<'_, C, TAPS> {
+    /// Tap `tap` of the `R` vectors from vector `v` of the call's pixels.
+    ///
+    /// # Panics
+    /// When `tap >= TAPS` or the vectors lie past the call's pixels (a bug in the generated code).
+    #[inline(always)]
+    pub fn tap<S: Simd, const R: usize>(
+        &self,
+        simd: S,
+        v: usize,
+        tap: usize,
+    ) -> FlatTap<'_, S, C, R> {
+        let bits = &self.flat.bits[v * TAPS..][..(R - 1) * TAPS + tap + 1];
+        let q = (self.flat.q_lo + v * self.flat.lanes) as isize + self.flat.offs[tap];
+        // A loop, not `array::from_fn`: its closure is not always inlined, and outside the
+        // target-feature context the intrinsics of the mask become calls.
+        let mut masks = [mask_of_bits(simd, 0); R];
+        for (r, m) in masks.iter_mut().enumerate() {
+            *m = mask_of_bits(simd, bits[r * TAPS + tap]);
+        }
+        FlatTap {
+            // May point outside the planes: only lanes inside them are ever read (see `ld`).
+            base: self.ptr.wrapping_offset(q),
+            masks,
+            plane: self.plane,
+            lanes: self.flat.lanes,
+            _life: PhantomData,
+        }
+    }
+}
+
+/// One tap of `R` consecutive vectors of output pixels: where each reads and which lanes.
+pub struct FlatTap<'a, S: Simd, const C: usize, const R: usize> {
+    /// `planes + q + offs[tap]` for the tile's first pixel `q`: lane `i` of vector `r` of
+    /// channel `c` reads `base + c plane + r lanes + i`.
+    base: *const f32,
+    /// Invariant: from the `Flat` invariant, a set lane's input pixel lies in its plane, so the
+    /// read index `(y + dy) w + x + dx` is in `0..plane`.
+    masks: [MemMask<S::m32s>; R],
+    plane: usize,
+    lanes: usize,
+    _life: PhantomData<&'a [f32]>,
+}
+
+impl<S: Simd, const C: usize, const R: usize> FlatTap<'_, S, C, R> {
+    /// Vector `r` of channel `c` (zero in the lanes of padding pixels).
+    #[inline(always)]
+    pub fn ld(&self, simd: S, c: usize, r: usize) -> S::f32s {
+        assert!(
+            c < C && r < R,
+            "conv-kernel bug: flat load outside the tile"
+        );
+        let p = self.base.wrapping_add(c * self.plane + r * self.lanes);
+        // SAFETY: by the invariant of `masks`, every set lane reads index `c plane + k` with
+        // `k < plane` and `c < C` of the planes `FlatSrc` holds (valid for `C plane` floats).
+        unsafe { simd.mask_load_ptr_f32s(self.masks[r], p) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::on_every_isa;
+
+    /// Every tap load of every vector against the index arithmetic, on planes narrower and wider
+    /// than a vector, padded, dilated and with a span that starts and ends mid-row.
+    #[test]
+    fn flat_taps_read_the_input_pixel_or_zero() {
+        #[derive(Clone, Copy)]
+        struct K;
+        impl pulp::WithSimd for K {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: Simd>(self, simd: S) {
+                let lanes = S::F32_LANES;
+                // (k, pad_top, pad_bottom, pad_left, pad_right, dilation)
+                for &(k, pt, pb, pl, pr, d) in &[
+                    (3, 1, 1, 1, 1, 1),
+                    (3, 0, 2, 2, 0, 1),
+                    (3, 2, 2, 2, 2, 2),
+                    (3, 0, 0, 1, 1, 1),
+                ] {
+                    for (h, w) in [(1, 1), (2, 3), (5, 7), (6, 14), (3, 17), (4, 33)] {
+                        let p = Conv2dParams {
+                            pad_top: pt,
+                            pad_bottom: pb,
+                            pad_left: pl,
+                            pad_right: pr,
+                            dilation_h: d,
+                            dilation_w: d,
+                            ..Conv2dParams::new(2, 2, k)
+                        };
+                        let Ok((ho, wo)) = p.output_hw(h, w) else {
+                            continue;
+                        };
+                        let input: Vec<f32> = (0..2 * h * w).map(|i| i as f32 + 1.0).collect();
+                        for (lo, hi) in [(0, ho * wo), (wo / 2, ho * wo - 1), (0, 1)] {
+                            if lo >= hi {
+                                continue;
+                            }
+                            let mut scratch = vec![0.0; Flat::<9>::scratch_len(lanes, ho, wo)];
+                            let flat = Flat::<9>::new(&p, lanes, h, w, lo, hi, &mut scratch);
+                            let src = flat.src::<2>(&input);
+                            let nvec = (hi - lo).div_ceil(lanes);
+                            for v in 0..nvec {
+                                for tap in 0..9 {
+                                    let t = src.tap::<S, 1>(simd, v, tap);
+                                    for c in 0..2 {
+                                        let mut got = vec![0.0f32; lanes];
+                                        let x = t.ld(simd, c, 0);
+                                        // SAFETY: `got` holds a whole vector.
+                                        unsafe {
+                                            core::ptr::write_unaligned(
+                                                got.as_mut_ptr().cast::<S::f32s>(),
+                                                x,
+                                            )
+                                        };
+                                        for (i, g) in got.iter().enumerate() {
+                                            let q = lo + v * lanes + i;
+                                            let (y, x) = ((q / wo) as isize, (q % wo) as isize);
+                                            let iy = y + (tap / 3 * d) as isize - pt as isize;
+                                            let ix = x + (tap % 3 * d) as isize - pl as isize;
+                                            let inside = q < hi
+                                                && (0..h as isize).contains(&iy)
+                                                && (0..w as isize).contains(&ix);
+                                            let want = if inside {
+                                                input[c * h * w + (iy * w as isize + ix) as usize]
+                                            } else {
+                                                0.0
+                                            };
+                                            assert_eq!(
+                                                *g, want,
+                                                "{lanes} lanes {h}x{w} pads {pt}{pb}{pl}{pr} d{d} \
+                                                 span {lo}..{hi} v{v} tap{tap} c{c} lane{i}"
+                                            );
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        on_every_isa(K);
+    }
+}
