@@ -244,6 +244,10 @@ pub fn flat_geometry(spec: &Spec) -> bool {
 /// load ports against at most two FMAs a cycle), which needs several output channels per
 /// group: never for depthwise layers of multiplier 1. Registers: the accumulators, the tile's
 /// input vectors, a mask per vector (vector registers on NEON) and one broadcast.
+///
+/// Taps and input channels are loops (`Unroll::TileOnly`): unrolled, LLVM issued the loads of
+/// later taps early and spilled accumulators (~20% of the 4-channel grouped row's samples on
+/// stack moves; 312 -> 275 us with the loops, the 8- and 16-channel rows unchanged).
 /// Flat tiles fill every lane of a plane however wide its rows and need no band, where row
 /// tiles waste the lanes past a row's end (2 of 16 on a 14-wide plane).
 ///
@@ -255,24 +259,12 @@ fn plan_flat(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
     if !flat_geometry(spec) || class.regs < 32 {
         return None;
     }
-    let (cin, taps) = (spec.in_per_group(), spec.taps());
     let mut best: Option<(f64, DirectPlan)> = None;
     for t in divisors_desc(spec.out_per_group(), MAX_OC_TILE) {
         for rows in 1..=MAX_ROW_TILE {
-            // Unrolled over input channels, LLVM may issue the loads of every channel of a tap
-            // before their FMAs (as in `in_place_live`); with a loop over channels, one
-            // channel's vectors are live. (The 4-channel grouped row, t4r5, spills accumulators
-            // either way, ~20% of its samples on stack moves; t4r3 and t4r4 measured no faster.)
-            let fits = |live_in: usize| t * rows + live_in + rows + 1 <= class.regs;
-            let unroll = if t * rows * cin * taps <= MAX_UNROLLED_FMAS && fits(cin * rows) {
-                Unroll::Full
-            } else if t * rows * taps <= MAX_UNROLLED_FMAS && fits(rows) {
-                Unroll::TapsOnly
-            } else if fits(rows) {
-                Unroll::TileOnly
-            } else {
+            if t * rows + 2 * rows + 1 > class.regs {
                 continue;
-            };
+            }
             let accesses = (2 * rows + t) as f64 / (t * rows) as f64;
             if accesses > 1.0 {
                 continue;
@@ -287,7 +279,7 @@ fn plan_flat(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
                         rows,
                         rem_rows: (1..rows).rev().collect(),
                         hoist_weights: false,
-                        unroll,
+                        unroll: Unroll::TileOnly,
                         in_place: false,
                         flat: true,
                     },

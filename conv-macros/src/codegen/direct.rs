@@ -352,8 +352,7 @@ fn run_flat(spec: &Spec, plan: &DirectPlan) -> TokenStream {
 }
 
 /// One flat tile of `rows` vectors of output pixels from vector `v` (`len` floats of each
-/// stored: `lanes`, or fewer for the last vector). Per tap, the vectors' masks once, then per
-/// input channel the tile's loads, one broadcast per output channel and the FMAs.
+/// stored: `lanes`, or fewer for the last vector).
 fn flat_tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> TokenStream {
     let rt = rt();
     let oct = plan.oc_tile;
@@ -378,64 +377,30 @@ fn flat_tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) 
             stores.st::<#t, #r>(simd, #a);
         }
     });
-    // Loads and FMAs of input channel `ic` (a literal or the loop variable) at tap `tap` (ditto).
-    let chan = |ic: TokenStream, tap: TokenStream| -> TokenStream {
-        let mut b = TokenStream::new();
+    // Loops over taps and input channels (see `plan::plan_flat`); per tap the vectors' masks,
+    // per channel the tile's loads, then one broadcast and `rows` FMAs per output channel.
+    let mut fmas = TokenStream::new();
+    for r in 0..rows {
+        let x = format_ident!("x_{}", r);
+        let rl = lit(r);
+        fmas.extend(quote!(let #x = tp.ld(simd, ic, #rl);));
+    }
+    for t in 0..oct {
+        let w0 = lit(t * cpg_in * spec.taps());
+        fmas.extend(quote!(let wk = simd.splat_f32s(wt[#w0 + ic * #taps_l + tap]);));
         for r in 0..rows {
+            let a = acc(t, r, 0);
             let x = format_ident!("x_{}", r);
-            let rl = lit(r);
-            b.extend(quote!(let #x = tp.ld(simd, #ic, #rl);));
+            fmas.extend(quote!(#a = simd.mul_add_e_f32s(#x, wk, #a);));
         }
-        for t in 0..oct {
-            let w0 = lit(t * cpg_in * spec.taps());
-            b.extend(quote!(let wk = simd.splat_f32s(wt[#w0 + (#ic) * #taps_l + #tap]);));
-            for r in 0..rows {
-                let a = acc(t, r, 0);
-                let x = format_ident!("x_{}", r);
-                b.extend(quote!(#a = simd.mul_add_e_f32s(#x, wk, #a);));
+    }
+    let body = quote! {
+        for tap in 0..#taps_l {
+            let tp = src.tap::<S, #rows_l>(simd, v, tap);
+            for ic in 0..#cpg_in_l {
+                #fmas
             }
         }
-        b
-    };
-    let per_tap = |tap: TokenStream| -> TokenStream {
-        let inner = match plan.unroll {
-            Unroll::Full => {
-                let mut b = TokenStream::new();
-                for ic in 0..cpg_in {
-                    let ic = lit(ic);
-                    b.extend(chan(quote!(#ic), tap.clone()));
-                }
-                b
-            }
-            _ => {
-                let c = chan(quote!(ic), tap.clone());
-                quote! {
-                    for ic in 0..#cpg_in_l {
-                        #c
-                    }
-                }
-            }
-        };
-        quote! {
-            let tp = src.tap::<S, #rows_l>(simd, v, #tap);
-            #inner
-        }
-    };
-    let body = match plan.unroll {
-        Unroll::TileOnly => {
-            let b = per_tap(quote!(tap));
-            quote! {
-                for tap in 0..#taps_l {
-                    #b
-                }
-            }
-        }
-        _ => (0..spec.taps())
-            .map(|tap| {
-                let tap = lit(tap);
-                per_tap(quote!(#tap))
-            })
-            .collect(),
     };
     quote! {
         #[inline(always)]

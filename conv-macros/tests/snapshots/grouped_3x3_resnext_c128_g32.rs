@@ -28,7 +28,7 @@ impl ResNeXt128 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "grouped/f32/3x3/s1/p1/c128-128/g32/r32.t4r5fc/r16.t2r4",
+        name: "grouped/f32/3x3/s1/p1/c128-128/g32/r32.t4r5fk/r16.t2r4",
         family: "grouped",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -326,293 +326,39 @@ impl ResNeXt128 {
             let mut acc_3_2_0 = bias[3];
             let mut acc_3_3_0 = bias[3];
             let mut acc_3_4_0 = bias[3];
-            let tp = src.tap::<S, 5>(simd, v, 0);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let x_4 = tp.ld(simd, ic, 4);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 0]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 0]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                acc_1_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_1_4_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 0]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                acc_2_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_2_4_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 0]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-                acc_3_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_3_4_0);
-            }
-            let tp = src.tap::<S, 5>(simd, v, 1);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let x_4 = tp.ld(simd, ic, 4);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 1]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 1]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                acc_1_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_1_4_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 1]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                acc_2_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_2_4_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 1]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-                acc_3_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_3_4_0);
-            }
-            let tp = src.tap::<S, 5>(simd, v, 2);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let x_4 = tp.ld(simd, ic, 4);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 2]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 2]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                acc_1_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_1_4_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 2]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                acc_2_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_2_4_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 2]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-                acc_3_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_3_4_0);
-            }
-            let tp = src.tap::<S, 5>(simd, v, 3);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let x_4 = tp.ld(simd, ic, 4);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 3]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 3]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                acc_1_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_1_4_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 3]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                acc_2_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_2_4_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 3]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-                acc_3_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_3_4_0);
-            }
-            let tp = src.tap::<S, 5>(simd, v, 4);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let x_4 = tp.ld(simd, ic, 4);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 4]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 4]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                acc_1_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_1_4_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 4]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                acc_2_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_2_4_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 4]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-                acc_3_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_3_4_0);
-            }
-            let tp = src.tap::<S, 5>(simd, v, 5);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let x_4 = tp.ld(simd, ic, 4);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 5]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 5]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                acc_1_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_1_4_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 5]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                acc_2_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_2_4_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 5]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-                acc_3_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_3_4_0);
-            }
-            let tp = src.tap::<S, 5>(simd, v, 6);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let x_4 = tp.ld(simd, ic, 4);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 6]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 6]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                acc_1_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_1_4_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 6]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                acc_2_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_2_4_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 6]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-                acc_3_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_3_4_0);
-            }
-            let tp = src.tap::<S, 5>(simd, v, 7);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let x_4 = tp.ld(simd, ic, 4);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 7]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 7]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                acc_1_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_1_4_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 7]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                acc_2_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_2_4_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 7]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-                acc_3_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_3_4_0);
-            }
-            let tp = src.tap::<S, 5>(simd, v, 8);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let x_4 = tp.ld(simd, ic, 4);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 8]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 8]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                acc_1_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_1_4_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 8]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                acc_2_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_2_4_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 8]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-                acc_3_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_3_4_0);
+            for tap in 0..9 {
+                let tp = src.tap::<S, 5>(simd, v, tap);
+                for ic in 0..4 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let x_3 = tp.ld(simd, ic, 3);
+                    let x_4 = tp.ld(simd, ic, 4);
+                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
+                    let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                    acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
+                    acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
+                    acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
+                    acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
+                    acc_1_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_1_4_0);
+                    let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                    acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
+                    acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
+                    acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
+                    acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
+                    acc_2_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_2_4_0);
+                    let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                    acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+                    acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
+                    acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
+                    acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
+                    acc_3_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_3_4_0);
+                }
             }
             let lanes = S::F32_LANES;
             let mut stores = out.tile_stores::<S, 4, 5>(simd, v * lanes, lanes, len);
@@ -670,248 +416,34 @@ impl ResNeXt128 {
             let mut acc_3_1_0 = bias[3];
             let mut acc_3_2_0 = bias[3];
             let mut acc_3_3_0 = bias[3];
-            let tp = src.tap::<S, 4>(simd, v, 0);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 0]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 0]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 0]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 0]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-            }
-            let tp = src.tap::<S, 4>(simd, v, 1);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 1]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 1]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 1]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 1]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-            }
-            let tp = src.tap::<S, 4>(simd, v, 2);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 2]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 2]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 2]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 2]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-            }
-            let tp = src.tap::<S, 4>(simd, v, 3);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 3]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 3]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 3]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 3]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-            }
-            let tp = src.tap::<S, 4>(simd, v, 4);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 4]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 4]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 4]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 4]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-            }
-            let tp = src.tap::<S, 4>(simd, v, 5);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 5]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 5]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 5]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 5]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-            }
-            let tp = src.tap::<S, 4>(simd, v, 6);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 6]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 6]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 6]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 6]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-            }
-            let tp = src.tap::<S, 4>(simd, v, 7);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 7]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 7]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 7]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 7]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-            }
-            let tp = src.tap::<S, 4>(simd, v, 8);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let x_3 = tp.ld(simd, ic, 3);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 8]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 8]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 8]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 8]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
+            for tap in 0..9 {
+                let tp = src.tap::<S, 4>(simd, v, tap);
+                for ic in 0..4 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let x_3 = tp.ld(simd, ic, 3);
+                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                    let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                    acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
+                    acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
+                    acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
+                    acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
+                    let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                    acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
+                    acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
+                    acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
+                    acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
+                    let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                    acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+                    acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
+                    acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
+                    acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
+                }
             }
             let lanes = S::F32_LANES;
             let mut stores = out.tile_stores::<S, 4, 4>(simd, v * lanes, lanes, len);
@@ -961,203 +493,29 @@ impl ResNeXt128 {
             let mut acc_3_0_0 = bias[3];
             let mut acc_3_1_0 = bias[3];
             let mut acc_3_2_0 = bias[3];
-            let tp = src.tap::<S, 3>(simd, v, 0);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 0]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 0]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 0]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 0]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-            }
-            let tp = src.tap::<S, 3>(simd, v, 1);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 1]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 1]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 1]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 1]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-            }
-            let tp = src.tap::<S, 3>(simd, v, 2);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 2]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 2]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 2]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 2]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-            }
-            let tp = src.tap::<S, 3>(simd, v, 3);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 3]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 3]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 3]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 3]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-            }
-            let tp = src.tap::<S, 3>(simd, v, 4);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 4]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 4]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 4]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 4]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-            }
-            let tp = src.tap::<S, 3>(simd, v, 5);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 5]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 5]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 5]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 5]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-            }
-            let tp = src.tap::<S, 3>(simd, v, 6);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 6]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 6]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 6]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 6]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-            }
-            let tp = src.tap::<S, 3>(simd, v, 7);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 7]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 7]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 7]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 7]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-            }
-            let tp = src.tap::<S, 3>(simd, v, 8);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let x_2 = tp.ld(simd, ic, 2);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 8]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 8]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 8]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 8]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
+            for tap in 0..9 {
+                let tp = src.tap::<S, 3>(simd, v, tap);
+                for ic in 0..4 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                    let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                    acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
+                    acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
+                    acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
+                    let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                    acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
+                    acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
+                    acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
+                    let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                    acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+                    acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
+                    acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
+                }
             }
             let lanes = S::F32_LANES;
             let mut stores = out.tile_stores::<S, 4, 3>(simd, v * lanes, lanes, len);
@@ -1199,158 +557,24 @@ impl ResNeXt128 {
             let mut acc_2_1_0 = bias[2];
             let mut acc_3_0_0 = bias[3];
             let mut acc_3_1_0 = bias[3];
-            let tp = src.tap::<S, 2>(simd, v, 0);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 0]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 0]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 0]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 0]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-            }
-            let tp = src.tap::<S, 2>(simd, v, 1);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 1]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 1]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 1]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 1]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-            }
-            let tp = src.tap::<S, 2>(simd, v, 2);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 2]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 2]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 2]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 2]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-            }
-            let tp = src.tap::<S, 2>(simd, v, 3);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 3]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 3]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 3]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 3]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-            }
-            let tp = src.tap::<S, 2>(simd, v, 4);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 4]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 4]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 4]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 4]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-            }
-            let tp = src.tap::<S, 2>(simd, v, 5);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 5]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 5]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 5]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 5]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-            }
-            let tp = src.tap::<S, 2>(simd, v, 6);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 6]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 6]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 6]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 6]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-            }
-            let tp = src.tap::<S, 2>(simd, v, 7);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 7]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 7]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 7]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 7]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-            }
-            let tp = src.tap::<S, 2>(simd, v, 8);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let x_1 = tp.ld(simd, ic, 1);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 8]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 8]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 8]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 8]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
+            for tap in 0..9 {
+                let tp = src.tap::<S, 2>(simd, v, tap);
+                for ic in 0..4 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                    acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
+                    acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
+                    let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                    acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
+                    acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
+                    let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                    acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+                    acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
+                }
             }
             let lanes = S::F32_LANES;
             let mut stores = out.tile_stores::<S, 4, 2>(simd, v * lanes, lanes, len);
@@ -1384,113 +608,19 @@ impl ResNeXt128 {
             let mut acc_1_0_0 = bias[1];
             let mut acc_2_0_0 = bias[2];
             let mut acc_3_0_0 = bias[3];
-            let tp = src.tap::<S, 1>(simd, v, 0);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 0]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 0]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 0]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 0]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-            }
-            let tp = src.tap::<S, 1>(simd, v, 1);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 1]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 1]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 1]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 1]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-            }
-            let tp = src.tap::<S, 1>(simd, v, 2);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 2]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 2]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 2]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 2]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-            }
-            let tp = src.tap::<S, 1>(simd, v, 3);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 3]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 3]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 3]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 3]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-            }
-            let tp = src.tap::<S, 1>(simd, v, 4);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 4]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 4]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 4]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 4]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-            }
-            let tp = src.tap::<S, 1>(simd, v, 5);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 5]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 5]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 5]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 5]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-            }
-            let tp = src.tap::<S, 1>(simd, v, 6);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 6]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 6]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 6]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 6]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-            }
-            let tp = src.tap::<S, 1>(simd, v, 7);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 7]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 7]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 7]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 7]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-            }
-            let tp = src.tap::<S, 1>(simd, v, 8);
-            for ic in 0..4 {
-                let x_0 = tp.ld(simd, ic, 0);
-                let wk = simd.splat_f32s(wt[0 + (ic) * 9 + 8]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                let wk = simd.splat_f32s(wt[36 + (ic) * 9 + 8]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                let wk = simd.splat_f32s(wt[72 + (ic) * 9 + 8]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                let wk = simd.splat_f32s(wt[108 + (ic) * 9 + 8]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+            for tap in 0..9 {
+                let tp = src.tap::<S, 1>(simd, v, tap);
+                for ic in 0..4 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                    acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
+                    let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                    acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
+                    let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                    acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+                }
             }
             let lanes = S::F32_LANES;
             let mut stores = out.tile_stores::<S, 4, 1>(simd, v * lanes, lanes, len);
