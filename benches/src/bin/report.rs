@@ -1,5 +1,5 @@
 //! The README's performance table and chart: criterion medians of the last `cargo bench` run beside
-//! the peers of one `shared/peers/peers.py` sitting.
+//! the peers of `shared/peers/peers.py` runs.
 //!
 //! ```text
 //! cargo bench -p conv-benches --bench conv           # writes target/criterion/<row>/<id>/
@@ -9,7 +9,10 @@
 //! ```
 //!
 //! Prints a markdown table (one line per row of `ROWS`, then the geometric means) and, with
-//! `--svg`, writes a bar chart of best-peer time / our time per row, 1 and 2 threads. Options:
+//! `--svg`, writes a bar chart of best-peer time / our time per row, 1 and 2 threads. `--peers`
+//! and `--peers2` may be repeated: a row's best peer is then the fastest median over all the
+//! files (peers' medians vary by 10-50% between runs minutes apart on this shared machine, so
+//! the best of several runs is the demanding comparison). Options:
 //! `--criterion DIR` (default: `target/criterion` of this workspace), `--peak GFLOPS` (default:
 //! measured, see `conv_benches::peak`). Ids read per row: `generated`, `generated_2t`, `generic`,
 //! and every id whose directory starts with `rust` (Rust peers, with the `rust-peers` feature);
@@ -23,8 +26,8 @@ use conv_benches::{bench_isa, peak::peak_gflops, ROWS};
 
 struct Options {
     criterion: PathBuf,
-    peers: Option<PathBuf>,
-    peers2: Option<PathBuf>,
+    peers: Vec<PathBuf>,
+    peers2: Vec<PathBuf>,
     svg: Option<PathBuf>,
     peak: Option<f64>,
 }
@@ -32,8 +35,8 @@ struct Options {
 fn options() -> Options {
     let mut o = Options {
         criterion: Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"),
-        peers: None,
-        peers2: None,
+        peers: Vec::new(),
+        peers2: Vec::new(),
         svg: None,
         peak: None,
     };
@@ -48,8 +51,8 @@ fn options() -> Options {
         };
         match flag.as_str() {
             "--criterion" => o.criterion = value().into(),
-            "--peers" => o.peers = Some(value().into()),
-            "--peers2" => o.peers2 = Some(value().into()),
+            "--peers" => o.peers.push(value().into()),
+            "--peers2" => o.peers2.push(value().into()),
             "--svg" => o.svg = Some(value().into()),
             "--peak" => o.peak = Some(value().parse().expect("--peak GFLOPS")),
             _ => panic!(
@@ -81,8 +84,22 @@ fn rust_peer(dir: &Path, row: &str) -> Option<(String, f64)> {
         .min_by(|a, b| a.1.total_cmp(&b.1))
 }
 
-/// The fastest peer per shape of a peers.py TSV (`shape peer threads median_us ...`).
-fn best_peers(path: &Path) -> BTreeMap<String, (String, f64)> {
+/// The fastest peer per shape over peers.py TSVs (`shape peer threads median_us ...`).
+fn best_peers(paths: &[PathBuf]) -> BTreeMap<String, (String, f64)> {
+    let mut best: BTreeMap<String, (String, f64)> = BTreeMap::new();
+    for path in paths {
+        for (shape, (peer, us)) in best_peers_of(path) {
+            let entry = best.entry(shape).or_insert((peer.clone(), us));
+            if us < entry.1 {
+                *entry = (peer, us);
+            }
+        }
+    }
+    best
+}
+
+/// The fastest peer per shape of one peers.py TSV.
+fn best_peers_of(path: &Path) -> BTreeMap<String, (String, f64)> {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let mut lines = text.lines();
@@ -153,8 +170,16 @@ fn main() {
     let o = options();
     let isa = bench_isa();
     let peak = o.peak.unwrap_or_else(|| peak_gflops(isa));
-    let peers = o.peers.as_deref().map(best_peers).unwrap_or_default();
-    let peers2 = o.peers2.as_deref().map(best_peers).unwrap_or_default();
+    let peers = best_peers(&o.peers);
+    let peers2 = best_peers(&o.peers2);
+    let files = |paths: &[PathBuf]| match paths {
+        [] => "-".to_string(),
+        _ => paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + "),
+    };
     let dir = &o.criterion;
 
     println!(
@@ -162,12 +187,8 @@ fn main() {
          one-core FMA peak {peak:.0} GFLOP/s.\n",
         dir.display(),
         isa.name(),
-        o.peers
-            .as_deref()
-            .map_or("-".into(), |p| p.display().to_string()),
-        o.peers2
-            .as_deref()
-            .map_or("-".into(), |p| p.display().to_string()),
+        files(&o.peers),
+        files(&o.peers2),
     );
     println!(
         "| row | ours | best peer | peer / ours | ours, 2 threads | 1 -> 2 threads | best peer, 2 threads | peer / ours, 2 threads | generic | best Rust peer | GFLOP/s | % of peak |"
