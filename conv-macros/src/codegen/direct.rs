@@ -360,23 +360,7 @@ fn flat_tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) 
     let cpg_in = spec.in_per_group();
     let (cpg_in_l, taps_l, rows_l) = (lit(cpg_in), lit(spec.taps()), lit(rows));
     let nw = lit(cpg_in * spec.taps() * oct);
-    let accs: Vec<_> = (0..oct)
-        .flat_map(|t| (0..rows).map(move |r| (t, r)))
-        .collect();
-    let init = accs.iter().map(|&(t, r)| {
-        let a = acc(t, r, 0);
-        let t = lit(t);
-        quote!(let mut #a = bias[#t];)
-    });
-    let stores = accs.iter().map(|&(t, r)| {
-        let a = acc(t, r, 0);
-        let act = activate(spec.act, &a);
-        let (t, r) = (lit(t), lit(r));
-        quote! {
-            #act
-            stores.st::<#t, #r>(simd, #a);
-        }
-    });
+    let (init, stores) = acc_init_and_stores(spec, oct, rows);
     // Loops over taps and input channels (see `plan::plan_flat`); per tap the vectors' masks,
     // per channel the tile's loads, then one broadcast and `rows` FMAs per output channel.
     let mut fmas = TokenStream::new();
@@ -415,13 +399,36 @@ fn flat_tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) 
             bias: &[S::f32s; #oct_l],
         ) {
             let wt = &wt[..#nw];
-            #(#init)*
+            #init
             #body
             let lanes = S::F32_LANES;
             let mut stores = out.tile_stores::<S, #oct_l, #rows_l>(simd, v * lanes, lanes, len);
-            #(#stores)*
+            #stores
         }
     }
+}
+
+/// The accumulators of a tile of `oct` output channels x `rows` rows (vectors): each set to its
+/// channel's `bias`, and each activated and stored through `stores` at the end.
+fn acc_init_and_stores(spec: &Spec, oct: usize, rows: usize) -> (TokenStream, TokenStream) {
+    let accs: Vec<_> = (0..oct)
+        .flat_map(|t| (0..rows).map(move |r| (t, r)))
+        .collect();
+    let init = accs.iter().map(|&(t, r)| {
+        let a = acc(t, r, 0);
+        let t = lit(t);
+        quote!(let mut #a = bias[#t];)
+    });
+    let stores = accs.iter().map(|&(t, r)| {
+        let a = acc(t, r, 0);
+        let act = activate(spec.act, &a);
+        let (t, r) = (lit(t), lit(r));
+        quote! {
+            #act
+            stores.st::<#t, #r>(simd, #a);
+        }
+    });
+    (quote!(#(#init)*), quote!(#(#stores)*))
 }
 
 /// Index of weight `(t, ic, ky, kx)` in a tile's weight slice (PyTorch order).
@@ -440,23 +447,7 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
     let (kh, kw) = (spec.kernel_h, spec.kernel_w);
     let cpg_in = spec.in_per_group();
 
-    let accs: Vec<_> = (0..oct)
-        .flat_map(|t| (0..rows).map(move |r| (t, r)))
-        .collect();
-    let init = accs.iter().map(|&(t, r)| {
-        let a = acc(t, r, 0);
-        let t = lit(t);
-        quote!(let mut #a = bias[#t];)
-    });
-    let stores = accs.iter().map(|&(t, r)| {
-        let a = acc(t, r, 0);
-        let act = activate(spec.act, &a);
-        let (t, r) = (lit(t), lit(r));
-        quote! {
-            #act
-            stores.st::<#t, #r>(simd, #a);
-        }
-    });
+    let (init, stores) = acc_init_and_stores(spec, oct, rows);
     let rows_l = lit(rows);
 
     // The weight operand of tap (t, ic, ky, kx); `ic` is a literal or the loop variable.
@@ -626,10 +617,10 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
             bias: &[S::f32s; #oct_l],
         ) {
             #wslice
-            #(#init)*
+            #init
             #body
             let mut stores = out.tile_stores::<S, #oct_l, #rows_l>(simd, oy * wo + ox, wo, len);
-            #(#stores)*
+            #stores
         }
     }
 }
