@@ -251,8 +251,69 @@ mod tests {
     use super::*;
     use crate::dispatch::on_every_isa;
 
-    /// Every tap load of every vector against the index arithmetic, on planes narrower and wider
-    /// than a vector, padded, dilated and with a span that starts and ends mid-row.
+    /// The `lanes` floats of `x`.
+    fn lanes_of<S: Simd>(x: S::f32s) -> Vec<f32> {
+        let mut got = vec![0.0f32; S::F32_LANES];
+        // SAFETY: `got` holds a whole vector.
+        unsafe { core::ptr::write_unaligned(got.as_mut_ptr().cast::<S::f32s>(), x) };
+        got
+    }
+
+    /// Every tap of every vector of the pixels `lo..hi` of a `k x k` layer (`TAPS = k k`) on an
+    /// `h x w` input of two channels, read as vector 0 of a 1-vector tap and as vector 1 of a
+    /// 2-vector tap from the vector before, against the index arithmetic.
+    #[allow(clippy::too_many_arguments)]
+    fn check<S: Simd, const TAPS: usize>(simd: S, p: &Conv2dParams, h: usize, w: usize) {
+        let lanes = S::F32_LANES;
+        let k = p.kernel_w;
+        let Ok((ho, wo)) = p.output_hw(h, w) else {
+            return;
+        };
+        let input: Vec<f32> = (0..2 * h * w).map(|i| i as f32 + 1.0).collect();
+        for (lo, hi) in [(0, ho * wo), (wo / 2, ho * wo - 1), (0, 1)] {
+            if lo >= hi {
+                continue;
+            }
+            let mut scratch = vec![0.0; Flat::<TAPS>::scratch_len(lanes, ho, wo)];
+            let flat = Flat::<TAPS>::new(p, lanes, h, w, lo, hi, &mut scratch);
+            let src = flat.src::<2>(&input);
+            for v in 0..(hi - lo).div_ceil(lanes) {
+                for tap in 0..TAPS {
+                    let one = src.tap::<S, 1>(simd, v, tap);
+                    let two = (v > 0).then(|| src.tap::<S, 2>(simd, v - 1, tap));
+                    for c in 0..2 {
+                        let mut reads = vec![lanes_of::<S>(one.ld(simd, c, 0))];
+                        reads.extend(two.as_ref().map(|t| lanes_of::<S>(t.ld(simd, c, 1))));
+                        for got in reads {
+                            for (i, g) in got.iter().enumerate() {
+                                let q = lo + v * lanes + i;
+                                let (y, x) = ((q / wo) as isize, (q % wo) as isize);
+                                let iy = y + (tap / k * p.dilation_h) as isize - p.pad_top as isize;
+                                let ix =
+                                    x + (tap % k * p.dilation_w) as isize - p.pad_left as isize;
+                                let inside = q < hi
+                                    && (0..h as isize).contains(&iy)
+                                    && (0..w as isize).contains(&ix);
+                                let want = if inside {
+                                    input[c * h * w + (iy * w as isize + ix) as usize]
+                                } else {
+                                    0.0
+                                };
+                                assert_eq!(
+                                    *g, want,
+                                    "{lanes} lanes k{k} {h}x{w} {p:?} span {lo}..{hi} v{v} \
+                                     tap{tap} c{c} lane{i}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// On every ISA: planes narrower and wider than a vector, padded, dilated, spans starting
+    /// and ending mid-row, and a kernel wider than the masks `Flat::new` keeps per row/column.
     #[test]
     fn flat_taps_read_the_input_pixel_or_zero() {
         #[derive(Clone, Copy)]
@@ -261,73 +322,30 @@ mod tests {
             type Output = ();
             #[inline(always)]
             fn with_simd<S: Simd>(self, simd: S) {
-                let lanes = S::F32_LANES;
-                // (k, pad_top, pad_bottom, pad_left, pad_right, dilation)
-                for &(k, pt, pb, pl, pr, d) in &[
-                    (3, 1, 1, 1, 1, 1),
-                    (3, 0, 2, 2, 0, 1),
-                    (3, 2, 2, 2, 2, 2),
-                    (3, 0, 0, 1, 1, 1),
+                let sizes = [(1, 1), (2, 3), (5, 7), (6, 14), (3, 17), (4, 33)];
+                // (pad_top, pad_bottom, pad_left, pad_right, dilation)
+                for &(pt, pb, pl, pr, d) in &[
+                    (1, 1, 1, 1, 1),
+                    (0, 2, 2, 0, 1),
+                    (2, 2, 2, 2, 2),
+                    (0, 0, 1, 1, 1),
                 ] {
-                    for (h, w) in [(1, 1), (2, 3), (5, 7), (6, 14), (3, 17), (4, 33)] {
-                        let p = Conv2dParams {
-                            pad_top: pt,
-                            pad_bottom: pb,
-                            pad_left: pl,
-                            pad_right: pr,
-                            dilation_h: d,
-                            dilation_w: d,
-                            ..Conv2dParams::new(2, 2, k)
-                        };
-                        let Ok((ho, wo)) = p.output_hw(h, w) else {
-                            continue;
-                        };
-                        let input: Vec<f32> = (0..2 * h * w).map(|i| i as f32 + 1.0).collect();
-                        for (lo, hi) in [(0, ho * wo), (wo / 2, ho * wo - 1), (0, 1)] {
-                            if lo >= hi {
-                                continue;
-                            }
-                            let mut scratch = vec![0.0; Flat::<9>::scratch_len(lanes, ho, wo)];
-                            let flat = Flat::<9>::new(&p, lanes, h, w, lo, hi, &mut scratch);
-                            let src = flat.src::<2>(&input);
-                            let nvec = (hi - lo).div_ceil(lanes);
-                            for v in 0..nvec {
-                                for tap in 0..9 {
-                                    let t = src.tap::<S, 1>(simd, v, tap);
-                                    for c in 0..2 {
-                                        let mut got = vec![0.0f32; lanes];
-                                        let x = t.ld(simd, c, 0);
-                                        // SAFETY: `got` holds a whole vector.
-                                        unsafe {
-                                            core::ptr::write_unaligned(
-                                                got.as_mut_ptr().cast::<S::f32s>(),
-                                                x,
-                                            )
-                                        };
-                                        for (i, g) in got.iter().enumerate() {
-                                            let q = lo + v * lanes + i;
-                                            let (y, x) = ((q / wo) as isize, (q % wo) as isize);
-                                            let iy = y + (tap / 3 * d) as isize - pt as isize;
-                                            let ix = x + (tap % 3 * d) as isize - pl as isize;
-                                            let inside = q < hi
-                                                && (0..h as isize).contains(&iy)
-                                                && (0..w as isize).contains(&ix);
-                                            let want = if inside {
-                                                input[c * h * w + (iy * w as isize + ix) as usize]
-                                            } else {
-                                                0.0
-                                            };
-                                            assert_eq!(
-                                                *g, want,
-                                                "{lanes} lanes {h}x{w} pads {pt}{pb}{pl}{pr} d{d} \
-                                                 span {lo}..{hi} v{v} tap{tap} c{c} lane{i}"
-                                            );
-                                        }
-                                    }
-                                }
-                            }
-                        }
+                    let p = Conv2dParams {
+                        pad_top: pt,
+                        pad_bottom: pb,
+                        pad_left: pl,
+                        pad_right: pr,
+                        dilation_h: d,
+                        dilation_w: d,
+                        ..Conv2dParams::new(2, 2, 3)
+                    };
+                    for (h, w) in sizes {
+                        check::<S, 9>(simd, &p, h, w);
                     }
+                }
+                let big = Conv2dParams::new(2, 2, 17).pad(8);
+                for (h, w) in [(3, 5), (17, 20)] {
+                    check::<S, 289>(simd, &big, h, w);
                 }
             }
         }
