@@ -262,7 +262,6 @@ mod tests {
     /// Every tap of every vector of the pixels `lo..hi` of a `k x k` layer (`TAPS = k k`) on an
     /// `h x w` input of two channels, read as vector 0 of a 1-vector tap and as vector 1 of a
     /// 2-vector tap from the vector before, against the index arithmetic.
-    #[allow(clippy::too_many_arguments)]
     fn check<S: Simd, const TAPS: usize>(simd: S, p: &Conv2dParams, h: usize, w: usize) {
         let lanes = S::F32_LANES;
         let k = p.kernel_w;
