@@ -67,6 +67,9 @@ pub struct DirectPlan {
     /// Tiles run over the flattened output plane (see [`plan_flat`]): `rows` counts vectors of
     /// consecutive output pixels, every tap is a masked load at one offset, no band.
     pub flat: bool,
+    /// A flat plan the layer switches to at run time on planes whose rows fill few lanes (see
+    /// [`plan_narrow`]); `None` when `flat` or when flat tiles cannot compute the layer.
+    pub narrow: Option<Box<DirectPlan>>,
 }
 
 /// Pointwise (1x1, stride 1, no padding): per group a GEMM `out[oc][p] += w[oc][ic] * in[ic][p]`
@@ -103,7 +106,7 @@ impl Plan {
             // input channels and taps (large kernels).
             // i: the input is read in place (no band); f: flat tiles, `r` vectors of pixels.
             Plan::Direct(p) => format!(
-                "t{}r{}{}{}{}{}",
+                "t{}r{}{}{}{}{}{}",
                 p.oc_tile,
                 p.rows,
                 if p.hoist_weights { "h" } else { "" },
@@ -113,6 +116,11 @@ impl Plan {
                     Unroll::Full => "",
                     Unroll::TapsOnly => "c",
                     Unroll::TileOnly => "k",
+                },
+                // -: the flat plan taken on narrow planes.
+                match &p.narrow {
+                    Some(n) => format!("-{}", Plan::Direct((**n).clone()).tag()),
+                    None => String::new(),
                 }
             ),
             Plan::Gemm(p) => format!("t{}v{}", p.oc_tile, p.vecs),
@@ -129,7 +137,13 @@ impl Plan {
 pub fn plan(spec: &Spec, class: RegClass) -> Plan {
     match spec.family() {
         Family::Pointwise => Plan::Gemm(plan_gemm(spec, class)),
-        Family::Depthwise | Family::Grouped => Plan::Direct(plan_direct(spec, class)),
+        Family::Depthwise | Family::Grouped => {
+            let mut p = plan_direct(spec, class);
+            if !p.flat {
+                p.narrow = plan_narrow(spec, class).map(Box::new);
+            }
+            Plan::Direct(p)
+        }
         Family::Separable => Plan::Fused(
             plan_direct(&spec.depthwise_stage(), class),
             plan_gemm(&spec.pointwise_stage(), class),
@@ -221,6 +235,7 @@ fn plan_in_place(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
                         unroll: Unroll::Full,
                         in_place: true,
                         flat: false,
+                        narrow: None,
                     },
                 ));
             }
@@ -283,12 +298,50 @@ fn plan_flat(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
                         unroll: Unroll::TileOnly,
                         in_place: false,
                         flat: true,
+                        narrow: None,
                     },
                 ));
             }
         }
     }
     best.map(|(_, p)| p)
+}
+
+/// The flat plan for narrow planes, when `plan_flat` declined the layer (a depthwise layer: one
+/// output channel per input channel, so each unaligned tap load feeds one FMA). Row tiles fill
+/// `wo` of every `ceil(wo / lanes) lanes` lanes: 7 of 16 on a 7-wide plane. Flat tiles fill all
+/// but the plane's last vector, at about 1.5x the cost per FMA (a load straddling two lines and
+/// a mask per FMA against the row tiles' shared, shifted loads: 38 against 25 us on 384 x 14 x 14
+/// in a throwaway kernel, where the lanes used are nearly equal), so the layer takes them when
+/// they use over 1.5x the row tiles' lanes (`Flat::prefer`; 29.5 against 40 us on 960 x 7 x 7).
+/// `oc_tile` output channels x as many vectors as fit beside them, their loads and one broadcast.
+/// Same register class restriction as [`plan_flat`].
+#[allow(clippy::int_plus_one)]
+fn plan_narrow(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
+    if !flat_geometry(spec) || class.regs < 32 {
+        return None;
+    }
+    let t = divisors_desc(spec.out_per_group(), MAX_OC_TILE)[0];
+    let rows = (1..=MAX_ROW_TILE)
+        .rev()
+        .find(|r| t * r + 2 * r + 1 <= class.regs)?;
+    // Taps unrolled while the body stays within the budget: each tap feeds few FMAs here.
+    let unroll = if t * rows * spec.taps() <= MAX_UNROLLED_FMAS {
+        Unroll::TapsOnly
+    } else {
+        Unroll::TileOnly
+    };
+    Some(DirectPlan {
+        regs: class.regs,
+        oc_tile: t,
+        rows,
+        rem_rows: (1..rows).rev().collect(),
+        hoist_weights: false,
+        unroll,
+        in_place: false,
+        flat: true,
+        narrow: None,
+    })
 }
 
 fn plan_direct(spec: &Spec, class: RegClass) -> DirectPlan {
@@ -369,6 +422,7 @@ fn plan_band(spec: &Spec, class: RegClass) -> DirectPlan {
                             unroll,
                             in_place: false,
                             flat: false,
+                            narrow: None,
                         },
                     ));
                 }
@@ -384,6 +438,7 @@ fn plan_band(spec: &Spec, class: RegClass) -> DirectPlan {
         unroll: Unroll::TileOnly,
         in_place: false,
         flat: false,
+        narrow: None,
     })
 }
 

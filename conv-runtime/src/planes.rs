@@ -180,15 +180,18 @@ impl<'a> PlanesMut<'a> {
 }
 
 /// The stores of one register tile: `T` planes from the first of a [`PlanesMut`], `R` rows of
-/// `len <= lanes` floats at `at`, `at + stride`, .., checked once when made so that its stores
-/// need no check.
+/// `len <= lanes` floats at `at`, `at + stride`, .. (rows before `masked_from` whole vectors),
+/// checked once when made so that its stores need no check.
 pub struct TileStores<'p, S: pulp::Simd, const T: usize, const R: usize> {
-    /// Invariant (J): for `t < T` and `r < R`, `ptrs[t] + r * stride .. + len` lies inside run
-    /// `t` of the `PlanesMut` borrowed mutably for `'p`.
+    /// Invariant (J): for `t < T` and `r < R`, `ptrs[t] + r * stride ..` plus `lanes` floats
+    /// when `r < masked_from`, else `len`, lies inside run `t` of the `PlanesMut` borrowed
+    /// mutably for `'p`.
     ptrs: [*mut f32; T],
     stride: usize,
     /// `Some` when `len < lanes`: the mask of lanes `0..len`.
     mask: Option<pulp::MemMask<S::m32s>>,
+    /// The first row stored through `mask`.
+    masked_from: usize,
     _planes: PhantomData<&'p mut [f32]>,
 }
 
@@ -204,21 +207,55 @@ impl PlanesMut<'_> {
         stride: usize,
         len: usize,
     ) -> TileStores<'_, S, T, R> {
+        self.stores_masked_from(simd, at, stride, len, 0)
+    }
+
+    /// As [`PlanesMut::tile_stores`], but rows before the last store whole vectors and only the
+    /// last row `len` floats (a flat tile whose last vector ends the plane).
+    #[inline(always)]
+    pub fn tile_stores_last<S: pulp::Simd, const T: usize, const R: usize>(
+        &mut self,
+        simd: S,
+        at: usize,
+        stride: usize,
+        len: usize,
+    ) -> TileStores<'_, S, T, R> {
+        self.stores_masked_from(simd, at, stride, len, R - 1)
+    }
+
+    #[inline(always)]
+    fn stores_masked_from<S: pulp::Simd, const T: usize, const R: usize>(
+        &mut self,
+        simd: S,
+        at: usize,
+        stride: usize,
+        len: usize,
+        masked_from: usize,
+    ) -> TileStores<'_, S, T, R> {
         const { assert!(T > 0 && R > 0) };
         let lanes = S::F32_LANES;
+        // The last row's end bounds every row's: rows before `masked_from` store `lanes`
+        // floats, which `stride >= lanes` keeps below the next row's start when they are
+        // followed by another row (`masked_from < R` always, so the last row takes `len`).
         let last = (R - 1)
             .checked_mul(stride)
             .and_then(|v| v.checked_add(at))
             .and_then(|v| v.checked_add(len));
         assert!(
-            T <= self.count && len <= lanes && last.is_some_and(|e| e <= self.len),
+            T <= self.count
+                && len <= lanes
+                && (masked_from == 0 || stride >= lanes)
+                && last.is_some_and(|e| e <= self.len),
             "conv-kernel bug: tile stores outside the planes"
         );
-        // (J): `at + (R-1) * stride + len <= len of a run` (checked), runs `t < T <= count`.
+        // (J): `at + (R-1) * stride + len <= len of a run` (checked), runs `t < T <= count`;
+        // a whole row `r < masked_from <= R - 1` ends at `at + r stride + lanes <=
+        // at + (r + 1) stride <= at + (R-1) stride`.
         TileStores {
             ptrs: core::array::from_fn(|t| self.ptr.wrapping_add(t * self.stride + at)),
             stride,
             mask: (len < lanes).then(|| crate::dispatch::lanes_between(simd, 0, len as u32)),
+            masked_from,
             _planes: PhantomData,
         }
     }
@@ -230,12 +267,17 @@ impl<S: pulp::Simd, const T: usize, const R: usize> TileStores<'_, S, T, R> {
     pub fn st<const TT: usize, const RR: usize>(&mut self, simd: S, v: S::f32s) {
         const { assert!(TT < T && RR < R) };
         let p = self.ptrs[TT].wrapping_add(RR * self.stride);
-        match self.mask {
+        let mask = if RR < self.masked_from {
+            None
+        } else {
+            self.mask
+        };
+        match mask {
             // SAFETY: by (J) the `len` floats at `p` lie in a run of the planes, borrowed
             // uniquely through `&mut self`; the mask enables lanes `0..len`.
             Some(mask) => unsafe { simd.mask_store_ptr_f32s(mask, p, v) },
-            // SAFETY: as above with `len == lanes`: a whole vector at `p` (unaligned write of
-            // plain old data).
+            // SAFETY: as above with `len == lanes`, or a row before `masked_from`, which (J)
+            // bounds by `lanes` floats: a whole vector at `p` (unaligned write of plain old data).
             None => unsafe { core::ptr::write_unaligned(p.cast::<S::f32s>(), v) },
         }
     }
@@ -264,22 +306,28 @@ mod tests {
             fn with_simd<S: pulp::Simd>(self, simd: S) {
                 let lanes = S::F32_LANES;
                 let (count, stride, len) = (3, 4 * lanes + 3, 3 * lanes + 3);
-                for n in 1..=lanes {
+                // `last`: `tile_stores_last`, whose rows before the last are whole vectors.
+                for (n, last) in (1..=lanes).flat_map(|n| [(n, false), (n, true)]) {
                     let mut buf = vec![0.0f32; count * stride];
                     let mut view = PlanesMut::new(&mut buf, count, stride, len);
                     let (at, row) = (1, lanes + 1);
                     let src: Vec<f32> = (0..lanes).map(|i| i as f32 + 1.0).collect();
                     let v = simd.partial_load_f32s(&src);
-                    let mut st = view.tile_stores::<S, 2, 3>(simd, at, row, n);
+                    let mut st = if last {
+                        view.tile_stores_last::<S, 2, 3>(simd, at, row, n)
+                    } else {
+                        view.tile_stores::<S, 2, 3>(simd, at, row, n)
+                    };
                     st.st::<0, 0>(simd, v);
                     st.st::<0, 2>(simd, v);
                     st.st::<1, 1>(simd, v);
                     let mut want = vec![0.0f32; count * stride];
                     for (t, r) in [(0, 0), (0, 2), (1, 1)] {
                         let start = t * stride + at + r * row;
-                        want[start..start + n].copy_from_slice(&src[..n]);
+                        let m = if last && r < 2 { lanes } else { n };
+                        want[start..start + m].copy_from_slice(&src[..m]);
                     }
-                    assert_eq!(buf, want, "{lanes} lanes, {n} floats");
+                    assert_eq!(buf, want, "{lanes} lanes, {n} floats, last only {last}");
                 }
             }
         }

@@ -281,6 +281,14 @@ fn set_covers_every_body_layout() {
             "no layer with body layout `{mode}` {stride} in {names:#?}"
         );
     }
+    // A depthwise layer with flat tiles for narrow planes beside its row tiles (`-t..`), which
+    // the small sizes below take on AVX-512.
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("depthwise") && n.contains("-t")),
+        "no depthwise layer with a narrow-plane plan in {names:#?}"
+    );
 }
 
 #[test]

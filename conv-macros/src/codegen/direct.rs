@@ -19,12 +19,19 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     let cpg_in = lit(spec.in_per_group());
     // Scratch of each plan: its band, or the row of zeros in-place tiles read for padding rows.
     let taps = lit(spec.taps());
-    let needs = plans.iter().map(|p| match p {
-        Plan::Direct(d) if d.flat => quote!(#rt::Flat::<#taps>::scratch_len(lanes, ho, wo)),
-        Plan::Direct(d) if d.in_place => quote!(w),
+    let flat_need = quote!(#rt::Flat::<#taps>::scratch_len(lanes, ho, wo));
+    let needs = plans.iter().flat_map(|p| match p {
         Plan::Direct(d) => {
-            let rows = lit(d.rows);
-            quote!(#rt::Band::new(&p, #cpg_in, lanes, ho, wo, #rows).scratch_len())
+            let own = if d.flat {
+                flat_need.clone()
+            } else if d.in_place {
+                quote!(w)
+            } else {
+                let rows = lit(d.rows);
+                quote!(#rt::Band::new(&p, #cpg_in, lanes, ho, wo, #rows).scratch_len())
+            };
+            let narrow = d.narrow.as_ref().map(|_| flat_need.clone());
+            std::iter::once(own).chain(narrow)
         }
         _ => unreachable!("direct family has direct plans"),
     });
@@ -37,9 +44,7 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     let runs = plans
         .iter()
         .map(|p| match p {
-            Plan::Direct(d) if d.flat => (d.regs, run_flat(spec, d)),
-            Plan::Direct(d) if d.in_place => (d.regs, run_in_place(spec, d)),
-            Plan::Direct(d) => (d.regs, run(spec, d)),
+            Plan::Direct(d) => (d.regs, run_direct(spec, d)),
             _ => unreachable!("direct family has direct plans"),
         })
         .collect();
@@ -48,6 +53,44 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
         new_fn,
         scratch_len,
         runs,
+    }
+}
+
+/// The `__run_rNN` method of a direct plan; with a `narrow` plan, a method that picks at run
+/// time between the row tiles (`__run_rows_rNN`) and the flat ones (`__run_narrow_rNN`).
+fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
+    let body = |plan: &DirectPlan, suffix: &str| {
+        if plan.flat {
+            run_flat(spec, plan, suffix)
+        } else if plan.in_place {
+            run_in_place(spec, plan, suffix)
+        } else {
+            run(spec, plan, suffix)
+        }
+    };
+    let Some(narrow) = &plan.narrow else {
+        return body(plan, "");
+    };
+    let rt = rt();
+    let taps = lit(spec.taps());
+    let rows = body(plan, "_rows");
+    let flat = body(narrow, "_narrow");
+    let (f, f_rows, f_narrow) = (
+        format_ident!("__run_r{}", plan.regs),
+        format_ident!("__run_rows_r{}", plan.regs),
+        format_ident!("__run_narrow_r{}", plan.regs),
+    );
+    quote! {
+        #rows
+        #flat
+        #[inline(always)]
+        fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
+            if #rt::Flat::<#taps>::prefer(S::F32_LANES, a.ho, a.wo) {
+                self.#f_narrow(simd, a)
+            } else {
+                self.#f_rows(simd, a)
+            }
+        }
     }
 }
 
@@ -175,9 +218,10 @@ struct RunNames {
 }
 
 impl RunNames {
-    fn new(spec: &Spec, plan: &DirectPlan) -> Self {
+    /// Names the method `__run{suffix}_rNN`.
+    fn new(spec: &Spec, plan: &DirectPlan, suffix: &str) -> Self {
         RunNames {
-            f: format_ident!("__run_r{}", plan.regs),
+            f: format_ident!("__run{}_r{}", suffix, plan.regs),
             cpg_in: lit(spec.in_per_group()),
             cpg_out: lit(spec.out_per_group()),
             groups: lit(spec.groups),
@@ -189,7 +233,7 @@ impl RunNames {
 }
 
 /// The `__run_rNN` method for one plan.
-fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
+fn run(spec: &Spec, plan: &DirectPlan, suffix: &str) -> TokenStream {
     let rt = rt();
     let RunNames {
         f,
@@ -199,7 +243,7 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
         cin,
         oct_l,
         noct,
-    } = RunNames::new(spec, plan);
+    } = RunNames::new(spec, plan, suffix);
     let rows_l = lit(plan.rows);
     let Stage {
         tiles,
@@ -244,7 +288,7 @@ fn run(spec: &Spec, plan: &DirectPlan) -> TokenStream {
 /// The `__run_rNN` method of an in-place plan (see `plan::in_place_taps`): per unit and
 /// output-channel tile, row tiles read the input planes through `InRows` (padding rows from a
 /// row of zeros in the scratch), one vector of output columns at a time.
-fn run_in_place(spec: &Spec, plan: &DirectPlan) -> TokenStream {
+fn run_in_place(spec: &Spec, plan: &DirectPlan, suffix: &str) -> TokenStream {
     let rt = rt();
     let RunNames {
         f,
@@ -254,7 +298,7 @@ fn run_in_place(spec: &Spec, plan: &DirectPlan) -> TokenStream {
         cin,
         oct_l,
         noct,
-    } = RunNames::new(spec, plan);
+    } = RunNames::new(spec, plan, suffix);
     let Stage {
         tiles,
         setup,
@@ -289,8 +333,8 @@ fn run_in_place(spec: &Spec, plan: &DirectPlan) -> TokenStream {
 
 /// The `__run_rNN` method of a flat plan (see `plan::plan_flat`): one mask table for the call's
 /// output pixels, then per unit and output-channel tile, tiles of `rows` vectors of consecutive
-/// pixels across the span, the last (partial) vector alone.
-fn run_flat(spec: &Spec, plan: &DirectPlan) -> TokenStream {
+/// pixels across the span (and smaller ones for the rest), the last vector possibly partial.
+fn run_flat(spec: &Spec, plan: &DirectPlan, suffix: &str) -> TokenStream {
     let rt = rt();
     let RunNames {
         f,
@@ -300,7 +344,7 @@ fn run_flat(spec: &Spec, plan: &DirectPlan) -> TokenStream {
         cin,
         oct_l,
         noct,
-    } = RunNames::new(spec, plan);
+    } = RunNames::new(spec, plan, suffix);
     let taps = lit(spec.taps());
     let mut tiles = TokenStream::new();
     let mut sweeps = quote!(let mut v = 0;);
@@ -312,17 +356,13 @@ fn run_flat(spec: &Spec, plan: &DirectPlan) -> TokenStream {
         tiles.extend(flat_tile_fn(spec, plan, r, &tf));
         let rl = lit(r);
         sweeps.extend(quote! {
-            while v + #rl <= full {
-                #tf(simd, &src, v, lanes, out, wt, &bias);
+            while v + #rl <= nvec {
+                let len = if v + #rl == nvec { last } else { lanes };
+                #tf(simd, &src, v, len, out, wt, &bias);
                 v += #rl;
             }
         });
     }
-    sweeps.extend(quote! {
-        if v < nvec {
-            tile_r1(simd, &src, v, (q_hi - q_lo) - v * lanes, out, wt, &bias);
-        }
-    });
     let setup = tile_setup(spec, plan, &format_ident!("w"), &format_ident!("b"));
     quote! {
         #[inline(always)]
@@ -335,7 +375,9 @@ fn run_flat(spec: &Spec, plan: &DirectPlan) -> TokenStream {
             let plane_in = h * w;
             let (q_lo, q_hi) = (span.start * wo, span.end * wo);
             let flat = #rt::Flat::<#taps>::new(&<Self as #rt::Generated>::GEOMETRY, lanes, h, w, q_lo, q_hi, scratch);
-            let (full, nvec) = ((q_hi - q_lo) / lanes, (q_hi - q_lo).div_ceil(lanes));
+            // Vectors of the span; the last holds `last` pixels.
+            let nvec = (q_hi - q_lo).div_ceil(lanes);
+            let last = (q_hi - q_lo) - (nvec.max(1) - 1) * lanes;
             for u in units.clone() {
                 let (b, g) = (u / #groups, u % #groups);
                 let planes = &input[(b * #cin + g * #cpg_in) * plane_in..][..#cpg_in * plane_in];
@@ -351,8 +393,8 @@ fn run_flat(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     }
 }
 
-/// One flat tile of `rows` vectors of output pixels from vector `v` (`len` floats of each
-/// stored: `lanes`, or fewer for the last vector).
+/// One flat tile of `rows` vectors of output pixels from vector `v`, `len` floats of its last
+/// vector stored (`lanes`, or fewer for the span's last vector).
 fn flat_tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> TokenStream {
     let rt = rt();
     let oct = plan.oc_tile;
@@ -361,8 +403,8 @@ fn flat_tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) 
     let (cpg_in_l, taps_l, rows_l) = (lit(cpg_in), lit(spec.taps()), lit(rows));
     let nw = lit(cpg_in * spec.taps() * oct);
     let (init, stores) = acc_init_and_stores(spec, oct, rows);
-    // Loops over taps and input channels (see `plan::plan_flat`); per tap the vectors' masks,
-    // per channel the tile's loads, then one broadcast and `rows` FMAs per output channel.
+    // Per tap the vectors' masks, per input channel (a loop) the tile's loads, then one
+    // broadcast and `rows` FMAs per output channel; taps a loop too for `Unroll::TileOnly`.
     let mut fmas = TokenStream::new();
     for r in 0..rows {
         let x = format_ident!("x_{}", r);
@@ -378,13 +420,29 @@ fn flat_tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) 
             fmas.extend(quote!(#a = simd.mul_add_e_f32s(#x, wk, #a);));
         }
     }
-    let body = quote! {
-        for tap in 0..#taps_l {
-            let tp = src.tap::<S, #rows_l>(simd, v, tap);
-            for ic in 0..#cpg_in_l {
-                #fmas
-            }
+    let per_tap = quote! {
+        let tp = src.tap::<S, #rows_l>(simd, v, tap);
+        for ic in 0..#cpg_in_l {
+            #fmas
         }
+    };
+    let body = match plan.unroll {
+        Unroll::TileOnly => quote! {
+            for tap in 0..#taps_l {
+                #per_tap
+            }
+        },
+        // Taps unrolled (the narrow depthwise plans: one FMA per load, the loop's overhead
+        // would be a large share).
+        _ => (0..spec.taps())
+            .map(|tap| {
+                let tap = lit(tap);
+                quote! {{
+                    let tap = #tap;
+                    #per_tap
+                }}
+            })
+            .collect(),
     };
     quote! {
         #[inline(always)]
@@ -402,7 +460,7 @@ fn flat_tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) 
             #init
             #body
             let lanes = S::F32_LANES;
-            let mut stores = out.tile_stores::<S, #oct_l, #rows_l>(simd, v * lanes, lanes, len);
+            let mut stores = out.tile_stores_last::<S, #oct_l, #rows_l>(simd, v * lanes, lanes, len);
             #stores
         }
     }

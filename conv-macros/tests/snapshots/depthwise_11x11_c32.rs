@@ -28,7 +28,7 @@ impl Dw11 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "depthwise/f32/11x11/s1/p5/c32-32/g32/r32.t1r6/r16.t1r2",
+        name: "depthwise/f32/11x11/s1/p5/c32-32/g32/r32.t1r6-t1r8fk/r16.t1r2",
         family: "depthwise",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -255,6 +255,8 @@ impl ::conv_runtime::__private::Generated for Dw11 {
                     .scratch_len(),
             );
         need = need
+            .max(::conv_runtime::__private::Flat::<121>::scratch_len(lanes, ho, wo));
+        need = need
             .max(
                 ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 2)
                     .scratch_len(),
@@ -287,7 +289,7 @@ impl Dw11 {
         clippy::int_plus_one,
         clippy::modulo_one
     )]
-    fn __run_r32<S: ::conv_runtime::__private::Simd>(
+    fn __run_rows_r32<S: ::conv_runtime::__private::Simd>(
         &self,
         simd: S,
         a: ::conv_runtime::__private::Args<'_>,
@@ -3180,6 +3182,471 @@ impl Dw11 {
                 }
                 oy0 += rows;
             }
+        }
+    }
+    #[inline(always)]
+    #[allow(
+        clippy::too_many_arguments,
+        clippy::identity_op,
+        clippy::erasing_op,
+        clippy::int_plus_one,
+        clippy::modulo_one
+    )]
+    fn __run_narrow_r32<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r8<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..121];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_0_4_0 = bias[0];
+            let mut acc_0_5_0 = bias[0];
+            let mut acc_0_6_0 = bias[0];
+            let mut acc_0_7_0 = bias[0];
+            for tap in 0..121 {
+                let tp = src.tap::<S, 8>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let x_3 = tp.ld(simd, ic, 3);
+                    let x_4 = tp.ld(simd, ic, 4);
+                    let x_5 = tp.ld(simd, ic, 5);
+                    let x_6 = tp.ld(simd, ic, 6);
+                    let x_7 = tp.ld(simd, ic, 7);
+                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
+                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
+                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
+                    acc_0_7_0 = simd.mul_add_e_f32s(x_7, wk, acc_0_7_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 8>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+            stores.st::<0, 5>(simd, acc_0_5_0);
+            stores.st::<0, 6>(simd, acc_0_6_0);
+            stores.st::<0, 7>(simd, acc_0_7_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r7<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..121];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_0_4_0 = bias[0];
+            let mut acc_0_5_0 = bias[0];
+            let mut acc_0_6_0 = bias[0];
+            for tap in 0..121 {
+                let tp = src.tap::<S, 7>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let x_3 = tp.ld(simd, ic, 3);
+                    let x_4 = tp.ld(simd, ic, 4);
+                    let x_5 = tp.ld(simd, ic, 5);
+                    let x_6 = tp.ld(simd, ic, 6);
+                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
+                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
+                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 7>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+            stores.st::<0, 5>(simd, acc_0_5_0);
+            stores.st::<0, 6>(simd, acc_0_6_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r6<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..121];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_0_4_0 = bias[0];
+            let mut acc_0_5_0 = bias[0];
+            for tap in 0..121 {
+                let tp = src.tap::<S, 6>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let x_3 = tp.ld(simd, ic, 3);
+                    let x_4 = tp.ld(simd, ic, 4);
+                    let x_5 = tp.ld(simd, ic, 5);
+                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
+                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 6>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+            stores.st::<0, 5>(simd, acc_0_5_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r5<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..121];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_0_4_0 = bias[0];
+            for tap in 0..121 {
+                let tp = src.tap::<S, 5>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let x_3 = tp.ld(simd, ic, 3);
+                    let x_4 = tp.ld(simd, ic, 4);
+                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 5>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r4<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..121];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            for tap in 0..121 {
+                let tp = src.tap::<S, 4>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let x_3 = tp.ld(simd, ic, 3);
+                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 4>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r3<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..121];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            for tap in 0..121 {
+                let tp = src.tap::<S, 3>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 3>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r2<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..121];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            for tap in 0..121 {
+                let tp = src.tap::<S, 2>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 2>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r1<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..121];
+            let mut acc_0_0_0 = bias[0];
+            for tap in 0..121 {
+                let tp = src.tap::<S, 1>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 1>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+        }
+        let ::conv_runtime::__private::Args {
+            input,
+            mut output,
+            scratch,
+            h,
+            w,
+            wo,
+            units,
+            span,
+            ..
+        } = a;
+        let lanes = S::F32_LANES;
+        let plane_in = h * w;
+        let (q_lo, q_hi) = (span.start * wo, span.end * wo);
+        let flat = ::conv_runtime::__private::Flat::<
+            121,
+        >::new(
+            &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
+            lanes,
+            h,
+            w,
+            q_lo,
+            q_hi,
+            scratch,
+        );
+        let nvec = (q_hi - q_lo).div_ceil(lanes);
+        let last = (q_hi - q_lo) - (nvec.max(1) - 1) * lanes;
+        for u in units.clone() {
+            let (b, g) = (u / 32, u % 32);
+            let planes = &input[(b * 32 + g * 1) * plane_in..][..1 * plane_in];
+            let src = flat.src::<1>(planes);
+            for t in 0..1 {
+                let oc0 = g * 1 + t * 1;
+                let wt = &self.w[oc0 * (121 / 1)..][..121];
+                let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
+                let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
+                let mut v = 0;
+                while v + 8 <= nvec {
+                    let len = if v + 8 == nvec { last } else { lanes };
+                    tile_r8(simd, &src, v, len, out, wt, &bias);
+                    v += 8;
+                }
+                while v + 7 <= nvec {
+                    let len = if v + 7 == nvec { last } else { lanes };
+                    tile_r7(simd, &src, v, len, out, wt, &bias);
+                    v += 7;
+                }
+                while v + 6 <= nvec {
+                    let len = if v + 6 == nvec { last } else { lanes };
+                    tile_r6(simd, &src, v, len, out, wt, &bias);
+                    v += 6;
+                }
+                while v + 5 <= nvec {
+                    let len = if v + 5 == nvec { last } else { lanes };
+                    tile_r5(simd, &src, v, len, out, wt, &bias);
+                    v += 5;
+                }
+                while v + 4 <= nvec {
+                    let len = if v + 4 == nvec { last } else { lanes };
+                    tile_r4(simd, &src, v, len, out, wt, &bias);
+                    v += 4;
+                }
+                while v + 3 <= nvec {
+                    let len = if v + 3 == nvec { last } else { lanes };
+                    tile_r3(simd, &src, v, len, out, wt, &bias);
+                    v += 3;
+                }
+                while v + 2 <= nvec {
+                    let len = if v + 2 == nvec { last } else { lanes };
+                    tile_r2(simd, &src, v, len, out, wt, &bias);
+                    v += 2;
+                }
+                while v + 1 <= nvec {
+                    let len = if v + 1 == nvec { last } else { lanes };
+                    tile_r1(simd, &src, v, len, out, wt, &bias);
+                    v += 1;
+                }
+            }
+        }
+    }
+    #[inline(always)]
+    fn __run_r32<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        if ::conv_runtime::__private::Flat::<121>::prefer(S::F32_LANES, a.ho, a.wo) {
+            self.__run_narrow_r32(simd, a)
+        } else {
+            self.__run_rows_r32(simd, a)
         }
     }
     #[inline(always)]

@@ -28,7 +28,7 @@ impl Dw31 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "depthwise/f32/31x31/s1/p15/c8-8/g8/r32.t1r8k",
+        name: "depthwise/f32/31x31/s1/p15/c8-8/g8/r32.t1r8k-t1r8fk/r16.t1r8k",
         family: "depthwise",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -254,6 +254,13 @@ impl ::conv_runtime::__private::Generated for Dw31 {
                 ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 8)
                     .scratch_len(),
             );
+        need = need
+            .max(::conv_runtime::__private::Flat::<961>::scratch_len(lanes, ho, wo));
+        need = need
+            .max(
+                ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 8)
+                    .scratch_len(),
+            );
         need
     }
     #[inline(always)]
@@ -270,7 +277,7 @@ impl ::conv_runtime::__private::Generated for Dw31 {
         simd: S,
         args: ::conv_runtime::__private::Args<'_>,
     ) {
-        self.__run_r32(simd, args)
+        self.__run_r16(simd, args)
     }
 }
 impl Dw31 {
@@ -282,7 +289,805 @@ impl Dw31 {
         clippy::int_plus_one,
         clippy::modulo_one
     )]
+    fn __run_rows_r32<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r8<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..961];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_0_4_0 = bias[0];
+            let mut acc_0_5_0 = bias[0];
+            let mut acc_0_6_0 = bias[0];
+            let mut acc_0_7_0 = bias[0];
+            let tile = band.tile::<S, 1, 38, 1, 30>(buf, r0 * 1, ox);
+            for ic in 0..1 {
+                for ky in 0..31 {
+                    for kx in 0..31 {
+                        let tap = ic * 961 + ky * 31 + kx;
+                        let (phase, off) = (0, kx * 1);
+                        let w_0 = simd.splat_f32s(wt[0 + tap]);
+                        let x_0 = tile.ld_dyn(simd, ic, 0 + ky * 1, phase, off);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, w_0, acc_0_0_0);
+                        let x_1 = tile.ld_dyn(simd, ic, 1 + ky * 1, phase, off);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, w_0, acc_0_1_0);
+                        let x_2 = tile.ld_dyn(simd, ic, 2 + ky * 1, phase, off);
+                        acc_0_2_0 = simd.mul_add_e_f32s(x_2, w_0, acc_0_2_0);
+                        let x_3 = tile.ld_dyn(simd, ic, 3 + ky * 1, phase, off);
+                        acc_0_3_0 = simd.mul_add_e_f32s(x_3, w_0, acc_0_3_0);
+                        let x_4 = tile.ld_dyn(simd, ic, 4 + ky * 1, phase, off);
+                        acc_0_4_0 = simd.mul_add_e_f32s(x_4, w_0, acc_0_4_0);
+                        let x_5 = tile.ld_dyn(simd, ic, 5 + ky * 1, phase, off);
+                        acc_0_5_0 = simd.mul_add_e_f32s(x_5, w_0, acc_0_5_0);
+                        let x_6 = tile.ld_dyn(simd, ic, 6 + ky * 1, phase, off);
+                        acc_0_6_0 = simd.mul_add_e_f32s(x_6, w_0, acc_0_6_0);
+                        let x_7 = tile.ld_dyn(simd, ic, 7 + ky * 1, phase, off);
+                        acc_0_7_0 = simd.mul_add_e_f32s(x_7, w_0, acc_0_7_0);
+                    }
+                }
+            }
+            let mut stores = out.tile_stores::<S, 1, 8>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+            stores.st::<0, 5>(simd, acc_0_5_0);
+            stores.st::<0, 6>(simd, acc_0_6_0);
+            stores.st::<0, 7>(simd, acc_0_7_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r4<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..961];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let tile = band.tile::<S, 1, 34, 1, 30>(buf, r0 * 1, ox);
+            for ic in 0..1 {
+                for ky in 0..31 {
+                    for kx in 0..31 {
+                        let tap = ic * 961 + ky * 31 + kx;
+                        let (phase, off) = (0, kx * 1);
+                        let w_0 = simd.splat_f32s(wt[0 + tap]);
+                        let x_0 = tile.ld_dyn(simd, ic, 0 + ky * 1, phase, off);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, w_0, acc_0_0_0);
+                        let x_1 = tile.ld_dyn(simd, ic, 1 + ky * 1, phase, off);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, w_0, acc_0_1_0);
+                        let x_2 = tile.ld_dyn(simd, ic, 2 + ky * 1, phase, off);
+                        acc_0_2_0 = simd.mul_add_e_f32s(x_2, w_0, acc_0_2_0);
+                        let x_3 = tile.ld_dyn(simd, ic, 3 + ky * 1, phase, off);
+                        acc_0_3_0 = simd.mul_add_e_f32s(x_3, w_0, acc_0_3_0);
+                    }
+                }
+            }
+            let mut stores = out.tile_stores::<S, 1, 4>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r2<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..961];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let tile = band.tile::<S, 1, 32, 1, 30>(buf, r0 * 1, ox);
+            for ic in 0..1 {
+                for ky in 0..31 {
+                    for kx in 0..31 {
+                        let tap = ic * 961 + ky * 31 + kx;
+                        let (phase, off) = (0, kx * 1);
+                        let w_0 = simd.splat_f32s(wt[0 + tap]);
+                        let x_0 = tile.ld_dyn(simd, ic, 0 + ky * 1, phase, off);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, w_0, acc_0_0_0);
+                        let x_1 = tile.ld_dyn(simd, ic, 1 + ky * 1, phase, off);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, w_0, acc_0_1_0);
+                    }
+                }
+            }
+            let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r1<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            band: &::conv_runtime::__private::Band,
+            buf: &[f32],
+            r0: usize,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..961];
+            let mut acc_0_0_0 = bias[0];
+            let tile = band.tile::<S, 1, 31, 1, 30>(buf, r0 * 1, ox);
+            for ic in 0..1 {
+                for ky in 0..31 {
+                    for kx in 0..31 {
+                        let tap = ic * 961 + ky * 31 + kx;
+                        let (phase, off) = (0, kx * 1);
+                        let w_0 = simd.splat_f32s(wt[0 + tap]);
+                        let x_0 = tile.ld_dyn(simd, ic, 0 + ky * 1, phase, off);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, w_0, acc_0_0_0);
+                    }
+                }
+            }
+            let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+        }
+        let ::conv_runtime::__private::Args {
+            input,
+            mut output,
+            scratch,
+            h,
+            w,
+            ho,
+            wo,
+            units,
+            span,
+            ..
+        } = a;
+        let lanes = S::F32_LANES;
+        let band = ::conv_runtime::__private::Band::new(
+            &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
+            1,
+            lanes,
+            ho,
+            wo,
+            8,
+        );
+        let plane_in = h * w;
+        let scratch = band.buf(scratch);
+        band.clear(scratch);
+        for u in units.clone() {
+            let (b, g) = (u / 8, u % 8);
+            let planes = &input[(b * 8 + g * 1) * plane_in..][..1 * plane_in];
+            let mut oy0 = span.start;
+            while oy0 < span.end {
+                let rows = (span.end - oy0).min(band.out_rows);
+                band.fill(simd, planes, h, w, oy0, scratch);
+                let buf: &[f32] = scratch;
+                for t in 0..1 {
+                    let oc0 = g * 1 + t * 1;
+                    let wt = &self.w[oc0 * (961 / 1)..][..961];
+                    let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
+                    let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
+                    let oy_base = oy0 - span.start;
+                    let mut r = 0;
+                    while r + 8 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r8(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 8;
+                    }
+                    while r + 4 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r4(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 4;
+                    }
+                    while r + 2 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r2(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 2;
+                    }
+                    while r + 1 <= rows {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            tile_r1(
+                                simd,
+                                &band,
+                                buf,
+                                r,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                wt,
+                                &bias,
+                            );
+                            ox += lanes;
+                        }
+                        r += 1;
+                    }
+                }
+                oy0 += rows;
+            }
+        }
+    }
+    #[inline(always)]
+    #[allow(
+        clippy::too_many_arguments,
+        clippy::identity_op,
+        clippy::erasing_op,
+        clippy::int_plus_one,
+        clippy::modulo_one
+    )]
+    fn __run_narrow_r32<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r8<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 961>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..961];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_0_4_0 = bias[0];
+            let mut acc_0_5_0 = bias[0];
+            let mut acc_0_6_0 = bias[0];
+            let mut acc_0_7_0 = bias[0];
+            for tap in 0..961 {
+                let tp = src.tap::<S, 8>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let x_3 = tp.ld(simd, ic, 3);
+                    let x_4 = tp.ld(simd, ic, 4);
+                    let x_5 = tp.ld(simd, ic, 5);
+                    let x_6 = tp.ld(simd, ic, 6);
+                    let x_7 = tp.ld(simd, ic, 7);
+                    let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
+                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
+                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
+                    acc_0_7_0 = simd.mul_add_e_f32s(x_7, wk, acc_0_7_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 8>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+            stores.st::<0, 5>(simd, acc_0_5_0);
+            stores.st::<0, 6>(simd, acc_0_6_0);
+            stores.st::<0, 7>(simd, acc_0_7_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r7<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 961>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..961];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_0_4_0 = bias[0];
+            let mut acc_0_5_0 = bias[0];
+            let mut acc_0_6_0 = bias[0];
+            for tap in 0..961 {
+                let tp = src.tap::<S, 7>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let x_3 = tp.ld(simd, ic, 3);
+                    let x_4 = tp.ld(simd, ic, 4);
+                    let x_5 = tp.ld(simd, ic, 5);
+                    let x_6 = tp.ld(simd, ic, 6);
+                    let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
+                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
+                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 7>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+            stores.st::<0, 5>(simd, acc_0_5_0);
+            stores.st::<0, 6>(simd, acc_0_6_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r6<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 961>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..961];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_0_4_0 = bias[0];
+            let mut acc_0_5_0 = bias[0];
+            for tap in 0..961 {
+                let tp = src.tap::<S, 6>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let x_3 = tp.ld(simd, ic, 3);
+                    let x_4 = tp.ld(simd, ic, 4);
+                    let x_5 = tp.ld(simd, ic, 5);
+                    let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
+                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 6>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+            stores.st::<0, 5>(simd, acc_0_5_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r5<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 961>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..961];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let mut acc_0_4_0 = bias[0];
+            for tap in 0..961 {
+                let tp = src.tap::<S, 5>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let x_3 = tp.ld(simd, ic, 3);
+                    let x_4 = tp.ld(simd, ic, 4);
+                    let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 5>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+            stores.st::<0, 4>(simd, acc_0_4_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r4<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 961>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..961];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            for tap in 0..961 {
+                let tp = src.tap::<S, 4>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let x_3 = tp.ld(simd, ic, 3);
+                    let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 4>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r3<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 961>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..961];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            for tap in 0..961 {
+                let tp = src.tap::<S, 3>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let x_2 = tp.ld(simd, ic, 2);
+                    let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 3>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r2<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 961>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..961];
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            for tap in 0..961 {
+                let tp = src.tap::<S, 2>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let x_1 = tp.ld(simd, ic, 1);
+                    let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 2>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r1<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            src: &::conv_runtime::__private::FlatSrc<'_, 1, 961>,
+            v: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            wt: &[f32],
+            bias: &[S::f32s; 1],
+        ) {
+            let wt = &wt[..961];
+            let mut acc_0_0_0 = bias[0];
+            for tap in 0..961 {
+                let tp = src.tap::<S, 1>(simd, v, tap);
+                for ic in 0..1 {
+                    let x_0 = tp.ld(simd, ic, 0);
+                    let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                }
+            }
+            let lanes = S::F32_LANES;
+            let mut stores = out
+                .tile_stores_last::<S, 1, 1>(simd, v * lanes, lanes, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+        }
+        let ::conv_runtime::__private::Args {
+            input,
+            mut output,
+            scratch,
+            h,
+            w,
+            wo,
+            units,
+            span,
+            ..
+        } = a;
+        let lanes = S::F32_LANES;
+        let plane_in = h * w;
+        let (q_lo, q_hi) = (span.start * wo, span.end * wo);
+        let flat = ::conv_runtime::__private::Flat::<
+            961,
+        >::new(
+            &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
+            lanes,
+            h,
+            w,
+            q_lo,
+            q_hi,
+            scratch,
+        );
+        let nvec = (q_hi - q_lo).div_ceil(lanes);
+        let last = (q_hi - q_lo) - (nvec.max(1) - 1) * lanes;
+        for u in units.clone() {
+            let (b, g) = (u / 8, u % 8);
+            let planes = &input[(b * 8 + g * 1) * plane_in..][..1 * plane_in];
+            let src = flat.src::<1>(planes);
+            for t in 0..1 {
+                let oc0 = g * 1 + t * 1;
+                let wt = &self.w[oc0 * (961 / 1)..][..961];
+                let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
+                let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
+                let mut v = 0;
+                while v + 8 <= nvec {
+                    let len = if v + 8 == nvec { last } else { lanes };
+                    tile_r8(simd, &src, v, len, out, wt, &bias);
+                    v += 8;
+                }
+                while v + 7 <= nvec {
+                    let len = if v + 7 == nvec { last } else { lanes };
+                    tile_r7(simd, &src, v, len, out, wt, &bias);
+                    v += 7;
+                }
+                while v + 6 <= nvec {
+                    let len = if v + 6 == nvec { last } else { lanes };
+                    tile_r6(simd, &src, v, len, out, wt, &bias);
+                    v += 6;
+                }
+                while v + 5 <= nvec {
+                    let len = if v + 5 == nvec { last } else { lanes };
+                    tile_r5(simd, &src, v, len, out, wt, &bias);
+                    v += 5;
+                }
+                while v + 4 <= nvec {
+                    let len = if v + 4 == nvec { last } else { lanes };
+                    tile_r4(simd, &src, v, len, out, wt, &bias);
+                    v += 4;
+                }
+                while v + 3 <= nvec {
+                    let len = if v + 3 == nvec { last } else { lanes };
+                    tile_r3(simd, &src, v, len, out, wt, &bias);
+                    v += 3;
+                }
+                while v + 2 <= nvec {
+                    let len = if v + 2 == nvec { last } else { lanes };
+                    tile_r2(simd, &src, v, len, out, wt, &bias);
+                    v += 2;
+                }
+                while v + 1 <= nvec {
+                    let len = if v + 1 == nvec { last } else { lanes };
+                    tile_r1(simd, &src, v, len, out, wt, &bias);
+                    v += 1;
+                }
+            }
+        }
+    }
+    #[inline(always)]
     fn __run_r32<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        if ::conv_runtime::__private::Flat::<961>::prefer(S::F32_LANES, a.ho, a.wo) {
+            self.__run_narrow_r32(simd, a)
+        } else {
+            self.__run_rows_r32(simd, a)
+        }
+    }
+    #[inline(always)]
+    #[allow(
+        clippy::too_many_arguments,
+        clippy::identity_op,
+        clippy::erasing_op,
+        clippy::int_plus_one,
+        clippy::modulo_one
+    )]
+    fn __run_r16<S: ::conv_runtime::__private::Simd>(
         &self,
         simd: S,
         a: ::conv_runtime::__private::Args<'_>,

@@ -361,7 +361,8 @@ impl ResNeXt128 {
                 }
             }
             let lanes = S::F32_LANES;
-            let mut stores = out.tile_stores::<S, 4, 5>(simd, v * lanes, lanes, len);
+            let mut stores = out
+                .tile_stores_last::<S, 4, 5>(simd, v * lanes, lanes, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
             stores.st::<0, 1>(simd, acc_0_1_0);
             stores.st::<0, 2>(simd, acc_0_2_0);
@@ -446,7 +447,8 @@ impl ResNeXt128 {
                 }
             }
             let lanes = S::F32_LANES;
-            let mut stores = out.tile_stores::<S, 4, 4>(simd, v * lanes, lanes, len);
+            let mut stores = out
+                .tile_stores_last::<S, 4, 4>(simd, v * lanes, lanes, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
             stores.st::<0, 1>(simd, acc_0_1_0);
             stores.st::<0, 2>(simd, acc_0_2_0);
@@ -518,7 +520,8 @@ impl ResNeXt128 {
                 }
             }
             let lanes = S::F32_LANES;
-            let mut stores = out.tile_stores::<S, 4, 3>(simd, v * lanes, lanes, len);
+            let mut stores = out
+                .tile_stores_last::<S, 4, 3>(simd, v * lanes, lanes, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
             stores.st::<0, 1>(simd, acc_0_1_0);
             stores.st::<0, 2>(simd, acc_0_2_0);
@@ -577,7 +580,8 @@ impl ResNeXt128 {
                 }
             }
             let lanes = S::F32_LANES;
-            let mut stores = out.tile_stores::<S, 4, 2>(simd, v * lanes, lanes, len);
+            let mut stores = out
+                .tile_stores_last::<S, 4, 2>(simd, v * lanes, lanes, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
             stores.st::<0, 1>(simd, acc_0_1_0);
             stores.st::<1, 0>(simd, acc_1_0_0);
@@ -623,7 +627,8 @@ impl ResNeXt128 {
                 }
             }
             let lanes = S::F32_LANES;
-            let mut stores = out.tile_stores::<S, 4, 1>(simd, v * lanes, lanes, len);
+            let mut stores = out
+                .tile_stores_last::<S, 4, 1>(simd, v * lanes, lanes, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
             stores.st::<1, 0>(simd, acc_1_0_0);
             stores.st::<2, 0>(simd, acc_2_0_0);
@@ -654,7 +659,8 @@ impl ResNeXt128 {
             q_hi,
             scratch,
         );
-        let (full, nvec) = ((q_hi - q_lo) / lanes, (q_hi - q_lo).div_ceil(lanes));
+        let nvec = (q_hi - q_lo).div_ceil(lanes);
+        let last = (q_hi - q_lo) - (nvec.max(1) - 1) * lanes;
         for u in units.clone() {
             let (b, g) = (u / 32, u % 32);
             let planes = &input[(b * 128 + g * 4) * plane_in..][..4 * plane_in];
@@ -670,28 +676,30 @@ impl ResNeXt128 {
                 ];
                 let out = &mut output.planes((u - units.start) * 4 + t * 4, 4);
                 let mut v = 0;
-                while v + 5 <= full {
-                    tile_r5(simd, &src, v, lanes, out, wt, &bias);
+                while v + 5 <= nvec {
+                    let len = if v + 5 == nvec { last } else { lanes };
+                    tile_r5(simd, &src, v, len, out, wt, &bias);
                     v += 5;
                 }
-                while v + 4 <= full {
-                    tile_r4(simd, &src, v, lanes, out, wt, &bias);
+                while v + 4 <= nvec {
+                    let len = if v + 4 == nvec { last } else { lanes };
+                    tile_r4(simd, &src, v, len, out, wt, &bias);
                     v += 4;
                 }
-                while v + 3 <= full {
-                    tile_r3(simd, &src, v, lanes, out, wt, &bias);
+                while v + 3 <= nvec {
+                    let len = if v + 3 == nvec { last } else { lanes };
+                    tile_r3(simd, &src, v, len, out, wt, &bias);
                     v += 3;
                 }
-                while v + 2 <= full {
-                    tile_r2(simd, &src, v, lanes, out, wt, &bias);
+                while v + 2 <= nvec {
+                    let len = if v + 2 == nvec { last } else { lanes };
+                    tile_r2(simd, &src, v, len, out, wt, &bias);
                     v += 2;
                 }
-                while v + 1 <= full {
-                    tile_r1(simd, &src, v, lanes, out, wt, &bias);
+                while v + 1 <= nvec {
+                    let len = if v + 1 == nvec { last } else { lanes };
+                    tile_r1(simd, &src, v, len, out, wt, &bias);
                     v += 1;
-                }
-                if v < nvec {
-                    tile_r1(simd, &src, v, (q_hi - q_lo) - v * lanes, out, wt, &bias);
                 }
             }
         }
