@@ -331,11 +331,20 @@ fn plan_narrow(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
     } else {
         Unroll::TileOnly
     };
+    // Remainder tiles in powers of two: with the taps unrolled, every size below `rows` would
+    // be eight tile bodies of up to 8 x 25 FMAs each (compile time, and CI's test build).
+    let rem_rows = (0..)
+        .map(|e| 1 << e)
+        .take_while(|&r| r < rows)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     Some(DirectPlan {
         regs: class.regs,
         oc_tile: t,
         rows,
-        rem_rows: (1..rows).rev().collect(),
+        rem_rows,
         hoist_weights: false,
         unroll,
         in_place: false,

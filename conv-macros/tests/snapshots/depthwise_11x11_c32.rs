@@ -3263,159 +3263,6 @@ impl Dw11 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn tile_r7<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
-            v: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..121];
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_0_4_0 = bias[0];
-            let mut acc_0_5_0 = bias[0];
-            let mut acc_0_6_0 = bias[0];
-            for tap in 0..121 {
-                let tp = src.tap::<S, 7>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let x_5 = tp.ld(simd, ic, 5);
-                    let x_6 = tp.ld(simd, ic, 6);
-                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
-                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
-                }
-            }
-            let lanes = S::F32_LANES;
-            let mut stores = out
-                .tile_stores_last::<S, 1, 7>(simd, v * lanes, lanes, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-            stores.st::<0, 4>(simd, acc_0_4_0);
-            stores.st::<0, 5>(simd, acc_0_5_0);
-            stores.st::<0, 6>(simd, acc_0_6_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r6<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
-            v: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..121];
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_0_4_0 = bias[0];
-            let mut acc_0_5_0 = bias[0];
-            for tap in 0..121 {
-                let tp = src.tap::<S, 6>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let x_5 = tp.ld(simd, ic, 5);
-                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
-                }
-            }
-            let lanes = S::F32_LANES;
-            let mut stores = out
-                .tile_stores_last::<S, 1, 6>(simd, v * lanes, lanes, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-            stores.st::<0, 4>(simd, acc_0_4_0);
-            stores.st::<0, 5>(simd, acc_0_5_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r5<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
-            v: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..121];
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_0_4_0 = bias[0];
-            for tap in 0..121 {
-                let tp = src.tap::<S, 5>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                }
-            }
-            let lanes = S::F32_LANES;
-            let mut stores = out
-                .tile_stores_last::<S, 1, 5>(simd, v * lanes, lanes, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-            stores.st::<0, 4>(simd, acc_0_4_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
         fn tile_r4<S: ::conv_runtime::__private::Simd>(
             simd: S,
             src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
@@ -3451,45 +3298,6 @@ impl Dw11 {
             stores.st::<0, 1>(simd, acc_0_1_0);
             stores.st::<0, 2>(simd, acc_0_2_0);
             stores.st::<0, 3>(simd, acc_0_3_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r3<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
-            v: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..121];
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            for tap in 0..121 {
-                let tp = src.tap::<S, 3>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                }
-            }
-            let lanes = S::F32_LANES;
-            let mut stores = out
-                .tile_stores_last::<S, 1, 3>(simd, v * lanes, lanes, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            stores.st::<0, 2>(simd, acc_0_2_0);
         }
         #[inline(always)]
         #[allow(
@@ -3599,30 +3407,10 @@ impl Dw11 {
                     tile_r8(simd, &src, v, len, out, wt, &bias);
                     v += 8;
                 }
-                while v + 7 <= nvec {
-                    let len = if v + 7 == nvec { last } else { lanes };
-                    tile_r7(simd, &src, v, len, out, wt, &bias);
-                    v += 7;
-                }
-                while v + 6 <= nvec {
-                    let len = if v + 6 == nvec { last } else { lanes };
-                    tile_r6(simd, &src, v, len, out, wt, &bias);
-                    v += 6;
-                }
-                while v + 5 <= nvec {
-                    let len = if v + 5 == nvec { last } else { lanes };
-                    tile_r5(simd, &src, v, len, out, wt, &bias);
-                    v += 5;
-                }
                 while v + 4 <= nvec {
                     let len = if v + 4 == nvec { last } else { lanes };
                     tile_r4(simd, &src, v, len, out, wt, &bias);
                     v += 4;
-                }
-                while v + 3 <= nvec {
-                    let len = if v + 3 == nvec { last } else { lanes };
-                    tile_r3(simd, &src, v, len, out, wt, &bias);
-                    v += 3;
                 }
                 while v + 2 <= nvec {
                     let len = if v + 2 == nvec { last } else { lanes };
