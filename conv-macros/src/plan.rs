@@ -246,10 +246,18 @@ fn plan_in_place(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
 
 /// Whether flat tiles compute `spec`: stride 1 and output rows as wide as input rows, so every
 /// tap reads the flattened input plane at one offset (see `conv_runtime::__private::Flat`).
-pub fn flat_geometry(spec: &Spec) -> bool {
+fn flat_geometry(spec: &Spec) -> bool {
     spec.stride_h == 1
         && spec.stride_w == 1
         && spec.pad_left + spec.pad_right == spec.dilation_w * (spec.kernel_w - 1)
+}
+
+/// Whether a flat tile of `t` output channels x `rows` vectors fits the registers: its
+/// accumulators, its input vectors, a mask per vector (vector registers on NEON) and one
+/// broadcast.
+#[allow(clippy::int_plus_one)]
+fn flat_fits(t: usize, rows: usize, class: RegClass) -> bool {
+    t * rows + 2 * rows + 1 <= class.regs
 }
 
 /// The flat plan, when one keeps the FMAs fed. A tile is `oc_tile` output channels x `rows`
@@ -257,8 +265,7 @@ pub fn flat_geometry(spec: &Spec) -> bool {
 /// masked loads (each straddles two cache lines: two L1 accesses) and `oc_tile` weight
 /// broadcasts for `oc_tile * rows` FMAs. Taken when that is at most one L1 access per FMA (two
 /// load ports against at most two FMAs a cycle), which needs several output channels per
-/// group: never for depthwise layers of multiplier 1. Registers: the accumulators, the tile's
-/// input vectors, a mask per vector (vector registers on NEON) and one broadcast.
+/// group: never for depthwise layers of multiplier 1. Registers: see [`flat_fits`].
 ///
 /// Taps and input channels are loops (`Unroll::TileOnly`): unrolled, LLVM issued the loads of
 /// later taps early and spilled accumulators (~20% of the 4-channel grouped row's samples on
@@ -270,7 +277,6 @@ pub fn flat_geometry(spec: &Spec) -> bool {
 /// by three instructions per tap and vector. Measured there against the band tiles (t4r2,
 /// throwaway loop, min of 5): 362 vs 330 us on the 4-channel grouped row, 373 vs 378 on the
 /// 8-channel one, 344 vs 413 on the 16-channel one; mixed, so that class keeps row tiles.
-#[allow(clippy::int_plus_one)]
 fn plan_flat(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
     if !flat_geometry(spec) || class.regs < 32 {
         return None;
@@ -278,7 +284,7 @@ fn plan_flat(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
     let mut best: Option<(f64, DirectPlan)> = None;
     for t in divisors_desc(spec.out_per_group(), MAX_OC_TILE) {
         for rows in 1..=MAX_ROW_TILE {
-            if t * rows + 2 * rows + 1 > class.regs {
+            if !flat_fits(t, rows, class) {
                 continue;
             }
             let accesses = (2 * rows + t) as f64 / (t * rows) as f64;
@@ -313,18 +319,15 @@ fn plan_flat(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
 /// but the plane's last vector, at about 1.5x the cost per FMA (a load straddling two lines and
 /// a mask per FMA against the row tiles' shared, shifted loads: 38 against 25 us on 384 x 14 x 14
 /// in a throwaway kernel, where the lanes used are nearly equal), so the layer takes them when
-/// they use over 1.5x the row tiles' lanes (`Flat::prefer`; 29.5 against 40 us on 960 x 7 x 7).
+/// they use over 1.5x the row tiles' lanes (`Flat::prefer`; 30.2 against 40.1 us on 960 x 7 x 7).
 /// `oc_tile` output channels x as many vectors as fit beside them, their loads and one broadcast.
 /// Same register class restriction as [`plan_flat`].
-#[allow(clippy::int_plus_one)]
 fn plan_narrow(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
     if !flat_geometry(spec) || class.regs < 32 {
         return None;
     }
     let t = divisors_desc(spec.out_per_group(), MAX_OC_TILE)[0];
-    let rows = (1..=MAX_ROW_TILE)
-        .rev()
-        .find(|r| t * r + 2 * r + 1 <= class.regs)?;
+    let rows = (1..=MAX_ROW_TILE).rev().find(|&r| flat_fits(t, r, class))?;
     // Taps unrolled while the body stays within the budget: each tap feeds few FMAs here.
     let unroll = if t * rows * spec.taps() <= MAX_UNROLLED_FMAS {
         Unroll::TapsOnly
@@ -333,13 +336,7 @@ fn plan_narrow(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
     };
     // Remainder tiles in powers of two: with the taps unrolled, every size below `rows` would
     // be eight tile bodies of up to 8 x 25 FMAs each (compile time, and CI's test build).
-    let rem_rows = (0..)
-        .map(|e| 1 << e)
-        .take_while(|&r| r < rows)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let rem_rows = pow2_below(rows);
     Some(DirectPlan {
         regs: class.regs,
         oc_tile: t,
@@ -369,14 +366,17 @@ fn plan_direct(spec: &Spec, class: RegClass) -> DirectPlan {
     plan.rem_rows = if all_sizes {
         (1..plan.rows).rev().collect()
     } else {
-        let mut pow2: Vec<usize> = (0..)
-            .map(|e| 1 << e)
-            .take_while(|&r| r < plan.rows)
-            .collect();
-        pow2.reverse();
-        pow2
+        pow2_below(plan.rows)
     };
     plan
+}
+
+/// The powers of two below `rows`, largest first: remainder tiles any smaller count is a short
+/// sum of.
+fn pow2_below(rows: usize) -> Vec<usize> {
+    let mut pow2: Vec<usize> = (0..).map(|e| 1 << e).take_while(|&r| r < rows).collect();
+    pow2.reverse();
+    pow2
 }
 
 fn plan_band(spec: &Spec, class: RegClass) -> DirectPlan {
