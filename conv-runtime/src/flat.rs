@@ -69,8 +69,8 @@ pub struct Flat<'a, const TAPS: usize> {
 }
 
 impl<'a, const TAPS: usize> Flat<'a, TAPS> {
-    /// Whether a layer with both row tiles and flat tiles (a depthwise layer: its flat tiles cost
-    /// about 1.5x per FMA, see the macro's `plan_narrow`) takes the flat ones on `ho x wo` output
+    /// Whether a layer with both row tiles and flat tiles (one without streaming tiles, whose
+    /// flat tiles cost about 1.5x per FMA, see the macro's `plan_narrow`) takes the flat ones on `ho x wo` output
     /// planes with vectors of `lanes`: when they use over 1.5x the lanes row tiles use (rows fill
     /// `wo` of `ceil(wo / lanes) lanes` lanes, flat tiles `ho wo` of `ceil(ho wo / lanes) lanes`).
     /// 7 x 7 on 16 lanes: 0.77 against 0.44, flat; 14 x 14: 0.94 against 0.88, rows.

@@ -43,9 +43,9 @@ pub use tensor::{TensorMut, TensorRef};
 /// `depthwise/f32/3x3/s1/p1/c144-144/g144/r32.t1r8h/r16.t1r6` (family, type, kernel, stride,
 /// padding, channels, groups, then the plan of each register class: `t` output channels x `r`
 /// rows per tile, `h` hoisted weights, `i` input rows read in place, `f` flat tiles whose `r`
-/// counts vectors of consecutive output pixels, `c`/`k` loops over channels/taps, and after `-`
-/// the flat plan a depthwise layer takes on narrow planes); the same string names its benches
-/// and dumps.
+/// counts vectors of consecutive output pixels, `c`/`k` loops over channels/taps, after `~s` the
+/// streaming plan a depthwise layer takes on narrow planes, after `-` a flat plan for narrow
+/// planes); the same string names its benches and dumps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelInfo {
     /// Stable kernel name.

@@ -261,6 +261,90 @@ impl PlanesMut<'_> {
     }
 }
 
+/// Stores of a streaming tile: one vector of `len` columns from `at` in each of `T` planes,
+/// in any of `rows` rows `stride` floats apart. Planes from `count` on are not stored (a tile
+/// whose last units repeat earlier ones to fill its `T` planes).
+pub struct ColStores<'p, S: pulp::Simd, const T: usize> {
+    /// Invariant (K): for `t < count <= T` and `r < rows`, `ptrs[t] + r * stride ..` plus `len`
+    /// floats lies inside run `t` of the `PlanesMut` borrowed mutably for `'p`.
+    ptrs: [*mut f32; T],
+    count: usize,
+    rows: usize,
+    stride: usize,
+    /// `Some` when `len < lanes`: the mask of lanes `0..len`.
+    mask: Option<pulp::MemMask<S::m32s>>,
+    _planes: PhantomData<&'p mut [f32]>,
+}
+
+impl PlanesMut<'_> {
+    /// Stores into the first `min(T, count)` planes at `at + r * stride`, `len <= lanes`
+    /// floats each, for rows `r < rows`.
+    ///
+    /// # Panics
+    /// When the last row's floats would end past a plane, or `len` exceeds the lanes (a bug in
+    /// the generated sweep).
+    #[inline(always)]
+    pub fn col_stores<S: pulp::Simd, const T: usize>(
+        &mut self,
+        simd: S,
+        at: usize,
+        stride: usize,
+        len: usize,
+        rows: usize,
+    ) -> ColStores<'_, S, T> {
+        let lanes = S::F32_LANES;
+        let end = match rows {
+            0 => Some(0),
+            _ => (rows - 1)
+                .checked_mul(stride)
+                .and_then(|v| v.checked_add(at))
+                .and_then(|v| v.checked_add(len)),
+        };
+        assert!(
+            len <= lanes && end.is_some_and(|e| e <= self.len),
+            "conv-kernel bug: column stores outside the planes"
+        );
+        // (K): row `r < rows` ends at `at + r stride + len <= end <= len of a run` (checked),
+        // planes `t < count <= self.count`.
+        ColStores {
+            ptrs: core::array::from_fn(|t| self.ptr.wrapping_add(t * self.stride + at)),
+            count: self.count.min(T),
+            rows,
+            stride,
+            mask: (len < lanes).then(|| crate::dispatch::lanes_between(simd, 0, len as u32)),
+            _planes: PhantomData,
+        }
+    }
+}
+
+impl<S: pulp::Simd, const T: usize> ColStores<'_, S, T> {
+    /// Stores the first `len` lanes of `v` to row `r` of plane `TT`; nothing when `TT` is not
+    /// below `count`.
+    ///
+    /// # Panics
+    /// When `r >= rows` (a bug in the generated sweep).
+    #[inline(always)]
+    pub fn st<const TT: usize>(&mut self, simd: S, r: usize, v: S::f32s) {
+        const { assert!(TT < T) };
+        assert!(
+            r < self.rows,
+            "conv-kernel bug: column store below the tile"
+        );
+        if TT >= self.count {
+            return;
+        }
+        let p = self.ptrs[TT].wrapping_add(r * self.stride);
+        match self.mask {
+            // SAFETY: by (K) the `len` floats at `p` lie in run `TT` of the planes, borrowed
+            // uniquely through `&mut self`; the mask enables lanes `0..len`.
+            Some(mask) => unsafe { simd.mask_store_ptr_f32s(mask, p, v) },
+            // SAFETY: as above with `len == lanes`: a whole vector at `p` (unaligned write of
+            // plain old data).
+            None => unsafe { core::ptr::write_unaligned(p.cast::<S::f32s>(), v) },
+        }
+    }
+}
+
 impl<S: pulp::Simd, const T: usize, const R: usize> TileStores<'_, S, T, R> {
     /// Stores the first `len` lanes of `v` to row `RR` of plane `TT`.
     #[inline(always)]
@@ -292,6 +376,42 @@ mod tests {
         for i in 0..p.count() {
             p.plane(i).fill(tag);
         }
+    }
+
+    /// `col_stores` on every ISA: a tile of 3 planes over a view of 2 (the third is not
+    /// stored), 1..=lanes floats at `at`, rows `stride` apart, float by float.
+    #[test]
+    fn col_stores_write_their_rows_and_skip_planes_past_the_view() {
+        #[derive(Clone, Copy)]
+        struct K;
+        impl pulp::WithSimd for K {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, simd: S) {
+                let lanes = S::F32_LANES;
+                let (count, stride, len) = (3, 4 * lanes + 3, 4 * lanes + 3);
+                for n in 1..=lanes {
+                    let mut buf = vec![0.0f32; count * stride];
+                    let mut view = PlanesMut::new(&mut buf, count, stride, len);
+                    let mut two = view.planes(0, 2);
+                    let (at, row) = (2, lanes + 1);
+                    let src: Vec<f32> = (0..lanes).map(|i| i as f32 + 1.0).collect();
+                    let v = simd.partial_load_f32s(&src);
+                    let mut st = two.col_stores::<S, 3>(simd, at, row, n, 3);
+                    st.st::<0>(simd, 0, v);
+                    st.st::<0>(simd, 2, v);
+                    st.st::<1>(simd, 1, v);
+                    st.st::<2>(simd, 1, v);
+                    let mut want = vec![0.0f32; count * stride];
+                    for (t, r) in [(0, 0), (0, 2), (1, 1)] {
+                        let start = t * stride + at + r * row;
+                        want[start..start + n].copy_from_slice(&src[..n]);
+                    }
+                    assert_eq!(buf, want, "{lanes} lanes, {n} floats");
+                }
+            }
+        }
+        crate::dispatch::on_every_isa(K);
     }
 
     /// `tile_stores` on every ISA of this machine: tile (T = 2 planes, R = 3 rows) of 1..lanes

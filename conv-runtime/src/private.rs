@@ -9,9 +9,9 @@ use core::ops::Range;
 
 use crate::dispatch::is_isa;
 pub use crate::flat::{Flat, FlatSrc, FlatTap};
-pub use crate::inplace::{InCols, InRows};
+pub use crate::inplace::{InCols, InRows, StreamRows};
 use crate::parallel;
-pub use crate::planes::{PlanesMut, TileStores};
+pub use crate::planes::{ColStores, PlanesMut, TileStores};
 
 pub use crate::activation::Activation;
 use crate::dispatch::ClassOp;

@@ -281,14 +281,15 @@ fn set_covers_every_body_layout() {
             "no layer with body layout `{mode}` {stride} in {names:#?}"
         );
     }
-    // A depthwise layer with flat tiles for narrow planes beside its row tiles (`-t..`), which
-    // the small sizes below take on AVX-512.
-    assert!(
-        names
-            .iter()
-            .any(|n| n.starts_with("depthwise") && n.contains("-t")),
-        "no depthwise layer with a narrow-plane plan in {names:#?}"
-    );
+    // Depthwise layers with streaming tiles for narrow planes beside their row tiles (`~s..`)
+    // on both register classes, which the sizes up to two vectors wide take.
+    for class in ["/r32.", "/r16."] {
+        assert!(
+            names.iter().any(|n| n.starts_with("depthwise")
+                && n.split(class).nth(1).is_some_and(|p| p.contains("~s"))),
+            "no depthwise layer streaming on {class} in {names:#?}"
+        );
+    }
 }
 
 #[test]

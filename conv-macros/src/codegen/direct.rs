@@ -10,7 +10,7 @@ use quote::{format_ident, quote};
 
 use super::emit::{acc, activate, conv_fields, lit, rt};
 use super::FamilyCode;
-use crate::plan::{in_place_taps, rows_in, DirectPlan, Plan, Unroll};
+use crate::plan::{in_place_taps, rows_in, DirectPlan, Plan, StreamPlan, Unroll};
 use crate::spec::Spec;
 
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
@@ -31,7 +31,9 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
                 quote!(#rt::Band::new(&p, #cpg_in, lanes, ho, wo, #rows).scratch_len())
             };
             let narrow = d.narrow.as_ref().map(|_| flat_need.clone());
-            std::iter::once(own).chain(narrow)
+            // Streaming tiles read padding rows from a row of zeros.
+            let stream = d.stream.as_ref().map(|_| quote!(w));
+            std::iter::once(own).chain(narrow).chain(stream)
         }
         _ => unreachable!("direct family has direct plans"),
     });
@@ -68,27 +70,210 @@ fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
             run(spec, plan, suffix)
         }
     };
-    let Some(narrow) = &plan.narrow else {
-        return body(plan, "");
-    };
     let rt = rt();
     let taps = lit(spec.taps());
-    let rows = body(plan, "_rows");
-    let flat = body(narrow, "_narrow");
-    let (f, f_rows, f_narrow) = (
-        format_ident!("__run_r{}", plan.regs),
-        format_ident!("__run_rows_r{}", plan.regs),
-        format_ident!("__run_narrow_r{}", plan.regs),
-    );
-    quote! {
-        #rows
-        #flat
-        #[inline(always)]
-        fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
+    let regs = plan.regs;
+    let f = format_ident!("__run_r{}", regs);
+    if plan.narrow.is_none() && plan.stream.is_none() {
+        return body(plan, "");
+    }
+    let f_rows = format_ident!("__run_rows_r{}", regs);
+    let mut out = body(plan, "_rows");
+    let mut pick = quote!(self.#f_rows(simd, a));
+    if let Some(narrow) = &plan.narrow {
+        let f_narrow = format_ident!("__run_narrow_r{}", regs);
+        out.extend(body(narrow, "_narrow"));
+        pick = quote! {
             if #rt::Flat::<#taps>::prefer(S::F32_LANES, a.ho, a.wo) {
                 self.#f_narrow(simd, a)
             } else {
-                self.#f_rows(simd, a)
+                #pick
+            }
+        };
+    }
+    if let Some(stream) = &plan.stream {
+        let f_stream = format_ident!("__run_stream_r{}", regs);
+        out.extend(run_stream(spec, stream, regs));
+        pick = quote! {
+            if #rt::StreamRows::<1>::prefer(S::F32_LANES, a.wo) {
+                self.#f_stream(simd, a)
+            } else {
+                #pick
+            }
+        };
+    }
+    quote! {
+        #out
+        #[inline(always)]
+        fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
+            #pick
+        }
+    }
+}
+
+/// The `__run_stream_rNN` method of a streaming plan (see `plan::plan_stream`): per tile of
+/// `units` units (the last tile repeats the span's last unit to fill its streams and does not
+/// store the repeats) and vector of output columns, one step per input row from the span's
+/// first output row's top tap row to its last's bottom one. A step loads the row of each unit
+/// in place, starts the newest output row's accumulators from the bias, adds the row into the
+/// `slots` output rows that read it, stores the oldest (now complete) and shifts the ring.
+/// Steps where all slots hold rows of the span run one body, the span's first and last steps a
+/// second with each slot's FMAs behind its row's range check.
+fn run_stream(spec: &Spec, plan: &StreamPlan, regs: usize) -> TokenStream {
+    let rt = rt();
+    let f = format_ident!("__run_stream_r{}", regs);
+    let taps_at = in_place_taps(spec).expect("streaming plans read rows in place");
+    let (g, m, slots) = (plan.units, spec.out_per_group(), plan.slots);
+    let (kw, dh, taps) = (spec.kernel_w, spec.dilation_h, spec.taps());
+    let (groups, cin, sw, pt) = (
+        lit(spec.groups),
+        lit(spec.in_channels),
+        lit(spec.stride_w),
+        lit(spec.pad_top),
+    );
+    let (g_l, m_l, slots_l, gm_l, mtaps) = (lit(g), lit(m), lit(slots), lit(g * m), lit(m * taps));
+    let a = |s: usize, t: usize, k: usize| format_ident!("a_{}_{}_{}", s, t, k);
+
+    // Per tile: each stream's unit, input plane, weights and bias.
+    let mut setup = TokenStream::new();
+    let mut planes = Vec::new();
+    for s in 0..g {
+        let (us, ps, ws, bs, wv) = (
+            format_ident!("u_{}", s),
+            format_ident!("plane_{}", s),
+            format_ident!("wt_{}", s),
+            format_ident!("bias_{}", s),
+            format_ident!("wv_{}", s),
+        );
+        let sl = lit(s);
+        let bias = (0..m).map(|t| {
+            let t = lit(t);
+            quote!(simd.splat_f32s(self.b[#us % #groups * #m_l + #t]))
+        });
+        setup.extend(quote! {
+            let #us = (u + #sl).min(last);
+            let #ps = &input[(#us / #groups * #cin + #us % #groups) * plane_in..][..plane_in];
+            let #ws = &self.w[#us % #groups * #mtaps..][..#mtaps];
+            let #bs: [S::f32s; #m_l] = [#(#bias),*];
+        });
+        if plan.hoist_weights {
+            let splats = (0..m * taps).map(|i| {
+                let i = lit(i);
+                quote!(simd.splat_f32s(#ws[#i]))
+            });
+            setup.extend(quote!(let #wv: [S::f32s; #mtaps] = [#(#splats),*];));
+        }
+        planes.push(ps);
+    }
+    let weight = |s: usize, t: usize, ky: usize, kx: usize| {
+        let i = lit(widx(spec, t, 0, ky, kx));
+        if plan.hoist_weights {
+            let wv = format_ident!("wv_{}", s);
+            quote!(#wv[#i])
+        } else {
+            let ws = format_ident!("wt_{}", s);
+            quote!(simd.splat_f32s(#ws[#i]))
+        }
+    };
+
+    // One step: every stream's row, then its FMAs into the slots that read it.
+    let step = |guarded: bool| {
+        let mut body = TokenStream::new();
+        for s in 0..g {
+            body.extend(in_place_row(spec, &taps_at, s, 0));
+            for k in (0..slots).filter(|k| k % dh == 0) {
+                let ky = k / dh;
+                let mut fmas = TokenStream::new();
+                for (kx, &(parity, shift)) in taps_at.iter().enumerate().take(kw) {
+                    let v = vec_name(spec, parity, shift);
+                    for t in 0..m {
+                        let (acc, w) = (a(s, t, k), weight(s, t, ky, kx));
+                        fmas.extend(quote!(#acc = simd.mul_add_e_f32s(#v, #w, #acc);));
+                    }
+                }
+                body.extend(if guarded {
+                    let k = lit(k);
+                    quote!(if n >= #k && n - #k < nrows { #fmas })
+                } else {
+                    fmas
+                });
+            }
+        }
+        body
+    };
+    let (steady, guarded) = (step(false), step(true));
+
+    let mut zero = TokenStream::new();
+    let mut start = TokenStream::new();
+    let mut stores = TokenStream::new();
+    let mut shift = TokenStream::new();
+    for s in 0..g {
+        for t in 0..m {
+            for k in 0..slots {
+                let acc = a(s, t, k);
+                zero.extend(quote!(let mut #acc = simd.splat_f32s(0.0);));
+            }
+            let (first, oldest) = (a(s, t, 0), a(s, t, slots - 1));
+            let (bs, tl, st) = (format_ident!("bias_{}", s), lit(t), lit(s * m + t));
+            start.extend(quote!(#first = #bs[#tl];));
+            let v = format_ident!("v");
+            let act = activate(spec.act, &v);
+            stores.extend(quote! {
+                let mut #v = #oldest;
+                #act
+                st.st::<#st>(simd, n + 1 - #slots_l, #v);
+            });
+            for k in (1..slots).rev() {
+                let (to, from) = (a(s, t, k), a(s, t, k - 1));
+                shift.extend(quote!(#to = #from;));
+            }
+        }
+    }
+    quote! {
+        #[inline(always)]
+        #[allow(clippy::identity_op, clippy::erasing_op, clippy::absurd_extreme_comparisons, unused_comparisons, unused_assignments, unused_mut)]
+        fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
+            let #rt::Args { input, mut output, scratch, h, w, wo, units, span, .. } = a;
+            let lanes = S::F32_LANES;
+            let plane_in = h * w;
+            let zeros = &mut scratch[..w];
+            zeros.fill(0.0);
+            let zeros: &[f32] = zeros;
+            let (oy0, nrows) = (span.start, span.end - span.start);
+            if units.is_empty() {
+                return;
+            }
+            let last = units.end - 1;
+            let mut u = units.start;
+            while u < units.end {
+                #setup
+                let src = #rt::StreamRows::<#g_l>::new([#(#planes),*], zeros, h, w);
+                let count = (units.end - u).min(#g_l);
+                let mut out = output.planes((u - units.start) * #m_l, count * #m_l);
+                let mut ox = 0;
+                while ox < wo {
+                    let len = (wo - ox).min(lanes);
+                    let cols = &#rt::InCols::new(simd, #sw * ox, w);
+                    let mut st = out.col_stores::<S, #gm_l>(simd, ox, wo, len, nrows);
+                    #zero
+                    let mut n = 0;
+                    while n < nrows + #slots_l - 1 {
+                        let rows = src.row((oy0 + n) as isize - #pt as isize);
+                        #start
+                        if n + 1 >= #slots_l && n < nrows {
+                            #steady
+                        } else {
+                            #guarded
+                        }
+                        if n + 1 >= #slots_l {
+                            #stores
+                        }
+                        #shift
+                        n += 1;
+                    }
+                    ox += lanes;
+                }
+                u += #g_l;
             }
         }
     }

@@ -28,7 +28,7 @@ impl Dw11 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "depthwise/f32/11x11/s1/p5/c32-32/g32/r32.t1r6-t1r8fk/r16.t1r2",
+        name: "depthwise/f32/11x11/s1/p5/c32-32/g32/r32.t1r6~s1/r16.t1r2~s1",
         family: "depthwise",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -254,13 +254,13 @@ impl ::conv_runtime::__private::Generated for Dw11 {
                 ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 6)
                     .scratch_len(),
             );
-        need = need
-            .max(::conv_runtime::__private::Flat::<121>::scratch_len(lanes, ho, wo));
+        need = need.max(w);
         need = need
             .max(
                 ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 2)
                     .scratch_len(),
             );
+        need = need.max(w);
         need
     }
     #[inline(always)]
@@ -3186,185 +3186,18 @@ impl Dw11 {
     }
     #[inline(always)]
     #[allow(
-        clippy::too_many_arguments,
         clippy::identity_op,
         clippy::erasing_op,
-        clippy::int_plus_one,
-        clippy::modulo_one
+        clippy::absurd_extreme_comparisons,
+        unused_comparisons,
+        unused_assignments,
+        unused_mut
     )]
-    fn __run_narrow_r32<S: ::conv_runtime::__private::Simd>(
+    fn __run_stream_r32<S: ::conv_runtime::__private::Simd>(
         &self,
         simd: S,
         a: ::conv_runtime::__private::Args<'_>,
     ) {
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r8<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
-            v: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..121];
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_0_4_0 = bias[0];
-            let mut acc_0_5_0 = bias[0];
-            let mut acc_0_6_0 = bias[0];
-            let mut acc_0_7_0 = bias[0];
-            for tap in 0..121 {
-                let tp = src.tap::<S, 8>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let x_5 = tp.ld(simd, ic, 5);
-                    let x_6 = tp.ld(simd, ic, 6);
-                    let x_7 = tp.ld(simd, ic, 7);
-                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
-                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
-                    acc_0_7_0 = simd.mul_add_e_f32s(x_7, wk, acc_0_7_0);
-                }
-            }
-            let lanes = S::F32_LANES;
-            let mut stores = out
-                .tile_stores_last::<S, 1, 8>(simd, v * lanes, lanes, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-            stores.st::<0, 4>(simd, acc_0_4_0);
-            stores.st::<0, 5>(simd, acc_0_5_0);
-            stores.st::<0, 6>(simd, acc_0_6_0);
-            stores.st::<0, 7>(simd, acc_0_7_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r4<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
-            v: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..121];
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            for tap in 0..121 {
-                let tp = src.tap::<S, 4>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                }
-            }
-            let lanes = S::F32_LANES;
-            let mut stores = out
-                .tile_stores_last::<S, 1, 4>(simd, v * lanes, lanes, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r2<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
-            v: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..121];
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            for tap in 0..121 {
-                let tp = src.tap::<S, 2>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                }
-            }
-            let lanes = S::F32_LANES;
-            let mut stores = out
-                .tile_stores_last::<S, 1, 2>(simd, v * lanes, lanes, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r1<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            src: &::conv_runtime::__private::FlatSrc<'_, 1, 121>,
-            v: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..121];
-            let mut acc_0_0_0 = bias[0];
-            for tap in 0..121 {
-                let tp = src.tap::<S, 1>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let wk = simd.splat_f32s(wt[0 + ic * 121 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                }
-            }
-            let lanes = S::F32_LANES;
-            let mut stores = out
-                .tile_stores_last::<S, 1, 1>(simd, v * lanes, lanes, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-        }
         let ::conv_runtime::__private::Args {
             input,
             mut output,
@@ -3378,51 +3211,601 @@ impl Dw11 {
         } = a;
         let lanes = S::F32_LANES;
         let plane_in = h * w;
-        let (q_lo, q_hi) = (span.start * wo, span.end * wo);
-        let flat = ::conv_runtime::__private::Flat::<
-            121,
-        >::new(
-            &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
-            lanes,
-            h,
-            w,
-            q_lo,
-            q_hi,
-            scratch,
-        );
-        let nvec = (q_hi - q_lo).div_ceil(lanes);
-        let last = (q_hi - q_lo) - (nvec.max(1) - 1) * lanes;
-        for u in units.clone() {
-            let (b, g) = (u / 32, u % 32);
-            let planes = &input[(b * 32 + g * 1) * plane_in..][..1 * plane_in];
-            let src = flat.src::<1>(planes);
-            for t in 0..1 {
-                let oc0 = g * 1 + t * 1;
-                let wt = &self.w[oc0 * (121 / 1)..][..121];
-                let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
-                let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
-                let mut v = 0;
-                while v + 8 <= nvec {
-                    let len = if v + 8 == nvec { last } else { lanes };
-                    tile_r8(simd, &src, v, len, out, wt, &bias);
-                    v += 8;
+        let zeros = &mut scratch[..w];
+        zeros.fill(0.0);
+        let zeros: &[f32] = zeros;
+        let (oy0, nrows) = (span.start, span.end - span.start);
+        if units.is_empty() {
+            return;
+        }
+        let last = units.end - 1;
+        let mut u = units.start;
+        while u < units.end {
+            let u_0 = (u + 0).min(last);
+            let plane_0 = &input[(u_0 / 32 * 32 + u_0 % 32) * plane_in..][..plane_in];
+            let wt_0 = &self.w[u_0 % 32 * 121..][..121];
+            let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 32 * 1 + 0])];
+            let src = ::conv_runtime::__private::StreamRows::<
+                1,
+            >::new([plane_0], zeros, h, w);
+            let count = (units.end - u).min(1);
+            let mut out = output.planes((u - units.start) * 1, count * 1);
+            let mut ox = 0;
+            while ox < wo {
+                let len = (wo - ox).min(lanes);
+                let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
+                let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                let mut a_0_0_0 = simd.splat_f32s(0.0);
+                let mut a_0_0_1 = simd.splat_f32s(0.0);
+                let mut a_0_0_2 = simd.splat_f32s(0.0);
+                let mut a_0_0_3 = simd.splat_f32s(0.0);
+                let mut a_0_0_4 = simd.splat_f32s(0.0);
+                let mut a_0_0_5 = simd.splat_f32s(0.0);
+                let mut a_0_0_6 = simd.splat_f32s(0.0);
+                let mut a_0_0_7 = simd.splat_f32s(0.0);
+                let mut a_0_0_8 = simd.splat_f32s(0.0);
+                let mut a_0_0_9 = simd.splat_f32s(0.0);
+                let mut a_0_0_10 = simd.splat_f32s(0.0);
+                let mut n = 0;
+                while n < nrows + 11 - 1 {
+                    let rows = src.row((oy0 + n) as isize - 5 as isize);
+                    a_0_0_0 = bias_0[0];
+                    if n + 1 >= 11 && n < nrows {
+                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                        let x_m5 = rows.shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                        let x_m4 = rows.shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                        let x_m3 = rows.shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                        let x_m2 = rows.shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                        let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                        let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                        let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                        let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                        let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                    } else {
+                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                        let x_m5 = rows.shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                        let x_m4 = rows.shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                        let x_m3 = rows.shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                        let x_m2 = rows.shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                        let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                        let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                        let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                        let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                        let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                        if n >= 0 && n - 0 < nrows {
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                        }
+                        if n >= 1 && n - 1 < nrows {
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                        }
+                        if n >= 2 && n - 2 < nrows {
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                        }
+                        if n >= 3 && n - 3 < nrows {
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                        }
+                        if n >= 4 && n - 4 < nrows {
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                        }
+                        if n >= 5 && n - 5 < nrows {
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                        }
+                        if n >= 6 && n - 6 < nrows {
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                        }
+                        if n >= 7 && n - 7 < nrows {
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                        }
+                        if n >= 8 && n - 8 < nrows {
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                        }
+                        if n >= 9 && n - 9 < nrows {
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                        }
+                        if n >= 10 && n - 10 < nrows {
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                        }
+                    }
+                    if n + 1 >= 11 {
+                        let mut v = a_0_0_10;
+                        st.st::<0>(simd, n + 1 - 11, v);
+                    }
+                    a_0_0_10 = a_0_0_9;
+                    a_0_0_9 = a_0_0_8;
+                    a_0_0_8 = a_0_0_7;
+                    a_0_0_7 = a_0_0_6;
+                    a_0_0_6 = a_0_0_5;
+                    a_0_0_5 = a_0_0_4;
+                    a_0_0_4 = a_0_0_3;
+                    a_0_0_3 = a_0_0_2;
+                    a_0_0_2 = a_0_0_1;
+                    a_0_0_1 = a_0_0_0;
+                    n += 1;
                 }
-                while v + 4 <= nvec {
-                    let len = if v + 4 == nvec { last } else { lanes };
-                    tile_r4(simd, &src, v, len, out, wt, &bias);
-                    v += 4;
-                }
-                while v + 2 <= nvec {
-                    let len = if v + 2 == nvec { last } else { lanes };
-                    tile_r2(simd, &src, v, len, out, wt, &bias);
-                    v += 2;
-                }
-                while v + 1 <= nvec {
-                    let len = if v + 1 == nvec { last } else { lanes };
-                    tile_r1(simd, &src, v, len, out, wt, &bias);
-                    v += 1;
-                }
+                ox += lanes;
             }
+            u += 1;
         }
     }
     #[inline(always)]
@@ -3431,8 +3814,8 @@ impl Dw11 {
         simd: S,
         a: ::conv_runtime::__private::Args<'_>,
     ) {
-        if ::conv_runtime::__private::Flat::<121>::prefer(S::F32_LANES, a.ho, a.wo) {
-            self.__run_narrow_r32(simd, a)
+        if ::conv_runtime::__private::StreamRows::<1>::prefer(S::F32_LANES, a.wo) {
+            self.__run_stream_r32(simd, a)
         } else {
             self.__run_rows_r32(simd, a)
         }
@@ -3445,7 +3828,7 @@ impl Dw11 {
         clippy::int_plus_one,
         clippy::modulo_one
     )]
-    fn __run_r16<S: ::conv_runtime::__private::Simd>(
+    fn __run_rows_r16<S: ::conv_runtime::__private::Simd>(
         &self,
         simd: S,
         a: ::conv_runtime::__private::Args<'_>,
@@ -4446,6 +4829,642 @@ impl Dw11 {
                 }
                 oy0 += rows;
             }
+        }
+    }
+    #[inline(always)]
+    #[allow(
+        clippy::identity_op,
+        clippy::erasing_op,
+        clippy::absurd_extreme_comparisons,
+        unused_comparisons,
+        unused_assignments,
+        unused_mut
+    )]
+    fn __run_stream_r16<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        let ::conv_runtime::__private::Args {
+            input,
+            mut output,
+            scratch,
+            h,
+            w,
+            wo,
+            units,
+            span,
+            ..
+        } = a;
+        let lanes = S::F32_LANES;
+        let plane_in = h * w;
+        let zeros = &mut scratch[..w];
+        zeros.fill(0.0);
+        let zeros: &[f32] = zeros;
+        let (oy0, nrows) = (span.start, span.end - span.start);
+        if units.is_empty() {
+            return;
+        }
+        let last = units.end - 1;
+        let mut u = units.start;
+        while u < units.end {
+            let u_0 = (u + 0).min(last);
+            let plane_0 = &input[(u_0 / 32 * 32 + u_0 % 32) * plane_in..][..plane_in];
+            let wt_0 = &self.w[u_0 % 32 * 121..][..121];
+            let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 32 * 1 + 0])];
+            let src = ::conv_runtime::__private::StreamRows::<
+                1,
+            >::new([plane_0], zeros, h, w);
+            let count = (units.end - u).min(1);
+            let mut out = output.planes((u - units.start) * 1, count * 1);
+            let mut ox = 0;
+            while ox < wo {
+                let len = (wo - ox).min(lanes);
+                let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
+                let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                let mut a_0_0_0 = simd.splat_f32s(0.0);
+                let mut a_0_0_1 = simd.splat_f32s(0.0);
+                let mut a_0_0_2 = simd.splat_f32s(0.0);
+                let mut a_0_0_3 = simd.splat_f32s(0.0);
+                let mut a_0_0_4 = simd.splat_f32s(0.0);
+                let mut a_0_0_5 = simd.splat_f32s(0.0);
+                let mut a_0_0_6 = simd.splat_f32s(0.0);
+                let mut a_0_0_7 = simd.splat_f32s(0.0);
+                let mut a_0_0_8 = simd.splat_f32s(0.0);
+                let mut a_0_0_9 = simd.splat_f32s(0.0);
+                let mut a_0_0_10 = simd.splat_f32s(0.0);
+                let mut n = 0;
+                while n < nrows + 11 - 1 {
+                    let rows = src.row((oy0 + n) as isize - 5 as isize);
+                    a_0_0_0 = bias_0[0];
+                    if n + 1 >= 11 && n < nrows {
+                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                        let x_m5 = rows.shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                        let x_m4 = rows.shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                        let x_m3 = rows.shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                        let x_m2 = rows.shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                        let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                        let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                        let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                        let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                        let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                        a_0_0_3 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                        a_0_0_4 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                        a_0_0_5 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                        a_0_0_6 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                        a_0_0_7 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                        a_0_0_8 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                        a_0_0_9 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                        a_0_0_10 = simd
+                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                    } else {
+                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                        let x_m5 = rows.shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                        let x_m4 = rows.shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                        let x_m3 = rows.shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                        let x_m2 = rows.shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                        let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                        let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                        let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                        let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                        let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                        if n >= 0 && n - 0 < nrows {
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                        }
+                        if n >= 1 && n - 1 < nrows {
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                        }
+                        if n >= 2 && n - 2 < nrows {
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                        }
+                        if n >= 3 && n - 3 < nrows {
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                            a_0_0_3 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                        }
+                        if n >= 4 && n - 4 < nrows {
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                            a_0_0_4 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                        }
+                        if n >= 5 && n - 5 < nrows {
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                            a_0_0_5 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                        }
+                        if n >= 6 && n - 6 < nrows {
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                            a_0_0_6 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                        }
+                        if n >= 7 && n - 7 < nrows {
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                            a_0_0_7 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                        }
+                        if n >= 8 && n - 8 < nrows {
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                            a_0_0_8 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                        }
+                        if n >= 9 && n - 9 < nrows {
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                            a_0_0_9 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                        }
+                        if n >= 10 && n - 10 < nrows {
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                            a_0_0_10 = simd
+                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                        }
+                    }
+                    if n + 1 >= 11 {
+                        let mut v = a_0_0_10;
+                        st.st::<0>(simd, n + 1 - 11, v);
+                    }
+                    a_0_0_10 = a_0_0_9;
+                    a_0_0_9 = a_0_0_8;
+                    a_0_0_8 = a_0_0_7;
+                    a_0_0_7 = a_0_0_6;
+                    a_0_0_6 = a_0_0_5;
+                    a_0_0_5 = a_0_0_4;
+                    a_0_0_4 = a_0_0_3;
+                    a_0_0_3 = a_0_0_2;
+                    a_0_0_2 = a_0_0_1;
+                    a_0_0_1 = a_0_0_0;
+                    n += 1;
+                }
+                ox += lanes;
+            }
+            u += 1;
+        }
+    }
+    #[inline(always)]
+    fn __run_r16<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        if ::conv_runtime::__private::StreamRows::<1>::prefer(S::F32_LANES, a.wo) {
+            self.__run_stream_r16(simd, a)
+        } else {
+            self.__run_rows_r16(simd, a)
         }
     }
 }

@@ -28,7 +28,7 @@ impl Dw144 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "depthwise/f32/3x3/s1/p1/c144-144/g144/r32.t1r4hi-t1r8fc/r16.t1r6",
+        name: "depthwise/f32/3x3/s1/p1/c144-144/g144/r32.t1r4hi~s3/r16.t1r6~s3",
         family: "depthwise",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -250,13 +250,13 @@ impl ::conv_runtime::__private::Generated for Dw144 {
         let p = <Self as ::conv_runtime::__private::Generated>::GEOMETRY;
         let mut need = 0;
         need = need.max(w);
-        need = need
-            .max(::conv_runtime::__private::Flat::<9>::scratch_len(lanes, ho, wo));
+        need = need.max(w);
         need = need
             .max(
                 ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 6)
                     .scratch_len(),
             );
+        need = need.max(w);
         need
     }
     #[inline(always)]
@@ -734,653 +734,18 @@ impl Dw144 {
     }
     #[inline(always)]
     #[allow(
-        clippy::too_many_arguments,
         clippy::identity_op,
         clippy::erasing_op,
-        clippy::int_plus_one,
-        clippy::modulo_one
+        clippy::absurd_extreme_comparisons,
+        unused_comparisons,
+        unused_assignments,
+        unused_mut
     )]
-    fn __run_narrow_r32<S: ::conv_runtime::__private::Simd>(
+    fn __run_stream_r32<S: ::conv_runtime::__private::Simd>(
         &self,
         simd: S,
         a: ::conv_runtime::__private::Args<'_>,
     ) {
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r8<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            src: &::conv_runtime::__private::FlatSrc<'_, 1, 9>,
-            v: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..9];
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            let mut acc_0_4_0 = bias[0];
-            let mut acc_0_5_0 = bias[0];
-            let mut acc_0_6_0 = bias[0];
-            let mut acc_0_7_0 = bias[0];
-            {
-                let tap = 0;
-                let tp = src.tap::<S, 8>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let x_5 = tp.ld(simd, ic, 5);
-                    let x_6 = tp.ld(simd, ic, 6);
-                    let x_7 = tp.ld(simd, ic, 7);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
-                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
-                    acc_0_7_0 = simd.mul_add_e_f32s(x_7, wk, acc_0_7_0);
-                }
-            }
-            {
-                let tap = 1;
-                let tp = src.tap::<S, 8>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let x_5 = tp.ld(simd, ic, 5);
-                    let x_6 = tp.ld(simd, ic, 6);
-                    let x_7 = tp.ld(simd, ic, 7);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
-                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
-                    acc_0_7_0 = simd.mul_add_e_f32s(x_7, wk, acc_0_7_0);
-                }
-            }
-            {
-                let tap = 2;
-                let tp = src.tap::<S, 8>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let x_5 = tp.ld(simd, ic, 5);
-                    let x_6 = tp.ld(simd, ic, 6);
-                    let x_7 = tp.ld(simd, ic, 7);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
-                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
-                    acc_0_7_0 = simd.mul_add_e_f32s(x_7, wk, acc_0_7_0);
-                }
-            }
-            {
-                let tap = 3;
-                let tp = src.tap::<S, 8>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let x_5 = tp.ld(simd, ic, 5);
-                    let x_6 = tp.ld(simd, ic, 6);
-                    let x_7 = tp.ld(simd, ic, 7);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
-                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
-                    acc_0_7_0 = simd.mul_add_e_f32s(x_7, wk, acc_0_7_0);
-                }
-            }
-            {
-                let tap = 4;
-                let tp = src.tap::<S, 8>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let x_5 = tp.ld(simd, ic, 5);
-                    let x_6 = tp.ld(simd, ic, 6);
-                    let x_7 = tp.ld(simd, ic, 7);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
-                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
-                    acc_0_7_0 = simd.mul_add_e_f32s(x_7, wk, acc_0_7_0);
-                }
-            }
-            {
-                let tap = 5;
-                let tp = src.tap::<S, 8>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let x_5 = tp.ld(simd, ic, 5);
-                    let x_6 = tp.ld(simd, ic, 6);
-                    let x_7 = tp.ld(simd, ic, 7);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
-                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
-                    acc_0_7_0 = simd.mul_add_e_f32s(x_7, wk, acc_0_7_0);
-                }
-            }
-            {
-                let tap = 6;
-                let tp = src.tap::<S, 8>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let x_5 = tp.ld(simd, ic, 5);
-                    let x_6 = tp.ld(simd, ic, 6);
-                    let x_7 = tp.ld(simd, ic, 7);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
-                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
-                    acc_0_7_0 = simd.mul_add_e_f32s(x_7, wk, acc_0_7_0);
-                }
-            }
-            {
-                let tap = 7;
-                let tp = src.tap::<S, 8>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let x_5 = tp.ld(simd, ic, 5);
-                    let x_6 = tp.ld(simd, ic, 6);
-                    let x_7 = tp.ld(simd, ic, 7);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
-                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
-                    acc_0_7_0 = simd.mul_add_e_f32s(x_7, wk, acc_0_7_0);
-                }
-            }
-            {
-                let tap = 8;
-                let tp = src.tap::<S, 8>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let x_5 = tp.ld(simd, ic, 5);
-                    let x_6 = tp.ld(simd, ic, 6);
-                    let x_7 = tp.ld(simd, ic, 7);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
-                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
-                    acc_0_7_0 = simd.mul_add_e_f32s(x_7, wk, acc_0_7_0);
-                }
-            }
-            let lanes = S::F32_LANES;
-            let mut stores = out
-                .tile_stores_last::<S, 1, 8>(simd, v * lanes, lanes, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-            stores.st::<0, 4>(simd, acc_0_4_0);
-            stores.st::<0, 5>(simd, acc_0_5_0);
-            stores.st::<0, 6>(simd, acc_0_6_0);
-            stores.st::<0, 7>(simd, acc_0_7_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r4<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            src: &::conv_runtime::__private::FlatSrc<'_, 1, 9>,
-            v: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..9];
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            let mut acc_0_2_0 = bias[0];
-            let mut acc_0_3_0 = bias[0];
-            {
-                let tap = 0;
-                let tp = src.tap::<S, 4>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                }
-            }
-            {
-                let tap = 1;
-                let tp = src.tap::<S, 4>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                }
-            }
-            {
-                let tap = 2;
-                let tp = src.tap::<S, 4>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                }
-            }
-            {
-                let tap = 3;
-                let tp = src.tap::<S, 4>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                }
-            }
-            {
-                let tap = 4;
-                let tp = src.tap::<S, 4>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                }
-            }
-            {
-                let tap = 5;
-                let tp = src.tap::<S, 4>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                }
-            }
-            {
-                let tap = 6;
-                let tp = src.tap::<S, 4>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                }
-            }
-            {
-                let tap = 7;
-                let tp = src.tap::<S, 4>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                }
-            }
-            {
-                let tap = 8;
-                let tp = src.tap::<S, 4>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                }
-            }
-            let lanes = S::F32_LANES;
-            let mut stores = out
-                .tile_stores_last::<S, 1, 4>(simd, v * lanes, lanes, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-            stores.st::<0, 2>(simd, acc_0_2_0);
-            stores.st::<0, 3>(simd, acc_0_3_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r2<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            src: &::conv_runtime::__private::FlatSrc<'_, 1, 9>,
-            v: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..9];
-            let mut acc_0_0_0 = bias[0];
-            let mut acc_0_1_0 = bias[0];
-            {
-                let tap = 0;
-                let tp = src.tap::<S, 2>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                }
-            }
-            {
-                let tap = 1;
-                let tp = src.tap::<S, 2>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                }
-            }
-            {
-                let tap = 2;
-                let tp = src.tap::<S, 2>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                }
-            }
-            {
-                let tap = 3;
-                let tp = src.tap::<S, 2>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                }
-            }
-            {
-                let tap = 4;
-                let tp = src.tap::<S, 2>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                }
-            }
-            {
-                let tap = 5;
-                let tp = src.tap::<S, 2>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                }
-            }
-            {
-                let tap = 6;
-                let tp = src.tap::<S, 2>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                }
-            }
-            {
-                let tap = 7;
-                let tp = src.tap::<S, 2>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                }
-            }
-            {
-                let tap = 8;
-                let tp = src.tap::<S, 2>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                }
-            }
-            let lanes = S::F32_LANES;
-            let mut stores = out
-                .tile_stores_last::<S, 1, 2>(simd, v * lanes, lanes, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-            stores.st::<0, 1>(simd, acc_0_1_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_r1<S: ::conv_runtime::__private::Simd>(
-            simd: S,
-            src: &::conv_runtime::__private::FlatSrc<'_, 1, 9>,
-            v: usize,
-            len: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            wt: &[f32],
-            bias: &[S::f32s; 1],
-        ) {
-            let wt = &wt[..9];
-            let mut acc_0_0_0 = bias[0];
-            {
-                let tap = 0;
-                let tp = src.tap::<S, 1>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                }
-            }
-            {
-                let tap = 1;
-                let tp = src.tap::<S, 1>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                }
-            }
-            {
-                let tap = 2;
-                let tp = src.tap::<S, 1>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                }
-            }
-            {
-                let tap = 3;
-                let tp = src.tap::<S, 1>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                }
-            }
-            {
-                let tap = 4;
-                let tp = src.tap::<S, 1>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                }
-            }
-            {
-                let tap = 5;
-                let tp = src.tap::<S, 1>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                }
-            }
-            {
-                let tap = 6;
-                let tp = src.tap::<S, 1>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                }
-            }
-            {
-                let tap = 7;
-                let tp = src.tap::<S, 1>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                }
-            }
-            {
-                let tap = 8;
-                let tp = src.tap::<S, 1>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                }
-            }
-            let lanes = S::F32_LANES;
-            let mut stores = out
-                .tile_stores_last::<S, 1, 1>(simd, v * lanes, lanes, len);
-            stores.st::<0, 0>(simd, acc_0_0_0);
-        }
         let ::conv_runtime::__private::Args {
             input,
             mut output,
@@ -1394,51 +759,237 @@ impl Dw144 {
         } = a;
         let lanes = S::F32_LANES;
         let plane_in = h * w;
-        let (q_lo, q_hi) = (span.start * wo, span.end * wo);
-        let flat = ::conv_runtime::__private::Flat::<
-            9,
-        >::new(
-            &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
-            lanes,
-            h,
-            w,
-            q_lo,
-            q_hi,
-            scratch,
-        );
-        let nvec = (q_hi - q_lo).div_ceil(lanes);
-        let last = (q_hi - q_lo) - (nvec.max(1) - 1) * lanes;
-        for u in units.clone() {
-            let (b, g) = (u / 144, u % 144);
-            let planes = &input[(b * 144 + g * 1) * plane_in..][..1 * plane_in];
-            let src = flat.src::<1>(planes);
-            for t in 0..1 {
-                let oc0 = g * 1 + t * 1;
-                let wt = &self.w[oc0 * (9 / 1)..][..9];
-                let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
-                let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
-                let mut v = 0;
-                while v + 8 <= nvec {
-                    let len = if v + 8 == nvec { last } else { lanes };
-                    tile_r8(simd, &src, v, len, out, wt, &bias);
-                    v += 8;
+        let zeros = &mut scratch[..w];
+        zeros.fill(0.0);
+        let zeros: &[f32] = zeros;
+        let (oy0, nrows) = (span.start, span.end - span.start);
+        if units.is_empty() {
+            return;
+        }
+        let last = units.end - 1;
+        let mut u = units.start;
+        while u < units.end {
+            let u_0 = (u + 0).min(last);
+            let plane_0 = &input[(u_0 / 144 * 144 + u_0 % 144) * plane_in..][..plane_in];
+            let wt_0 = &self.w[u_0 % 144 * 9..][..9];
+            let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 144 * 1 + 0])];
+            let u_1 = (u + 1).min(last);
+            let plane_1 = &input[(u_1 / 144 * 144 + u_1 % 144) * plane_in..][..plane_in];
+            let wt_1 = &self.w[u_1 % 144 * 9..][..9];
+            let bias_1: [S::f32s; 1] = [simd.splat_f32s(self.b[u_1 % 144 * 1 + 0])];
+            let u_2 = (u + 2).min(last);
+            let plane_2 = &input[(u_2 / 144 * 144 + u_2 % 144) * plane_in..][..plane_in];
+            let wt_2 = &self.w[u_2 % 144 * 9..][..9];
+            let bias_2: [S::f32s; 1] = [simd.splat_f32s(self.b[u_2 % 144 * 1 + 0])];
+            let src = ::conv_runtime::__private::StreamRows::<
+                3,
+            >::new([plane_0, plane_1, plane_2], zeros, h, w);
+            let count = (units.end - u).min(3);
+            let mut out = output.planes((u - units.start) * 1, count * 1);
+            let mut ox = 0;
+            while ox < wo {
+                let len = (wo - ox).min(lanes);
+                let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
+                let mut st = out.col_stores::<S, 3>(simd, ox, wo, len, nrows);
+                let mut a_0_0_0 = simd.splat_f32s(0.0);
+                let mut a_0_0_1 = simd.splat_f32s(0.0);
+                let mut a_0_0_2 = simd.splat_f32s(0.0);
+                let mut a_1_0_0 = simd.splat_f32s(0.0);
+                let mut a_1_0_1 = simd.splat_f32s(0.0);
+                let mut a_1_0_2 = simd.splat_f32s(0.0);
+                let mut a_2_0_0 = simd.splat_f32s(0.0);
+                let mut a_2_0_1 = simd.splat_f32s(0.0);
+                let mut a_2_0_2 = simd.splat_f32s(0.0);
+                let mut n = 0;
+                while n < nrows + 3 - 1 {
+                    let rows = src.row((oy0 + n) as isize - 1 as isize);
+                    a_0_0_0 = bias_0[0];
+                    a_1_0_0 = bias_1[0];
+                    a_2_0_0 = bias_2[0];
+                    if n + 1 >= 3 && n < nrows {
+                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                        let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[3]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[4]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[5]), a_0_0_1);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[6]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[7]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                        let x_m1 = rows.shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                        a_1_0_0 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[0]), a_1_0_0);
+                        a_1_0_0 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[1]), a_1_0_0);
+                        a_1_0_0 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[2]), a_1_0_0);
+                        a_1_0_1 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[3]), a_1_0_1);
+                        a_1_0_1 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[4]), a_1_0_1);
+                        a_1_0_1 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[5]), a_1_0_1);
+                        a_1_0_2 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[6]), a_1_0_2);
+                        a_1_0_2 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[7]), a_1_0_2);
+                        a_1_0_2 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[8]), a_1_0_2);
+                        let x = rows.vec::<S, 2, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 2, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 2, 0, 1>(simd, cols);
+                        let x_m1 = rows.shifted::<S, 2, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 2, 0, 1>(simd, cols, x, x_r);
+                        a_2_0_0 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[0]), a_2_0_0);
+                        a_2_0_0 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[1]), a_2_0_0);
+                        a_2_0_0 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[2]), a_2_0_0);
+                        a_2_0_1 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[3]), a_2_0_1);
+                        a_2_0_1 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[4]), a_2_0_1);
+                        a_2_0_1 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[5]), a_2_0_1);
+                        a_2_0_2 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[6]), a_2_0_2);
+                        a_2_0_2 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[7]), a_2_0_2);
+                        a_2_0_2 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[8]), a_2_0_2);
+                    } else {
+                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                        let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                        if n >= 0 && n - 0 < nrows {
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                        }
+                        if n >= 1 && n - 1 < nrows {
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[3]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[4]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[5]), a_0_0_1);
+                        }
+                        if n >= 2 && n - 2 < nrows {
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[6]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[7]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                        }
+                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                        let x_m1 = rows.shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                        if n >= 0 && n - 0 < nrows {
+                            a_1_0_0 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[0]), a_1_0_0);
+                            a_1_0_0 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[1]), a_1_0_0);
+                            a_1_0_0 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[2]), a_1_0_0);
+                        }
+                        if n >= 1 && n - 1 < nrows {
+                            a_1_0_1 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[3]), a_1_0_1);
+                            a_1_0_1 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[4]), a_1_0_1);
+                            a_1_0_1 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[5]), a_1_0_1);
+                        }
+                        if n >= 2 && n - 2 < nrows {
+                            a_1_0_2 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[6]), a_1_0_2);
+                            a_1_0_2 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[7]), a_1_0_2);
+                            a_1_0_2 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[8]), a_1_0_2);
+                        }
+                        let x = rows.vec::<S, 2, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 2, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 2, 0, 1>(simd, cols);
+                        let x_m1 = rows.shifted::<S, 2, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 2, 0, 1>(simd, cols, x, x_r);
+                        if n >= 0 && n - 0 < nrows {
+                            a_2_0_0 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[0]), a_2_0_0);
+                            a_2_0_0 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[1]), a_2_0_0);
+                            a_2_0_0 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[2]), a_2_0_0);
+                        }
+                        if n >= 1 && n - 1 < nrows {
+                            a_2_0_1 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[3]), a_2_0_1);
+                            a_2_0_1 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[4]), a_2_0_1);
+                            a_2_0_1 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[5]), a_2_0_1);
+                        }
+                        if n >= 2 && n - 2 < nrows {
+                            a_2_0_2 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[6]), a_2_0_2);
+                            a_2_0_2 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[7]), a_2_0_2);
+                            a_2_0_2 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[8]), a_2_0_2);
+                        }
+                    }
+                    if n + 1 >= 3 {
+                        let mut v = a_0_0_2;
+                        st.st::<0>(simd, n + 1 - 3, v);
+                        let mut v = a_1_0_2;
+                        st.st::<1>(simd, n + 1 - 3, v);
+                        let mut v = a_2_0_2;
+                        st.st::<2>(simd, n + 1 - 3, v);
+                    }
+                    a_0_0_2 = a_0_0_1;
+                    a_0_0_1 = a_0_0_0;
+                    a_1_0_2 = a_1_0_1;
+                    a_1_0_1 = a_1_0_0;
+                    a_2_0_2 = a_2_0_1;
+                    a_2_0_1 = a_2_0_0;
+                    n += 1;
                 }
-                while v + 4 <= nvec {
-                    let len = if v + 4 == nvec { last } else { lanes };
-                    tile_r4(simd, &src, v, len, out, wt, &bias);
-                    v += 4;
-                }
-                while v + 2 <= nvec {
-                    let len = if v + 2 == nvec { last } else { lanes };
-                    tile_r2(simd, &src, v, len, out, wt, &bias);
-                    v += 2;
-                }
-                while v + 1 <= nvec {
-                    let len = if v + 1 == nvec { last } else { lanes };
-                    tile_r1(simd, &src, v, len, out, wt, &bias);
-                    v += 1;
-                }
+                ox += lanes;
             }
+            u += 3;
         }
     }
     #[inline(always)]
@@ -1447,8 +998,8 @@ impl Dw144 {
         simd: S,
         a: ::conv_runtime::__private::Args<'_>,
     ) {
-        if ::conv_runtime::__private::Flat::<9>::prefer(S::F32_LANES, a.ho, a.wo) {
-            self.__run_narrow_r32(simd, a)
+        if ::conv_runtime::__private::StreamRows::<1>::prefer(S::F32_LANES, a.wo) {
+            self.__run_stream_r32(simd, a)
         } else {
             self.__run_rows_r32(simd, a)
         }
@@ -1461,7 +1012,7 @@ impl Dw144 {
         clippy::int_plus_one,
         clippy::modulo_one
     )]
-    fn __run_r16<S: ::conv_runtime::__private::Simd>(
+    fn __run_rows_r16<S: ::conv_runtime::__private::Simd>(
         &self,
         simd: S,
         a: ::conv_runtime::__private::Args<'_>,
@@ -2162,6 +1713,278 @@ impl Dw144 {
                 }
                 oy0 += rows;
             }
+        }
+    }
+    #[inline(always)]
+    #[allow(
+        clippy::identity_op,
+        clippy::erasing_op,
+        clippy::absurd_extreme_comparisons,
+        unused_comparisons,
+        unused_assignments,
+        unused_mut
+    )]
+    fn __run_stream_r16<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        let ::conv_runtime::__private::Args {
+            input,
+            mut output,
+            scratch,
+            h,
+            w,
+            wo,
+            units,
+            span,
+            ..
+        } = a;
+        let lanes = S::F32_LANES;
+        let plane_in = h * w;
+        let zeros = &mut scratch[..w];
+        zeros.fill(0.0);
+        let zeros: &[f32] = zeros;
+        let (oy0, nrows) = (span.start, span.end - span.start);
+        if units.is_empty() {
+            return;
+        }
+        let last = units.end - 1;
+        let mut u = units.start;
+        while u < units.end {
+            let u_0 = (u + 0).min(last);
+            let plane_0 = &input[(u_0 / 144 * 144 + u_0 % 144) * plane_in..][..plane_in];
+            let wt_0 = &self.w[u_0 % 144 * 9..][..9];
+            let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 144 * 1 + 0])];
+            let u_1 = (u + 1).min(last);
+            let plane_1 = &input[(u_1 / 144 * 144 + u_1 % 144) * plane_in..][..plane_in];
+            let wt_1 = &self.w[u_1 % 144 * 9..][..9];
+            let bias_1: [S::f32s; 1] = [simd.splat_f32s(self.b[u_1 % 144 * 1 + 0])];
+            let u_2 = (u + 2).min(last);
+            let plane_2 = &input[(u_2 / 144 * 144 + u_2 % 144) * plane_in..][..plane_in];
+            let wt_2 = &self.w[u_2 % 144 * 9..][..9];
+            let bias_2: [S::f32s; 1] = [simd.splat_f32s(self.b[u_2 % 144 * 1 + 0])];
+            let src = ::conv_runtime::__private::StreamRows::<
+                3,
+            >::new([plane_0, plane_1, plane_2], zeros, h, w);
+            let count = (units.end - u).min(3);
+            let mut out = output.planes((u - units.start) * 1, count * 1);
+            let mut ox = 0;
+            while ox < wo {
+                let len = (wo - ox).min(lanes);
+                let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
+                let mut st = out.col_stores::<S, 3>(simd, ox, wo, len, nrows);
+                let mut a_0_0_0 = simd.splat_f32s(0.0);
+                let mut a_0_0_1 = simd.splat_f32s(0.0);
+                let mut a_0_0_2 = simd.splat_f32s(0.0);
+                let mut a_1_0_0 = simd.splat_f32s(0.0);
+                let mut a_1_0_1 = simd.splat_f32s(0.0);
+                let mut a_1_0_2 = simd.splat_f32s(0.0);
+                let mut a_2_0_0 = simd.splat_f32s(0.0);
+                let mut a_2_0_1 = simd.splat_f32s(0.0);
+                let mut a_2_0_2 = simd.splat_f32s(0.0);
+                let mut n = 0;
+                while n < nrows + 3 - 1 {
+                    let rows = src.row((oy0 + n) as isize - 1 as isize);
+                    a_0_0_0 = bias_0[0];
+                    a_1_0_0 = bias_1[0];
+                    a_2_0_0 = bias_2[0];
+                    if n + 1 >= 3 && n < nrows {
+                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                        let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                        a_0_0_0 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[3]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[4]), a_0_0_1);
+                        a_0_0_1 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[5]), a_0_0_1);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[6]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[7]), a_0_0_2);
+                        a_0_0_2 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                        let x_m1 = rows.shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                        a_1_0_0 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[0]), a_1_0_0);
+                        a_1_0_0 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[1]), a_1_0_0);
+                        a_1_0_0 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[2]), a_1_0_0);
+                        a_1_0_1 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[3]), a_1_0_1);
+                        a_1_0_1 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[4]), a_1_0_1);
+                        a_1_0_1 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[5]), a_1_0_1);
+                        a_1_0_2 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[6]), a_1_0_2);
+                        a_1_0_2 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[7]), a_1_0_2);
+                        a_1_0_2 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[8]), a_1_0_2);
+                        let x = rows.vec::<S, 2, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 2, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 2, 0, 1>(simd, cols);
+                        let x_m1 = rows.shifted::<S, 2, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 2, 0, 1>(simd, cols, x, x_r);
+                        a_2_0_0 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[0]), a_2_0_0);
+                        a_2_0_0 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[1]), a_2_0_0);
+                        a_2_0_0 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[2]), a_2_0_0);
+                        a_2_0_1 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[3]), a_2_0_1);
+                        a_2_0_1 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[4]), a_2_0_1);
+                        a_2_0_1 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[5]), a_2_0_1);
+                        a_2_0_2 = simd
+                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[6]), a_2_0_2);
+                        a_2_0_2 = simd
+                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[7]), a_2_0_2);
+                        a_2_0_2 = simd
+                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[8]), a_2_0_2);
+                    } else {
+                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                        let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                        if n >= 0 && n - 0 < nrows {
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                            a_0_0_0 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                        }
+                        if n >= 1 && n - 1 < nrows {
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[3]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[4]), a_0_0_1);
+                            a_0_0_1 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[5]), a_0_0_1);
+                        }
+                        if n >= 2 && n - 2 < nrows {
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[6]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[7]), a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                        }
+                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                        let x_m1 = rows.shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                        if n >= 0 && n - 0 < nrows {
+                            a_1_0_0 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[0]), a_1_0_0);
+                            a_1_0_0 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[1]), a_1_0_0);
+                            a_1_0_0 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[2]), a_1_0_0);
+                        }
+                        if n >= 1 && n - 1 < nrows {
+                            a_1_0_1 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[3]), a_1_0_1);
+                            a_1_0_1 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[4]), a_1_0_1);
+                            a_1_0_1 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[5]), a_1_0_1);
+                        }
+                        if n >= 2 && n - 2 < nrows {
+                            a_1_0_2 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[6]), a_1_0_2);
+                            a_1_0_2 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[7]), a_1_0_2);
+                            a_1_0_2 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[8]), a_1_0_2);
+                        }
+                        let x = rows.vec::<S, 2, 0, 0>(simd, cols);
+                        let x_l = rows.vec::<S, 2, 0, { -1 }>(simd, cols);
+                        let x_r = rows.vec::<S, 2, 0, 1>(simd, cols);
+                        let x_m1 = rows.shifted::<S, 2, 0, { -1 }>(simd, cols, x, x_l);
+                        let x_0 = x;
+                        let x_p1 = rows.shifted::<S, 2, 0, 1>(simd, cols, x, x_r);
+                        if n >= 0 && n - 0 < nrows {
+                            a_2_0_0 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[0]), a_2_0_0);
+                            a_2_0_0 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[1]), a_2_0_0);
+                            a_2_0_0 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[2]), a_2_0_0);
+                        }
+                        if n >= 1 && n - 1 < nrows {
+                            a_2_0_1 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[3]), a_2_0_1);
+                            a_2_0_1 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[4]), a_2_0_1);
+                            a_2_0_1 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[5]), a_2_0_1);
+                        }
+                        if n >= 2 && n - 2 < nrows {
+                            a_2_0_2 = simd
+                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[6]), a_2_0_2);
+                            a_2_0_2 = simd
+                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[7]), a_2_0_2);
+                            a_2_0_2 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[8]), a_2_0_2);
+                        }
+                    }
+                    if n + 1 >= 3 {
+                        let mut v = a_0_0_2;
+                        st.st::<0>(simd, n + 1 - 3, v);
+                        let mut v = a_1_0_2;
+                        st.st::<1>(simd, n + 1 - 3, v);
+                        let mut v = a_2_0_2;
+                        st.st::<2>(simd, n + 1 - 3, v);
+                    }
+                    a_0_0_2 = a_0_0_1;
+                    a_0_0_1 = a_0_0_0;
+                    a_1_0_2 = a_1_0_1;
+                    a_1_0_1 = a_1_0_0;
+                    a_2_0_2 = a_2_0_1;
+                    a_2_0_1 = a_2_0_0;
+                    n += 1;
+                }
+                ox += lanes;
+            }
+            u += 3;
+        }
+    }
+    #[inline(always)]
+    fn __run_r16<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        if ::conv_runtime::__private::StreamRows::<1>::prefer(S::F32_LANES, a.wo) {
+            self.__run_stream_r16(simd, a)
+        } else {
+            self.__run_rows_r16(simd, a)
         }
     }
 }
