@@ -26,9 +26,9 @@ const MAX_ROW_TILE: usize = 8;
 /// Largest output-channel tile.
 const MAX_OC_TILE: usize = 8;
 
-/// Independent accumulator chains a streaming tile keeps in flight: FMA latency (4 cycles on
-/// Zen 4 and Intel cores since Skylake) x FMAs issued per cycle (2 on the widest: Intel's two
-/// 512-bit pipes, any x86 core's 256-bit ones). Fewer leave the FMA pipes waiting on the chains.
+/// Independent accumulator chains a streaming tile keeps in flight at most: FMA latency (4
+/// cycles on Zen 4 and Intel cores since Skylake) x FMAs issued per cycle (2 on the widest:
+/// Intel's two 512-bit pipes, any x86 core's 256-bit ones).
 const FMA_CHAINS: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,8 +89,11 @@ pub struct StreamPlan {
     pub units: usize,
     /// Output rows in flight per output channel, `(kh - 1) dilation + 1`.
     pub slots: usize,
-    /// The tile's weights stay splatted in registers.
-    pub hoist_weights: bool,
+    /// Weights of each unit, `out_per_group x taps`.
+    pub weights: usize,
+    /// Weights of each unit splatted into registers for the whole tile; the FMAs of the
+    /// others broadcast theirs from memory.
+    pub hoist: usize,
 }
 
 /// Pointwise (1x1, stride 1, no padding): per group a GEMM `out[oc][p] += w[oc][ic] * in[ic][p]`
@@ -144,7 +147,15 @@ impl Plan {
                     None => String::new(),
                 },
                 match &p.stream {
-                    Some(s) => format!("~s{}{}", s.units, if s.hoist_weights { "h" } else { "" }),
+                    Some(s) => format!(
+                        "~s{}{}",
+                        s.units,
+                        match s.hoist {
+                            0 => String::new(),
+                            h if h == s.weights => "h".to_string(),
+                            h => format!("h{h}"),
+                        }
+                    ),
                     None => String::new(),
                 }
             ),
@@ -247,14 +258,7 @@ fn plan_in_place(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
     for t in divisors_desc(spec.out_per_group(), MAX_OC_TILE) {
         for rows in 1..=MAX_ROW_TILE {
             let accs = t * rows;
-            let force: Option<usize> = std::env::var("CK_IP_ROWS")
-                .ok()
-                .and_then(|s| s.parse().ok());
-            if let Some(f) = force {
-                if rows != f || spec.groups != spec.in_channels {
-                    continue;
-                }
-            } else if t * rows * cin * taps > MAX_UNROLLED_FMAS
+            if t * rows * cin * taps > MAX_UNROLLED_FMAS
                 || accs + in_place_live(spec, loads, rows) + t * cin * taps > class.regs
             {
                 continue;
@@ -391,13 +395,15 @@ fn plan_narrow(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
 }
 
 /// The streaming plan of a depthwise-family layer (one input channel per group) at stride 1,
-/// its rows read in place (see [`in_place_taps`]). A tile loads each input row
-/// once per vector of columns, as an infinitely tall row tile would, and has no per-tile set-up
-/// but one per column vector of a plane; it keeps `units x out_per_group x slots` accumulators
-/// and the row's vectors. An accumulator takes `kw` dependent FMAs per step, so a step needs
-/// [`FMA_CHAINS`] accumulators taking FMAs (`kh` per output channel) to keep the pipes busy:
-/// `units` is the fewest that reach it, fewer when the accumulators would not fit. Weights are
-/// hoisted when they fit beside them.
+/// its rows read in place (see [`in_place_taps`]). A tile loads each input row once per vector
+/// of columns, as an infinitely tall row tile would, and sets up once per column vector of a
+/// plane; it keeps `units x out_per_group x slots` accumulators and the row's vectors, and as
+/// many of each unit's weights as fit beside them. An FMA whose weight is broadcast from memory
+/// costs more than one reading a register (3x3 on 384 x 14 x 14: 22.6 us with 3 units and no
+/// weight hoisted, 17.6 with 2 units hoisting all; on AVX2 53.7 with 3 units and none, 47.4
+/// with 1 unit hoisting 8 of 9), so `units` is the count that hoists the largest share of the
+/// weights, the most such up to the [`FMA_CHAINS`] accumulators taking FMAs (`kh` per output
+/// channel) that keep the FMA pipes busy.
 fn plan_stream(spec: &Spec, class: RegClass) -> Option<StreamPlan> {
     let taps_at = in_place_taps(spec)?;
     if spec.in_per_group() != 1 || spec.stride_h != 1 || spec.stride_w != 1 {
@@ -405,18 +411,25 @@ fn plan_stream(spec: &Spec, class: RegClass) -> Option<StreamPlan> {
     }
     let (m, kh) = (spec.out_per_group(), spec.kernel_h);
     let slots = (kh - 1) * spec.dilation_h + 1;
+    let weights = m * spec.taps();
     // The row's loaded vectors, a shifted vector and a broadcast weight.
     let temps = in_place_loads(spec, &taps_at) + 2;
-    let fits = |units: usize| units * m * slots + temps <= class.regs;
+    // Weights of each unit that fit in registers beside `units` units' accumulators.
+    let hoist = |units: usize| {
+        Some((class.regs.checked_sub(units * m * slots + temps)? / units).min(weights))
+    };
     // Two step bodies (all slots, and slots guarded at the span's ends) within the budget.
-    let body_ok = |units: usize| 2 * units * m * spec.taps() <= MAX_UNROLLED_FMAS;
-    let units = (1..=FMA_CHAINS.div_ceil(m * kh))
-        .rev()
-        .find(|&u| fits(u) && body_ok(u))?;
+    let body_ok = |units: usize| 2 * units * weights <= MAX_UNROLLED_FMAS;
+    let (units, hoist) = (1..=FMA_CHAINS.div_ceil(m * kh))
+        .filter(|&u| body_ok(u))
+        .filter_map(|u| Some((u, hoist(u)?)))
+        // Largest share hoisted (`h / weights`, all units alike), then the most units.
+        .max_by_key(|&(u, h)| (h, u))?;
     Some(StreamPlan {
         units,
         slots,
-        hoist_weights: units * m * slots + temps + units * m * spec.taps() <= class.regs,
+        weights,
+        hoist,
     })
 }
 

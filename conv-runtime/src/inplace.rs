@@ -238,11 +238,11 @@ impl<'a, const CHANS: usize> StreamRows<'a, CHANS> {
     }
 
     /// Whether a layer with streaming tiles takes them (rather than its row tiles) on output
-    /// rows `wo` wide with vectors of `lanes`: when a row is at most two vectors. A row tile
-    /// sets up its input rows once for all the row's vectors, a stream pays its first and last
-    /// steps per vector. Measured (AVX-512, 3x3 depthwise): 384 x 14 x 14 23.7 -> 21.8 us, 960 x
-    /// 7 x 7 36.7 -> 32.8, 960 x 28 x 28 289 against 294, 144 x 56 x 56 116 against 137; on AVX2
-    /// (8 lanes) 14 x 14 64 -> 53, 28 x 28 510 against 624.
+    /// rows `wo` wide with vectors of `lanes`: when a row is at most two vectors, where every
+    /// case measured gains (3x3 depthwise, AVX-512: 384 x 14 x 14 24.3 -> 17.9 us, 960 x 7 x 7
+    /// 39.1 -> 26.4, 960 x 28 x 28 293 -> 243; AVX2: 384 x 14 x 14 64.5 -> 48.0). Wider rows are
+    /// mixed: 144 x 56 x 56 gains 4-11%, 960 x 56 x 56 (24 MB through memory) loses 5-20%, 32 x
+    /// 112 x 112 loses 4% on AVX-512 and gains 10% on AVX2.
     pub fn prefer(lanes: usize, wo: usize) -> bool {
         wo.div_ceil(lanes) <= 2
     }

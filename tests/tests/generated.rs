@@ -290,6 +290,21 @@ fn set_covers_every_body_layout() {
             "no depthwise layer streaming on {class} in {names:#?}"
         );
     }
+    // Streams hoisting all of their weights (`h`) and some (`hN`).
+    let streams = names.iter().flat_map(|n| n.split('~').skip(1));
+    let partial = |p: &str| {
+        p.split('h')
+            .nth(1)
+            .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()))
+    };
+    assert!(
+        streams.clone().any(|p| p.contains('h') && !partial(p)),
+        "no stream hoisting all weights"
+    );
+    assert!(
+        streams.clone().any(partial),
+        "no stream hoisting some weights"
+    );
 }
 
 #[test]

@@ -156,18 +156,21 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, regs: usize) -> TokenStream {
             let #ws = &self.w[#us % #groups * #mtaps..][..#mtaps];
             let #bs: [S::f32s; #m_l] = [#(#bias),*];
         });
-        if plan.hoist_weights {
-            let splats = (0..m * taps).map(|i| {
+        if plan.hoist > 0 {
+            let splats = (0..plan.hoist).map(|i| {
                 let i = lit(i);
                 quote!(simd.splat_f32s(#ws[#i]))
             });
-            setup.extend(quote!(let #wv: [S::f32s; #mtaps] = [#(#splats),*];));
+            let n = lit(plan.hoist);
+            setup.extend(quote!(let #wv: [S::f32s; #n] = [#(#splats),*];));
         }
         planes.push(ps);
     }
     let weight = |s: usize, t: usize, ky: usize, kx: usize| {
-        let i = lit(widx(spec, t, 0, ky, kx));
-        if plan.hoist_weights {
+        let i = widx(spec, t, 0, ky, kx);
+        let hoisted = i < plan.hoist;
+        let i = lit(i);
+        if hoisted {
             let wv = format_ident!("wv_{}", s);
             quote!(#wv[#i])
         } else {

@@ -28,7 +28,7 @@ impl Dw11 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "depthwise/f32/11x11/s1/p5/c32-32/g32/r32.t1r6~s1/r16.t1r2~s1",
+        name: "depthwise/f32/11x11/s1/p5/c32-32/g32/r32.t1r6~s1h16/r16.t1r2~s1",
         family: "depthwise",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -3225,6 +3225,24 @@ impl Dw11 {
             let plane_0 = &input[(u_0 / 32 * 32 + u_0 % 32) * plane_in..][..plane_in];
             let wt_0 = &self.w[u_0 % 32 * 121..][..121];
             let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 32 * 1 + 0])];
+            let wv_0: [S::f32s; 16] = [
+                simd.splat_f32s(wt_0[0]),
+                simd.splat_f32s(wt_0[1]),
+                simd.splat_f32s(wt_0[2]),
+                simd.splat_f32s(wt_0[3]),
+                simd.splat_f32s(wt_0[4]),
+                simd.splat_f32s(wt_0[5]),
+                simd.splat_f32s(wt_0[6]),
+                simd.splat_f32s(wt_0[7]),
+                simd.splat_f32s(wt_0[8]),
+                simd.splat_f32s(wt_0[9]),
+                simd.splat_f32s(wt_0[10]),
+                simd.splat_f32s(wt_0[11]),
+                simd.splat_f32s(wt_0[12]),
+                simd.splat_f32s(wt_0[13]),
+                simd.splat_f32s(wt_0[14]),
+                simd.splat_f32s(wt_0[15]),
+            ];
             let src = ::conv_runtime::__private::StreamRows::<
                 1,
             >::new([plane_0], zeros, h, w);
@@ -3265,38 +3283,22 @@ impl Dw11 {
                         let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
                         let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
                         let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
-                        a_0_0_1 = simd
-                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
-                        a_0_0_1 = simd
-                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
-                        a_0_0_1 = simd
-                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
-                        a_0_0_1 = simd
-                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
-                        a_0_0_1 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
+                        a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
+                        a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
+                        a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
+                        a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
+                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
                         a_0_0_1 = simd
                             .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
                         a_0_0_1 = simd
@@ -3523,40 +3525,24 @@ impl Dw11 {
                         let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
                         let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
                         if n >= 0 && n - 0 < nrows {
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
                         }
                         if n >= 1 && n - 1 < nrows {
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
                             a_0_0_1 = simd
                                 .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
                             a_0_0_1 = simd

@@ -28,7 +28,7 @@ impl Dw144 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "depthwise/f32/3x3/s1/p1/c144-144/g144/r32.t1r4hi~s3/r16.t1r6~s3",
+        name: "depthwise/f32/3x3/s1/p1/c144-144/g144/r32.t1r4hi~s2h/r16.t1r6~s1h8",
         family: "depthwise",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -773,39 +773,53 @@ impl Dw144 {
             let plane_0 = &input[(u_0 / 144 * 144 + u_0 % 144) * plane_in..][..plane_in];
             let wt_0 = &self.w[u_0 % 144 * 9..][..9];
             let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 144 * 1 + 0])];
+            let wv_0: [S::f32s; 9] = [
+                simd.splat_f32s(wt_0[0]),
+                simd.splat_f32s(wt_0[1]),
+                simd.splat_f32s(wt_0[2]),
+                simd.splat_f32s(wt_0[3]),
+                simd.splat_f32s(wt_0[4]),
+                simd.splat_f32s(wt_0[5]),
+                simd.splat_f32s(wt_0[6]),
+                simd.splat_f32s(wt_0[7]),
+                simd.splat_f32s(wt_0[8]),
+            ];
             let u_1 = (u + 1).min(last);
             let plane_1 = &input[(u_1 / 144 * 144 + u_1 % 144) * plane_in..][..plane_in];
             let wt_1 = &self.w[u_1 % 144 * 9..][..9];
             let bias_1: [S::f32s; 1] = [simd.splat_f32s(self.b[u_1 % 144 * 1 + 0])];
-            let u_2 = (u + 2).min(last);
-            let plane_2 = &input[(u_2 / 144 * 144 + u_2 % 144) * plane_in..][..plane_in];
-            let wt_2 = &self.w[u_2 % 144 * 9..][..9];
-            let bias_2: [S::f32s; 1] = [simd.splat_f32s(self.b[u_2 % 144 * 1 + 0])];
+            let wv_1: [S::f32s; 9] = [
+                simd.splat_f32s(wt_1[0]),
+                simd.splat_f32s(wt_1[1]),
+                simd.splat_f32s(wt_1[2]),
+                simd.splat_f32s(wt_1[3]),
+                simd.splat_f32s(wt_1[4]),
+                simd.splat_f32s(wt_1[5]),
+                simd.splat_f32s(wt_1[6]),
+                simd.splat_f32s(wt_1[7]),
+                simd.splat_f32s(wt_1[8]),
+            ];
             let src = ::conv_runtime::__private::StreamRows::<
-                3,
-            >::new([plane_0, plane_1, plane_2], zeros, h, w);
-            let count = (units.end - u).min(3);
+                2,
+            >::new([plane_0, plane_1], zeros, h, w);
+            let count = (units.end - u).min(2);
             let mut out = output.planes((u - units.start) * 1, count * 1);
             let mut ox = 0;
             while ox < wo {
                 let len = (wo - ox).min(lanes);
                 let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
-                let mut st = out.col_stores::<S, 3>(simd, ox, wo, len, nrows);
+                let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
                 let mut a_0_0_0 = simd.splat_f32s(0.0);
                 let mut a_0_0_1 = simd.splat_f32s(0.0);
                 let mut a_0_0_2 = simd.splat_f32s(0.0);
                 let mut a_1_0_0 = simd.splat_f32s(0.0);
                 let mut a_1_0_1 = simd.splat_f32s(0.0);
                 let mut a_1_0_2 = simd.splat_f32s(0.0);
-                let mut a_2_0_0 = simd.splat_f32s(0.0);
-                let mut a_2_0_1 = simd.splat_f32s(0.0);
-                let mut a_2_0_2 = simd.splat_f32s(0.0);
                 let mut n = 0;
                 while n < nrows + 3 - 1 {
                     let rows = src.row((oy0 + n) as isize - 1 as isize);
                     a_0_0_0 = bias_0[0];
                     a_1_0_0 = bias_1[0];
-                    a_2_0_0 = bias_2[0];
                     if n + 1 >= 3 && n < nrows {
                         let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                         let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
@@ -813,72 +827,30 @@ impl Dw144 {
                         let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                         let x_0 = x;
                         let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[2]), a_0_0_0);
-                        a_0_0_1 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[3]), a_0_0_1);
-                        a_0_0_1 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[4]), a_0_0_1);
-                        a_0_0_1 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[5]), a_0_0_1);
-                        a_0_0_2 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[6]), a_0_0_2);
-                        a_0_0_2 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[7]), a_0_0_2);
-                        a_0_0_2 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
                         let x = rows.vec::<S, 1, 0, 0>(simd, cols);
                         let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
                         let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
                         let x_m1 = rows.shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
                         let x_0 = x;
                         let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                        a_1_0_0 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[0]), a_1_0_0);
-                        a_1_0_0 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[1]), a_1_0_0);
-                        a_1_0_0 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[2]), a_1_0_0);
-                        a_1_0_1 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[3]), a_1_0_1);
-                        a_1_0_1 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[4]), a_1_0_1);
-                        a_1_0_1 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[5]), a_1_0_1);
-                        a_1_0_2 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[6]), a_1_0_2);
-                        a_1_0_2 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[7]), a_1_0_2);
-                        a_1_0_2 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[8]), a_1_0_2);
-                        let x = rows.vec::<S, 2, 0, 0>(simd, cols);
-                        let x_l = rows.vec::<S, 2, 0, { -1 }>(simd, cols);
-                        let x_r = rows.vec::<S, 2, 0, 1>(simd, cols);
-                        let x_m1 = rows.shifted::<S, 2, 0, { -1 }>(simd, cols, x, x_l);
-                        let x_0 = x;
-                        let x_p1 = rows.shifted::<S, 2, 0, 1>(simd, cols, x, x_r);
-                        a_2_0_0 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[0]), a_2_0_0);
-                        a_2_0_0 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[1]), a_2_0_0);
-                        a_2_0_0 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[2]), a_2_0_0);
-                        a_2_0_1 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[3]), a_2_0_1);
-                        a_2_0_1 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[4]), a_2_0_1);
-                        a_2_0_1 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[5]), a_2_0_1);
-                        a_2_0_2 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[6]), a_2_0_2);
-                        a_2_0_2 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[7]), a_2_0_2);
-                        a_2_0_2 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[8]), a_2_0_2);
+                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                     } else {
                         let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                         let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
@@ -887,28 +859,19 @@ impl Dw144 {
                         let x_0 = x;
                         let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
                         if n >= 0 && n - 0 < nrows {
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
                         }
                         if n >= 1 && n - 1 < nrows {
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[3]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[4]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[5]), a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
                         }
                         if n >= 2 && n - 2 < nrows {
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[6]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[7]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                            a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
                         }
                         let x = rows.vec::<S, 1, 0, 0>(simd, cols);
                         let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
@@ -917,58 +880,19 @@ impl Dw144 {
                         let x_0 = x;
                         let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
                         if n >= 0 && n - 0 < nrows {
-                            a_1_0_0 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[0]), a_1_0_0);
-                            a_1_0_0 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[1]), a_1_0_0);
-                            a_1_0_0 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[2]), a_1_0_0);
+                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
                         }
                         if n >= 1 && n - 1 < nrows {
-                            a_1_0_1 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[3]), a_1_0_1);
-                            a_1_0_1 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[4]), a_1_0_1);
-                            a_1_0_1 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[5]), a_1_0_1);
+                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
                         }
                         if n >= 2 && n - 2 < nrows {
-                            a_1_0_2 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[6]), a_1_0_2);
-                            a_1_0_2 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[7]), a_1_0_2);
-                            a_1_0_2 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[8]), a_1_0_2);
-                        }
-                        let x = rows.vec::<S, 2, 0, 0>(simd, cols);
-                        let x_l = rows.vec::<S, 2, 0, { -1 }>(simd, cols);
-                        let x_r = rows.vec::<S, 2, 0, 1>(simd, cols);
-                        let x_m1 = rows.shifted::<S, 2, 0, { -1 }>(simd, cols, x, x_l);
-                        let x_0 = x;
-                        let x_p1 = rows.shifted::<S, 2, 0, 1>(simd, cols, x, x_r);
-                        if n >= 0 && n - 0 < nrows {
-                            a_2_0_0 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[0]), a_2_0_0);
-                            a_2_0_0 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[1]), a_2_0_0);
-                            a_2_0_0 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[2]), a_2_0_0);
-                        }
-                        if n >= 1 && n - 1 < nrows {
-                            a_2_0_1 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[3]), a_2_0_1);
-                            a_2_0_1 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[4]), a_2_0_1);
-                            a_2_0_1 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[5]), a_2_0_1);
-                        }
-                        if n >= 2 && n - 2 < nrows {
-                            a_2_0_2 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[6]), a_2_0_2);
-                            a_2_0_2 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[7]), a_2_0_2);
-                            a_2_0_2 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[8]), a_2_0_2);
+                            a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                            a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                            a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                         }
                     }
                     if n + 1 >= 3 {
@@ -976,20 +900,16 @@ impl Dw144 {
                         st.st::<0>(simd, n + 1 - 3, v);
                         let mut v = a_1_0_2;
                         st.st::<1>(simd, n + 1 - 3, v);
-                        let mut v = a_2_0_2;
-                        st.st::<2>(simd, n + 1 - 3, v);
                     }
                     a_0_0_2 = a_0_0_1;
                     a_0_0_1 = a_0_0_0;
                     a_1_0_2 = a_1_0_1;
                     a_1_0_1 = a_1_0_0;
-                    a_2_0_2 = a_2_0_1;
-                    a_2_0_1 = a_2_0_0;
                     n += 1;
                 }
                 ox += lanes;
             }
-            u += 3;
+            u += 2;
         }
     }
     #[inline(always)]
@@ -1756,39 +1676,33 @@ impl Dw144 {
             let plane_0 = &input[(u_0 / 144 * 144 + u_0 % 144) * plane_in..][..plane_in];
             let wt_0 = &self.w[u_0 % 144 * 9..][..9];
             let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 144 * 1 + 0])];
-            let u_1 = (u + 1).min(last);
-            let plane_1 = &input[(u_1 / 144 * 144 + u_1 % 144) * plane_in..][..plane_in];
-            let wt_1 = &self.w[u_1 % 144 * 9..][..9];
-            let bias_1: [S::f32s; 1] = [simd.splat_f32s(self.b[u_1 % 144 * 1 + 0])];
-            let u_2 = (u + 2).min(last);
-            let plane_2 = &input[(u_2 / 144 * 144 + u_2 % 144) * plane_in..][..plane_in];
-            let wt_2 = &self.w[u_2 % 144 * 9..][..9];
-            let bias_2: [S::f32s; 1] = [simd.splat_f32s(self.b[u_2 % 144 * 1 + 0])];
+            let wv_0: [S::f32s; 8] = [
+                simd.splat_f32s(wt_0[0]),
+                simd.splat_f32s(wt_0[1]),
+                simd.splat_f32s(wt_0[2]),
+                simd.splat_f32s(wt_0[3]),
+                simd.splat_f32s(wt_0[4]),
+                simd.splat_f32s(wt_0[5]),
+                simd.splat_f32s(wt_0[6]),
+                simd.splat_f32s(wt_0[7]),
+            ];
             let src = ::conv_runtime::__private::StreamRows::<
-                3,
-            >::new([plane_0, plane_1, plane_2], zeros, h, w);
-            let count = (units.end - u).min(3);
+                1,
+            >::new([plane_0], zeros, h, w);
+            let count = (units.end - u).min(1);
             let mut out = output.planes((u - units.start) * 1, count * 1);
             let mut ox = 0;
             while ox < wo {
                 let len = (wo - ox).min(lanes);
                 let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
-                let mut st = out.col_stores::<S, 3>(simd, ox, wo, len, nrows);
+                let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
                 let mut a_0_0_0 = simd.splat_f32s(0.0);
                 let mut a_0_0_1 = simd.splat_f32s(0.0);
                 let mut a_0_0_2 = simd.splat_f32s(0.0);
-                let mut a_1_0_0 = simd.splat_f32s(0.0);
-                let mut a_1_0_1 = simd.splat_f32s(0.0);
-                let mut a_1_0_2 = simd.splat_f32s(0.0);
-                let mut a_2_0_0 = simd.splat_f32s(0.0);
-                let mut a_2_0_1 = simd.splat_f32s(0.0);
-                let mut a_2_0_2 = simd.splat_f32s(0.0);
                 let mut n = 0;
                 while n < nrows + 3 - 1 {
                     let rows = src.row((oy0 + n) as isize - 1 as isize);
                     a_0_0_0 = bias_0[0];
-                    a_1_0_0 = bias_1[0];
-                    a_2_0_0 = bias_2[0];
                     if n + 1 >= 3 && n < nrows {
                         let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                         let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
@@ -1796,72 +1710,16 @@ impl Dw144 {
                         let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                         let x_0 = x;
                         let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                        a_0_0_0 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[2]), a_0_0_0);
-                        a_0_0_1 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[3]), a_0_0_1);
-                        a_0_0_1 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[4]), a_0_0_1);
-                        a_0_0_1 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[5]), a_0_0_1);
-                        a_0_0_2 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[6]), a_0_0_2);
-                        a_0_0_2 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[7]), a_0_0_2);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
                         a_0_0_2 = simd
                             .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                        let x_m1 = rows.shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                        let x_0 = x;
-                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                        a_1_0_0 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[0]), a_1_0_0);
-                        a_1_0_0 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[1]), a_1_0_0);
-                        a_1_0_0 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[2]), a_1_0_0);
-                        a_1_0_1 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[3]), a_1_0_1);
-                        a_1_0_1 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[4]), a_1_0_1);
-                        a_1_0_1 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[5]), a_1_0_1);
-                        a_1_0_2 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[6]), a_1_0_2);
-                        a_1_0_2 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[7]), a_1_0_2);
-                        a_1_0_2 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[8]), a_1_0_2);
-                        let x = rows.vec::<S, 2, 0, 0>(simd, cols);
-                        let x_l = rows.vec::<S, 2, 0, { -1 }>(simd, cols);
-                        let x_r = rows.vec::<S, 2, 0, 1>(simd, cols);
-                        let x_m1 = rows.shifted::<S, 2, 0, { -1 }>(simd, cols, x, x_l);
-                        let x_0 = x;
-                        let x_p1 = rows.shifted::<S, 2, 0, 1>(simd, cols, x, x_r);
-                        a_2_0_0 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[0]), a_2_0_0);
-                        a_2_0_0 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[1]), a_2_0_0);
-                        a_2_0_0 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[2]), a_2_0_0);
-                        a_2_0_1 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[3]), a_2_0_1);
-                        a_2_0_1 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[4]), a_2_0_1);
-                        a_2_0_1 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[5]), a_2_0_1);
-                        a_2_0_2 = simd
-                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[6]), a_2_0_2);
-                        a_2_0_2 = simd
-                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[7]), a_2_0_2);
-                        a_2_0_2 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[8]), a_2_0_2);
                     } else {
                         let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                         let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
@@ -1870,109 +1728,33 @@ impl Dw144 {
                         let x_0 = x;
                         let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
                         if n >= 0 && n - 0 < nrows {
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
                         }
                         if n >= 1 && n - 1 < nrows {
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[3]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[4]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[5]), a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
                         }
                         if n >= 2 && n - 2 < nrows {
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[6]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[7]), a_0_0_2);
+                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
                             a_0_0_2 = simd
                                 .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                        }
-                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                        let x_m1 = rows.shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                        let x_0 = x;
-                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                        if n >= 0 && n - 0 < nrows {
-                            a_1_0_0 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[0]), a_1_0_0);
-                            a_1_0_0 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[1]), a_1_0_0);
-                            a_1_0_0 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[2]), a_1_0_0);
-                        }
-                        if n >= 1 && n - 1 < nrows {
-                            a_1_0_1 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[3]), a_1_0_1);
-                            a_1_0_1 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[4]), a_1_0_1);
-                            a_1_0_1 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[5]), a_1_0_1);
-                        }
-                        if n >= 2 && n - 2 < nrows {
-                            a_1_0_2 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_1[6]), a_1_0_2);
-                            a_1_0_2 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_1[7]), a_1_0_2);
-                            a_1_0_2 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_1[8]), a_1_0_2);
-                        }
-                        let x = rows.vec::<S, 2, 0, 0>(simd, cols);
-                        let x_l = rows.vec::<S, 2, 0, { -1 }>(simd, cols);
-                        let x_r = rows.vec::<S, 2, 0, 1>(simd, cols);
-                        let x_m1 = rows.shifted::<S, 2, 0, { -1 }>(simd, cols, x, x_l);
-                        let x_0 = x;
-                        let x_p1 = rows.shifted::<S, 2, 0, 1>(simd, cols, x, x_r);
-                        if n >= 0 && n - 0 < nrows {
-                            a_2_0_0 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[0]), a_2_0_0);
-                            a_2_0_0 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[1]), a_2_0_0);
-                            a_2_0_0 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[2]), a_2_0_0);
-                        }
-                        if n >= 1 && n - 1 < nrows {
-                            a_2_0_1 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[3]), a_2_0_1);
-                            a_2_0_1 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[4]), a_2_0_1);
-                            a_2_0_1 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[5]), a_2_0_1);
-                        }
-                        if n >= 2 && n - 2 < nrows {
-                            a_2_0_2 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_2[6]), a_2_0_2);
-                            a_2_0_2 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_2[7]), a_2_0_2);
-                            a_2_0_2 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_2[8]), a_2_0_2);
                         }
                     }
                     if n + 1 >= 3 {
                         let mut v = a_0_0_2;
                         st.st::<0>(simd, n + 1 - 3, v);
-                        let mut v = a_1_0_2;
-                        st.st::<1>(simd, n + 1 - 3, v);
-                        let mut v = a_2_0_2;
-                        st.st::<2>(simd, n + 1 - 3, v);
                     }
                     a_0_0_2 = a_0_0_1;
                     a_0_0_1 = a_0_0_0;
-                    a_1_0_2 = a_1_0_1;
-                    a_1_0_1 = a_1_0_0;
-                    a_2_0_2 = a_2_0_1;
-                    a_2_0_1 = a_2_0_0;
                     n += 1;
                 }
                 ox += lanes;
             }
-            u += 3;
+            u += 1;
         }
     }
     #[inline(always)]
