@@ -237,10 +237,7 @@ impl PlanesMut<'_> {
         // The last row's end bounds every row's: rows before `masked_from` store `lanes`
         // floats, which `stride >= lanes` keeps below the next row's start when they are
         // followed by another row (`masked_from < R` always, so the last row takes `len`).
-        let last = (R - 1)
-            .checked_mul(stride)
-            .and_then(|v| v.checked_add(at))
-            .and_then(|v| v.checked_add(len));
+        let last = row_end(R - 1, stride, at, len);
         assert!(
             T <= self.count
                 && len <= lanes
@@ -259,6 +256,12 @@ impl PlanesMut<'_> {
             _planes: PhantomData,
         }
     }
+}
+
+/// Where `len` floats stored at row `r` of a tile from `at`, rows `stride` apart, end; `None` on
+/// overflow.
+fn row_end(r: usize, stride: usize, at: usize, len: usize) -> Option<usize> {
+    r.checked_mul(stride)?.checked_add(at)?.checked_add(len)
 }
 
 /// Stores of a streaming tile: one vector of `len` columns from `at` in each of `T` planes,
@@ -295,10 +298,7 @@ impl PlanesMut<'_> {
         let lanes = S::F32_LANES;
         let end = match rows {
             0 => Some(0),
-            _ => (rows - 1)
-                .checked_mul(stride)
-                .and_then(|v| v.checked_add(at))
-                .and_then(|v| v.checked_add(len)),
+            _ => row_end(rows - 1, stride, at, len),
         };
         assert!(
             len <= lanes && end.is_some_and(|e| e <= self.len),

@@ -121,6 +121,7 @@ fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
 /// second with each slot's FMAs behind its row's range check.
 fn run_stream(spec: &Spec, plan: &StreamPlan, regs: usize) -> TokenStream {
     let rt = rt();
+    let zero_row = zero_row();
     let f = format_ident!("__run_stream_r{}", regs);
     let taps_at = in_place_taps(spec).expect("streaming plans read rows in place");
     let (g, m, slots) = (plan.units, spec.out_per_group(), plan.slots);
@@ -239,9 +240,7 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, regs: usize) -> TokenStream {
             let #rt::Args { input, mut output, scratch, h, w, wo, units, span, .. } = a;
             let lanes = S::F32_LANES;
             let plane_in = h * w;
-            let zeros = &mut scratch[..w];
-            zeros.fill(0.0);
-            let zeros: &[f32] = zeros;
+            #zero_row
             let (oy0, nrows) = (span.start, span.end - span.start);
             if units.is_empty() {
                 return;
@@ -279,6 +278,16 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, regs: usize) -> TokenStream {
                 u += #g_l;
             }
         }
+    }
+}
+
+/// Binds `zeros` to the first `w` floats of `scratch`, zeroed: the padding rows of tiles that
+/// read the input in place.
+fn zero_row() -> TokenStream {
+    quote! {
+        let zeros = &mut scratch[..w];
+        zeros.fill(0.0);
+        let zeros: &[f32] = zeros;
     }
 }
 
@@ -478,6 +487,7 @@ fn run(spec: &Spec, plan: &DirectPlan, suffix: &str) -> TokenStream {
 /// row of zeros in the scratch), one vector of output columns at a time.
 fn run_in_place(spec: &Spec, plan: &DirectPlan, suffix: &str) -> TokenStream {
     let rt = rt();
+    let zero_row = zero_row();
     let RunNames {
         f,
         cpg_in,
@@ -501,9 +511,7 @@ fn run_in_place(spec: &Spec, plan: &DirectPlan, suffix: &str) -> TokenStream {
             let #rt::Args { input, mut output, scratch, h, w, wo, units, span, .. } = a;
             let lanes = S::F32_LANES;
             let plane_in = h * w;
-            let zeros = &mut scratch[..w];
-            zeros.fill(0.0);
-            let zeros: &[f32] = zeros;
+            #zero_row
             let (oy0, rows, oy_base) = (span.start, span.end - span.start, 0);
             for u in units.clone() {
                 let (b, g) = (u / #groups, u % #groups);
