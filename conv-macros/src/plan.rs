@@ -94,6 +94,8 @@ pub struct StreamPlan {
     /// Weights of each unit splatted into registers for the whole tile; the FMAs of the
     /// others broadcast theirs from memory.
     pub hoist: usize,
+    /// The layer streams on every plane, and has no row tiles.
+    pub always: bool,
 }
 
 /// Pointwise (1x1, stride 1, no padding): per group a GEMM `out[oc][p] += w[oc][ic] * in[ic][p]`
@@ -129,6 +131,9 @@ impl Plan {
             // h: weights hoisted into registers; c: loop over input channels; k: loops over
             // input channels and taps (large kernels).
             // i: the input is read in place (no band); f: flat tiles, `r` vectors of pixels.
+            Plan::Direct(DirectPlan {
+                stream: Some(st), ..
+            }) if st.always => st.tag(),
             Plan::Direct(p) => format!(
                 "t{}r{}{}{}{}{}{}{}",
                 p.oc_tile,
@@ -147,15 +152,7 @@ impl Plan {
                     None => String::new(),
                 },
                 match &p.stream {
-                    Some(s) => format!(
-                        "~s{}{}",
-                        s.units,
-                        match s.hoist {
-                            0 => String::new(),
-                            h if h == s.weights => "h".to_string(),
-                            h => format!("h{h}"),
-                        }
-                    ),
+                    Some(s) => format!("~{}", s.tag()),
                     None => String::new(),
                 }
             ),
@@ -169,6 +166,19 @@ impl Plan {
     }
 }
 
+impl StreamPlan {
+    /// `s` and the units per tile, then `h` when every weight is hoisted, `hN` when N of each
+    /// unit's are.
+    pub fn tag(&self) -> String {
+        let hoist = match self.hoist {
+            0 => String::new(),
+            h if h == self.weights => "h".to_string(),
+            h => format!("h{h}"),
+        };
+        format!("s{}{}", self.units, hoist)
+    }
+}
+
 /// The plan of `spec` for one register class.
 pub fn plan(spec: &Spec, class: RegClass) -> Plan {
     match spec.family() {
@@ -178,7 +188,17 @@ pub fn plan(spec: &Spec, class: RegClass) -> Plan {
             if !p.flat {
                 // Streaming tiles beat flat ones on the narrow planes of the layers both
                 // compute (960 x 7 x 7 depthwise: 32.8 against 36.7 us on AVX-512).
-                p.stream = plan_stream(spec, class);
+                p.stream = plan_stream(spec, class).map(|mut st| {
+                    // On 32 registers, a row plan whose FMAs broadcast every weight from memory
+                    // loses to streams holding some in registers at every width measured (5x5
+                    // on 240 channels, AVX-512, rows -> stream: 14x14 34.7 -> 28.2 us, 28x28
+                    // 121 -> 103, 56x56 480 -> 402, 112x112 2136 -> 1696), so the layer
+                    // streams on every plane. On 16 registers the same comparison is mixed
+                    // (AVX2, stream against rows: 3x3 56x56 +5%, 112x112 -8%; 5x5 28x28 -4%,
+                    // 56x56 +4%), and streams keep to narrow planes.
+                    st.always = class.regs >= 32 && !p.hoist_weights && st.hoist > 0;
+                    st
+                });
                 if p.stream.is_none() {
                     p.narrow = plan_narrow(spec, class).map(Box::new);
                 }
@@ -430,6 +450,7 @@ fn plan_stream(spec: &Spec, class: RegClass) -> Option<StreamPlan> {
         slots,
         weights,
         hoist,
+        always: false,
     })
 }
 

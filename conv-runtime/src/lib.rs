@@ -44,8 +44,9 @@ pub use tensor::{TensorMut, TensorRef};
 /// padding, channels, groups, then the plan of each register class: `t` output channels x `r`
 /// rows per tile, `h` hoisted weights, `i` input rows read in place, `f` flat tiles whose `r`
 /// counts vectors of consecutive output pixels, `c`/`k` loops over channels/taps, after `~s` the
-/// streaming plan a depthwise layer takes on narrow planes, after `-` a flat plan for narrow
-/// planes); the same string names its benches and dumps.
+/// streaming plan a depthwise layer takes on narrow planes (a plan of `s..` alone streams on
+/// every plane), after `-` a flat plan for narrow planes); the same string names its benches and
+/// dumps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelInfo {
     /// Stable kernel name.

@@ -290,6 +290,12 @@ fn set_covers_every_body_layout() {
             "no depthwise layer streaming on {class} in {names:#?}"
         );
     }
+    // A layer streaming on every plane (32 registers, row tiles that would broadcast every
+    // weight from memory): its plan is the stream alone.
+    assert!(
+        names.iter().any(|n| n.contains("/r32.s")),
+        "no layer streaming on every plane in {names:#?}"
+    );
     // Streams hoisting all of their weights (`h`) and some (`hN`).
     let streams = names.iter().flat_map(|n| n.split('~').skip(1));
     let partial = |p: &str| {

@@ -21,6 +21,8 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     let taps = lit(spec.taps());
     let flat_need = quote!(#rt::Flat::<#taps>::scratch_len(lanes, ho, wo));
     let needs = plans.iter().flat_map(|p| match p {
+        // Streaming tiles read padding rows from a row of zeros.
+        Plan::Direct(d) if d.stream.as_ref().is_some_and(|s| s.always) => vec![quote!(w)],
         Plan::Direct(d) => {
             let own = if d.flat {
                 flat_need.clone()
@@ -31,9 +33,8 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
                 quote!(#rt::Band::new(&p, #cpg_in, lanes, ho, wo, #rows).scratch_len())
             };
             let narrow = d.narrow.as_ref().map(|_| flat_need.clone());
-            // Streaming tiles read padding rows from a row of zeros.
             let stream = d.stream.as_ref().map(|_| quote!(w));
-            std::iter::once(own).chain(narrow).chain(stream)
+            std::iter::once(own).chain(narrow).chain(stream).collect()
         }
         _ => unreachable!("direct family has direct plans"),
     });
@@ -74,6 +75,9 @@ fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     let taps = lit(spec.taps());
     let regs = plan.regs;
     let f = format_ident!("__run_r{}", regs);
+    if let Some(stream) = plan.stream.as_ref().filter(|s| s.always) {
+        return run_stream(spec, stream, &f);
+    }
     if plan.narrow.is_none() && plan.stream.is_none() {
         return body(plan, "");
     }
@@ -93,7 +97,7 @@ fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     }
     if let Some(stream) = &plan.stream {
         let f_stream = format_ident!("__run_stream_r{}", regs);
-        out.extend(run_stream(spec, stream, regs));
+        out.extend(run_stream(spec, stream, &f_stream));
         pick = quote! {
             if #rt::StreamRows::<1>::prefer(S::F32_LANES, a.wo) {
                 self.#f_stream(simd, a)
@@ -111,7 +115,8 @@ fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     }
 }
 
-/// The `__run_stream_rNN` method of a streaming plan (see `plan::plan_stream`): per tile of
+/// The method `f` (`__run_stream_rNN`, or `__run_rNN` when the layer always streams) of a
+/// streaming plan (see `plan::plan_stream`): per tile of
 /// `units` units (the last tile repeats the span's last unit to fill its streams and does not
 /// store the repeats) and vector of output columns, one step per input row from the span's
 /// first output row's top tap row to its last's bottom one. A step loads the row of each unit
@@ -119,10 +124,9 @@ fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
 /// `slots` output rows that read it, stores the oldest (now complete) and shifts the ring.
 /// Steps where all slots hold rows of the span run one body, the span's first and last steps a
 /// second with each slot's FMAs behind its row's range check.
-fn run_stream(spec: &Spec, plan: &StreamPlan, regs: usize) -> TokenStream {
+fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
     let rt = rt();
     let zero_row = zero_row();
-    let f = format_ident!("__run_stream_r{}", regs);
     let taps_at = in_place_taps(spec).expect("streaming plans read rows in place");
     let (g, m, slots) = (plan.units, spec.out_per_group(), plan.slots);
     let (kw, dh, taps) = (spec.kernel_w, spec.dilation_h, spec.taps());
