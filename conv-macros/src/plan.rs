@@ -87,7 +87,7 @@ pub struct DirectPlan {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamPlan {
     pub units: usize,
-    /// Output rows in flight per output channel, `(kh - 1) dilation + 1`.
+    /// Output rows in flight per output channel, `(kh - 1) dilation / stride + 1`.
     pub slots: usize,
     /// Weights of each unit, `out_per_group x taps`.
     pub weights: usize,
@@ -195,8 +195,10 @@ pub fn plan(spec: &Spec, class: RegClass) -> Plan {
                     // 121 -> 103, 56x56 480 -> 402, 112x112 2136 -> 1696), so the layer
                     // streams on every plane. On 16 registers the same comparison is mixed
                     // (AVX2, stream against rows: 3x3 56x56 +5%, 112x112 -8%; 5x5 28x28 -4%,
-                    // 56x56 +4%), and streams keep to narrow planes.
-                    st.always = class.regs >= 32 && !p.hoist_weights && st.hoist > 0;
+                    // 56x56 +4%), and streams keep to narrow planes; so do stride-2 layers
+                    // (measured on narrow planes only).
+                    st.always =
+                        class.regs >= 32 && spec.stride_h == 1 && !p.hoist_weights && st.hoist > 0;
                     st
                 });
                 if p.stream.is_none() {
@@ -414,10 +416,12 @@ fn plan_narrow(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
     })
 }
 
-/// The streaming plan of a depthwise-family layer (one input channel per group) at stride 1,
-/// its rows read in place (see [`in_place_taps`]). A tile loads each input row once per vector
-/// of columns, as an infinitely tall row tile would, and sets up once per column vector of a
-/// plane; it keeps `units x out_per_group x slots` accumulators and the row's vectors, and as
+/// The streaming plan of a depthwise-family layer (one input channel per group) at the same
+/// stride along H and W, its rows read in place (see [`in_place_taps`]: stride 1 or 2). A tile
+/// loads each input row once per vector of columns, as an infinitely tall row tile would, and
+/// sets up once per column vector of a plane; it keeps `units x out_per_group x slots`
+/// accumulators (`slots`: the output rows one input row feeds, `(kh - 1) dilation / stride + 1`)
+/// and the row's vectors, and as
 /// many of each unit's weights as fit beside them. An FMA whose weight is broadcast from memory
 /// costs more than one reading a register (3x3 on 384 x 14 x 14: 22.6 us with 3 units and no
 /// weight hoisted, 17.6 with 2 units hoisting all; on AVX2 53.7 with 3 units and none, 47.4
@@ -426,14 +430,15 @@ fn plan_narrow(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
 /// channel) that keep the FMA pipes busy.
 fn plan_stream(spec: &Spec, class: RegClass) -> Option<StreamPlan> {
     let taps_at = in_place_taps(spec)?;
-    if spec.in_per_group() != 1 || spec.stride_h != 1 || spec.stride_w != 1 {
+    if spec.in_per_group() != 1 || spec.stride_h != spec.stride_w {
         return None;
     }
     let (m, kh) = (spec.out_per_group(), spec.kernel_h);
-    let slots = (kh - 1) * spec.dilation_h + 1;
+    let slots = (kh - 1) * spec.dilation_h / spec.stride_h + 1;
     let weights = m * spec.taps();
-    // The row's loaded vectors, a shifted vector and a broadcast weight.
-    let temps = in_place_loads(spec, &taps_at) + 2;
+    // The row's loaded vectors, a shifted vector (at stride 2 the pair's two halves and two
+    // shifted vectors) and a broadcast weight.
+    let temps = in_place_loads(spec, &taps_at) + 2 + 2 * usize::from(spec.stride_w == 2);
     // Weights of each unit that fit in registers beside `units` units' accumulators.
     let hoist = |units: usize| {
         Some((class.regs.checked_sub(units * m * slots + temps)? / units).min(weights))

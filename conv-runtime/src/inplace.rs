@@ -242,7 +242,9 @@ impl<'a, const CHANS: usize> StreamRows<'a, CHANS> {
     /// case measured gains (3x3 depthwise, AVX-512: 384 x 14 x 14 24.3 -> 17.9 us, 960 x 7 x 7
     /// 39.1 -> 26.4, 960 x 28 x 28 293 -> 243; AVX2: 384 x 14 x 14 64.5 -> 48.0). Wider rows are
     /// mixed: 144 x 56 x 56 gains 4-11%, 960 x 56 x 56 (24 MB through memory) loses 5-20%, 32 x
-    /// 112 x 112 loses 4% on AVX-512 and gains 10% on AVX2.
+    /// 112 x 112 loses 4% on AVX-512 and gains 10% on AVX2. Stride 2, AVX-512, by output width:
+    /// 192 x 28 x 28 -> 14 19.7 -> 13.8 us, 576 x 14 x 14 -> 7 33.5 -> 23.3, 144 x 56 x 56 -> 28
+    /// 53.2 / 52.1; 96 x 112 x 112 -> 56 134 against 165.
     pub fn prefer(lanes: usize, wo: usize) -> bool {
         wo.div_ceil(lanes) <= 2
     }

@@ -290,6 +290,13 @@ fn set_covers_every_body_layout() {
             "no depthwise layer streaming on {class} in {names:#?}"
         );
     }
+    // A stride-2 depthwise layer with streaming tiles.
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("depthwise") && n.contains("/s2/") && n.contains("~s")),
+        "no stride-2 depthwise layer streaming in {names:#?}"
+    );
     // A layer streaming on every plane (32 registers, row tiles that would broadcast every
     // weight from memory): its plan is the stream alone.
     assert!(

@@ -116,26 +116,21 @@ fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
 }
 
 /// The method `f` (`__run_stream_rNN`, or `__run_rNN` when the layer always streams) of a
-/// streaming plan (see `plan::plan_stream`): per tile of
-/// `units` units (the last tile repeats the span's last unit to fill its streams and does not
-/// store the repeats) and vector of output columns, one step per input row from the span's
-/// first output row's top tap row to its last's bottom one. A step loads the row of each unit
-/// in place, starts the newest output row's accumulators from the bias, adds the row into the
-/// `slots` output rows that read it, stores the oldest (now complete) and shifts the ring.
-/// Steps where all slots hold rows of the span run one body, the span's first and last steps a
-/// second with each slot's FMAs behind its row's range check.
+/// streaming plan (see `plan::plan_stream`): per tile of `units` units (the last tile repeats
+/// the span's last unit to fill its streams and does not store the repeats) and vector of
+/// output columns, one step per output row from the span's first to `slots - 1` past its last.
+/// A step starts the newest output row's accumulators from the bias, loads the `stride` input
+/// rows it brings of each unit in place, adds each into the `slots` output rows that read it,
+/// stores the oldest (now complete) and shifts the ring. Steps where all slots hold rows of the
+/// span run one body, the span's first and last steps a second with each slot's FMAs behind its
+/// row's range check.
 fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
     let rt = rt();
     let zero_row = zero_row();
     let taps_at = in_place_taps(spec).expect("streaming plans read rows in place");
     let (g, m, slots) = (plan.units, spec.out_per_group(), plan.slots);
     let (kw, dh, taps) = (spec.kernel_w, spec.dilation_h, spec.taps());
-    let (groups, cin, sw, pt) = (
-        lit(spec.groups),
-        lit(spec.in_channels),
-        lit(spec.stride_w),
-        lit(spec.pad_top),
-    );
+    let (groups, cin, sw) = (lit(spec.groups), lit(spec.in_channels), lit(spec.stride_w));
     let (g_l, m_l, slots_l, gm_l, mtaps) = (lit(g), lit(m), lit(slots), lit(g * m), lit(m * taps));
     let a = |s: usize, t: usize, k: usize| format_ident!("a_{}_{}_{}", s, t, k);
 
@@ -184,28 +179,41 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
         }
     };
 
-    // One step: every stream's row, then its FMAs into the slots that read it.
+    // One step (one output row): for each of the `stride_h` input rows it brings, every
+    // stream's row, then its FMAs into the slots that read it: input row `q` of step `n` is row
+    // `(n - k) sh + ky dh` of output row `n - k` when `ky dh - q = k sh`.
+    let sh = spec.stride_h;
     let step = |guarded: bool| {
         let mut body = TokenStream::new();
-        for s in 0..g {
-            body.extend(in_place_row(spec, &taps_at, s, 0));
-            for k in (0..slots).filter(|k| k % dh == 0) {
-                let ky = k / dh;
-                let mut fmas = TokenStream::new();
-                for (kx, &(parity, shift)) in taps_at.iter().enumerate().take(kw) {
-                    let v = vec_name(spec, parity, shift);
-                    for t in 0..m {
-                        let (acc, w) = (a(s, t, k), weight(s, t, ky, kx));
-                        fmas.extend(quote!(#acc = simd.mul_add_e_f32s(#v, #w, #acc);));
+        for q in 0..sh {
+            let mut row = TokenStream::new();
+            for s in 0..g {
+                row.extend(in_place_row(spec, &taps_at, s, 0));
+                for ky in (0..spec.kernel_h).filter(|ky| ky * dh >= q && (ky * dh - q) % sh == 0) {
+                    let k = (ky * dh - q) / sh;
+                    let mut fmas = TokenStream::new();
+                    for (kx, &(parity, shift)) in taps_at.iter().enumerate().take(kw) {
+                        let v = vec_name(spec, parity, shift);
+                        for t in 0..m {
+                            let (acc, w) = (a(s, t, k), weight(s, t, ky, kx));
+                            fmas.extend(quote!(#acc = simd.mul_add_e_f32s(#v, #w, #acc);));
+                        }
                     }
+                    row.extend(if guarded {
+                        let k = lit(k);
+                        quote!(if n >= #k && n - #k < nrows { #fmas })
+                    } else {
+                        fmas
+                    });
                 }
-                body.extend(if guarded {
-                    let k = lit(k);
-                    quote!(if n >= #k && n - #k < nrows { #fmas })
-                } else {
-                    fmas
-                });
             }
+            let (q, sh, pt) = (lit(q), lit(sh), lit(spec.pad_top));
+            body.extend(quote! {
+                {
+                    let rows = src.row(((oy0 + n) * #sh + #q) as isize - #pt as isize);
+                    #row
+                }
+            });
         }
         body
     };
@@ -264,7 +272,6 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
                     #zero
                     let mut n = 0;
                     while n < nrows + #slots_l - 1 {
-                        let rows = src.row((oy0 + n) as isize - #pt as isize);
                         #start
                         if n + 1 >= #slots_l && n < nrows {
                             #steady

@@ -817,82 +817,93 @@ impl Dw144 {
                 let mut a_1_0_2 = simd.splat_f32s(0.0);
                 let mut n = 0;
                 while n < nrows + 3 - 1 {
-                    let rows = src.row((oy0 + n) as isize - 1 as isize);
                     a_0_0_0 = bias_0[0];
                     a_1_0_0 = bias_1[0];
                     if n + 1 >= 3 && n < nrows {
-                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                        let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                        let x_0 = x;
-                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                        let x_m1 = rows.shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                        let x_0 = x;
-                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                    } else {
-                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                        let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                        let x_0 = x;
-                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                        if n >= 0 && n - 0 < nrows {
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                            let x_m1 = rows
+                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
                             a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
                             a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
                             a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                        }
-                        if n >= 1 && n - 1 < nrows {
                             a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                             a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                             a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                        }
-                        if n >= 2 && n - 2 < nrows {
                             a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
                             a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
                             a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                        }
-                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                        let x_m1 = rows.shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                        let x_0 = x;
-                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                        if n >= 0 && n - 0 < nrows {
+                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                            let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                            let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                            let x_m1 = rows
+                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
                             a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
                             a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
                             a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                        }
-                        if n >= 1 && n - 1 < nrows {
                             a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
                             a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
                             a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                        }
-                        if n >= 2 && n - 2 < nrows {
                             a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
                             a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
                             a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                        }
+                    } else {
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                            let x_m1 = rows
+                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                            if n >= 0 && n - 0 < nrows {
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                            }
+                            if n >= 1 && n - 1 < nrows {
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                            }
+                            if n >= 2 && n - 2 < nrows {
+                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                            }
+                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                            let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                            let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                            let x_m1 = rows
+                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                            if n >= 0 && n - 0 < nrows {
+                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                            }
+                            if n >= 1 && n - 1 < nrows {
+                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                            }
+                            if n >= 2 && n - 2 < nrows {
+                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                            }
                         }
                     }
                     if n + 1 >= 3 {
@@ -1701,47 +1712,56 @@ impl Dw144 {
                 let mut a_0_0_2 = simd.splat_f32s(0.0);
                 let mut n = 0;
                 while n < nrows + 3 - 1 {
-                    let rows = src.row((oy0 + n) as isize - 1 as isize);
                     a_0_0_0 = bias_0[0];
                     if n + 1 >= 3 && n < nrows {
-                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                        let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                        let x_0 = x;
-                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                        a_0_0_2 = simd
-                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                    } else {
-                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                        let x_m1 = rows.shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                        let x_0 = x;
-                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                        if n >= 0 && n - 0 < nrows {
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                            let x_m1 = rows
+                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
                             a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
                             a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
                             a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                        }
-                        if n >= 1 && n - 1 < nrows {
                             a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                             a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                             a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                        }
-                        if n >= 2 && n - 2 < nrows {
                             a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
                             a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
                             a_0_0_2 = simd
                                 .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                        }
+                    } else {
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                            let x_m1 = rows
+                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                            if n >= 0 && n - 0 < nrows {
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                            }
+                            if n >= 1 && n - 1 < nrows {
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                            }
+                            if n >= 2 && n - 2 < nrows {
+                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                a_0_0_2 = simd
+                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                            }
                         }
                     }
                     if n + 1 >= 3 {
