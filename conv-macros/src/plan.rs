@@ -82,8 +82,9 @@ pub struct DirectPlan {
 
 /// Streaming depthwise tiles: a tile is `units` units of work (groups, one input plane each) x
 /// their output channels x one vector of output columns, run down the whole span of output
-/// rows. Each step loads one input row per unit and adds it into every output row that reads
-/// it, `slots` accumulators per output channel in a ring; the oldest is complete and stored.
+/// rows. Each step (one output row) loads the `stride` input rows it brings per unit and adds
+/// each into every output row that reads it, `slots` accumulators per output channel in a ring;
+/// the oldest is then complete and stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamPlan {
     pub units: usize,
@@ -421,9 +422,8 @@ fn plan_narrow(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
 /// loads each input row once per vector of columns, as an infinitely tall row tile would, and
 /// sets up once per column vector of a plane; it keeps `units x out_per_group x slots`
 /// accumulators (`slots`: the output rows one input row feeds, `(kh - 1) dilation / stride + 1`)
-/// and the row's vectors, and as
-/// many of each unit's weights as fit beside them. An FMA whose weight is broadcast from memory
-/// costs more than one reading a register (3x3 on 384 x 14 x 14: 22.6 us with 3 units and no
+/// and the row's vectors, and as many of each unit's weights as fit beside them. An FMA whose
+/// weight is broadcast from memory costs more than one reading a register (3x3 on 384 x 14 x 14: 22.6 us with 3 units and no
 /// weight hoisted, 17.6 with 2 units hoisting all; on AVX2 53.7 with 3 units and none, 47.4
 /// with 1 unit hoisting 8 of 9), so `units` is the count that hoists the largest share of the
 /// weights, the most such up to the [`FMA_CHAINS`] accumulators taking FMAs (`kh` per output

@@ -59,8 +59,10 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     }
 }
 
-/// The `__run_rNN` method of a direct plan; with a `narrow` plan, a method that picks at run
-/// time between the row tiles (`__run_rows_rNN`) and the flat ones (`__run_narrow_rNN`).
+/// The `__run_rNN` method of a direct plan; with a streaming or `narrow` plan, a method that
+/// picks at run time between the row tiles (`__run_rows_rNN`) and the streaming
+/// (`__run_stream_rNN`) or flat (`__run_narrow_rNN`) ones; a layer that always streams has the
+/// streaming method alone.
 fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     let body = |plan: &DirectPlan, suffix: &str| {
         if plan.flat {
@@ -129,7 +131,7 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
     let zero_row = zero_row();
     let taps_at = in_place_taps(spec).expect("streaming plans read rows in place");
     let (g, m, slots) = (plan.units, spec.out_per_group(), plan.slots);
-    let (kw, dh, taps) = (spec.kernel_w, spec.dilation_h, spec.taps());
+    let (dh, taps) = (spec.dilation_h, spec.taps());
     let (groups, cin, sw) = (lit(spec.groups), lit(spec.in_channels), lit(spec.stride_w));
     let (g_l, m_l, slots_l, gm_l, mtaps) = (lit(g), lit(m), lit(slots), lit(g * m), lit(m * taps));
     let a = |s: usize, t: usize, k: usize| format_ident!("a_{}_{}_{}", s, t, k);
@@ -192,7 +194,7 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
                 for ky in (0..spec.kernel_h).filter(|ky| ky * dh >= q && (ky * dh - q) % sh == 0) {
                     let k = (ky * dh - q) / sh;
                     let mut fmas = TokenStream::new();
-                    for (kx, &(parity, shift)) in taps_at.iter().enumerate().take(kw) {
+                    for (kx, &(parity, shift)) in taps_at.iter().enumerate() {
                         let v = vec_name(spec, parity, shift);
                         for t in 0..m {
                             let (acc, w) = (a(s, t, k), weight(s, t, ky, kx));
