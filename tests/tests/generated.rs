@@ -281,6 +281,12 @@ fn set_covers_every_body_layout() {
             "no layer with body layout `{mode}` {stride} in {names:#?}"
         );
     }
+    // A layer with flat tiles for narrow planes beside its row tiles (`-t..`, where streaming
+    // tiles cannot compute it), which the small sizes below take on AVX-512.
+    assert!(
+        names.iter().any(|n| n.contains("-t")),
+        "no layer with a flat narrow-plane plan in {names:#?}"
+    );
     // Depthwise layers with streaming tiles for narrow planes beside their row tiles (`~s..`)
     // on both register classes, which the sizes up to two vectors wide take.
     for class in ["/r32.", "/r16."] {
