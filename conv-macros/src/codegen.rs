@@ -9,6 +9,7 @@ mod pointwise;
 mod separable;
 #[cfg(test)]
 mod tests;
+mod winograd;
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -83,6 +84,7 @@ fn strip_regs(p: &Plan) -> Plan {
             d.regs = 0;
             g.regs = 0;
         }
+        Plan::Winograd(w) => w.regs = 0,
     }
     p
 }

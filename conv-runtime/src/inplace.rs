@@ -334,6 +334,55 @@ pub(crate) fn deinterleave<S: Simd>(simd: S, a: S::f32s, b: S::f32s) -> (S::f32s
     )
 }
 
+/// `(lo, hi)`: the lanes of `e` and `o` interleaved, `e0 o0 e1 o1 ..`, the inverse of
+/// [`deinterleave`].
+#[inline(always)]
+pub(crate) fn interleave<S: Simd>(simd: S, e: S::f32s, o: S::f32s) -> (S::f32s, S::f32s) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(v4) = as_isa::<S, pulp::x86::V4>(simd) {
+            use core::arch::x86_64::{__m512, __m512i};
+            let lo_idx: __m512i = bytemuck::cast(core::array::from_fn::<i32, 16, _>(|i| {
+                (i / 2 + 16 * (i % 2)) as i32
+            }));
+            let hi_idx: __m512i = bytemuck::cast(core::array::from_fn::<i32, 16, _>(|i| {
+                (8 + i / 2 + 16 * (i % 2)) as i32
+            }));
+            let (e, o): (__m512, __m512) = (bytemuck::cast(e), bytemuck::cast(o));
+            return (
+                bytemuck::cast(v4.avx512f._mm512_permutex2var_ps(e, lo_idx, o)),
+                bytemuck::cast(v4.avx512f._mm512_permutex2var_ps(e, hi_idx, o)),
+            );
+        }
+        if let Some(v3) = as_isa::<S, pulp::x86::V3>(simd) {
+            use core::arch::x86_64::__m256;
+            let (e, o): (__m256, __m256) = (bytemuck::cast(e), bytemuck::cast(o));
+            // Within 128-bit lanes: `e0 o0 e1 o1 | e4 o4 e5 o5` and `e2 o2 e3 o3 | e6 o6 e7 o7`.
+            let (a, b) = (
+                v3.avx._mm256_unpacklo_ps(e, o),
+                v3.avx._mm256_unpackhi_ps(e, o),
+            );
+            return (
+                bytemuck::cast(v3.avx._mm256_permute2f128_ps::<0x20>(a, b)),
+                bytemuck::cast(v3.avx._mm256_permute2f128_ps::<0x31>(a, b)),
+            );
+        }
+    }
+    let lanes = S::F32_LANES;
+    let mut src = [0.0f32; 64];
+    let mut dst = [0.0f32; 64];
+    simd.partial_store_f32s(&mut src[..lanes], e);
+    simd.partial_store_f32s(&mut src[lanes..2 * lanes], o);
+    for i in 0..lanes {
+        dst[2 * i] = src[i];
+        dst[2 * i + 1] = src[lanes + i];
+    }
+    (
+        simd.partial_load_f32s(&dst[..lanes]),
+        simd.partial_load_f32s(&dst[lanes..2 * lanes]),
+    )
+}
+
 /// [`deinterleave`] on AVX-512: two two-source permutes.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]

@@ -21,6 +21,7 @@ pub mod parallel;
 mod planes;
 pub mod shape;
 pub mod tensor;
+mod winograd;
 
 #[doc(hidden)]
 #[path = "private.rs"]

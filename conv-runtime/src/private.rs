@@ -12,6 +12,9 @@ pub use crate::flat::{Flat, FlatSrc, FlatTap};
 pub use crate::inplace::{InCols, InRows, StreamRows};
 use crate::parallel;
 pub use crate::planes::{ColStores, PlanesMut, TileStores};
+pub use crate::winograd::{
+    pack as wino_pack, run as wino_run, scratch_len as wino_scratch_len, WinoLayer,
+};
 
 pub use crate::activation::Activation;
 use crate::dispatch::ClassOp;

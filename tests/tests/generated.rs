@@ -56,6 +56,15 @@ pub struct G4;
 pub struct G2S2;
 #[conv_kernel(in = 5, out = 7, k = 3, pad = 1)]
 pub struct Dense5x7;
+// Winograd F(2x2, 3x3) (3x3, stride 1; from 16 channels per group on 16 registers, 20 on 32):
+// 16 per group, odd counts (17) with no padding on the left and uneven padding, dense (24 in,
+// 28 out: Winograd on both register classes) with 2 on the left and an activation.
+#[conv_kernel(in = 32, out = 32, k = 3, groups = 2, pad = 1)]
+pub struct G2W16;
+#[conv_kernel(in = 34, out = 34, k = 3, groups = 2, pad = (0, 1, 0, 2))]
+pub struct G2W17Pad;
+#[conv_kernel(in = 24, out = 28, k = 3, pad = (2, 0, 2, 1), act = "relu6")]
+pub struct DenseW24x28Relu6;
 #[conv_kernel(in = 4, out = 6, k = (3, 5), groups = 2, stride = (1, 2), pad = (1, 3, 0, 2), dilation = (2, 1))]
 pub struct GRect;
 #[conv_kernel(in = 4, out = 4, k = 9, groups = 2, pad = 4, bias = false)]
@@ -148,6 +157,9 @@ fn all_cases() -> Vec<Case> {
         G4,
         G2S2,
         Dense5x7,
+        G2W16,
+        G2W17Pad,
+        DenseW24x28Relu6 => Activation::Relu6,
         GRect,
         G2K9,
         G2K9Flat,
@@ -309,6 +321,13 @@ fn set_covers_every_body_layout() {
         names.iter().any(|n| n.contains("/r32.s")),
         "no layer streaming on every plane in {names:#?}"
     );
+    // Winograd layers (`w..`) on both register classes.
+    for class in ["/r32.w", "/r16.w"] {
+        assert!(
+            names.iter().any(|n| n.contains(class)),
+            "no Winograd layer on {class} in {names:#?}"
+        );
+    }
     // Streams hoisting all of their weights (`h`) and some (`hN`).
     let streams = names.iter().flat_map(|n| n.split('~').skip(1));
     let partial = |p: &str| {
@@ -360,7 +379,7 @@ proptest! {
 
     #[test]
     fn random_sizes_match_reference(
-        which in 0usize..32,
+        which in 0usize..64,
         n in 1usize..=3,
         h in 1usize..=20,
         w in 1usize..=40,

@@ -8,13 +8,19 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use super::emit::{acc, activate, conv_fields, lit, rt};
+use super::emit::{acc, activate, conv_fields, conv_fields_with, lit, rt};
+use super::winograd;
 use super::FamilyCode;
 use crate::plan::{in_place_taps, rows_in, DirectPlan, Plan, StreamPlan, Unroll};
 use crate::spec::Spec;
 
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
-    let (fields, new_fn) = conv_fields(spec);
+    let (fields, new_fn) = if plans.iter().any(|p| matches!(p, Plan::Winograd(_))) {
+        let (field, init) = winograd::field(spec);
+        conv_fields_with(spec, field, init, true)
+    } else {
+        conv_fields(spec)
+    };
     let rt = rt();
     let cpg_in = lit(spec.in_per_group());
     // Scratch of each plan: its band, or the row of zeros in-place tiles read for padding rows.
@@ -36,7 +42,8 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
             let stream = d.stream.as_ref().map(|_| quote!(w));
             std::iter::once(own).chain(narrow).chain(stream).collect()
         }
-        _ => unreachable!("direct family has direct plans"),
+        Plan::Winograd(_) => vec![winograd::scratch_need(spec)],
+        _ => unreachable!("direct family has direct or Winograd plans"),
     });
     let scratch_len = quote! {
         let p = <Self as #rt::Generated>::GEOMETRY;
@@ -48,7 +55,8 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
         .iter()
         .map(|p| match p {
             Plan::Direct(d) => (d.regs, run_direct(spec, d)),
-            _ => unreachable!("direct family has direct plans"),
+            Plan::Winograd(wp) => (wp.regs, winograd::run(spec, wp)),
+            _ => unreachable!("direct family has direct or Winograd plans"),
         })
         .collect();
     FamilyCode {

@@ -29,7 +29,7 @@ fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// The curated snapshots: `(file name, attribute, item)`. Each shows one plan shape a reviewer
 /// should see: row-shared depthwise tiles with hoisted weights (MobileNet 3x3), stride phases,
-/// grouped channels (ResNeXt, 4 per group), a GEMM (MobileNet pointwise projection), a large
+/// grouped channels (ResNeXt, 4 per group), Winograd F(2x2, 3x3) (ResNeXt, 16 per group), a GEMM (MobileNet pointwise projection), a large
 /// kernel still fully unrolled (11x11: 726 FMAs per tile, under the plan's cap) and one past the
 /// cap (31x31: loops over taps, only the register tile unrolled).
 fn curated() -> Vec<(&'static str, TokenStream, TokenStream)> {
@@ -53,6 +53,13 @@ fn curated() -> Vec<(&'static str, TokenStream, TokenStream)> {
             quote!(in = 128, out = 128, k = 3, groups = 32, pad = 1),
             quote!(
                 pub struct ResNeXt128;
+            ),
+        ),
+        (
+            "grouped_3x3_winograd_c512_g32",
+            quote!(in = 512, out = 512, k = 3, groups = 32, pad = 1),
+            quote!(
+                pub struct ResNeXt512;
             ),
         ),
         (
@@ -257,6 +264,10 @@ fn every_family() -> Vec<(&'static str, TokenStream, TokenStream)> {
         (
             "depthwise with clamp",
             quote!(in = 8, out = 8, k = 3, groups = 8, pad = 1, clamp = (-1.5, 2)),
+        ),
+        (
+            "Winograd with relu6, no bias",
+            quote!(in = 64, out = 48, k = 3, groups = 2, pad = (0, 2, 2, 1), act = "relu6", bias = false),
         ),
         (
             "pointwise with relu",
