@@ -22,8 +22,11 @@ pub fn peak_gflops(isa: Isa) -> f64 {
     (iters * ACCS as u64 * isa.lanes() as u64 * 2) as f64 / secs / 1e9
 }
 
-/// Independent FMA chains of the peak loop: enough to cover the FMA latency on every ISA.
-const ACCS: usize = 24;
+/// Independent FMA chains of the peak loop: enough to cover the FMA latency on every ISA (4
+/// cycles x 2 FMAs per cycle needs 8), and few enough to stay in 16 registers with the two
+/// operands (24 chains spilled on AVX2 and measured 59 GFLOP/s on a Zen 3 that runs 1x1 layers
+/// at 87).
+const ACCS: usize = 12;
 
 /// `acc[k] = x * y + acc[k]` for every `k`, `iters` times, all in registers.
 struct FmaLoop {

@@ -17,7 +17,7 @@ use crate::spec::Spec;
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     let (fields, new_fn) = if plans.iter().any(|p| matches!(p, Plan::Winograd(_))) {
         let (field, init) = winograd::field(spec);
-        conv_fields_with(spec, field, init, true)
+        conv_fields_with(spec, field, init)
     } else {
         conv_fields(spec)
     };

@@ -75,30 +75,20 @@ pub fn acc(t: usize, r: usize, v: usize) -> syn::Ident {
 /// The fields and the `new` constructor of a single convolution: weights kept in PyTorch order
 /// (the tiles index them by constant offsets), bias expanded to zeros for bias-free layers.
 pub fn conv_fields(spec: &Spec) -> (TokenStream, TokenStream) {
-    conv_fields_with(spec, quote!(), quote!(), true)
+    conv_fields_with(spec, quote!(), quote!())
 }
 
 /// [`conv_fields`] plus more fields (`extra_fields`) initialised by `extra_inits`, which may read
-/// `weight` (the PyTorch-layout slice) and `b` (the stored bias); without the PyTorch-layout
-/// copy `w` unless `keep_weight`.
+/// `weight` (the PyTorch-layout slice) and `b` (the stored bias).
 pub fn conv_fields_with(
     spec: &Spec,
     extra_fields: TokenStream,
     extra_inits: TokenStream,
-    keep_weight: bool,
 ) -> (TokenStream, TokenStream) {
     let rt = rt();
     let out = lit(spec.out_channels);
-    let (w_field, w_init) = if keep_weight {
-        (
-            quote!(w: ::std::vec::Vec<f32>,),
-            quote!(w: weight.to_vec(),),
-        )
-    } else {
-        (quote!(), quote!())
-    };
     let fields = quote! {
-        #w_field
+        w: ::std::vec::Vec<f32>,
         b: ::std::vec::Vec<f32>,
         #extra_fields
     };
@@ -109,7 +99,7 @@ pub fn conv_fields_with(
             Self::PARAMS.check_weights(weight.len(), bias.map(<[f32]>::len))?;
             let b = #rt::bias_or_zeros(bias, #out);
             ::core::result::Result::Ok(Self {
-                #w_init
+                w: weight.to_vec(),
                 #extra_inits
                 b,
             })

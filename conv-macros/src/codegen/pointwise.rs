@@ -14,7 +14,7 @@ use crate::spec::Spec;
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     let (w, b) = (format_ident!("w"), format_ident!("b"));
     let (col_fields, col_inits) = column_fields(spec, &w, &b, &quote!(weight), &quote!(&b));
-    let (fields, new_fn) = conv_fields_with(spec, col_fields, col_inits, true);
+    let (fields, new_fn) = conv_fields_with(spec, col_fields, col_inits);
     let runs = plans
         .iter()
         .map(|p| match p {
