@@ -124,6 +124,13 @@ pub struct GemmPlan {
     pub vecs: usize,
     /// Input channels per iteration of the reduction loop; divides `in / groups`.
     pub ic_unroll: usize,
+    /// Input channels per cache block of the reduction (see [`gemm_block`]); divides `in /
+    /// groups` and is a multiple of `ic_unroll`. Below `in / groups`, a pixel step runs every
+    /// output-channel tile over one block of input channels before the next, keeping the
+    /// block's panel of input vectors in L1; tiles after the first reload their partial sums.
+    pub kc: usize,
+    /// `(in / groups) / kc`.
+    pub blocks: usize,
     /// The channel-vector tail (a plane's last pixels, fewer than a vector, when computing them
     /// along output channels needs fewer FMAs than one masked pixel vector per output channel):
     /// a tile is `col_pixels` pixels x `col_vecs` vectors of output channels.
@@ -172,7 +179,17 @@ impl Plan {
                     None => String::new(),
                 }
             ),
-            Plan::Gemm(p) => format!("t{}v{}", p.oc_tile, p.vecs),
+            // bN: the reduction in cache blocks of N input channels.
+            Plan::Gemm(p) => format!(
+                "t{}v{}{}",
+                p.oc_tile,
+                p.vecs,
+                if p.blocks > 1 {
+                    format!("b{}", p.kc)
+                } else {
+                    String::new()
+                }
+            ),
             // w: Winograd F(2x2, 3x3), product tiles of `cob` channels x `tvb` vectors.
             Plan::Winograd(p) => format!("w{}v{}", p.cob, p.tvb),
             Plan::Fused(d, g) => format!(
@@ -677,6 +694,7 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
                     .find(|u| t * vecs + u * vecs + 2 <= class.regs)
                     .unwrap_or(1);
                 let (col_pixels, col_vecs) = col_tile(class);
+                let kc = gemm_block(cin, vecs, ic_unroll, class);
                 best = Some((
                     cost,
                     GemmPlan {
@@ -685,6 +703,8 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
                         oc_tail: tail,
                         vecs,
                         ic_unroll,
+                        kc,
+                        blocks: cin / kc,
                         col_pixels,
                         col_vecs,
                     },
@@ -699,9 +719,36 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
         oc_tail: 0,
         vecs: 1,
         ic_unroll: 1,
+        kc: cin,
+        blocks: 1,
         col_pixels,
         col_vecs,
     })
+}
+
+/// Bytes of input vectors one block of the reduction may span (`kc x vecs` vectors): half of
+/// the smallest L1 data cache among the targets (32 KiB: Zen 3 and 4, Apple and Neoverse cores
+/// have 64 or more, Intel since Ice Lake 48), leaving the rest for the tile's weights and output
+/// rows and for the next step's panel coming in.
+const GEMM_PANEL_BYTES: usize = 16 * 1024;
+
+/// Input channels per cache block of a GEMM of `cin` input channels and tiles of `vecs`
+/// vectors: all of them when their panel fits [`GEMM_PANEL_BYTES`] (vectors of the class's
+/// widest ISA: 64 bytes on 32 registers, 32 on 16), else the largest divisor of `cin` that is a
+/// multiple of `unroll` and fits. Without blocking, the panel of a wide reduction (256 channels
+/// x 4 zmm vectors = 64 KiB) spills from L1 and every output-channel tile reads it again from
+/// L2, at a rate that two 512-bit FMAs per cycle outrun. Blocks under 16 channels would cost
+/// more in reloaded partial sums than they save; then the reduction stays whole.
+fn gemm_block(cin: usize, vecs: usize, unroll: usize, class: RegClass) -> usize {
+    let vbytes = if class.regs >= 32 { 64 } else { 32 };
+    let fits = |kc: usize| kc * vecs * vbytes <= GEMM_PANEL_BYTES;
+    if fits(cin) {
+        return cin;
+    }
+    (16..cin)
+        .rev()
+        .find(|&kc| cin % kc == 0 && kc % unroll == 0 && fits(kc))
+        .unwrap_or(cin)
 }
 
 /// The channel-vector tail tile: 4 pixels (a plane's tail is under a vector, mostly a few

@@ -379,6 +379,60 @@ pub fn st_plane<S: Simd>(simd: S, out: &mut PlanesMut<'_>, i: usize, at: usize, 
     st(simd, out.plane(i), at, v)
 }
 
+/// Asks the cache hierarchy to bring the line holding `src[at]` into L2 ahead of its use; no-op
+/// when `at` is past `src` (a tile's look-ahead at the end of a plane) and off x86-64.
+#[inline(always)]
+pub fn prefetch(src: &[f32], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if at < src.len() {
+        // SAFETY: a prefetch reads nothing architecturally and never faults; the address is
+        // inside `src` anyway (`at < src.len()` above).
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
+                src.as_ptr().add(at).cast::<i8>(),
+            )
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (src, at);
+}
+
+/// A GEMM accumulator at the start of a block of the reduction: `bias` splatted for the first
+/// block, else the partial sum stored by the previous block at float `at` of plane `i` of `out`.
+#[inline(always)]
+pub fn acc_init<S: Simd>(
+    simd: S,
+    first: bool,
+    bias: f32,
+    out: &mut PlanesMut<'_>,
+    i: usize,
+    at: usize,
+) -> S::f32s {
+    if first {
+        simd.splat_f32s(bias)
+    } else {
+        ld(simd, out.plane(i), at)
+    }
+}
+
+/// [`acc_init`] for `len <= lanes` pixels; the other lanes are zero past the first block.
+#[inline(always)]
+pub fn acc_init_part<S: Simd>(
+    simd: S,
+    first: bool,
+    bias: f32,
+    out: &mut PlanesMut<'_>,
+    i: usize,
+    at: usize,
+    len: usize,
+) -> S::f32s {
+    if first {
+        simd.splat_f32s(bias)
+    } else {
+        ld_part(simd, out.plane(i), at, len)
+    }
+}
+
 /// Stores the first `len <= lanes` lanes of `v` to float `at` of plane `i` of `out`.
 #[inline(always)]
 pub fn st_part_plane<S: Simd>(

@@ -89,6 +89,10 @@ pub struct Pw8x13;
 pub struct PwG3;
 #[conv_kernel(in = 67, out = 9, k = 1, bias = false)]
 pub struct Pw67;
+// A reduction long enough to run in cache blocks of input channels on both register classes
+// (`b..`), with an output-channel tail tile and an activation applied after the last block only.
+#[conv_kernel(in = 288, out = 11, k = 1, act = "relu6")]
+pub struct Pw288x11Relu6;
 
 // Fused activations on every family and body layout: depthwise relu6 (hoisted weights),
 // grouped clamp, dense strided relu6, pointwise relu (GEMM), a large kernel with relu (loops).
@@ -175,6 +179,7 @@ fn all_cases() -> Vec<Case> {
         Dense5x7S2Relu6 => Activation::Relu6,
         Pw8x13Relu => Activation::Relu,
         Pw67Clamp => Activation::Clamp { min: -3.0, max: 2.5 },
+        Pw288x11Relu6 => Activation::Relu6,
         DwK29S2Relu => Activation::Relu,
     ]
 }
@@ -326,6 +331,16 @@ fn set_covers_every_body_layout() {
         assert!(
             names.iter().any(|n| n.contains(class)),
             "no Winograd layer on {class} in {names:#?}"
+        );
+    }
+    // GEMMs reducing in cache blocks of input channels (`b..`) on both register classes.
+    for class in ["/r32.", "/r16."] {
+        assert!(
+            names.iter().any(|n| n.starts_with("pointwise")
+                && n.split(class)
+                    .nth(1)
+                    .is_some_and(|p| p.split('/').next().is_some_and(|p| p.contains('b')))),
+            "no blocked GEMM on {class} in {names:#?}"
         );
     }
     // Streams hoisting all of their weights (`h`) and some (`hN`).

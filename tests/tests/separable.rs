@@ -63,6 +63,18 @@ pub struct SepRect;
     act = "relu"
 )]
 pub struct SepWide;
+// A pointwise reduction long enough to run in cache blocks of input channels (`b..`) on both
+// register classes, the activation applied after the last block only.
+#[conv_kernel(
+    in = 288,
+    out = 11,
+    k = 3,
+    pad = 1,
+    separable,
+    dw_act = "relu",
+    act = "relu6"
+)]
+pub struct SepLongReduction;
 
 /// One declared separable layer with its weights.
 struct Case {
@@ -123,6 +135,7 @@ fn all_cases() -> Vec<Case> {
         SepK1,
         SepRect,
         SepWide,
+        SepLongReduction,
     ]
 }
 
@@ -195,6 +208,17 @@ fn every_separable_layer_matches_reference_on_every_isa_and_tail() {
         for (i, &(n, h, w)) in SIZES.iter().enumerate() {
             check(&case, n, h, w, 300 + i as u64);
         }
+    }
+}
+
+#[test]
+fn set_has_blocked_reductions() {
+    let case = &all_cases()[11];
+    let name = case.layer.kernel_name();
+    for class in ["/r32.", "/r16."] {
+        let plan = name.split(class).nth(1).unwrap_or_default();
+        let gemm = plan.split('+').nth(1).unwrap_or_default();
+        assert!(gemm.contains('b'), "{name}: no blocked GEMM on {class}");
     }
 }
 

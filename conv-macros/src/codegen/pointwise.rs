@@ -59,6 +59,7 @@ pub fn stage(
 
     let mut tiles = TokenStream::new();
     let (ntiles_l, oct_l) = (lit(ntiles), lit(oct));
+    let (kc, kc_l, nb_l) = (plan.kc, lit(plan.kc), lit(plan.blocks));
     // The calls of one pixel step over every output-channel tile of the group (the main tiles,
     // then the tail tile), for tiles of `v` vectors (`part`: one masked vector of `len`).
     let mut sweep = |v: usize, part: bool| -> TokenStream {
@@ -69,21 +70,39 @@ pub fn stage(
         };
         let main = emit_tile(oct);
         let len = if part { quote!(len) } else { quote!(lanes) };
+        // Weights of a tile of `t` channels from block `kb`: row `i` at `i * cpg_in`.
+        let wlen = |t: usize| lit((t - 1) * cpg_in + kc);
+        let wmain = wlen(oct);
+        // The first tile of a step (over each block) also prefetches the next step's panel.
+        let call = |pf: bool| quote!(#main::<S, #pf>(simd, &inp[kb * #kc_l * istride..], istride, &mut out.planes(oc, #oct_l), p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l + kb * #kc_l..][..#wmain], &self.#b_field[oc0 + oc..][..#oct_l], kb == 0, kb + 1 == #nb_l););
+        let (first, rest) = (call(true), call(false));
         let mut calls = quote! {
-            for t in 0..#ntiles_l {
-                let oc = t * #oct_l;
-                #main(simd, inp, istride, &mut out.planes(oc, #oct_l), p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l..][..#oct_l * #cpg_in_l], &self.#b_field[oc0 + oc..][..#oct_l]);
-            }
+            let oc = 0;
+            #first
         };
+        if ntiles > 1 {
+            calls.extend(quote! {
+                for t in 1..#ntiles_l {
+                    let oc = t * #oct_l;
+                    #rest
+                }
+            });
+        }
         if plan.oc_tail > 0 {
             let tail = emit_tile(plan.oc_tail);
             let tt = lit(plan.oc_tail);
+            let wtail = wlen(plan.oc_tail);
             calls.extend(quote! {
                 let oc = #ntiles_l * #oct_l;
-                #tail(simd, inp, istride, &mut out.planes(oc, #tt), p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l..][..#tt * #cpg_in_l], &self.#b_field[oc0 + oc..][..#tt]);
+                #tail::<S, false>(simd, &inp[kb * #kc_l * istride..], istride, &mut out.planes(oc, #tt), p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l + kb * #kc_l..][..#wtail], &self.#b_field[oc0 + oc..][..#tt], kb == 0, kb + 1 == #nb_l);
             });
         }
-        calls
+        // Every tile over one block of input channels, then the next (its panel stays in L1).
+        if plan.blocks > 1 {
+            quote!(for kb in 0..#nb_l { #calls })
+        } else {
+            quote!(let kb = 0; #calls)
+        }
     };
     let full = sweep(plan.vecs, false);
     // Whole vectors left after the full steps (fewer than `vecs`): one narrower tile.
@@ -166,12 +185,20 @@ fn tile_fn(
 ) -> TokenStream {
     let rt = rt();
     let cpg_in = spec.in_per_group();
-    let u = plan.ic_unroll;
+    let (u, kc, blocked) = (plan.ic_unroll, plan.kc, plan.blocks > 1);
+    // Tiles of whole pixel steps look one step ahead (see `stage`).
+    let prefetch = !part && v == plan.vecs;
     let accs: Vec<_> = (0..t).flat_map(|i| (0..v).map(move |j| (i, j))).collect();
     let init = accs.iter().map(|&(i, j)| {
         let a = acc(i, 0, j);
-        let i = lit(i);
-        quote!(let mut #a = simd.splat_f32s(bias[#i]);)
+        let (il, jl) = (lit(i), lit(j));
+        if !blocked {
+            quote!(let mut #a = simd.splat_f32s(bias[#il]);)
+        } else if part {
+            quote!(let mut #a = #rt::acc_init_part(simd, first, bias[#il], out, #il, p, len);)
+        } else {
+            quote!(let mut #a = #rt::acc_init(simd, first, bias[#il], out, #il, p + #jl * lanes);)
+        }
     });
     let mut step = TokenStream::new();
     for k in 0..u {
@@ -184,6 +211,13 @@ fn tile_fn(
             } else {
                 quote!(let #x = panel.ld::<S, #jl>(simd, ic + #kl);)
             });
+            // The next pixel step's vector of this channel, on its way from L3 while this step
+            // computes: a pixel step reads one short run from each of `in / groups` planes,
+            // more streams than the hardware prefetchers follow.
+            if prefetch {
+                let ahead = lit(v + j);
+                step.extend(quote!(if PF { #rt::prefetch(inp, (ic + #kl) * istride + p + #ahead * lanes); }));
+            }
         }
         for i in 0..t {
             let wk = format_ident!("w_{}_{}", k, i);
@@ -198,7 +232,10 @@ fn tile_fn(
     }
     let stores = accs.iter().map(|&(i, j)| {
         let a = acc(i, 0, j);
-        let act = activate(spec.act, &a);
+        let mut act = activate(spec.act, &a);
+        if blocked && !act.is_empty() {
+            act = quote!(if last { #act });
+        }
         let (il, jl) = (lit(i), lit(j));
         if part {
             quote!(#act #rt::st_part_plane(simd, out, #il, p, len, #a);)
@@ -206,19 +243,19 @@ fn tile_fn(
             quote!(#act #rt::st_plane(simd, out, #il, p + #jl * lanes, #a);)
         }
     });
-    let (iters, ul, nw) = (lit(cpg_in / u), lit(u), lit(t * cpg_in));
+    let (iters, ul, nw) = (lit(kc / u), lit(u), lit((t - 1) * cpg_in + kc));
     let tl = lit(t);
     let panel = if part {
         quote!()
     } else {
-        let (c, vl) = (lit(cpg_in), lit(v));
+        let (c, vl) = (lit(kc), lit(v));
         quote!(let panel = #rt::Panel::<#c, #vl>::new::<S>(inp, istride, p);)
     };
     let len_name = if part { quote!(len) } else { quote!(lanes) };
     quote! {
         #[inline(always)]
         #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, unused_variables)]
-        fn #name<S: #rt::Simd>(
+        fn #name<S: #rt::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -227,6 +264,8 @@ fn tile_fn(
             #len_name: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
             let wt = &wt[..#nw];
             let bias = &bias[..#tl];

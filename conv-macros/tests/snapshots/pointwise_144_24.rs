@@ -30,7 +30,7 @@ impl Pw144x24 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "pointwise/f32/1x1/s1/p0/c144-24/g1/r32.t6v4/r16.t6v2",
+        name: "pointwise/f32/1x1/s1/p0/c144-24/g1/r32.t6v4b48/r16.t6v2",
         family: "pointwise",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -294,7 +294,7 @@ impl Pw144x24 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn tile_t6_v4<S: ::conv_runtime::__private::Simd>(
+        fn tile_t6_v4<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -303,43 +303,237 @@ impl Pw144x24 {
             lanes: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
-            let wt = &wt[..864];
+            let wt = &wt[..768];
             let bias = &bias[..6];
             let panel = ::conv_runtime::__private::Panel::<
-                144,
+                48,
                 4,
             >::new::<S>(inp, istride, p);
-            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_2 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_3 = simd.splat_f32s(bias[0]);
-            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_1 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_2 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_3 = simd.splat_f32s(bias[1]);
-            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_2 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_3 = simd.splat_f32s(bias[2]);
-            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_2 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_3 = simd.splat_f32s(bias[3]);
-            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
-            let mut acc_4_0_1 = simd.splat_f32s(bias[4]);
-            let mut acc_4_0_2 = simd.splat_f32s(bias[4]);
-            let mut acc_4_0_3 = simd.splat_f32s(bias[4]);
-            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
-            let mut acc_5_0_1 = simd.splat_f32s(bias[5]);
-            let mut acc_5_0_2 = simd.splat_f32s(bias[5]);
-            let mut acc_5_0_3 = simd.splat_f32s(bias[5]);
-            for i in 0..144 {
+            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 0 * lanes,
+            );
+            let mut acc_0_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 1 * lanes,
+            );
+            let mut acc_0_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 2 * lanes,
+            );
+            let mut acc_0_0_3 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 3 * lanes,
+            );
+            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 0 * lanes,
+            );
+            let mut acc_1_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 1 * lanes,
+            );
+            let mut acc_1_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 2 * lanes,
+            );
+            let mut acc_1_0_3 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 3 * lanes,
+            );
+            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 0 * lanes,
+            );
+            let mut acc_2_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 1 * lanes,
+            );
+            let mut acc_2_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 2 * lanes,
+            );
+            let mut acc_2_0_3 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 3 * lanes,
+            );
+            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 0 * lanes,
+            );
+            let mut acc_3_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 1 * lanes,
+            );
+            let mut acc_3_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 2 * lanes,
+            );
+            let mut acc_3_0_3 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 3 * lanes,
+            );
+            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 0 * lanes,
+            );
+            let mut acc_4_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 1 * lanes,
+            );
+            let mut acc_4_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 2 * lanes,
+            );
+            let mut acc_4_0_3 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 3 * lanes,
+            );
+            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 0 * lanes,
+            );
+            let mut acc_5_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 1 * lanes,
+            );
+            let mut acc_5_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 2 * lanes,
+            );
+            let mut acc_5_0_3 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 3 * lanes,
+            );
+            for i in 0..48 {
                 let ic = i * 1;
                 let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 0) * istride + p + 4 * lanes,
+                    );
+                }
                 let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 0) * istride + p + 5 * lanes,
+                    );
+                }
                 let x_0_2 = panel.ld::<S, 2>(simd, ic + 0);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 0) * istride + p + 6 * lanes,
+                    );
+                }
                 let x_0_3 = panel.ld::<S, 3>(simd, ic + 0);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 0) * istride + p + 7 * lanes,
+                    );
+                }
                 let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
                 acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
                 acc_0_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_0, acc_0_0_1);
@@ -403,7 +597,7 @@ impl Pw144x24 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn tile_t6_v1<S: ::conv_runtime::__private::Simd>(
+        fn tile_t6_v1<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -412,20 +606,64 @@ impl Pw144x24 {
             lanes: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
-            let wt = &wt[..864];
+            let wt = &wt[..768];
             let bias = &bias[..6];
             let panel = ::conv_runtime::__private::Panel::<
-                144,
+                48,
                 1,
             >::new::<S>(inp, istride, p);
-            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
-            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
-            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
-            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
-            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
-            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
-            for i in 0..144 {
+            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 0 * lanes,
+            );
+            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 0 * lanes,
+            );
+            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 0 * lanes,
+            );
+            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 0 * lanes,
+            );
+            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 0 * lanes,
+            );
+            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 0 * lanes,
+            );
+            for i in 0..48 {
                 let ic = i * 1;
                 let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
                 let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
@@ -455,7 +693,7 @@ impl Pw144x24 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn tile_t6_v2<S: ::conv_runtime::__private::Simd>(
+        fn tile_t6_v2<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -464,26 +702,112 @@ impl Pw144x24 {
             lanes: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
-            let wt = &wt[..864];
+            let wt = &wt[..768];
             let bias = &bias[..6];
             let panel = ::conv_runtime::__private::Panel::<
-                144,
+                48,
                 2,
             >::new::<S>(inp, istride, p);
-            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
-            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_1 = simd.splat_f32s(bias[1]);
-            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
-            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
-            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
-            let mut acc_4_0_1 = simd.splat_f32s(bias[4]);
-            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
-            let mut acc_5_0_1 = simd.splat_f32s(bias[5]);
-            for i in 0..144 {
+            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 0 * lanes,
+            );
+            let mut acc_0_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 1 * lanes,
+            );
+            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 0 * lanes,
+            );
+            let mut acc_1_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 1 * lanes,
+            );
+            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 0 * lanes,
+            );
+            let mut acc_2_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 1 * lanes,
+            );
+            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 0 * lanes,
+            );
+            let mut acc_3_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 1 * lanes,
+            );
+            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 0 * lanes,
+            );
+            let mut acc_4_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 1 * lanes,
+            );
+            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 0 * lanes,
+            );
+            let mut acc_5_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 1 * lanes,
+            );
+            for i in 0..48 {
                 let ic = i * 1;
                 let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
                 let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
@@ -526,7 +850,7 @@ impl Pw144x24 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn tile_t6_v3<S: ::conv_runtime::__private::Simd>(
+        fn tile_t6_v3<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -535,32 +859,160 @@ impl Pw144x24 {
             lanes: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
-            let wt = &wt[..864];
+            let wt = &wt[..768];
             let bias = &bias[..6];
             let panel = ::conv_runtime::__private::Panel::<
-                144,
+                48,
                 3,
             >::new::<S>(inp, istride, p);
-            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_2 = simd.splat_f32s(bias[0]);
-            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_1 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_2 = simd.splat_f32s(bias[1]);
-            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_2 = simd.splat_f32s(bias[2]);
-            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_2 = simd.splat_f32s(bias[3]);
-            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
-            let mut acc_4_0_1 = simd.splat_f32s(bias[4]);
-            let mut acc_4_0_2 = simd.splat_f32s(bias[4]);
-            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
-            let mut acc_5_0_1 = simd.splat_f32s(bias[5]);
-            let mut acc_5_0_2 = simd.splat_f32s(bias[5]);
-            for i in 0..144 {
+            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 0 * lanes,
+            );
+            let mut acc_0_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 1 * lanes,
+            );
+            let mut acc_0_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 2 * lanes,
+            );
+            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 0 * lanes,
+            );
+            let mut acc_1_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 1 * lanes,
+            );
+            let mut acc_1_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 2 * lanes,
+            );
+            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 0 * lanes,
+            );
+            let mut acc_2_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 1 * lanes,
+            );
+            let mut acc_2_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 2 * lanes,
+            );
+            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 0 * lanes,
+            );
+            let mut acc_3_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 1 * lanes,
+            );
+            let mut acc_3_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 2 * lanes,
+            );
+            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 0 * lanes,
+            );
+            let mut acc_4_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 1 * lanes,
+            );
+            let mut acc_4_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 2 * lanes,
+            );
+            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 0 * lanes,
+            );
+            let mut acc_5_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 1 * lanes,
+            );
+            let mut acc_5_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 2 * lanes,
+            );
+            for i in 0..48 {
                 let ic = i * 1;
                 let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
                 let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
@@ -616,7 +1068,7 @@ impl Pw144x24 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn tile_t6_v1p<S: ::conv_runtime::__private::Simd>(
+        fn tile_t6_v1p<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -625,16 +1077,66 @@ impl Pw144x24 {
             len: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
-            let wt = &wt[..864];
+            let wt = &wt[..768];
             let bias = &bias[..6];
-            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
-            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
-            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
-            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
-            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
-            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
-            for i in 0..144 {
+            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init_part(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p,
+                len,
+            );
+            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init_part(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p,
+                len,
+            );
+            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init_part(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p,
+                len,
+            );
+            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init_part(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p,
+                len,
+            );
+            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init_part(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p,
+                len,
+            );
+            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init_part(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p,
+                len,
+            );
+            for i in 0..48 {
                 let ic = i * 1;
                 let x_0_0 = ::conv_runtime::__private::ld_part(
                     simd,
@@ -1149,67 +1651,159 @@ impl Pw144x24 {
             let step = 4 * lanes;
             let mut p = 0;
             while p + step <= npix {
-                for t in 0..4 {
-                    let oc = t * 6;
-                    tile_t6_v4(
+                for kb in 0..3 {
+                    let oc = 0;
+                    tile_t6_v4::<
+                        S,
+                        true,
+                    >(
                         simd,
-                        inp,
+                        &inp[kb * 48 * istride..],
                         istride,
                         &mut out.planes(oc, 6),
                         p,
                         lanes,
-                        &self.w[(oc0 + oc) * 144..][..6 * 144],
+                        &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
                         &self.b[oc0 + oc..][..6],
+                        kb == 0,
+                        kb + 1 == 3,
                     );
+                    for t in 1..4 {
+                        let oc = t * 6;
+                        tile_t6_v4::<
+                            S,
+                            false,
+                        >(
+                            simd,
+                            &inp[kb * 48 * istride..],
+                            istride,
+                            &mut out.planes(oc, 6),
+                            p,
+                            lanes,
+                            &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
+                            &self.b[oc0 + oc..][..6],
+                            kb == 0,
+                            kb + 1 == 3,
+                        );
+                    }
                 }
                 p += step;
             }
             match (npix - p) / lanes {
                 1 => {
-                    for t in 0..4 {
-                        let oc = t * 6;
-                        tile_t6_v1(
+                    for kb in 0..3 {
+                        let oc = 0;
+                        tile_t6_v1::<
+                            S,
+                            true,
+                        >(
                             simd,
-                            inp,
+                            &inp[kb * 48 * istride..],
                             istride,
                             &mut out.planes(oc, 6),
                             p,
                             lanes,
-                            &self.w[(oc0 + oc) * 144..][..6 * 144],
+                            &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
                             &self.b[oc0 + oc..][..6],
+                            kb == 0,
+                            kb + 1 == 3,
                         );
+                        for t in 1..4 {
+                            let oc = t * 6;
+                            tile_t6_v1::<
+                                S,
+                                false,
+                            >(
+                                simd,
+                                &inp[kb * 48 * istride..],
+                                istride,
+                                &mut out.planes(oc, 6),
+                                p,
+                                lanes,
+                                &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
+                                &self.b[oc0 + oc..][..6],
+                                kb == 0,
+                                kb + 1 == 3,
+                            );
+                        }
                     }
                     p += 1 * lanes;
                 }
                 2 => {
-                    for t in 0..4 {
-                        let oc = t * 6;
-                        tile_t6_v2(
+                    for kb in 0..3 {
+                        let oc = 0;
+                        tile_t6_v2::<
+                            S,
+                            true,
+                        >(
                             simd,
-                            inp,
+                            &inp[kb * 48 * istride..],
                             istride,
                             &mut out.planes(oc, 6),
                             p,
                             lanes,
-                            &self.w[(oc0 + oc) * 144..][..6 * 144],
+                            &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
                             &self.b[oc0 + oc..][..6],
+                            kb == 0,
+                            kb + 1 == 3,
                         );
+                        for t in 1..4 {
+                            let oc = t * 6;
+                            tile_t6_v2::<
+                                S,
+                                false,
+                            >(
+                                simd,
+                                &inp[kb * 48 * istride..],
+                                istride,
+                                &mut out.planes(oc, 6),
+                                p,
+                                lanes,
+                                &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
+                                &self.b[oc0 + oc..][..6],
+                                kb == 0,
+                                kb + 1 == 3,
+                            );
+                        }
                     }
                     p += 2 * lanes;
                 }
                 3 => {
-                    for t in 0..4 {
-                        let oc = t * 6;
-                        tile_t6_v3(
+                    for kb in 0..3 {
+                        let oc = 0;
+                        tile_t6_v3::<
+                            S,
+                            true,
+                        >(
                             simd,
-                            inp,
+                            &inp[kb * 48 * istride..],
                             istride,
                             &mut out.planes(oc, 6),
                             p,
                             lanes,
-                            &self.w[(oc0 + oc) * 144..][..6 * 144],
+                            &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
                             &self.b[oc0 + oc..][..6],
+                            kb == 0,
+                            kb + 1 == 3,
                         );
+                        for t in 1..4 {
+                            let oc = t * 6;
+                            tile_t6_v3::<
+                                S,
+                                false,
+                            >(
+                                simd,
+                                &inp[kb * 48 * istride..],
+                                istride,
+                                &mut out.planes(oc, 6),
+                                p,
+                                lanes,
+                                &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
+                                &self.b[oc0 + oc..][..6],
+                                kb == 0,
+                                kb + 1 == 3,
+                            );
+                        }
                     }
                     p += 3 * lanes;
                 }
@@ -1246,18 +1840,41 @@ impl Pw144x24 {
                         q += if wide { 4 } else { 1 };
                     }
                 } else {
-                    for t in 0..4 {
-                        let oc = t * 6;
-                        tile_t6_v1p(
+                    for kb in 0..3 {
+                        let oc = 0;
+                        tile_t6_v1p::<
+                            S,
+                            true,
+                        >(
                             simd,
-                            inp,
+                            &inp[kb * 48 * istride..],
                             istride,
                             &mut out.planes(oc, 6),
                             p,
                             len,
-                            &self.w[(oc0 + oc) * 144..][..6 * 144],
+                            &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
                             &self.b[oc0 + oc..][..6],
+                            kb == 0,
+                            kb + 1 == 3,
                         );
+                        for t in 1..4 {
+                            let oc = t * 6;
+                            tile_t6_v1p::<
+                                S,
+                                false,
+                            >(
+                                simd,
+                                &inp[kb * 48 * istride..],
+                                istride,
+                                &mut out.planes(oc, 6),
+                                p,
+                                len,
+                                &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
+                                &self.b[oc0 + oc..][..6],
+                                kb == 0,
+                                kb + 1 == 3,
+                            );
+                        }
                     }
                 }
             }
@@ -1283,7 +1900,7 @@ impl Pw144x24 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn tile_t6_v2<S: ::conv_runtime::__private::Simd>(
+        fn tile_t6_v2<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -1292,6 +1909,8 @@ impl Pw144x24 {
             lanes: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
             let wt = &wt[..864];
             let bias = &bias[..6];
@@ -1314,7 +1933,19 @@ impl Pw144x24 {
             for i in 0..144 {
                 let ic = i * 1;
                 let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 0) * istride + p + 2 * lanes,
+                    );
+                }
                 let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 0) * istride + p + 3 * lanes,
+                    );
+                }
                 let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
                 acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
                 acc_0_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_0, acc_0_0_1);
@@ -1354,7 +1985,7 @@ impl Pw144x24 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn tile_t6_v1<S: ::conv_runtime::__private::Simd>(
+        fn tile_t6_v1<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -1363,6 +1994,8 @@ impl Pw144x24 {
             lanes: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
             let wt = &wt[..864];
             let bias = &bias[..6];
@@ -1406,7 +2039,7 @@ impl Pw144x24 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn tile_t6_v1p<S: ::conv_runtime::__private::Simd>(
+        fn tile_t6_v1p<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -1415,6 +2048,8 @@ impl Pw144x24 {
             len: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
             let wt = &wt[..864];
             let bias = &bias[..6];
@@ -1795,34 +2430,78 @@ impl Pw144x24 {
             let step = 2 * lanes;
             let mut p = 0;
             while p + step <= npix {
-                for t in 0..4 {
+                let kb = 0;
+                let oc = 0;
+                tile_t6_v2::<
+                    S,
+                    true,
+                >(
+                    simd,
+                    &inp[kb * 144 * istride..],
+                    istride,
+                    &mut out.planes(oc, 6),
+                    p,
+                    lanes,
+                    &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
+                    &self.b[oc0 + oc..][..6],
+                    kb == 0,
+                    kb + 1 == 1,
+                );
+                for t in 1..4 {
                     let oc = t * 6;
-                    tile_t6_v2(
+                    tile_t6_v2::<
+                        S,
+                        false,
+                    >(
                         simd,
-                        inp,
+                        &inp[kb * 144 * istride..],
                         istride,
                         &mut out.planes(oc, 6),
                         p,
                         lanes,
-                        &self.w[(oc0 + oc) * 144..][..6 * 144],
+                        &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
                         &self.b[oc0 + oc..][..6],
+                        kb == 0,
+                        kb + 1 == 1,
                     );
                 }
                 p += step;
             }
             match (npix - p) / lanes {
                 1 => {
-                    for t in 0..4 {
+                    let kb = 0;
+                    let oc = 0;
+                    tile_t6_v1::<
+                        S,
+                        true,
+                    >(
+                        simd,
+                        &inp[kb * 144 * istride..],
+                        istride,
+                        &mut out.planes(oc, 6),
+                        p,
+                        lanes,
+                        &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
+                        &self.b[oc0 + oc..][..6],
+                        kb == 0,
+                        kb + 1 == 1,
+                    );
+                    for t in 1..4 {
                         let oc = t * 6;
-                        tile_t6_v1(
+                        tile_t6_v1::<
+                            S,
+                            false,
+                        >(
                             simd,
-                            inp,
+                            &inp[kb * 144 * istride..],
                             istride,
                             &mut out.planes(oc, 6),
                             p,
                             lanes,
-                            &self.w[(oc0 + oc) * 144..][..6 * 144],
+                            &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
                             &self.b[oc0 + oc..][..6],
+                            kb == 0,
+                            kb + 1 == 1,
                         );
                     }
                     p += 1 * lanes;
@@ -1860,17 +2539,39 @@ impl Pw144x24 {
                         q += if wide { 4 } else { 1 };
                     }
                 } else {
-                    for t in 0..4 {
+                    let kb = 0;
+                    let oc = 0;
+                    tile_t6_v1p::<
+                        S,
+                        true,
+                    >(
+                        simd,
+                        &inp[kb * 144 * istride..],
+                        istride,
+                        &mut out.planes(oc, 6),
+                        p,
+                        len,
+                        &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
+                        &self.b[oc0 + oc..][..6],
+                        kb == 0,
+                        kb + 1 == 1,
+                    );
+                    for t in 1..4 {
                         let oc = t * 6;
-                        tile_t6_v1p(
+                        tile_t6_v1p::<
+                            S,
+                            false,
+                        >(
                             simd,
-                            inp,
+                            &inp[kb * 144 * istride..],
                             istride,
                             &mut out.planes(oc, 6),
                             p,
                             len,
-                            &self.w[(oc0 + oc) * 144..][..6 * 144],
+                            &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
                             &self.b[oc0 + oc..][..6],
+                            kb == 0,
+                            kb + 1 == 1,
                         );
                     }
                 }

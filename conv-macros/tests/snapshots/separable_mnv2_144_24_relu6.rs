@@ -52,7 +52,7 @@ impl Block3 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "separable/f32/3x3/s1/p1/c144-24/relu6.none/r32.t1r4hi+t6v4/r16.t1r6+t6v2",
+        name: "separable/f32/3x3/s1/p1/c144-24/relu6.none/r32.t1r4hi+t6v4b48/r16.t1r6+t6v2",
         family: "separable",
     };
     /// Packs PyTorch-layout weights: the depthwise stage's `dw_weight (in, 1, kh, kw)` and
@@ -665,7 +665,7 @@ impl Block3 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn pw_t6_v4<S: ::conv_runtime::__private::Simd>(
+        fn pw_t6_v4<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -674,43 +674,237 @@ impl Block3 {
             lanes: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
-            let wt = &wt[..864];
+            let wt = &wt[..768];
             let bias = &bias[..6];
             let panel = ::conv_runtime::__private::Panel::<
-                144,
+                48,
                 4,
             >::new::<S>(inp, istride, p);
-            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_2 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_3 = simd.splat_f32s(bias[0]);
-            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_1 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_2 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_3 = simd.splat_f32s(bias[1]);
-            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_2 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_3 = simd.splat_f32s(bias[2]);
-            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_2 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_3 = simd.splat_f32s(bias[3]);
-            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
-            let mut acc_4_0_1 = simd.splat_f32s(bias[4]);
-            let mut acc_4_0_2 = simd.splat_f32s(bias[4]);
-            let mut acc_4_0_3 = simd.splat_f32s(bias[4]);
-            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
-            let mut acc_5_0_1 = simd.splat_f32s(bias[5]);
-            let mut acc_5_0_2 = simd.splat_f32s(bias[5]);
-            let mut acc_5_0_3 = simd.splat_f32s(bias[5]);
-            for i in 0..144 {
+            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 0 * lanes,
+            );
+            let mut acc_0_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 1 * lanes,
+            );
+            let mut acc_0_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 2 * lanes,
+            );
+            let mut acc_0_0_3 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 3 * lanes,
+            );
+            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 0 * lanes,
+            );
+            let mut acc_1_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 1 * lanes,
+            );
+            let mut acc_1_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 2 * lanes,
+            );
+            let mut acc_1_0_3 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 3 * lanes,
+            );
+            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 0 * lanes,
+            );
+            let mut acc_2_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 1 * lanes,
+            );
+            let mut acc_2_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 2 * lanes,
+            );
+            let mut acc_2_0_3 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 3 * lanes,
+            );
+            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 0 * lanes,
+            );
+            let mut acc_3_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 1 * lanes,
+            );
+            let mut acc_3_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 2 * lanes,
+            );
+            let mut acc_3_0_3 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 3 * lanes,
+            );
+            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 0 * lanes,
+            );
+            let mut acc_4_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 1 * lanes,
+            );
+            let mut acc_4_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 2 * lanes,
+            );
+            let mut acc_4_0_3 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 3 * lanes,
+            );
+            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 0 * lanes,
+            );
+            let mut acc_5_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 1 * lanes,
+            );
+            let mut acc_5_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 2 * lanes,
+            );
+            let mut acc_5_0_3 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 3 * lanes,
+            );
+            for i in 0..48 {
                 let ic = i * 1;
                 let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 0) * istride + p + 4 * lanes,
+                    );
+                }
                 let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 0) * istride + p + 5 * lanes,
+                    );
+                }
                 let x_0_2 = panel.ld::<S, 2>(simd, ic + 0);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 0) * istride + p + 6 * lanes,
+                    );
+                }
                 let x_0_3 = panel.ld::<S, 3>(simd, ic + 0);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 0) * istride + p + 7 * lanes,
+                    );
+                }
                 let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
                 acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
                 acc_0_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_0, acc_0_0_1);
@@ -774,7 +968,7 @@ impl Block3 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn pw_t6_v1<S: ::conv_runtime::__private::Simd>(
+        fn pw_t6_v1<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -783,20 +977,64 @@ impl Block3 {
             lanes: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
-            let wt = &wt[..864];
+            let wt = &wt[..768];
             let bias = &bias[..6];
             let panel = ::conv_runtime::__private::Panel::<
-                144,
+                48,
                 1,
             >::new::<S>(inp, istride, p);
-            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
-            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
-            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
-            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
-            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
-            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
-            for i in 0..144 {
+            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 0 * lanes,
+            );
+            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 0 * lanes,
+            );
+            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 0 * lanes,
+            );
+            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 0 * lanes,
+            );
+            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 0 * lanes,
+            );
+            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 0 * lanes,
+            );
+            for i in 0..48 {
                 let ic = i * 1;
                 let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
                 let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
@@ -826,7 +1064,7 @@ impl Block3 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn pw_t6_v2<S: ::conv_runtime::__private::Simd>(
+        fn pw_t6_v2<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -835,26 +1073,112 @@ impl Block3 {
             lanes: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
-            let wt = &wt[..864];
+            let wt = &wt[..768];
             let bias = &bias[..6];
             let panel = ::conv_runtime::__private::Panel::<
-                144,
+                48,
                 2,
             >::new::<S>(inp, istride, p);
-            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
-            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_1 = simd.splat_f32s(bias[1]);
-            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
-            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
-            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
-            let mut acc_4_0_1 = simd.splat_f32s(bias[4]);
-            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
-            let mut acc_5_0_1 = simd.splat_f32s(bias[5]);
-            for i in 0..144 {
+            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 0 * lanes,
+            );
+            let mut acc_0_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 1 * lanes,
+            );
+            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 0 * lanes,
+            );
+            let mut acc_1_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 1 * lanes,
+            );
+            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 0 * lanes,
+            );
+            let mut acc_2_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 1 * lanes,
+            );
+            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 0 * lanes,
+            );
+            let mut acc_3_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 1 * lanes,
+            );
+            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 0 * lanes,
+            );
+            let mut acc_4_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 1 * lanes,
+            );
+            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 0 * lanes,
+            );
+            let mut acc_5_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 1 * lanes,
+            );
+            for i in 0..48 {
                 let ic = i * 1;
                 let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
                 let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
@@ -897,7 +1221,7 @@ impl Block3 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn pw_t6_v3<S: ::conv_runtime::__private::Simd>(
+        fn pw_t6_v3<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -906,32 +1230,160 @@ impl Block3 {
             lanes: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
-            let wt = &wt[..864];
+            let wt = &wt[..768];
             let bias = &bias[..6];
             let panel = ::conv_runtime::__private::Panel::<
-                144,
+                48,
                 3,
             >::new::<S>(inp, istride, p);
-            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
-            let mut acc_0_0_2 = simd.splat_f32s(bias[0]);
-            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_1 = simd.splat_f32s(bias[1]);
-            let mut acc_1_0_2 = simd.splat_f32s(bias[1]);
-            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
-            let mut acc_2_0_2 = simd.splat_f32s(bias[2]);
-            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
-            let mut acc_3_0_2 = simd.splat_f32s(bias[3]);
-            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
-            let mut acc_4_0_1 = simd.splat_f32s(bias[4]);
-            let mut acc_4_0_2 = simd.splat_f32s(bias[4]);
-            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
-            let mut acc_5_0_1 = simd.splat_f32s(bias[5]);
-            let mut acc_5_0_2 = simd.splat_f32s(bias[5]);
-            for i in 0..144 {
+            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 0 * lanes,
+            );
+            let mut acc_0_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 1 * lanes,
+            );
+            let mut acc_0_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p + 2 * lanes,
+            );
+            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 0 * lanes,
+            );
+            let mut acc_1_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 1 * lanes,
+            );
+            let mut acc_1_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p + 2 * lanes,
+            );
+            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 0 * lanes,
+            );
+            let mut acc_2_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 1 * lanes,
+            );
+            let mut acc_2_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p + 2 * lanes,
+            );
+            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 0 * lanes,
+            );
+            let mut acc_3_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 1 * lanes,
+            );
+            let mut acc_3_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p + 2 * lanes,
+            );
+            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 0 * lanes,
+            );
+            let mut acc_4_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 1 * lanes,
+            );
+            let mut acc_4_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p + 2 * lanes,
+            );
+            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 0 * lanes,
+            );
+            let mut acc_5_0_1 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 1 * lanes,
+            );
+            let mut acc_5_0_2 = ::conv_runtime::__private::acc_init(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p + 2 * lanes,
+            );
+            for i in 0..48 {
                 let ic = i * 1;
                 let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
                 let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
@@ -987,7 +1439,7 @@ impl Block3 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn pw_t6_v1p<S: ::conv_runtime::__private::Simd>(
+        fn pw_t6_v1p<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -996,16 +1448,66 @@ impl Block3 {
             len: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
-            let wt = &wt[..864];
+            let wt = &wt[..768];
             let bias = &bias[..6];
-            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
-            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
-            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
-            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
-            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
-            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
-            for i in 0..144 {
+            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init_part(
+                simd,
+                first,
+                bias[0],
+                out,
+                0,
+                p,
+                len,
+            );
+            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init_part(
+                simd,
+                first,
+                bias[1],
+                out,
+                1,
+                p,
+                len,
+            );
+            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init_part(
+                simd,
+                first,
+                bias[2],
+                out,
+                2,
+                p,
+                len,
+            );
+            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init_part(
+                simd,
+                first,
+                bias[3],
+                out,
+                3,
+                p,
+                len,
+            );
+            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init_part(
+                simd,
+                first,
+                bias[4],
+                out,
+                4,
+                p,
+                len,
+            );
+            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init_part(
+                simd,
+                first,
+                bias[5],
+                out,
+                5,
+                p,
+                len,
+            );
+            for i in 0..48 {
                 let ic = i * 1;
                 let x_0_0 = ::conv_runtime::__private::ld_part(
                     simd,
@@ -1663,67 +2165,159 @@ impl Block3 {
                     let step = 4 * lanes;
                     let mut p = 0;
                     while p + step <= npix {
-                        for t in 0..4 {
-                            let oc = t * 6;
-                            pw_t6_v4(
+                        for kb in 0..3 {
+                            let oc = 0;
+                            pw_t6_v4::<
+                                S,
+                                true,
+                            >(
                                 simd,
-                                inp,
+                                &inp[kb * 48 * istride..],
                                 istride,
                                 &mut out.planes(oc, 6),
                                 p,
                                 lanes,
-                                &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
+                                &self.pw_w[(oc0 + oc) * 144 + kb * 48..][..768],
                                 &self.pw_b[oc0 + oc..][..6],
+                                kb == 0,
+                                kb + 1 == 3,
                             );
+                            for t in 1..4 {
+                                let oc = t * 6;
+                                pw_t6_v4::<
+                                    S,
+                                    false,
+                                >(
+                                    simd,
+                                    &inp[kb * 48 * istride..],
+                                    istride,
+                                    &mut out.planes(oc, 6),
+                                    p,
+                                    lanes,
+                                    &self.pw_w[(oc0 + oc) * 144 + kb * 48..][..768],
+                                    &self.pw_b[oc0 + oc..][..6],
+                                    kb == 0,
+                                    kb + 1 == 3,
+                                );
+                            }
                         }
                         p += step;
                     }
                     match (npix - p) / lanes {
                         1 => {
-                            for t in 0..4 {
-                                let oc = t * 6;
-                                pw_t6_v1(
+                            for kb in 0..3 {
+                                let oc = 0;
+                                pw_t6_v1::<
+                                    S,
+                                    true,
+                                >(
                                     simd,
-                                    inp,
+                                    &inp[kb * 48 * istride..],
                                     istride,
                                     &mut out.planes(oc, 6),
                                     p,
                                     lanes,
-                                    &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
+                                    &self.pw_w[(oc0 + oc) * 144 + kb * 48..][..768],
                                     &self.pw_b[oc0 + oc..][..6],
+                                    kb == 0,
+                                    kb + 1 == 3,
                                 );
+                                for t in 1..4 {
+                                    let oc = t * 6;
+                                    pw_t6_v1::<
+                                        S,
+                                        false,
+                                    >(
+                                        simd,
+                                        &inp[kb * 48 * istride..],
+                                        istride,
+                                        &mut out.planes(oc, 6),
+                                        p,
+                                        lanes,
+                                        &self.pw_w[(oc0 + oc) * 144 + kb * 48..][..768],
+                                        &self.pw_b[oc0 + oc..][..6],
+                                        kb == 0,
+                                        kb + 1 == 3,
+                                    );
+                                }
                             }
                             p += 1 * lanes;
                         }
                         2 => {
-                            for t in 0..4 {
-                                let oc = t * 6;
-                                pw_t6_v2(
+                            for kb in 0..3 {
+                                let oc = 0;
+                                pw_t6_v2::<
+                                    S,
+                                    true,
+                                >(
                                     simd,
-                                    inp,
+                                    &inp[kb * 48 * istride..],
                                     istride,
                                     &mut out.planes(oc, 6),
                                     p,
                                     lanes,
-                                    &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
+                                    &self.pw_w[(oc0 + oc) * 144 + kb * 48..][..768],
                                     &self.pw_b[oc0 + oc..][..6],
+                                    kb == 0,
+                                    kb + 1 == 3,
                                 );
+                                for t in 1..4 {
+                                    let oc = t * 6;
+                                    pw_t6_v2::<
+                                        S,
+                                        false,
+                                    >(
+                                        simd,
+                                        &inp[kb * 48 * istride..],
+                                        istride,
+                                        &mut out.planes(oc, 6),
+                                        p,
+                                        lanes,
+                                        &self.pw_w[(oc0 + oc) * 144 + kb * 48..][..768],
+                                        &self.pw_b[oc0 + oc..][..6],
+                                        kb == 0,
+                                        kb + 1 == 3,
+                                    );
+                                }
                             }
                             p += 2 * lanes;
                         }
                         3 => {
-                            for t in 0..4 {
-                                let oc = t * 6;
-                                pw_t6_v3(
+                            for kb in 0..3 {
+                                let oc = 0;
+                                pw_t6_v3::<
+                                    S,
+                                    true,
+                                >(
                                     simd,
-                                    inp,
+                                    &inp[kb * 48 * istride..],
                                     istride,
                                     &mut out.planes(oc, 6),
                                     p,
                                     lanes,
-                                    &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
+                                    &self.pw_w[(oc0 + oc) * 144 + kb * 48..][..768],
                                     &self.pw_b[oc0 + oc..][..6],
+                                    kb == 0,
+                                    kb + 1 == 3,
                                 );
+                                for t in 1..4 {
+                                    let oc = t * 6;
+                                    pw_t6_v3::<
+                                        S,
+                                        false,
+                                    >(
+                                        simd,
+                                        &inp[kb * 48 * istride..],
+                                        istride,
+                                        &mut out.planes(oc, 6),
+                                        p,
+                                        lanes,
+                                        &self.pw_w[(oc0 + oc) * 144 + kb * 48..][..768],
+                                        &self.pw_b[oc0 + oc..][..6],
+                                        kb == 0,
+                                        kb + 1 == 3,
+                                    );
+                                }
                             }
                             p += 3 * lanes;
                         }
@@ -1764,18 +2358,41 @@ impl Block3 {
                                 q += if wide { 4 } else { 1 };
                             }
                         } else {
-                            for t in 0..4 {
-                                let oc = t * 6;
-                                pw_t6_v1p(
+                            for kb in 0..3 {
+                                let oc = 0;
+                                pw_t6_v1p::<
+                                    S,
+                                    true,
+                                >(
                                     simd,
-                                    inp,
+                                    &inp[kb * 48 * istride..],
                                     istride,
                                     &mut out.planes(oc, 6),
                                     p,
                                     len,
-                                    &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
+                                    &self.pw_w[(oc0 + oc) * 144 + kb * 48..][..768],
                                     &self.pw_b[oc0 + oc..][..6],
+                                    kb == 0,
+                                    kb + 1 == 3,
                                 );
+                                for t in 1..4 {
+                                    let oc = t * 6;
+                                    pw_t6_v1p::<
+                                        S,
+                                        false,
+                                    >(
+                                        simd,
+                                        &inp[kb * 48 * istride..],
+                                        istride,
+                                        &mut out.planes(oc, 6),
+                                        p,
+                                        len,
+                                        &self.pw_w[(oc0 + oc) * 144 + kb * 48..][..768],
+                                        &self.pw_b[oc0 + oc..][..6],
+                                        kb == 0,
+                                        kb + 1 == 3,
+                                    );
+                                }
                             }
                         }
                     }
@@ -2374,7 +2991,7 @@ impl Block3 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn pw_t6_v2<S: ::conv_runtime::__private::Simd>(
+        fn pw_t6_v2<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -2383,6 +3000,8 @@ impl Block3 {
             lanes: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
             let wt = &wt[..864];
             let bias = &bias[..6];
@@ -2405,7 +3024,19 @@ impl Block3 {
             for i in 0..144 {
                 let ic = i * 1;
                 let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 0) * istride + p + 2 * lanes,
+                    );
+                }
                 let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 0) * istride + p + 3 * lanes,
+                    );
+                }
                 let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
                 acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
                 acc_0_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_0, acc_0_0_1);
@@ -2445,7 +3076,7 @@ impl Block3 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn pw_t6_v1<S: ::conv_runtime::__private::Simd>(
+        fn pw_t6_v1<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -2454,6 +3085,8 @@ impl Block3 {
             lanes: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
             let wt = &wt[..864];
             let bias = &bias[..6];
@@ -2497,7 +3130,7 @@ impl Block3 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn pw_t6_v1p<S: ::conv_runtime::__private::Simd>(
+        fn pw_t6_v1p<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -2506,6 +3139,8 @@ impl Block3 {
             len: usize,
             wt: &[f32],
             bias: &[f32],
+            first: bool,
+            last: bool,
         ) {
             let wt = &wt[..864];
             let bias = &bias[..6];
@@ -3053,34 +3688,78 @@ impl Block3 {
                     let step = 2 * lanes;
                     let mut p = 0;
                     while p + step <= npix {
-                        for t in 0..4 {
+                        let kb = 0;
+                        let oc = 0;
+                        pw_t6_v2::<
+                            S,
+                            true,
+                        >(
+                            simd,
+                            &inp[kb * 144 * istride..],
+                            istride,
+                            &mut out.planes(oc, 6),
+                            p,
+                            lanes,
+                            &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
+                            &self.pw_b[oc0 + oc..][..6],
+                            kb == 0,
+                            kb + 1 == 1,
+                        );
+                        for t in 1..4 {
                             let oc = t * 6;
-                            pw_t6_v2(
+                            pw_t6_v2::<
+                                S,
+                                false,
+                            >(
                                 simd,
-                                inp,
+                                &inp[kb * 144 * istride..],
                                 istride,
                                 &mut out.planes(oc, 6),
                                 p,
                                 lanes,
-                                &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
+                                &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
                                 &self.pw_b[oc0 + oc..][..6],
+                                kb == 0,
+                                kb + 1 == 1,
                             );
                         }
                         p += step;
                     }
                     match (npix - p) / lanes {
                         1 => {
-                            for t in 0..4 {
+                            let kb = 0;
+                            let oc = 0;
+                            pw_t6_v1::<
+                                S,
+                                true,
+                            >(
+                                simd,
+                                &inp[kb * 144 * istride..],
+                                istride,
+                                &mut out.planes(oc, 6),
+                                p,
+                                lanes,
+                                &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
+                                &self.pw_b[oc0 + oc..][..6],
+                                kb == 0,
+                                kb + 1 == 1,
+                            );
+                            for t in 1..4 {
                                 let oc = t * 6;
-                                pw_t6_v1(
+                                pw_t6_v1::<
+                                    S,
+                                    false,
+                                >(
                                     simd,
-                                    inp,
+                                    &inp[kb * 144 * istride..],
                                     istride,
                                     &mut out.planes(oc, 6),
                                     p,
                                     lanes,
-                                    &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
+                                    &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
                                     &self.pw_b[oc0 + oc..][..6],
+                                    kb == 0,
+                                    kb + 1 == 1,
                                 );
                             }
                             p += 1 * lanes;
@@ -3122,17 +3801,39 @@ impl Block3 {
                                 q += if wide { 4 } else { 1 };
                             }
                         } else {
-                            for t in 0..4 {
+                            let kb = 0;
+                            let oc = 0;
+                            pw_t6_v1p::<
+                                S,
+                                true,
+                            >(
+                                simd,
+                                &inp[kb * 144 * istride..],
+                                istride,
+                                &mut out.planes(oc, 6),
+                                p,
+                                len,
+                                &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
+                                &self.pw_b[oc0 + oc..][..6],
+                                kb == 0,
+                                kb + 1 == 1,
+                            );
+                            for t in 1..4 {
                                 let oc = t * 6;
-                                pw_t6_v1p(
+                                pw_t6_v1p::<
+                                    S,
+                                    false,
+                                >(
                                     simd,
-                                    inp,
+                                    &inp[kb * 144 * istride..],
                                     istride,
                                     &mut out.planes(oc, 6),
                                     p,
                                     len,
-                                    &self.pw_w[(oc0 + oc) * 144..][..6 * 144],
+                                    &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
                                     &self.pw_b[oc0 + oc..][..6],
+                                    kb == 0,
+                                    kb + 1 == 1,
                                 );
                             }
                         }
