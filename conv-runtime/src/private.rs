@@ -408,14 +408,10 @@ pub fn acc_init<S: Simd>(
     i: usize,
     at: usize,
 ) -> S::f32s {
-    if first {
-        simd.splat_f32s(bias)
-    } else {
-        ld(simd, out.plane(i), at)
-    }
+    acc_init_part(simd, first, bias, out, i, at, S::F32_LANES)
 }
 
-/// [`acc_init`] for `len <= lanes` pixels; the other lanes are zero past the first block.
+/// [`acc_init`] for `len <= lanes` pixels; past the first block the other lanes are zero.
 #[inline(always)]
 pub fn acc_init_part<S: Simd>(
     simd: S,
