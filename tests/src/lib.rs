@@ -488,7 +488,9 @@ pub fn pool() -> &'static rayon::ThreadPool {
     })
 }
 
-/// Runs `layer` on `isa` as each of [`PARTS`] parts on [`pool`] and checks every result against
+/// Runs `layer` on `isa` as each of [`PARTS`] parts, on [`pool`] (from one of its workers,
+/// inside `install`) and from the calling thread (outside any pool: the calling thread computes
+/// a part itself and hands the others to rayon's global pool), and checks every result against
 /// the reference (`want`, `tol`) and, bit for bit, against `serial` (the one-thread output):
 /// each output float is computed the same way by exactly one part, so the thread count must not
 /// change any bit, NaN included.
@@ -507,24 +509,34 @@ pub fn assert_parts_match<W: Copy + Into<f64>, L: conv_runtime::Layer + ?Sized>(
     dims: [usize; 4],
 ) {
     for parts in PARTS {
-        let mut out = vec![f32::NAN; serial.len()];
-        pool()
-            .install(|| layer.forward_split_on(isa, parts, input, n, h, w, &mut out))
-            .unwrap_or_else(|e| panic!("{what} in {parts} parts: {e}"));
-        let what = format!("{what} in {parts} parts");
-        assert_close(&what, &out, want, tol, dims);
-        let differ = out
-            .iter()
-            .zip(serial)
-            .position(|(a, b)| a.to_bits() != b.to_bits());
-        if let Some(i) = differ {
-            panic!(
-                "{what}: differs from one thread at (n, c, y, x) = {:?}: {:e} vs {:e}",
-                coords(i, dims),
-                out[i],
-                serial[i]
+        for inside in [true, false] {
+            let mut out = vec![f32::NAN; serial.len()];
+            let mut call = || layer.forward_split_on(isa, parts, input, n, h, w, &mut out);
+            let done = if inside { pool().install(call) } else { call() };
+            let what = format!(
+                "{what} in {parts} parts ({})",
+                if inside { "in a pool" } else { "from outside" }
             );
+            done.unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_close(&what, &out, want, tol, dims);
+            assert_same_bits(&what, &out, serial, dims);
         }
+    }
+}
+
+/// Panics unless `got` and `serial` are equal bit for bit (NaN payloads included).
+pub fn assert_same_bits(what: &str, got: &[f32], serial: &[f32], dims: [usize; 4]) {
+    let differ = got
+        .iter()
+        .zip(serial)
+        .position(|(a, b)| a.to_bits() != b.to_bits());
+    if let Some(i) = differ {
+        panic!(
+            "{what}: differs from one thread at (n, c, y, x) = {:?}: {:e} vs {:e}",
+            coords(i, dims),
+            got[i],
+            serial[i]
+        );
     }
 }
 
