@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""peers.py with conv-kernel as one more peer ("ours"), timed in the same sitting.
+
+Runs ../shared/peers/peers.py (or --peers-py) unchanged, except that its peer list gains
+"ours": the benches' generated layer of each row, loaded from the conv-peer-ffi library
+(`cargo build --release -p conv-peer-ffi`) through ctypes. Our layer is then built from the
+same weights and input, checked against the same float64 reference, and timed call by call in
+the same interleaved rounds as ONNX Runtime, OpenVINO, XNNPACK and PyTorch, through a Python
+call of about the same overhead (the _api_floor row does not apply to us and is skipped). A
+slow minute on a shared machine then slows every peer alike, which separate criterion and
+peers.py runs cannot promise.
+
+Every option but the two below goes to peers.py; afterwards a table of our median against the
+fastest other peer's, per row and thread count, is printed (also: --summary FILE... alone).
+
+  python benches/peers/with_ours.py --threads 1 --out benches/peers/DATE_ours_1thread.tsv
+  python benches/peers/with_ours.py --summary benches/peers/DATE_ours_1thread.tsv
+
+  --peers-py PATH   peers.py to run (default: ../shared/peers/peers.py beside the repository)
+  --lib PATH        the conv-peer-ffi library (default: $CARGO_TARGET_DIR or target/,
+                    release/libconv_peer_ffi.so)
+  --lib NAME=PATH   (repeatable) several builds of the library as peers "ours_NAME": an A/B
+                    of two versions in the same interleaved rounds, which a noisy shared
+                    machine cannot disturb the way it disturbs two runs one after the other
+"""
+
+import ctypes
+import importlib.util
+import math
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def take_opt(argv, name, default):
+    """Removes `name VALUE` (or `name=VALUE`) from argv and returns VALUE."""
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            v = argv[i + 1]
+            del argv[i:i + 2]
+            return v
+        if a.startswith(name + "="):
+            del argv[i]
+            return a.split("=", 1)[1]
+    return default
+
+
+def load_lib(path):
+    lib = ctypes.CDLL(path)
+    vp, sz = ctypes.c_void_p, ctypes.c_size_t
+    lib.conv_peer_new.argtypes = [ctypes.c_char_p, sz, ctypes.POINTER(vp), ctypes.POINTER(sz), sz]
+    lib.conv_peer_new.restype = vp
+    lib.conv_peer_run.argtypes = [vp, vp, sz, vp, sz]
+    lib.conv_peer_run.restype = ctypes.c_int
+    lib.conv_peer_kernel.argtypes = [vp]
+    lib.conv_peer_kernel.restype = ctypes.c_char_p
+    lib.conv_peer_lens.argtypes = [vp, ctypes.POINTER(sz)]
+    lib.conv_peer_lens.restype = None
+    lib.conv_peer_free.argtypes = [vp]
+    lib.conv_peer_free.restype = None
+    return lib
+
+
+def aligned_empty(n):
+    """n float32 starting on a 64-byte line, as the other peers' runtimes allocate."""
+    import numpy as np
+    raw = np.empty(n + 16, dtype=np.float32)
+    skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip:skip + n]
+
+
+class Ours:
+    """One row's generated layer behind the C ABI; freed with the peers' other objects."""
+
+    def __init__(self, lib, shape, params, x, threads):
+        import numpy as np
+        self.lib = lib
+        arrays = [np.ascontiguousarray(a, dtype=np.float32).reshape(-1)
+                  for (w, b) in params for a in (w, b)]
+        ptrs = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+        lens = (ctypes.c_size_t * len(arrays))(*[a.size for a in arrays])
+        self.h = lib.conv_peer_new(shape.name.encode(), threads, ptrs, lens, len(arrays))
+        if not self.h:
+            raise RuntimeError("conv-peer-ffi has no row %s (or its weights differ)" % shape.name)
+        n = (ctypes.c_size_t * 2)()
+        lib.conv_peer_lens(self.h, n)
+        self.x = aligned_empty(n[0])
+        self.x[:] = x.reshape(-1)
+        self.y = aligned_empty(n[1])
+        self.out_shape = shape.out_shape()
+        self.kernel = lib.conv_peer_kernel(self.h).decode()
+        run, h = lib.conv_peer_run, self.h
+        xp, xn, yp, yn = self.x.ctypes.data, self.x.size, self.y.ctypes.data, self.y.size
+
+        def fn():
+            run(h, xp, xn, yp, yn)
+        self.fn = fn
+
+    def get(self):
+        rc = self.lib.conv_peer_run(self.h, self.x.ctypes.data, self.x.size,
+                                    self.y.ctypes.data, self.y.size)
+        if rc != 0:
+            raise RuntimeError("conv_peer_run returned %d" % rc)
+        return self.y.reshape(self.out_shape).copy()
+
+    def __del__(self):
+        if getattr(self, "h", None):
+            self.lib.conv_peer_free(self.h)
+            self.h = None
+
+
+def install(peers, libs):
+    """Adds our peers (`libs`: peer name -> library) to peers.py's peer list and builder."""
+    peers.PEER_ORDER.extend(libs)
+    orig_avail, orig_build = peers.available_peers, peers.build_all
+
+    def available_peers():
+        names, avail = orig_avail()
+        avail["conv-kernel"] = "conv-peer-ffi"
+        return names + list(libs), avail
+
+    def build_all(shape, params, x, threads, names):
+        built = orig_build(shape, params, x, threads, [p for p in names if p not in libs])
+        for name, lib in libs.items():
+            if name not in names or shape.name == "_api_floor":
+                continue
+            try:
+                o = Ours(lib, shape, params, x, threads)
+                # `o.get` keeps `o` (and its buffers) alive as long as peers.py keeps the
+                # built peers of this block.
+                built[name] = (o.fn, o.get, "conv-kernel %s" % o.kernel, None)
+            except Exception as e:  # noqa: BLE001
+                print("#   %s: build failed: %s" % (name, e), file=sys.stderr)
+        return built
+
+    peers.available_peers = available_peers
+    peers.build_all = build_all
+
+
+def summary(paths):
+    """Our median against the fastest other peer's, per row and thread count."""
+    rows = {}
+    for path in paths:
+        with open(path) as f:
+            head = f.readline().rstrip("\n").split("\t")
+            for line in f:
+                r = dict(zip(head, line.rstrip("\n").split("\t")))
+                key = (r["shape"], int(r["threads"]))
+                rows.setdefault(key, {})[r["peer"]] = float(r["median_us"])
+    print("| row | threads | ours | time (us) | best other peer (us) | peer / ours |")
+    print("|---|---:|---|---:|---|---:|")
+    logs = {}
+    for (shape, thr), by in rows.items():
+        others = {p: t for p, t in by.items() if not p.startswith("ours")}
+        if not others:
+            continue
+        best = min(others, key=others.get)
+        for ours in sorted(p for p in by if p.startswith("ours")):
+            ratio = others[best] / by[ours]
+            logs.setdefault((ours, thr), []).append(math.log(ratio))
+            print("| %s | %d | %s | %.1f | %.1f %s | %.2fx |"
+                  % (shape, thr, ours, by[ours], others[best], best, ratio))
+    for (ours, thr), v in sorted(logs.items()):
+        behind = sum(1 for x in v if x < 0)
+        print("\n%s, %d thread(s): geometric mean %.2fx over %d rows, %d behind"
+              % (ours, thr, math.exp(sum(v) / len(v)), len(v), behind))
+
+
+def main():
+    argv = sys.argv[1:]
+    if argv and argv[0] == "--summary":
+        return summary(argv[1:])
+    peers_py = take_opt(argv, "--peers-py",
+                        os.path.join(os.path.dirname(REPO), "shared", "peers", "peers.py"))
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
+    libs = {}
+    while True:
+        lib = take_opt(argv, "--lib", None)
+        if lib is None:
+            break
+        name, path = lib.split("=", 1) if "=" in lib else ("", lib)
+        libs["ours_" + name if name else "ours"] = path
+    if not libs:
+        libs["ours"] = os.path.join(target, "release", "libconv_peer_ffi.so")
+    # Each build is its own file: ctypes loads a path once per process.
+    loaded = {name: load_lib(path) for name, path in libs.items()}
+    spec = importlib.util.spec_from_file_location("peers", peers_py)
+    peers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peers)
+    install(peers, loaded)
+    if "--peers" in argv or any(a.startswith("--peers=") for a in argv):
+        i = next(i for i, a in enumerate(argv) if a == "--peers" or a.startswith("--peers="))
+        if argv[i] == "--peers":
+            argv[i + 1] += "," + ",".join(libs)
+        else:
+            argv[i] += "," + ",".join(libs)
+    sys.argv = [peers_py] + argv
+    peers.main()
+    out = take_opt(list(argv), "--out", os.path.join(os.getcwd(), "peers_py.tsv"))
+    print()
+    summary([out])
+
+
+if __name__ == "__main__":
+    main()
