@@ -138,33 +138,49 @@ def install(peers, libs):
     peers.build_all = build_all
 
 
-def summary(paths):
-    """Our median against the fastest other peer's, per row and thread count."""
+def read_sitting(path):
+    """(shape, threads) -> {peer: median us} of one peers file."""
     rows = {}
-    for path in paths:
-        with open(path) as f:
-            head = f.readline().rstrip("\n").split("\t")
-            for line in f:
-                r = dict(zip(head, line.rstrip("\n").split("\t")))
-                key = (r["shape"], int(r["threads"]))
-                rows.setdefault(key, {})[r["peer"]] = float(r["median_us"])
-    print("| row | threads | ours | time (us) | best other peer (us) | peer / ours |")
-    print("|---|---:|---|---:|---|---:|")
+    with open(path) as f:
+        head = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            r = dict(zip(head, line.rstrip("\n").split("\t")))
+            rows.setdefault((r["shape"], int(r["threads"])), {})[r["peer"]] = float(r["median_us"])
+    return rows
+
+
+def summary(paths):
+    """Per file (one sitting each): our median against the fastest other peer's, per row and
+    thread count; ratios only compare figures of the same sitting."""
+    sittings = [read_sitting(p) for p in paths]
+    keys = []
+    for s in sittings:
+        keys += [k for k in s if k not in keys]
+    ours_names = sorted({p for s in sittings for by in s.values() for p in by if p.startswith("ours")})
+    cols = ["%s %s" % (os.path.basename(p), o) for p in paths for o in ours_names]
+    print("| row | threads | " + " | ".join(cols) + " |")
+    print("|---|---:|" + "---|" * len(cols))
     logs = {}
-    for (shape, thr), by in rows.items():
-        others = {p: t for p, t in by.items() if not p.startswith("ours")}
-        if not others:
-            continue
-        best = min(others, key=others.get)
-        for ours in sorted(p for p in by if p.startswith("ours")):
-            ratio = others[best] / by[ours]
-            logs.setdefault((ours, thr), []).append(math.log(ratio))
-            print("| %s | %d | %s | %.1f | %.1f %s | %.2fx |"
-                  % (shape, thr, ours, by[ours], others[best], best, ratio))
-    for (ours, thr), v in sorted(logs.items()):
+    for key in keys:
+        cells = []
+        for i, s in enumerate(sittings):
+            by = s.get(key, {})
+            others = {p: t for p, t in by.items() if not p.startswith("ours")}
+            for o in ours_names:
+                if o not in by or not others:
+                    cells.append("")
+                    continue
+                best = min(others, key=others.get)
+                ratio = others[best] / by[o]
+                logs.setdefault((i, o, key[1]), []).append(math.log(ratio))
+                cells.append("%.1f vs %.1f %s: %.2fx" % (by[o], others[best], best, ratio))
+        if any(cells):
+            print("| %s | %d | %s |" % (key[0], key[1], " | ".join(cells)))
+    print()
+    for (i, o, thr), v in sorted(logs.items()):
         behind = sum(1 for x in v if x < 0)
-        print("\n%s, %d thread(s): geometric mean %.2fx over %d rows, %d behind"
-              % (ours, thr, math.exp(sum(v) / len(v)), len(v), behind))
+        print("%s, %s, %d thread(s): geometric mean %.2fx over %d rows, %d behind"
+              % (os.path.basename(paths[i]), o, thr, math.exp(sum(v) / len(v)), len(v), behind))
 
 
 def main():
