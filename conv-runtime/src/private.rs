@@ -459,6 +459,23 @@ pub fn prefetch(src: &[f32], at: usize) {
     let _ = (src, at);
 }
 
+/// Pixels a GEMM over `planes` (channel planes `stride` floats apart) computes before its first
+/// whole step, so that the steps' vector loads start on vector boundaries: a `Vec<f32>` from the
+/// system allocator starts 16 bytes past a 64-byte line, and then every vector a tile loads
+/// spans two lines (measured 19% slower on `mnv1_pw256_256_28`, 29% on `mnv2_pw144_24_56`).
+/// 0 when the planes are aligned already, when they are not all misaligned alike (a stride
+/// that is not a whole number of vectors, as 14 x 14 = 196 floats) or not even float-aligned,
+/// and for scalar code.
+#[inline(always)]
+pub fn align_head<S: Simd>(planes: &[f32], stride: usize) -> usize {
+    let lanes = S::F32_LANES;
+    let addr = planes.as_ptr() as usize;
+    if lanes <= 1 || stride % lanes != 0 || addr % 4 != 0 {
+        return 0;
+    }
+    (lanes - (addr / 4) % lanes) % lanes
+}
+
 /// A GEMM accumulator at the start of a block of the reduction: `bias` splatted for the first
 /// block, else the partial sum stored by the previous block at float `at` of plane `i` of `out`.
 #[inline(always)]

@@ -274,6 +274,52 @@ fn every_layer_matches_reference_on_every_isa_and_tail() {
     }
 }
 
+/// Inputs and outputs at every float offset from a 64-byte line, with plane sizes that are a
+/// whole number of vectors (so that GEMM bodies first compute the pixels before the planes'
+/// first vector boundary, `align_head`) and ones that are not: results must not depend on where
+/// the caller's buffers start.
+#[test]
+fn every_buffer_alignment_matches_reference() {
+    for case in all_cases() {
+        let p = case.layer.params();
+        // 16 x 16 and 4 x 32: whole vectors on every ISA; 5 x 13: never; 1 x 3: under a vector.
+        for (i, &(n, h, w)) in [(1, 16, 16), (2, 4, 32), (1, 5, 13), (1, 1, 3)]
+            .iter()
+            .enumerate()
+        {
+            let Ok((ho, wo)) = p.output_hw(h, w) else {
+                continue;
+            };
+            let input = random_vec(n * p.in_channels * h * w, 300 + i as u64);
+            let bias = case.bias.as_deref();
+            let (want, tol) =
+                reference_activated(&p, case.act, &input, n, h, w, &case.weight, bias).unwrap();
+            let dims = [n, p.out_channels, ho, wo];
+            let out_len: usize = dims.iter().product();
+            for isa in Isa::available() {
+                for off in 0..16 {
+                    // A line-aligned copy of the input shifted by `off` floats; the output
+                    // shifted the other way.
+                    let mut in_buf = vec![0.0f32; input.len() + 32];
+                    let at = in_buf.as_ptr().align_offset(64) + off;
+                    in_buf[at..at + input.len()].copy_from_slice(&input);
+                    let mut out_buf = vec![f32::NAN; out_len + 32];
+                    let ot = out_buf.as_ptr().align_offset(64) + (16 - off) % 16;
+                    let out = &mut out_buf[ot..ot + out_len];
+                    case.layer
+                        .forward_on(isa, &in_buf[at..at + input.len()], n, h, w, out)
+                        .unwrap();
+                    let what = format!(
+                        "{} on {isa}, n={n} h={h} w={w}, input {off} floats past a line",
+                        case.name
+                    );
+                    assert_close(&what, out, &want, &tol, dims);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn set_covers_every_body_layout() {
     // Kernel names end with the plan of each register class; `c` marks a loop over input

@@ -125,16 +125,27 @@ pub fn stage(
             }
         }
     };
+    let rt = rt();
     let sweep = quote! {
         let step = #vecs * lanes;
-        let mut p = 0;
+        // The pixels before the planes' first vector boundary (see `align_head`), computed like
+        // a tail, so that every whole step loads whole cache lines.
+        let head = #rt::align_head::<S>(inp, istride).min(npix);
+        if head > 0 {
+            let (p, end, len) = (0, head, head);
+            #columns
+            else {
+                #part
+            }
+        }
+        let mut p = head;
         while p + step <= npix {
             #full
             p += step;
         }
         #rest
         if p < npix {
-            let len = npix - p;
+            let (end, len) = (npix, npix - p);
             #columns
             else {
                 #part
@@ -315,7 +326,7 @@ fn column_idents(w_field: &syn::Ident, b_field: &syn::Ident) -> (syn::Ident, syn
     (format_ident!("{}c", w_field), format_ident!("{}c", b_field))
 }
 
-/// The channel-vector tail of a plane's last `len` (fewer than a vector) pixels: `if <cheaper>
+/// The channel-vector tail of the `len` (fewer than a vector) pixels `p..end`: `if <cheaper>
 /// { .. }`, to be followed by the masked-vector `else`. Computing them along output channels
 /// takes `len` x (channel vectors) FMAs per input channel against one per output channel for the
 /// masked pixel vector; at 14x14 (4 pixels left on AVX-512) and 7x7 (1 pixel) that is 4 to 16
@@ -348,8 +359,8 @@ fn column_tail(
             let bc = &self.#bc[grp * PAD..][..PAD];
             let nv = PAD / lanes;
             let mut q = p;
-            while q < npix {
-                let wide = npix - q >= #pt_l;
+            while q < end {
+                let wide = end - q >= #pt_l;
                 let mut ob = 0;
                 while ob + #vt_l <= nv {
                     if wide {
