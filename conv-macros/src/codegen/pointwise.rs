@@ -128,27 +128,24 @@ pub fn stage(
     let rt = rt();
     let sweep = quote! {
         let step = #vecs * lanes;
-        // The pixels before the planes' first vector boundary (see `align_head`), computed like
-        // a tail, so that every whole step loads whole cache lines.
+        // Whole steps start at the planes' first vector boundary (see `align_head`), so that
+        // they load whole cache lines.
         let head = #rt::align_head::<S>(inp, istride).min(npix);
-        if head > 0 {
-            let (p, end, len) = (0, head, head);
-            #columns
-            else {
-                #part
-            }
-        }
         let mut p = head;
         while p + step <= npix {
             #full
             p += step;
         }
         #rest
-        if p < npix {
-            let (end, len) = (npix, npix - p);
-            #columns
-            else {
-                #part
+        // What is left at either end, fewer than a vector each: the pixels before the boundary
+        // and those after the last whole vector.
+        for (p, end) in [(0, head), (p, npix)] {
+            if p < end {
+                let len = end - p;
+                #columns
+                else {
+                    #part
+                }
             }
         }
     };

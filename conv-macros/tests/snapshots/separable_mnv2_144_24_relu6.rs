@@ -2165,79 +2165,6 @@ impl Block3 {
                     let step = 4 * lanes;
                     let head = ::conv_runtime::__private::align_head::<S>(inp, istride)
                         .min(npix);
-                    if head > 0 {
-                        let (p, end, len) = (0, head, head);
-                        if len * (::conv_runtime::__private::padded_channels(24) / lanes)
-                            < 24
-                        {
-                            const PAD: usize = ::conv_runtime::__private::padded_channels(
-                                24,
-                            );
-                            let grp = oc0 / 24;
-                            let wc = &self.pw_wc[grp * 144 * PAD..][..144 * PAD];
-                            let bc = &self.pw_bc[grp * PAD..][..PAD];
-                            let nv = PAD / lanes;
-                            let mut q = p;
-                            while q < end {
-                                let wide = end - q >= 4;
-                                let mut ob = 0;
-                                while ob + 4 <= nv {
-                                    if wide {
-                                        pw_col_p4_v4(simd, inp, istride, out, q, ob, wc, bc);
-                                    } else {
-                                        pw_col_p1_v4(simd, inp, istride, out, q, ob, wc, bc);
-                                    }
-                                    ob += 4;
-                                }
-                                while ob < nv {
-                                    if wide {
-                                        pw_col_p4_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                    } else {
-                                        pw_col_p1_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                    }
-                                    ob += 1;
-                                }
-                                q += if wide { 4 } else { 1 };
-                            }
-                        } else {
-                            for kb in 0..3 {
-                                let oc = 0;
-                                pw_t6_v1p::<
-                                    S,
-                                    true,
-                                >(
-                                    simd,
-                                    &inp[kb * 48 * istride..],
-                                    istride,
-                                    &mut out.planes(oc, 6),
-                                    p,
-                                    len,
-                                    &self.pw_w[(oc0 + oc) * 144 + kb * 48..][..768],
-                                    &self.pw_b[oc0 + oc..][..6],
-                                    kb == 0,
-                                    kb + 1 == 3,
-                                );
-                                for t in 1..4 {
-                                    let oc = t * 6;
-                                    pw_t6_v1p::<
-                                        S,
-                                        false,
-                                    >(
-                                        simd,
-                                        &inp[kb * 48 * istride..],
-                                        istride,
-                                        &mut out.planes(oc, 6),
-                                        p,
-                                        len,
-                                        &self.pw_w[(oc0 + oc) * 144 + kb * 48..][..768],
-                                        &self.pw_b[oc0 + oc..][..6],
-                                        kb == 0,
-                                        kb + 1 == 3,
-                                    );
-                                }
-                            }
-                        }
-                    }
                     let mut p = head;
                     while p + step <= npix {
                         for kb in 0..3 {
@@ -2398,63 +2325,48 @@ impl Block3 {
                         }
                         _ => {}
                     }
-                    if p < npix {
-                        let (end, len) = (npix, npix - p);
-                        if len * (::conv_runtime::__private::padded_channels(24) / lanes)
-                            < 24
-                        {
-                            const PAD: usize = ::conv_runtime::__private::padded_channels(
-                                24,
-                            );
-                            let grp = oc0 / 24;
-                            let wc = &self.pw_wc[grp * 144 * PAD..][..144 * PAD];
-                            let bc = &self.pw_bc[grp * PAD..][..PAD];
-                            let nv = PAD / lanes;
-                            let mut q = p;
-                            while q < end {
-                                let wide = end - q >= 4;
-                                let mut ob = 0;
-                                while ob + 4 <= nv {
-                                    if wide {
-                                        pw_col_p4_v4(simd, inp, istride, out, q, ob, wc, bc);
-                                    } else {
-                                        pw_col_p1_v4(simd, inp, istride, out, q, ob, wc, bc);
-                                    }
-                                    ob += 4;
-                                }
-                                while ob < nv {
-                                    if wide {
-                                        pw_col_p4_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                    } else {
-                                        pw_col_p1_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                    }
-                                    ob += 1;
-                                }
-                                q += if wide { 4 } else { 1 };
-                            }
-                        } else {
-                            for kb in 0..3 {
-                                let oc = 0;
-                                pw_t6_v1p::<
-                                    S,
-                                    true,
-                                >(
-                                    simd,
-                                    &inp[kb * 48 * istride..],
-                                    istride,
-                                    &mut out.planes(oc, 6),
-                                    p,
-                                    len,
-                                    &self.pw_w[(oc0 + oc) * 144 + kb * 48..][..768],
-                                    &self.pw_b[oc0 + oc..][..6],
-                                    kb == 0,
-                                    kb + 1 == 3,
+                    for (p, end) in [(0, head), (p, npix)] {
+                        if p < end {
+                            let len = end - p;
+                            if len
+                                * (::conv_runtime::__private::padded_channels(24) / lanes)
+                                < 24
+                            {
+                                const PAD: usize = ::conv_runtime::__private::padded_channels(
+                                    24,
                                 );
-                                for t in 1..4 {
-                                    let oc = t * 6;
+                                let grp = oc0 / 24;
+                                let wc = &self.pw_wc[grp * 144 * PAD..][..144 * PAD];
+                                let bc = &self.pw_bc[grp * PAD..][..PAD];
+                                let nv = PAD / lanes;
+                                let mut q = p;
+                                while q < end {
+                                    let wide = end - q >= 4;
+                                    let mut ob = 0;
+                                    while ob + 4 <= nv {
+                                        if wide {
+                                            pw_col_p4_v4(simd, inp, istride, out, q, ob, wc, bc);
+                                        } else {
+                                            pw_col_p1_v4(simd, inp, istride, out, q, ob, wc, bc);
+                                        }
+                                        ob += 4;
+                                    }
+                                    while ob < nv {
+                                        if wide {
+                                            pw_col_p4_v1(simd, inp, istride, out, q, ob, wc, bc);
+                                        } else {
+                                            pw_col_p1_v1(simd, inp, istride, out, q, ob, wc, bc);
+                                        }
+                                        ob += 1;
+                                    }
+                                    q += if wide { 4 } else { 1 };
+                                }
+                            } else {
+                                for kb in 0..3 {
+                                    let oc = 0;
                                     pw_t6_v1p::<
                                         S,
-                                        false,
+                                        true,
                                     >(
                                         simd,
                                         &inp[kb * 48 * istride..],
@@ -2467,6 +2379,24 @@ impl Block3 {
                                         kb == 0,
                                         kb + 1 == 3,
                                     );
+                                    for t in 1..4 {
+                                        let oc = t * 6;
+                                        pw_t6_v1p::<
+                                            S,
+                                            false,
+                                        >(
+                                            simd,
+                                            &inp[kb * 48 * istride..],
+                                            istride,
+                                            &mut out.planes(oc, 6),
+                                            p,
+                                            len,
+                                            &self.pw_w[(oc0 + oc) * 144 + kb * 48..][..768],
+                                            &self.pw_b[oc0 + oc..][..6],
+                                            kb == 0,
+                                            kb + 1 == 3,
+                                        );
+                                    }
                                 }
                             }
                         }
@@ -3763,78 +3693,6 @@ impl Block3 {
                     let step = 2 * lanes;
                     let head = ::conv_runtime::__private::align_head::<S>(inp, istride)
                         .min(npix);
-                    if head > 0 {
-                        let (p, end, len) = (0, head, head);
-                        if len * (::conv_runtime::__private::padded_channels(24) / lanes)
-                            < 24
-                        {
-                            const PAD: usize = ::conv_runtime::__private::padded_channels(
-                                24,
-                            );
-                            let grp = oc0 / 24;
-                            let wc = &self.pw_wc[grp * 144 * PAD..][..144 * PAD];
-                            let bc = &self.pw_bc[grp * PAD..][..PAD];
-                            let nv = PAD / lanes;
-                            let mut q = p;
-                            while q < end {
-                                let wide = end - q >= 4;
-                                let mut ob = 0;
-                                while ob + 2 <= nv {
-                                    if wide {
-                                        pw_col_p4_v2(simd, inp, istride, out, q, ob, wc, bc);
-                                    } else {
-                                        pw_col_p1_v2(simd, inp, istride, out, q, ob, wc, bc);
-                                    }
-                                    ob += 2;
-                                }
-                                while ob < nv {
-                                    if wide {
-                                        pw_col_p4_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                    } else {
-                                        pw_col_p1_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                    }
-                                    ob += 1;
-                                }
-                                q += if wide { 4 } else { 1 };
-                            }
-                        } else {
-                            let kb = 0;
-                            let oc = 0;
-                            pw_t6_v1p::<
-                                S,
-                                true,
-                            >(
-                                simd,
-                                &inp[kb * 144 * istride..],
-                                istride,
-                                &mut out.planes(oc, 6),
-                                p,
-                                len,
-                                &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
-                                &self.pw_b[oc0 + oc..][..6],
-                                kb == 0,
-                                kb + 1 == 1,
-                            );
-                            for t in 1..4 {
-                                let oc = t * 6;
-                                pw_t6_v1p::<
-                                    S,
-                                    false,
-                                >(
-                                    simd,
-                                    &inp[kb * 144 * istride..],
-                                    istride,
-                                    &mut out.planes(oc, 6),
-                                    p,
-                                    len,
-                                    &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
-                                    &self.pw_b[oc0 + oc..][..6],
-                                    kb == 0,
-                                    kb + 1 == 1,
-                                );
-                            }
-                        }
-                    }
                     let mut p = head;
                     while p + step <= npix {
                         let kb = 0;
@@ -3915,63 +3773,48 @@ impl Block3 {
                         }
                         _ => {}
                     }
-                    if p < npix {
-                        let (end, len) = (npix, npix - p);
-                        if len * (::conv_runtime::__private::padded_channels(24) / lanes)
-                            < 24
-                        {
-                            const PAD: usize = ::conv_runtime::__private::padded_channels(
-                                24,
-                            );
-                            let grp = oc0 / 24;
-                            let wc = &self.pw_wc[grp * 144 * PAD..][..144 * PAD];
-                            let bc = &self.pw_bc[grp * PAD..][..PAD];
-                            let nv = PAD / lanes;
-                            let mut q = p;
-                            while q < end {
-                                let wide = end - q >= 4;
-                                let mut ob = 0;
-                                while ob + 2 <= nv {
-                                    if wide {
-                                        pw_col_p4_v2(simd, inp, istride, out, q, ob, wc, bc);
-                                    } else {
-                                        pw_col_p1_v2(simd, inp, istride, out, q, ob, wc, bc);
+                    for (p, end) in [(0, head), (p, npix)] {
+                        if p < end {
+                            let len = end - p;
+                            if len
+                                * (::conv_runtime::__private::padded_channels(24) / lanes)
+                                < 24
+                            {
+                                const PAD: usize = ::conv_runtime::__private::padded_channels(
+                                    24,
+                                );
+                                let grp = oc0 / 24;
+                                let wc = &self.pw_wc[grp * 144 * PAD..][..144 * PAD];
+                                let bc = &self.pw_bc[grp * PAD..][..PAD];
+                                let nv = PAD / lanes;
+                                let mut q = p;
+                                while q < end {
+                                    let wide = end - q >= 4;
+                                    let mut ob = 0;
+                                    while ob + 2 <= nv {
+                                        if wide {
+                                            pw_col_p4_v2(simd, inp, istride, out, q, ob, wc, bc);
+                                        } else {
+                                            pw_col_p1_v2(simd, inp, istride, out, q, ob, wc, bc);
+                                        }
+                                        ob += 2;
                                     }
-                                    ob += 2;
-                                }
-                                while ob < nv {
-                                    if wide {
-                                        pw_col_p4_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                    } else {
-                                        pw_col_p1_v1(simd, inp, istride, out, q, ob, wc, bc);
+                                    while ob < nv {
+                                        if wide {
+                                            pw_col_p4_v1(simd, inp, istride, out, q, ob, wc, bc);
+                                        } else {
+                                            pw_col_p1_v1(simd, inp, istride, out, q, ob, wc, bc);
+                                        }
+                                        ob += 1;
                                     }
-                                    ob += 1;
+                                    q += if wide { 4 } else { 1 };
                                 }
-                                q += if wide { 4 } else { 1 };
-                            }
-                        } else {
-                            let kb = 0;
-                            let oc = 0;
-                            pw_t6_v1p::<
-                                S,
-                                true,
-                            >(
-                                simd,
-                                &inp[kb * 144 * istride..],
-                                istride,
-                                &mut out.planes(oc, 6),
-                                p,
-                                len,
-                                &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
-                                &self.pw_b[oc0 + oc..][..6],
-                                kb == 0,
-                                kb + 1 == 1,
-                            );
-                            for t in 1..4 {
-                                let oc = t * 6;
+                            } else {
+                                let kb = 0;
+                                let oc = 0;
                                 pw_t6_v1p::<
                                     S,
-                                    false,
+                                    true,
                                 >(
                                     simd,
                                     &inp[kb * 144 * istride..],
@@ -3984,6 +3827,24 @@ impl Block3 {
                                     kb == 0,
                                     kb + 1 == 1,
                                 );
+                                for t in 1..4 {
+                                    let oc = t * 6;
+                                    pw_t6_v1p::<
+                                        S,
+                                        false,
+                                    >(
+                                        simd,
+                                        &inp[kb * 144 * istride..],
+                                        istride,
+                                        &mut out.planes(oc, 6),
+                                        p,
+                                        len,
+                                        &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
+                                        &self.pw_b[oc0 + oc..][..6],
+                                        kb == 0,
+                                        kb + 1 == 1,
+                                    );
+                                }
                             }
                         }
                     }
