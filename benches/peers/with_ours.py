@@ -11,17 +11,20 @@ slow minute on a shared machine then slows every peer alike, which separate crit
 peers.py runs cannot promise.
 
 Every option but the two below goes to peers.py; afterwards a table of our median against the
-fastest other peer's, per row and thread count, is printed (also: --summary FILE... alone).
+fastest other peer's, per row and thread count, is printed, then the same by the 10th
+percentile (also: --summary [--stat p10|min|median] FILE... alone).
 
   python benches/peers/with_ours.py --threads 1 --out benches/peers/DATE_ours_1thread.tsv
   python benches/peers/with_ours.py --summary benches/peers/DATE_ours_1thread.tsv
+  python benches/peers/with_ours.py --summary --stat p10 benches/peers/DATE_ours_1thread.tsv
 
-  --peers-py PATH   peers.py to run (default: ../shared/peers/peers.py beside the repository)
-  --lib PATH        the conv-peer-ffi library (default: $CARGO_TARGET_DIR or target/,
-                    release/libconv_peer_ffi.so)
-  --lib NAME=PATH   (repeatable) several builds of the library as peers "ours_NAME": an A/B
-                    of two versions in the same interleaved rounds, which a noisy shared
-                    machine cannot disturb the way it disturbs two runs one after the other
+Why the 10th percentile too: on the shared 2-core VMs measured, calls fall into a fast and a
+slow mode (mnv2_dw384_14: 18.5 against 28-38 us, for minutes or seconds at a time), and how
+many land in the slow one differs between builds of different code in the same sitting: two
+builds of the streaming depthwise tiles had medians of 18.9 and 27.6 us and 10th percentiles of
+18.7 and 18.6. The 10th percentile compares the fast mode, the median the mix. Two copies of
+one build in one sitting agreed within 2% by median (pointwise rows, 15 rounds); by the 10th
+percentile, rows of over 500 us can differ by 20% when the fast mode is rare.
 """
 
 import ctypes
@@ -138,21 +141,24 @@ def install(peers, libs):
     peers.build_all = build_all
 
 
-def read_sitting(path):
-    """(shape, threads) -> {peer: median us} of one peers file."""
+def read_sitting(path, stat="median"):
+    """(shape, threads) -> {peer: `stat` us} of one peers file (`stat`: median, p10, min)."""
     rows = {}
     with open(path) as f:
         head = f.readline().rstrip("\n").split("\t")
         for line in f:
             r = dict(zip(head, line.rstrip("\n").split("\t")))
-            rows.setdefault((r["shape"], int(r["threads"])), {})[r["peer"]] = float(r["median_us"])
+            value = r.get(stat + "_us", "")
+            if value:
+                rows.setdefault((r["shape"], int(r["threads"])), {})[r["peer"]] = float(value)
     return rows
 
 
-def summary(paths):
-    """Per file (one sitting each): our median against the fastest other peer's, per row and
-    thread count; ratios only compare figures of the same sitting."""
-    sittings = [read_sitting(p) for p in paths]
+def summary(paths, stat="median"):
+    """Per file (one sitting each): our `stat` (median, p10 or min) against the fastest other
+    peer's, per row and thread count; ratios only compare figures of the same sitting."""
+    print("By %s:" % stat)
+    sittings = [read_sitting(p, stat) for p in paths]
     keys = []
     for s in sittings:
         keys += [k for k in s if k not in keys]
@@ -186,7 +192,9 @@ def summary(paths):
 def main():
     argv = sys.argv[1:]
     if argv and argv[0] == "--summary":
-        return summary(argv[1:])
+        rest = argv[1:]
+        stat = take_opt(rest, "--stat", "median")
+        return summary(rest, stat)
     peers_py = take_opt(argv, "--peers-py",
                         os.path.join(os.path.dirname(REPO), "shared", "peers", "peers.py"))
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
@@ -216,6 +224,8 @@ def main():
     out = take_opt(list(argv), "--out", os.path.join(os.getcwd(), "peers_py.tsv"))
     print()
     summary([out])
+    print()
+    summary([out], "p10")
 
 
 if __name__ == "__main__":
