@@ -18,6 +18,13 @@ percentile (also: --summary [--stat p10|min|median] FILE... alone).
   python benches/peers/with_ours.py --summary benches/peers/DATE_ours_1thread.tsv
   python benches/peers/with_ours.py --summary --stat p10 benches/peers/DATE_ours_1thread.tsv
 
+  --peers-py PATH   peers.py to run (default: ../shared/peers/peers.py beside the repository)
+  --lib PATH        the conv-peer-ffi library (default: $CARGO_TARGET_DIR or target/,
+                    release/libconv_peer_ffi.so)
+  --lib NAME=PATH   (repeatable) several builds of the library as peers "ours_NAME": an A/B
+                    of two versions in the same interleaved rounds, which a noisy shared
+                    machine cannot disturb the way it disturbs two runs one after the other
+
 Why the 10th percentile too: on the shared 2-core VMs measured, calls fall into a fast and a
 slow mode (mnv2_dw384_14: 18.5 against 28-38 us, for minutes or seconds at a time), and how
 many land in the slow one differs between builds of different code in the same sitting: two
