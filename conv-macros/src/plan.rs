@@ -357,6 +357,11 @@ fn in_place_loads(spec: &Spec, taps_at: &[(usize, isize)]) -> usize {
 /// Vector registers an in-place tile holds besides accumulators and weights: the loaded vectors
 /// of every input row (LLVM issues all of a tile's loads and permutes before its FMAs; with more
 /// than the register file holds, it spills them) and one shifted vector.
+///
+/// Counting only the `kh` rows a rolling window needs instead lets 3x3 depthwise tiles on 32
+/// registers grow from 4 to 8 rows (fewer loads and permutes per output); measured slower
+/// (AVX-512, 10th percentile of 15 interleaved rounds, r4 -> r8: 144 x 56 x 56 168 -> 199 us,
+/// `sep_mnv2_144_24_56` 397 -> 432, `sep_mnv1_256_256_28` 916 -> 957, 32 x 112 x 112 level).
 fn in_place_live(spec: &Spec, loads: usize, rows: usize) -> usize {
     loads * rows_in(spec, rows) * spec.in_per_group() + 1
 }
@@ -527,6 +532,12 @@ fn plan_narrow(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
 /// with 1 unit hoisting 8 of 9), so `units` is the count that hoists the largest share of the
 /// weights, the most such up to the [`FMA_CHAINS`] accumulators taking FMAs (`kh` per output
 /// channel) that keep the FMA pipes busy.
+///
+/// More chains per weight register by splitting a unit's span into parts streamed side by side
+/// (sharing the unit's weights) loses: every part fills and drains its own ring, and on short
+/// spans most steps are then guarded ones (14 rows in 3 parts: 4 of 7). Measured on AVX-512,
+/// 10th percentile of 20 interleaved rounds, 1 / 2 / 3 parts: 3x3 on 384 x 14 x 14 19.5 / 24.3
+/// / 34.2 us, 5x5 on 240 x 14 x 14 40.6 / 48.6 / 51.3.
 fn plan_stream(spec: &Spec, class: RegClass) -> Option<StreamPlan> {
     let taps_at = in_place_taps(spec)?;
     if spec.in_per_group() != 1 || spec.stride_h != spec.stride_w {
