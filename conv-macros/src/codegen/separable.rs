@@ -9,6 +9,12 @@
 //!
 //! Both stages are the same register tiles as the standalone depthwise and pointwise layers
 //! (`direct::stage`, `pointwise::stage`), planned for their own shapes.
+//!
+//! On `sep_mnv2_144_24_56` (AVX-512) the two stages take about half the time each, and reading
+//! the input from L3 costs the row about 16% (98.5 ns per output pixel on 56 x 56 planes, 82.4
+//! on 16 x 56 ones whose input stays in L2, interleaved). Prefetching the next channel's rows
+//! of the step before each channel's depthwise tiles (into L2 or L1, one or two channels ahead)
+//! made the row 12-18% slower (10th percentile, 30 interleaved rounds).
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
