@@ -244,7 +244,9 @@ impl<'a, const CHANS: usize> StreamRows<'a, CHANS> {
     /// mixed: 144 x 56 x 56 gains 4-11%, 960 x 56 x 56 (24 MB through memory) loses 5-20%, 32 x
     /// 112 x 112 loses 4% on AVX-512 and gains 10% on AVX2. Stride 2, AVX-512, by output width:
     /// 192 x 28 x 28 -> 14 19.7 -> 13.8 us, 576 x 14 x 14 -> 7 33.5 -> 23.3, 144 x 56 x 56 -> 28
-    /// 53.2 / 52.1; 96 x 112 x 112 -> 56 134 against 165.
+    /// 53.2 / 52.1; 96 x 112 x 112 -> 56 134 against 165. Streams on every width, rows against
+    /// streams (10th percentile of 30 interleaved rounds): 32 x 112 x 112 127 -> 153 us, 144 x
+    /// 56 x 56 150 -> 216, stride 2 96 x 112 x 112 -> 56 260 -> 289.
     pub fn prefer(lanes: usize, wo: usize) -> bool {
         wo.div_ceil(lanes) <= 2
     }

@@ -14,7 +14,7 @@
 //! the input from L3 costs the row about 16% (98.5 ns per output pixel on 56 x 56 planes, 82.4
 //! on 16 x 56 ones whose input stays in L2, interleaved). Prefetching the next channel's rows
 //! of the step before each channel's depthwise tiles (into L2 or L1, one or two channels ahead)
-//! made the row 12-18% slower (10th percentile, 30 interleaved rounds).
+//! made the row 8-18% slower (10th percentile, 30 interleaved rounds).
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
