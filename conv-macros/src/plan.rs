@@ -41,16 +41,23 @@ pub enum Plan {
 }
 
 /// Winograd F(2x2, 3x3) for grouped 3x3 stride-1 layers (see [`plan_wino`] and the runtime's
-/// `winograd` module): input transform, then per point of the transformed tile a product over
-/// the group's input channels in register tiles of `cob` output channels x `tvb` vectors of
-/// tiles, then output transform.
+/// `winograd` and `winograd_channels` modules): input transform, then per point of the
+/// transformed tile a product over the group's input channels, then output transform.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WinoPlan {
     pub regs: usize,
-    /// Output channels per product tile; divides `out / groups`.
-    pub cob: usize,
-    /// Vectors of tiles per product tile.
-    pub tvb: usize,
+    pub layout: WinoLayout,
+}
+
+/// What a Winograd plan's vector lanes run over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WinoLayout {
+    /// Tiles: product tiles of `cob` (divides `out / groups`) output channels x `tvb` vectors
+    /// of tiles.
+    Tiles { cob: usize, tvb: usize },
+    /// Channels (whole vectors of them in and out of each group): product tiles of `nt` tiles x
+    /// one vector of output channels.
+    Channels { nt: usize },
 }
 
 /// How the body of a direct tile is laid out.
@@ -191,7 +198,11 @@ impl Plan {
                 }
             ),
             // w: Winograd F(2x2, 3x3), product tiles of `cob` channels x `tvb` vectors.
-            Plan::Winograd(p) => format!("w{}v{}", p.cob, p.tvb),
+            Plan::Winograd(p) => match p.layout {
+                WinoLayout::Tiles { cob, tvb } => format!("w{cob}v{tvb}"),
+                // wc: lanes over channels.
+                WinoLayout::Channels { nt } => format!("wc{nt}"),
+            },
             Plan::Fused(d, g) => format!(
                 "{}+{}",
                 Plan::Direct(d.clone()).tag(),
@@ -275,6 +286,16 @@ const MAX_WINO_TVB: usize = 4;
 /// 437 -> 682 us, 0.64x). On 16 registers, 16 channels per group and more take it; on 32, 20
 /// and more (16 gives 1.31x, where flat direct tiles ran at 93% of the FMA peak on AVX-512).
 ///
+/// On 32 registers, groups of whole 16-lane vectors of channels with `ci co >= 12 (ci + co)`
+/// (32 in and out and more) take the layout with lanes over channels (the runtime's
+/// `winograd_channels`; `wc`): every lane is filled however narrow the plane, at the price of
+/// transposing the input and output rows, which like the transforms scale with `ci + co` while
+/// the products scale with `ci co`. Measured on AVX-512 (minimum of interleaved runs, 1
+/// thread): 32 groups of 32 channels on 7 x 7, tiles -> channels 592 -> 245 us, on 14 x 14
+/// 1455 -> 727; 16 groups of 32 on 14 x 14, 722 -> 330. Groups of 16 (`ci co / (ci + co) = 8`)
+/// stay with direct tiles, which the channel layout only matched: 32 groups on 14 x 14, 215
+/// against 218 to 286; 16 groups on 28 x 28, 407 against 388 to 444.
+///
 /// The product tile: `cob` (dividing the group's outputs) x `tvb` accumulators plus the `tvb`
 /// loaded vectors, one broadcast weight and one spare within the register file (without the
 /// spare, LLVM spilled an accumulator of a 4 x 3 tile on AVX2 and the tile ran at half speed),
@@ -288,6 +309,12 @@ fn plan_wino(spec: &Spec, class: RegClass) -> Option<WinoPlan> {
         && spec.dilation_w == 1
         && spec.pad_left <= 2;
     let (ci, co) = (spec.in_per_group(), spec.out_per_group());
+    if geometry && class.regs >= 32 && ci % 16 == 0 && co % 16 == 0 && 12 * (ci + co) <= ci * co {
+        return Some(WinoPlan {
+            regs: class.regs,
+            layout: WinoLayout::Channels { nt: 2 * FMA_CHAINS },
+        });
+    }
     // Operations per FMA, in eighths.
     let per_fma = if class.regs >= 32 { 9 } else { 14 };
     let direct = per_fma * 36 * ci * co;
@@ -309,8 +336,7 @@ fn plan_wino(spec: &Spec, class: RegClass) -> Option<WinoPlan> {
     let (cob, tvb) = best?;
     Some(WinoPlan {
         regs: class.regs,
-        cob,
-        tvb,
+        layout: WinoLayout::Tiles { cob, tvb },
     })
 }
 

@@ -22,6 +22,7 @@ mod planes;
 pub mod shape;
 pub mod tensor;
 mod winograd;
+mod winograd_channels;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -15,6 +15,9 @@ pub use crate::planes::{ColStores, PlanesMut, TileStores};
 pub use crate::winograd::{
     pack as wino_pack, run as wino_run, scratch_len as wino_scratch_len, WinoLayer,
 };
+pub use crate::winograd_channels::{
+    pack as wino_ch_pack, run as wino_ch_run, scratch_len as wino_ch_scratch_len,
+};
 
 pub use crate::activation::Activation;
 use crate::dispatch::ClassOp;

@@ -42,7 +42,7 @@ use crate::inplace::{interleave, InCols, InRows};
 const CHUNK_FLOATS: usize = 16 * 1024;
 
 /// Points of the transformed tile.
-const XI: usize = 16;
+pub(crate) const XI: usize = 16;
 
 /// Tile rows per chunk for tile rows `tx` tiles wide and groups of `ci` / `co` channels.
 #[inline(always)]
@@ -344,14 +344,25 @@ fn input_tile<S: Simd, const PL: usize>(
     let d1 = row4::<S, 1, PL>(simd, rin, cols);
     let d2 = row4::<S, 2, PL>(simd, rin, cols);
     let d3 = row4::<S, 3, PL>(simd, rin, cols);
-    // `B^T d`, row by row, then `. B` within each row.
-    let mut v = [d0[0]; XI];
+    #[rustfmt::skip]
+    let d = [
+        d0[0], d0[1], d0[2], d0[3], d1[0], d1[1], d1[2], d1[3],
+        d2[0], d2[1], d2[2], d2[3], d3[0], d3[1], d3[2], d3[3],
+    ];
+    input_patch(simd, &d)
+}
+
+/// `B^T d B` of a 4 x 4 patch `d` (`d[4 i + j]`: row `i`, column `j`), `xi = 4 i + j`.
+#[inline(always)]
+pub(crate) fn input_patch<S: Simd>(simd: S, d: &[S::f32s; XI]) -> [S::f32s; XI] {
+    // `B^T d`, column by column, then `. B` within each row.
+    let mut v = [d[0]; XI];
     for c in 0..4 {
         let t = [
-            simd.sub_f32s(d0[c], d2[c]),
-            simd.add_f32s(d1[c], d2[c]),
-            simd.sub_f32s(d2[c], d1[c]),
-            simd.sub_f32s(d1[c], d3[c]),
+            simd.sub_f32s(d[c], d[8 + c]),
+            simd.add_f32s(d[4 + c], d[8 + c]),
+            simd.sub_f32s(d[8 + c], d[4 + c]),
+            simd.sub_f32s(d[4 + c], d[12 + c]),
         ];
         for (i, &t) in t.iter().enumerate() {
             v[4 * i + c] = t;
@@ -369,7 +380,7 @@ fn input_tile<S: Simd, const PL: usize>(
 
 /// `A^T m A` of a vector of tiles: `[row][even column, odd column]`.
 #[inline(always)]
-fn output_tile<S: Simd>(simd: S, m: &[S::f32s; XI]) -> [[S::f32s; 2]; 2] {
+pub(crate) fn output_tile<S: Simd>(simd: S, m: &[S::f32s; XI]) -> [[S::f32s; 2]; 2] {
     let mut s = [[m[0]; 4]; 2];
     for j in 0..4 {
         s[0][j] = simd.add_f32s(simd.add_f32s(m[j], m[4 + j]), m[8 + j]);
@@ -386,7 +397,7 @@ fn output_tile<S: Simd>(simd: S, m: &[S::f32s; XI]) -> [[S::f32s; 2]; 2] {
 /// Whether every float of `x` is finite: `x * 0` is 0 for a finite `x` and NaN for an infinity
 /// or NaN, and sums of zeros never overflow.
 #[inline(always)]
-fn all_finite<S: Simd>(simd: S, x: &[f32]) -> bool {
+pub(crate) fn all_finite<S: Simd>(simd: S, x: &[f32]) -> bool {
     let (head, tail) = S::as_simd_f32s(x);
     let zero = simd.splat_f32s(0.0);
     let mut acc = [zero; 4];
@@ -412,7 +423,7 @@ fn all_finite<S: Simd>(simd: S, x: &[f32]) -> bool {
 /// computed directly, in f32, from the `CI` input planes `planes` and the group's PyTorch-layout
 /// `weight`: the path for inputs with infinities or NaN, which gives the special values a direct
 /// convolution gives.
-fn direct_rows<const CI: usize, const CO: usize>(
+pub(crate) fn direct_rows<const CI: usize, const CO: usize>(
     planes: &[f32],
     weight: &[f32],
     bias: &[f32],

@@ -65,6 +65,16 @@ pub struct G2W16;
 pub struct G2W17Pad;
 #[conv_kernel(in = 24, out = 28, k = 3, pad = (2, 0, 2, 1), act = "relu6")]
 pub struct DenseW24x28Relu6;
+// Winograd with lanes over channels (32 registers, whole vectors of channels with
+// `ci co >= 12 (ci + co)`): 32 per group, and 32 in x 48 out (a product tile of two output
+// vectors and one) with no padding on the left, uneven padding and a clamp; dense with 2 on the
+// left.
+#[conv_kernel(in = 64, out = 64, k = 3, groups = 2, pad = 1)]
+pub struct G2Wc32;
+#[conv_kernel(in = 64, out = 96, k = 3, groups = 2, pad = (0, 2, 0, 1), clamp = (-0.5, 0.75))]
+pub struct G2Wc32x48Clamp;
+#[conv_kernel(in = 32, out = 32, k = 3, pad = (1, 2, 2, 0), act = "relu")]
+pub struct DenseWc32Relu;
 #[conv_kernel(in = 4, out = 6, k = (3, 5), groups = 2, stride = (1, 2), pad = (1, 3, 0, 2), dilation = (2, 1))]
 pub struct GRect;
 #[conv_kernel(in = 4, out = 4, k = 9, groups = 2, pad = 4, bias = false)]
@@ -164,6 +174,9 @@ fn all_cases() -> Vec<Case> {
         G2W16,
         G2W17Pad,
         DenseW24x28Relu6 => Activation::Relu6,
+        G2Wc32,
+        G2Wc32x48Clamp => Activation::Clamp { min: -0.5, max: 0.75 },
+        DenseWc32Relu => Activation::Relu,
         GRect,
         G2K9,
         G2K9Flat,
@@ -372,8 +385,8 @@ fn set_covers_every_body_layout() {
         names.iter().any(|n| n.contains("/r32.s")),
         "no layer streaming on every plane in {names:#?}"
     );
-    // Winograd layers (`w..`) on both register classes.
-    for class in ["/r32.w", "/r16.w"] {
+    // Winograd layers (`w..`) on both register classes, and with lanes over channels (`wc..`).
+    for class in ["/r32.w", "/r16.w", "/r32.wc"] {
         assert!(
             names.iter().any(|n| n.contains(class)),
             "no Winograd layer on {class} in {names:#?}"

@@ -15,8 +15,15 @@ use crate::plan::{in_place_taps, rows_in, DirectPlan, Plan, StreamPlan, Unroll};
 use crate::spec::Spec;
 
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
-    let (fields, new_fn) = if plans.iter().any(|p| matches!(p, Plan::Winograd(_))) {
-        let (field, init) = winograd::field(spec);
+    let wino: Vec<_> = plans
+        .iter()
+        .filter_map(|p| match p {
+            Plan::Winograd(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    let (fields, new_fn) = if !wino.is_empty() {
+        let (field, init) = winograd::fields(spec, &wino);
         conv_fields_with(spec, field, init)
     } else {
         conv_fields(spec)
@@ -42,7 +49,7 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
             let stream = d.stream.as_ref().map(|_| quote!(w));
             std::iter::once(own).chain(narrow).chain(stream).collect()
         }
-        Plan::Winograd(_) => vec![winograd::scratch_need(spec)],
+        Plan::Winograd(wp) => vec![winograd::scratch_need(spec, wp)],
         _ => unreachable!("direct family has direct or Winograd plans"),
     });
     let scratch_len = quote! {

@@ -7,28 +7,44 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use super::emit::{f32_lit, lit, rt};
-use crate::plan::WinoPlan;
+use crate::plan::{WinoLayout, WinoPlan};
 use crate::spec::Spec;
 
-/// The field of the transformed weights and its initialiser in `new` (which has `weight`).
-pub fn field(spec: &Spec) -> (TokenStream, TokenStream) {
+/// The fields of the transformed weights `plans` read (`u`: lanes over tiles, `uc`: over
+/// channels) and their initialisers in `new` (which has `weight`).
+pub fn fields(spec: &Spec, plans: &[&WinoPlan]) -> (TokenStream, TokenStream) {
     let rt = rt();
     let (groups, ci, co) = (
         lit(spec.groups),
         lit(spec.in_per_group()),
         lit(spec.out_per_group()),
     );
-    (
-        quote!(u: ::std::vec::Vec<f32>,),
-        quote!(u: #rt::wino_pack(weight, #groups, #ci, #co),),
-    )
+    let (mut fields, mut inits) = (TokenStream::new(), TokenStream::new());
+    if plans
+        .iter()
+        .any(|p| matches!(p.layout, WinoLayout::Tiles { .. }))
+    {
+        fields.extend(quote!(u: ::std::vec::Vec<f32>,));
+        inits.extend(quote!(u: #rt::wino_pack(weight, #groups, #ci, #co),));
+    }
+    if plans
+        .iter()
+        .any(|p| matches!(p.layout, WinoLayout::Channels { .. }))
+    {
+        fields.extend(quote!(uc: ::std::vec::Vec<f32>,));
+        inits.extend(quote!(uc: #rt::wino_ch_pack(weight, #groups, #ci, #co),));
+    }
+    (fields, inits)
 }
 
 /// Floats of scratch a Winograd body needs (an expression of `lanes`, `w` and `wo`).
-pub fn scratch_need(spec: &Spec) -> TokenStream {
+pub fn scratch_need(spec: &Spec, plan: &WinoPlan) -> TokenStream {
     let rt = rt();
     let (ci, co) = (lit(spec.in_per_group()), lit(spec.out_per_group()));
-    quote!(#rt::wino_scratch_len(lanes, w, wo, #ci, #co))
+    match plan.layout {
+        WinoLayout::Tiles { .. } => quote!(#rt::wino_scratch_len(lanes, w, wo, #ci, #co)),
+        WinoLayout::Channels { .. } => quote!(#rt::wino_ch_scratch_len(lanes, wo, #ci, #co)),
+    }
 }
 
 /// The `__run_rNN` method of a Winograd plan. It reads `self.u` (the transformed weights),
@@ -52,8 +68,17 @@ pub fn run(spec: &Spec, plan: &WinoPlan) -> TokenStream {
         lit(spec.out_per_group()),
     );
     let (pad_top, pl) = (lit(spec.pad_top), lit(spec.pad_left));
-    let (cob, tvb) = (lit(plan.cob), lit(plan.tvb));
     let f = format_ident!("__run_r{}", plan.regs);
+    let call = match plan.layout {
+        WinoLayout::Tiles { cob, tvb } => {
+            let (cob, tvb) = (lit(cob), lit(tvb));
+            quote!(#rt::wino_run::<S, #ci, #co, #cob, #tvb, #pl>(simd, &self.u, &self.w, &self.b, layer, a))
+        }
+        WinoLayout::Channels { nt } => {
+            let nt = lit(nt);
+            quote!(#rt::wino_ch_run::<S, #ci, #co, #nt, #pl>(simd, &self.uc, &self.w, &self.b, layer, a))
+        }
+    };
     quote! {
         #[inline(always)]
         fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
@@ -65,7 +90,7 @@ pub fn run(spec: &Spec, plan: &WinoPlan) -> TokenStream {
                 lo: #lo,
                 hi: #hi,
             };
-            #rt::wino_run::<S, #ci, #co, #cob, #tvb, #pl>(simd, &self.u, &self.w, &self.b, layer, a)
+            #call
         }
     }
 }

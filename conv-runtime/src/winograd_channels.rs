@@ -1,0 +1,509 @@
+//! Winograd F(2x2, 3x3) with vector lanes over channels, for grouped 3x3 stride-1 layers whose
+//! groups have a whole number of vectors of input and output channels.
+//!
+//! The arithmetic is the one of the [`winograd`](crate::winograd) module (`B`, `G`, `A` and the
+//! 16 products per point `xi` of the transformed tile); what differs is the layout. There, lanes
+//! run over tiles, and on 16 lanes a 14-wide plane's tile row (7 tiles) fills 7 of them in both
+//! transforms. Here they run over channels, which fill every lane whatever the plane:
+//! 1. the rows a chunk of tile rows reads are transposed into `T[row][column][ci]` (zero
+//!    columns and rows for the padding), 16 x 16 blocks in registers on AVX-512;
+//! 2. the input transform loads each tile's 4 x 4 patch as 16 vectors of channels from `T` and
+//!    writes `V[xi][tile][ci]`;
+//! 3. per point `xi`, `M[xi][tile][co] = sum_ci V[xi][tile][ci] U[xi][ci][co]`: register tiles
+//!    of up to `NT` tiles x one or two vectors of output channels, each FMA taking its `V` from
+//!    memory as a broadcast;
+//! 4. the output transform adds the bias, applies the activation and writes
+//!    `O[row][column][co]`, which is transposed back into the output planes.
+//!
+//! Tile rows start at even output rows, so a call split over threads by rows computes what one
+//! call does, to the bit; a group whose input holds an infinity or NaN is computed directly, as
+//! in the other layout.
+
+use pulp::Simd;
+
+use crate::winograd::{all_finite, direct_rows, input_patch, output_tile, WinoLayer, XI};
+
+/// Floats of `T` a chunk of tile rows may take (16 KiB: it stays in L1 while the input
+/// transform reads each float four times).
+const CHUNK_T_FLOATS: usize = 4 * 1024;
+
+/// Floats of `V` and `M` a chunk may take (128 KiB: in L2 on every core of the last decade).
+/// The products run point by point over the whole chunk, so each point's `U` (4 KiB for 32
+/// channels in and out) is read once per chunk and stays in L1, while `V` and `M` stream
+/// through L2 in order. With pieces of 16 tiles run through all four steps in turn instead (all
+/// of `V` and `M` in L1, `U` read once per piece), 32 x 32-channel groups ran 2.1 times
+/// slower: their `U` (64 KiB per group) came from L2 at every piece.
+const CHUNK_VM_FLOATS: usize = 32 * 1024;
+
+/// Largest product tiles: `NT` (at most `MAX_NT`) tiles x one vector of output channels, or
+/// `NT.min(MAX_NT2)` x two (24 accumulators, two weight vectors, room for the broadcast).
+const MAX_NT: usize = 16;
+const MAX_NT2: usize = 12;
+
+/// Geometry of one chunk: tile rows, tiles per row, `T`'s columns, `O`'s columns.
+#[derive(Clone, Copy)]
+struct Chunk {
+    rows: usize,
+    tx: usize,
+    /// Columns of `T`: the `2 tx + 2` a tile row reads, from column `-pad_left`.
+    tw: usize,
+    /// Columns of `O`: `2 tx` rounded up to a whole vector, so the transposes read whole blocks.
+    ow: usize,
+}
+
+impl Chunk {
+    fn new(lanes: usize, wo: usize, ci: usize, co: usize) -> Self {
+        let tx = wo.div_ceil(2);
+        let tw = 2 * tx + 2;
+        let by_t = (CHUNK_T_FLOATS / (2 * tw * ci)).saturating_sub(1);
+        let by_vm = CHUNK_VM_FLOATS / (XI * (ci + co) * tx);
+        Chunk {
+            rows: by_t.min(by_vm).max(1),
+            tx,
+            tw,
+            ow: (2 * tx).next_multiple_of(lanes),
+        }
+    }
+
+    /// Floats per point of `V` and `M`: the chunk's tiles and one vector more, so that the 16
+    /// points do not all share cache sets when the tiles' floats are a power of 2.
+    fn point_strides(&self, lanes: usize, ci: usize, co: usize) -> (usize, usize) {
+        let tiles = self.rows * self.tx;
+        (tiles * ci + lanes, tiles * co + lanes)
+    }
+
+    /// Floats of `T`, `V`, `M` and `O`.
+    fn lens(&self, lanes: usize, ci: usize, co: usize) -> [usize; 4] {
+        let (vxs, mxs) = self.point_strides(lanes, ci, co);
+        [
+            (2 * self.rows + 2) * self.tw * ci,
+            XI * vxs,
+            XI * mxs,
+            2 * self.rows * self.ow * co,
+        ]
+    }
+}
+
+/// Floats of scratch [`run`] needs.
+pub fn scratch_len(lanes: usize, wo: usize, ci: usize, co: usize) -> usize {
+    Chunk::new(lanes, wo, ci, co)
+        .lens(lanes, ci, co)
+        .iter()
+        .sum()
+}
+
+/// `U = G g G^T` of PyTorch-layout 3x3 `weight` (`groups * co` x `ci` x 3 x 3) laid out
+/// `[group][xi][ci][co]`: a vector of output channels per input channel and point.
+pub fn pack(weight: &[f32], groups: usize, ci: usize, co: usize) -> Vec<f32> {
+    let u = crate::winograd::pack(weight, groups, ci, co);
+    let mut t = vec![0.0f32; u.len()];
+    for g in 0..groups {
+        for xi in 0..XI {
+            let base = (g * XI + xi) * co * ci;
+            for o in 0..co {
+                for c in 0..ci {
+                    t[base + c * co + o] = u[base + o * ci + c];
+                }
+            }
+        }
+    }
+    t
+}
+
+/// Computes `args` of a grouped 3x3 stride-1 layer (dilation 1, `PL = pad_left <= 2`) whose
+/// groups have `CI` input and `CO` output channels, both multiples of the vector's lanes (the
+/// caller checks), from `u` ([`pack`]) and `bias`, in product tiles of `NT` tiles; groups whose
+/// input holds an infinity or NaN directly from `weight` (PyTorch layout).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn run<S: Simd, const CI: usize, const CO: usize, const NT: usize, const PL: usize>(
+    simd: S,
+    u: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    layer: WinoLayer,
+    args: crate::__private::Args<'_>,
+) {
+    const { assert!(NT >= 1 && NT <= MAX_NT && PL <= 2) };
+    let crate::__private::Args {
+        input,
+        mut output,
+        scratch,
+        h,
+        w,
+        wo,
+        units,
+        span,
+        ..
+    } = args;
+    let lanes = S::F32_LANES;
+    assert!(
+        CI % lanes == 0 && CO % lanes == 0,
+        "whole vectors of channels"
+    );
+    let ch = Chunk::new(lanes, wo, CI, CO);
+    let [tl, vl, ml, ol] = ch.lens(lanes, CI, CO);
+    let (tbuf, rest) = scratch.split_at_mut(tl);
+    let (vbuf, rest) = rest.split_at_mut(vl);
+    let (mbuf, rest) = rest.split_at_mut(ml);
+    let obuf = &mut rest[..ol];
+    let (vxs, mxs) = ch.point_strides(lanes, CI, CO);
+    let plane_in = h * w;
+    let tr_first = span.start / 2;
+    let tile_rows = span.end.div_ceil(2) - tr_first;
+    for unit in units.clone() {
+        let (b, g) = (unit / layer.groups, unit % layer.groups);
+        let planes = &input[(b * layer.in_channels + g * CI) * plane_in..][..CI * plane_in];
+        let ug = &u[g * XI * CO * CI..][..XI * CO * CI];
+        let bg = &bias[g * CO..][..CO];
+        let mut out = output.planes((unit - units.start) * CO, CO);
+        if !all_finite(simd, planes) {
+            let weight = &weight[g * CO * CI * 9..][..CO * CI * 9];
+            direct_rows::<CI, CO>(
+                planes,
+                weight,
+                bg,
+                &layer,
+                (h, w, wo),
+                span.clone(),
+                &mut out,
+            );
+            continue;
+        }
+        let mut tr0 = 0;
+        while tr0 < tile_rows {
+            let rows = ch.rows.min(tile_rows - tr0);
+            // 1. The input rows, channel-minor.
+            let iy0 = (2 * (tr_first + tr0)) as isize - layer.pad_top as isize;
+            for j in 0..2 * rows + 2 {
+                let trow = &mut tbuf[j * ch.tw * CI..][..ch.tw * CI];
+                let iy = iy0 + j as isize;
+                if iy < 0 || iy as usize >= h {
+                    trow.fill(0.0);
+                    continue;
+                }
+                trow[..PL * CI].fill(0.0);
+                trow[(w + PL).min(ch.tw) * CI..].fill(0.0);
+                let row = &planes[iy as usize * w..];
+                transpose_in::<S, CI>(simd, row, plane_in, w.min(ch.tw - PL), &mut trow[PL * CI..]);
+            }
+            let tiles = rows * ch.tx;
+            // 2. Input transform.
+            let (mut r, mut t) = (0, 0);
+            for i in 0..tiles {
+                for c in (0..CI).step_by(lanes) {
+                    let mut d = [simd.splat_f32s(0.0); XI];
+                    for (y, d) in d.chunks_exact_mut(4).enumerate() {
+                        let at = ((2 * r + y) * ch.tw + 2 * t) * CI + c;
+                        let trow = &tbuf[at..][..3 * CI + lanes];
+                        for (x, d) in d.iter_mut().enumerate() {
+                            *d = ld(simd, trow, x * CI);
+                        }
+                    }
+                    let v = input_patch(simd, &d);
+                    for (xi, v) in v.into_iter().enumerate() {
+                        st(simd, vbuf, xi * vxs + i * CI + c, v);
+                    }
+                }
+                // The next tile, without a division per tile.
+                t += 1;
+                if t == ch.tx {
+                    (r, t) = (r + 1, 0);
+                }
+            }
+            // 3. Products, point by point, in pieces of equal size, as few as hold at most
+            // `nt` tiles each (no piece of a few tiles whose FMA chains wait on each other).
+            let cov = if CO >= 2 * lanes { 2 } else { 1 };
+            let nt = if cov == 2 { NT.min(MAX_NT2) } else { NT };
+            for xi in 0..XI {
+                let vx = &vbuf[xi * vxs..][..tiles * CI];
+                let mx = &mut mbuf[xi * mxs..][..tiles * CO];
+                let ux = &ug[xi * CI * CO..][..CI * CO];
+                let mut cb = 0;
+                while cb < CO {
+                    // Two vectors of output channels while two are left.
+                    let cov = if cb + 2 * lanes <= CO { cov } else { 1 };
+                    let pieces = tiles.div_ceil(if cov == 2 { nt } else { NT });
+                    let mut t0 = 0;
+                    for p in 0..pieces {
+                        let nb = (tiles - t0) / (pieces - p);
+                        let (v, m) = (&vx[t0 * CI..], &mut mx[t0 * CO..]);
+                        product_n::<S, CI, CO>(simd, nb, cov, ux, v, m, cb);
+                        t0 += nb;
+                    }
+                    cb += cov * lanes;
+                }
+            }
+            // 4. Output transform.
+            let (mut r, mut t) = (0, 0);
+            for i in 0..tiles {
+                for c in (0..CO).step_by(lanes) {
+                    let bo = ld(simd, bg, c);
+                    let mut m = [bo; XI];
+                    for (xi, m) in m.iter_mut().enumerate() {
+                        *m = ld(simd, mbuf, xi * mxs + i * CO + c);
+                    }
+                    let y = output_tile(simd, &m);
+                    for (dy, y) in y.into_iter().enumerate() {
+                        for (dx, y) in y.into_iter().enumerate() {
+                            let y = activate(simd, &layer, simd.add_f32s(y, bo));
+                            let at = ((2 * r + dy) * ch.ow + 2 * t + dx) * CO + c;
+                            st(simd, obuf, at, y);
+                        }
+                    }
+                }
+                t += 1;
+                if t == ch.tx {
+                    (r, t) = (r + 1, 0);
+                }
+            }
+            // The rows of the span back into the planes.
+            let oy0 = 2 * (tr_first + tr0);
+            for j in 0..2 * rows {
+                let oy = oy0 + j;
+                if oy < span.start || oy >= span.end {
+                    continue;
+                }
+                let orow = &obuf[j * ch.ow * CO..][..ch.ow * CO];
+                transpose_out::<S, CO>(simd, orow, wo, (oy - span.start) * wo, &mut out);
+            }
+            tr0 += rows;
+        }
+    }
+}
+
+/// [`product`] of `nb` tiles (1 to 16; 1 to 12 with two vectors) and `cov` (1 or 2) vectors of
+/// output channels.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn product_n<S: Simd, const CI: usize, const CO: usize>(
+    simd: S,
+    nb: usize,
+    cov: usize,
+    ux: &[f32],
+    vx: &[f32],
+    mx: &mut [f32],
+    cb: usize,
+) {
+    macro_rules! arms {
+        ($($n:literal)*; $($m:literal)*) => {
+            match (cov, nb) {
+                $((1, $n) => product::<S, CI, CO, $n, 1>(simd, ux, vx, mx, cb),)*
+                $((2, $m) => product::<S, CI, CO, $m, 2>(simd, ux, vx, mx, cb),)*
+                _ => unreachable!("pieces of 1 to 16 tiles x 1 vector, 1 to 12 x 2"),
+            }
+        };
+    }
+    arms!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; 1 2 3 4 5 6 7 8 9 10 11 12)
+}
+
+/// `M[..NB][cb..cb + COV lanes]` of one point: the sum over the group's input channels of
+/// `V[t][ci] U[ci][cb..]` (`ux` is `[ci][co]`, `vx` `[tile][ci]`, `mx` `[tile][co]`).
+#[inline(always)]
+fn product<S: Simd, const CI: usize, const CO: usize, const NB: usize, const COV: usize>(
+    simd: S,
+    ux: &[f32],
+    vx: &[f32],
+    mx: &mut [f32],
+    cb: usize,
+) {
+    let lanes = S::F32_LANES;
+    let vt = &vx[..NB * CI];
+    let mut acc = [[simd.splat_f32s(0.0); COV]; NB];
+    for c in 0..CI {
+        let mut uc = [simd.splat_f32s(0.0); COV];
+        for (j, u) in uc.iter_mut().enumerate() {
+            *u = ld(simd, ux, c * CO + cb + j * lanes);
+        }
+        for (i, a) in acc.iter_mut().enumerate() {
+            let x = simd.splat_f32s(vt[i * CI + c]);
+            for (a, &u) in a.iter_mut().zip(&uc) {
+                *a = simd.mul_add_e_f32s(u, x, *a);
+            }
+        }
+    }
+    for (i, a) in acc.iter().enumerate() {
+        for (j, &a) in a.iter().enumerate() {
+            st(simd, mx, i * CO + cb + j * lanes, a);
+        }
+    }
+}
+
+/// Columns `0..cols` of one input row of `CI` planes (`row` from the first plane's row, planes
+/// `plane` floats apart) into `dst[x * CI + c]`.
+#[inline(always)]
+fn transpose_in<S: Simd, const CI: usize>(
+    simd: S,
+    row: &[f32],
+    plane: usize,
+    cols: usize,
+    dst: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v4) = crate::dispatch::as_isa::<S, pulp::x86::V4>(simd) {
+        let zero = v4.splat_f32s(0.0);
+        for c0 in (0..CI).step_by(16) {
+            for x0 in (0..cols).step_by(16) {
+                let len = (cols - x0).min(16);
+                let mut r = [zero; 16];
+                if len == 16 {
+                    for (k, r) in r.iter_mut().enumerate() {
+                        *r = crate::__private::ld(v4, row, (c0 + k) * plane + x0);
+                    }
+                } else {
+                    let mask = crate::dispatch::lanes_between(v4, 0, len as u32);
+                    for (k, r) in r.iter_mut().enumerate() {
+                        let src = &row[(c0 + k) * plane + x0..][..len];
+                        // SAFETY: `src` holds `len` floats (the slice is checked) and the mask
+                        // enables lanes `0..len` only.
+                        *r = unsafe { v4.mask_load_ptr_f32s(mask, src.as_ptr()) };
+                    }
+                }
+                let r = transpose16(v4, r);
+                for (i, r) in r.iter().enumerate().take(len) {
+                    crate::__private::st(v4, dst, (x0 + i) * CI + c0, *r);
+                }
+            }
+        }
+        return;
+    }
+    let _ = simd;
+    for c in 0..CI {
+        let src = &row[c * plane..][..cols];
+        for (x, &v) in src.iter().enumerate() {
+            dst[x * CI + c] = v;
+        }
+    }
+}
+
+/// One output row of `O` (`[column][co]`, `ow >= wo` columns) into float `at` of each of the
+/// `CO` planes of `out`.
+#[inline(always)]
+fn transpose_out<S: Simd, const CO: usize>(
+    simd: S,
+    orow: &[f32],
+    wo: usize,
+    at: usize,
+    out: &mut crate::planes::PlanesMut<'_>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v4) = crate::dispatch::as_isa::<S, pulp::x86::V4>(simd) {
+        let zero = v4.splat_f32s(0.0);
+        for c0 in (0..CO).step_by(16) {
+            for x0 in (0..wo).step_by(16) {
+                let len = (wo - x0).min(16);
+                let mut r = [zero; 16];
+                for (i, r) in r.iter_mut().enumerate() {
+                    *r = crate::__private::ld(v4, orow, (x0 + i) * CO + c0);
+                }
+                let r = transpose16(v4, r);
+                for (k, r) in r.into_iter().enumerate() {
+                    crate::__private::st_part(v4, out.plane(c0 + k), at + x0, len, r);
+                }
+            }
+        }
+        return;
+    }
+    let _ = simd;
+    for o in 0..CO {
+        let plane = &mut out.plane(o)[at..][..wo];
+        for (x, y) in plane.iter_mut().enumerate() {
+            *y = orow[x * CO + o];
+        }
+    }
+}
+
+/// The 16 x 16 transpose of `r` (`out[i][k] = r[k][i]`): four rounds of two-source permutes,
+/// round `s` (8, 4, 2, 1) swapping bit `s` of the row index with bit `s` of the lane index.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn transpose16(v4: pulp::x86::V4, r: [pulp::f32x16; 16]) -> [pulp::f32x16; 16] {
+    let r = swap_bit::<8>(v4, bytemuck::cast(r));
+    let r = swap_bit::<4>(v4, r);
+    let r = swap_bit::<2>(v4, r);
+    bytemuck::cast(swap_bit::<1>(v4, r))
+}
+
+/// Permute indices of round `S` of [`transpose16`]: `(lo, hi)`, the new rows `i` and `i + S`
+/// of a pair (`i & S == 0`) from the old ones (indices 16 and up select the second source).
+#[cfg(target_arch = "x86_64")]
+const fn swap_idx<const S: usize>() -> ([i32; 16], [i32; 16]) {
+    let (mut lo, mut hi) = ([0i32; 16], [0i32; 16]);
+    let mut l = 0;
+    while l < 16 {
+        if l & S == 0 {
+            lo[l] = l as i32;
+            hi[l] = (l + S) as i32;
+        } else {
+            lo[l] = (16 + l - S) as i32;
+            hi[l] = (16 + l) as i32;
+        }
+        l += 1;
+    }
+    (lo, hi)
+}
+
+/// One round of [`transpose16`], unrolled over the 8 pairs of rows.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn swap_bit<const S: usize>(
+    v4: pulp::x86::V4,
+    r: [core::arch::x86_64::__m512; 16],
+) -> [core::arch::x86_64::__m512; 16] {
+    use core::arch::x86_64::__m512i;
+    let (lo, hi) = const { swap_idx::<S>() };
+    let (lo, hi): (__m512i, __m512i) = (bytemuck::cast(lo), bytemuck::cast(hi));
+    let mut o = r;
+    // Pair `k` (0..8): rows `i` (bit `S` clear) and `i + S`.
+    macro_rules! pair {
+        ($($k:literal)*) => {$(
+            let i = ($k / S) * 2 * S + $k % S;
+            o[i] = v4.avx512f._mm512_permutex2var_ps(r[i], lo, r[i + S]);
+            o[i + S] = v4.avx512f._mm512_permutex2var_ps(r[i], hi, r[i + S]);
+        )*};
+    }
+    pair!(0 1 2 3 4 5 6 7);
+    o
+}
+
+/// The fused activation of `layer` (NaN stays NaN).
+#[inline(always)]
+fn activate<S: Simd>(simd: S, layer: &WinoLayer, mut v: S::f32s) -> S::f32s {
+    if let Some(lo) = layer.lo {
+        v = crate::__private::clamp_min(simd, v, lo);
+    }
+    if let Some(hi) = layer.hi {
+        v = crate::__private::clamp_max(simd, v, hi);
+    }
+    v
+}
+
+#[inline(always)]
+fn ld<S: Simd>(simd: S, src: &[f32], at: usize) -> S::f32s {
+    crate::__private::ld(simd, src, at)
+}
+
+#[inline(always)]
+fn st<S: Simd>(simd: S, dst: &mut [f32], at: usize, v: S::f32s) {
+    crate::__private::st(simd, dst, at, v)
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn transpose16_transposes() {
+        let Some(v4) = pulp::x86::V4::try_new() else {
+            return;
+        };
+        let r: [pulp::f32x16; 16] = core::array::from_fn(|k| {
+            bytemuck::cast(core::array::from_fn::<f32, 16, _>(|i| (k * 16 + i) as f32))
+        });
+        let t: [[f32; 16]; 16] = bytemuck::cast(super::transpose16(v4, r));
+        for (i, row) in t.iter().enumerate() {
+            for (k, &v) in row.iter().enumerate() {
+                assert_eq!(v, (k * 16 + i) as f32, "out[{i}][{k}]");
+            }
+        }
+    }
+}
