@@ -283,18 +283,24 @@ const MAX_WINO_TVB: usize = 4;
 /// stores). Taken when direct needs at least 1.4 times as many: the model's estimate overshot
 /// the measured gain by that much (AVX2, 32 groups, direct -> Winograd: 16 channels per group
 /// on 14 x 14, model 1.54x, measured 469 -> 398 us, 1.18x; 8 on 28 x 28, model 1.17x, measured
-/// 437 -> 682 us, 0.64x). On 16 registers, 16 channels per group and more take it; on 32, 20
-/// and more (16 gives 1.31x, where flat direct tiles ran at 93% of the FMA peak on AVX-512).
+/// 437 -> 682 us, 0.64x). On 16 registers, 16 channels per group and more take it.
 ///
-/// On 32 registers, groups of whole 16-lane vectors of channels with `ci co >= 12 (ci + co)`
-/// (32 in and out and more) take the layout with lanes over channels (the runtime's
-/// `winograd_channels`; `wc`): every lane is filled however narrow the plane, at the price of
-/// transposing the input and output rows, which like the transforms scale with `ci + co` while
-/// the products scale with `ci co`. Measured on AVX-512 (minimum of interleaved runs, 1
-/// thread): 32 groups of 32 channels on 7 x 7, tiles -> channels 592 -> 245 us, on 14 x 14
-/// 1455 -> 727; 16 groups of 32 on 14 x 14, 722 -> 330. Groups of 16 (`ci co / (ci + co) = 8`)
-/// stay with direct tiles, which the channel layout only matched: 32 groups on 14 x 14, 215
-/// against 218 to 286; 16 groups on 28 x 28, 407 against 388 to 444.
+/// On 32 registers the model would take it from 20 channels per group, but measured on AVX-512
+/// this layout lost to direct tiles wherever planes are narrow, its lanes running over tiles
+/// (minimum of interleaved runs, 1 thread, direct against Winograd): 17 groups of 24 channels
+/// on 14 x 14 379 against 771 us, 38 of 24 on 7 x 7 261 against 679, 32 of 32 on 7 x 7 284
+/// against 592, and only matched it on 28 x 28 (7 of 24: 514 against 520). There, groups of
+/// whole 16-lane vectors of channels with `ci co >= 12 (ci + co)` (32 in and out and more) take
+/// the layout with lanes over channels (the runtime's `winograd_channels`; `wc`), which fills
+/// every lane however narrow the plane, at the price of transposing the input and output rows
+/// (like the transforms, in proportion to `ci + co`, the products to `ci co`); all others take
+/// direct tiles. Against direct tiles it gains on dense layers (64 channels on 56 x 56 1566 ->
+/// 1178 us, 128 on 28 x 28 1786 -> 1273, 256 on 14 x 14 2106 -> 1591) and matches them on
+/// narrow grouped ones (32 groups of 32 on 7 x 7 284 against 295, on 14 x 14 1046 against
+/// 1220 at the minimum but 1439 against 1285 at the first quartile; 16 of 32 on 14 x 14 546
+/// against 553; 512 dense on 7 x 7, where the weights come from DRAM, 4100 against 3918).
+/// Groups of 16 (`ci co / (ci + co) = 8`) stay with direct tiles, which the channel layout
+/// only matched (32 groups on 14 x 14, 215 against 218 to 286).
 ///
 /// The product tile: `cob` (dividing the group's outputs) x `tvb` accumulators plus the `tvb`
 /// loaded vectors, one broadcast weight and one spare within the register file (without the
@@ -309,14 +315,15 @@ fn plan_wino(spec: &Spec, class: RegClass) -> Option<WinoPlan> {
         && spec.dilation_w == 1
         && spec.pad_left <= 2;
     let (ci, co) = (spec.in_per_group(), spec.out_per_group());
-    if geometry && class.regs >= 32 && ci % 16 == 0 && co % 16 == 0 && 12 * (ci + co) <= ci * co {
-        return Some(WinoPlan {
+    if class.regs >= 32 {
+        let channels = ci % 16 == 0 && co % 16 == 0 && 12 * (ci + co) <= ci * co;
+        return (geometry && channels).then_some(WinoPlan {
             regs: class.regs,
             layout: WinoLayout::Channels { nt: 2 * FMA_CHAINS },
         });
     }
-    // Operations per FMA, in eighths.
-    let per_fma = if class.regs >= 32 { 9 } else { 14 };
+    // Operations per FMA on 16 registers, in eighths.
+    let per_fma = 14;
     let direct = per_fma * 36 * ci * co;
     let wino = per_fma * 16 * ci * co + 8 * (136 * ci + 70 * co);
     if !geometry || 10 * direct < 14 * wino {

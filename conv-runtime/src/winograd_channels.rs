@@ -57,8 +57,12 @@ impl Chunk {
         let tw = 2 * tx + 2;
         let by_t = (CHUNK_T_FLOATS / (2 * tw * ci)).saturating_sub(1);
         let by_vm = CHUNK_VM_FLOATS / (XI * (ci + co) * tx);
+        // At least `MAX_NT` tiles, whatever the budgets: each chunk reads every point's `U`
+        // (`16 ci co` floats), which fewer tiles would not repay (512 channels in and out on
+        // 7 x 7: one tile row per chunk, 4 tiles, read its 16 MiB four times per call).
+        let min_rows = MAX_NT.div_ceil(tx);
         Chunk {
-            rows: by_t.min(by_vm).max(1),
+            rows: by_t.min(by_vm).max(min_rows),
             tx,
             tw,
             ow: (2 * tx).next_multiple_of(lanes),
