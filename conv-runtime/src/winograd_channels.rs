@@ -494,6 +494,150 @@ fn st<S: Simd>(simd: S, dst: &mut [f32], at: usize, v: S::f32s) {
 
 #[cfg(test)]
 mod tests {
+    use super::WinoLayer;
+    use crate::dispatch::on_every_isa;
+    use crate::planes::PlanesMut;
+
+    /// `transpose_in` and `transpose_out` on every ISA (AVX-512 in registers, the others by
+    /// the scalar loop, which NEON also takes): 32 planes of rows whose lengths leave a
+    /// partial block of 16 columns, against the index arithmetic.
+    #[test]
+    fn row_transposes_move_every_float() {
+        #[derive(Clone, Copy)]
+        struct K;
+        impl pulp::WithSimd for K {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, simd: S) {
+                const C: usize = 32;
+                for cols in [1, 7, 16, 21, 40] {
+                    let plane = cols + 3;
+                    let src: Vec<f32> = (0..C * plane).map(|i| i as f32).collect();
+                    let mut dst = vec![-1.0f32; cols * C + 16];
+                    super::transpose_in::<S, C>(simd, &src, plane, cols, &mut dst);
+                    for x in 0..cols {
+                        for c in 0..C {
+                            assert_eq!(dst[x * C + c], src[c * plane + x], "in: x {x}, c {c}");
+                        }
+                    }
+                    assert!(
+                        dst[cols * C..].iter().all(|&v| v == -1.0),
+                        "in: past the row"
+                    );
+                    // Back: a row of `O` (`ow` columns, a whole number of blocks) into float
+                    // `at` of each of `C` planes.
+                    let ow = cols.next_multiple_of(16);
+                    let orow: Vec<f32> = (0..ow * C).map(|i| i as f32).collect();
+                    let (at, stride) = (2, cols + 5);
+                    let mut buf = vec![-1.0f32; C * stride];
+                    let mut out = PlanesMut::new(&mut buf, C, stride, stride);
+                    super::transpose_out::<S, C>(simd, &orow, cols, at, &mut out);
+                    for o in 0..C {
+                        for x in 0..stride {
+                            let want = if (at..at + cols).contains(&x) {
+                                orow[(x - at) * C + o]
+                            } else {
+                                -1.0
+                            };
+                            assert_eq!(buf[o * stride + x], want, "out: plane {o}, x {x}");
+                        }
+                    }
+                }
+            }
+        }
+        on_every_isa(K);
+    }
+
+    /// The whole body on every ISA (with 16, 8 and 1 lanes, standing in for NEON's 4), for
+    /// whole planes and a span of rows, against `direct_rows` (a direct convolution in f32).
+    #[test]
+    fn run_matches_direct_rows_on_every_isa() {
+        #[derive(Clone, Copy)]
+        struct K;
+        impl pulp::WithSimd for K {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, simd: S) {
+                check::<S, 1>(simd, (1, 1), 2, (5, 7), 0..5);
+                check::<S, 0>(simd, (0, 2), 1, (9, 4), 3..6);
+                check::<S, 2>(simd, (2, 1), 2, (3, 18), 0..5);
+            }
+        }
+        /// Groups of 32 -> 48 channels, `n` images of `h x w`, padding `(top, bottom)` and `PL`
+        /// (left) / 1 (right), output rows `span`.
+        fn check<S: pulp::Simd, const PL: usize>(
+            simd: S,
+            (top, bottom): (usize, usize),
+            n: usize,
+            (h, w): (usize, usize),
+            span: core::ops::Range<usize>,
+        ) {
+            const CI: usize = 32;
+            const CO: usize = 48;
+            const G: usize = 2;
+            let (ho, wo) = (h + top + bottom - 2, w + PL + 1 - 2);
+            let span = span.start.min(ho)..span.end.min(ho);
+            let val = |i: usize, m: usize| ((i * 7919 + 13) % m) as f32 / m as f32 - 0.5;
+            let input: Vec<f32> = (0..n * G * CI * h * w).map(|i| val(i, 1000)).collect();
+            let weight: Vec<f32> = (0..G * CO * CI * 9).map(|i| 0.2 * val(i, 997)).collect();
+            let bias: Vec<f32> = (0..G * CO).map(|i| val(i, 991)).collect();
+            let layer = WinoLayer {
+                groups: G,
+                in_channels: G * CI,
+                pad_top: top,
+                pad_left: PL,
+                lo: Some(-0.75),
+                hi: None,
+            };
+            let u = super::pack(&weight, G, CI, CO);
+            let rows = span.len();
+            let units = n * G;
+            let mut got = vec![0.0f32; units * CO * rows * wo];
+            let mut scratch = vec![0.0f32; super::scratch_len(S::F32_LANES, wo, CI, CO)];
+            let args = crate::__private::Args {
+                input: &input,
+                output: PlanesMut::new(&mut got, units * CO, rows * wo, rows * wo),
+                scratch: &mut scratch,
+                n,
+                h,
+                w,
+                ho,
+                wo,
+                units: 0..units,
+                span: span.clone(),
+            };
+            super::run::<S, CI, CO, 16, PL>(simd, &u, &weight, &bias, layer, args);
+            let mut want = vec![0.0f32; got.len()];
+            for unit in 0..units {
+                let (b, g) = (unit / G, unit % G);
+                let planes = &input[(b * G + g) * CI * h * w..][..CI * h * w];
+                let mut out = PlanesMut::new(
+                    &mut want[unit * CO * rows * wo..][..CO * rows * wo],
+                    CO,
+                    rows * wo,
+                    rows * wo,
+                );
+                crate::winograd::direct_rows::<CI, CO>(
+                    planes,
+                    &weight[g * CO * CI * 9..][..CO * CI * 9],
+                    &bias[g * CO..][..CO],
+                    &layer,
+                    (h, w, wo),
+                    span.clone(),
+                    &mut out,
+                );
+            }
+            for (i, (&a, &b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{} lanes, pad ({top}, {bottom}, {PL}), {h}x{w}, rows {span:?}: float {i}: {a} against {b}",
+                    S::F32_LANES
+                );
+            }
+        }
+        on_every_isa(K);
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn transpose16_transposes() {
