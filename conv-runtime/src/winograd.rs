@@ -164,27 +164,23 @@ pub fn run<
     let tr_first = span.start / 2;
     let tile_rows = span.end.div_ceil(2) - tr_first;
     for unit in units.clone() {
-        let (b, g) = (unit / layer.groups, unit % layer.groups);
-        let planes = &input[(b * layer.in_channels + g * CI) * plane_in..][..CI * plane_in];
-        let ug = &u[g * XI * CO * CI..][..XI * CO * CI];
-        let bg = &bias[g * CO..][..CO];
-        let mut out = output.planes((unit - units.start) * CO, CO);
-        // Where an input is infinite or NaN, Winograd's differences of inputs would turn an
-        // infinity into NaN and spread a NaN over a whole 4 x 4 patch: such a group is computed
-        // directly instead, with the special values of a direct convolution (PyTorch's).
-        if !all_finite(simd, planes) {
-            let weight = &weight[g * CO * CI * 9..][..CO * CI * 9];
-            direct_rows::<CI, CO>(
-                planes,
-                weight,
-                bg,
-                &layer,
-                (h, w, wo),
-                span.clone(),
-                &mut out,
-            );
+        let Some(Unit {
+            planes,
+            u: ug,
+            bias: bg,
+            mut out,
+        }) = unit_operands::<S, CI, CO>(
+            simd,
+            unit,
+            (input, u, weight, bias),
+            &layer,
+            (h, w, wo),
+            &span,
+            output.planes((unit - units.start) * CO, CO),
+        )
+        else {
             continue;
-        }
+        };
         let mut tr0 = 0;
         while tr0 < tile_rows {
             let rows = crows.min(tile_rows - tr0);
@@ -273,6 +269,56 @@ pub fn run<
             tr0 += rows;
         }
     }
+}
+
+/// One unit's operands: its group's input planes, transformed weights `u` (`XI * CO * CI`
+/// floats), bias and output planes.
+pub(crate) struct Unit<'a, 'o> {
+    pub planes: &'a [f32],
+    pub u: &'a [f32],
+    pub bias: &'a [f32],
+    pub out: crate::planes::PlanesMut<'o>,
+}
+
+/// The operands of `unit` (image `unit / groups`, group `unit % groups`) from the layer's
+/// `(input, u, weight, bias)`, or `None` once the unit is computed: where an input is infinite
+/// or NaN, Winograd's differences of inputs would turn an infinity into NaN and spread a NaN
+/// over a whole 4 x 4 patch, so such a group is computed directly instead (`direct_rows`, from
+/// the PyTorch-layout `weight`), with the special values of a direct convolution (PyTorch's).
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+pub(crate) fn unit_operands<'a, 'o, S: Simd, const CI: usize, const CO: usize>(
+    simd: S,
+    unit: usize,
+    (input, u, weight, bias): (&'a [f32], &'a [f32], &'a [f32], &'a [f32]),
+    layer: &WinoLayer,
+    (h, w, wo): (usize, usize, usize),
+    span: &core::ops::Range<usize>,
+    mut out: crate::planes::PlanesMut<'o>,
+) -> Option<Unit<'a, 'o>> {
+    let (b, g) = (unit / layer.groups, unit % layer.groups);
+    let plane_in = h * w;
+    let planes = &input[(b * layer.in_channels + g * CI) * plane_in..][..CI * plane_in];
+    let bias = &bias[g * CO..][..CO];
+    if !all_finite(simd, planes) {
+        let weight = &weight[g * CO * CI * 9..][..CO * CI * 9];
+        direct_rows::<CI, CO>(
+            planes,
+            weight,
+            bias,
+            layer,
+            (h, w, wo),
+            span.clone(),
+            &mut out,
+        );
+        return None;
+    }
+    Some(Unit {
+        planes,
+        u: &u[g * XI * CO * CI..][..XI * CO * CI],
+        bias,
+        out,
+    })
 }
 
 /// `M[co][t..]` of `COB` output channels and `NB` vectors of tiles from `t`: the sum over the
@@ -468,7 +514,7 @@ pub(crate) fn direct_rows<const CI: usize, const CO: usize>(
 
 /// The fused activation of `layer` (NaN stays NaN).
 #[inline(always)]
-fn activate<S: Simd>(simd: S, layer: &WinoLayer, mut v: S::f32s) -> S::f32s {
+pub(crate) fn activate<S: Simd>(simd: S, layer: &WinoLayer, mut v: S::f32s) -> S::f32s {
     if let Some(lo) = layer.lo {
         v = crate::__private::clamp_min(simd, v, lo);
     }

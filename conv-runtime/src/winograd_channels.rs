@@ -21,7 +21,8 @@
 
 use pulp::Simd;
 
-use crate::winograd::{all_finite, direct_rows, input_patch, output_tile, WinoLayer, XI};
+use crate::__private::{ld, st};
+use crate::winograd::{activate, input_patch, output_tile, unit_operands, Unit, WinoLayer, XI};
 
 /// Floats of `T` a chunk of tile rows may take (16 KiB: it stays in L1 while the input
 /// transform reads each float four times).
@@ -156,24 +157,23 @@ pub fn run<S: Simd, const CI: usize, const CO: usize, const NT: usize, const PL:
     let tr_first = span.start / 2;
     let tile_rows = span.end.div_ceil(2) - tr_first;
     for unit in units.clone() {
-        let (b, g) = (unit / layer.groups, unit % layer.groups);
-        let planes = &input[(b * layer.in_channels + g * CI) * plane_in..][..CI * plane_in];
-        let ug = &u[g * XI * CO * CI..][..XI * CO * CI];
-        let bg = &bias[g * CO..][..CO];
-        let mut out = output.planes((unit - units.start) * CO, CO);
-        if !all_finite(simd, planes) {
-            let weight = &weight[g * CO * CI * 9..][..CO * CI * 9];
-            direct_rows::<CI, CO>(
-                planes,
-                weight,
-                bg,
-                &layer,
-                (h, w, wo),
-                span.clone(),
-                &mut out,
-            );
+        let Some(Unit {
+            planes,
+            u: ug,
+            bias: bg,
+            mut out,
+        }) = unit_operands::<S, CI, CO>(
+            simd,
+            unit,
+            (input, u, weight, bias),
+            &layer,
+            (h, w, wo),
+            &span,
+            output.planes((unit - units.start) * CO, CO),
+        )
+        else {
             continue;
-        }
+        };
         let mut tr0 = 0;
         while tr0 < tile_rows {
             let rows = ch.rows.min(tile_rows - tr0);
@@ -468,28 +468,6 @@ fn swap_bit<const S: usize>(
     }
     pair!(0 1 2 3 4 5 6 7);
     o
-}
-
-/// The fused activation of `layer` (NaN stays NaN).
-#[inline(always)]
-fn activate<S: Simd>(simd: S, layer: &WinoLayer, mut v: S::f32s) -> S::f32s {
-    if let Some(lo) = layer.lo {
-        v = crate::__private::clamp_min(simd, v, lo);
-    }
-    if let Some(hi) = layer.hi {
-        v = crate::__private::clamp_max(simd, v, hi);
-    }
-    v
-}
-
-#[inline(always)]
-fn ld<S: Simd>(simd: S, src: &[f32], at: usize) -> S::f32s {
-    crate::__private::ld(simd, src, at)
-}
-
-#[inline(always)]
-fn st<S: Simd>(simd: S, dst: &mut [f32], at: usize, v: S::f32s) {
-    crate::__private::st(simd, dst, at, v)
 }
 
 #[cfg(test)]
