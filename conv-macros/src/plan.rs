@@ -55,8 +55,8 @@ pub enum WinoLayout {
     /// Tiles: product tiles of `cob` (divides `out / groups`) output channels x `tvb` vectors
     /// of tiles.
     Tiles { cob: usize, tvb: usize },
-    /// Channels (whole vectors of them in and out of each group): product tiles of `nt` tiles x
-    /// one vector of output channels.
+    /// Channels (whole vectors of them in and out of each group): product tiles of up to `nt`
+    /// tiles x one vector of output channels, or up to 12 x two while two are left.
     Channels { nt: usize },
 }
 
