@@ -200,12 +200,12 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
     // stream's row, then its FMAs into the slots that read it: input row `q` of step `n` is row
     // `(n - k) sh + ky dh` of output row `n - k` when `ky dh - q = k sh`.
     let sh = spec.stride_h;
-    let step = |guarded: bool| {
+    let step = |guarded: bool, single: bool| {
         let mut body = TokenStream::new();
         for q in 0..sh {
             let mut row = TokenStream::new();
             for s in 0..g {
-                row.extend(in_place_row(spec, &taps_at, s, 0));
+                row.extend(in_place_row(spec, &taps_at, s, 0, single));
                 for ky in (0..spec.kernel_h).filter(|ky| ky * dh >= q && (ky * dh - q) % sh == 0) {
                     let k = (ky * dh - q) / sh;
                     let mut fmas = TokenStream::new();
@@ -234,7 +234,12 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
         }
         body
     };
-    let (steady, guarded) = (step(false), step(true));
+    let (steady, guarded) = (step(false, false), step(true, false));
+    // Rows of one vector (stride 1, `w` and `wo` at most the lanes: 14 x 14 and 7 x 7 planes on
+    // AVX-512): the neighbour vectors lie wholly outside the row, so they are zeros instead of
+    // two masked loads per row that read nothing (on AVX-512 a masked load costs a vector ALU
+    // uop beside the load, on the ports the FMAs need).
+    let (steady1, guarded1) = (step(false, true), step(true, true));
 
     let mut zero = TokenStream::new();
     let mut start = TokenStream::new();
@@ -262,6 +267,46 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
             }
         }
     }
+    // The loop over vectors of output columns, with the steps `steady_v` and `guarded_v`.
+    let column_loop = |steady_v: &TokenStream, guarded_v: &TokenStream| {
+        quote! {
+            let mut ox = 0;
+            while ox < wo {
+                let len = (wo - ox).min(lanes);
+                let cols = &#rt::InCols::new(simd, #sw * ox, w);
+                let mut st = out.col_stores::<S, #gm_l>(simd, ox, wo, len, nrows);
+                #zero
+                let mut n = 0;
+                while n < nrows + #slots_l - 1 {
+                    #start
+                    if n + 1 >= #slots_l && n < nrows {
+                        #steady_v
+                    } else {
+                        #guarded_v
+                    }
+                    if n + 1 >= #slots_l {
+                        #stores
+                    }
+                    #shift
+                    n += 1;
+                }
+                ox += lanes;
+            }
+        }
+    };
+    let general = column_loop(&steady, &guarded);
+    let columns = if spec.stride_w == 1 {
+        let single = column_loop(&steady1, &guarded1);
+        quote! {
+            if w <= lanes && wo <= lanes {
+                #single
+            } else {
+                #general
+            }
+        }
+    } else {
+        general
+    };
     quote! {
         #[inline(always)]
         #[allow(clippy::identity_op, clippy::erasing_op, clippy::absurd_extreme_comparisons, unused_comparisons, unused_assignments, unused_mut)]
@@ -281,28 +326,7 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
                 let src = #rt::StreamRows::<#g_l>::new([#(#planes),*], zeros, h, w);
                 let count = (units.end - u).min(#g_l);
                 let mut out = output.planes((u - units.start) * #m_l, count * #m_l);
-                let mut ox = 0;
-                while ox < wo {
-                    let len = (wo - ox).min(lanes);
-                    let cols = &#rt::InCols::new(simd, #sw * ox, w);
-                    let mut st = out.col_stores::<S, #gm_l>(simd, ox, wo, len, nrows);
-                    #zero
-                    let mut n = 0;
-                    while n < nrows + #slots_l - 1 {
-                        #start
-                        if n + 1 >= #slots_l && n < nrows {
-                            #steady
-                        } else {
-                            #guarded
-                        }
-                        if n + 1 >= #slots_l {
-                            #stores
-                        }
-                        #shift
-                        n += 1;
-                    }
-                    ox += lanes;
-                }
+                #columns
                 u += #g_l;
             }
         }
@@ -928,7 +952,7 @@ fn in_place_body(
             if uses.is_empty() {
                 continue;
             }
-            body.extend(in_place_row(spec, &taps_at, ic, j));
+            body.extend(in_place_row(spec, &taps_at, ic, j, false));
             for &(r, ky) in &uses {
                 for (kx, &(parity, shift)) in taps_at.iter().enumerate() {
                     let v = vec_name(spec, parity, shift);
@@ -947,15 +971,29 @@ fn in_place_body(
 /// The vectors the taps of input row `j` of channel `ic` read, each bound to its [`vec_name`]:
 /// at stride 2 the row's even/odd pair and its shifts by one lane, at stride 1 the row's vector,
 /// its neighbours when a tap reaches into them, and its shifts.
-fn in_place_row(spec: &Spec, taps_at: &[(usize, isize)], ic: usize, j: usize) -> TokenStream {
+fn in_place_row(
+    spec: &Spec,
+    taps_at: &[(usize, isize)],
+    ic: usize,
+    j: usize,
+    single: bool,
+) -> TokenStream {
     let (icl, jl) = (lit(ic), lit(j));
     let mut body = if spec.stride_w == 1 {
         let mut b = quote!(let x = rows.vec::<S, #icl, #jl, 0>(simd, cols););
+        let (left, right) = if single {
+            (quote!(simd.splat_f32s(0.0)), quote!(simd.splat_f32s(0.0)))
+        } else {
+            (
+                quote!(rows.vec::<S, #icl, #jl, { -1 }>(simd, cols)),
+                quote!(rows.vec::<S, #icl, #jl, 1>(simd, cols)),
+            )
+        };
         if taps_at.iter().any(|t| t.1 < 0) {
-            b.extend(quote!(let x_l = rows.vec::<S, #icl, #jl, { -1 }>(simd, cols);));
+            b.extend(quote!(let x_l = #left;));
         }
         if taps_at.iter().any(|t| t.1 > 0) {
-            b.extend(quote!(let x_r = rows.vec::<S, #icl, #jl, 1>(simd, cols);));
+            b.extend(quote!(let x_r = #right;));
         }
         b
     } else {
