@@ -200,12 +200,12 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
     // stream's row, then its FMAs into the slots that read it: input row `q` of step `n` is row
     // `(n - k) sh + ky dh` of output row `n - k` when `ky dh - q = k sh`.
     let sh = spec.stride_h;
-    let step = |guarded: bool, single: bool| {
+    let step = |guarded: bool, outside: Outside| {
         let mut body = TokenStream::new();
         for q in 0..sh {
             let mut row = TokenStream::new();
             for s in 0..g {
-                row.extend(in_place_row(spec, &taps_at, s, 0, single));
+                row.extend(in_place_row(spec, &taps_at, s, 0, outside));
                 for ky in (0..spec.kernel_h).filter(|ky| ky * dh >= q && (ky * dh - q) % sh == 0) {
                     let k = (ky * dh - q) / sh;
                     let mut fmas = TokenStream::new();
@@ -234,12 +234,7 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
         }
         body
     };
-    let (steady, guarded) = (step(false, false), step(true, false));
-    // Rows of one vector (stride 1, `w` and `wo` at most the lanes: 14 x 14 and 7 x 7 planes on
-    // AVX-512): the neighbour vectors lie wholly outside the row, so they are zeros instead of
-    // two masked loads per row that read nothing (on AVX-512 a masked load costs a vector ALU
-    // uop beside the load, on the ports the FMAs need).
-    let (steady1, guarded1) = (step(false, true), step(true, true));
+    let steps = |outside: Outside| (step(false, outside), step(true, outside));
 
     let mut zero = TokenStream::new();
     let mut start = TokenStream::new();
@@ -267,39 +262,65 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
             }
         }
     }
-    // The loop over vectors of output columns, with the steps `steady_v` and `guarded_v`.
-    let column_loop = |steady_v: &TokenStream, guarded_v: &TokenStream| {
+    // One vector of output columns from `ox`, with the steps of `outside`.
+    let column = |outside: Outside| {
+        let (steady_v, guarded_v) = steps(outside);
         quote! {
-            let mut ox = 0;
-            while ox < wo {
-                let len = (wo - ox).min(lanes);
-                let cols = &#rt::InCols::new(simd, #sw * ox, w);
-                let mut st = out.col_stores::<S, #gm_l>(simd, ox, wo, len, nrows);
-                #zero
-                let mut n = 0;
-                while n < nrows + #slots_l - 1 {
-                    #start
-                    if n + 1 >= #slots_l && n < nrows {
-                        #steady_v
-                    } else {
-                        #guarded_v
-                    }
-                    if n + 1 >= #slots_l {
-                        #stores
-                    }
-                    #shift
-                    n += 1;
+            let len = (wo - ox).min(lanes);
+            let cols = &#rt::InCols::new(simd, #sw * ox, w);
+            let mut st = out.col_stores::<S, #gm_l>(simd, ox, wo, len, nrows);
+            #zero
+            let mut n = 0;
+            while n < nrows + #slots_l - 1 {
+                #start
+                if n + 1 >= #slots_l && n < nrows {
+                    #steady_v
+                } else {
+                    #guarded_v
                 }
-                ox += lanes;
+                if n + 1 >= #slots_l {
+                    #stores
+                }
+                #shift
+                n += 1;
             }
         }
     };
-    let general = column_loop(&steady, &guarded);
+    let general = column(Outside::NONE);
+    let general = quote! {
+        let mut ox = 0;
+        while ox < wo {
+            #general
+            ox += lanes;
+        }
+    };
+    // Stride 1 on rows of one or two vectors (`w` and `wo` at most two vectors: 28 x 28 and
+    // narrower planes on AVX-512): a neighbour vector lying wholly outside the row is zeros, not
+    // a masked load that reads nothing (on AVX-512 a masked load costs a vector ALU uop beside
+    // the load, on the ports the FMAs need): the left one of the first vector, the right one of
+    // the last.
     let columns = if spec.stride_w == 1 {
-        let single = column_loop(&steady1, &guarded1);
+        let single = column(Outside {
+            left: true,
+            right: true,
+        });
+        let first = column(Outside {
+            left: true,
+            right: false,
+        });
+        let second = column(Outside {
+            left: false,
+            right: true,
+        });
         quote! {
             if w <= lanes && wo <= lanes {
+                let ox = 0;
                 #single
+            } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                let ox = 0;
+                { #first }
+                let ox = lanes;
+                { #second }
             } else {
                 #general
             }
@@ -952,7 +973,7 @@ fn in_place_body(
             if uses.is_empty() {
                 continue;
             }
-            body.extend(in_place_row(spec, &taps_at, ic, j, false));
+            body.extend(in_place_row(spec, &taps_at, ic, j, Outside::NONE));
             for &(r, ky) in &uses {
                 for (kx, &(parity, shift)) in taps_at.iter().enumerate() {
                     let v = vec_name(spec, parity, shift);
@@ -968,26 +989,43 @@ fn in_place_body(
     body
 }
 
+/// Which neighbours of a stride-1 vector of columns the code may take as lying wholly outside
+/// the row (columns before 0, or from `w` on): zeros then, without a load.
+#[derive(Clone, Copy)]
+struct Outside {
+    left: bool,
+    right: bool,
+}
+
+impl Outside {
+    const NONE: Outside = Outside {
+        left: false,
+        right: false,
+    };
+}
+
 /// The vectors the taps of input row `j` of channel `ic` read, each bound to its [`vec_name`]:
 /// at stride 2 the row's even/odd pair and its shifts by one lane, at stride 1 the row's vector,
-/// its neighbours when a tap reaches into them, and its shifts.
+/// its neighbours when a tap reaches into them (zeros where `outside` says they lie outside the
+/// row), and its shifts.
 fn in_place_row(
     spec: &Spec,
     taps_at: &[(usize, isize)],
     ic: usize,
     j: usize,
-    single: bool,
+    outside: Outside,
 ) -> TokenStream {
     let (icl, jl) = (lit(ic), lit(j));
     let mut body = if spec.stride_w == 1 {
         let mut b = quote!(let x = rows.vec::<S, #icl, #jl, 0>(simd, cols););
-        let (left, right) = if single {
-            (quote!(simd.splat_f32s(0.0)), quote!(simd.splat_f32s(0.0)))
-        } else {
-            (
-                quote!(rows.vec::<S, #icl, #jl, { -1 }>(simd, cols)),
-                quote!(rows.vec::<S, #icl, #jl, 1>(simd, cols)),
-            )
+        let zero = quote!(simd.splat_f32s(0.0));
+        let left = match outside.left {
+            true => zero.clone(),
+            false => quote!(rows.vec::<S, #icl, #jl, { -1 }>(simd, cols)),
+        };
+        let right = match outside.right {
+            true => zero,
+            false => quote!(rows.vec::<S, #icl, #jl, 1>(simd, cols)),
         };
         if taps_at.iter().any(|t| t.1 < 0) {
             b.extend(quote!(let x_l = #left;));

@@ -805,8 +805,122 @@ impl Dw144 {
             let count = (units.end - u).min(2);
             let mut out = output.planes((u - units.start) * 1, count * 1);
             if w <= lanes && wo <= lanes {
-                let mut ox = 0;
-                while ox < wo {
+                let ox = 0;
+                let len = (wo - ox).min(lanes);
+                let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
+                let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
+                let mut a_0_0_0 = simd.splat_f32s(0.0);
+                let mut a_0_0_1 = simd.splat_f32s(0.0);
+                let mut a_0_0_2 = simd.splat_f32s(0.0);
+                let mut a_1_0_0 = simd.splat_f32s(0.0);
+                let mut a_1_0_1 = simd.splat_f32s(0.0);
+                let mut a_1_0_2 = simd.splat_f32s(0.0);
+                let mut n = 0;
+                while n < nrows + 3 - 1 {
+                    a_0_0_0 = bias_0[0];
+                    a_1_0_0 = bias_1[0];
+                    if n + 1 >= 3 && n < nrows {
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                            let x_l = simd.splat_f32s(0.0);
+                            let x_r = simd.splat_f32s(0.0);
+                            let x_m1 = rows
+                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                            a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                            let x_l = simd.splat_f32s(0.0);
+                            let x_r = simd.splat_f32s(0.0);
+                            let x_m1 = rows
+                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                            a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                            a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                            a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                        }
+                    } else {
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                            let x_l = simd.splat_f32s(0.0);
+                            let x_r = simd.splat_f32s(0.0);
+                            let x_m1 = rows
+                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                            if n >= 0 && n - 0 < nrows {
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                            }
+                            if n >= 1 && n - 1 < nrows {
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                            }
+                            if n >= 2 && n - 2 < nrows {
+                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                            }
+                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                            let x_l = simd.splat_f32s(0.0);
+                            let x_r = simd.splat_f32s(0.0);
+                            let x_m1 = rows
+                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                            if n >= 0 && n - 0 < nrows {
+                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                            }
+                            if n >= 1 && n - 1 < nrows {
+                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                            }
+                            if n >= 2 && n - 2 < nrows {
+                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                            }
+                        }
+                    }
+                    if n + 1 >= 3 {
+                        let mut v = a_0_0_2;
+                        st.st::<0>(simd, n + 1 - 3, v);
+                        let mut v = a_1_0_2;
+                        st.st::<1>(simd, n + 1 - 3, v);
+                    }
+                    a_0_0_2 = a_0_0_1;
+                    a_0_0_1 = a_0_0_0;
+                    a_1_0_2 = a_1_0_1;
+                    a_1_0_1 = a_1_0_0;
+                    n += 1;
+                }
+            } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                let ox = 0;
+                {
                     let len = (wo - ox).min(lanes);
                     let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
                     let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
@@ -826,7 +940,7 @@ impl Dw144 {
                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
                                 let x_m1 = rows
                                     .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                 let x_0 = x;
@@ -842,7 +956,7 @@ impl Dw144 {
                                 a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
                                 let x = rows.vec::<S, 1, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
+                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
                                 let x_m1 = rows
                                     .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
                                 let x_0 = x;
@@ -863,7 +977,7 @@ impl Dw144 {
                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
                                 let x_m1 = rows
                                     .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                 let x_0 = x;
@@ -885,6 +999,121 @@ impl Dw144 {
                                 }
                                 let x = rows.vec::<S, 1, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
+                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                let x_m1 = rows
+                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                if n >= 0 && n - 0 < nrows {
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                }
+                                if n >= 2 && n - 2 < nrows {
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                }
+                            }
+                        }
+                        if n + 1 >= 3 {
+                            let mut v = a_0_0_2;
+                            st.st::<0>(simd, n + 1 - 3, v);
+                            let mut v = a_1_0_2;
+                            st.st::<1>(simd, n + 1 - 3, v);
+                        }
+                        a_0_0_2 = a_0_0_1;
+                        a_0_0_1 = a_0_0_0;
+                        a_1_0_2 = a_1_0_1;
+                        a_1_0_1 = a_1_0_0;
+                        n += 1;
+                    }
+                }
+                let ox = lanes;
+                {
+                    let len = (wo - ox).min(lanes);
+                    let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
+                    let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
+                    let mut a_0_0_0 = simd.splat_f32s(0.0);
+                    let mut a_0_0_1 = simd.splat_f32s(0.0);
+                    let mut a_0_0_2 = simd.splat_f32s(0.0);
+                    let mut a_1_0_0 = simd.splat_f32s(0.0);
+                    let mut a_1_0_1 = simd.splat_f32s(0.0);
+                    let mut a_1_0_2 = simd.splat_f32s(0.0);
+                    let mut n = 0;
+                    while n < nrows + 3 - 1 {
+                        a_0_0_0 = bias_0[0];
+                        a_1_0_0 = bias_1[0];
+                        if n + 1 >= 3 && n < nrows {
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                            }
+                        } else {
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                if n >= 0 && n - 0 < nrows {
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                }
+                                if n >= 2 && n - 2 < nrows {
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                }
+                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
                                 let x_r = simd.splat_f32s(0.0);
                                 let x_m1 = rows
                                     .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
@@ -919,7 +1148,6 @@ impl Dw144 {
                         a_1_0_1 = a_1_0_0;
                         n += 1;
                     }
-                    ox += lanes;
                 }
             } else {
                 let mut ox = 0;
@@ -1822,8 +2050,78 @@ impl Dw144 {
             let count = (units.end - u).min(1);
             let mut out = output.planes((u - units.start) * 1, count * 1);
             if w <= lanes && wo <= lanes {
-                let mut ox = 0;
-                while ox < wo {
+                let ox = 0;
+                let len = (wo - ox).min(lanes);
+                let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
+                let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                let mut a_0_0_0 = simd.splat_f32s(0.0);
+                let mut a_0_0_1 = simd.splat_f32s(0.0);
+                let mut a_0_0_2 = simd.splat_f32s(0.0);
+                let mut n = 0;
+                while n < nrows + 3 - 1 {
+                    a_0_0_0 = bias_0[0];
+                    if n + 1 >= 3 && n < nrows {
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                            let x_l = simd.splat_f32s(0.0);
+                            let x_r = simd.splat_f32s(0.0);
+                            let x_m1 = rows
+                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                            a_0_0_2 = simd
+                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                        }
+                    } else {
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                            let x_l = simd.splat_f32s(0.0);
+                            let x_r = simd.splat_f32s(0.0);
+                            let x_m1 = rows
+                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                            if n >= 0 && n - 0 < nrows {
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                            }
+                            if n >= 1 && n - 1 < nrows {
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                            }
+                            if n >= 2 && n - 2 < nrows {
+                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                a_0_0_2 = simd
+                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                            }
+                        }
+                    }
+                    if n + 1 >= 3 {
+                        let mut v = a_0_0_2;
+                        st.st::<0>(simd, n + 1 - 3, v);
+                    }
+                    a_0_0_2 = a_0_0_1;
+                    a_0_0_1 = a_0_0_0;
+                    n += 1;
+                }
+            } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                let ox = 0;
+                {
                     let len = (wo - ox).min(lanes);
                     let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
                     let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
@@ -1839,7 +2137,7 @@ impl Dw144 {
                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
                                 let x_m1 = rows
                                     .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                 let x_0 = x;
@@ -1861,6 +2159,77 @@ impl Dw144 {
                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                if n >= 0 && n - 0 < nrows {
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                }
+                                if n >= 2 && n - 2 < nrows {
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                }
+                            }
+                        }
+                        if n + 1 >= 3 {
+                            let mut v = a_0_0_2;
+                            st.st::<0>(simd, n + 1 - 3, v);
+                        }
+                        a_0_0_2 = a_0_0_1;
+                        a_0_0_1 = a_0_0_0;
+                        n += 1;
+                    }
+                }
+                let ox = lanes;
+                {
+                    let len = (wo - ox).min(lanes);
+                    let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
+                    let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                    let mut a_0_0_0 = simd.splat_f32s(0.0);
+                    let mut a_0_0_1 = simd.splat_f32s(0.0);
+                    let mut a_0_0_2 = simd.splat_f32s(0.0);
+                    let mut n = 0;
+                    while n < nrows + 3 - 1 {
+                        a_0_0_0 = bias_0[0];
+                        if n + 1 >= 3 && n < nrows {
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                a_0_0_2 = simd
+                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                            }
+                        } else {
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                 let x_r = simd.splat_f32s(0.0);
                                 let x_m1 = rows
                                     .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
@@ -1892,7 +2261,6 @@ impl Dw144 {
                         a_0_0_1 = a_0_0_0;
                         n += 1;
                     }
-                    ox += lanes;
                 }
             } else {
                 let mut ox = 0;
