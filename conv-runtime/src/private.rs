@@ -8,7 +8,7 @@ use core::cell::Cell;
 use core::ops::Range;
 
 use crate::dispatch::is_isa;
-pub use crate::flat::{Flat, FlatSrc, FlatTap};
+pub use crate::flat::{Flat, FlatFmaTap, FlatSrc, FlatTap, FlatUnmasked};
 pub use crate::inplace::{InCols, InRows, StreamRows};
 use crate::parallel;
 pub use crate::planes::{ColStores, PlanesMut, TileStores};

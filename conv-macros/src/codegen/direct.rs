@@ -652,8 +652,7 @@ fn run_flat(spec: &Spec, plan: &DirectPlan, suffix: &str) -> TokenStream {
             let last = (q_hi - q_lo) - (nvec.max(1) - 1) * lanes;
             for u in units.clone() {
                 let (b, g) = (u / #groups, u % #groups);
-                let planes = &input[(b * #cin + g * #cpg_in) * plane_in..][..#cpg_in * plane_in];
-                let src = flat.src::<#cpg_in>(planes);
+                let src = flat.src::<#cpg_in>(input, (b * #cin + g * #cpg_in) * plane_in);
                 for t in 0..#noct {
                     let oc0 = g * #cpg_out + t * #oct_l;
                     #setup
@@ -677,44 +676,70 @@ fn flat_tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) 
     let (init, stores) = acc_init_and_stores(spec, oct, rows);
     // Per tap the vectors' masks, per input channel (a loop) the tile's loads, then one
     // broadcast and `rows` FMAs per output channel; taps a loop too for `Unroll::TileOnly`.
-    let mut fmas = TokenStream::new();
-    for r in 0..rows {
-        let x = format_ident!("x_{}", r);
-        let rl = lit(r);
-        fmas.extend(quote!(let #x = tp.ld(simd, ic, #rl);));
-    }
-    for t in 0..oct {
-        let w0 = lit(t * cpg_in * spec.taps());
-        fmas.extend(quote!(let wk = simd.splat_f32s(wt[#w0 + ic * #taps_l + tap]);));
+    // Two bodies: masked loads and plain FMAs (`tap`), or, for tiles whose loads all lie inside
+    // the input on AVX-512, plain loads and FMAs under the masks (`unmasked`).
+    let per_tap = |unmasked: bool| {
+        let mut fmas = TokenStream::new();
         for r in 0..rows {
-            let a = acc(t, r, 0);
             let x = format_ident!("x_{}", r);
-            fmas.extend(quote!(#a = simd.mul_add_e_f32s(#x, wk, #a);));
+            let rl = lit(r);
+            fmas.extend(quote!(let #x = tp.ld(simd, ic, #rl);));
         }
-    }
-    let per_tap = quote! {
-        let tp = src.tap::<S, #rows_l>(simd, v, tap);
-        for ic in 0..#cpg_in_l {
-            #fmas
+        for t in 0..oct {
+            let w0 = lit(t * cpg_in * spec.taps());
+            fmas.extend(quote!(let wk = simd.splat_f32s(wt[#w0 + ic * #taps_l + tap]);));
+            for r in 0..rows {
+                let a = acc(t, r, 0);
+                let x = format_ident!("x_{}", r);
+                fmas.extend(if unmasked {
+                    let rl = lit(r);
+                    quote!(#a = tp.fma(simd, #rl, #x, wk, #a);)
+                } else {
+                    quote!(#a = simd.mul_add_e_f32s(#x, wk, #a);)
+                });
+            }
+        }
+        let tp = if unmasked {
+            quote!(let tp = un.tap(simd, tap);)
+        } else {
+            quote!(let tp = src.tap::<S, #rows_l>(simd, v, tap);)
+        };
+        quote! {
+            #tp
+            for ic in 0..#cpg_in_l {
+                #fmas
+            }
         }
     };
-    let body = match plan.unroll {
-        Unroll::TileOnly => quote! {
-            for tap in 0..#taps_l {
-                #per_tap
+    let body = |unmasked: bool| match plan.unroll {
+        Unroll::TileOnly => {
+            let per_tap = per_tap(unmasked);
+            quote! {
+                for tap in 0..#taps_l {
+                    #per_tap
+                }
             }
-        },
+        }
         // Taps unrolled (the narrow depthwise plans: one FMA per load, the loop's overhead
         // would be a large share).
         _ => (0..spec.taps())
             .map(|tap| {
                 let tap = lit(tap);
+                let per_tap = per_tap(unmasked);
                 quote! {{
                     let tap = #tap;
                     #per_tap
                 }}
             })
             .collect(),
+    };
+    let (masked, unmasked) = (body(false), body(true));
+    let body = quote! {
+        if let Some(un) = src.unmasked::<S, #rows_l>(v) {
+            #unmasked
+        } else {
+            #masked
+        }
     };
     quote! {
         #[inline(always)]

@@ -652,26 +652,51 @@ impl Dw31 {
             let mut acc_0_5_0 = bias[0];
             let mut acc_0_6_0 = bias[0];
             let mut acc_0_7_0 = bias[0];
-            for tap in 0..961 {
-                let tp = src.tap::<S, 8>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let x_5 = tp.ld(simd, ic, 5);
-                    let x_6 = tp.ld(simd, ic, 6);
-                    let x_7 = tp.ld(simd, ic, 7);
-                    let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                    acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
-                    acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
-                    acc_0_7_0 = simd.mul_add_e_f32s(x_7, wk, acc_0_7_0);
+            if let Some(un) = src.unmasked::<S, 8>(v) {
+                for tap in 0..961 {
+                    let tp = un.tap(simd, tap);
+                    for ic in 0..1 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let x_2 = tp.ld(simd, ic, 2);
+                        let x_3 = tp.ld(simd, ic, 3);
+                        let x_4 = tp.ld(simd, ic, 4);
+                        let x_5 = tp.ld(simd, ic, 5);
+                        let x_6 = tp.ld(simd, ic, 6);
+                        let x_7 = tp.ld(simd, ic, 7);
+                        let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                        acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                        acc_0_3_0 = tp.fma(simd, 3, x_3, wk, acc_0_3_0);
+                        acc_0_4_0 = tp.fma(simd, 4, x_4, wk, acc_0_4_0);
+                        acc_0_5_0 = tp.fma(simd, 5, x_5, wk, acc_0_5_0);
+                        acc_0_6_0 = tp.fma(simd, 6, x_6, wk, acc_0_6_0);
+                        acc_0_7_0 = tp.fma(simd, 7, x_7, wk, acc_0_7_0);
+                    }
+                }
+            } else {
+                for tap in 0..961 {
+                    let tp = src.tap::<S, 8>(simd, v, tap);
+                    for ic in 0..1 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let x_2 = tp.ld(simd, ic, 2);
+                        let x_3 = tp.ld(simd, ic, 3);
+                        let x_4 = tp.ld(simd, ic, 4);
+                        let x_5 = tp.ld(simd, ic, 5);
+                        let x_6 = tp.ld(simd, ic, 6);
+                        let x_7 = tp.ld(simd, ic, 7);
+                        let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                        acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                        acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                        acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
+                        acc_0_5_0 = simd.mul_add_e_f32s(x_5, wk, acc_0_5_0);
+                        acc_0_6_0 = simd.mul_add_e_f32s(x_6, wk, acc_0_6_0);
+                        acc_0_7_0 = simd.mul_add_e_f32s(x_7, wk, acc_0_7_0);
+                    }
                 }
             }
             let lanes = S::F32_LANES;
@@ -707,18 +732,35 @@ impl Dw31 {
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
             let mut acc_0_3_0 = bias[0];
-            for tap in 0..961 {
-                let tp = src.tap::<S, 4>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+            if let Some(un) = src.unmasked::<S, 4>(v) {
+                for tap in 0..961 {
+                    let tp = un.tap(simd, tap);
+                    for ic in 0..1 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let x_2 = tp.ld(simd, ic, 2);
+                        let x_3 = tp.ld(simd, ic, 3);
+                        let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                        acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                        acc_0_3_0 = tp.fma(simd, 3, x_3, wk, acc_0_3_0);
+                    }
+                }
+            } else {
+                for tap in 0..961 {
+                    let tp = src.tap::<S, 4>(simd, v, tap);
+                    for ic in 0..1 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let x_2 = tp.ld(simd, ic, 2);
+                        let x_3 = tp.ld(simd, ic, 3);
+                        let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                        acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                        acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                    }
                 }
             }
             let lanes = S::F32_LANES;
@@ -748,14 +790,27 @@ impl Dw31 {
             let wt = &wt[..961];
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
-            for tap in 0..961 {
-                let tp = src.tap::<S, 2>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+            if let Some(un) = src.unmasked::<S, 2>(v) {
+                for tap in 0..961 {
+                    let tp = un.tap(simd, tap);
+                    for ic in 0..1 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                    }
+                }
+            } else {
+                for tap in 0..961 {
+                    let tp = src.tap::<S, 2>(simd, v, tap);
+                    for ic in 0..1 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                    }
                 }
             }
             let lanes = S::F32_LANES;
@@ -782,12 +837,23 @@ impl Dw31 {
         ) {
             let wt = &wt[..961];
             let mut acc_0_0_0 = bias[0];
-            for tap in 0..961 {
-                let tp = src.tap::<S, 1>(simd, v, tap);
-                for ic in 0..1 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+            if let Some(un) = src.unmasked::<S, 1>(v) {
+                for tap in 0..961 {
+                    let tp = un.tap(simd, tap);
+                    for ic in 0..1 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                    }
+                }
+            } else {
+                for tap in 0..961 {
+                    let tp = src.tap::<S, 1>(simd, v, tap);
+                    for ic in 0..1 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let wk = simd.splat_f32s(wt[0 + ic * 961 + tap]);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                    }
                 }
             }
             let lanes = S::F32_LANES;
@@ -824,8 +890,7 @@ impl Dw31 {
         let last = (q_hi - q_lo) - (nvec.max(1) - 1) * lanes;
         for u in units.clone() {
             let (b, g) = (u / 8, u % 8);
-            let planes = &input[(b * 8 + g * 1) * plane_in..][..1 * plane_in];
-            let src = flat.src::<1>(planes);
+            let src = flat.src::<1>(input, (b * 8 + g * 1) * plane_in);
             for t in 0..1 {
                 let oc0 = g * 1 + t * 1;
                 let wt = &self.w[oc0 * (961 / 1)..][..961];

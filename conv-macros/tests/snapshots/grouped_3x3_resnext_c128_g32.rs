@@ -326,38 +326,75 @@ impl ResNeXt128 {
             let mut acc_3_2_0 = bias[3];
             let mut acc_3_3_0 = bias[3];
             let mut acc_3_4_0 = bias[3];
-            for tap in 0..9 {
-                let tp = src.tap::<S, 5>(simd, v, tap);
-                for ic in 0..4 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let x_4 = tp.ld(simd, ic, 4);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
-                    let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
-                    acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                    acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                    acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                    acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                    acc_1_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_1_4_0);
-                    let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
-                    acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                    acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                    acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                    acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                    acc_2_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_2_4_0);
-                    let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
-                    acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                    acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                    acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                    acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
-                    acc_3_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_3_4_0);
+            if let Some(un) = src.unmasked::<S, 5>(v) {
+                for tap in 0..9 {
+                    let tp = un.tap(simd, tap);
+                    for ic in 0..4 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let x_2 = tp.ld(simd, ic, 2);
+                        let x_3 = tp.ld(simd, ic, 3);
+                        let x_4 = tp.ld(simd, ic, 4);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                        acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                        acc_0_3_0 = tp.fma(simd, 3, x_3, wk, acc_0_3_0);
+                        acc_0_4_0 = tp.fma(simd, 4, x_4, wk, acc_0_4_0);
+                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                        acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                        acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                        acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                        acc_1_3_0 = tp.fma(simd, 3, x_3, wk, acc_1_3_0);
+                        acc_1_4_0 = tp.fma(simd, 4, x_4, wk, acc_1_4_0);
+                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                        acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                        acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                        acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                        acc_2_3_0 = tp.fma(simd, 3, x_3, wk, acc_2_3_0);
+                        acc_2_4_0 = tp.fma(simd, 4, x_4, wk, acc_2_4_0);
+                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                        acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                        acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                        acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                        acc_3_3_0 = tp.fma(simd, 3, x_3, wk, acc_3_3_0);
+                        acc_3_4_0 = tp.fma(simd, 4, x_4, wk, acc_3_4_0);
+                    }
+                }
+            } else {
+                for tap in 0..9 {
+                    let tp = src.tap::<S, 5>(simd, v, tap);
+                    for ic in 0..4 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let x_2 = tp.ld(simd, ic, 2);
+                        let x_3 = tp.ld(simd, ic, 3);
+                        let x_4 = tp.ld(simd, ic, 4);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                        acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                        acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                        acc_0_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_0_4_0);
+                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                        acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
+                        acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
+                        acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
+                        acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
+                        acc_1_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_1_4_0);
+                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                        acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
+                        acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
+                        acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
+                        acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
+                        acc_2_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_2_4_0);
+                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                        acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+                        acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
+                        acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
+                        acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
+                        acc_3_4_0 = simd.mul_add_e_f32s(x_4, wk, acc_3_4_0);
+                    }
                 }
             }
             let lanes = S::F32_LANES;
@@ -417,33 +454,65 @@ impl ResNeXt128 {
             let mut acc_3_1_0 = bias[3];
             let mut acc_3_2_0 = bias[3];
             let mut acc_3_3_0 = bias[3];
-            for tap in 0..9 {
-                let tp = src.tap::<S, 4>(simd, v, tap);
-                for ic in 0..4 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let x_3 = tp.ld(simd, ic, 3);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
-                    let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
-                    acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                    acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                    acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                    acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
-                    let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
-                    acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                    acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                    acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                    acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
-                    let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
-                    acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                    acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                    acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                    acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
+            if let Some(un) = src.unmasked::<S, 4>(v) {
+                for tap in 0..9 {
+                    let tp = un.tap(simd, tap);
+                    for ic in 0..4 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let x_2 = tp.ld(simd, ic, 2);
+                        let x_3 = tp.ld(simd, ic, 3);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                        acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                        acc_0_3_0 = tp.fma(simd, 3, x_3, wk, acc_0_3_0);
+                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                        acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                        acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                        acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                        acc_1_3_0 = tp.fma(simd, 3, x_3, wk, acc_1_3_0);
+                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                        acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                        acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                        acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                        acc_2_3_0 = tp.fma(simd, 3, x_3, wk, acc_2_3_0);
+                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                        acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                        acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                        acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                        acc_3_3_0 = tp.fma(simd, 3, x_3, wk, acc_3_3_0);
+                    }
+                }
+            } else {
+                for tap in 0..9 {
+                    let tp = src.tap::<S, 4>(simd, v, tap);
+                    for ic in 0..4 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let x_2 = tp.ld(simd, ic, 2);
+                        let x_3 = tp.ld(simd, ic, 3);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                        acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                        acc_0_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_0_3_0);
+                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                        acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
+                        acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
+                        acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
+                        acc_1_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_1_3_0);
+                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                        acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
+                        acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
+                        acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
+                        acc_2_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_2_3_0);
+                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                        acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+                        acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
+                        acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
+                        acc_3_3_0 = simd.mul_add_e_f32s(x_3, wk, acc_3_3_0);
+                    }
                 }
             }
             let lanes = S::F32_LANES;
@@ -495,28 +564,55 @@ impl ResNeXt128 {
             let mut acc_3_0_0 = bias[3];
             let mut acc_3_1_0 = bias[3];
             let mut acc_3_2_0 = bias[3];
-            for tap in 0..9 {
-                let tp = src.tap::<S, 3>(simd, v, tap);
-                for ic in 0..4 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
-                    acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                    acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                    acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                    let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
-                    acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                    acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                    acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                    let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
-                    acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                    acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                    acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
+            if let Some(un) = src.unmasked::<S, 3>(v) {
+                for tap in 0..9 {
+                    let tp = un.tap(simd, tap);
+                    for ic in 0..4 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let x_2 = tp.ld(simd, ic, 2);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                        acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                        acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                        acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                        acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                        acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                        acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                        acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                        acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                        acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                        acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                    }
+                }
+            } else {
+                for tap in 0..9 {
+                    let tp = src.tap::<S, 3>(simd, v, tap);
+                    for ic in 0..4 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let x_2 = tp.ld(simd, ic, 2);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                        acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                        acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
+                        acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
+                        acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
+                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                        acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
+                        acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
+                        acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
+                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                        acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+                        acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
+                        acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
+                    }
                 }
             }
             let lanes = S::F32_LANES;
@@ -560,23 +656,45 @@ impl ResNeXt128 {
             let mut acc_2_1_0 = bias[2];
             let mut acc_3_0_0 = bias[3];
             let mut acc_3_1_0 = bias[3];
-            for tap in 0..9 {
-                let tp = src.tap::<S, 2>(simd, v, tap);
-                for ic in 0..4 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
-                    acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                    acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                    let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
-                    acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                    acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                    let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
-                    acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                    acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
+            if let Some(un) = src.unmasked::<S, 2>(v) {
+                for tap in 0..9 {
+                    let tp = un.tap(simd, tap);
+                    for ic in 0..4 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                        acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                        acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                        acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                        acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                        acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                        acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                    }
+                }
+            } else {
+                for tap in 0..9 {
+                    let tp = src.tap::<S, 2>(simd, v, tap);
+                    for ic in 0..4 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                        acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
+                        acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
+                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                        acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
+                        acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
+                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                        acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+                        acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
+                    }
                 }
             }
             let lanes = S::F32_LANES;
@@ -612,18 +730,35 @@ impl ResNeXt128 {
             let mut acc_1_0_0 = bias[1];
             let mut acc_2_0_0 = bias[2];
             let mut acc_3_0_0 = bias[3];
-            for tap in 0..9 {
-                let tp = src.tap::<S, 1>(simd, v, tap);
-                for ic in 0..4 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
-                    acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                    let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
-                    acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                    let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
-                    acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+            if let Some(un) = src.unmasked::<S, 1>(v) {
+                for tap in 0..9 {
+                    let tp = un.tap(simd, tap);
+                    for ic in 0..4 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                        acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                        acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                        acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                    }
+                }
+            } else {
+                for tap in 0..9 {
+                    let tp = src.tap::<S, 1>(simd, v, tap);
+                    for ic in 0..4 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                        acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
+                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                        acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
+                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                        acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+                    }
                 }
             }
             let lanes = S::F32_LANES;
@@ -663,8 +798,7 @@ impl ResNeXt128 {
         let last = (q_hi - q_lo) - (nvec.max(1) - 1) * lanes;
         for u in units.clone() {
             let (b, g) = (u / 32, u % 32);
-            let planes = &input[(b * 128 + g * 4) * plane_in..][..4 * plane_in];
-            let src = flat.src::<4>(planes);
+            let src = flat.src::<4>(input, (b * 128 + g * 4) * plane_in);
             for t in 0..1 {
                 let oc0 = g * 4 + t * 4;
                 let wt = &self.w[oc0 * (144 / 4)..][..144];

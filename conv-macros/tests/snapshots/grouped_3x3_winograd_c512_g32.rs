@@ -332,44 +332,87 @@ impl ResNeXt512 {
             let mut acc_7_0_0 = bias[7];
             let mut acc_7_1_0 = bias[7];
             let mut acc_7_2_0 = bias[7];
-            for tap in 0..9 {
-                let tp = src.tap::<S, 3>(simd, v, tap);
-                for ic in 0..16 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let x_2 = tp.ld(simd, ic, 2);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
-                    let wk = simd.splat_f32s(wt[144 + ic * 9 + tap]);
-                    acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                    acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                    acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
-                    let wk = simd.splat_f32s(wt[288 + ic * 9 + tap]);
-                    acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                    acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                    acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
-                    let wk = simd.splat_f32s(wt[432 + ic * 9 + tap]);
-                    acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                    acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                    acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
-                    let wk = simd.splat_f32s(wt[576 + ic * 9 + tap]);
-                    acc_4_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_4_0_0);
-                    acc_4_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_4_1_0);
-                    acc_4_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_4_2_0);
-                    let wk = simd.splat_f32s(wt[720 + ic * 9 + tap]);
-                    acc_5_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_5_0_0);
-                    acc_5_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_5_1_0);
-                    acc_5_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_5_2_0);
-                    let wk = simd.splat_f32s(wt[864 + ic * 9 + tap]);
-                    acc_6_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_6_0_0);
-                    acc_6_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_6_1_0);
-                    acc_6_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_6_2_0);
-                    let wk = simd.splat_f32s(wt[1008 + ic * 9 + tap]);
-                    acc_7_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_7_0_0);
-                    acc_7_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_7_1_0);
-                    acc_7_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_7_2_0);
+            if let Some(un) = src.unmasked::<S, 3>(v) {
+                for tap in 0..9 {
+                    let tp = un.tap(simd, tap);
+                    for ic in 0..16 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let x_2 = tp.ld(simd, ic, 2);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                        acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                        let wk = simd.splat_f32s(wt[144 + ic * 9 + tap]);
+                        acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                        acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                        acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                        let wk = simd.splat_f32s(wt[288 + ic * 9 + tap]);
+                        acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                        acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                        acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                        let wk = simd.splat_f32s(wt[432 + ic * 9 + tap]);
+                        acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                        acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                        acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                        let wk = simd.splat_f32s(wt[576 + ic * 9 + tap]);
+                        acc_4_0_0 = tp.fma(simd, 0, x_0, wk, acc_4_0_0);
+                        acc_4_1_0 = tp.fma(simd, 1, x_1, wk, acc_4_1_0);
+                        acc_4_2_0 = tp.fma(simd, 2, x_2, wk, acc_4_2_0);
+                        let wk = simd.splat_f32s(wt[720 + ic * 9 + tap]);
+                        acc_5_0_0 = tp.fma(simd, 0, x_0, wk, acc_5_0_0);
+                        acc_5_1_0 = tp.fma(simd, 1, x_1, wk, acc_5_1_0);
+                        acc_5_2_0 = tp.fma(simd, 2, x_2, wk, acc_5_2_0);
+                        let wk = simd.splat_f32s(wt[864 + ic * 9 + tap]);
+                        acc_6_0_0 = tp.fma(simd, 0, x_0, wk, acc_6_0_0);
+                        acc_6_1_0 = tp.fma(simd, 1, x_1, wk, acc_6_1_0);
+                        acc_6_2_0 = tp.fma(simd, 2, x_2, wk, acc_6_2_0);
+                        let wk = simd.splat_f32s(wt[1008 + ic * 9 + tap]);
+                        acc_7_0_0 = tp.fma(simd, 0, x_0, wk, acc_7_0_0);
+                        acc_7_1_0 = tp.fma(simd, 1, x_1, wk, acc_7_1_0);
+                        acc_7_2_0 = tp.fma(simd, 2, x_2, wk, acc_7_2_0);
+                    }
+                }
+            } else {
+                for tap in 0..9 {
+                    let tp = src.tap::<S, 3>(simd, v, tap);
+                    for ic in 0..16 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let x_2 = tp.ld(simd, ic, 2);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                        acc_0_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_0_2_0);
+                        let wk = simd.splat_f32s(wt[144 + ic * 9 + tap]);
+                        acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
+                        acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
+                        acc_1_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_1_2_0);
+                        let wk = simd.splat_f32s(wt[288 + ic * 9 + tap]);
+                        acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
+                        acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
+                        acc_2_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_2_2_0);
+                        let wk = simd.splat_f32s(wt[432 + ic * 9 + tap]);
+                        acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+                        acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
+                        acc_3_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_3_2_0);
+                        let wk = simd.splat_f32s(wt[576 + ic * 9 + tap]);
+                        acc_4_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_4_0_0);
+                        acc_4_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_4_1_0);
+                        acc_4_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_4_2_0);
+                        let wk = simd.splat_f32s(wt[720 + ic * 9 + tap]);
+                        acc_5_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_5_0_0);
+                        acc_5_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_5_1_0);
+                        acc_5_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_5_2_0);
+                        let wk = simd.splat_f32s(wt[864 + ic * 9 + tap]);
+                        acc_6_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_6_0_0);
+                        acc_6_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_6_1_0);
+                        acc_6_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_6_2_0);
+                        let wk = simd.splat_f32s(wt[1008 + ic * 9 + tap]);
+                        acc_7_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_7_0_0);
+                        acc_7_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_7_1_0);
+                        acc_7_2_0 = simd.mul_add_e_f32s(x_2, wk, acc_7_2_0);
+                    }
                 }
             }
             let lanes = S::F32_LANES;
@@ -433,35 +476,69 @@ impl ResNeXt512 {
             let mut acc_6_1_0 = bias[6];
             let mut acc_7_0_0 = bias[7];
             let mut acc_7_1_0 = bias[7];
-            for tap in 0..9 {
-                let tp = src.tap::<S, 2>(simd, v, tap);
-                for ic in 0..16 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let x_1 = tp.ld(simd, ic, 1);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
-                    let wk = simd.splat_f32s(wt[144 + ic * 9 + tap]);
-                    acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                    acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
-                    let wk = simd.splat_f32s(wt[288 + ic * 9 + tap]);
-                    acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                    acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
-                    let wk = simd.splat_f32s(wt[432 + ic * 9 + tap]);
-                    acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                    acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
-                    let wk = simd.splat_f32s(wt[576 + ic * 9 + tap]);
-                    acc_4_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_4_0_0);
-                    acc_4_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_4_1_0);
-                    let wk = simd.splat_f32s(wt[720 + ic * 9 + tap]);
-                    acc_5_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_5_0_0);
-                    acc_5_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_5_1_0);
-                    let wk = simd.splat_f32s(wt[864 + ic * 9 + tap]);
-                    acc_6_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_6_0_0);
-                    acc_6_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_6_1_0);
-                    let wk = simd.splat_f32s(wt[1008 + ic * 9 + tap]);
-                    acc_7_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_7_0_0);
-                    acc_7_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_7_1_0);
+            if let Some(un) = src.unmasked::<S, 2>(v) {
+                for tap in 0..9 {
+                    let tp = un.tap(simd, tap);
+                    for ic in 0..16 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                        let wk = simd.splat_f32s(wt[144 + ic * 9 + tap]);
+                        acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                        acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                        let wk = simd.splat_f32s(wt[288 + ic * 9 + tap]);
+                        acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                        acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                        let wk = simd.splat_f32s(wt[432 + ic * 9 + tap]);
+                        acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                        acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                        let wk = simd.splat_f32s(wt[576 + ic * 9 + tap]);
+                        acc_4_0_0 = tp.fma(simd, 0, x_0, wk, acc_4_0_0);
+                        acc_4_1_0 = tp.fma(simd, 1, x_1, wk, acc_4_1_0);
+                        let wk = simd.splat_f32s(wt[720 + ic * 9 + tap]);
+                        acc_5_0_0 = tp.fma(simd, 0, x_0, wk, acc_5_0_0);
+                        acc_5_1_0 = tp.fma(simd, 1, x_1, wk, acc_5_1_0);
+                        let wk = simd.splat_f32s(wt[864 + ic * 9 + tap]);
+                        acc_6_0_0 = tp.fma(simd, 0, x_0, wk, acc_6_0_0);
+                        acc_6_1_0 = tp.fma(simd, 1, x_1, wk, acc_6_1_0);
+                        let wk = simd.splat_f32s(wt[1008 + ic * 9 + tap]);
+                        acc_7_0_0 = tp.fma(simd, 0, x_0, wk, acc_7_0_0);
+                        acc_7_1_0 = tp.fma(simd, 1, x_1, wk, acc_7_1_0);
+                    }
+                }
+            } else {
+                for tap in 0..9 {
+                    let tp = src.tap::<S, 2>(simd, v, tap);
+                    for ic in 0..16 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let x_1 = tp.ld(simd, ic, 1);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                        acc_0_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_0_1_0);
+                        let wk = simd.splat_f32s(wt[144 + ic * 9 + tap]);
+                        acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
+                        acc_1_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_1_1_0);
+                        let wk = simd.splat_f32s(wt[288 + ic * 9 + tap]);
+                        acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
+                        acc_2_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_2_1_0);
+                        let wk = simd.splat_f32s(wt[432 + ic * 9 + tap]);
+                        acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+                        acc_3_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_3_1_0);
+                        let wk = simd.splat_f32s(wt[576 + ic * 9 + tap]);
+                        acc_4_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_4_0_0);
+                        acc_4_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_4_1_0);
+                        let wk = simd.splat_f32s(wt[720 + ic * 9 + tap]);
+                        acc_5_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_5_0_0);
+                        acc_5_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_5_1_0);
+                        let wk = simd.splat_f32s(wt[864 + ic * 9 + tap]);
+                        acc_6_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_6_0_0);
+                        acc_6_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_6_1_0);
+                        let wk = simd.splat_f32s(wt[1008 + ic * 9 + tap]);
+                        acc_7_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_7_0_0);
+                        acc_7_1_0 = simd.mul_add_e_f32s(x_1, wk, acc_7_1_0);
+                    }
                 }
             }
             let lanes = S::F32_LANES;
@@ -509,26 +586,51 @@ impl ResNeXt512 {
             let mut acc_5_0_0 = bias[5];
             let mut acc_6_0_0 = bias[6];
             let mut acc_7_0_0 = bias[7];
-            for tap in 0..9 {
-                let tp = src.tap::<S, 1>(simd, v, tap);
-                for ic in 0..16 {
-                    let x_0 = tp.ld(simd, ic, 0);
-                    let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                    acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
-                    let wk = simd.splat_f32s(wt[144 + ic * 9 + tap]);
-                    acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
-                    let wk = simd.splat_f32s(wt[288 + ic * 9 + tap]);
-                    acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
-                    let wk = simd.splat_f32s(wt[432 + ic * 9 + tap]);
-                    acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
-                    let wk = simd.splat_f32s(wt[576 + ic * 9 + tap]);
-                    acc_4_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_4_0_0);
-                    let wk = simd.splat_f32s(wt[720 + ic * 9 + tap]);
-                    acc_5_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_5_0_0);
-                    let wk = simd.splat_f32s(wt[864 + ic * 9 + tap]);
-                    acc_6_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_6_0_0);
-                    let wk = simd.splat_f32s(wt[1008 + ic * 9 + tap]);
-                    acc_7_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_7_0_0);
+            if let Some(un) = src.unmasked::<S, 1>(v) {
+                for tap in 0..9 {
+                    let tp = un.tap(simd, tap);
+                    for ic in 0..16 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                        let wk = simd.splat_f32s(wt[144 + ic * 9 + tap]);
+                        acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                        let wk = simd.splat_f32s(wt[288 + ic * 9 + tap]);
+                        acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                        let wk = simd.splat_f32s(wt[432 + ic * 9 + tap]);
+                        acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                        let wk = simd.splat_f32s(wt[576 + ic * 9 + tap]);
+                        acc_4_0_0 = tp.fma(simd, 0, x_0, wk, acc_4_0_0);
+                        let wk = simd.splat_f32s(wt[720 + ic * 9 + tap]);
+                        acc_5_0_0 = tp.fma(simd, 0, x_0, wk, acc_5_0_0);
+                        let wk = simd.splat_f32s(wt[864 + ic * 9 + tap]);
+                        acc_6_0_0 = tp.fma(simd, 0, x_0, wk, acc_6_0_0);
+                        let wk = simd.splat_f32s(wt[1008 + ic * 9 + tap]);
+                        acc_7_0_0 = tp.fma(simd, 0, x_0, wk, acc_7_0_0);
+                    }
+                }
+            } else {
+                for tap in 0..9 {
+                    let tp = src.tap::<S, 1>(simd, v, tap);
+                    for ic in 0..16 {
+                        let x_0 = tp.ld(simd, ic, 0);
+                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                        acc_0_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_0_0_0);
+                        let wk = simd.splat_f32s(wt[144 + ic * 9 + tap]);
+                        acc_1_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_1_0_0);
+                        let wk = simd.splat_f32s(wt[288 + ic * 9 + tap]);
+                        acc_2_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_2_0_0);
+                        let wk = simd.splat_f32s(wt[432 + ic * 9 + tap]);
+                        acc_3_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_3_0_0);
+                        let wk = simd.splat_f32s(wt[576 + ic * 9 + tap]);
+                        acc_4_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_4_0_0);
+                        let wk = simd.splat_f32s(wt[720 + ic * 9 + tap]);
+                        acc_5_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_5_0_0);
+                        let wk = simd.splat_f32s(wt[864 + ic * 9 + tap]);
+                        acc_6_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_6_0_0);
+                        let wk = simd.splat_f32s(wt[1008 + ic * 9 + tap]);
+                        acc_7_0_0 = simd.mul_add_e_f32s(x_0, wk, acc_7_0_0);
+                    }
                 }
             }
             let lanes = S::F32_LANES;
@@ -572,8 +674,7 @@ impl ResNeXt512 {
         let last = (q_hi - q_lo) - (nvec.max(1) - 1) * lanes;
         for u in units.clone() {
             let (b, g) = (u / 32, u % 32);
-            let planes = &input[(b * 512 + g * 16) * plane_in..][..16 * plane_in];
-            let src = flat.src::<16>(planes);
+            let src = flat.src::<16>(input, (b * 512 + g * 16) * plane_in);
             for t in 0..2 {
                 let oc0 = g * 16 + t * 8;
                 let wt = &self.w[oc0 * (1152 / 8)..][..1152];
