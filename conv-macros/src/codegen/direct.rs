@@ -301,7 +301,13 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
     // the last. Throwaway timer, data in L2, minimum of interleaved runs, AVX-512, before ->
     // after: 3x3 on 384 channels 14 x 14 18.4 -> 15.3 us, 7 x 7 10.4 -> 8.8, 28 x 28 89-92 ->
     // 86-90; 5x5 on 240 channels 14 x 14 28.4 -> 27.0, 7 x 7 17.2 -> 15.2, 28 x 28 102-105 ->
-    // 95-97.
+    // 95-97. Loading the one-vector row plainly instead (lanes past the row hold the next row)
+    // and dropping the columns outside the row in FMAs under a merge mask, as flat tiles do
+    // (`FlatSrc::unmasked`), was slower here: a 2-channel step of 3x3 on 384 x 14 x 14 took
+    // 13.3-13.7 cycles (at a nominal 2.66 GHz) against 16.1-16.5 with a plain load per tap and
+    // 16.5 with one plain load and the shifts (throwaway timer, data in L2, six alternating runs
+    // each). Presumably the stream's accumulators, FMA chains nine long across three steps,
+    // feel the masked FMAs where the flat tiles' many independent accumulators do not.
     let columns = if spec.stride_w == 1 {
         let single = column(Outside {
             left: true,
