@@ -262,7 +262,11 @@ impl<const C: usize, const TAPS: usize> FlatSrc<'_, C, TAPS> {
         &self,
         v: usize,
     ) -> Option<FlatUnmasked<'_, C, TAPS, R>> {
-        if !cfg!(target_arch = "x86_64") || !is_isa::<S, pulp::x86::V4>() {
+        #[cfg(target_arch = "x86_64")]
+        let v4 = is_isa::<S, pulp::x86::V4>();
+        #[cfg(not(target_arch = "x86_64"))]
+        let v4 = false;
+        if !v4 {
             return None;
         }
         let lanes = self.flat.lanes as isize;
@@ -546,7 +550,10 @@ mod tests {
                     unmasked += check::<S, 289>(simd, &big, h, w);
                 }
                 // Unmasked tiles exist on AVX-512 only, and there the sizes reach them.
-                let v4 = cfg!(target_arch = "x86_64") && is_isa::<S, pulp::x86::V4>();
+                #[cfg(target_arch = "x86_64")]
+                let v4 = is_isa::<S, pulp::x86::V4>();
+                #[cfg(not(target_arch = "x86_64"))]
+                let v4 = false;
                 assert_eq!(unmasked > 0, v4, "unmasked taps checked: {unmasked}");
             }
         }
