@@ -182,6 +182,22 @@ impl<'a, const TAPS: usize> Flat<'a, TAPS> {
         }
     }
 
+    /// Tap `tap` of the `R` vectors from vector `v` of the call's pixels: the read index of the
+    /// first vector's lane 0 in the unit's planes (`q + offs[tap]`, may be negative), and each
+    /// vector's lanes whose input pixel lies inside the plane.
+    ///
+    /// # Panics
+    /// When `tap >= TAPS` or the vectors lie past the call's pixels (a bug in the generated code).
+    #[inline(always)]
+    fn tap_at<const R: usize>(&self, v: usize, tap: usize) -> (isize, [u32; R]) {
+        let bits = &self.bits[v * TAPS..][..(R - 1) * TAPS + tap + 1];
+        let mut out = [0; R];
+        for (r, b) in out.iter_mut().enumerate() {
+            *b = bits[r * TAPS + tap];
+        }
+        ((self.q_lo + v * self.lanes) as isize + self.offs[tap], out)
+    }
+
     /// The `C` input planes of one unit, `h x w` floats each from `input[start..]`. The rest of
     /// `input` (other units' planes, other images) is readable too: unmasked tiles
     /// ([`FlatSrc::unmasked`]) load whole vectors that reach into it and drop those lanes.
@@ -231,13 +247,12 @@ impl<const C: usize, const TAPS: usize> FlatSrc<'_, C, TAPS> {
         v: usize,
         tap: usize,
     ) -> FlatTap<'_, S, C, R> {
-        let bits = &self.flat.bits[v * TAPS..][..(R - 1) * TAPS + tap + 1];
-        let q = (self.flat.q_lo + v * self.flat.lanes) as isize + self.flat.offs[tap];
+        let (q, bits) = self.flat.tap_at::<R>(v, tap);
         // A loop, not `array::from_fn`: its closure is not always inlined, and outside the
         // target-feature context the intrinsics of the mask become calls.
         let mut masks = [mask_of_bits(simd, 0); R];
-        for (r, m) in masks.iter_mut().enumerate() {
-            *m = mask_of_bits(simd, bits[r * TAPS + tap]);
+        for (m, b) in masks.iter_mut().zip(bits) {
+            *m = mask_of_bits(simd, b);
         }
         FlatTap {
             // May point outside the planes: only lanes inside them are ever read (see `ld`).
@@ -248,9 +263,7 @@ impl<const C: usize, const TAPS: usize> FlatSrc<'_, C, TAPS> {
             _life: PhantomData,
         }
     }
-}
 
-impl<const C: usize, const TAPS: usize> FlatSrc<'_, C, TAPS> {
     /// The `R` vectors from vector `v` of the call's pixels as an unmasked tile, on AVX-512 when
     /// every tap of every channel loads whole vectors inside the input: the loads are plain and
     /// the FMAs drop the padding lanes instead (`vfmadd231ps` under a merge mask). A masked load
@@ -296,20 +309,18 @@ impl<const C: usize, const TAPS: usize, const R: usize> FlatUnmasked<'_, C, TAPS
     /// When `tap >= TAPS` (a bug in the generated code).
     #[inline(always)]
     pub fn tap<S: Simd>(&self, _simd: S, tap: usize) -> FlatFmaTap<'_, S, C, R> {
-        let flat = self.src.flat;
-        let bits = &flat.bits[self.v * TAPS..][..(R - 1) * TAPS + tap + 1];
-        let q = (flat.q_lo + self.v * flat.lanes) as isize + flat.offs[tap];
+        let (q, bits) = self.src.flat.tap_at::<R>(self.v, tap);
         let mut masks = [0u16; R];
-        for (r, m) in masks.iter_mut().enumerate() {
+        for (m, b) in masks.iter_mut().zip(bits) {
             // At most 16 lanes (`Flat::new`), so the bits fit.
-            *m = bits[r * TAPS + tap] as u16;
+            *m = b as u16;
         }
         FlatFmaTap {
             // In bounds by the invariant (lane 0 of channel 0, vector 0).
             base: self.src.ptr.wrapping_offset(q),
             masks,
             plane: self.src.plane,
-            lanes: flat.lanes,
+            lanes: self.src.flat.lanes,
             _simd: PhantomData,
             _life: PhantomData,
         }
