@@ -14,7 +14,9 @@
 //!
 //! Stride 1: tap `kx` reads columns `ox0 + i + d` with `d = kx dilation - pad_left`: the row's
 //! vector at `c0 = ox0` shifted by `d` lanes against its left or right neighbour vector (one
-//! `valignd` on AVX-512), so a row costs at most three loads however many taps read it.
+//! `valignd` on AVX-512), so a row costs at most three loads however many taps read it. A vector
+//! whose every tap reads inside the row ([`InnerCols`]) instead loads each tap's vector plainly
+//! at its offset: no masks and no shifts, only loads.
 
 use core::marker::PhantomData;
 
@@ -167,6 +169,33 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
         self.load(simd, C, J, start as usize, span(simd, start, self.w))
     }
 
+    /// Stride 1, columns `c0 + D + i` of row `J` of channel `C` for a vector of columns that
+    /// lies inside the row for every tap (see [`InnerCols`]): one plain unaligned load, no mask
+    /// and no shift.
+    #[inline(always)]
+    pub fn inner<S: Simd, const C: usize, const J: usize, const D: isize>(
+        &self,
+        simd: S,
+        cols: &InnerCols,
+    ) -> S::f32s {
+        const { assert!(C < CHANS && J < ROWS) };
+        let _ = simd;
+        // Folds away: the generated tile passes the offsets it was made for (see `InnerCols`).
+        assert!(
+            cols.lo <= D && D <= cols.hi && cols.w == self.w && cols.lanes == S::F32_LANES,
+            "conv-kernel bug: tap outside the inner columns' offsets"
+        );
+        // SAFETY: `rows[C][J]` is valid for `w` floats (the invariant of `rows`), and
+        // `InnerCols::new` checked `c0 + lo >= 0` and `c0 + hi + lanes <= w` for this row width
+        // and `S`'s lanes (asserted above), so the `lanes` floats from column `c0 + D` (`lo <= D
+        // <= hi`, asserted above) lie inside the row; `S::f32s` is plain old data, read
+        // unaligned.
+        unsafe {
+            let at = (cols.c0 as isize + D) as usize;
+            core::ptr::read_unaligned(self.rows[C][J].add(at).cast::<S::f32s>())
+        }
+    }
+
     /// Lanes of `mask` of row `j` of channel `c` from column `col` (a wrapped offset: `col`
     /// may lie before the row; only enabled lanes are read). Every mask passed here enables
     /// only lanes whose column lies in `0..w` (see [`InCols::new`] and [`span`]).
@@ -304,6 +333,50 @@ impl<S: Simd> InCols<S> {
             w,
             masks: core::array::from_fn(|k| span(simd, c + (k as isize - 1) * lanes, w)),
         }
+    }
+}
+
+/// Stride 1: a vector of columns from `c0` whose taps, at column offsets `lo..=hi`, all read
+/// inside the row: every tap's vector is then one plain load at its offset ([`InRows::inner`]),
+/// where [`InCols`] loads the vector and its neighbours under masks and shifts them. A masked
+/// load costs a vector ALU uop beside the load on AVX-512, and a shift one more, both on the
+/// ports the FMAs need; plain unaligned loads take the load ports alone.
+pub struct InnerCols {
+    c0: usize,
+    w: usize,
+    lanes: usize,
+    lo: isize,
+    hi: isize,
+}
+
+impl InnerCols {
+    /// The columns from `c0` of rows `w` wide for taps at offsets `lo..=hi` (`lo <= 0 <= hi`)
+    /// and vectors of `S`, when `c0 + lo >= 0` and `c0 + hi + lanes <= w`; `None` otherwise.
+    #[inline(always)]
+    pub fn new<S: Simd>(c0: usize, w: usize, lo: isize, hi: isize) -> Option<Self> {
+        let (c, lanes) = (c0 as isize, S::F32_LANES);
+        (lo <= 0 && hi >= 0 && c + lo >= 0 && c + hi + lanes as isize <= w as isize).then_some(
+            InnerCols {
+                c0,
+                w,
+                lanes,
+                lo,
+                hi,
+            },
+        )
+    }
+
+    /// Whether inner columns pay on the planes from `planes` with rows `w` wide: unless every
+    /// row starts on a whole vector (`w` a multiple of the lanes, the planes aligned to a
+    /// vector), where [`InCols`]' loads are aligned and each reads one cache line, while the
+    /// shifted plain loads each straddle two. Throwaway timer, AVX-512, 3x3 on 32 x 112 x 112,
+    /// buffers at page boundaries, masked and shifted against inner: input aligned 97 against
+    /// 103-105 us, input 16 bytes off 106-112 against 101-108. On rows not a whole number of
+    /// vectors wide both straddle lines and inner columns gain (144 x 56 x 56 123 -> 114 us).
+    #[inline(always)]
+    pub fn pay<S: Simd>(planes: &[f32], w: usize) -> bool {
+        let lanes = S::F32_LANES;
+        w % lanes != 0 || planes.as_ptr() as usize % (lanes * 4) != 0
     }
 }
 
@@ -686,6 +759,86 @@ mod tests {
                             9, 15, 16, 17
                         );
                     }
+                }
+            }
+        }
+        crate::dispatch::on_every_isa(K);
+    }
+
+    #[test]
+    fn inner_columns_exist_exactly_inside_the_row_and_read_it() {
+        #[derive(Clone, Copy)]
+        struct K;
+        impl pulp::WithSimd for K {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: Simd>(self, simd: S) {
+                let lanes = S::F32_LANES;
+                let mut out = vec![0.0f32; lanes];
+                let mut inner_seen = 0;
+                for w in [
+                    1,
+                    2,
+                    lanes,
+                    lanes + 1,
+                    lanes + 2,
+                    lanes + 4,
+                    2 * lanes + 3,
+                    40,
+                ] {
+                    // Rows of a plane between NaN: a read outside the row shows.
+                    let mut plane = vec![f32::NAN; 3 * w];
+                    for (i, x) in plane[w..2 * w].iter_mut().enumerate() {
+                        *x = i as f32 + 1.5;
+                    }
+                    let zeros = vec![0.0f32; w];
+                    let rows = InRows::<1, 3>::new(&plane, &zeros, 3, w, 0);
+                    let row = &plane[w..2 * w];
+                    for c0 in 0..w + lanes {
+                        for (lo, hi) in [(-1isize, 1isize), (-2, 2), (0, 1), (-1, 0), (-2, 0)] {
+                            let fits = c0 as isize + lo >= 0
+                                && c0 as isize + hi + lanes as isize <= w as isize;
+                            let cols = InnerCols::new::<S>(c0, w, lo, hi);
+                            assert_eq!(cols.is_some(), fits, "w {w}, c0 {c0}, offsets {lo}..={hi}");
+                            let Some(cols) = cols else { continue };
+                            inner_seen += 1;
+                            macro_rules! check {
+                                ($($d:literal),*) => {$(
+                                    if lo <= $d && $d <= hi {
+                                        let got = rows.inner::<S, 0, 1, $d>(simd, &cols);
+                                        simd.partial_store_f32s(&mut out, got);
+                                        assert_eq!(out, want(row, c0, $d, lanes), "w {w}, c0 {c0}, offset {}", $d);
+                                    }
+                                )*};
+                            }
+                            check!(-2, -1, 0, 1, 2);
+                        }
+                    }
+                }
+                assert!(inner_seen > 0, "{lanes} lanes: no inner columns tried");
+            }
+        }
+        crate::dispatch::on_every_isa(K);
+    }
+
+    #[test]
+    fn inner_columns_pay_unless_every_row_starts_on_a_vector() {
+        #[derive(Clone, Copy)]
+        struct K;
+        impl pulp::WithSimd for K {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: Simd>(self, _simd: S) {
+                let lanes = S::F32_LANES;
+                let buf = vec![0.0f32; 8 * lanes + 64];
+                let skip =
+                    (buf.as_ptr() as usize / 4).next_multiple_of(lanes) - buf.as_ptr() as usize / 4;
+                let aligned = &buf[skip..];
+                assert!(!InnerCols::pay::<S>(aligned, 2 * lanes));
+                // One lane: every row starts on a vector.
+                assert_eq!(InnerCols::pay::<S>(aligned, 2 * lanes + 1), lanes > 1);
+                if lanes > 1 {
+                    assert!(InnerCols::pay::<S>(&aligned[1..], 2 * lanes));
                 }
             }
         }

@@ -409,6 +409,12 @@ pub fn stage(
     let mut sizes = vec![plan.rows];
     sizes.extend(plan.rem_rows.iter().copied());
     let mut sweeps = quote!(let mut r = 0;);
+    // Stride-1 in-place tiles also come in an inner form (see `InnerCols`).
+    let inner_tiles =
+        plan.in_place && matches!(plan.unroll, Unroll::Full) && inner_span(spec).is_some();
+    if inner_tiles {
+        sweeps.extend(quote!(let inner = #rt::InnerCols::pay::<S>(planes, w);));
+    }
     let (cpg_in, sh, sw, pt) = (
         lit(spec.in_per_group()),
         lit(spec.stride_h),
@@ -417,7 +423,7 @@ pub fn stage(
     );
     for &rows in &sizes {
         let tf = format_ident!("{}_r{}", prefix, rows);
-        tiles.extend(tile_fn(spec, plan, rows, &tf));
+        tiles.extend(tile_fn(spec, plan, rows, false, &tf));
         let rl = lit(rows);
         let (source, row_setup) = if plan.in_place {
             let rin = lit(rows_in(spec, rows));
@@ -431,13 +437,35 @@ pub fn stage(
         } else {
             (quote!(&band, buf, r), quote!())
         };
+        let mut tile = quote!(#tf(simd, #source, ox, len, out, oy_base + r, wo, #warg, &bias););
+        if let Some((lo, hi)) = inner_span(spec).filter(|_| inner_tiles) {
+            // Vectors whose every tap reads inside the row: plain loads (see `InnerCols`).
+            let tf_in = format_ident!("{}_r{}_in", prefix, rows);
+            tiles.extend(tile_fn(spec, plan, rows, true, &tf_in));
+            let signed = |v: isize| {
+                let m = lit(v.unsigned_abs());
+                if v < 0 {
+                    quote!(-#m)
+                } else {
+                    quote!(#m)
+                }
+            };
+            let (lo, hi) = (signed(lo), signed(hi));
+            tile = quote! {
+                if let Some(cols) = #rt::InnerCols::new::<S>(ox, w, #lo, #hi).filter(|_| inner) {
+                    #tf_in(simd, &in_rows, &cols, ox, len, out, oy_base + r, wo, #warg, &bias);
+                } else {
+                    #tile
+                }
+            };
+        }
         sweeps.extend(quote! {
             while r + #rl <= rows {
                 #row_setup
                 let mut ox = 0;
                 while ox < wo {
                     let len = (wo - ox).min(lanes);
-                    #tf(simd, #source, ox, len, out, oy_base + r, wo, #warg, &bias);
+                    #tile
                     ox += lanes;
                 }
                 r += #rl;
@@ -798,7 +826,13 @@ fn widx(spec: &Spec, t: usize, ic: usize, ky: usize, kx: usize) -> usize {
 }
 
 /// One register tile of `rows` output rows.
-fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> TokenStream {
+fn tile_fn(
+    spec: &Spec,
+    plan: &DirectPlan,
+    rows: usize,
+    inner: bool,
+    name: &syn::Ident,
+) -> TokenStream {
     let rt = rt();
     let oct = plan.oc_tile;
     let oct_l = lit(oct);
@@ -886,7 +920,7 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
         let tile = band.tile::<S, #chans_l, #rin_l, #phases_l, #reach_l>(buf, r0 * #sh_l, ox);
     };
     let body = match plan.unroll {
-        Unroll::Full if plan.in_place => in_place_body(spec, plan, rows, &weight),
+        Unroll::Full if plan.in_place => in_place_body(spec, plan, rows, inner, &weight),
         Unroll::Full => {
             let mut b = window.clone();
             for ic in 0..cpg_in {
@@ -954,7 +988,12 @@ fn tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) -> To
     };
     let source = if plan.in_place {
         let (chans, rin) = (lit(cpg_in), lit(rows_in(spec, rows)));
-        quote!(rows: &#rt::InRows<'_, #chans, #rin>, cols: &#rt::InCols<S>)
+        let cols = if inner {
+            quote!(#rt::InnerCols)
+        } else {
+            quote!(#rt::InCols<S>)
+        };
+        quote!(rows: &#rt::InRows<'_, #chans, #rin>, cols: &#cols)
     } else {
         quote!(band: &#rt::Band, buf: &[f32], r0: usize)
     };
@@ -992,6 +1031,7 @@ fn in_place_body(
     spec: &Spec,
     plan: &DirectPlan,
     rows: usize,
+    inner: bool,
     weight: &dyn Fn(usize, Option<usize>, usize, usize) -> TokenStream,
 ) -> TokenStream {
     let taps_at = in_place_taps(spec).expect("in-place plans have in-place taps");
@@ -1007,7 +1047,11 @@ fn in_place_body(
             if uses.is_empty() {
                 continue;
             }
-            body.extend(in_place_row(spec, &taps_at, ic, j, Outside::NONE));
+            body.extend(if inner {
+                inner_row(spec, &taps_at, ic, j)
+            } else {
+                in_place_row(spec, &taps_at, ic, j, Outside::NONE)
+            });
             for &(r, ky) in &uses {
                 for (kx, &(parity, shift)) in taps_at.iter().enumerate() {
                     let v = vec_name(spec, parity, shift);
@@ -1021,6 +1065,43 @@ fn in_place_body(
         }
     }
     body
+}
+
+/// Stride 1, a vector of columns whose every tap reads inside the row (`InnerCols`): the
+/// vector of each distinct tap offset of input row `j` of channel `ic`, one plain load each,
+/// bound to its [`vec_name`].
+fn inner_row(spec: &Spec, taps_at: &[(usize, isize)], ic: usize, j: usize) -> TokenStream {
+    assert_eq!(spec.stride_w, 1, "inner columns are a stride-1 form");
+    let (icl, jl) = (lit(ic), lit(j));
+    let mut body = TokenStream::new();
+    let mut made = Vec::new();
+    for &(parity, shift) in taps_at {
+        if made.contains(&shift) {
+            continue;
+        }
+        made.push(shift);
+        let v = vec_name(spec, parity, shift);
+        let d = lit(shift.unsigned_abs());
+        let d = if shift < 0 {
+            quote!({ -#d })
+        } else {
+            quote!(#d)
+        };
+        body.extend(quote!(let #v = rows.inner::<S, #icl, #jl, #d>(simd, cols);));
+    }
+    body
+}
+
+/// The smallest and largest column offset of a stride-1 in-place layer's taps, when an inner
+/// form of its tiles (`inner_row`) saves anything: when some tap reads a shifted vector.
+fn inner_span(spec: &Spec) -> Option<(isize, isize)> {
+    if spec.stride_w != 1 {
+        return None;
+    }
+    let taps_at = in_place_taps(spec)?;
+    let lo = taps_at.iter().map(|t| t.1).min()?.min(0);
+    let hi = taps_at.iter().map(|t| t.1).max()?.max(0);
+    (lo < 0 || hi > 0).then_some((lo, hi))
 }
 
 /// Which neighbours of a stride-1 vector of columns the code may take as lying wholly outside

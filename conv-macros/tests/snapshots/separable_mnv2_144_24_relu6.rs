@@ -452,6 +452,97 @@ impl Block3 {
             clippy::erasing_op,
             unused_variables
         )]
+        fn dw_r4_in<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 6>,
+            cols: &::conv_runtime::__private::InnerCols,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let x_m1 = rows.inner::<S, 0, 0, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 0, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 0, 1>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_0_0);
+            let x_m1 = rows.inner::<S, 0, 1, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 1, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 1, 1>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_1_0);
+            let x_m1 = rows.inner::<S, 0, 2, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 2, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 2, 1>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_2_0);
+            let x_m1 = rows.inner::<S, 0, 3, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 3, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 3, 1>(simd, cols);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_3_0);
+            let x_m1 = rows.inner::<S, 0, 4, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 4, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 4, 1>(simd, cols);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_3_0);
+            let x_m1 = rows.inner::<S, 0, 5, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 5, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 5, 1>(simd, cols);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_3_0);
+            let mut stores = out.tile_stores::<S, 1, 4>(simd, oy * wo + ox, wo, len);
+            acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
+            acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
+            acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
+            acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
+            acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
         fn dw_r3<S: ::conv_runtime::__private::Simd>(
             simd: S,
             rows: &::conv_runtime::__private::InRows<'_, 1, 5>,
@@ -521,6 +612,81 @@ impl Block3 {
             let x_m1 = rows.shifted::<S, 0, 4, { -1 }>(simd, cols, x, x_l);
             let x_0 = x;
             let x_p1 = rows.shifted::<S, 0, 4, 1>(simd, cols, x, x_r);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_2_0);
+            let mut stores = out.tile_stores::<S, 1, 3>(simd, oy * wo + ox, wo, len);
+            acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
+            acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
+            acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
+            acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn dw_r3_in<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 5>,
+            cols: &::conv_runtime::__private::InnerCols,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let x_m1 = rows.inner::<S, 0, 0, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 0, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 0, 1>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_0_0);
+            let x_m1 = rows.inner::<S, 0, 1, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 1, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 1, 1>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_1_0);
+            let x_m1 = rows.inner::<S, 0, 2, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 2, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 2, 1>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_2_0);
+            let x_m1 = rows.inner::<S, 0, 3, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 3, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 3, 1>(simd, cols);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_2_0);
+            let x_m1 = rows.inner::<S, 0, 4, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 4, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 4, 1>(simd, cols);
             acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_2_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_2_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_2_0);
@@ -613,6 +779,65 @@ impl Block3 {
             clippy::erasing_op,
             unused_variables
         )]
+        fn dw_r2_in<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 4>,
+            cols: &::conv_runtime::__private::InnerCols,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let x_m1 = rows.inner::<S, 0, 0, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 0, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 0, 1>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_0_0);
+            let x_m1 = rows.inner::<S, 0, 1, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 1, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 1, 1>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_1_0);
+            let x_m1 = rows.inner::<S, 0, 2, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 2, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 2, 1>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_1_0);
+            let x_m1 = rows.inner::<S, 0, 3, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 3, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 3, 1>(simd, cols);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_1_0);
+            let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
+            acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
+            acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
+            acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
         fn dw_r1<S: ::conv_runtime::__private::Simd>(
             simd: S,
             rows: &::conv_runtime::__private::InRows<'_, 1, 3>,
@@ -650,6 +875,49 @@ impl Block3 {
             let x_m1 = rows.shifted::<S, 0, 2, { -1 }>(simd, cols, x, x_l);
             let x_0 = x;
             let x_p1 = rows.shifted::<S, 0, 2, 1>(simd, cols, x, x_r);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
+            let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
+            acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
+            acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn dw_r1_in<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 3>,
+            cols: &::conv_runtime::__private::InnerCols,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let x_m1 = rows.inner::<S, 0, 0, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 0, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 0, 1>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_0_0);
+            let x_m1 = rows.inner::<S, 0, 1, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 1, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 1, 1>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_0_0);
+            let x_m1 = rows.inner::<S, 0, 2, { -1 }>(simd, cols);
+            let x_0 = rows.inner::<S, 0, 2, 0>(simd, cols);
+            let x_p1 = rows.inner::<S, 0, 2, 1>(simd, cols);
             acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
@@ -2057,6 +2325,9 @@ impl Block3 {
                     let out = &mut mid_planes.planes(oc0, 1);
                     let oy_base = 0;
                     let mut r = 0;
+                    let inner = ::conv_runtime::__private::InnerCols::pay::<
+                        S,
+                    >(planes, w);
                     while r + 4 <= rows {
                         let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
                         let in_rows = ::conv_runtime::__private::InRows::<
@@ -2066,18 +2337,37 @@ impl Block3 {
                         let mut ox = 0;
                         while ox < wo {
                             let len = (wo - ox).min(lanes);
-                            dw_r4(
-                                simd,
-                                &in_rows,
-                                &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
+                            if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                S,
+                            >(ox, w, -1, 1)
+                                .filter(|_| inner)
+                            {
+                                dw_r4_in(
+                                    simd,
+                                    &in_rows,
+                                    &cols,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            } else {
+                                dw_r4(
+                                    simd,
+                                    &in_rows,
+                                    &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            }
                             ox += lanes;
                         }
                         r += 4;
@@ -2091,18 +2381,37 @@ impl Block3 {
                         let mut ox = 0;
                         while ox < wo {
                             let len = (wo - ox).min(lanes);
-                            dw_r3(
-                                simd,
-                                &in_rows,
-                                &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
+                            if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                S,
+                            >(ox, w, -1, 1)
+                                .filter(|_| inner)
+                            {
+                                dw_r3_in(
+                                    simd,
+                                    &in_rows,
+                                    &cols,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            } else {
+                                dw_r3(
+                                    simd,
+                                    &in_rows,
+                                    &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            }
                             ox += lanes;
                         }
                         r += 3;
@@ -2116,18 +2425,37 @@ impl Block3 {
                         let mut ox = 0;
                         while ox < wo {
                             let len = (wo - ox).min(lanes);
-                            dw_r2(
-                                simd,
-                                &in_rows,
-                                &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
+                            if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                S,
+                            >(ox, w, -1, 1)
+                                .filter(|_| inner)
+                            {
+                                dw_r2_in(
+                                    simd,
+                                    &in_rows,
+                                    &cols,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            } else {
+                                dw_r2(
+                                    simd,
+                                    &in_rows,
+                                    &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            }
                             ox += lanes;
                         }
                         r += 2;
@@ -2141,18 +2469,37 @@ impl Block3 {
                         let mut ox = 0;
                         while ox < wo {
                             let len = (wo - ox).min(lanes);
-                            dw_r1(
-                                simd,
-                                &in_rows,
-                                &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
+                            if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                S,
+                            >(ox, w, -1, 1)
+                                .filter(|_| inner)
+                            {
+                                dw_r1_in(
+                                    simd,
+                                    &in_rows,
+                                    &cols,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            } else {
+                                dw_r1(
+                                    simd,
+                                    &in_rows,
+                                    &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            }
                             ox += lanes;
                         }
                         r += 1;
