@@ -437,7 +437,18 @@ pub fn stage(
         } else {
             (quote!(&band, buf, r), quote!())
         };
-        let mut tile = quote!(#tf(simd, #source, ox, len, out, oy_base + r, wo, #warg, &bias););
+        let tile = quote!(#tf(simd, #source, ox, len, out, oy_base + r, wo, #warg, &bias););
+        let columns = |tile: &TokenStream| {
+            quote! {
+                let mut ox = 0;
+                while ox < wo {
+                    let len = (wo - ox).min(lanes);
+                    #tile
+                    ox += lanes;
+                }
+            }
+        };
+        let mut sweep = columns(&tile);
         if let Some((lo, hi)) = inner_span(spec).filter(|_| inner_tiles) {
             // Vectors whose every tap reads inside the row: plain loads (see `InnerCols`).
             let tf_in = format_ident!("{}_r{}_in", prefix, rows);
@@ -451,23 +462,28 @@ pub fn stage(
                 }
             };
             let (lo, hi) = (signed(lo), signed(hi));
-            tile = quote! {
-                if let Some(cols) = #rt::InnerCols::new::<S>(ox, w, #lo, #hi).filter(|_| inner) {
+            // The plain column loop stays as it was where inner tiles do not pay: with both
+            // tile forms in one loop, that loop ran 5% slower on aligned 112-wide rows (2
+            // threads, 32 x 112 x 112), presumably its register allocation.
+            let mixed = columns(&quote! {
+                if let Some(cols) = #rt::InnerCols::new::<S>(ox, w, #lo, #hi) {
                     #tf_in(simd, &in_rows, &cols, ox, len, out, oy_base + r, wo, #warg, &bias);
                 } else {
                     #tile
+                }
+            });
+            sweep = quote! {
+                if inner {
+                    #mixed
+                } else {
+                    #sweep
                 }
             };
         }
         sweeps.extend(quote! {
             while r + #rl <= rows {
                 #row_setup
-                let mut ox = 0;
-                while ox < wo {
-                    let len = (wo - ox).min(lanes);
-                    #tile
-                    ox += lanes;
-                }
+                #sweep
                 r += #rl;
             }
         });

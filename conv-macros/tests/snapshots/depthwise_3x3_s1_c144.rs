@@ -884,27 +884,45 @@ impl Dw144 {
                         1,
                         6,
                     >::new(planes, zeros, h, w, iy0);
-                    let mut ox = 0;
-                    while ox < wo {
-                        let len = (wo - ox).min(lanes);
-                        if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
-                            S,
-                        >(ox, w, -1, 1)
-                            .filter(|_| inner)
-                        {
-                            tile_r4_in(
-                                simd,
-                                &in_rows,
-                                &cols,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                        } else {
+                    if inner {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                S,
+                            >(ox, w, -1, 1) {
+                                tile_r4_in(
+                                    simd,
+                                    &in_rows,
+                                    &cols,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            } else {
+                                tile_r4(
+                                    simd,
+                                    &in_rows,
+                                    &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            }
+                            ox += lanes;
+                        }
+                    } else {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
                             tile_r4(
                                 simd,
                                 &in_rows,
@@ -917,8 +935,8 @@ impl Dw144 {
                                 &wv,
                                 &bias,
                             );
+                            ox += lanes;
                         }
-                        ox += lanes;
                     }
                     r += 4;
                 }
@@ -928,27 +946,45 @@ impl Dw144 {
                         1,
                         5,
                     >::new(planes, zeros, h, w, iy0);
-                    let mut ox = 0;
-                    while ox < wo {
-                        let len = (wo - ox).min(lanes);
-                        if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
-                            S,
-                        >(ox, w, -1, 1)
-                            .filter(|_| inner)
-                        {
-                            tile_r3_in(
-                                simd,
-                                &in_rows,
-                                &cols,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                        } else {
+                    if inner {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                S,
+                            >(ox, w, -1, 1) {
+                                tile_r3_in(
+                                    simd,
+                                    &in_rows,
+                                    &cols,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            } else {
+                                tile_r3(
+                                    simd,
+                                    &in_rows,
+                                    &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            }
+                            ox += lanes;
+                        }
+                    } else {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
                             tile_r3(
                                 simd,
                                 &in_rows,
@@ -961,8 +997,8 @@ impl Dw144 {
                                 &wv,
                                 &bias,
                             );
+                            ox += lanes;
                         }
-                        ox += lanes;
                     }
                     r += 3;
                 }
@@ -972,27 +1008,45 @@ impl Dw144 {
                         1,
                         4,
                     >::new(planes, zeros, h, w, iy0);
-                    let mut ox = 0;
-                    while ox < wo {
-                        let len = (wo - ox).min(lanes);
-                        if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
-                            S,
-                        >(ox, w, -1, 1)
-                            .filter(|_| inner)
-                        {
-                            tile_r2_in(
-                                simd,
-                                &in_rows,
-                                &cols,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                        } else {
+                    if inner {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                S,
+                            >(ox, w, -1, 1) {
+                                tile_r2_in(
+                                    simd,
+                                    &in_rows,
+                                    &cols,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            } else {
+                                tile_r2(
+                                    simd,
+                                    &in_rows,
+                                    &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            }
+                            ox += lanes;
+                        }
+                    } else {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
                             tile_r2(
                                 simd,
                                 &in_rows,
@@ -1005,8 +1059,8 @@ impl Dw144 {
                                 &wv,
                                 &bias,
                             );
+                            ox += lanes;
                         }
-                        ox += lanes;
                     }
                     r += 2;
                 }
@@ -1016,27 +1070,45 @@ impl Dw144 {
                         1,
                         3,
                     >::new(planes, zeros, h, w, iy0);
-                    let mut ox = 0;
-                    while ox < wo {
-                        let len = (wo - ox).min(lanes);
-                        if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
-                            S,
-                        >(ox, w, -1, 1)
-                            .filter(|_| inner)
-                        {
-                            tile_r1_in(
-                                simd,
-                                &in_rows,
-                                &cols,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                &wv,
-                                &bias,
-                            );
-                        } else {
+                    if inner {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
+                            if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                S,
+                            >(ox, w, -1, 1) {
+                                tile_r1_in(
+                                    simd,
+                                    &in_rows,
+                                    &cols,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            } else {
+                                tile_r1(
+                                    simd,
+                                    &in_rows,
+                                    &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    &wv,
+                                    &bias,
+                                );
+                            }
+                            ox += lanes;
+                        }
+                    } else {
+                        let mut ox = 0;
+                        while ox < wo {
+                            let len = (wo - ox).min(lanes);
                             tile_r1(
                                 simd,
                                 &in_rows,
@@ -1049,8 +1121,8 @@ impl Dw144 {
                                 &wv,
                                 &bias,
                             );
+                            ox += lanes;
                         }
-                        ox += lanes;
                     }
                     r += 1;
                 }

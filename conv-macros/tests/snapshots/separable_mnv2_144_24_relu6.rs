@@ -2334,27 +2334,45 @@ impl Block3 {
                             1,
                             6,
                         >::new(planes, zeros, h, w, iy0);
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
-                                S,
-                            >(ox, w, -1, 1)
-                                .filter(|_| inner)
-                            {
-                                dw_r4_in(
-                                    simd,
-                                    &in_rows,
-                                    &cols,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    &wv,
-                                    &bias,
-                                );
-                            } else {
+                        if inner {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                    S,
+                                >(ox, w, -1, 1) {
+                                    dw_r4_in(
+                                        simd,
+                                        &in_rows,
+                                        &cols,
+                                        ox,
+                                        len,
+                                        out,
+                                        oy_base + r,
+                                        wo,
+                                        &wv,
+                                        &bias,
+                                    );
+                                } else {
+                                    dw_r4(
+                                        simd,
+                                        &in_rows,
+                                        &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                        ox,
+                                        len,
+                                        out,
+                                        oy_base + r,
+                                        wo,
+                                        &wv,
+                                        &bias,
+                                    );
+                                }
+                                ox += lanes;
+                            }
+                        } else {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
                                 dw_r4(
                                     simd,
                                     &in_rows,
@@ -2367,8 +2385,8 @@ impl Block3 {
                                     &wv,
                                     &bias,
                                 );
+                                ox += lanes;
                             }
-                            ox += lanes;
                         }
                         r += 4;
                     }
@@ -2378,27 +2396,45 @@ impl Block3 {
                             1,
                             5,
                         >::new(planes, zeros, h, w, iy0);
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
-                                S,
-                            >(ox, w, -1, 1)
-                                .filter(|_| inner)
-                            {
-                                dw_r3_in(
-                                    simd,
-                                    &in_rows,
-                                    &cols,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    &wv,
-                                    &bias,
-                                );
-                            } else {
+                        if inner {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                    S,
+                                >(ox, w, -1, 1) {
+                                    dw_r3_in(
+                                        simd,
+                                        &in_rows,
+                                        &cols,
+                                        ox,
+                                        len,
+                                        out,
+                                        oy_base + r,
+                                        wo,
+                                        &wv,
+                                        &bias,
+                                    );
+                                } else {
+                                    dw_r3(
+                                        simd,
+                                        &in_rows,
+                                        &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                        ox,
+                                        len,
+                                        out,
+                                        oy_base + r,
+                                        wo,
+                                        &wv,
+                                        &bias,
+                                    );
+                                }
+                                ox += lanes;
+                            }
+                        } else {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
                                 dw_r3(
                                     simd,
                                     &in_rows,
@@ -2411,8 +2447,8 @@ impl Block3 {
                                     &wv,
                                     &bias,
                                 );
+                                ox += lanes;
                             }
-                            ox += lanes;
                         }
                         r += 3;
                     }
@@ -2422,27 +2458,45 @@ impl Block3 {
                             1,
                             4,
                         >::new(planes, zeros, h, w, iy0);
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
-                                S,
-                            >(ox, w, -1, 1)
-                                .filter(|_| inner)
-                            {
-                                dw_r2_in(
-                                    simd,
-                                    &in_rows,
-                                    &cols,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    &wv,
-                                    &bias,
-                                );
-                            } else {
+                        if inner {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                    S,
+                                >(ox, w, -1, 1) {
+                                    dw_r2_in(
+                                        simd,
+                                        &in_rows,
+                                        &cols,
+                                        ox,
+                                        len,
+                                        out,
+                                        oy_base + r,
+                                        wo,
+                                        &wv,
+                                        &bias,
+                                    );
+                                } else {
+                                    dw_r2(
+                                        simd,
+                                        &in_rows,
+                                        &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                        ox,
+                                        len,
+                                        out,
+                                        oy_base + r,
+                                        wo,
+                                        &wv,
+                                        &bias,
+                                    );
+                                }
+                                ox += lanes;
+                            }
+                        } else {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
                                 dw_r2(
                                     simd,
                                     &in_rows,
@@ -2455,8 +2509,8 @@ impl Block3 {
                                     &wv,
                                     &bias,
                                 );
+                                ox += lanes;
                             }
-                            ox += lanes;
                         }
                         r += 2;
                     }
@@ -2466,27 +2520,45 @@ impl Block3 {
                             1,
                             3,
                         >::new(planes, zeros, h, w, iy0);
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
-                                S,
-                            >(ox, w, -1, 1)
-                                .filter(|_| inner)
-                            {
-                                dw_r1_in(
-                                    simd,
-                                    &in_rows,
-                                    &cols,
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    &wv,
-                                    &bias,
-                                );
-                            } else {
+                        if inner {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                    S,
+                                >(ox, w, -1, 1) {
+                                    dw_r1_in(
+                                        simd,
+                                        &in_rows,
+                                        &cols,
+                                        ox,
+                                        len,
+                                        out,
+                                        oy_base + r,
+                                        wo,
+                                        &wv,
+                                        &bias,
+                                    );
+                                } else {
+                                    dw_r1(
+                                        simd,
+                                        &in_rows,
+                                        &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                        ox,
+                                        len,
+                                        out,
+                                        oy_base + r,
+                                        wo,
+                                        &wv,
+                                        &bias,
+                                    );
+                                }
+                                ox += lanes;
+                            }
+                        } else {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
                                 dw_r1(
                                     simd,
                                     &in_rows,
@@ -2499,8 +2571,8 @@ impl Block3 {
                                     &wv,
                                     &bias,
                                 );
+                                ox += lanes;
                             }
-                            ox += lanes;
                         }
                         r += 1;
                     }
