@@ -721,21 +721,28 @@ fn plan_band(spec: &Spec, class: RegClass) -> DirectPlan {
 fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
     let (cin, cout) = (spec.in_per_group(), spec.out_per_group());
     let mut best: Option<(f64, GemmPlan)> = None;
-    for vecs in 1..=4 {
+    // Whether L1 holds the panel of the widest tile's pixels: the same for every candidate, so
+    // that narrow tiles do not look cheaper for panels that only they keep in L1 (`t13v2` on
+    // 128 -> 128, 56 x 56: 528 us against `t8v3`'s 465).
+    let panel = (cin * MAX_GEMM_VECS * vector_bytes(class)).min(block_bytes(class));
+    let panel_load = if panel <= GEMM_PANEL_BYTES {
+        1.0
+    } else {
+        GEMM_L2_LOAD
+    };
+    for vecs in 1..=MAX_GEMM_VECS {
         for t in 1..=cout.min(MAX_OC_TILE * 2) {
             // Accumulators, the tile's input vectors, two splatted weights.
             if t * vecs + vecs + 2 > class.regs {
                 continue;
             }
             let tail = cout % t;
-            // Loads + splats per FMA, over the whole group including the tail tile.
-            let full = (cout / t) as f64;
-            let per_fma = |tt: usize| (vecs + tt) as f64 / (tt * vecs) as f64;
-            let mut cost = full * t as f64 * per_fma(t);
-            if tail > 0 {
-                cost += tail as f64 * per_fma(tail);
-            }
-            cost /= cout as f64;
+            // Loads + splats per FMA over the whole group, the tail tile included: per input
+            // channel each tile loads `vecs` panel vectors and splats `t` weights for `t x
+            // vecs` FMAs. A panel that outgrows L1 is read from L2 by every tile, and its loads
+            // count `GEMM_L2_LOAD` each (see there).
+            let tiles = cout.div_ceil(t) as f64;
+            let cost = (tiles * panel_load * vecs as f64 + cout as f64) / (cout * vecs) as f64;
             if best.as_ref().is_none_or(|(c, _)| cost < *c - 1e-9) {
                 // Unrolling the reduction only pays while the extra input vectors it keeps
                 // live still fit beside the accumulators; otherwise LLVM hoists the loads of
@@ -777,22 +784,64 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
     })
 }
 
-/// Bytes of input vectors one block of the reduction may span (`kc x vecs` vectors): half of
-/// the smallest L1 data cache among the targets (32 KiB: Zen 3 and 4, Apple and Neoverse cores
-/// have 64 or more, Intel since Ice Lake 48), leaving the rest for the tile's weights and output
-/// rows and for the next step's panel coming in.
+/// Pixel vectors per GEMM tile, at most.
+const MAX_GEMM_VECS: usize = 4;
+
+/// Bytes of input vectors (`cin x vecs` vectors) that stay in L1 while every output-channel
+/// tile of a pixel step reads them: half of the smallest L1 data cache among the targets (32
+/// KiB: Zen 3 and 4, Apple and Neoverse cores have 64 or more, Intel since Ice Lake 48),
+/// leaving the rest for the tile's weights and output rows and for the next step's panel.
 const GEMM_PANEL_BYTES: usize = 16 * 1024;
 
+/// What a panel vector read from L2 costs in [`plan_gemm`]'s count, in L1 loads: a larger
+/// panel is read again by every output-channel tile, so wider tiles (fewer tiles, fewer panel
+/// reads) pay there even at more splats per FMA. Measured on AVX-512 (throwaway loop, p10 of
+/// 21, whole reductions): `t8v3` against `t6v4` 384 -> 64 on 14 x 14 41.5 against 44.0 us, 512
+/// -> 512 on 14 x 14 474-478 against 500-506, 1024 -> 1024 on 7 x 7 611-615 against 666-675,
+/// 960 -> 160 on 7 x 7 69-70 against 77-79; with panels in L1 (32 -> 192, 64 -> 384) `t6v4`
+/// held level or ahead. At 3, `t8v3` (or `t9v3`, measured level with it) wins where the panel
+/// outgrows L1; at 2 the two tie.
+const GEMM_L2_LOAD: f64 = 3.0;
+
+/// Bytes of input vectors one block of the reduction may span on 32 registers: a quarter of
+/// the smallest L2 among the targets (1 MiB: Zen 4, Neoverse N1; Intel since Ice Lake 1.25-2
+/// MiB), so that the block's panel stays in L2 while every output-channel tile reads it.
+const GEMM_BLOCK_BYTES: usize = 256 * 1024;
+
+/// The block budget of `class`: [`GEMM_BLOCK_BYTES`] on 32 registers, L1's
+/// [`GEMM_PANEL_BYTES`] on 16, where whole reductions read from L2 measured slower (AVX2, the
+/// timer of [`GEMM_L2_LOAD`], `t6v2`: 320 -> 1280 on 7 x 7 460 us blocked against 491-502
+/// whole; 384 -> 64 on 14 x 14 level).
+fn block_bytes(class: RegClass) -> usize {
+    if class.regs >= 32 {
+        GEMM_BLOCK_BYTES
+    } else {
+        GEMM_PANEL_BYTES
+    }
+}
+
+/// Bytes of a vector of the class's widest ISA: 64 on 32 registers, 32 on 16.
+fn vector_bytes(class: RegClass) -> usize {
+    if class.regs >= 32 {
+        64
+    } else {
+        32
+    }
+}
+
 /// Input channels per cache block of a GEMM of `cin` input channels and tiles of `vecs`
-/// vectors: all of them when their panel fits [`GEMM_PANEL_BYTES`] (vectors of the class's
-/// widest ISA: 64 bytes on 32 registers, 32 on 16), else the largest divisor of `cin` that is a
-/// multiple of `unroll` and fits. Without blocking, the panel of a wide reduction (256 channels
-/// x 4 zmm vectors = 64 KiB) spills from L1 and every output-channel tile reads it again from
-/// L2, at a rate that two 512-bit FMAs per cycle outrun. Blocks under 16 channels would cost
-/// more in reloaded partial sums than they save; then the reduction stays whole.
+/// vectors: all of them when their panel fits [`block_bytes`], else the largest divisor
+/// of `cin` that is a multiple of `unroll` and fits. Blocks under 16 channels would cost more
+/// in reloaded partial sums than they save; then the reduction stays whole.
+///
+/// On 32 registers, blocking to L1 ([`GEMM_PANEL_BYTES`]: 64 channels of 4 zmm vectors), where every
+/// tile after a block's first reloads and stores its partial sums, lost to the whole reduction
+/// read from L2 (AVX-512, the same timer, before -> after: `t6v4` 384 -> 64 on 14 x 14 44.4 ->
+/// 44.0 us, 256 -> 256 on 28 x 28 447 -> 438, 1024 -> 1024 on 7 x 7 852 -> 670; `t8v3`
+/// 384 -> 64 42.6 -> 41.5 at 128-channel blocks, 256 -> 256 438 -> 434).
 fn gemm_block(cin: usize, vecs: usize, unroll: usize, class: RegClass) -> usize {
-    let vbytes = if class.regs >= 32 { 64 } else { 32 };
-    let fits = |kc: usize| kc * vecs * vbytes <= GEMM_PANEL_BYTES;
+    let vbytes = vector_bytes(class);
+    let fits = |kc: usize| kc * vecs * vbytes <= block_bytes(class);
     if fits(cin) {
         return cin;
     }

@@ -100,9 +100,10 @@ pub struct PwG3;
 #[conv_kernel(in = 67, out = 9, k = 1, bias = false)]
 pub struct Pw67;
 // A reduction long enough to run in cache blocks of input channels on both register classes
-// (`b..`), with an output-channel tail tile and an activation applied after the last block only.
-#[conv_kernel(in = 288, out = 11, k = 1, act = "relu6")]
-pub struct Pw288x11Relu6;
+// (`b..`: past L1 on 16 registers, past the L2 budget on 32), with an output-channel tail tile
+// and an activation applied after the last block only.
+#[conv_kernel(in = 2304, out = 11, k = 1, act = "relu6")]
+pub struct Pw2304x11Relu6;
 
 // Fused activations on every family and body layout: depthwise relu6 (hoisted weights),
 // grouped clamp, dense strided relu6, pointwise relu (GEMM), a large kernel with relu (loops).
@@ -192,7 +193,7 @@ fn all_cases() -> Vec<Case> {
         Dense5x7S2Relu6 => Activation::Relu6,
         Pw8x13Relu => Activation::Relu,
         Pw67Clamp => Activation::Clamp { min: -3.0, max: 2.5 },
-        Pw288x11Relu6 => Activation::Relu6,
+        Pw2304x11Relu6 => Activation::Relu6,
         DwK29S2Relu => Activation::Relu,
     ]
 }

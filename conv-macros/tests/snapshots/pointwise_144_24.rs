@@ -30,7 +30,7 @@ impl Pw144x24 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "pointwise/f32/1x1/s1/p0/c144-24/g1/r32.t6v4b48/r16.t6v2",
+        name: "pointwise/f32/1x1/s1/p0/c144-24/g1/r32.t8v3/r16.t6v2",
         family: "pointwise",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -294,7 +294,7 @@ impl Pw144x24 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn tile_t6_v4<S: ::conv_runtime::__private::Simd, const PF: bool>(
+        fn tile_t8_v3<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -306,717 +306,59 @@ impl Pw144x24 {
             first: bool,
             last: bool,
         ) {
-            let wt = &wt[..768];
-            let bias = &bias[..6];
+            let wt = &wt[..1152];
+            let bias = &bias[..8];
             let panel = ::conv_runtime::__private::Panel::<
-                48,
-                4,
+                144,
+                3,
             >::new::<S>(inp, istride, p);
-            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[0],
-                out,
-                0,
-                p + 0 * lanes,
-            );
-            let mut acc_0_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[0],
-                out,
-                0,
-                p + 1 * lanes,
-            );
-            let mut acc_0_0_2 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[0],
-                out,
-                0,
-                p + 2 * lanes,
-            );
-            let mut acc_0_0_3 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[0],
-                out,
-                0,
-                p + 3 * lanes,
-            );
-            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[1],
-                out,
-                1,
-                p + 0 * lanes,
-            );
-            let mut acc_1_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[1],
-                out,
-                1,
-                p + 1 * lanes,
-            );
-            let mut acc_1_0_2 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[1],
-                out,
-                1,
-                p + 2 * lanes,
-            );
-            let mut acc_1_0_3 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[1],
-                out,
-                1,
-                p + 3 * lanes,
-            );
-            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[2],
-                out,
-                2,
-                p + 0 * lanes,
-            );
-            let mut acc_2_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[2],
-                out,
-                2,
-                p + 1 * lanes,
-            );
-            let mut acc_2_0_2 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[2],
-                out,
-                2,
-                p + 2 * lanes,
-            );
-            let mut acc_2_0_3 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[2],
-                out,
-                2,
-                p + 3 * lanes,
-            );
-            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[3],
-                out,
-                3,
-                p + 0 * lanes,
-            );
-            let mut acc_3_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[3],
-                out,
-                3,
-                p + 1 * lanes,
-            );
-            let mut acc_3_0_2 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[3],
-                out,
-                3,
-                p + 2 * lanes,
-            );
-            let mut acc_3_0_3 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[3],
-                out,
-                3,
-                p + 3 * lanes,
-            );
-            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[4],
-                out,
-                4,
-                p + 0 * lanes,
-            );
-            let mut acc_4_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[4],
-                out,
-                4,
-                p + 1 * lanes,
-            );
-            let mut acc_4_0_2 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[4],
-                out,
-                4,
-                p + 2 * lanes,
-            );
-            let mut acc_4_0_3 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[4],
-                out,
-                4,
-                p + 3 * lanes,
-            );
-            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[5],
-                out,
-                5,
-                p + 0 * lanes,
-            );
-            let mut acc_5_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[5],
-                out,
-                5,
-                p + 1 * lanes,
-            );
-            let mut acc_5_0_2 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[5],
-                out,
-                5,
-                p + 2 * lanes,
-            );
-            let mut acc_5_0_3 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[5],
-                out,
-                5,
-                p + 3 * lanes,
-            );
-            for i in 0..48 {
-                let ic = i * 1;
+            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
+            let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
+            let mut acc_0_0_2 = simd.splat_f32s(bias[0]);
+            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
+            let mut acc_1_0_1 = simd.splat_f32s(bias[1]);
+            let mut acc_1_0_2 = simd.splat_f32s(bias[1]);
+            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
+            let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
+            let mut acc_2_0_2 = simd.splat_f32s(bias[2]);
+            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
+            let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
+            let mut acc_3_0_2 = simd.splat_f32s(bias[3]);
+            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
+            let mut acc_4_0_1 = simd.splat_f32s(bias[4]);
+            let mut acc_4_0_2 = simd.splat_f32s(bias[4]);
+            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
+            let mut acc_5_0_1 = simd.splat_f32s(bias[5]);
+            let mut acc_5_0_2 = simd.splat_f32s(bias[5]);
+            let mut acc_6_0_0 = simd.splat_f32s(bias[6]);
+            let mut acc_6_0_1 = simd.splat_f32s(bias[6]);
+            let mut acc_6_0_2 = simd.splat_f32s(bias[6]);
+            let mut acc_7_0_0 = simd.splat_f32s(bias[7]);
+            let mut acc_7_0_1 = simd.splat_f32s(bias[7]);
+            let mut acc_7_0_2 = simd.splat_f32s(bias[7]);
+            for i in 0..72 {
+                let ic = i * 2;
                 let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 0) * istride + p + 3 * lanes,
+                    );
+                }
+                let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
                 if PF {
                     ::conv_runtime::__private::prefetch(
                         inp,
                         (ic + 0) * istride + p + 4 * lanes,
                     );
                 }
-                let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
+                let x_0_2 = panel.ld::<S, 2>(simd, ic + 0);
                 if PF {
                     ::conv_runtime::__private::prefetch(
                         inp,
                         (ic + 0) * istride + p + 5 * lanes,
                     );
                 }
-                let x_0_2 = panel.ld::<S, 2>(simd, ic + 0);
-                if PF {
-                    ::conv_runtime::__private::prefetch(
-                        inp,
-                        (ic + 0) * istride + p + 6 * lanes,
-                    );
-                }
-                let x_0_3 = panel.ld::<S, 3>(simd, ic + 0);
-                if PF {
-                    ::conv_runtime::__private::prefetch(
-                        inp,
-                        (ic + 0) * istride + p + 7 * lanes,
-                    );
-                }
-                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
-                acc_0_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_0, acc_0_0_1);
-                acc_0_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_0, acc_0_0_2);
-                acc_0_0_3 = simd.mul_add_e_f32s(x_0_3, w_0_0, acc_0_0_3);
-                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
-                acc_1_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_1, acc_1_0_1);
-                acc_1_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_1, acc_1_0_2);
-                acc_1_0_3 = simd.mul_add_e_f32s(x_0_3, w_0_1, acc_1_0_3);
-                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
-                acc_2_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_2, acc_2_0_1);
-                acc_2_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_2, acc_2_0_2);
-                acc_2_0_3 = simd.mul_add_e_f32s(x_0_3, w_0_2, acc_2_0_3);
-                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
-                acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
-                acc_3_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_3, acc_3_0_2);
-                acc_3_0_3 = simd.mul_add_e_f32s(x_0_3, w_0_3, acc_3_0_3);
-                let w_0_4 = simd.splat_f32s(wt[576 + ic + 0]);
-                acc_4_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_4, acc_4_0_0);
-                acc_4_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_4, acc_4_0_1);
-                acc_4_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_4, acc_4_0_2);
-                acc_4_0_3 = simd.mul_add_e_f32s(x_0_3, w_0_4, acc_4_0_3);
-                let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
-                acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
-                acc_5_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_5, acc_5_0_1);
-                acc_5_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_5, acc_5_0_2);
-                acc_5_0_3 = simd.mul_add_e_f32s(x_0_3, w_0_5, acc_5_0_3);
-            }
-            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 0, p + 2 * lanes, acc_0_0_2);
-            ::conv_runtime::__private::st_plane(simd, out, 0, p + 3 * lanes, acc_0_0_3);
-            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 1, p + 1 * lanes, acc_1_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 1, p + 2 * lanes, acc_1_0_2);
-            ::conv_runtime::__private::st_plane(simd, out, 1, p + 3 * lanes, acc_1_0_3);
-            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 2, p + 2 * lanes, acc_2_0_2);
-            ::conv_runtime::__private::st_plane(simd, out, 2, p + 3 * lanes, acc_2_0_3);
-            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 3, p + 2 * lanes, acc_3_0_2);
-            ::conv_runtime::__private::st_plane(simd, out, 3, p + 3 * lanes, acc_3_0_3);
-            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 4, p + 1 * lanes, acc_4_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 4, p + 2 * lanes, acc_4_0_2);
-            ::conv_runtime::__private::st_plane(simd, out, 4, p + 3 * lanes, acc_4_0_3);
-            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 5, p + 1 * lanes, acc_5_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 5, p + 2 * lanes, acc_5_0_2);
-            ::conv_runtime::__private::st_plane(simd, out, 5, p + 3 * lanes, acc_5_0_3);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_t6_v1<S: ::conv_runtime::__private::Simd, const PF: bool>(
-            simd: S,
-            inp: &[f32],
-            istride: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            p: usize,
-            lanes: usize,
-            wt: &[f32],
-            bias: &[f32],
-            first: bool,
-            last: bool,
-        ) {
-            let wt = &wt[..768];
-            let bias = &bias[..6];
-            let panel = ::conv_runtime::__private::Panel::<
-                48,
-                1,
-            >::new::<S>(inp, istride, p);
-            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[0],
-                out,
-                0,
-                p + 0 * lanes,
-            );
-            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[1],
-                out,
-                1,
-                p + 0 * lanes,
-            );
-            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[2],
-                out,
-                2,
-                p + 0 * lanes,
-            );
-            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[3],
-                out,
-                3,
-                p + 0 * lanes,
-            );
-            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[4],
-                out,
-                4,
-                p + 0 * lanes,
-            );
-            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[5],
-                out,
-                5,
-                p + 0 * lanes,
-            );
-            for i in 0..48 {
-                let ic = i * 1;
-                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
-                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
-                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
-                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
-                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
-                let w_0_4 = simd.splat_f32s(wt[576 + ic + 0]);
-                acc_4_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_4, acc_4_0_0);
-                let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
-                acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
-            }
-            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_t6_v2<S: ::conv_runtime::__private::Simd, const PF: bool>(
-            simd: S,
-            inp: &[f32],
-            istride: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            p: usize,
-            lanes: usize,
-            wt: &[f32],
-            bias: &[f32],
-            first: bool,
-            last: bool,
-        ) {
-            let wt = &wt[..768];
-            let bias = &bias[..6];
-            let panel = ::conv_runtime::__private::Panel::<
-                48,
-                2,
-            >::new::<S>(inp, istride, p);
-            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[0],
-                out,
-                0,
-                p + 0 * lanes,
-            );
-            let mut acc_0_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[0],
-                out,
-                0,
-                p + 1 * lanes,
-            );
-            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[1],
-                out,
-                1,
-                p + 0 * lanes,
-            );
-            let mut acc_1_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[1],
-                out,
-                1,
-                p + 1 * lanes,
-            );
-            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[2],
-                out,
-                2,
-                p + 0 * lanes,
-            );
-            let mut acc_2_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[2],
-                out,
-                2,
-                p + 1 * lanes,
-            );
-            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[3],
-                out,
-                3,
-                p + 0 * lanes,
-            );
-            let mut acc_3_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[3],
-                out,
-                3,
-                p + 1 * lanes,
-            );
-            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[4],
-                out,
-                4,
-                p + 0 * lanes,
-            );
-            let mut acc_4_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[4],
-                out,
-                4,
-                p + 1 * lanes,
-            );
-            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[5],
-                out,
-                5,
-                p + 0 * lanes,
-            );
-            let mut acc_5_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[5],
-                out,
-                5,
-                p + 1 * lanes,
-            );
-            for i in 0..48 {
-                let ic = i * 1;
-                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
-                let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
-                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
-                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
-                acc_0_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_0, acc_0_0_1);
-                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
-                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
-                acc_1_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_1, acc_1_0_1);
-                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
-                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
-                acc_2_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_2, acc_2_0_1);
-                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
-                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
-                acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
-                let w_0_4 = simd.splat_f32s(wt[576 + ic + 0]);
-                acc_4_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_4, acc_4_0_0);
-                acc_4_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_4, acc_4_0_1);
-                let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
-                acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
-                acc_5_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_5, acc_5_0_1);
-            }
-            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 1, p + 1 * lanes, acc_1_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 4, p + 1 * lanes, acc_4_0_1);
-            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
-            ::conv_runtime::__private::st_plane(simd, out, 5, p + 1 * lanes, acc_5_0_1);
-        }
-        #[inline(always)]
-        #[allow(
-            clippy::too_many_arguments,
-            clippy::identity_op,
-            clippy::erasing_op,
-            unused_variables
-        )]
-        fn tile_t6_v3<S: ::conv_runtime::__private::Simd, const PF: bool>(
-            simd: S,
-            inp: &[f32],
-            istride: usize,
-            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
-            p: usize,
-            lanes: usize,
-            wt: &[f32],
-            bias: &[f32],
-            first: bool,
-            last: bool,
-        ) {
-            let wt = &wt[..768];
-            let bias = &bias[..6];
-            let panel = ::conv_runtime::__private::Panel::<
-                48,
-                3,
-            >::new::<S>(inp, istride, p);
-            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[0],
-                out,
-                0,
-                p + 0 * lanes,
-            );
-            let mut acc_0_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[0],
-                out,
-                0,
-                p + 1 * lanes,
-            );
-            let mut acc_0_0_2 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[0],
-                out,
-                0,
-                p + 2 * lanes,
-            );
-            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[1],
-                out,
-                1,
-                p + 0 * lanes,
-            );
-            let mut acc_1_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[1],
-                out,
-                1,
-                p + 1 * lanes,
-            );
-            let mut acc_1_0_2 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[1],
-                out,
-                1,
-                p + 2 * lanes,
-            );
-            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[2],
-                out,
-                2,
-                p + 0 * lanes,
-            );
-            let mut acc_2_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[2],
-                out,
-                2,
-                p + 1 * lanes,
-            );
-            let mut acc_2_0_2 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[2],
-                out,
-                2,
-                p + 2 * lanes,
-            );
-            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[3],
-                out,
-                3,
-                p + 0 * lanes,
-            );
-            let mut acc_3_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[3],
-                out,
-                3,
-                p + 1 * lanes,
-            );
-            let mut acc_3_0_2 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[3],
-                out,
-                3,
-                p + 2 * lanes,
-            );
-            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[4],
-                out,
-                4,
-                p + 0 * lanes,
-            );
-            let mut acc_4_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[4],
-                out,
-                4,
-                p + 1 * lanes,
-            );
-            let mut acc_4_0_2 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[4],
-                out,
-                4,
-                p + 2 * lanes,
-            );
-            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[5],
-                out,
-                5,
-                p + 0 * lanes,
-            );
-            let mut acc_5_0_1 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[5],
-                out,
-                5,
-                p + 1 * lanes,
-            );
-            let mut acc_5_0_2 = ::conv_runtime::__private::acc_init(
-                simd,
-                first,
-                bias[5],
-                out,
-                5,
-                p + 2 * lanes,
-            );
-            for i in 0..48 {
-                let ic = i * 1;
-                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
-                let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
-                let x_0_2 = panel.ld::<S, 2>(simd, ic + 0);
                 let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
                 acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
                 acc_0_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_0, acc_0_0_1);
@@ -1041,6 +383,67 @@ impl Pw144x24 {
                 acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
                 acc_5_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_5, acc_5_0_1);
                 acc_5_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_5, acc_5_0_2);
+                let w_0_6 = simd.splat_f32s(wt[864 + ic + 0]);
+                acc_6_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_6, acc_6_0_0);
+                acc_6_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_6, acc_6_0_1);
+                acc_6_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_6, acc_6_0_2);
+                let w_0_7 = simd.splat_f32s(wt[1008 + ic + 0]);
+                acc_7_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_7, acc_7_0_0);
+                acc_7_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_7, acc_7_0_1);
+                acc_7_0_2 = simd.mul_add_e_f32s(x_0_2, w_0_7, acc_7_0_2);
+                let x_1_0 = panel.ld::<S, 0>(simd, ic + 1);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 1) * istride + p + 3 * lanes,
+                    );
+                }
+                let x_1_1 = panel.ld::<S, 1>(simd, ic + 1);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 1) * istride + p + 4 * lanes,
+                    );
+                }
+                let x_1_2 = panel.ld::<S, 2>(simd, ic + 1);
+                if PF {
+                    ::conv_runtime::__private::prefetch(
+                        inp,
+                        (ic + 1) * istride + p + 5 * lanes,
+                    );
+                }
+                let w_1_0 = simd.splat_f32s(wt[0 + ic + 1]);
+                acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0, acc_0_0_0);
+                acc_0_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_0, acc_0_0_1);
+                acc_0_0_2 = simd.mul_add_e_f32s(x_1_2, w_1_0, acc_0_0_2);
+                let w_1_1 = simd.splat_f32s(wt[144 + ic + 1]);
+                acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_1, acc_1_0_0);
+                acc_1_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_1, acc_1_0_1);
+                acc_1_0_2 = simd.mul_add_e_f32s(x_1_2, w_1_1, acc_1_0_2);
+                let w_1_2 = simd.splat_f32s(wt[288 + ic + 1]);
+                acc_2_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_2, acc_2_0_0);
+                acc_2_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_2, acc_2_0_1);
+                acc_2_0_2 = simd.mul_add_e_f32s(x_1_2, w_1_2, acc_2_0_2);
+                let w_1_3 = simd.splat_f32s(wt[432 + ic + 1]);
+                acc_3_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_3, acc_3_0_0);
+                acc_3_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_3, acc_3_0_1);
+                acc_3_0_2 = simd.mul_add_e_f32s(x_1_2, w_1_3, acc_3_0_2);
+                let w_1_4 = simd.splat_f32s(wt[576 + ic + 1]);
+                acc_4_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_4, acc_4_0_0);
+                acc_4_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_4, acc_4_0_1);
+                acc_4_0_2 = simd.mul_add_e_f32s(x_1_2, w_1_4, acc_4_0_2);
+                let w_1_5 = simd.splat_f32s(wt[720 + ic + 1]);
+                acc_5_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_5, acc_5_0_0);
+                acc_5_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_5, acc_5_0_1);
+                acc_5_0_2 = simd.mul_add_e_f32s(x_1_2, w_1_5, acc_5_0_2);
+                let w_1_6 = simd.splat_f32s(wt[864 + ic + 1]);
+                acc_6_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_6, acc_6_0_0);
+                acc_6_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_6, acc_6_0_1);
+                acc_6_0_2 = simd.mul_add_e_f32s(x_1_2, w_1_6, acc_6_0_2);
+                let w_1_7 = simd.splat_f32s(wt[1008 + ic + 1]);
+                acc_7_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_7, acc_7_0_0);
+                acc_7_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_7, acc_7_0_1);
+                acc_7_0_2 = simd.mul_add_e_f32s(x_1_2, w_1_7, acc_7_0_2);
             }
             ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
             ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
@@ -1060,6 +463,12 @@ impl Pw144x24 {
             ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
             ::conv_runtime::__private::st_plane(simd, out, 5, p + 1 * lanes, acc_5_0_1);
             ::conv_runtime::__private::st_plane(simd, out, 5, p + 2 * lanes, acc_5_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 6, p + 0 * lanes, acc_6_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 6, p + 1 * lanes, acc_6_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 6, p + 2 * lanes, acc_6_0_2);
+            ::conv_runtime::__private::st_plane(simd, out, 7, p + 0 * lanes, acc_7_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 7, p + 1 * lanes, acc_7_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 7, p + 2 * lanes, acc_7_0_2);
         }
         #[inline(always)]
         #[allow(
@@ -1068,7 +477,199 @@ impl Pw144x24 {
             clippy::erasing_op,
             unused_variables
         )]
-        fn tile_t6_v1p<S: ::conv_runtime::__private::Simd, const PF: bool>(
+        fn tile_t8_v1<S: ::conv_runtime::__private::Simd, const PF: bool>(
+            simd: S,
+            inp: &[f32],
+            istride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            p: usize,
+            lanes: usize,
+            wt: &[f32],
+            bias: &[f32],
+            first: bool,
+            last: bool,
+        ) {
+            let wt = &wt[..1152];
+            let bias = &bias[..8];
+            let panel = ::conv_runtime::__private::Panel::<
+                144,
+                1,
+            >::new::<S>(inp, istride, p);
+            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
+            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
+            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
+            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
+            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
+            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
+            let mut acc_6_0_0 = simd.splat_f32s(bias[6]);
+            let mut acc_7_0_0 = simd.splat_f32s(bias[7]);
+            for i in 0..72 {
+                let ic = i * 2;
+                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
+                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
+                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
+                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
+                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
+                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
+                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
+                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
+                let w_0_4 = simd.splat_f32s(wt[576 + ic + 0]);
+                acc_4_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_4, acc_4_0_0);
+                let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
+                acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
+                let w_0_6 = simd.splat_f32s(wt[864 + ic + 0]);
+                acc_6_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_6, acc_6_0_0);
+                let w_0_7 = simd.splat_f32s(wt[1008 + ic + 0]);
+                acc_7_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_7, acc_7_0_0);
+                let x_1_0 = panel.ld::<S, 0>(simd, ic + 1);
+                let w_1_0 = simd.splat_f32s(wt[0 + ic + 1]);
+                acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0, acc_0_0_0);
+                let w_1_1 = simd.splat_f32s(wt[144 + ic + 1]);
+                acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_1, acc_1_0_0);
+                let w_1_2 = simd.splat_f32s(wt[288 + ic + 1]);
+                acc_2_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_2, acc_2_0_0);
+                let w_1_3 = simd.splat_f32s(wt[432 + ic + 1]);
+                acc_3_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_3, acc_3_0_0);
+                let w_1_4 = simd.splat_f32s(wt[576 + ic + 1]);
+                acc_4_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_4, acc_4_0_0);
+                let w_1_5 = simd.splat_f32s(wt[720 + ic + 1]);
+                acc_5_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_5, acc_5_0_0);
+                let w_1_6 = simd.splat_f32s(wt[864 + ic + 1]);
+                acc_6_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_6, acc_6_0_0);
+                let w_1_7 = simd.splat_f32s(wt[1008 + ic + 1]);
+                acc_7_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_7, acc_7_0_0);
+            }
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 6, p + 0 * lanes, acc_6_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 7, p + 0 * lanes, acc_7_0_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_t8_v2<S: ::conv_runtime::__private::Simd, const PF: bool>(
+            simd: S,
+            inp: &[f32],
+            istride: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            p: usize,
+            lanes: usize,
+            wt: &[f32],
+            bias: &[f32],
+            first: bool,
+            last: bool,
+        ) {
+            let wt = &wt[..1152];
+            let bias = &bias[..8];
+            let panel = ::conv_runtime::__private::Panel::<
+                144,
+                2,
+            >::new::<S>(inp, istride, p);
+            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
+            let mut acc_0_0_1 = simd.splat_f32s(bias[0]);
+            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
+            let mut acc_1_0_1 = simd.splat_f32s(bias[1]);
+            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
+            let mut acc_2_0_1 = simd.splat_f32s(bias[2]);
+            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
+            let mut acc_3_0_1 = simd.splat_f32s(bias[3]);
+            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
+            let mut acc_4_0_1 = simd.splat_f32s(bias[4]);
+            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
+            let mut acc_5_0_1 = simd.splat_f32s(bias[5]);
+            let mut acc_6_0_0 = simd.splat_f32s(bias[6]);
+            let mut acc_6_0_1 = simd.splat_f32s(bias[6]);
+            let mut acc_7_0_0 = simd.splat_f32s(bias[7]);
+            let mut acc_7_0_1 = simd.splat_f32s(bias[7]);
+            for i in 0..72 {
+                let ic = i * 2;
+                let x_0_0 = panel.ld::<S, 0>(simd, ic + 0);
+                let x_0_1 = panel.ld::<S, 1>(simd, ic + 0);
+                let w_0_0 = simd.splat_f32s(wt[0 + ic + 0]);
+                acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0, acc_0_0_0);
+                acc_0_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_0, acc_0_0_1);
+                let w_0_1 = simd.splat_f32s(wt[144 + ic + 0]);
+                acc_1_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_1, acc_1_0_0);
+                acc_1_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_1, acc_1_0_1);
+                let w_0_2 = simd.splat_f32s(wt[288 + ic + 0]);
+                acc_2_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_2, acc_2_0_0);
+                acc_2_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_2, acc_2_0_1);
+                let w_0_3 = simd.splat_f32s(wt[432 + ic + 0]);
+                acc_3_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_3, acc_3_0_0);
+                acc_3_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_3, acc_3_0_1);
+                let w_0_4 = simd.splat_f32s(wt[576 + ic + 0]);
+                acc_4_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_4, acc_4_0_0);
+                acc_4_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_4, acc_4_0_1);
+                let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
+                acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
+                acc_5_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_5, acc_5_0_1);
+                let w_0_6 = simd.splat_f32s(wt[864 + ic + 0]);
+                acc_6_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_6, acc_6_0_0);
+                acc_6_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_6, acc_6_0_1);
+                let w_0_7 = simd.splat_f32s(wt[1008 + ic + 0]);
+                acc_7_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_7, acc_7_0_0);
+                acc_7_0_1 = simd.mul_add_e_f32s(x_0_1, w_0_7, acc_7_0_1);
+                let x_1_0 = panel.ld::<S, 0>(simd, ic + 1);
+                let x_1_1 = panel.ld::<S, 1>(simd, ic + 1);
+                let w_1_0 = simd.splat_f32s(wt[0 + ic + 1]);
+                acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0, acc_0_0_0);
+                acc_0_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_0, acc_0_0_1);
+                let w_1_1 = simd.splat_f32s(wt[144 + ic + 1]);
+                acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_1, acc_1_0_0);
+                acc_1_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_1, acc_1_0_1);
+                let w_1_2 = simd.splat_f32s(wt[288 + ic + 1]);
+                acc_2_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_2, acc_2_0_0);
+                acc_2_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_2, acc_2_0_1);
+                let w_1_3 = simd.splat_f32s(wt[432 + ic + 1]);
+                acc_3_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_3, acc_3_0_0);
+                acc_3_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_3, acc_3_0_1);
+                let w_1_4 = simd.splat_f32s(wt[576 + ic + 1]);
+                acc_4_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_4, acc_4_0_0);
+                acc_4_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_4, acc_4_0_1);
+                let w_1_5 = simd.splat_f32s(wt[720 + ic + 1]);
+                acc_5_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_5, acc_5_0_0);
+                acc_5_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_5, acc_5_0_1);
+                let w_1_6 = simd.splat_f32s(wt[864 + ic + 1]);
+                acc_6_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_6, acc_6_0_0);
+                acc_6_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_6, acc_6_0_1);
+                let w_1_7 = simd.splat_f32s(wt[1008 + ic + 1]);
+                acc_7_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_7, acc_7_0_0);
+                acc_7_0_1 = simd.mul_add_e_f32s(x_1_1, w_1_7, acc_7_0_1);
+            }
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 0 * lanes, acc_0_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 0, p + 1 * lanes, acc_0_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 0 * lanes, acc_1_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 1, p + 1 * lanes, acc_1_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 0 * lanes, acc_2_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 2, p + 1 * lanes, acc_2_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 0 * lanes, acc_3_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 3, p + 1 * lanes, acc_3_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 0 * lanes, acc_4_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 4, p + 1 * lanes, acc_4_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 0 * lanes, acc_5_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 5, p + 1 * lanes, acc_5_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 6, p + 0 * lanes, acc_6_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 6, p + 1 * lanes, acc_6_0_1);
+            ::conv_runtime::__private::st_plane(simd, out, 7, p + 0 * lanes, acc_7_0_0);
+            ::conv_runtime::__private::st_plane(simd, out, 7, p + 1 * lanes, acc_7_0_1);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_t8_v1p<S: ::conv_runtime::__private::Simd, const PF: bool>(
             simd: S,
             inp: &[f32],
             istride: usize,
@@ -1080,64 +681,18 @@ impl Pw144x24 {
             first: bool,
             last: bool,
         ) {
-            let wt = &wt[..768];
-            let bias = &bias[..6];
-            let mut acc_0_0_0 = ::conv_runtime::__private::acc_init_part(
-                simd,
-                first,
-                bias[0],
-                out,
-                0,
-                p,
-                len,
-            );
-            let mut acc_1_0_0 = ::conv_runtime::__private::acc_init_part(
-                simd,
-                first,
-                bias[1],
-                out,
-                1,
-                p,
-                len,
-            );
-            let mut acc_2_0_0 = ::conv_runtime::__private::acc_init_part(
-                simd,
-                first,
-                bias[2],
-                out,
-                2,
-                p,
-                len,
-            );
-            let mut acc_3_0_0 = ::conv_runtime::__private::acc_init_part(
-                simd,
-                first,
-                bias[3],
-                out,
-                3,
-                p,
-                len,
-            );
-            let mut acc_4_0_0 = ::conv_runtime::__private::acc_init_part(
-                simd,
-                first,
-                bias[4],
-                out,
-                4,
-                p,
-                len,
-            );
-            let mut acc_5_0_0 = ::conv_runtime::__private::acc_init_part(
-                simd,
-                first,
-                bias[5],
-                out,
-                5,
-                p,
-                len,
-            );
-            for i in 0..48 {
-                let ic = i * 1;
+            let wt = &wt[..1152];
+            let bias = &bias[..8];
+            let mut acc_0_0_0 = simd.splat_f32s(bias[0]);
+            let mut acc_1_0_0 = simd.splat_f32s(bias[1]);
+            let mut acc_2_0_0 = simd.splat_f32s(bias[2]);
+            let mut acc_3_0_0 = simd.splat_f32s(bias[3]);
+            let mut acc_4_0_0 = simd.splat_f32s(bias[4]);
+            let mut acc_5_0_0 = simd.splat_f32s(bias[5]);
+            let mut acc_6_0_0 = simd.splat_f32s(bias[6]);
+            let mut acc_7_0_0 = simd.splat_f32s(bias[7]);
+            for i in 0..72 {
+                let ic = i * 2;
                 let x_0_0 = ::conv_runtime::__private::ld_part(
                     simd,
                     inp,
@@ -1156,6 +711,32 @@ impl Pw144x24 {
                 acc_4_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_4, acc_4_0_0);
                 let w_0_5 = simd.splat_f32s(wt[720 + ic + 0]);
                 acc_5_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_5, acc_5_0_0);
+                let w_0_6 = simd.splat_f32s(wt[864 + ic + 0]);
+                acc_6_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_6, acc_6_0_0);
+                let w_0_7 = simd.splat_f32s(wt[1008 + ic + 0]);
+                acc_7_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_7, acc_7_0_0);
+                let x_1_0 = ::conv_runtime::__private::ld_part(
+                    simd,
+                    inp,
+                    (ic + 1) * istride + p,
+                    len,
+                );
+                let w_1_0 = simd.splat_f32s(wt[0 + ic + 1]);
+                acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_0, acc_0_0_0);
+                let w_1_1 = simd.splat_f32s(wt[144 + ic + 1]);
+                acc_1_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_1, acc_1_0_0);
+                let w_1_2 = simd.splat_f32s(wt[288 + ic + 1]);
+                acc_2_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_2, acc_2_0_0);
+                let w_1_3 = simd.splat_f32s(wt[432 + ic + 1]);
+                acc_3_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_3, acc_3_0_0);
+                let w_1_4 = simd.splat_f32s(wt[576 + ic + 1]);
+                acc_4_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_4, acc_4_0_0);
+                let w_1_5 = simd.splat_f32s(wt[720 + ic + 1]);
+                acc_5_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_5, acc_5_0_0);
+                let w_1_6 = simd.splat_f32s(wt[864 + ic + 1]);
+                acc_6_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_6, acc_6_0_0);
+                let w_1_7 = simd.splat_f32s(wt[1008 + ic + 1]);
+                acc_7_0_0 = simd.mul_add_e_f32s(x_1_0, w_1_7, acc_7_0_0);
             }
             ::conv_runtime::__private::st_part_plane(simd, out, 0, p, len, acc_0_0_0);
             ::conv_runtime::__private::st_part_plane(simd, out, 1, p, len, acc_1_0_0);
@@ -1163,6 +744,8 @@ impl Pw144x24 {
             ::conv_runtime::__private::st_part_plane(simd, out, 3, p, len, acc_3_0_0);
             ::conv_runtime::__private::st_part_plane(simd, out, 4, p, len, acc_4_0_0);
             ::conv_runtime::__private::st_part_plane(simd, out, 5, p, len, acc_5_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 6, p, len, acc_6_0_0);
+            ::conv_runtime::__private::st_part_plane(simd, out, 7, p, len, acc_7_0_0);
         }
         #[inline(always)]
         #[allow(
@@ -1648,166 +1231,124 @@ impl Pw144x24 {
             let inp = &input[(b * 144 + g * 144) * hw
                 + span.start..][..(144 - 1) * hw + npix];
             let out = &mut output.planes((u - units.start) * 24, 24);
-            let step = 4 * lanes;
+            let step = 3 * lanes;
             let head = ::conv_runtime::__private::align_head::<S>(inp, istride)
                 .min(npix);
             let mut p = head;
             while p + step <= npix {
-                for kb in 0..3 {
-                    let oc = 0;
-                    tile_t6_v4::<
+                let kb = 0;
+                let oc = 0;
+                tile_t8_v3::<
+                    S,
+                    true,
+                >(
+                    simd,
+                    &inp[kb * 144 * istride..],
+                    istride,
+                    &mut out.planes(oc, 8),
+                    p,
+                    lanes,
+                    &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                    &self.b[oc0 + oc..][..8],
+                    kb == 0,
+                    kb + 1 == 1,
+                );
+                for t in 1..3 {
+                    let oc = t * 8;
+                    tile_t8_v3::<
                         S,
-                        true,
+                        false,
                     >(
                         simd,
-                        &inp[kb * 48 * istride..],
+                        &inp[kb * 144 * istride..],
                         istride,
-                        &mut out.planes(oc, 6),
+                        &mut out.planes(oc, 8),
                         p,
                         lanes,
-                        &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
-                        &self.b[oc0 + oc..][..6],
+                        &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                        &self.b[oc0 + oc..][..8],
                         kb == 0,
-                        kb + 1 == 3,
+                        kb + 1 == 1,
                     );
-                    for t in 1..4 {
-                        let oc = t * 6;
-                        tile_t6_v4::<
-                            S,
-                            false,
-                        >(
-                            simd,
-                            &inp[kb * 48 * istride..],
-                            istride,
-                            &mut out.planes(oc, 6),
-                            p,
-                            lanes,
-                            &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
-                            &self.b[oc0 + oc..][..6],
-                            kb == 0,
-                            kb + 1 == 3,
-                        );
-                    }
                 }
                 p += step;
             }
             match (npix - p) / lanes {
                 1 => {
-                    for kb in 0..3 {
-                        let oc = 0;
-                        tile_t6_v1::<
+                    let kb = 0;
+                    let oc = 0;
+                    tile_t8_v1::<
+                        S,
+                        true,
+                    >(
+                        simd,
+                        &inp[kb * 144 * istride..],
+                        istride,
+                        &mut out.planes(oc, 8),
+                        p,
+                        lanes,
+                        &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                        &self.b[oc0 + oc..][..8],
+                        kb == 0,
+                        kb + 1 == 1,
+                    );
+                    for t in 1..3 {
+                        let oc = t * 8;
+                        tile_t8_v1::<
                             S,
-                            true,
+                            false,
                         >(
                             simd,
-                            &inp[kb * 48 * istride..],
+                            &inp[kb * 144 * istride..],
                             istride,
-                            &mut out.planes(oc, 6),
+                            &mut out.planes(oc, 8),
                             p,
                             lanes,
-                            &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
-                            &self.b[oc0 + oc..][..6],
+                            &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                            &self.b[oc0 + oc..][..8],
                             kb == 0,
-                            kb + 1 == 3,
+                            kb + 1 == 1,
                         );
-                        for t in 1..4 {
-                            let oc = t * 6;
-                            tile_t6_v1::<
-                                S,
-                                false,
-                            >(
-                                simd,
-                                &inp[kb * 48 * istride..],
-                                istride,
-                                &mut out.planes(oc, 6),
-                                p,
-                                lanes,
-                                &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
-                                &self.b[oc0 + oc..][..6],
-                                kb == 0,
-                                kb + 1 == 3,
-                            );
-                        }
                     }
                     p += 1 * lanes;
                 }
                 2 => {
-                    for kb in 0..3 {
-                        let oc = 0;
-                        tile_t6_v2::<
+                    let kb = 0;
+                    let oc = 0;
+                    tile_t8_v2::<
+                        S,
+                        true,
+                    >(
+                        simd,
+                        &inp[kb * 144 * istride..],
+                        istride,
+                        &mut out.planes(oc, 8),
+                        p,
+                        lanes,
+                        &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                        &self.b[oc0 + oc..][..8],
+                        kb == 0,
+                        kb + 1 == 1,
+                    );
+                    for t in 1..3 {
+                        let oc = t * 8;
+                        tile_t8_v2::<
                             S,
-                            true,
+                            false,
                         >(
                             simd,
-                            &inp[kb * 48 * istride..],
+                            &inp[kb * 144 * istride..],
                             istride,
-                            &mut out.planes(oc, 6),
+                            &mut out.planes(oc, 8),
                             p,
                             lanes,
-                            &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
-                            &self.b[oc0 + oc..][..6],
+                            &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                            &self.b[oc0 + oc..][..8],
                             kb == 0,
-                            kb + 1 == 3,
+                            kb + 1 == 1,
                         );
-                        for t in 1..4 {
-                            let oc = t * 6;
-                            tile_t6_v2::<
-                                S,
-                                false,
-                            >(
-                                simd,
-                                &inp[kb * 48 * istride..],
-                                istride,
-                                &mut out.planes(oc, 6),
-                                p,
-                                lanes,
-                                &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
-                                &self.b[oc0 + oc..][..6],
-                                kb == 0,
-                                kb + 1 == 3,
-                            );
-                        }
                     }
                     p += 2 * lanes;
-                }
-                3 => {
-                    for kb in 0..3 {
-                        let oc = 0;
-                        tile_t6_v3::<
-                            S,
-                            true,
-                        >(
-                            simd,
-                            &inp[kb * 48 * istride..],
-                            istride,
-                            &mut out.planes(oc, 6),
-                            p,
-                            lanes,
-                            &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
-                            &self.b[oc0 + oc..][..6],
-                            kb == 0,
-                            kb + 1 == 3,
-                        );
-                        for t in 1..4 {
-                            let oc = t * 6;
-                            tile_t6_v3::<
-                                S,
-                                false,
-                            >(
-                                simd,
-                                &inp[kb * 48 * istride..],
-                                istride,
-                                &mut out.planes(oc, 6),
-                                p,
-                                lanes,
-                                &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
-                                &self.b[oc0 + oc..][..6],
-                                kb == 0,
-                                kb + 1 == 3,
-                            );
-                        }
-                    }
-                    p += 3 * lanes;
                 }
                 _ => {}
             }
@@ -1847,41 +1388,40 @@ impl Pw144x24 {
                             q += if wide { 4 } else { 1 };
                         }
                     } else {
-                        for kb in 0..3 {
-                            let oc = 0;
-                            tile_t6_v1p::<
+                        let kb = 0;
+                        let oc = 0;
+                        tile_t8_v1p::<
+                            S,
+                            true,
+                        >(
+                            simd,
+                            &inp[kb * 144 * istride..],
+                            istride,
+                            &mut out.planes(oc, 8),
+                            p,
+                            len,
+                            &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                            &self.b[oc0 + oc..][..8],
+                            kb == 0,
+                            kb + 1 == 1,
+                        );
+                        for t in 1..3 {
+                            let oc = t * 8;
+                            tile_t8_v1p::<
                                 S,
-                                true,
+                                false,
                             >(
                                 simd,
-                                &inp[kb * 48 * istride..],
+                                &inp[kb * 144 * istride..],
                                 istride,
-                                &mut out.planes(oc, 6),
+                                &mut out.planes(oc, 8),
                                 p,
                                 len,
-                                &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
-                                &self.b[oc0 + oc..][..6],
+                                &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                                &self.b[oc0 + oc..][..8],
                                 kb == 0,
-                                kb + 1 == 3,
+                                kb + 1 == 1,
                             );
-                            for t in 1..4 {
-                                let oc = t * 6;
-                                tile_t6_v1p::<
-                                    S,
-                                    false,
-                                >(
-                                    simd,
-                                    &inp[kb * 48 * istride..],
-                                    istride,
-                                    &mut out.planes(oc, 6),
-                                    p,
-                                    len,
-                                    &self.w[(oc0 + oc) * 144 + kb * 48..][..768],
-                                    &self.b[oc0 + oc..][..6],
-                                    kb == 0,
-                                    kb + 1 == 3,
-                                );
-                            }
                         }
                     }
                 }
