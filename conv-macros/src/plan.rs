@@ -256,10 +256,17 @@ pub fn plan(spec: &Spec, class: RegClass) -> Plan {
             }
             Plan::Direct(p)
         }
-        Family::Separable => Plan::Fused(
-            plan_direct(&spec.depthwise_stage(), class),
-            plan_gemm(&spec.pointwise_stage(), class),
-        ),
+        Family::Separable => {
+            let dw = spec.depthwise_stage();
+            let mut d = plan_direct(&dw, class);
+            if !d.flat {
+                // Narrow planes stream, as the depthwise layer alone does (see
+                // `StreamRows::prefer`): `sep_mnv1_256_256_28` on AVX-512 ran its depthwise
+                // stage's row tiles slower than the layer's two stages run apart.
+                d.stream = plan_stream(&dw, class);
+            }
+            Plan::Fused(d, plan_gemm(&spec.pointwise_stage(), class))
+        }
     }
 }
 

@@ -144,6 +144,33 @@ fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
 fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
     let rt = rt();
     let zero_row = zero_row();
+    let sweep = stream_sweep(spec, plan, &format_ident!("w"), &format_ident!("b"));
+    quote! {
+        #[inline(always)]
+        #[allow(clippy::identity_op, clippy::erasing_op, clippy::absurd_extreme_comparisons, unused_comparisons, unused_assignments, unused_mut)]
+        fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
+            let #rt::Args { input, mut output, scratch, h, w, wo, units, span, .. } = a;
+            let lanes = S::F32_LANES;
+            let plane_in = h * w;
+            #zero_row
+            #sweep
+        }
+    }
+}
+
+/// The sweep of a streaming plan (see [`run_stream`]) over `units` (a range of units: input
+/// planes of `input`, `plane_in = h x w` floats apart, unit `u` at plane `u / groups x in + u %
+/// groups`) and the output rows of `span`, into `output` (a `PlanesMut`, row 0 of each plane
+/// the span's first row, `out_per_group` planes per unit from `units.start`); needs `simd`,
+/// `zeros` (`w` zeros), `h`, `w`, `wo` and `lanes`, and reads its weights and biases from the
+/// fields `w_field` / `b_field`.
+pub fn stream_sweep(
+    spec: &Spec,
+    plan: &StreamPlan,
+    w_field: &syn::Ident,
+    b_field: &syn::Ident,
+) -> TokenStream {
+    let rt = rt();
     let taps_at = in_place_taps(spec).expect("streaming plans read rows in place");
     let (g, m, slots) = (plan.units, spec.out_per_group(), plan.slots);
     let (dh, taps) = (spec.dilation_h, spec.taps());
@@ -165,12 +192,12 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
         let sl = lit(s);
         let bias = (0..m).map(|t| {
             let t = lit(t);
-            quote!(simd.splat_f32s(self.b[#us % #groups * #m_l + #t]))
+            quote!(simd.splat_f32s(self.#b_field[#us % #groups * #m_l + #t]))
         });
         setup.extend(quote! {
             let #us = (u + #sl).min(last);
             let #ps = &input[(#us / #groups * #cin + #us % #groups) * plane_in..][..plane_in];
-            let #ws = &self.w[#us % #groups * #mtaps..][..#mtaps];
+            let #ws = &self.#w_field[#us % #groups * #mtaps..][..#mtaps];
             let #bs: [S::f32s; #m_l] = [#(#bias),*];
         });
         if plan.hoist > 0 {
@@ -338,17 +365,8 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
         general
     };
     quote! {
-        #[inline(always)]
-        #[allow(clippy::identity_op, clippy::erasing_op, clippy::absurd_extreme_comparisons, unused_comparisons, unused_assignments, unused_mut)]
-        fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
-            let #rt::Args { input, mut output, scratch, h, w, wo, units, span, .. } = a;
-            let lanes = S::F32_LANES;
-            let plane_in = h * w;
-            #zero_row
-            let (oy0, nrows) = (span.start, span.end - span.start);
-            if units.is_empty() {
-                return;
-            }
+        let (oy0, nrows) = (span.start, span.end - span.start);
+        if !units.is_empty() {
             let last = units.end - 1;
             let mut u = units.start;
             while u < units.end {

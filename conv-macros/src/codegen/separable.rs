@@ -126,6 +126,30 @@ fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
         &format_ident!("dw_w"),
         &format_ident!("dw_b"),
     );
+    // Narrow planes: the depthwise stage streams each step's rows (see `StreamRows::prefer`).
+    let mut dw_rows = quote! {
+        let mut mid_planes = #rt::PlanesMut::new(&mut *mid, #cin, mid_plane, mid_plane);
+        for oc0 in 0..#cin {
+            #source
+            #setup
+            let out = &mut mid_planes.planes(oc0, 1);
+            let oy_base = 0;
+            #sweeps
+        }
+    };
+    if let Some(stream) = &dw_plan.stream {
+        let stream =
+            direct::stream_sweep(&dw, stream, &format_ident!("dw_w"), &format_ident!("dw_b"));
+        dw_rows = quote! {
+            if #rt::StreamRows::<1>::prefer(S::F32_LANES, wo) {
+                let (input, units, span) = (image, 0..#cin, oy0..oy0 + rows);
+                let mut output = #rt::PlanesMut::new(&mut *mid, #cin, mid_plane, mid_plane);
+                #stream
+            } else {
+                #dw_rows
+            }
+        };
+    }
     let pointwise::Stage {
         tiles: pw_tiles,
         sweep,
@@ -161,14 +185,7 @@ fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
                 while oy0 < span.end {
                     let rows = (span.end - oy0).min(step_rows);
                     // Depthwise stage: rows `oy0..oy0 + rows` of every channel into `mid`.
-                    let mut mid_planes = #rt::PlanesMut::new(&mut *mid, #cin, mid_plane, mid_plane);
-                    for oc0 in 0..#cin {
-                        #source
-                        #setup
-                        let out = &mut mid_planes.planes(oc0, 1);
-                        let oy_base = 0;
-                        #sweeps
-                    }
+                    #dw_rows
                     // Pointwise stage: those rows of every output channel, from `mid`.
                     {
                         let inp: &[f32] = mid;

@@ -307,600 +307,40 @@ impl Dw11 {
         zeros.fill(0.0);
         let zeros: &[f32] = zeros;
         let (oy0, nrows) = (span.start, span.end - span.start);
-        if units.is_empty() {
-            return;
-        }
-        let last = units.end - 1;
-        let mut u = units.start;
-        while u < units.end {
-            let u_0 = (u + 0).min(last);
-            let plane_0 = &input[(u_0 / 32 * 32 + u_0 % 32) * plane_in..][..plane_in];
-            let wt_0 = &self.w[u_0 % 32 * 121..][..121];
-            let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 32 * 1 + 0])];
-            let wv_0: [S::f32s; 16] = [
-                simd.splat_f32s(wt_0[0]),
-                simd.splat_f32s(wt_0[1]),
-                simd.splat_f32s(wt_0[2]),
-                simd.splat_f32s(wt_0[3]),
-                simd.splat_f32s(wt_0[4]),
-                simd.splat_f32s(wt_0[5]),
-                simd.splat_f32s(wt_0[6]),
-                simd.splat_f32s(wt_0[7]),
-                simd.splat_f32s(wt_0[8]),
-                simd.splat_f32s(wt_0[9]),
-                simd.splat_f32s(wt_0[10]),
-                simd.splat_f32s(wt_0[11]),
-                simd.splat_f32s(wt_0[12]),
-                simd.splat_f32s(wt_0[13]),
-                simd.splat_f32s(wt_0[14]),
-                simd.splat_f32s(wt_0[15]),
-            ];
-            let src = ::conv_runtime::__private::StreamRows::<
-                1,
-            >::new([plane_0], zeros, h, w);
-            let count = (units.end - u).min(1);
-            let mut out = output.planes((u - units.start) * 1, count * 1);
-            if w <= lanes && wo <= lanes {
-                let ox = 0;
-                let len = (wo - ox).min(lanes);
-                let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
-                let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                let mut a_0_0_0 = simd.splat_f32s(0.0);
-                let mut a_0_0_1 = simd.splat_f32s(0.0);
-                let mut a_0_0_2 = simd.splat_f32s(0.0);
-                let mut a_0_0_3 = simd.splat_f32s(0.0);
-                let mut a_0_0_4 = simd.splat_f32s(0.0);
-                let mut a_0_0_5 = simd.splat_f32s(0.0);
-                let mut a_0_0_6 = simd.splat_f32s(0.0);
-                let mut a_0_0_7 = simd.splat_f32s(0.0);
-                let mut a_0_0_8 = simd.splat_f32s(0.0);
-                let mut a_0_0_9 = simd.splat_f32s(0.0);
-                let mut a_0_0_10 = simd.splat_f32s(0.0);
-                let mut n = 0;
-                while n < nrows + 11 - 1 {
-                    a_0_0_0 = bias_0[0];
-                    if n + 1 >= 11 && n < nrows {
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                            let x_l = simd.splat_f32s(0.0);
-                            let x_r = simd.splat_f32s(0.0);
-                            let x_m5 = rows
-                                .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                            let x_m4 = rows
-                                .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                            let x_m3 = rows
-                                .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                            let x_m2 = rows
-                                .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                            let x_m1 = rows
-                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                            let x_0 = x;
-                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                            let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                            let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                            let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                            let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                        }
-                    } else {
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                            let x_l = simd.splat_f32s(0.0);
-                            let x_r = simd.splat_f32s(0.0);
-                            let x_m5 = rows
-                                .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                            let x_m4 = rows
-                                .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                            let x_m3 = rows
-                                .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                            let x_m2 = rows
-                                .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                            let x_m1 = rows
-                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                            let x_0 = x;
-                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                            let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                            let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                            let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                            let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                            if n >= 0 && n - 0 < nrows {
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
-                            }
-                            if n >= 1 && n - 1 < nrows {
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                            }
-                            if n >= 2 && n - 2 < nrows {
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                            }
-                            if n >= 3 && n - 3 < nrows {
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                            }
-                            if n >= 4 && n - 4 < nrows {
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                            }
-                            if n >= 5 && n - 5 < nrows {
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                            }
-                            if n >= 6 && n - 6 < nrows {
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                            }
-                            if n >= 7 && n - 7 < nrows {
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                            }
-                            if n >= 8 && n - 8 < nrows {
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                            }
-                            if n >= 9 && n - 9 < nrows {
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                            }
-                            if n >= 10 && n - 10 < nrows {
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                            }
-                        }
-                    }
-                    if n + 1 >= 11 {
-                        let mut v = a_0_0_10;
-                        st.st::<0>(simd, n + 1 - 11, v);
-                    }
-                    a_0_0_10 = a_0_0_9;
-                    a_0_0_9 = a_0_0_8;
-                    a_0_0_8 = a_0_0_7;
-                    a_0_0_7 = a_0_0_6;
-                    a_0_0_6 = a_0_0_5;
-                    a_0_0_5 = a_0_0_4;
-                    a_0_0_4 = a_0_0_3;
-                    a_0_0_3 = a_0_0_2;
-                    a_0_0_2 = a_0_0_1;
-                    a_0_0_1 = a_0_0_0;
-                    n += 1;
-                }
-            } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
-                let ox = 0;
-                {
+        if !units.is_empty() {
+            let last = units.end - 1;
+            let mut u = units.start;
+            while u < units.end {
+                let u_0 = (u + 0).min(last);
+                let plane_0 = &input[(u_0 / 32 * 32 + u_0 % 32)
+                    * plane_in..][..plane_in];
+                let wt_0 = &self.w[u_0 % 32 * 121..][..121];
+                let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 32 * 1 + 0])];
+                let wv_0: [S::f32s; 16] = [
+                    simd.splat_f32s(wt_0[0]),
+                    simd.splat_f32s(wt_0[1]),
+                    simd.splat_f32s(wt_0[2]),
+                    simd.splat_f32s(wt_0[3]),
+                    simd.splat_f32s(wt_0[4]),
+                    simd.splat_f32s(wt_0[5]),
+                    simd.splat_f32s(wt_0[6]),
+                    simd.splat_f32s(wt_0[7]),
+                    simd.splat_f32s(wt_0[8]),
+                    simd.splat_f32s(wt_0[9]),
+                    simd.splat_f32s(wt_0[10]),
+                    simd.splat_f32s(wt_0[11]),
+                    simd.splat_f32s(wt_0[12]),
+                    simd.splat_f32s(wt_0[13]),
+                    simd.splat_f32s(wt_0[14]),
+                    simd.splat_f32s(wt_0[15]),
+                ];
+                let src = ::conv_runtime::__private::StreamRows::<
+                    1,
+                >::new([plane_0], zeros, h, w);
+                let count = (units.end - u).min(1);
+                let mut out = output.planes((u - units.start) * 1, count * 1);
+                if w <= lanes && wo <= lanes {
+                    let ox = 0;
                     let len = (wo - ox).min(lanes);
                     let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
                     let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
@@ -924,565 +364,6 @@ impl Dw11 {
                                     .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                let x_m5 = rows
-                                    .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                let x_m4 = rows
-                                    .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                let x_m3 = rows
-                                    .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                let x_m2 = rows
-                                    .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                            }
-                        } else {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                let x_m5 = rows
-                                    .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                let x_m4 = rows
-                                    .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                let x_m3 = rows
-                                    .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                let x_m2 = rows
-                                    .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                if n >= 0 && n - 0 < nrows {
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
-                                }
-                                if n >= 1 && n - 1 < nrows {
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                }
-                                if n >= 2 && n - 2 < nrows {
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                }
-                                if n >= 3 && n - 3 < nrows {
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                }
-                                if n >= 4 && n - 4 < nrows {
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                }
-                                if n >= 5 && n - 5 < nrows {
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                }
-                                if n >= 6 && n - 6 < nrows {
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                }
-                                if n >= 7 && n - 7 < nrows {
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                }
-                                if n >= 8 && n - 8 < nrows {
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                }
-                                if n >= 9 && n - 9 < nrows {
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                }
-                                if n >= 10 && n - 10 < nrows {
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                                }
-                            }
-                        }
-                        if n + 1 >= 11 {
-                            let mut v = a_0_0_10;
-                            st.st::<0>(simd, n + 1 - 11, v);
-                        }
-                        a_0_0_10 = a_0_0_9;
-                        a_0_0_9 = a_0_0_8;
-                        a_0_0_8 = a_0_0_7;
-                        a_0_0_7 = a_0_0_6;
-                        a_0_0_6 = a_0_0_5;
-                        a_0_0_5 = a_0_0_4;
-                        a_0_0_4 = a_0_0_3;
-                        a_0_0_3 = a_0_0_2;
-                        a_0_0_2 = a_0_0_1;
-                        a_0_0_1 = a_0_0_0;
-                        n += 1;
-                    }
-                }
-                let ox = lanes;
-                {
-                    let len = (wo - ox).min(lanes);
-                    let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
-                    let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                    let mut a_0_0_0 = simd.splat_f32s(0.0);
-                    let mut a_0_0_1 = simd.splat_f32s(0.0);
-                    let mut a_0_0_2 = simd.splat_f32s(0.0);
-                    let mut a_0_0_3 = simd.splat_f32s(0.0);
-                    let mut a_0_0_4 = simd.splat_f32s(0.0);
-                    let mut a_0_0_5 = simd.splat_f32s(0.0);
-                    let mut a_0_0_6 = simd.splat_f32s(0.0);
-                    let mut a_0_0_7 = simd.splat_f32s(0.0);
-                    let mut a_0_0_8 = simd.splat_f32s(0.0);
-                    let mut a_0_0_9 = simd.splat_f32s(0.0);
-                    let mut a_0_0_10 = simd.splat_f32s(0.0);
-                    let mut n = 0;
-                    while n < nrows + 11 - 1 {
-                        a_0_0_0 = bias_0[0];
-                        if n + 1 >= 11 && n < nrows {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                 let x_r = simd.splat_f32s(0.0);
                                 let x_m5 = rows
                                     .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
@@ -1732,7 +613,7 @@ impl Dw11 {
                                 let rows = src
                                     .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
                                 let x_r = simd.splat_f32s(0.0);
                                 let x_m5 = rows
                                     .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
@@ -2016,301 +897,53 @@ impl Dw11 {
                         a_0_0_1 = a_0_0_0;
                         n += 1;
                     }
-                }
-            } else {
-                let mut ox = 0;
-                while ox < wo {
-                    let len = (wo - ox).min(lanes);
-                    let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
-                    let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                    let mut a_0_0_0 = simd.splat_f32s(0.0);
-                    let mut a_0_0_1 = simd.splat_f32s(0.0);
-                    let mut a_0_0_2 = simd.splat_f32s(0.0);
-                    let mut a_0_0_3 = simd.splat_f32s(0.0);
-                    let mut a_0_0_4 = simd.splat_f32s(0.0);
-                    let mut a_0_0_5 = simd.splat_f32s(0.0);
-                    let mut a_0_0_6 = simd.splat_f32s(0.0);
-                    let mut a_0_0_7 = simd.splat_f32s(0.0);
-                    let mut a_0_0_8 = simd.splat_f32s(0.0);
-                    let mut a_0_0_9 = simd.splat_f32s(0.0);
-                    let mut a_0_0_10 = simd.splat_f32s(0.0);
-                    let mut n = 0;
-                    while n < nrows + 11 - 1 {
-                        a_0_0_0 = bias_0[0];
-                        if n + 1 >= 11 && n < nrows {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                let x_m5 = rows
-                                    .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                let x_m4 = rows
-                                    .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                let x_m3 = rows
-                                    .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                let x_m2 = rows
-                                    .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                            }
-                        } else {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                let x_m5 = rows
-                                    .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                let x_m4 = rows
-                                    .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                let x_m3 = rows
-                                    .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                let x_m2 = rows
-                                    .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                if n >= 0 && n - 0 < nrows {
+                } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                    let ox = 0;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_0_0_3 = simd.splat_f32s(0.0);
+                        let mut a_0_0_4 = simd.splat_f32s(0.0);
+                        let mut a_0_0_5 = simd.splat_f32s(0.0);
+                        let mut a_0_0_6 = simd.splat_f32s(0.0);
+                        let mut a_0_0_7 = simd.splat_f32s(0.0);
+                        let mut a_0_0_8 = simd.splat_f32s(0.0);
+                        let mut a_0_0_9 = simd.splat_f32s(0.0);
+                        let mut a_0_0_10 = simd.splat_f32s(0.0);
+                        let mut n = 0;
+                        while n < nrows + 11 - 1 {
+                            a_0_0_0 = bias_0[0];
+                            if n + 1 >= 11 && n < nrows {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m5 = rows
+                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                    let x_m4 = rows
+                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                    let x_m3 = rows
+                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                    let x_m2 = rows
+                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
@@ -2322,8 +955,6 @@ impl Dw11 {
                                     a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
-                                }
-                                if n >= 1 && n - 1 < nrows {
                                     a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
                                     a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
                                     a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
@@ -2341,8 +972,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
                                     a_0_0_1 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                }
-                                if n >= 2 && n - 2 < nrows {
                                     a_0_0_2 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
                                     a_0_0_2 = simd
@@ -2365,8 +994,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
                                     a_0_0_2 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                }
-                                if n >= 3 && n - 3 < nrows {
                                     a_0_0_3 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
                                     a_0_0_3 = simd
@@ -2389,8 +1016,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
                                     a_0_0_3 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                }
-                                if n >= 4 && n - 4 < nrows {
                                     a_0_0_4 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
                                     a_0_0_4 = simd
@@ -2413,8 +1038,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
                                     a_0_0_4 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                }
-                                if n >= 5 && n - 5 < nrows {
                                     a_0_0_5 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
                                     a_0_0_5 = simd
@@ -2437,8 +1060,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
                                     a_0_0_5 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                }
-                                if n >= 6 && n - 6 < nrows {
                                     a_0_0_6 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
                                     a_0_0_6 = simd
@@ -2461,8 +1082,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
                                     a_0_0_6 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                }
-                                if n >= 7 && n - 7 < nrows {
                                     a_0_0_7 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
                                     a_0_0_7 = simd
@@ -2485,8 +1104,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
                                     a_0_0_7 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                }
-                                if n >= 8 && n - 8 < nrows {
                                     a_0_0_8 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
                                     a_0_0_8 = simd
@@ -2509,8 +1126,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
                                     a_0_0_8 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                }
-                                if n >= 9 && n - 9 < nrows {
                                     a_0_0_9 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
                                     a_0_0_9 = simd
@@ -2533,8 +1148,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
                                     a_0_0_9 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                }
-                                if n >= 10 && n - 10 < nrows {
                                     a_0_0_10 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
                                     a_0_0_10 = simd
@@ -2558,28 +1171,1427 @@ impl Dw11 {
                                     a_0_0_10 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
                                 }
+                            } else {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m5 = rows
+                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                    let x_m4 = rows
+                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                    let x_m3 = rows
+                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                    let x_m2 = rows
+                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                    }
+                                    if n >= 3 && n - 3 < nrows {
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                    }
+                                    if n >= 4 && n - 4 < nrows {
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                    }
+                                    if n >= 5 && n - 5 < nrows {
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                    }
+                                    if n >= 6 && n - 6 < nrows {
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                    }
+                                    if n >= 7 && n - 7 < nrows {
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                    }
+                                    if n >= 8 && n - 8 < nrows {
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                    }
+                                    if n >= 9 && n - 9 < nrows {
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                    }
+                                    if n >= 10 && n - 10 < nrows {
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                    }
+                                }
                             }
+                            if n + 1 >= 11 {
+                                let mut v = a_0_0_10;
+                                st.st::<0>(simd, n + 1 - 11, v);
+                            }
+                            a_0_0_10 = a_0_0_9;
+                            a_0_0_9 = a_0_0_8;
+                            a_0_0_8 = a_0_0_7;
+                            a_0_0_7 = a_0_0_6;
+                            a_0_0_6 = a_0_0_5;
+                            a_0_0_5 = a_0_0_4;
+                            a_0_0_4 = a_0_0_3;
+                            a_0_0_3 = a_0_0_2;
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
                         }
-                        if n + 1 >= 11 {
-                            let mut v = a_0_0_10;
-                            st.st::<0>(simd, n + 1 - 11, v);
-                        }
-                        a_0_0_10 = a_0_0_9;
-                        a_0_0_9 = a_0_0_8;
-                        a_0_0_8 = a_0_0_7;
-                        a_0_0_7 = a_0_0_6;
-                        a_0_0_6 = a_0_0_5;
-                        a_0_0_5 = a_0_0_4;
-                        a_0_0_4 = a_0_0_3;
-                        a_0_0_3 = a_0_0_2;
-                        a_0_0_2 = a_0_0_1;
-                        a_0_0_1 = a_0_0_0;
-                        n += 1;
                     }
-                    ox += lanes;
+                    let ox = lanes;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_0_0_3 = simd.splat_f32s(0.0);
+                        let mut a_0_0_4 = simd.splat_f32s(0.0);
+                        let mut a_0_0_5 = simd.splat_f32s(0.0);
+                        let mut a_0_0_6 = simd.splat_f32s(0.0);
+                        let mut a_0_0_7 = simd.splat_f32s(0.0);
+                        let mut a_0_0_8 = simd.splat_f32s(0.0);
+                        let mut a_0_0_9 = simd.splat_f32s(0.0);
+                        let mut a_0_0_10 = simd.splat_f32s(0.0);
+                        let mut n = 0;
+                        while n < nrows + 11 - 1 {
+                            a_0_0_0 = bias_0[0];
+                            if n + 1 >= 11 && n < nrows {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m5 = rows
+                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                    let x_m4 = rows
+                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                    let x_m3 = rows
+                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                    let x_m2 = rows
+                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                }
+                            } else {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m5 = rows
+                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                    let x_m4 = rows
+                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                    let x_m3 = rows
+                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                    let x_m2 = rows
+                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                    }
+                                    if n >= 3 && n - 3 < nrows {
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                    }
+                                    if n >= 4 && n - 4 < nrows {
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                    }
+                                    if n >= 5 && n - 5 < nrows {
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                    }
+                                    if n >= 6 && n - 6 < nrows {
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                    }
+                                    if n >= 7 && n - 7 < nrows {
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                    }
+                                    if n >= 8 && n - 8 < nrows {
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                    }
+                                    if n >= 9 && n - 9 < nrows {
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                    }
+                                    if n >= 10 && n - 10 < nrows {
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                    }
+                                }
+                            }
+                            if n + 1 >= 11 {
+                                let mut v = a_0_0_10;
+                                st.st::<0>(simd, n + 1 - 11, v);
+                            }
+                            a_0_0_10 = a_0_0_9;
+                            a_0_0_9 = a_0_0_8;
+                            a_0_0_8 = a_0_0_7;
+                            a_0_0_7 = a_0_0_6;
+                            a_0_0_6 = a_0_0_5;
+                            a_0_0_5 = a_0_0_4;
+                            a_0_0_4 = a_0_0_3;
+                            a_0_0_3 = a_0_0_2;
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
+                        }
+                    }
+                } else {
+                    let mut ox = 0;
+                    while ox < wo {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_0_0_3 = simd.splat_f32s(0.0);
+                        let mut a_0_0_4 = simd.splat_f32s(0.0);
+                        let mut a_0_0_5 = simd.splat_f32s(0.0);
+                        let mut a_0_0_6 = simd.splat_f32s(0.0);
+                        let mut a_0_0_7 = simd.splat_f32s(0.0);
+                        let mut a_0_0_8 = simd.splat_f32s(0.0);
+                        let mut a_0_0_9 = simd.splat_f32s(0.0);
+                        let mut a_0_0_10 = simd.splat_f32s(0.0);
+                        let mut n = 0;
+                        while n < nrows + 11 - 1 {
+                            a_0_0_0 = bias_0[0];
+                            if n + 1 >= 11 && n < nrows {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m5 = rows
+                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                    let x_m4 = rows
+                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                    let x_m3 = rows
+                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                    let x_m2 = rows
+                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                }
+                            } else {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m5 = rows
+                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                    let x_m4 = rows
+                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                    let x_m3 = rows
+                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                    let x_m2 = rows
+                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                    }
+                                    if n >= 3 && n - 3 < nrows {
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                    }
+                                    if n >= 4 && n - 4 < nrows {
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                    }
+                                    if n >= 5 && n - 5 < nrows {
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                    }
+                                    if n >= 6 && n - 6 < nrows {
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                    }
+                                    if n >= 7 && n - 7 < nrows {
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                    }
+                                    if n >= 8 && n - 8 < nrows {
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                    }
+                                    if n >= 9 && n - 9 < nrows {
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                    }
+                                    if n >= 10 && n - 10 < nrows {
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                    }
+                                }
+                            }
+                            if n + 1 >= 11 {
+                                let mut v = a_0_0_10;
+                                st.st::<0>(simd, n + 1 - 11, v);
+                            }
+                            a_0_0_10 = a_0_0_9;
+                            a_0_0_9 = a_0_0_8;
+                            a_0_0_8 = a_0_0_7;
+                            a_0_0_7 = a_0_0_6;
+                            a_0_0_6 = a_0_0_5;
+                            a_0_0_5 = a_0_0_4;
+                            a_0_0_4 = a_0_0_3;
+                            a_0_0_3 = a_0_0_2;
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
+                        }
+                        ox += lanes;
+                    }
                 }
+                u += 1;
             }
-            u += 1;
         }
     }
     #[inline(always)]
@@ -3624,614 +3636,22 @@ impl Dw11 {
         zeros.fill(0.0);
         let zeros: &[f32] = zeros;
         let (oy0, nrows) = (span.start, span.end - span.start);
-        if units.is_empty() {
-            return;
-        }
-        let last = units.end - 1;
-        let mut u = units.start;
-        while u < units.end {
-            let u_0 = (u + 0).min(last);
-            let plane_0 = &input[(u_0 / 32 * 32 + u_0 % 32) * plane_in..][..plane_in];
-            let wt_0 = &self.w[u_0 % 32 * 121..][..121];
-            let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 32 * 1 + 0])];
-            let src = ::conv_runtime::__private::StreamRows::<
-                1,
-            >::new([plane_0], zeros, h, w);
-            let count = (units.end - u).min(1);
-            let mut out = output.planes((u - units.start) * 1, count * 1);
-            if w <= lanes && wo <= lanes {
-                let ox = 0;
-                let len = (wo - ox).min(lanes);
-                let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
-                let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                let mut a_0_0_0 = simd.splat_f32s(0.0);
-                let mut a_0_0_1 = simd.splat_f32s(0.0);
-                let mut a_0_0_2 = simd.splat_f32s(0.0);
-                let mut a_0_0_3 = simd.splat_f32s(0.0);
-                let mut a_0_0_4 = simd.splat_f32s(0.0);
-                let mut a_0_0_5 = simd.splat_f32s(0.0);
-                let mut a_0_0_6 = simd.splat_f32s(0.0);
-                let mut a_0_0_7 = simd.splat_f32s(0.0);
-                let mut a_0_0_8 = simd.splat_f32s(0.0);
-                let mut a_0_0_9 = simd.splat_f32s(0.0);
-                let mut a_0_0_10 = simd.splat_f32s(0.0);
-                let mut n = 0;
-                while n < nrows + 11 - 1 {
-                    a_0_0_0 = bias_0[0];
-                    if n + 1 >= 11 && n < nrows {
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                            let x_l = simd.splat_f32s(0.0);
-                            let x_r = simd.splat_f32s(0.0);
-                            let x_m5 = rows
-                                .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                            let x_m4 = rows
-                                .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                            let x_m3 = rows
-                                .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                            let x_m2 = rows
-                                .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                            let x_m1 = rows
-                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                            let x_0 = x;
-                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                            let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                            let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                            let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                            let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
-                            a_0_0_0 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                            a_0_0_3 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                            a_0_0_4 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                            a_0_0_5 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                            a_0_0_6 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                            a_0_0_7 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                            a_0_0_8 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                            a_0_0_9 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                            a_0_0_10 = simd
-                                .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                        }
-                    } else {
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                            let x_l = simd.splat_f32s(0.0);
-                            let x_r = simd.splat_f32s(0.0);
-                            let x_m5 = rows
-                                .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                            let x_m4 = rows
-                                .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                            let x_m3 = rows
-                                .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                            let x_m2 = rows
-                                .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                            let x_m1 = rows
-                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                            let x_0 = x;
-                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                            let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                            let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                            let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                            let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                            if n >= 0 && n - 0 < nrows {
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
-                            }
-                            if n >= 1 && n - 1 < nrows {
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                            }
-                            if n >= 2 && n - 2 < nrows {
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                            }
-                            if n >= 3 && n - 3 < nrows {
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                            }
-                            if n >= 4 && n - 4 < nrows {
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                            }
-                            if n >= 5 && n - 5 < nrows {
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                            }
-                            if n >= 6 && n - 6 < nrows {
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                            }
-                            if n >= 7 && n - 7 < nrows {
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                            }
-                            if n >= 8 && n - 8 < nrows {
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                            }
-                            if n >= 9 && n - 9 < nrows {
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                            }
-                            if n >= 10 && n - 10 < nrows {
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                            }
-                        }
-                    }
-                    if n + 1 >= 11 {
-                        let mut v = a_0_0_10;
-                        st.st::<0>(simd, n + 1 - 11, v);
-                    }
-                    a_0_0_10 = a_0_0_9;
-                    a_0_0_9 = a_0_0_8;
-                    a_0_0_8 = a_0_0_7;
-                    a_0_0_7 = a_0_0_6;
-                    a_0_0_6 = a_0_0_5;
-                    a_0_0_5 = a_0_0_4;
-                    a_0_0_4 = a_0_0_3;
-                    a_0_0_3 = a_0_0_2;
-                    a_0_0_2 = a_0_0_1;
-                    a_0_0_1 = a_0_0_0;
-                    n += 1;
-                }
-            } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
-                let ox = 0;
-                {
+        if !units.is_empty() {
+            let last = units.end - 1;
+            let mut u = units.start;
+            while u < units.end {
+                let u_0 = (u + 0).min(last);
+                let plane_0 = &input[(u_0 / 32 * 32 + u_0 % 32)
+                    * plane_in..][..plane_in];
+                let wt_0 = &self.w[u_0 % 32 * 121..][..121];
+                let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 32 * 1 + 0])];
+                let src = ::conv_runtime::__private::StreamRows::<
+                    1,
+                >::new([plane_0], zeros, h, w);
+                let count = (units.end - u).min(1);
+                let mut out = output.planes((u - units.start) * 1, count * 1);
+                if w <= lanes && wo <= lanes {
+                    let ox = 0;
                     let len = (wo - ox).min(lanes);
                     let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
                     let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
@@ -4255,597 +3675,6 @@ impl Dw11 {
                                     .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                let x_m5 = rows
-                                    .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                let x_m4 = rows
-                                    .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                let x_m3 = rows
-                                    .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                let x_m2 = rows
-                                    .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                            }
-                        } else {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                let x_m5 = rows
-                                    .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                let x_m4 = rows
-                                    .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                let x_m3 = rows
-                                    .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                let x_m2 = rows
-                                    .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                if n >= 0 && n - 0 < nrows {
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
-                                }
-                                if n >= 1 && n - 1 < nrows {
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                }
-                                if n >= 2 && n - 2 < nrows {
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                }
-                                if n >= 3 && n - 3 < nrows {
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                }
-                                if n >= 4 && n - 4 < nrows {
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                }
-                                if n >= 5 && n - 5 < nrows {
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                }
-                                if n >= 6 && n - 6 < nrows {
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                }
-                                if n >= 7 && n - 7 < nrows {
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                }
-                                if n >= 8 && n - 8 < nrows {
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                }
-                                if n >= 9 && n - 9 < nrows {
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                }
-                                if n >= 10 && n - 10 < nrows {
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                                }
-                            }
-                        }
-                        if n + 1 >= 11 {
-                            let mut v = a_0_0_10;
-                            st.st::<0>(simd, n + 1 - 11, v);
-                        }
-                        a_0_0_10 = a_0_0_9;
-                        a_0_0_9 = a_0_0_8;
-                        a_0_0_8 = a_0_0_7;
-                        a_0_0_7 = a_0_0_6;
-                        a_0_0_6 = a_0_0_5;
-                        a_0_0_5 = a_0_0_4;
-                        a_0_0_4 = a_0_0_3;
-                        a_0_0_3 = a_0_0_2;
-                        a_0_0_2 = a_0_0_1;
-                        a_0_0_1 = a_0_0_0;
-                        n += 1;
-                    }
-                }
-                let ox = lanes;
-                {
-                    let len = (wo - ox).min(lanes);
-                    let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
-                    let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                    let mut a_0_0_0 = simd.splat_f32s(0.0);
-                    let mut a_0_0_1 = simd.splat_f32s(0.0);
-                    let mut a_0_0_2 = simd.splat_f32s(0.0);
-                    let mut a_0_0_3 = simd.splat_f32s(0.0);
-                    let mut a_0_0_4 = simd.splat_f32s(0.0);
-                    let mut a_0_0_5 = simd.splat_f32s(0.0);
-                    let mut a_0_0_6 = simd.splat_f32s(0.0);
-                    let mut a_0_0_7 = simd.splat_f32s(0.0);
-                    let mut a_0_0_8 = simd.splat_f32s(0.0);
-                    let mut a_0_0_9 = simd.splat_f32s(0.0);
-                    let mut a_0_0_10 = simd.splat_f32s(0.0);
-                    let mut n = 0;
-                    while n < nrows + 11 - 1 {
-                        a_0_0_0 = bias_0[0];
-                        if n + 1 >= 11 && n < nrows {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                 let x_r = simd.splat_f32s(0.0);
                                 let x_m5 = rows
                                     .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
@@ -5111,7 +3940,7 @@ impl Dw11 {
                                 let rows = src
                                     .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
                                 let x_r = simd.splat_f32s(0.0);
                                 let x_m5 = rows
                                     .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
@@ -5411,317 +4240,53 @@ impl Dw11 {
                         a_0_0_1 = a_0_0_0;
                         n += 1;
                     }
-                }
-            } else {
-                let mut ox = 0;
-                while ox < wo {
-                    let len = (wo - ox).min(lanes);
-                    let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
-                    let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                    let mut a_0_0_0 = simd.splat_f32s(0.0);
-                    let mut a_0_0_1 = simd.splat_f32s(0.0);
-                    let mut a_0_0_2 = simd.splat_f32s(0.0);
-                    let mut a_0_0_3 = simd.splat_f32s(0.0);
-                    let mut a_0_0_4 = simd.splat_f32s(0.0);
-                    let mut a_0_0_5 = simd.splat_f32s(0.0);
-                    let mut a_0_0_6 = simd.splat_f32s(0.0);
-                    let mut a_0_0_7 = simd.splat_f32s(0.0);
-                    let mut a_0_0_8 = simd.splat_f32s(0.0);
-                    let mut a_0_0_9 = simd.splat_f32s(0.0);
-                    let mut a_0_0_10 = simd.splat_f32s(0.0);
-                    let mut n = 0;
-                    while n < nrows + 11 - 1 {
-                        a_0_0_0 = bias_0[0];
-                        if n + 1 >= 11 && n < nrows {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                let x_m5 = rows
-                                    .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                let x_m4 = rows
-                                    .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                let x_m3 = rows
-                                    .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                let x_m2 = rows
-                                    .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
-                                a_0_0_0 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                a_0_0_3 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                a_0_0_4 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                a_0_0_5 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                a_0_0_6 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                a_0_0_7 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                a_0_0_8 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                a_0_0_9 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                a_0_0_10 = simd
-                                    .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                            }
-                        } else {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                let x_m5 = rows
-                                    .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                let x_m4 = rows
-                                    .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                let x_m3 = rows
-                                    .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                let x_m2 = rows
-                                    .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                if n >= 0 && n - 0 < nrows {
+                } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                    let ox = 0;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_0_0_3 = simd.splat_f32s(0.0);
+                        let mut a_0_0_4 = simd.splat_f32s(0.0);
+                        let mut a_0_0_5 = simd.splat_f32s(0.0);
+                        let mut a_0_0_6 = simd.splat_f32s(0.0);
+                        let mut a_0_0_7 = simd.splat_f32s(0.0);
+                        let mut a_0_0_8 = simd.splat_f32s(0.0);
+                        let mut a_0_0_9 = simd.splat_f32s(0.0);
+                        let mut a_0_0_10 = simd.splat_f32s(0.0);
+                        let mut n = 0;
+                        while n < nrows + 11 - 1 {
+                            a_0_0_0 = bias_0[0];
+                            if n + 1 >= 11 && n < nrows {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m5 = rows
+                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                    let x_m4 = rows
+                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                    let x_m3 = rows
+                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                    let x_m2 = rows
+                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
                                     a_0_0_0 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
                                     a_0_0_0 = simd
@@ -5744,8 +4309,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
                                     a_0_0_0 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
-                                }
-                                if n >= 1 && n - 1 < nrows {
                                     a_0_0_1 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
                                     a_0_0_1 = simd
@@ -5768,8 +4331,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
                                     a_0_0_1 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                }
-                                if n >= 2 && n - 2 < nrows {
                                     a_0_0_2 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
                                     a_0_0_2 = simd
@@ -5792,8 +4353,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
                                     a_0_0_2 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                }
-                                if n >= 3 && n - 3 < nrows {
                                     a_0_0_3 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
                                     a_0_0_3 = simd
@@ -5816,8 +4375,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
                                     a_0_0_3 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                }
-                                if n >= 4 && n - 4 < nrows {
                                     a_0_0_4 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
                                     a_0_0_4 = simd
@@ -5840,8 +4397,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
                                     a_0_0_4 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                }
-                                if n >= 5 && n - 5 < nrows {
                                     a_0_0_5 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
                                     a_0_0_5 = simd
@@ -5864,8 +4419,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
                                     a_0_0_5 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                }
-                                if n >= 6 && n - 6 < nrows {
                                     a_0_0_6 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
                                     a_0_0_6 = simd
@@ -5888,8 +4441,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
                                     a_0_0_6 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                }
-                                if n >= 7 && n - 7 < nrows {
                                     a_0_0_7 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
                                     a_0_0_7 = simd
@@ -5912,8 +4463,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
                                     a_0_0_7 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                }
-                                if n >= 8 && n - 8 < nrows {
                                     a_0_0_8 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
                                     a_0_0_8 = simd
@@ -5936,8 +4485,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
                                     a_0_0_8 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                }
-                                if n >= 9 && n - 9 < nrows {
                                     a_0_0_9 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
                                     a_0_0_9 = simd
@@ -5960,8 +4507,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
                                     a_0_0_9 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                }
-                                if n >= 10 && n - 10 < nrows {
                                     a_0_0_10 = simd
                                         .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
                                     a_0_0_10 = simd
@@ -5985,28 +4530,1507 @@ impl Dw11 {
                                     a_0_0_10 = simd
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
                                 }
+                            } else {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m5 = rows
+                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                    let x_m4 = rows
+                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                    let x_m3 = rows
+                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                    let x_m2 = rows
+                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                    }
+                                    if n >= 3 && n - 3 < nrows {
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                    }
+                                    if n >= 4 && n - 4 < nrows {
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                    }
+                                    if n >= 5 && n - 5 < nrows {
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                    }
+                                    if n >= 6 && n - 6 < nrows {
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                    }
+                                    if n >= 7 && n - 7 < nrows {
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                    }
+                                    if n >= 8 && n - 8 < nrows {
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                    }
+                                    if n >= 9 && n - 9 < nrows {
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                    }
+                                    if n >= 10 && n - 10 < nrows {
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                    }
+                                }
                             }
+                            if n + 1 >= 11 {
+                                let mut v = a_0_0_10;
+                                st.st::<0>(simd, n + 1 - 11, v);
+                            }
+                            a_0_0_10 = a_0_0_9;
+                            a_0_0_9 = a_0_0_8;
+                            a_0_0_8 = a_0_0_7;
+                            a_0_0_7 = a_0_0_6;
+                            a_0_0_6 = a_0_0_5;
+                            a_0_0_5 = a_0_0_4;
+                            a_0_0_4 = a_0_0_3;
+                            a_0_0_3 = a_0_0_2;
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
                         }
-                        if n + 1 >= 11 {
-                            let mut v = a_0_0_10;
-                            st.st::<0>(simd, n + 1 - 11, v);
-                        }
-                        a_0_0_10 = a_0_0_9;
-                        a_0_0_9 = a_0_0_8;
-                        a_0_0_8 = a_0_0_7;
-                        a_0_0_7 = a_0_0_6;
-                        a_0_0_6 = a_0_0_5;
-                        a_0_0_5 = a_0_0_4;
-                        a_0_0_4 = a_0_0_3;
-                        a_0_0_3 = a_0_0_2;
-                        a_0_0_2 = a_0_0_1;
-                        a_0_0_1 = a_0_0_0;
-                        n += 1;
                     }
-                    ox += lanes;
+                    let ox = lanes;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_0_0_3 = simd.splat_f32s(0.0);
+                        let mut a_0_0_4 = simd.splat_f32s(0.0);
+                        let mut a_0_0_5 = simd.splat_f32s(0.0);
+                        let mut a_0_0_6 = simd.splat_f32s(0.0);
+                        let mut a_0_0_7 = simd.splat_f32s(0.0);
+                        let mut a_0_0_8 = simd.splat_f32s(0.0);
+                        let mut a_0_0_9 = simd.splat_f32s(0.0);
+                        let mut a_0_0_10 = simd.splat_f32s(0.0);
+                        let mut n = 0;
+                        while n < nrows + 11 - 1 {
+                            a_0_0_0 = bias_0[0];
+                            if n + 1 >= 11 && n < nrows {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m5 = rows
+                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                    let x_m4 = rows
+                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                    let x_m3 = rows
+                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                    let x_m2 = rows
+                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                }
+                            } else {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m5 = rows
+                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                    let x_m4 = rows
+                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                    let x_m3 = rows
+                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                    let x_m2 = rows
+                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                    }
+                                    if n >= 3 && n - 3 < nrows {
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                    }
+                                    if n >= 4 && n - 4 < nrows {
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                    }
+                                    if n >= 5 && n - 5 < nrows {
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                    }
+                                    if n >= 6 && n - 6 < nrows {
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                    }
+                                    if n >= 7 && n - 7 < nrows {
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                    }
+                                    if n >= 8 && n - 8 < nrows {
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                    }
+                                    if n >= 9 && n - 9 < nrows {
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                    }
+                                    if n >= 10 && n - 10 < nrows {
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                    }
+                                }
+                            }
+                            if n + 1 >= 11 {
+                                let mut v = a_0_0_10;
+                                st.st::<0>(simd, n + 1 - 11, v);
+                            }
+                            a_0_0_10 = a_0_0_9;
+                            a_0_0_9 = a_0_0_8;
+                            a_0_0_8 = a_0_0_7;
+                            a_0_0_7 = a_0_0_6;
+                            a_0_0_6 = a_0_0_5;
+                            a_0_0_5 = a_0_0_4;
+                            a_0_0_4 = a_0_0_3;
+                            a_0_0_3 = a_0_0_2;
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
+                        }
+                    }
+                } else {
+                    let mut ox = 0;
+                    while ox < wo {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_0_0_3 = simd.splat_f32s(0.0);
+                        let mut a_0_0_4 = simd.splat_f32s(0.0);
+                        let mut a_0_0_5 = simd.splat_f32s(0.0);
+                        let mut a_0_0_6 = simd.splat_f32s(0.0);
+                        let mut a_0_0_7 = simd.splat_f32s(0.0);
+                        let mut a_0_0_8 = simd.splat_f32s(0.0);
+                        let mut a_0_0_9 = simd.splat_f32s(0.0);
+                        let mut a_0_0_10 = simd.splat_f32s(0.0);
+                        let mut n = 0;
+                        while n < nrows + 11 - 1 {
+                            a_0_0_0 = bias_0[0];
+                            if n + 1 >= 11 && n < nrows {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m5 = rows
+                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                    let x_m4 = rows
+                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                    let x_m3 = rows
+                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                    let x_m2 = rows
+                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                }
+                            } else {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m5 = rows
+                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                    let x_m4 = rows
+                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                    let x_m3 = rows
+                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                    let x_m2 = rows
+                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                    }
+                                    if n >= 3 && n - 3 < nrows {
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                    }
+                                    if n >= 4 && n - 4 < nrows {
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                    }
+                                    if n >= 5 && n - 5 < nrows {
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                    }
+                                    if n >= 6 && n - 6 < nrows {
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                    }
+                                    if n >= 7 && n - 7 < nrows {
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                    }
+                                    if n >= 8 && n - 8 < nrows {
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                    }
+                                    if n >= 9 && n - 9 < nrows {
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                    }
+                                    if n >= 10 && n - 10 < nrows {
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                    }
+                                }
+                            }
+                            if n + 1 >= 11 {
+                                let mut v = a_0_0_10;
+                                st.st::<0>(simd, n + 1 - 11, v);
+                            }
+                            a_0_0_10 = a_0_0_9;
+                            a_0_0_9 = a_0_0_8;
+                            a_0_0_8 = a_0_0_7;
+                            a_0_0_7 = a_0_0_6;
+                            a_0_0_6 = a_0_0_5;
+                            a_0_0_5 = a_0_0_4;
+                            a_0_0_4 = a_0_0_3;
+                            a_0_0_3 = a_0_0_2;
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
+                        }
+                        ox += lanes;
+                    }
                 }
+                u += 1;
             }
-            u += 1;
         }
     }
     #[inline(always)]

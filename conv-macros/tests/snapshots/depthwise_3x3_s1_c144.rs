@@ -1160,164 +1160,49 @@ impl Dw144 {
         zeros.fill(0.0);
         let zeros: &[f32] = zeros;
         let (oy0, nrows) = (span.start, span.end - span.start);
-        if units.is_empty() {
-            return;
-        }
-        let last = units.end - 1;
-        let mut u = units.start;
-        while u < units.end {
-            let u_0 = (u + 0).min(last);
-            let plane_0 = &input[(u_0 / 144 * 144 + u_0 % 144) * plane_in..][..plane_in];
-            let wt_0 = &self.w[u_0 % 144 * 9..][..9];
-            let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 144 * 1 + 0])];
-            let wv_0: [S::f32s; 9] = [
-                simd.splat_f32s(wt_0[0]),
-                simd.splat_f32s(wt_0[1]),
-                simd.splat_f32s(wt_0[2]),
-                simd.splat_f32s(wt_0[3]),
-                simd.splat_f32s(wt_0[4]),
-                simd.splat_f32s(wt_0[5]),
-                simd.splat_f32s(wt_0[6]),
-                simd.splat_f32s(wt_0[7]),
-                simd.splat_f32s(wt_0[8]),
-            ];
-            let u_1 = (u + 1).min(last);
-            let plane_1 = &input[(u_1 / 144 * 144 + u_1 % 144) * plane_in..][..plane_in];
-            let wt_1 = &self.w[u_1 % 144 * 9..][..9];
-            let bias_1: [S::f32s; 1] = [simd.splat_f32s(self.b[u_1 % 144 * 1 + 0])];
-            let wv_1: [S::f32s; 9] = [
-                simd.splat_f32s(wt_1[0]),
-                simd.splat_f32s(wt_1[1]),
-                simd.splat_f32s(wt_1[2]),
-                simd.splat_f32s(wt_1[3]),
-                simd.splat_f32s(wt_1[4]),
-                simd.splat_f32s(wt_1[5]),
-                simd.splat_f32s(wt_1[6]),
-                simd.splat_f32s(wt_1[7]),
-                simd.splat_f32s(wt_1[8]),
-            ];
-            let src = ::conv_runtime::__private::StreamRows::<
-                2,
-            >::new([plane_0, plane_1], zeros, h, w);
-            let count = (units.end - u).min(2);
-            let mut out = output.planes((u - units.start) * 1, count * 1);
-            if w <= lanes && wo <= lanes {
-                let ox = 0;
-                let len = (wo - ox).min(lanes);
-                let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
-                let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
-                let mut a_0_0_0 = simd.splat_f32s(0.0);
-                let mut a_0_0_1 = simd.splat_f32s(0.0);
-                let mut a_0_0_2 = simd.splat_f32s(0.0);
-                let mut a_1_0_0 = simd.splat_f32s(0.0);
-                let mut a_1_0_1 = simd.splat_f32s(0.0);
-                let mut a_1_0_2 = simd.splat_f32s(0.0);
-                let mut n = 0;
-                while n < nrows + 3 - 1 {
-                    a_0_0_0 = bias_0[0];
-                    a_1_0_0 = bias_1[0];
-                    if n + 1 >= 3 && n < nrows {
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                            let x_l = simd.splat_f32s(0.0);
-                            let x_r = simd.splat_f32s(0.0);
-                            let x_m1 = rows
-                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                            let x_0 = x;
-                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                            a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                            let x_l = simd.splat_f32s(0.0);
-                            let x_r = simd.splat_f32s(0.0);
-                            let x_m1 = rows
-                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                            let x_0 = x;
-                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                            a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                            a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                            a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                        }
-                    } else {
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                            let x_l = simd.splat_f32s(0.0);
-                            let x_r = simd.splat_f32s(0.0);
-                            let x_m1 = rows
-                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                            let x_0 = x;
-                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                            if n >= 0 && n - 0 < nrows {
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                            }
-                            if n >= 1 && n - 1 < nrows {
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                            }
-                            if n >= 2 && n - 2 < nrows {
-                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                            }
-                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                            let x_l = simd.splat_f32s(0.0);
-                            let x_r = simd.splat_f32s(0.0);
-                            let x_m1 = rows
-                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                            let x_0 = x;
-                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                            if n >= 0 && n - 0 < nrows {
-                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                            }
-                            if n >= 1 && n - 1 < nrows {
-                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                            }
-                            if n >= 2 && n - 2 < nrows {
-                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                            }
-                        }
-                    }
-                    if n + 1 >= 3 {
-                        let mut v = a_0_0_2;
-                        st.st::<0>(simd, n + 1 - 3, v);
-                        let mut v = a_1_0_2;
-                        st.st::<1>(simd, n + 1 - 3, v);
-                    }
-                    a_0_0_2 = a_0_0_1;
-                    a_0_0_1 = a_0_0_0;
-                    a_1_0_2 = a_1_0_1;
-                    a_1_0_1 = a_1_0_0;
-                    n += 1;
-                }
-            } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
-                let ox = 0;
-                {
+        if !units.is_empty() {
+            let last = units.end - 1;
+            let mut u = units.start;
+            while u < units.end {
+                let u_0 = (u + 0).min(last);
+                let plane_0 = &input[(u_0 / 144 * 144 + u_0 % 144)
+                    * plane_in..][..plane_in];
+                let wt_0 = &self.w[u_0 % 144 * 9..][..9];
+                let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 144 * 1 + 0])];
+                let wv_0: [S::f32s; 9] = [
+                    simd.splat_f32s(wt_0[0]),
+                    simd.splat_f32s(wt_0[1]),
+                    simd.splat_f32s(wt_0[2]),
+                    simd.splat_f32s(wt_0[3]),
+                    simd.splat_f32s(wt_0[4]),
+                    simd.splat_f32s(wt_0[5]),
+                    simd.splat_f32s(wt_0[6]),
+                    simd.splat_f32s(wt_0[7]),
+                    simd.splat_f32s(wt_0[8]),
+                ];
+                let u_1 = (u + 1).min(last);
+                let plane_1 = &input[(u_1 / 144 * 144 + u_1 % 144)
+                    * plane_in..][..plane_in];
+                let wt_1 = &self.w[u_1 % 144 * 9..][..9];
+                let bias_1: [S::f32s; 1] = [simd.splat_f32s(self.b[u_1 % 144 * 1 + 0])];
+                let wv_1: [S::f32s; 9] = [
+                    simd.splat_f32s(wt_1[0]),
+                    simd.splat_f32s(wt_1[1]),
+                    simd.splat_f32s(wt_1[2]),
+                    simd.splat_f32s(wt_1[3]),
+                    simd.splat_f32s(wt_1[4]),
+                    simd.splat_f32s(wt_1[5]),
+                    simd.splat_f32s(wt_1[6]),
+                    simd.splat_f32s(wt_1[7]),
+                    simd.splat_f32s(wt_1[8]),
+                ];
+                let src = ::conv_runtime::__private::StreamRows::<
+                    2,
+                >::new([plane_0, plane_1], zeros, h, w);
+                let count = (units.end - u).min(2);
+                let mut out = output.planes((u - units.start) * 1, count * 1);
+                if w <= lanes && wo <= lanes {
+                    let ox = 0;
                     let len = (wo - ox).min(lanes);
                     let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
                     let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
@@ -1337,7 +1222,7 @@ impl Dw144 {
                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_r = simd.splat_f32s(0.0);
                                 let x_m1 = rows
                                     .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                 let x_0 = x;
@@ -1353,7 +1238,7 @@ impl Dw144 {
                                 a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
                                 let x = rows.vec::<S, 1, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
-                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                let x_r = simd.splat_f32s(0.0);
                                 let x_m1 = rows
                                     .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
                                 let x_0 = x;
@@ -1374,7 +1259,7 @@ impl Dw144 {
                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_r = simd.splat_f32s(0.0);
                                 let x_m1 = rows
                                     .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                 let x_0 = x;
@@ -1396,121 +1281,6 @@ impl Dw144 {
                                 }
                                 let x = rows.vec::<S, 1, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
-                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                let x_m1 = rows
-                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                if n >= 0 && n - 0 < nrows {
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                }
-                                if n >= 1 && n - 1 < nrows {
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                }
-                                if n >= 2 && n - 2 < nrows {
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                }
-                            }
-                        }
-                        if n + 1 >= 3 {
-                            let mut v = a_0_0_2;
-                            st.st::<0>(simd, n + 1 - 3, v);
-                            let mut v = a_1_0_2;
-                            st.st::<1>(simd, n + 1 - 3, v);
-                        }
-                        a_0_0_2 = a_0_0_1;
-                        a_0_0_1 = a_0_0_0;
-                        a_1_0_2 = a_1_0_1;
-                        a_1_0_1 = a_1_0_0;
-                        n += 1;
-                    }
-                }
-                let ox = lanes;
-                {
-                    let len = (wo - ox).min(lanes);
-                    let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
-                    let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
-                    let mut a_0_0_0 = simd.splat_f32s(0.0);
-                    let mut a_0_0_1 = simd.splat_f32s(0.0);
-                    let mut a_0_0_2 = simd.splat_f32s(0.0);
-                    let mut a_1_0_0 = simd.splat_f32s(0.0);
-                    let mut a_1_0_1 = simd.splat_f32s(0.0);
-                    let mut a_1_0_2 = simd.splat_f32s(0.0);
-                    let mut n = 0;
-                    while n < nrows + 3 - 1 {
-                        a_0_0_0 = bias_0[0];
-                        a_1_0_0 = bias_1[0];
-                        if n + 1 >= 3 && n < nrows {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                            }
-                        } else {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                if n >= 0 && n - 0 < nrows {
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                }
-                                if n >= 1 && n - 1 < nrows {
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                }
-                                if n >= 2 && n - 2 < nrows {
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                }
-                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
                                 let x_r = simd.splat_f32s(0.0);
                                 let x_m1 = rows
                                     .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
@@ -1545,126 +1315,369 @@ impl Dw144 {
                         a_1_0_1 = a_1_0_0;
                         n += 1;
                     }
-                }
-            } else {
-                let mut ox = 0;
-                while ox < wo {
-                    let len = (wo - ox).min(lanes);
-                    let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
-                    let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
-                    let mut a_0_0_0 = simd.splat_f32s(0.0);
-                    let mut a_0_0_1 = simd.splat_f32s(0.0);
-                    let mut a_0_0_2 = simd.splat_f32s(0.0);
-                    let mut a_1_0_0 = simd.splat_f32s(0.0);
-                    let mut a_1_0_1 = simd.splat_f32s(0.0);
-                    let mut a_1_0_2 = simd.splat_f32s(0.0);
-                    let mut n = 0;
-                    while n < nrows + 3 - 1 {
-                        a_0_0_0 = bias_0[0];
-                        a_1_0_0 = bias_1[0];
-                        if n + 1 >= 3 && n < nrows {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                let x_m1 = rows
-                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                            }
-                        } else {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                if n >= 0 && n - 0 < nrows {
+                } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                    let ox = 0;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_1_0_0 = simd.splat_f32s(0.0);
+                        let mut a_1_0_1 = simd.splat_f32s(0.0);
+                        let mut a_1_0_2 = simd.splat_f32s(0.0);
+                        let mut n = 0;
+                        while n < nrows + 3 - 1 {
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
+                            if n + 1 >= 3 && n < nrows {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                }
-                                if n >= 1 && n - 1 < nrows {
                                     a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                                     a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                                     a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                }
-                                if n >= 2 && n - 2 < nrows {
                                     a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
                                     a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
                                     a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                }
-                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                let x_m1 = rows
-                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                if n >= 0 && n - 0 < nrows {
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
                                     a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
                                     a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
                                     a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                }
-                                if n >= 1 && n - 1 < nrows {
                                     a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
                                     a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
                                     a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                }
-                                if n >= 2 && n - 2 < nrows {
                                     a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
                                     a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
                                     a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                 }
+                            } else {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                    }
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                }
                             }
+                            if n + 1 >= 3 {
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                let mut v = a_1_0_2;
+                                st.st::<1>(simd, n + 1 - 3, v);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            n += 1;
                         }
-                        if n + 1 >= 3 {
-                            let mut v = a_0_0_2;
-                            st.st::<0>(simd, n + 1 - 3, v);
-                            let mut v = a_1_0_2;
-                            st.st::<1>(simd, n + 1 - 3, v);
-                        }
-                        a_0_0_2 = a_0_0_1;
-                        a_0_0_1 = a_0_0_0;
-                        a_1_0_2 = a_1_0_1;
-                        a_1_0_1 = a_1_0_0;
-                        n += 1;
                     }
-                    ox += lanes;
+                    let ox = lanes;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_1_0_0 = simd.splat_f32s(0.0);
+                        let mut a_1_0_1 = simd.splat_f32s(0.0);
+                        let mut a_1_0_2 = simd.splat_f32s(0.0);
+                        let mut n = 0;
+                        while n < nrows + 3 - 1 {
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
+                            if n + 1 >= 3 && n < nrows {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                }
+                            } else {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                    }
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                }
+                            }
+                            if n + 1 >= 3 {
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                let mut v = a_1_0_2;
+                                st.st::<1>(simd, n + 1 - 3, v);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            n += 1;
+                        }
+                    }
+                } else {
+                    let mut ox = 0;
+                    while ox < wo {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_1_0_0 = simd.splat_f32s(0.0);
+                        let mut a_1_0_1 = simd.splat_f32s(0.0);
+                        let mut a_1_0_2 = simd.splat_f32s(0.0);
+                        let mut n = 0;
+                        while n < nrows + 3 - 1 {
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
+                            if n + 1 >= 3 && n < nrows {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                }
+                            } else {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                    }
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                }
+                            }
+                            if n + 1 >= 3 {
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                let mut v = a_1_0_2;
+                                st.st::<1>(simd, n + 1 - 3, v);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            n += 1;
+                        }
+                        ox += lanes;
+                    }
                 }
+                u += 2;
             }
-            u += 2;
         }
     }
     #[inline(always)]
@@ -2421,104 +2434,32 @@ impl Dw144 {
         zeros.fill(0.0);
         let zeros: &[f32] = zeros;
         let (oy0, nrows) = (span.start, span.end - span.start);
-        if units.is_empty() {
-            return;
-        }
-        let last = units.end - 1;
-        let mut u = units.start;
-        while u < units.end {
-            let u_0 = (u + 0).min(last);
-            let plane_0 = &input[(u_0 / 144 * 144 + u_0 % 144) * plane_in..][..plane_in];
-            let wt_0 = &self.w[u_0 % 144 * 9..][..9];
-            let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 144 * 1 + 0])];
-            let wv_0: [S::f32s; 8] = [
-                simd.splat_f32s(wt_0[0]),
-                simd.splat_f32s(wt_0[1]),
-                simd.splat_f32s(wt_0[2]),
-                simd.splat_f32s(wt_0[3]),
-                simd.splat_f32s(wt_0[4]),
-                simd.splat_f32s(wt_0[5]),
-                simd.splat_f32s(wt_0[6]),
-                simd.splat_f32s(wt_0[7]),
-            ];
-            let src = ::conv_runtime::__private::StreamRows::<
-                1,
-            >::new([plane_0], zeros, h, w);
-            let count = (units.end - u).min(1);
-            let mut out = output.planes((u - units.start) * 1, count * 1);
-            if w <= lanes && wo <= lanes {
-                let ox = 0;
-                let len = (wo - ox).min(lanes);
-                let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
-                let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                let mut a_0_0_0 = simd.splat_f32s(0.0);
-                let mut a_0_0_1 = simd.splat_f32s(0.0);
-                let mut a_0_0_2 = simd.splat_f32s(0.0);
-                let mut n = 0;
-                while n < nrows + 3 - 1 {
-                    a_0_0_0 = bias_0[0];
-                    if n + 1 >= 3 && n < nrows {
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                            let x_l = simd.splat_f32s(0.0);
-                            let x_r = simd.splat_f32s(0.0);
-                            let x_m1 = rows
-                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                            let x_0 = x;
-                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                            a_0_0_2 = simd
-                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                        }
-                    } else {
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                            let x_l = simd.splat_f32s(0.0);
-                            let x_r = simd.splat_f32s(0.0);
-                            let x_m1 = rows
-                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                            let x_0 = x;
-                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                            if n >= 0 && n - 0 < nrows {
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                            }
-                            if n >= 1 && n - 1 < nrows {
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                            }
-                            if n >= 2 && n - 2 < nrows {
-                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                            }
-                        }
-                    }
-                    if n + 1 >= 3 {
-                        let mut v = a_0_0_2;
-                        st.st::<0>(simd, n + 1 - 3, v);
-                    }
-                    a_0_0_2 = a_0_0_1;
-                    a_0_0_1 = a_0_0_0;
-                    n += 1;
-                }
-            } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
-                let ox = 0;
-                {
+        if !units.is_empty() {
+            let last = units.end - 1;
+            let mut u = units.start;
+            while u < units.end {
+                let u_0 = (u + 0).min(last);
+                let plane_0 = &input[(u_0 / 144 * 144 + u_0 % 144)
+                    * plane_in..][..plane_in];
+                let wt_0 = &self.w[u_0 % 144 * 9..][..9];
+                let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 144 * 1 + 0])];
+                let wv_0: [S::f32s; 8] = [
+                    simd.splat_f32s(wt_0[0]),
+                    simd.splat_f32s(wt_0[1]),
+                    simd.splat_f32s(wt_0[2]),
+                    simd.splat_f32s(wt_0[3]),
+                    simd.splat_f32s(wt_0[4]),
+                    simd.splat_f32s(wt_0[5]),
+                    simd.splat_f32s(wt_0[6]),
+                    simd.splat_f32s(wt_0[7]),
+                ];
+                let src = ::conv_runtime::__private::StreamRows::<
+                    1,
+                >::new([plane_0], zeros, h, w);
+                let count = (units.end - u).min(1);
+                let mut out = output.planes((u - units.start) * 1, count * 1);
+                if w <= lanes && wo <= lanes {
+                    let ox = 0;
                     let len = (wo - ox).min(lanes);
                     let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
                     let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
@@ -2534,77 +2475,6 @@ impl Dw144 {
                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                            }
-                        } else {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                if n >= 0 && n - 0 < nrows {
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                }
-                                if n >= 1 && n - 1 < nrows {
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                }
-                                if n >= 2 && n - 2 < nrows {
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                }
-                            }
-                        }
-                        if n + 1 >= 3 {
-                            let mut v = a_0_0_2;
-                            st.st::<0>(simd, n + 1 - 3, v);
-                        }
-                        a_0_0_2 = a_0_0_1;
-                        a_0_0_1 = a_0_0_0;
-                        n += 1;
-                    }
-                }
-                let ox = lanes;
-                {
-                    let len = (wo - ox).min(lanes);
-                    let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
-                    let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                    let mut a_0_0_0 = simd.splat_f32s(0.0);
-                    let mut a_0_0_1 = simd.splat_f32s(0.0);
-                    let mut a_0_0_2 = simd.splat_f32s(0.0);
-                    let mut n = 0;
-                    while n < nrows + 3 - 1 {
-                        a_0_0_0 = bias_0[0];
-                        if n + 1 >= 3 && n < nrows {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                 let x_r = simd.splat_f32s(0.0);
                                 let x_m1 = rows
                                     .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
@@ -2626,7 +2496,7 @@ impl Dw144 {
                                 let rows = src
                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
                                 let x_r = simd.splat_f32s(0.0);
                                 let x_m1 = rows
                                     .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
@@ -2658,82 +2528,237 @@ impl Dw144 {
                         a_0_0_1 = a_0_0_0;
                         n += 1;
                     }
-                }
-            } else {
-                let mut ox = 0;
-                while ox < wo {
-                    let len = (wo - ox).min(lanes);
-                    let cols = &::conv_runtime::__private::InCols::new(simd, 1 * ox, w);
-                    let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                    let mut a_0_0_0 = simd.splat_f32s(0.0);
-                    let mut a_0_0_1 = simd.splat_f32s(0.0);
-                    let mut a_0_0_2 = simd.splat_f32s(0.0);
-                    let mut n = 0;
-                    while n < nrows + 3 - 1 {
-                        a_0_0_0 = bias_0[0];
-                        if n + 1 >= 3 && n < nrows {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                a_0_0_2 = simd
-                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                            }
-                        } else {
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                if n >= 0 && n - 0 < nrows {
+                } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                    let ox = 0;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut n = 0;
+                        while n < nrows + 3 - 1 {
+                            a_0_0_0 = bias_0[0];
+                            if n + 1 >= 3 && n < nrows {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                }
-                                if n >= 1 && n - 1 < nrows {
                                     a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                                     a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                                     a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                }
-                                if n >= 2 && n - 2 < nrows {
                                     a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
                                     a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
                                     a_0_0_2 = simd
                                         .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                 }
+                            } else {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                }
                             }
+                            if n + 1 >= 3 {
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
                         }
-                        if n + 1 >= 3 {
-                            let mut v = a_0_0_2;
-                            st.st::<0>(simd, n + 1 - 3, v);
-                        }
-                        a_0_0_2 = a_0_0_1;
-                        a_0_0_1 = a_0_0_0;
-                        n += 1;
                     }
-                    ox += lanes;
+                    let ox = lanes;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut n = 0;
+                        while n < nrows + 3 - 1 {
+                            a_0_0_0 = bias_0[0];
+                            if n + 1 >= 3 && n < nrows {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                }
+                            } else {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                }
+                            }
+                            if n + 1 >= 3 {
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
+                        }
+                    }
+                } else {
+                    let mut ox = 0;
+                    while ox < wo {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut n = 0;
+                        while n < nrows + 3 - 1 {
+                            a_0_0_0 = bias_0[0];
+                            if n + 1 >= 3 && n < nrows {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                }
+                            } else {
+                                {
+                                    let rows = src
+                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    if n >= 0 && n - 0 < nrows {
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    }
+                                    if n >= 1 && n - 1 < nrows {
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    }
+                                    if n >= 2 && n - 2 < nrows {
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                }
+                            }
+                            if n + 1 >= 3 {
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
+                        }
+                        ox += lanes;
+                    }
                 }
+                u += 1;
             }
-            u += 1;
         }
     }
     #[inline(always)]

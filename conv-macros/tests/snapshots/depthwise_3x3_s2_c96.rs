@@ -751,172 +751,173 @@ impl Dw96S2 {
         zeros.fill(0.0);
         let zeros: &[f32] = zeros;
         let (oy0, nrows) = (span.start, span.end - span.start);
-        if units.is_empty() {
-            return;
-        }
-        let last = units.end - 1;
-        let mut u = units.start;
-        while u < units.end {
-            let u_0 = (u + 0).min(last);
-            let plane_0 = &input[(u_0 / 96 * 96 + u_0 % 96) * plane_in..][..plane_in];
-            let wt_0 = &self.w[u_0 % 96 * 9..][..9];
-            let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 96 * 1 + 0])];
-            let wv_0: [S::f32s; 9] = [
-                simd.splat_f32s(wt_0[0]),
-                simd.splat_f32s(wt_0[1]),
-                simd.splat_f32s(wt_0[2]),
-                simd.splat_f32s(wt_0[3]),
-                simd.splat_f32s(wt_0[4]),
-                simd.splat_f32s(wt_0[5]),
-                simd.splat_f32s(wt_0[6]),
-                simd.splat_f32s(wt_0[7]),
-                simd.splat_f32s(wt_0[8]),
-            ];
-            let u_1 = (u + 1).min(last);
-            let plane_1 = &input[(u_1 / 96 * 96 + u_1 % 96) * plane_in..][..plane_in];
-            let wt_1 = &self.w[u_1 % 96 * 9..][..9];
-            let bias_1: [S::f32s; 1] = [simd.splat_f32s(self.b[u_1 % 96 * 1 + 0])];
-            let wv_1: [S::f32s; 9] = [
-                simd.splat_f32s(wt_1[0]),
-                simd.splat_f32s(wt_1[1]),
-                simd.splat_f32s(wt_1[2]),
-                simd.splat_f32s(wt_1[3]),
-                simd.splat_f32s(wt_1[4]),
-                simd.splat_f32s(wt_1[5]),
-                simd.splat_f32s(wt_1[6]),
-                simd.splat_f32s(wt_1[7]),
-                simd.splat_f32s(wt_1[8]),
-            ];
-            let src = ::conv_runtime::__private::StreamRows::<
-                2,
-            >::new([plane_0, plane_1], zeros, h, w);
-            let count = (units.end - u).min(2);
-            let mut out = output.planes((u - units.start) * 1, count * 1);
-            let mut ox = 0;
-            while ox < wo {
-                let len = (wo - ox).min(lanes);
-                let cols = &::conv_runtime::__private::InCols::new(simd, 2 * ox, w);
-                let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
-                let mut a_0_0_0 = simd.splat_f32s(0.0);
-                let mut a_0_0_1 = simd.splat_f32s(0.0);
-                let mut a_1_0_0 = simd.splat_f32s(0.0);
-                let mut a_1_0_1 = simd.splat_f32s(0.0);
-                let mut n = 0;
-                while n < nrows + 2 - 1 {
-                    a_0_0_0 = bias_0[0];
-                    a_1_0_0 = bias_1[0];
-                    if n + 1 >= 2 && n < nrows {
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 2 + 0) as isize - 1 as isize);
-                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                            let x_e = x_e;
-                            let x_o = x_o;
-                            a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_o, wv_0[8], a_0_0_1);
-                            let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                            let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                            let x_e = x_e;
-                            let x_o = x_o;
-                            a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[0], a_1_0_0);
-                            a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[1], a_1_0_0);
-                            a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[2], a_1_0_0);
-                            a_1_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_1[6], a_1_0_1);
-                            a_1_0_1 = simd.mul_add_e_f32s(x_e, wv_1[7], a_1_0_1);
-                            a_1_0_1 = simd.mul_add_e_f32s(x_o, wv_1[8], a_1_0_1);
-                        }
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 2 + 1) as isize - 1 as isize);
-                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                            let x_e = x_e;
-                            let x_o = x_o;
-                            a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
-                            let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                            let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                            let x_e = x_e;
-                            let x_o = x_o;
-                            a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[3], a_1_0_0);
-                            a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[4], a_1_0_0);
-                            a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[5], a_1_0_0);
-                        }
-                    } else {
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 2 + 0) as isize - 1 as isize);
-                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                            let x_e = x_e;
-                            let x_o = x_o;
-                            if n >= 0 && n - 0 < nrows {
+        if !units.is_empty() {
+            let last = units.end - 1;
+            let mut u = units.start;
+            while u < units.end {
+                let u_0 = (u + 0).min(last);
+                let plane_0 = &input[(u_0 / 96 * 96 + u_0 % 96)
+                    * plane_in..][..plane_in];
+                let wt_0 = &self.w[u_0 % 96 * 9..][..9];
+                let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 96 * 1 + 0])];
+                let wv_0: [S::f32s; 9] = [
+                    simd.splat_f32s(wt_0[0]),
+                    simd.splat_f32s(wt_0[1]),
+                    simd.splat_f32s(wt_0[2]),
+                    simd.splat_f32s(wt_0[3]),
+                    simd.splat_f32s(wt_0[4]),
+                    simd.splat_f32s(wt_0[5]),
+                    simd.splat_f32s(wt_0[6]),
+                    simd.splat_f32s(wt_0[7]),
+                    simd.splat_f32s(wt_0[8]),
+                ];
+                let u_1 = (u + 1).min(last);
+                let plane_1 = &input[(u_1 / 96 * 96 + u_1 % 96)
+                    * plane_in..][..plane_in];
+                let wt_1 = &self.w[u_1 % 96 * 9..][..9];
+                let bias_1: [S::f32s; 1] = [simd.splat_f32s(self.b[u_1 % 96 * 1 + 0])];
+                let wv_1: [S::f32s; 9] = [
+                    simd.splat_f32s(wt_1[0]),
+                    simd.splat_f32s(wt_1[1]),
+                    simd.splat_f32s(wt_1[2]),
+                    simd.splat_f32s(wt_1[3]),
+                    simd.splat_f32s(wt_1[4]),
+                    simd.splat_f32s(wt_1[5]),
+                    simd.splat_f32s(wt_1[6]),
+                    simd.splat_f32s(wt_1[7]),
+                    simd.splat_f32s(wt_1[8]),
+                ];
+                let src = ::conv_runtime::__private::StreamRows::<
+                    2,
+                >::new([plane_0, plane_1], zeros, h, w);
+                let count = (units.end - u).min(2);
+                let mut out = output.planes((u - units.start) * 1, count * 1);
+                let mut ox = 0;
+                while ox < wo {
+                    let len = (wo - ox).min(lanes);
+                    let cols = &::conv_runtime::__private::InCols::new(simd, 2 * ox, w);
+                    let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
+                    let mut a_0_0_0 = simd.splat_f32s(0.0);
+                    let mut a_0_0_1 = simd.splat_f32s(0.0);
+                    let mut a_1_0_0 = simd.splat_f32s(0.0);
+                    let mut a_1_0_1 = simd.splat_f32s(0.0);
+                    let mut n = 0;
+                    while n < nrows + 2 - 1 {
+                        a_0_0_0 = bias_0[0];
+                        a_1_0_0 = bias_1[0];
+                        if n + 1 >= 2 && n < nrows {
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 2 + 0) as isize - 1 as isize);
+                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                                let x_e = x_e;
+                                let x_o = x_o;
                                 a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
-                            }
-                            if n >= 1 && n - 1 < nrows {
                                 a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
                                 a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
                                 a_0_0_1 = simd.mul_add_e_f32s(x_o, wv_0[8], a_0_0_1);
-                            }
-                            let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                            let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                            let x_e = x_e;
-                            let x_o = x_o;
-                            if n >= 0 && n - 0 < nrows {
+                                let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
+                                let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
+                                let x_e = x_e;
+                                let x_o = x_o;
                                 a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[0], a_1_0_0);
                                 a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[1], a_1_0_0);
                                 a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[2], a_1_0_0);
-                            }
-                            if n >= 1 && n - 1 < nrows {
                                 a_1_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_1[6], a_1_0_1);
                                 a_1_0_1 = simd.mul_add_e_f32s(x_e, wv_1[7], a_1_0_1);
                                 a_1_0_1 = simd.mul_add_e_f32s(x_o, wv_1[8], a_1_0_1);
                             }
-                        }
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 2 + 1) as isize - 1 as isize);
-                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                            let x_e = x_e;
-                            let x_o = x_o;
-                            if n >= 0 && n - 0 < nrows {
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 2 + 1) as isize - 1 as isize);
+                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                                let x_e = x_e;
+                                let x_o = x_o;
                                 a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
-                            }
-                            let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                            let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                            let x_e = x_e;
-                            let x_o = x_o;
-                            if n >= 0 && n - 0 < nrows {
+                                let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
+                                let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
+                                let x_e = x_e;
+                                let x_o = x_o;
                                 a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[3], a_1_0_0);
                                 a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[4], a_1_0_0);
                                 a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[5], a_1_0_0);
                             }
+                        } else {
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 2 + 0) as isize - 1 as isize);
+                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                                let x_e = x_e;
+                                let x_o = x_o;
+                                if n >= 0 && n - 0 < nrows {
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_o, wv_0[8], a_0_0_1);
+                                }
+                                let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
+                                let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
+                                let x_e = x_e;
+                                let x_o = x_o;
+                                if n >= 0 && n - 0 < nrows {
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[2], a_1_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_1[6], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_e, wv_1[7], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_o, wv_1[8], a_1_0_1);
+                                }
+                            }
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 2 + 1) as isize - 1 as isize);
+                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                                let x_e = x_e;
+                                let x_o = x_o;
+                                if n >= 0 && n - 0 < nrows {
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
+                                }
+                                let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
+                                let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
+                                let x_e = x_e;
+                                let x_o = x_o;
+                                if n >= 0 && n - 0 < nrows {
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[3], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[4], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[5], a_1_0_0);
+                                }
+                            }
                         }
+                        if n + 1 >= 2 {
+                            let mut v = a_0_0_1;
+                            st.st::<0>(simd, n + 1 - 2, v);
+                            let mut v = a_1_0_1;
+                            st.st::<1>(simd, n + 1 - 2, v);
+                        }
+                        a_0_0_1 = a_0_0_0;
+                        a_1_0_1 = a_1_0_0;
+                        n += 1;
                     }
-                    if n + 1 >= 2 {
-                        let mut v = a_0_0_1;
-                        st.st::<0>(simd, n + 1 - 2, v);
-                        let mut v = a_1_0_1;
-                        st.st::<1>(simd, n + 1 - 2, v);
-                    }
-                    a_0_0_1 = a_0_0_0;
-                    a_1_0_1 = a_1_0_0;
-                    n += 1;
+                    ox += lanes;
                 }
-                ox += lanes;
+                u += 2;
             }
-            u += 2;
         }
     }
     #[inline(always)]
@@ -1193,112 +1194,112 @@ impl Dw96S2 {
         zeros.fill(0.0);
         let zeros: &[f32] = zeros;
         let (oy0, nrows) = (span.start, span.end - span.start);
-        if units.is_empty() {
-            return;
-        }
-        let last = units.end - 1;
-        let mut u = units.start;
-        while u < units.end {
-            let u_0 = (u + 0).min(last);
-            let plane_0 = &input[(u_0 / 96 * 96 + u_0 % 96) * plane_in..][..plane_in];
-            let wt_0 = &self.w[u_0 % 96 * 9..][..9];
-            let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 96 * 1 + 0])];
-            let wv_0: [S::f32s; 8] = [
-                simd.splat_f32s(wt_0[0]),
-                simd.splat_f32s(wt_0[1]),
-                simd.splat_f32s(wt_0[2]),
-                simd.splat_f32s(wt_0[3]),
-                simd.splat_f32s(wt_0[4]),
-                simd.splat_f32s(wt_0[5]),
-                simd.splat_f32s(wt_0[6]),
-                simd.splat_f32s(wt_0[7]),
-            ];
-            let src = ::conv_runtime::__private::StreamRows::<
-                1,
-            >::new([plane_0], zeros, h, w);
-            let count = (units.end - u).min(1);
-            let mut out = output.planes((u - units.start) * 1, count * 1);
-            let mut ox = 0;
-            while ox < wo {
-                let len = (wo - ox).min(lanes);
-                let cols = &::conv_runtime::__private::InCols::new(simd, 2 * ox, w);
-                let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                let mut a_0_0_0 = simd.splat_f32s(0.0);
-                let mut a_0_0_1 = simd.splat_f32s(0.0);
-                let mut n = 0;
-                while n < nrows + 2 - 1 {
-                    a_0_0_0 = bias_0[0];
-                    if n + 1 >= 2 && n < nrows {
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 2 + 0) as isize - 1 as isize);
-                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                            let x_e = x_e;
-                            let x_o = x_o;
-                            a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
-                            a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
-                            a_0_0_1 = simd
-                                .mul_add_e_f32s(x_o, simd.splat_f32s(wt_0[8]), a_0_0_1);
-                        }
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 2 + 1) as isize - 1 as isize);
-                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                            let x_e = x_e;
-                            let x_o = x_o;
-                            a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
-                            a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
-                        }
-                    } else {
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 2 + 0) as isize - 1 as isize);
-                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                            let x_e = x_e;
-                            let x_o = x_o;
-                            if n >= 0 && n - 0 < nrows {
+        if !units.is_empty() {
+            let last = units.end - 1;
+            let mut u = units.start;
+            while u < units.end {
+                let u_0 = (u + 0).min(last);
+                let plane_0 = &input[(u_0 / 96 * 96 + u_0 % 96)
+                    * plane_in..][..plane_in];
+                let wt_0 = &self.w[u_0 % 96 * 9..][..9];
+                let bias_0: [S::f32s; 1] = [simd.splat_f32s(self.b[u_0 % 96 * 1 + 0])];
+                let wv_0: [S::f32s; 8] = [
+                    simd.splat_f32s(wt_0[0]),
+                    simd.splat_f32s(wt_0[1]),
+                    simd.splat_f32s(wt_0[2]),
+                    simd.splat_f32s(wt_0[3]),
+                    simd.splat_f32s(wt_0[4]),
+                    simd.splat_f32s(wt_0[5]),
+                    simd.splat_f32s(wt_0[6]),
+                    simd.splat_f32s(wt_0[7]),
+                ];
+                let src = ::conv_runtime::__private::StreamRows::<
+                    1,
+                >::new([plane_0], zeros, h, w);
+                let count = (units.end - u).min(1);
+                let mut out = output.planes((u - units.start) * 1, count * 1);
+                let mut ox = 0;
+                while ox < wo {
+                    let len = (wo - ox).min(lanes);
+                    let cols = &::conv_runtime::__private::InCols::new(simd, 2 * ox, w);
+                    let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                    let mut a_0_0_0 = simd.splat_f32s(0.0);
+                    let mut a_0_0_1 = simd.splat_f32s(0.0);
+                    let mut n = 0;
+                    while n < nrows + 2 - 1 {
+                        a_0_0_0 = bias_0[0];
+                        if n + 1 >= 2 && n < nrows {
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 2 + 0) as isize - 1 as isize);
+                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                                let x_e = x_e;
+                                let x_o = x_o;
                                 a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
-                            }
-                            if n >= 1 && n - 1 < nrows {
                                 a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
                                 a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
                                 a_0_0_1 = simd
                                     .mul_add_e_f32s(x_o, simd.splat_f32s(wt_0[8]), a_0_0_1);
                             }
-                        }
-                        {
-                            let rows = src
-                                .row(((oy0 + n) * 2 + 1) as isize - 1 as isize);
-                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                            let x_e = x_e;
-                            let x_o = x_o;
-                            if n >= 0 && n - 0 < nrows {
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 2 + 1) as isize - 1 as isize);
+                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                                let x_e = x_e;
+                                let x_o = x_o;
                                 a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
                             }
+                        } else {
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 2 + 0) as isize - 1 as isize);
+                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                                let x_e = x_e;
+                                let x_o = x_o;
+                                if n >= 0 && n - 0 < nrows {
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_o, simd.splat_f32s(wt_0[8]), a_0_0_1);
+                                }
+                            }
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 2 + 1) as isize - 1 as isize);
+                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                                let x_e = x_e;
+                                let x_o = x_o;
+                                if n >= 0 && n - 0 < nrows {
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
+                                }
+                            }
                         }
+                        if n + 1 >= 2 {
+                            let mut v = a_0_0_1;
+                            st.st::<0>(simd, n + 1 - 2, v);
+                        }
+                        a_0_0_1 = a_0_0_0;
+                        n += 1;
                     }
-                    if n + 1 >= 2 {
-                        let mut v = a_0_0_1;
-                        st.st::<0>(simd, n + 1 - 2, v);
-                    }
-                    a_0_0_1 = a_0_0_0;
-                    n += 1;
+                    ox += lanes;
                 }
-                ox += lanes;
+                u += 1;
             }
-            u += 1;
         }
     }
     #[inline(always)]

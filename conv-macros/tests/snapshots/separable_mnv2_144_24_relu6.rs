@@ -52,7 +52,7 @@ impl Block3 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "separable/f32/3x3/s1/p1/c144-24/relu6.none/r32.t1r4hi+t8v3/r16.t1r6+t6v2",
+        name: "separable/f32/3x3/s1/p1/c144-24/relu6.none/r32.t1r4hi~s2h+t8v3/r16.t1r6~s1h8+t6v2",
         family: "separable",
     };
     /// Packs PyTorch-layout weights: the depthwise stage's `dw_weight (in, 1, kh, kw)` and
@@ -1884,59 +1884,636 @@ impl Block3 {
             let mut oy0 = span.start;
             while oy0 < span.end {
                 let rows = (span.end - oy0).min(step_rows);
-                let mut mid_planes = ::conv_runtime::__private::PlanesMut::new(
-                    &mut *mid,
-                    144,
-                    mid_plane,
-                    mid_plane,
-                );
-                for oc0 in 0..144 {
-                    let planes = &image[oc0 * plane_in..][..plane_in];
-                    let wt = &self.dw_w[oc0 * (9 / 1)..][..9];
-                    let wv: [S::f32s; 9] = [
-                        simd.splat_f32s(wt[0]),
-                        simd.splat_f32s(wt[1]),
-                        simd.splat_f32s(wt[2]),
-                        simd.splat_f32s(wt[3]),
-                        simd.splat_f32s(wt[4]),
-                        simd.splat_f32s(wt[5]),
-                        simd.splat_f32s(wt[6]),
-                        simd.splat_f32s(wt[7]),
-                        simd.splat_f32s(wt[8]),
-                    ];
-                    let bias: [S::f32s; 1] = [simd.splat_f32s(self.dw_b[oc0 + 0])];
-                    let out = &mut mid_planes.planes(oc0, 1);
-                    let oy_base = 0;
-                    let mut r = 0;
-                    let inner = ::conv_runtime::__private::InnerCols::pay::<
-                        S,
-                    >(planes, w);
-                    while r + 4 <= rows {
-                        let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
-                        let in_rows = ::conv_runtime::__private::InRows::<
-                            1,
-                            6,
-                        >::new(planes, zeros, h, w, iy0);
-                        if inner {
-                            let mut ox = 0;
-                            while ox < wo {
+                if ::conv_runtime::__private::StreamRows::<1>::prefer(S::F32_LANES, wo) {
+                    let (input, units, span) = (image, 0..144, oy0..oy0 + rows);
+                    let mut output = ::conv_runtime::__private::PlanesMut::new(
+                        &mut *mid,
+                        144,
+                        mid_plane,
+                        mid_plane,
+                    );
+                    let (oy0, nrows) = (span.start, span.end - span.start);
+                    if !units.is_empty() {
+                        let last = units.end - 1;
+                        let mut u = units.start;
+                        while u < units.end {
+                            let u_0 = (u + 0).min(last);
+                            let plane_0 = &input[(u_0 / 144 * 144 + u_0 % 144)
+                                * plane_in..][..plane_in];
+                            let wt_0 = &self.dw_w[u_0 % 144 * 9..][..9];
+                            let bias_0: [S::f32s; 1] = [
+                                simd.splat_f32s(self.dw_b[u_0 % 144 * 1 + 0]),
+                            ];
+                            let wv_0: [S::f32s; 9] = [
+                                simd.splat_f32s(wt_0[0]),
+                                simd.splat_f32s(wt_0[1]),
+                                simd.splat_f32s(wt_0[2]),
+                                simd.splat_f32s(wt_0[3]),
+                                simd.splat_f32s(wt_0[4]),
+                                simd.splat_f32s(wt_0[5]),
+                                simd.splat_f32s(wt_0[6]),
+                                simd.splat_f32s(wt_0[7]),
+                                simd.splat_f32s(wt_0[8]),
+                            ];
+                            let u_1 = (u + 1).min(last);
+                            let plane_1 = &input[(u_1 / 144 * 144 + u_1 % 144)
+                                * plane_in..][..plane_in];
+                            let wt_1 = &self.dw_w[u_1 % 144 * 9..][..9];
+                            let bias_1: [S::f32s; 1] = [
+                                simd.splat_f32s(self.dw_b[u_1 % 144 * 1 + 0]),
+                            ];
+                            let wv_1: [S::f32s; 9] = [
+                                simd.splat_f32s(wt_1[0]),
+                                simd.splat_f32s(wt_1[1]),
+                                simd.splat_f32s(wt_1[2]),
+                                simd.splat_f32s(wt_1[3]),
+                                simd.splat_f32s(wt_1[4]),
+                                simd.splat_f32s(wt_1[5]),
+                                simd.splat_f32s(wt_1[6]),
+                                simd.splat_f32s(wt_1[7]),
+                                simd.splat_f32s(wt_1[8]),
+                            ];
+                            let src = ::conv_runtime::__private::StreamRows::<
+                                2,
+                            >::new([plane_0, plane_1], zeros, h, w);
+                            let count = (units.end - u).min(2);
+                            let mut out = output
+                                .planes((u - units.start) * 1, count * 1);
+                            if w <= lanes && wo <= lanes {
+                                let ox = 0;
                                 let len = (wo - ox).min(lanes);
-                                if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
-                                    S,
-                                >(ox, w, -1, 1) {
-                                    dw_r4_in(
+                                let cols = &::conv_runtime::__private::InCols::new(
+                                    simd,
+                                    1 * ox,
+                                    w,
+                                );
+                                let mut st = out
+                                    .col_stores::<S, 2>(simd, ox, wo, len, nrows);
+                                let mut a_0_0_0 = simd.splat_f32s(0.0);
+                                let mut a_0_0_1 = simd.splat_f32s(0.0);
+                                let mut a_0_0_2 = simd.splat_f32s(0.0);
+                                let mut a_1_0_0 = simd.splat_f32s(0.0);
+                                let mut a_1_0_1 = simd.splat_f32s(0.0);
+                                let mut a_1_0_2 = simd.splat_f32s(0.0);
+                                let mut n = 0;
+                                while n < nrows + 3 - 1 {
+                                    a_0_0_0 = bias_0[0];
+                                    a_1_0_0 = bias_1[0];
+                                    if n + 1 >= 3 && n < nrows {
+                                        {
+                                            let rows = src
+                                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                        }
+                                    } else {
+                                        {
+                                            let rows = src
+                                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            if n >= 0 && n - 0 < nrows {
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            }
+                                            if n >= 1 && n - 1 < nrows {
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            }
+                                            if n >= 2 && n - 2 < nrows {
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                            }
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            if n >= 0 && n - 0 < nrows {
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            }
+                                            if n >= 1 && n - 1 < nrows {
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            }
+                                            if n >= 2 && n - 2 < nrows {
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                            }
+                                        }
+                                    }
+                                    if n + 1 >= 3 {
+                                        let mut v = a_0_0_2;
+                                        v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                        v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        let mut v = a_1_0_2;
+                                        v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                        v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                        st.st::<1>(simd, n + 1 - 3, v);
+                                    }
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                    n += 1;
+                                }
+                            } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                                let ox = 0;
+                                {
+                                    let len = (wo - ox).min(lanes);
+                                    let cols = &::conv_runtime::__private::InCols::new(
                                         simd,
-                                        &in_rows,
-                                        &cols,
-                                        ox,
-                                        len,
-                                        out,
-                                        oy_base + r,
-                                        wo,
-                                        &wv,
-                                        &bias,
+                                        1 * ox,
+                                        w,
                                     );
-                                } else {
+                                    let mut st = out
+                                        .col_stores::<S, 2>(simd, ox, wo, len, nrows);
+                                    let mut a_0_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_2 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_2 = simd.splat_f32s(0.0);
+                                    let mut n = 0;
+                                    while n < nrows + 3 - 1 {
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        if n + 1 >= 3 && n < nrows {
+                                            {
+                                                let rows = src
+                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                            }
+                                        } else {
+                                            {
+                                                let rows = src
+                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                if n >= 0 && n - 0 < nrows {
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                }
+                                                if n >= 1 && n - 1 < nrows {
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                }
+                                                if n >= 2 && n - 2 < nrows {
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                }
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                if n >= 0 && n - 0 < nrows {
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                }
+                                                if n >= 1 && n - 1 < nrows {
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                }
+                                                if n >= 2 && n - 2 < nrows {
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                            }
+                                        }
+                                        if n + 1 >= 3 {
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            let mut v = a_1_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<1>(simd, n + 1 - 3, v);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        n += 1;
+                                    }
+                                }
+                                let ox = lanes;
+                                {
+                                    let len = (wo - ox).min(lanes);
+                                    let cols = &::conv_runtime::__private::InCols::new(
+                                        simd,
+                                        1 * ox,
+                                        w,
+                                    );
+                                    let mut st = out
+                                        .col_stores::<S, 2>(simd, ox, wo, len, nrows);
+                                    let mut a_0_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_2 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_2 = simd.splat_f32s(0.0);
+                                    let mut n = 0;
+                                    while n < nrows + 3 - 1 {
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        if n + 1 >= 3 && n < nrows {
+                                            {
+                                                let rows = src
+                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                            }
+                                        } else {
+                                            {
+                                                let rows = src
+                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                if n >= 0 && n - 0 < nrows {
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                }
+                                                if n >= 1 && n - 1 < nrows {
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                }
+                                                if n >= 2 && n - 2 < nrows {
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                }
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                if n >= 0 && n - 0 < nrows {
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                }
+                                                if n >= 1 && n - 1 < nrows {
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                }
+                                                if n >= 2 && n - 2 < nrows {
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                            }
+                                        }
+                                        if n + 1 >= 3 {
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            let mut v = a_1_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<1>(simd, n + 1 - 3, v);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        n += 1;
+                                    }
+                                }
+                            } else {
+                                let mut ox = 0;
+                                while ox < wo {
+                                    let len = (wo - ox).min(lanes);
+                                    let cols = &::conv_runtime::__private::InCols::new(
+                                        simd,
+                                        1 * ox,
+                                        w,
+                                    );
+                                    let mut st = out
+                                        .col_stores::<S, 2>(simd, ox, wo, len, nrows);
+                                    let mut a_0_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_2 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_2 = simd.splat_f32s(0.0);
+                                    let mut n = 0;
+                                    while n < nrows + 3 - 1 {
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        if n + 1 >= 3 && n < nrows {
+                                            {
+                                                let rows = src
+                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                            }
+                                        } else {
+                                            {
+                                                let rows = src
+                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                if n >= 0 && n - 0 < nrows {
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                }
+                                                if n >= 1 && n - 1 < nrows {
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                }
+                                                if n >= 2 && n - 2 < nrows {
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                }
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                if n >= 0 && n - 0 < nrows {
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                }
+                                                if n >= 1 && n - 1 < nrows {
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                }
+                                                if n >= 2 && n - 2 < nrows {
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                            }
+                                        }
+                                        if n + 1 >= 3 {
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            let mut v = a_1_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<1>(simd, n + 1 - 3, v);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        n += 1;
+                                    }
+                                    ox += lanes;
+                                }
+                            }
+                            u += 2;
+                        }
+                    }
+                } else {
+                    let mut mid_planes = ::conv_runtime::__private::PlanesMut::new(
+                        &mut *mid,
+                        144,
+                        mid_plane,
+                        mid_plane,
+                    );
+                    for oc0 in 0..144 {
+                        let planes = &image[oc0 * plane_in..][..plane_in];
+                        let wt = &self.dw_w[oc0 * (9 / 1)..][..9];
+                        let wv: [S::f32s; 9] = [
+                            simd.splat_f32s(wt[0]),
+                            simd.splat_f32s(wt[1]),
+                            simd.splat_f32s(wt[2]),
+                            simd.splat_f32s(wt[3]),
+                            simd.splat_f32s(wt[4]),
+                            simd.splat_f32s(wt[5]),
+                            simd.splat_f32s(wt[6]),
+                            simd.splat_f32s(wt[7]),
+                            simd.splat_f32s(wt[8]),
+                        ];
+                        let bias: [S::f32s; 1] = [simd.splat_f32s(self.dw_b[oc0 + 0])];
+                        let out = &mut mid_planes.planes(oc0, 1);
+                        let oy_base = 0;
+                        let mut r = 0;
+                        let inner = ::conv_runtime::__private::InnerCols::pay::<
+                            S,
+                        >(planes, w);
+                        while r + 4 <= rows {
+                            let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
+                            let in_rows = ::conv_runtime::__private::InRows::<
+                                1,
+                                6,
+                            >::new(planes, zeros, h, w, iy0);
+                            if inner {
+                                let mut ox = 0;
+                                while ox < wo {
+                                    let len = (wo - ox).min(lanes);
+                                    if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                        S,
+                                    >(ox, w, -1, 1) {
+                                        dw_r4_in(
+                                            simd,
+                                            &in_rows,
+                                            &cols,
+                                            ox,
+                                            len,
+                                            out,
+                                            oy_base + r,
+                                            wo,
+                                            &wv,
+                                            &bias,
+                                        );
+                                    } else {
+                                        dw_r4(
+                                            simd,
+                                            &in_rows,
+                                            &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                            ox,
+                                            len,
+                                            out,
+                                            oy_base + r,
+                                            wo,
+                                            &wv,
+                                            &bias,
+                                        );
+                                    }
+                                    ox += lanes;
+                                }
+                            } else {
+                                let mut ox = 0;
+                                while ox < wo {
+                                    let len = (wo - ox).min(lanes);
                                     dw_r4(
                                         simd,
                                         &in_rows,
@@ -1949,56 +2526,56 @@ impl Block3 {
                                         &wv,
                                         &bias,
                                     );
+                                    ox += lanes;
                                 }
-                                ox += lanes;
                             }
-                        } else {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                dw_r4(
-                                    simd,
-                                    &in_rows,
-                                    &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    &wv,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
+                            r += 4;
                         }
-                        r += 4;
-                    }
-                    while r + 3 <= rows {
-                        let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
-                        let in_rows = ::conv_runtime::__private::InRows::<
-                            1,
-                            5,
-                        >::new(planes, zeros, h, w, iy0);
-                        if inner {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
-                                    S,
-                                >(ox, w, -1, 1) {
-                                    dw_r3_in(
-                                        simd,
-                                        &in_rows,
-                                        &cols,
-                                        ox,
-                                        len,
-                                        out,
-                                        oy_base + r,
-                                        wo,
-                                        &wv,
-                                        &bias,
-                                    );
-                                } else {
+                        while r + 3 <= rows {
+                            let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
+                            let in_rows = ::conv_runtime::__private::InRows::<
+                                1,
+                                5,
+                            >::new(planes, zeros, h, w, iy0);
+                            if inner {
+                                let mut ox = 0;
+                                while ox < wo {
+                                    let len = (wo - ox).min(lanes);
+                                    if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                        S,
+                                    >(ox, w, -1, 1) {
+                                        dw_r3_in(
+                                            simd,
+                                            &in_rows,
+                                            &cols,
+                                            ox,
+                                            len,
+                                            out,
+                                            oy_base + r,
+                                            wo,
+                                            &wv,
+                                            &bias,
+                                        );
+                                    } else {
+                                        dw_r3(
+                                            simd,
+                                            &in_rows,
+                                            &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                            ox,
+                                            len,
+                                            out,
+                                            oy_base + r,
+                                            wo,
+                                            &wv,
+                                            &bias,
+                                        );
+                                    }
+                                    ox += lanes;
+                                }
+                            } else {
+                                let mut ox = 0;
+                                while ox < wo {
+                                    let len = (wo - ox).min(lanes);
                                     dw_r3(
                                         simd,
                                         &in_rows,
@@ -2011,56 +2588,56 @@ impl Block3 {
                                         &wv,
                                         &bias,
                                     );
+                                    ox += lanes;
                                 }
-                                ox += lanes;
                             }
-                        } else {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                dw_r3(
-                                    simd,
-                                    &in_rows,
-                                    &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    &wv,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
+                            r += 3;
                         }
-                        r += 3;
-                    }
-                    while r + 2 <= rows {
-                        let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
-                        let in_rows = ::conv_runtime::__private::InRows::<
-                            1,
-                            4,
-                        >::new(planes, zeros, h, w, iy0);
-                        if inner {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
-                                    S,
-                                >(ox, w, -1, 1) {
-                                    dw_r2_in(
-                                        simd,
-                                        &in_rows,
-                                        &cols,
-                                        ox,
-                                        len,
-                                        out,
-                                        oy_base + r,
-                                        wo,
-                                        &wv,
-                                        &bias,
-                                    );
-                                } else {
+                        while r + 2 <= rows {
+                            let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
+                            let in_rows = ::conv_runtime::__private::InRows::<
+                                1,
+                                4,
+                            >::new(planes, zeros, h, w, iy0);
+                            if inner {
+                                let mut ox = 0;
+                                while ox < wo {
+                                    let len = (wo - ox).min(lanes);
+                                    if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                        S,
+                                    >(ox, w, -1, 1) {
+                                        dw_r2_in(
+                                            simd,
+                                            &in_rows,
+                                            &cols,
+                                            ox,
+                                            len,
+                                            out,
+                                            oy_base + r,
+                                            wo,
+                                            &wv,
+                                            &bias,
+                                        );
+                                    } else {
+                                        dw_r2(
+                                            simd,
+                                            &in_rows,
+                                            &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                            ox,
+                                            len,
+                                            out,
+                                            oy_base + r,
+                                            wo,
+                                            &wv,
+                                            &bias,
+                                        );
+                                    }
+                                    ox += lanes;
+                                }
+                            } else {
+                                let mut ox = 0;
+                                while ox < wo {
+                                    let len = (wo - ox).min(lanes);
                                     dw_r2(
                                         simd,
                                         &in_rows,
@@ -2073,56 +2650,56 @@ impl Block3 {
                                         &wv,
                                         &bias,
                                     );
+                                    ox += lanes;
                                 }
-                                ox += lanes;
                             }
-                        } else {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                dw_r2(
-                                    simd,
-                                    &in_rows,
-                                    &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    &wv,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
+                            r += 2;
                         }
-                        r += 2;
-                    }
-                    while r + 1 <= rows {
-                        let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
-                        let in_rows = ::conv_runtime::__private::InRows::<
-                            1,
-                            3,
-                        >::new(planes, zeros, h, w, iy0);
-                        if inner {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
-                                    S,
-                                >(ox, w, -1, 1) {
-                                    dw_r1_in(
-                                        simd,
-                                        &in_rows,
-                                        &cols,
-                                        ox,
-                                        len,
-                                        out,
-                                        oy_base + r,
-                                        wo,
-                                        &wv,
-                                        &bias,
-                                    );
-                                } else {
+                        while r + 1 <= rows {
+                            let iy0 = ((oy0 + r) * 1) as isize - 1 as isize;
+                            let in_rows = ::conv_runtime::__private::InRows::<
+                                1,
+                                3,
+                            >::new(planes, zeros, h, w, iy0);
+                            if inner {
+                                let mut ox = 0;
+                                while ox < wo {
+                                    let len = (wo - ox).min(lanes);
+                                    if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                        S,
+                                    >(ox, w, -1, 1) {
+                                        dw_r1_in(
+                                            simd,
+                                            &in_rows,
+                                            &cols,
+                                            ox,
+                                            len,
+                                            out,
+                                            oy_base + r,
+                                            wo,
+                                            &wv,
+                                            &bias,
+                                        );
+                                    } else {
+                                        dw_r1(
+                                            simd,
+                                            &in_rows,
+                                            &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                            ox,
+                                            len,
+                                            out,
+                                            oy_base + r,
+                                            wo,
+                                            &wv,
+                                            &bias,
+                                        );
+                                    }
+                                    ox += lanes;
+                                }
+                            } else {
+                                let mut ox = 0;
+                                while ox < wo {
+                                    let len = (wo - ox).min(lanes);
                                     dw_r1(
                                         simd,
                                         &in_rows,
@@ -2135,29 +2712,11 @@ impl Block3 {
                                         &wv,
                                         &bias,
                                     );
+                                    ox += lanes;
                                 }
-                                ox += lanes;
                             }
-                        } else {
-                            let mut ox = 0;
-                            while ox < wo {
-                                let len = (wo - ox).min(lanes);
-                                dw_r1(
-                                    simd,
-                                    &in_rows,
-                                    &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
-                                    ox,
-                                    len,
-                                    out,
-                                    oy_base + r,
-                                    wo,
-                                    &wv,
-                                    &bias,
-                                );
-                                ox += lanes;
-                            }
+                            r += 1;
                         }
-                        r += 1;
                     }
                 }
                 {
@@ -3497,152 +4056,508 @@ impl Block3 {
             let mut oy0 = span.start;
             while oy0 < span.end {
                 let rows = (span.end - oy0).min(step_rows);
-                let mut mid_planes = ::conv_runtime::__private::PlanesMut::new(
-                    &mut *mid,
-                    144,
-                    mid_plane,
-                    mid_plane,
-                );
-                for oc0 in 0..144 {
-                    band.fill(
-                        simd,
-                        &image[oc0 * plane_in..][..plane_in],
-                        h,
-                        w,
-                        oy0,
-                        band_buf,
+                if ::conv_runtime::__private::StreamRows::<1>::prefer(S::F32_LANES, wo) {
+                    let (input, units, span) = (image, 0..144, oy0..oy0 + rows);
+                    let mut output = ::conv_runtime::__private::PlanesMut::new(
+                        &mut *mid,
+                        144,
+                        mid_plane,
+                        mid_plane,
                     );
-                    let buf: &[f32] = band_buf;
-                    let wt = &self.dw_w[oc0 * (9 / 1)..][..9];
-                    let bias: [S::f32s; 1] = [simd.splat_f32s(self.dw_b[oc0 + 0])];
-                    let out = &mut mid_planes.planes(oc0, 1);
-                    let oy_base = 0;
-                    let mut r = 0;
-                    while r + 6 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            dw_r6(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                wt,
-                                &bias,
-                            );
-                            ox += lanes;
+                    let (oy0, nrows) = (span.start, span.end - span.start);
+                    if !units.is_empty() {
+                        let last = units.end - 1;
+                        let mut u = units.start;
+                        while u < units.end {
+                            let u_0 = (u + 0).min(last);
+                            let plane_0 = &input[(u_0 / 144 * 144 + u_0 % 144)
+                                * plane_in..][..plane_in];
+                            let wt_0 = &self.dw_w[u_0 % 144 * 9..][..9];
+                            let bias_0: [S::f32s; 1] = [
+                                simd.splat_f32s(self.dw_b[u_0 % 144 * 1 + 0]),
+                            ];
+                            let wv_0: [S::f32s; 8] = [
+                                simd.splat_f32s(wt_0[0]),
+                                simd.splat_f32s(wt_0[1]),
+                                simd.splat_f32s(wt_0[2]),
+                                simd.splat_f32s(wt_0[3]),
+                                simd.splat_f32s(wt_0[4]),
+                                simd.splat_f32s(wt_0[5]),
+                                simd.splat_f32s(wt_0[6]),
+                                simd.splat_f32s(wt_0[7]),
+                            ];
+                            let src = ::conv_runtime::__private::StreamRows::<
+                                1,
+                            >::new([plane_0], zeros, h, w);
+                            let count = (units.end - u).min(1);
+                            let mut out = output
+                                .planes((u - units.start) * 1, count * 1);
+                            if w <= lanes && wo <= lanes {
+                                let ox = 0;
+                                let len = (wo - ox).min(lanes);
+                                let cols = &::conv_runtime::__private::InCols::new(
+                                    simd,
+                                    1 * ox,
+                                    w,
+                                );
+                                let mut st = out
+                                    .col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                                let mut a_0_0_0 = simd.splat_f32s(0.0);
+                                let mut a_0_0_1 = simd.splat_f32s(0.0);
+                                let mut a_0_0_2 = simd.splat_f32s(0.0);
+                                let mut n = 0;
+                                while n < nrows + 3 - 1 {
+                                    a_0_0_0 = bias_0[0];
+                                    if n + 1 >= 3 && n < nrows {
+                                        {
+                                            let rows = src
+                                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                            a_0_0_2 = simd
+                                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                        }
+                                    } else {
+                                        {
+                                            let rows = src
+                                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            if n >= 0 && n - 0 < nrows {
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            }
+                                            if n >= 1 && n - 1 < nrows {
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            }
+                                            if n >= 2 && n - 2 < nrows {
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd
+                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                            }
+                                        }
+                                    }
+                                    if n + 1 >= 3 {
+                                        let mut v = a_0_0_2;
+                                        v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                        v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                    }
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    n += 1;
+                                }
+                            } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                                let ox = 0;
+                                {
+                                    let len = (wo - ox).min(lanes);
+                                    let cols = &::conv_runtime::__private::InCols::new(
+                                        simd,
+                                        1 * ox,
+                                        w,
+                                    );
+                                    let mut st = out
+                                        .col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                                    let mut a_0_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_2 = simd.splat_f32s(0.0);
+                                    let mut n = 0;
+                                    while n < nrows + 3 - 1 {
+                                        a_0_0_0 = bias_0[0];
+                                        if n + 1 >= 3 && n < nrows {
+                                            {
+                                                let rows = src
+                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd
+                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                            }
+                                        } else {
+                                            {
+                                                let rows = src
+                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                if n >= 0 && n - 0 < nrows {
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                }
+                                                if n >= 1 && n - 1 < nrows {
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                }
+                                                if n >= 2 && n - 2 < nrows {
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                            }
+                                        }
+                                        if n + 1 >= 3 {
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        n += 1;
+                                    }
+                                }
+                                let ox = lanes;
+                                {
+                                    let len = (wo - ox).min(lanes);
+                                    let cols = &::conv_runtime::__private::InCols::new(
+                                        simd,
+                                        1 * ox,
+                                        w,
+                                    );
+                                    let mut st = out
+                                        .col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                                    let mut a_0_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_2 = simd.splat_f32s(0.0);
+                                    let mut n = 0;
+                                    while n < nrows + 3 - 1 {
+                                        a_0_0_0 = bias_0[0];
+                                        if n + 1 >= 3 && n < nrows {
+                                            {
+                                                let rows = src
+                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd
+                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                            }
+                                        } else {
+                                            {
+                                                let rows = src
+                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                if n >= 0 && n - 0 < nrows {
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                }
+                                                if n >= 1 && n - 1 < nrows {
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                }
+                                                if n >= 2 && n - 2 < nrows {
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                            }
+                                        }
+                                        if n + 1 >= 3 {
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        n += 1;
+                                    }
+                                }
+                            } else {
+                                let mut ox = 0;
+                                while ox < wo {
+                                    let len = (wo - ox).min(lanes);
+                                    let cols = &::conv_runtime::__private::InCols::new(
+                                        simd,
+                                        1 * ox,
+                                        w,
+                                    );
+                                    let mut st = out
+                                        .col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                                    let mut a_0_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_2 = simd.splat_f32s(0.0);
+                                    let mut n = 0;
+                                    while n < nrows + 3 - 1 {
+                                        a_0_0_0 = bias_0[0];
+                                        if n + 1 >= 3 && n < nrows {
+                                            {
+                                                let rows = src
+                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd
+                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                            }
+                                        } else {
+                                            {
+                                                let rows = src
+                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                if n >= 0 && n - 0 < nrows {
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                }
+                                                if n >= 1 && n - 1 < nrows {
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                }
+                                                if n >= 2 && n - 2 < nrows {
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                            }
+                                        }
+                                        if n + 1 >= 3 {
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        n += 1;
+                                    }
+                                    ox += lanes;
+                                }
+                            }
+                            u += 1;
                         }
-                        r += 6;
                     }
-                    while r + 5 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            dw_r5(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                wt,
-                                &bias,
-                            );
-                            ox += lanes;
+                } else {
+                    let mut mid_planes = ::conv_runtime::__private::PlanesMut::new(
+                        &mut *mid,
+                        144,
+                        mid_plane,
+                        mid_plane,
+                    );
+                    for oc0 in 0..144 {
+                        band.fill(
+                            simd,
+                            &image[oc0 * plane_in..][..plane_in],
+                            h,
+                            w,
+                            oy0,
+                            band_buf,
+                        );
+                        let buf: &[f32] = band_buf;
+                        let wt = &self.dw_w[oc0 * (9 / 1)..][..9];
+                        let bias: [S::f32s; 1] = [simd.splat_f32s(self.dw_b[oc0 + 0])];
+                        let out = &mut mid_planes.planes(oc0, 1);
+                        let oy_base = 0;
+                        let mut r = 0;
+                        while r + 6 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                dw_r6(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    wt,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 6;
                         }
-                        r += 5;
-                    }
-                    while r + 4 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            dw_r4(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                wt,
-                                &bias,
-                            );
-                            ox += lanes;
+                        while r + 5 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                dw_r5(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    wt,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 5;
                         }
-                        r += 4;
-                    }
-                    while r + 3 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            dw_r3(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                wt,
-                                &bias,
-                            );
-                            ox += lanes;
+                        while r + 4 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                dw_r4(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    wt,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 4;
                         }
-                        r += 3;
-                    }
-                    while r + 2 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            dw_r2(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                wt,
-                                &bias,
-                            );
-                            ox += lanes;
+                        while r + 3 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                dw_r3(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    wt,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 3;
                         }
-                        r += 2;
-                    }
-                    while r + 1 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
-                            dw_r1(
-                                simd,
-                                &band,
-                                buf,
-                                r,
-                                ox,
-                                len,
-                                out,
-                                oy_base + r,
-                                wo,
-                                wt,
-                                &bias,
-                            );
-                            ox += lanes;
+                        while r + 2 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                dw_r2(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    wt,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 2;
                         }
-                        r += 1;
+                        while r + 1 <= rows {
+                            let mut ox = 0;
+                            while ox < wo {
+                                let len = (wo - ox).min(lanes);
+                                dw_r1(
+                                    simd,
+                                    &band,
+                                    buf,
+                                    r,
+                                    ox,
+                                    len,
+                                    out,
+                                    oy_base + r,
+                                    wo,
+                                    wt,
+                                    &bias,
+                                );
+                                ox += lanes;
+                            }
+                            r += 1;
+                        }
                     }
                 }
                 {
