@@ -729,8 +729,9 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
     let (cin, cout) = (spec.in_per_group(), spec.out_per_group());
     let mut best: Option<(f64, GemmPlan)> = None;
     // Whether L1 holds the panel of the widest tile's pixels: the same for every candidate, so
-    // that narrow tiles do not look cheaper for panels that only they keep in L1 (`t13v2` on
-    // 128 -> 128, 56 x 56: 528 us against `t8v3`'s 465).
+    // that narrow tiles do not look cheaper for panels that only they keep in L1 (two-vector
+    // tiles on 128 -> 128, 56 x 56, whole reductions: `t10v2` 528-533 us, `t12v2` 499, `t8v2`
+    // 542-546, against `t8v3`'s 463-465).
     let panel = (cin * MAX_GEMM_VECS * vector_bytes(class)).min(block_bytes(class));
     let panel_load = if panel <= GEMM_PANEL_BYTES {
         1.0
