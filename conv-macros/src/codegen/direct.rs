@@ -8,7 +8,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use super::emit::{acc, activate, conv_fields, conv_fields_with, lit, rt};
+use super::emit::{acc, activate, conv_fields, conv_fields_with, isize_lit, lit, rt};
 use super::winograd;
 use super::FamilyCode;
 use crate::plan::{in_place_taps, rows_in, DirectPlan, Plan, StreamPlan, Unroll};
@@ -471,15 +471,7 @@ pub fn stage(
             // Vectors whose every tap reads inside the row: plain loads (see `InnerCols`).
             let tf_in = format_ident!("{}_r{}_in", prefix, rows);
             tiles.extend(tile_fn(spec, plan, rows, true, &tf_in));
-            let signed = |v: isize| {
-                let m = lit(v.unsigned_abs());
-                if v < 0 {
-                    quote!(-#m)
-                } else {
-                    quote!(#m)
-                }
-            };
-            let (lo, hi) = (signed(lo), signed(hi));
+            let (lo, hi) = (isize_lit(lo), isize_lit(hi));
             // The plain column loop stays as it was where inner tiles do not pay: with both
             // tile forms in one loop, that loop ran 5% slower on aligned 112-wide rows (2
             // threads, 32 x 112 x 112), presumably its register allocation.
@@ -1115,12 +1107,7 @@ fn inner_row(spec: &Spec, taps_at: &[(usize, isize)], ic: usize, j: usize) -> To
         }
         made.push(shift);
         let v = vec_name(spec, parity, shift);
-        let d = lit(shift.unsigned_abs());
-        let d = if shift < 0 {
-            quote!({ -#d })
-        } else {
-            quote!(#d)
-        };
+        let d = isize_lit(shift);
         body.extend(quote!(let #v = rows.inner::<S, #icl, #jl, #d>(simd, cols);));
     }
     body
@@ -1200,15 +1187,10 @@ fn in_place_row(
             (_, 0, _) => (quote!(x_e), quote!()),
             _ => (quote!(x_o), quote!()),
         };
-        let d = lit(shift.unsigned_abs());
         body.extend(match shift {
             0 => quote!(let #v = #src;),
             _ if spec.stride_w == 1 => {
-                let d = if shift < 0 {
-                    quote!({ -#d })
-                } else {
-                    quote!(#d)
-                };
+                let d = isize_lit(shift);
                 quote!(let #v = rows.shifted::<S, #icl, #jl, #d>(simd, cols, #src, #nb);)
             }
             -1 => quote!(let #v = rows.lo::<S, #icl, #jl, #pl>(simd, cols, #src);),

@@ -138,6 +138,17 @@ pub fn activate(act: Act, v: &syn::Ident) -> TokenStream {
     out
 }
 
+/// An `isize` constant; negative values as `{ -N }`, which serves both as an expression and as
+/// a const generic argument (a literal token cannot be negative).
+pub fn isize_lit(v: isize) -> TokenStream {
+    let abs = lit(v.unsigned_abs());
+    if v < 0 {
+        quote!({ -#abs })
+    } else {
+        quote!(#abs)
+    }
+}
+
 /// An `f32` literal; negative values as `-` and a literal (a literal token cannot be negative).
 pub fn f32_lit(v: f32) -> TokenStream {
     let abs = proc_macro2::Literal::f32_suffixed(v.abs());

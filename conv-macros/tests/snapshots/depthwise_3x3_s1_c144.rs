@@ -890,7 +890,7 @@ impl Dw144 {
                             let len = (wo - ox).min(lanes);
                             if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
                                 S,
-                            >(ox, w, -1, 1) {
+                            >(ox, w, { -1 }, 1) {
                                 tile_r4_in(
                                     simd,
                                     &in_rows,
@@ -952,7 +952,7 @@ impl Dw144 {
                             let len = (wo - ox).min(lanes);
                             if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
                                 S,
-                            >(ox, w, -1, 1) {
+                            >(ox, w, { -1 }, 1) {
                                 tile_r3_in(
                                     simd,
                                     &in_rows,
@@ -1014,7 +1014,7 @@ impl Dw144 {
                             let len = (wo - ox).min(lanes);
                             if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
                                 S,
-                            >(ox, w, -1, 1) {
+                            >(ox, w, { -1 }, 1) {
                                 tile_r2_in(
                                     simd,
                                     &in_rows,
@@ -1076,7 +1076,7 @@ impl Dw144 {
                             let len = (wo - ox).min(lanes);
                             if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
                                 S,
-                            >(ox, w, -1, 1) {
+                            >(ox, w, { -1 }, 1) {
                                 tile_r1_in(
                                     simd,
                                     &in_rows,

@@ -2481,7 +2481,7 @@ impl Block3 {
                                     let len = (wo - ox).min(lanes);
                                     if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
                                         S,
-                                    >(ox, w, -1, 1) {
+                                    >(ox, w, { -1 }, 1) {
                                         dw_r4_in(
                                             simd,
                                             &in_rows,
@@ -2543,7 +2543,7 @@ impl Block3 {
                                     let len = (wo - ox).min(lanes);
                                     if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
                                         S,
-                                    >(ox, w, -1, 1) {
+                                    >(ox, w, { -1 }, 1) {
                                         dw_r3_in(
                                             simd,
                                             &in_rows,
@@ -2605,7 +2605,7 @@ impl Block3 {
                                     let len = (wo - ox).min(lanes);
                                     if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
                                         S,
-                                    >(ox, w, -1, 1) {
+                                    >(ox, w, { -1 }, 1) {
                                         dw_r2_in(
                                             simd,
                                             &in_rows,
@@ -2667,7 +2667,7 @@ impl Block3 {
                                     let len = (wo - ox).min(lanes);
                                     if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
                                         S,
-                                    >(ox, w, -1, 1) {
+                                    >(ox, w, { -1 }, 1) {
                                         dw_r1_in(
                                             simd,
                                             &in_rows,
