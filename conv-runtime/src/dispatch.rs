@@ -144,6 +144,15 @@ pub(crate) fn is_isa<S: 'static, T: 'static>() -> bool {
     core::any::TypeId::of::<S>() == core::any::TypeId::of::<T>()
 }
 
+/// Whether `S` is AVX-512 (`pulp::x86::V4`); false off x86-64, where that type does not exist.
+#[inline(always)]
+pub(crate) fn is_v4<S: 'static>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return is_isa::<S, pulp::x86::V4>();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// `simd` as the ISA token `T` when `S` is `T` (no feature detection: the token exists).
 #[inline(always)]
 pub(crate) fn as_isa<S: Copy + 'static, T: Copy + 'static>(simd: S) -> Option<T> {

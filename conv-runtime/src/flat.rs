@@ -22,7 +22,7 @@ use core::marker::PhantomData;
 
 use pulp::{MemMask, Simd};
 
-use crate::dispatch::is_isa;
+use crate::dispatch::{is_isa, is_v4};
 use crate::shape::Conv2dParams;
 
 /// Kernel sizes whose per-row and per-column masks `Flat::new` keeps on the stack.
@@ -275,11 +275,7 @@ impl<const C: usize, const TAPS: usize> FlatSrc<'_, C, TAPS> {
         &self,
         v: usize,
     ) -> Option<FlatUnmasked<'_, C, TAPS, R>> {
-        #[cfg(target_arch = "x86_64")]
-        let v4 = is_isa::<S, pulp::x86::V4>();
-        #[cfg(not(target_arch = "x86_64"))]
-        let v4 = false;
-        if !v4 {
+        if !is_v4::<S>() {
             return None;
         }
         let lanes = self.flat.lanes as isize;
@@ -561,11 +557,11 @@ mod tests {
                     unmasked += check::<S, 289>(simd, &big, h, w);
                 }
                 // Unmasked tiles exist on AVX-512 only, and there the sizes reach them.
-                #[cfg(target_arch = "x86_64")]
-                let v4 = is_isa::<S, pulp::x86::V4>();
-                #[cfg(not(target_arch = "x86_64"))]
-                let v4 = false;
-                assert_eq!(unmasked > 0, v4, "unmasked taps checked: {unmasked}");
+                assert_eq!(
+                    unmasked > 0,
+                    is_v4::<S>(),
+                    "unmasked taps checked: {unmasked}"
+                );
             }
         }
         on_every_isa(K);
