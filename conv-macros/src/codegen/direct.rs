@@ -428,9 +428,9 @@ pub fn stage(
     sizes.extend(plan.rem_rows.iter().copied());
     let mut sweeps = quote!(let mut r = 0;);
     // Stride-1 in-place tiles also come in an inner form (see `InnerCols`).
-    let inner_tiles =
-        plan.in_place && matches!(plan.unroll, Unroll::Full) && inner_span(spec).is_some();
-    if inner_tiles {
+    let inner_cols =
+        inner_span(spec).filter(|_| plan.in_place && matches!(plan.unroll, Unroll::Full));
+    if inner_cols.is_some() {
         sweeps.extend(quote!(let inner = #rt::InnerCols::pay::<S>(planes, w);));
     }
     let (cpg_in, sh, sw, pt) = (
@@ -467,7 +467,7 @@ pub fn stage(
             }
         };
         let mut sweep = columns(&tile);
-        if let Some((lo, hi)) = inner_span(spec).filter(|_| inner_tiles) {
+        if let Some((lo, hi)) = inner_cols {
             // Vectors whose every tap reads inside the row: plain loads (see `InnerCols`).
             let tf_in = format_ident!("{}_r{}_in", prefix, rows);
             tiles.extend(tile_fn(spec, plan, rows, true, &tf_in));
