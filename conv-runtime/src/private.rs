@@ -692,7 +692,7 @@ pub struct Band {
 pub const BAND_BYTES: usize = 24 * 1024;
 
 /// Floats of a cache line.
-const LINE: usize = 16;
+pub(crate) const LINE: usize = 16;
 
 impl Band {
     /// The band for a layer with the given kernel extent, for output width `wo`, vectors of
