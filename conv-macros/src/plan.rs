@@ -99,6 +99,9 @@ pub struct DirectPlan {
     /// Streaming tiles the layer switches to at run time on narrow planes (see
     /// [`plan_stream`]).
     pub stream: Option<StreamPlan>,
+    /// Winograd with lanes over channels, which the layer switches to at run time on planes
+    /// narrow enough for its chunks to stay in L1 (see [`plan_wino_narrow`]).
+    pub wino: Option<WinoPlan>,
 }
 
 /// Streaming depthwise tiles: a tile is `units` units of work (groups, one input plane each) x
@@ -165,7 +168,7 @@ impl Plan {
                 stream: Some(st), ..
             }) if st.always => st.tag(),
             Plan::Direct(p) => format!(
-                "t{}r{}{}{}{}{}{}{}",
+                "t{}r{}{}{}{}{}{}{}{}",
                 p.oc_tile,
                 p.rows,
                 if p.hoist_weights { "h" } else { "" },
@@ -183,6 +186,11 @@ impl Plan {
                 },
                 match &p.stream {
                     Some(s) => format!("~{}", s.tag()),
+                    None => String::new(),
+                },
+                // ^: the Winograd plan taken on narrow planes.
+                match &p.wino {
+                    Some(w) => format!("^{}", Plan::Winograd(w.clone()).tag()),
                     None => String::new(),
                 }
             ),
@@ -234,6 +242,7 @@ pub fn plan(spec: &Spec, class: RegClass) -> Plan {
                 return Plan::Winograd(w);
             }
             let mut p = plan_direct(spec, class);
+            p.wino = plan_wino_narrow(spec, class);
             if !p.flat {
                 // Streaming tiles beat flat ones on the narrow planes of the layers both
                 // compute (960 x 7 x 7 depthwise: 32.8 against 36.7 us on AVX-512).
@@ -306,21 +315,17 @@ const MAX_WINO_TVB: usize = 4;
 /// narrow grouped ones (32 groups of 32 on 7 x 7 284 against 295, on 14 x 14 1046 against
 /// 1220 at the minimum but 1439 against 1285 at the first quartile; 16 of 32 on 14 x 14 546
 /// against 553; 512 dense on 7 x 7, where the weights come from DRAM, 4100 against 3918).
-/// Groups of 16 (`ci co / (ci + co) = 8`) stay with direct tiles, which the channel layout
-/// only matched (32 groups on 14 x 14, 215 against 218 to 286).
+/// Groups of 16 (`ci co / (ci + co) = 8`) keep direct tiles, which the channel layout only
+/// matched on 14 x 14 with `V` and `M` streaming through L2 (32 groups, 215 against 218 to
+/// 286), and get the channel layout beside them for narrow planes ([`plan_wino_narrow`]), where
+/// its chunks stay in L1 and it wins.
 ///
 /// The product tile: `cob` (dividing the group's outputs) x `tvb` accumulators plus the `tvb`
 /// loaded vectors, one broadcast weight and one spare within the register file (without the
 /// spare, LLVM spilled an accumulator of a 4 x 3 tile on AVX2 and the tile ran at half speed),
 /// the pair with the most FMAs per loaded or broadcast value, then the larger.
 fn plan_wino(spec: &Spec, class: RegClass) -> Option<WinoPlan> {
-    let geometry = spec.kernel_h == 3
-        && spec.kernel_w == 3
-        && spec.stride_h == 1
-        && spec.stride_w == 1
-        && spec.dilation_h == 1
-        && spec.dilation_w == 1
-        && spec.pad_left <= 2;
+    let geometry = wino_geometry(spec);
     let (ci, co) = (spec.in_per_group(), spec.out_per_group());
     if class.regs >= 32 {
         let channels = ci % 16 == 0 && co % 16 == 0 && 12 * (ci + co) <= ci * co;
@@ -351,6 +356,32 @@ fn plan_wino(spec: &Spec, class: RegClass) -> Option<WinoPlan> {
     Some(WinoPlan {
         regs: class.regs,
         layout: WinoLayout::Tiles { cob, tvb },
+    })
+}
+
+/// What both Winograd layouts compute: 3x3, stride and dilation 1, `pad_left <= 2` (a tile's
+/// columns lie within one lane of its even / odd pair).
+fn wino_geometry(spec: &Spec) -> bool {
+    spec.kernel_h == 3
+        && spec.kernel_w == 3
+        && spec.stride_h == 1
+        && spec.stride_w == 1
+        && spec.dilation_h == 1
+        && spec.dilation_w == 1
+        && spec.pad_left <= 2
+}
+
+/// Winograd with lanes over channels beside the direct tiles of a layer [`plan_wino`] leaves to
+/// them, for the run time to take on narrow planes (the runtime's `winograd_channels::prefer`:
+/// where a chunk of whole tile rows stays in L1 with the group's transformed weights): on 32
+/// registers, groups of whole 16-lane vectors of channels with `16 ci co` floats of weights in
+/// at most 32 KiB (16 x 16 and 16 x 32). Figures in `prefer`.
+fn plan_wino_narrow(spec: &Spec, class: RegClass) -> Option<WinoPlan> {
+    let (ci, co) = (spec.in_per_group(), spec.out_per_group());
+    let channels = ci % 16 == 0 && co % 16 == 0 && ci * co <= 512;
+    (class.regs >= 32 && wino_geometry(spec) && channels).then_some(WinoPlan {
+        regs: class.regs,
+        layout: WinoLayout::Channels { nt: 2 * FMA_CHAINS },
     })
 }
 
@@ -452,6 +483,7 @@ fn plan_in_place(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
                         flat: false,
                         narrow: None,
                         stream: None,
+                        wino: None,
                     },
                 ));
             }
@@ -522,6 +554,7 @@ fn plan_flat(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
                         flat: true,
                         narrow: None,
                         stream: None,
+                        wino: None,
                     },
                 ));
             }
@@ -565,6 +598,7 @@ fn plan_narrow(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
         flat: true,
         narrow: None,
         stream: None,
+        wino: None,
     })
 }
 
@@ -699,6 +733,7 @@ fn plan_band(spec: &Spec, class: RegClass) -> DirectPlan {
                             flat: false,
                             narrow: None,
                             stream: None,
+                            wino: None,
                         },
                     ));
                 }
@@ -716,6 +751,7 @@ fn plan_band(spec: &Spec, class: RegClass) -> DirectPlan {
         flat: false,
         narrow: None,
         stream: None,
+        wino: None,
     })
 }
 

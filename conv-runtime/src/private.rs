@@ -16,7 +16,8 @@ pub use crate::winograd::{
     pack as wino_pack, run as wino_run, scratch_len as wino_scratch_len, WinoLayer,
 };
 pub use crate::winograd_channels::{
-    pack as wino_ch_pack, run as wino_ch_run, scratch_len as wino_ch_scratch_len,
+    pack as wino_ch_pack, prefer as wino_ch_prefer, run as wino_ch_run,
+    scratch_len as wino_ch_scratch_len,
 };
 
 pub use crate::activation::Activation;

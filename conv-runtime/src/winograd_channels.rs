@@ -45,6 +45,12 @@ const CHUNK_T_FLOATS: usize = 4 * 1024;
 /// slower: their `U` (64 KiB per group) came from L2 at every piece.
 const CHUNK_VM_FLOATS: usize = 32 * 1024;
 
+/// Floats a chunk and the group's whole `U` may take to stay in L1 together (40 of 48 KiB).
+/// Where they fit, a chunk is as many tile rows as do (see [`l1_rows`]): 32 groups of 16
+/// channels on 14 x 14 ran 124-125 us in chunks of one tile row (36 KiB with `U`), 143-153 in
+/// two (54 KiB) and 138-144 in one chunk of all seven (throwaway timer, two runs each).
+const CHUNK_L1_FLOATS: usize = 10 * 1024;
+
 /// Largest product tiles: `NT` (at most `MAX_NT`) tiles x one vector of output channels, or
 /// `NT.min(MAX_NT2)` x two (24 accumulators, two weight vectors, room for the broadcast).
 const MAX_NT: usize = 16;
@@ -65,14 +71,17 @@ impl Chunk {
     fn new(lanes: usize, wo: usize, ci: usize, co: usize) -> Self {
         let tx = wo.div_ceil(2);
         let tw = 2 * tx + 2;
-        let by_t = (CHUNK_T_FLOATS / (2 * tw * ci)).saturating_sub(1);
-        let by_vm = CHUNK_VM_FLOATS / (XI * (ci + co) * tx);
-        // At least `MAX_NT` tiles, whatever the budgets: each chunk reads every point's `U`
-        // (`16 ci co` floats), which fewer tiles would not repay (512 channels in and out on
-        // 7 x 7: one tile row per chunk, 4 tiles, read its 16 MiB four times per call).
-        let min_rows = MAX_NT.div_ceil(tx);
+        let rows = l1_rows(lanes, wo, ci, co).unwrap_or_else(|| {
+            let by_t = (CHUNK_T_FLOATS / (2 * tw * ci)).saturating_sub(1);
+            let by_vm = CHUNK_VM_FLOATS / (XI * (ci + co) * tx);
+            // At least `MAX_NT` tiles, whatever the budgets: each chunk reads every point's `U`
+            // (`16 ci co` floats), which fewer tiles would not repay (512 channels in and out on
+            // 7 x 7: one tile row per chunk, 4 tiles, read its 16 MiB four times per call).
+            let min_rows = MAX_NT.div_ceil(tx);
+            by_t.min(by_vm).max(min_rows)
+        });
         Chunk {
-            rows: by_t.min(by_vm).max(min_rows),
+            rows,
             tx,
             tw,
             ow: (2 * tx).next_multiple_of(lanes),
@@ -89,6 +98,29 @@ impl Chunk {
             2 * self.rows * self.ow * co,
         ]
     }
+}
+
+/// The most tile rows per chunk whose `T`, `V`, `M` and `O` fit within [`CHUNK_L1_FLOATS`]
+/// beside the group's whole `U` (`16 ci co` floats), if one does.
+fn l1_rows(lanes: usize, wo: usize, ci: usize, co: usize) -> Option<usize> {
+    let tx = wo.div_ceil(2);
+    let (tw, ow) = (2 * tx + 2, (2 * tx).next_multiple_of(lanes));
+    let floats =
+        |r: usize| XI * ci * co + (2 * r + 2) * tw * ci + r * (XI * tx * (ci + co) + 2 * ow * co);
+    (1..).take_while(|&r| floats(r) <= CHUNK_L1_FLOATS).last()
+}
+
+/// Whether a layer that also has direct tiles takes this layout on `wo`-wide output planes: on
+/// AVX-512 (16 lanes) when a chunk of whole tile rows fits in L1 with the group's `U`
+/// ([`l1_rows`]). Then nothing of the four steps leaves L1 and the transforms cost a fraction of
+/// what they cost streaming `V` and `M` through L2; otherwise groups too small for the products
+/// to repay that (16 channels in and out) keep direct tiles. 32 groups of 16 channels, against
+/// direct flat tiles (`t8r3fk`; throwaway timer, 3 alternating runs, us): 7 x 7 49-51 -> 44-46,
+/// 14 x 14 147-155 -> 134-135, where no chunk fits: 20 x 20 (16 groups) 142-144 -> 157-166,
+/// 28 x 28 595-604 -> 730-747, 56 x 56 2283-2314 -> 2872-3014. NEON keeps direct tiles (its
+/// transposes are scalar code; not measured).
+pub fn prefer(lanes: usize, wo: usize, ci: usize, co: usize) -> bool {
+    lanes == 16 && ci % lanes == 0 && co % lanes == 0 && l1_rows(lanes, wo, ci, co).is_some()
 }
 
 /// Floats of scratch [`run`] needs: the four buffers and up to a line to align them.
@@ -179,13 +211,16 @@ pub fn run<S: Simd, const CI: usize, const CO: usize, const NT: usize, const PL:
         else {
             continue;
         };
+        let trow_len = ch.tw * CI;
         let mut tr0 = 0;
+        // Rows of `T` the previous chunk left that this one reads first (its last two).
+        let mut kept = 0;
         while tr0 < tile_rows {
             let rows = ch.rows.min(tile_rows - tr0);
             // 1. The input rows, channel-minor.
             let iy0 = (2 * (tr_first + tr0)) as isize - layer.pad_top as isize;
-            for j in 0..2 * rows + 2 {
-                let trow = &mut tbuf[j * ch.tw * CI..][..ch.tw * CI];
+            for j in kept..2 * rows + 2 {
+                let trow = &mut tbuf[j * trow_len..][..trow_len];
                 let iy = iy0 + j as isize;
                 if iy < 0 || iy as usize >= h {
                     trow.fill(0.0);
@@ -225,10 +260,15 @@ pub fn run<S: Simd, const CI: usize, const CO: usize, const NT: usize, const PL:
             // `nt` tiles each (no piece of a few tiles whose FMA chains wait on each other).
             let cov = if CO >= 2 * lanes { 2 } else { 1 };
             let nt = if cov == 2 { NT.min(MAX_NT2) } else { NT };
-            for xi in 0..XI {
-                let vx = &vbuf[xi * CI..][..(tiles - 1) * XI * CI + CI];
-                let mx = &mut mbuf[xi * CO..][..(tiles - 1) * XI * CO + CO];
-                let ux = &ug[xi * CI * CO..][..CI * CO];
+            // One vector of output channels and at most 8 tiles (a short tile row): two points
+            // per pass, for as many FMA chains as a piece of 16 tiles has (32 groups of 16 on
+            // 14 x 14, chunks of 7 tiles: 133-138 -> 125-134 us, minimum to median of 8
+            // alternating runs).
+            let np = if CO == lanes && 2 * tiles <= NT { 2 } else { 1 };
+            for xi in (0..XI).step_by(np) {
+                let vx = &vbuf[xi * CI..][..(tiles - 1) * XI * CI + np * CI];
+                let mx = &mut mbuf[xi * CO..][..(tiles - 1) * XI * CO + np * CO];
+                let ux = &ug[xi * CI * CO..][..np * CI * CO];
                 let mut cb = 0;
                 while cb < CO {
                     // Two vectors of output channels while two are left.
@@ -238,7 +278,7 @@ pub fn run<S: Simd, const CI: usize, const CO: usize, const NT: usize, const PL:
                     for p in 0..pieces {
                         let nb = (tiles - t0) / (pieces - p);
                         let (v, m) = (&vx[t0 * XI * CI..], &mut mx[t0 * XI * CO..]);
-                        product_n::<S, CI, CO>(simd, nb, cov, ux, v, m, cb);
+                        product_n::<S, CI, CO>(simd, nb, cov, np, ux, v, m, cb);
                         t0 += nb;
                     }
                     cb += cov * lanes;
@@ -268,6 +308,9 @@ pub fn run<S: Simd, const CI: usize, const CO: usize, const NT: usize, const PL:
                     (r, t) = (r + 1, 0);
                 }
             }
+            // The next chunk starts two input rows before this one's end.
+            tbuf.copy_within(2 * rows * trow_len..(2 * rows + 2) * trow_len, 0);
+            kept = 2;
             // The rows of the span back into the planes.
             let oy0 = 2 * (tr_first + tr0);
             for j in 0..2 * rows {
@@ -283,36 +326,46 @@ pub fn run<S: Simd, const CI: usize, const CO: usize, const NT: usize, const PL:
     }
 }
 
-/// [`product`] of `nb` tiles (1 to 16; 1 to 12 with two vectors) and `cov` (1 or 2) vectors of
-/// output channels.
+/// [`product`] of `nb` tiles (1 to 16; 1 to 12 with two vectors; 1 to 8 with two points) and
+/// `cov` (1 or 2) vectors of output channels, for `np` (1 or 2, with `cov` 1) points.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn product_n<S: Simd, const CI: usize, const CO: usize>(
     simd: S,
     nb: usize,
     cov: usize,
+    np: usize,
     ux: &[f32],
     vx: &[f32],
     mx: &mut [f32],
     cb: usize,
 ) {
     macro_rules! arms {
-        ($($n:literal)*; $($m:literal)*) => {
-            match (cov, nb) {
-                $((1, $n) => product::<S, CI, CO, $n, 1>(simd, ux, vx, mx, cb),)*
-                $((2, $m) => product::<S, CI, CO, $m, 2>(simd, ux, vx, mx, cb),)*
-                _ => unreachable!("pieces of 1 to 16 tiles x 1 vector, 1 to 12 x 2"),
+        ($($n:literal)*; $($m:literal)*; $($p:literal)*) => {
+            match (cov, np, nb) {
+                $((1, 1, $n) => product::<S, CI, CO, $n, 1, 1>(simd, ux, vx, mx, cb),)*
+                $((2, 1, $m) => product::<S, CI, CO, $m, 2, 1>(simd, ux, vx, mx, cb),)*
+                $((1, 2, $p) => product::<S, CI, CO, $p, 1, 2>(simd, ux, vx, mx, cb),)*
+                _ => unreachable!("pieces of 1 to 16 tiles x 1 vector, 1 to 12 x 2, 1 to 8 x 2 points"),
             }
         };
     }
-    arms!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; 1 2 3 4 5 6 7 8 9 10 11 12)
+    arms!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; 1 2 3 4 5 6 7 8 9 10 11 12; 1 2 3 4 5 6 7 8)
 }
 
-/// `M[..NB][cb..cb + COV lanes]` of one point: the sum over the group's input channels of
-/// `V[t][ci] U[ci][cb..]` (`ux` is `[ci][co]`; `vx` and `mx` hold the point's `[ci]` and `[co]`
-/// of tile `t` at `t XI CI` and `t XI CO`).
+/// `M[..NB][cb..cb + COV lanes]` of `NP` consecutive points: the sum over the group's input
+/// channels of `V[t][ci] U[ci][cb..]` (`ux` holds the points' `[ci][co]`, one after the other;
+/// `vx` and `mx` hold the first point's `[ci]` and `[co]` of tile `t` at `t XI CI` and `t XI
+/// CO`, the next points' after them).
 #[inline(always)]
-fn product<S: Simd, const CI: usize, const CO: usize, const NB: usize, const COV: usize>(
+fn product<
+    S: Simd,
+    const CI: usize,
+    const CO: usize,
+    const NB: usize,
+    const COV: usize,
+    const NP: usize,
+>(
     simd: S,
     ux: &[f32],
     vx: &[f32],
@@ -320,24 +373,30 @@ fn product<S: Simd, const CI: usize, const CO: usize, const NB: usize, const COV
     cb: usize,
 ) {
     let lanes = S::F32_LANES;
-    let vt = &vx[..(NB - 1) * XI * CI + CI];
-    let mt = &mut mx[..(NB - 1) * XI * CO + CO];
-    let mut acc = [[simd.splat_f32s(0.0); COV]; NB];
+    let vt = &vx[..(NB - 1) * XI * CI + NP * CI];
+    let mt = &mut mx[..(NB - 1) * XI * CO + NP * CO];
+    let mut acc = [[[simd.splat_f32s(0.0); COV]; NP]; NB];
     for c in 0..CI {
-        let mut uc = [simd.splat_f32s(0.0); COV];
-        for (j, u) in uc.iter_mut().enumerate() {
-            *u = ld(simd, ux, c * CO + cb + j * lanes);
+        let mut uc = [[simd.splat_f32s(0.0); COV]; NP];
+        for (p, uc) in uc.iter_mut().enumerate() {
+            for (j, u) in uc.iter_mut().enumerate() {
+                *u = ld(simd, ux, (p * CI + c) * CO + cb + j * lanes);
+            }
         }
         for (i, a) in acc.iter_mut().enumerate() {
-            let x = simd.splat_f32s(vt[i * XI * CI + c]);
-            for (a, &u) in a.iter_mut().zip(&uc) {
-                *a = simd.mul_add_e_f32s(u, x, *a);
+            for (p, (a, uc)) in a.iter_mut().zip(&uc).enumerate() {
+                let x = simd.splat_f32s(vt[i * XI * CI + p * CI + c]);
+                for (a, &u) in a.iter_mut().zip(uc) {
+                    *a = simd.mul_add_e_f32s(u, x, *a);
+                }
             }
         }
     }
     for (i, a) in acc.iter().enumerate() {
-        for (j, &a) in a.iter().enumerate() {
-            st(simd, mt, i * XI * CO + cb + j * lanes, a);
+        for (p, a) in a.iter().enumerate() {
+            for (j, &a) in a.iter().enumerate() {
+                st(simd, mt, i * XI * CO + p * CO + cb + j * lanes, a);
+            }
         }
     }
 }

@@ -57,7 +57,7 @@ pub struct G2S2;
 #[conv_kernel(in = 5, out = 7, k = 3, pad = 1)]
 pub struct Dense5x7;
 // Winograd F(2x2, 3x3) with lanes over tiles (3x3, stride 1; from 16 channels per group on 16
-// registers; direct tiles on 32): 16 per group, odd counts (17) with no padding on the left and
+// registers; direct tiles on 32, with lanes over channels on narrow planes): 16 per group, odd counts (17) with no padding on the left and
 // uneven padding, dense (24 in, 28 out) with 2 on the left and an activation.
 #[conv_kernel(in = 32, out = 32, k = 3, groups = 2, pad = 1)]
 pub struct G2W16;
@@ -393,6 +393,14 @@ fn set_covers_every_body_layout() {
             "no Winograd layer on {class} in {names:#?}"
         );
     }
+    // Direct tiles with Winograd over channels for narrow planes (`^wc..`, 32 registers; 16
+    // channels per group, taken on planes up to about 18 wide on AVX-512: SIZES has both).
+    assert!(
+        names
+            .iter()
+            .any(|n| n.contains("/r32.") && n.contains("^wc")),
+        "no direct layer with a Winograd plan for narrow planes in {names:#?}"
+    );
     // GEMMs reducing in cache blocks of input channels (`b..`) on both register classes.
     for class in ["/r32.", "/r16."] {
         assert!(

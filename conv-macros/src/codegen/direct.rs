@@ -19,6 +19,7 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
         .iter()
         .filter_map(|p| match p {
             Plan::Winograd(w) => Some(w),
+            Plan::Direct(d) => d.wino.as_ref(),
             _ => None,
         })
         .collect();
@@ -47,7 +48,12 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
             };
             let narrow = d.narrow.as_ref().map(|_| flat_need.clone());
             let stream = d.stream.as_ref().map(|_| quote!(w));
-            std::iter::once(own).chain(narrow).chain(stream).collect()
+            let wino = d.wino.as_ref().map(|wp| winograd::scratch_need(spec, wp));
+            std::iter::once(own)
+                .chain(narrow)
+                .chain(stream)
+                .chain(wino)
+                .collect()
         }
         Plan::Winograd(wp) => vec![winograd::scratch_need(spec, wp)],
         _ => unreachable!("direct family has direct or Winograd plans"),
@@ -74,10 +80,10 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     }
 }
 
-/// The `__run_rNN` method of a direct plan; with a streaming or `narrow` plan, a method that
-/// picks at run time between the row tiles (`__run_rows_rNN`) and the streaming
-/// (`__run_stream_rNN`) or flat (`__run_narrow_rNN`) ones; a layer that always streams has the
-/// streaming method alone.
+/// The `__run_rNN` method of a direct plan; with a streaming, `narrow` or Winograd plan, a
+/// method that picks at run time between the row tiles (`__run_rows_rNN`) and the streaming
+/// (`__run_stream_rNN`), flat (`__run_narrow_rNN`) or Winograd (`__run_wino_rNN`) ones; a layer
+/// that always streams has the streaming method alone.
 fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     let body = |plan: &DirectPlan, suffix: &str| {
         if plan.flat {
@@ -95,7 +101,7 @@ fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     if let Some(stream) = plan.stream.as_ref().filter(|s| s.always) {
         return run_stream(spec, stream, &f);
     }
-    if plan.narrow.is_none() && plan.stream.is_none() {
+    if plan.narrow.is_none() && plan.stream.is_none() && plan.wino.is_none() {
         return body(plan, "");
     }
     let f_rows = format_ident!("__run_rows_r{}", regs);
@@ -118,6 +124,18 @@ fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
         pick = quote! {
             if #rt::StreamRows::<1>::prefer(S::F32_LANES, a.wo) {
                 self.#f_stream(simd, a)
+            } else {
+                #pick
+            }
+        };
+    }
+    if let Some(wp) = &plan.wino {
+        let f_wino = format_ident!("__run_wino_r{}", regs);
+        out.extend(winograd::run_as(spec, wp, &f_wino));
+        let (ci, co) = (lit(spec.in_per_group()), lit(spec.out_per_group()));
+        pick = quote! {
+            if #rt::wino_ch_prefer(S::F32_LANES, a.wo, #ci, #co) {
+                self.#f_wino(simd, a)
             } else {
                 #pick
             }

@@ -51,6 +51,11 @@ pub fn scratch_need(spec: &Spec, plan: &WinoPlan) -> TokenStream {
 /// `self.w` (the weights as given: the direct path for inputs with infinities or NaN) and
 /// `self.b`.
 pub fn run(spec: &Spec, plan: &WinoPlan) -> TokenStream {
+    run_as(spec, plan, &format_ident!("__run_r{}", plan.regs))
+}
+
+/// [`run`] as the method `f`.
+pub fn run_as(spec: &Spec, plan: &WinoPlan, f: &syn::Ident) -> TokenStream {
     let rt = rt();
     let opt = |v: Option<f32>| match v {
         Some(v) => {
@@ -68,7 +73,6 @@ pub fn run(spec: &Spec, plan: &WinoPlan) -> TokenStream {
         lit(spec.out_per_group()),
     );
     let (pad_top, pl) = (lit(spec.pad_top), lit(spec.pad_left));
-    let f = format_ident!("__run_r{}", plan.regs);
     let call = match plan.layout {
         WinoLayout::Tiles { cob, tvb } => {
             let (cob, tvb) = (lit(cob), lit(tvb));

@@ -4,6 +4,7 @@ pub struct ResNeXt512 {
     w: ::std::vec::Vec<f32>,
     b: ::std::vec::Vec<f32>,
     u: ::std::vec::Vec<f32>,
+    uc: ::std::vec::Vec<f32>,
 }
 impl ResNeXt512 {
     /// Input channels.
@@ -29,7 +30,7 @@ impl ResNeXt512 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "grouped/f32/3x3/s1/p1/c512-512/g32/r32.t8r3fk/r16.w4v2",
+        name: "grouped/f32/3x3/s1/p1/c512-512/g32/r32.t8r3fk^wc16/r16.w4v2",
         family: "grouped",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -43,6 +44,7 @@ impl ResNeXt512 {
         ::core::result::Result::Ok(Self {
             w: weight.to_vec(),
             u: ::conv_runtime::__private::wino_pack(weight, 32, 16, 16),
+            uc: ::conv_runtime::__private::wino_ch_pack(weight, 32, 16, 16),
             b,
         })
     }
@@ -257,6 +259,8 @@ impl ::conv_runtime::__private::Generated for ResNeXt512 {
         need = need
             .max(::conv_runtime::__private::Flat::<9>::scratch_len(lanes, ho, wo));
         need = need
+            .max(::conv_runtime::__private::wino_ch_scratch_len(lanes, wo, 16, 16));
+        need = need
             .max(::conv_runtime::__private::wino_scratch_len(lanes, w, wo, 16, 16));
         need
     }
@@ -286,7 +290,7 @@ impl ResNeXt512 {
         clippy::int_plus_one,
         clippy::modulo_one
     )]
-    fn __run_r32<S: ::conv_runtime::__private::Simd>(
+    fn __run_rows_r32<S: ::conv_runtime::__private::Simd>(
         &self,
         simd: S,
         a: ::conv_runtime::__private::Args<'_>,
@@ -706,6 +710,40 @@ impl ResNeXt512 {
                     v += 1;
                 }
             }
+        }
+    }
+    #[inline(always)]
+    fn __run_wino_r32<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        let layer = ::conv_runtime::__private::WinoLayer {
+            groups: 32,
+            in_channels: 512,
+            pad_top: 1,
+            pad_left: 1,
+            lo: ::core::option::Option::None,
+            hi: ::core::option::Option::None,
+        };
+        ::conv_runtime::__private::wino_ch_run::<
+            S,
+            16,
+            16,
+            16,
+            1,
+        >(simd, &self.uc, &self.w, &self.b, layer, a)
+    }
+    #[inline(always)]
+    fn __run_r32<S: ::conv_runtime::__private::Simd>(
+        &self,
+        simd: S,
+        a: ::conv_runtime::__private::Args<'_>,
+    ) {
+        if ::conv_runtime::__private::wino_ch_prefer(S::F32_LANES, a.wo, 16, 16) {
+            self.__run_wino_r32(simd, a)
+        } else {
+            self.__run_rows_r32(simd, a)
         }
     }
     #[inline(always)]
