@@ -69,9 +69,8 @@ struct Chunk {
 
 impl Chunk {
     fn new(lanes: usize, wo: usize, ci: usize, co: usize) -> Self {
-        let tx = wo.div_ceil(2);
-        let tw = 2 * tx + 2;
         let rows = l1_rows(lanes, wo, ci, co).unwrap_or_else(|| {
+            let Chunk { tx, tw, .. } = Chunk::of_rows(lanes, wo, 0);
             let by_t = (CHUNK_T_FLOATS / (2 * tw * ci)).saturating_sub(1);
             let by_vm = CHUNK_VM_FLOATS / (XI * (ci + co) * tx);
             // At least `MAX_NT` tiles, whatever the budgets: each chunk reads every point's `U`
@@ -80,10 +79,16 @@ impl Chunk {
             let min_rows = MAX_NT.div_ceil(tx);
             by_t.min(by_vm).max(min_rows)
         });
+        Chunk::of_rows(lanes, wo, rows)
+    }
+
+    /// Chunks of `rows` tile rows of `wo`-wide output planes.
+    fn of_rows(lanes: usize, wo: usize, rows: usize) -> Self {
+        let tx = wo.div_ceil(2);
         Chunk {
             rows,
             tx,
-            tw,
+            tw: 2 * tx + 2,
             ow: (2 * tx).next_multiple_of(lanes),
         }
     }
@@ -103,10 +108,10 @@ impl Chunk {
 /// The most tile rows per chunk whose `T`, `V`, `M` and `O` fit within [`CHUNK_L1_FLOATS`]
 /// beside the group's whole `U` (`16 ci co` floats), if one does.
 fn l1_rows(lanes: usize, wo: usize, ci: usize, co: usize) -> Option<usize> {
-    let tx = wo.div_ceil(2);
-    let (tw, ow) = (2 * tx + 2, (2 * tx).next_multiple_of(lanes));
-    let floats =
-        |r: usize| XI * ci * co + (2 * r + 2) * tw * ci + r * (XI * tx * (ci + co) + 2 * ow * co);
+    let floats = |r: usize| {
+        let chunk = Chunk::of_rows(lanes, wo, r);
+        XI * ci * co + chunk.lens(ci, co).iter().sum::<usize>()
+    };
     (1..).take_while(|&r| floats(r) <= CHUNK_L1_FLOATS).last()
 }
 
