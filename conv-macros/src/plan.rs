@@ -607,12 +607,25 @@ fn plan_narrow(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
 /// loads each input row once per vector of columns, as an infinitely tall row tile would, and
 /// sets up once per column vector of a plane; it keeps `units x out_per_group x slots`
 /// accumulators (`slots`: the output rows one input row feeds, `(kh - 1) dilation / stride + 1`)
-/// and the row's vectors, and as many of each unit's weights as fit beside them. An FMA whose
-/// weight is broadcast from memory costs more than one reading a register (3x3 on 384 x 14 x 14: 22.6 us with 3 units and no
-/// weight hoisted, 17.6 with 2 units hoisting all; on AVX2 53.7 with 3 units and none, 47.4
-/// with 1 unit hoisting 8 of 9), so `units` is the count that hoists the largest share of the
-/// weights, the most such up to the [`FMA_CHAINS`] accumulators taking FMAs (`kh` per output
-/// channel) that keep the FMA pipes busy.
+/// and the row's vectors, and as many of each unit's weights as fit beside them.
+///
+/// `units` ranges up to the count whose accumulators reach [`FMA_CHAINS`] (`kh` per output
+/// channel); which one depends on what a weight left in memory costs. On AVX2 (16 registers)
+/// it is a broadcast instruction of its own per FMA, and the count that hoists the largest share
+/// of the weights wins, the most such units after it (3x3 on 384 x 14 x 14, 1 / 2 / 3 units
+/// hoisting 8 / 2 / 0 of 9 weights: 25.9 / 30.7 / 28.9 us; 47.4 against 53.7 for 3 units in an
+/// earlier session). With 32 registers the FMA takes it as a broadcast memory operand
+/// (AVX-512's embedded broadcast), and at stride 1 more units win unless fewer hoist all the
+/// weights: an output row's accumulator takes `kh x kw` dependent FMAs, and one unit's rows
+/// alone leave the FMA pipes idle while the out-of-order window waits on them. AVX-512, minimum
+/// of 6 alternating 0.1 s rounds, 1 / 2 units: 5x5 on 240 x 14 x 14 20.8 / 18.1 us, 672 x 7 x 7
+/// 34.1 / 29.1, 120 x 28 x 28 38.6 / 33.7, 7x7 on 384 x 14 x 14 58.2 / 54.5, 768 x 7 x 7 67.2 /
+/// 57.2; where the layer streams on wide planes too (below), 7x7 on 384 x 28 x 28 215 / 201,
+/// 5x5 on 240 x 56 x 56 386 / 375, but 120 x 112 x 112 747 / 781 (two planes' column passes
+/// outgrow L1; left). 3x3 on 384 x 14 x 14, where 1 and 2 units hoist all 9: 15.2 / 12.9, and
+/// 3 hoisting 6: 13.9. At stride 2 the hoisting rule stays (5x5 on 672 x 28 x 28, 1 / 2 units
+/// over 3 runs: 89-94 / 95-101; 672 x 14 x 14 44-51 / 45-49). NEON, in the 32-register class, loads such a weight
+/// with a replicating load of its own, as AVX2 does; not measured.
 ///
 /// More chains per weight register by splitting a unit's span into parts streamed side by side
 /// (sharing the unit's weights) loses: every part fills and drains its own ring, and on short
@@ -639,8 +652,15 @@ fn plan_stream(spec: &Spec, class: RegClass) -> Option<StreamPlan> {
     let (units, hoist) = (1..=FMA_CHAINS.div_ceil(m * kh))
         .filter(|&u| body_ok(u))
         .filter_map(|u| Some((u, hoist(u)?)))
-        // Largest share hoisted (`h / weights`, all units alike), then the most units.
-        .max_by_key(|&(u, h)| (h, u))?;
+        // The largest share hoisted (`h / weights`, all units alike), then the most units; on
+        // 32 registers at stride 1 all weights hoisted or not, then the most units.
+        .max_by_key(|&(u, h)| {
+            if class.regs >= 32 && spec.stride_h == 1 {
+                (usize::from(h == weights), u)
+            } else {
+                (h, u)
+            }
+        })?;
     Some(StreamPlan {
         units,
         slots,
