@@ -19,6 +19,7 @@
 //! at its offset: no masks and no shifts, only loads.
 
 use core::marker::PhantomData;
+use core::ops::Range;
 
 use pulp::Simd;
 
@@ -278,6 +279,38 @@ impl<'a, const CHANS: usize> StreamRows<'a, CHANS> {
     /// 56 x 56 150 -> 216, stride 2 96 x 112 x 112 -> 56 260 -> 289.
     pub fn prefer(lanes: usize, wo: usize) -> bool {
         wo.div_ceil(lanes) <= 2
+    }
+
+    /// Steps `n` of a stream over output rows `oy0..` at stride `sh` and top padding `pt` whose
+    /// `sh` input rows, `(oy0 + n) sh - pt ..`, all lie in the plane: `n` in the returned range
+    /// (empty when none do).
+    #[inline(always)]
+    pub fn inside_steps(&self, oy0: usize, sh: usize, pt: usize) -> Range<usize> {
+        // (oy0 + n) sh >= pt and (oy0 + n + 1) sh <= h + pt.
+        let lo = pt.div_ceil(sh).saturating_sub(oy0);
+        let hi = ((self.h + pt) / sh).saturating_sub(oy0);
+        lo..hi.max(lo)
+    }
+
+    /// Row `iy` of every plane, which the caller knows lies in the plane (see
+    /// [`StreamRows::inside_steps`]): [`StreamRows::row`] without the choice of the zero row.
+    ///
+    /// # Panics
+    /// When `iy >= h` (a bug in the generated sweep, never a consequence of user input).
+    #[inline(always)]
+    pub fn row_in(&self, iy: usize) -> InRows<'a, CHANS, 1> {
+        assert!(
+            iy < self.h,
+            "conv-kernel bug: streamed row outside the plane"
+        );
+        let off = iy * self.w;
+        InRows {
+            // (InRows' invariant) row `iy < h` starts `iy w` floats into a plane of `h w >= (iy +
+            // 1) w` floats: `w` floats from there are in it.
+            rows: self.planes.map(|p| [p.wrapping_add(off)]),
+            w: self.w,
+            _life: PhantomData,
+        }
     }
 
     /// Row `iy` (signed: rows above the plane are negative) of every plane, zeros outside it.
@@ -884,5 +917,32 @@ mod tests {
             }
         }
         crate::dispatch::on_every_isa(K);
+    }
+
+    /// `StreamRows::inside_steps` against the rows each step loads, checked one by one, for
+    /// strides 1 to 3, paddings 0 to 3 and streams starting at any output row.
+    #[test]
+    fn inside_steps_are_the_steps_whose_rows_all_lie_in_the_plane() {
+        let zeros = [0.0f32; 4];
+        for h in 1..9 {
+            let plane = vec![0.0f32; h * 4];
+            let src = StreamRows::<1>::new([&plane], &zeros, h, 4);
+            for (sh, pt, oy0) in
+                (1..4).flat_map(|s| (0..4).flat_map(move |p| (0..6).map(move |o| (s, p, o))))
+            {
+                let got = src.inside_steps(oy0, sh, pt);
+                for n in 0..h + 8 {
+                    let inside = (0..sh).all(|q| {
+                        let iy = ((oy0 + n) * sh + q) as isize - pt as isize;
+                        iy >= 0 && iy < h as isize
+                    });
+                    assert_eq!(
+                        got.contains(&n),
+                        inside,
+                        "h {h}, stride {sh}, pad {pt}, oy0 {oy0}, step {n}"
+                    );
+                }
+            }
+        }
     }
 }

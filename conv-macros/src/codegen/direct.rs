@@ -194,6 +194,7 @@ pub fn stream_sweep(
     let (dh, taps) = (spec.dilation_h, spec.taps());
     let (groups, cin, sw) = (lit(spec.groups), lit(spec.in_channels), lit(spec.stride_w));
     let (g_l, m_l, slots_l, gm_l, mtaps) = (lit(g), lit(m), lit(slots), lit(g * m), lit(m * taps));
+    let (sh_l, pt_l) = (lit(spec.stride_h), lit(spec.pad_top));
     let a = |s: usize, t: usize, k: usize| format_ident!("a_{}_{}_{}", s, t, k);
 
     // Per tile: each stream's unit, input plane, weights and bias.
@@ -270,9 +271,15 @@ pub fn stream_sweep(
                 }
             }
             let (q, sh, pt) = (lit(q), lit(sh), lit(spec.pad_top));
+            // Steady steps run only where every row they load is in the plane.
+            let rows = if guarded {
+                quote!(src.row(((oy0 + n) * #sh + #q) as isize - #pt as isize))
+            } else {
+                quote!(src.row_in((oy0 + n) * #sh + #q - #pt))
+            };
             body.extend(quote! {
                 {
-                    let rows = src.row(((oy0 + n) * #sh + #q) as isize - #pt as isize);
+                    let rows = #rows;
                     #row
                 }
             });
@@ -318,7 +325,7 @@ pub fn stream_sweep(
             let mut n = 0;
             while n < nrows + #slots_l - 1 {
                 #start
-                if n + 1 >= #slots_l && n < nrows {
+                if n >= steady.start && n < steady.end {
                     #steady_v
                 } else {
                     #guarded_v
@@ -390,6 +397,11 @@ pub fn stream_sweep(
             while u < units.end {
                 #setup
                 let src = #rt::StreamRows::<#g_l>::new([#(#planes),*], zeros, h, w);
+                // Steps with every slot live and every row loaded in the plane.
+                let steady = {
+                    let inside = src.inside_steps(oy0, #sh_l, #pt_l);
+                    inside.start.max(#slots_l - 1)..inside.end.min(nrows)
+                };
                 let count = (units.end - u).min(#g_l);
                 let mut out = output.planes((u - units.start) * #m_l, count * #m_l);
                 #columns

@@ -337,6 +337,10 @@ impl Dw11 {
                 let src = ::conv_runtime::__private::StreamRows::<
                     1,
                 >::new([plane_0], zeros, h, w);
+                let steady = {
+                    let inside = src.inside_steps(oy0, 1, 5);
+                    inside.start.max(11 - 1)..inside.end.min(nrows)
+                };
                 let count = (units.end - u).min(1);
                 let mut out = output.planes((u - units.start) * 1, count * 1);
                 if w <= lanes && wo <= lanes {
@@ -358,10 +362,9 @@ impl Dw11 {
                     let mut n = 0;
                     while n < nrows + 11 - 1 {
                         a_0_0_0 = bias_0[0];
-                        if n + 1 >= 11 && n < nrows {
+                        if n >= steady.start && n < steady.end {
                             {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
                                 let x_r = simd.splat_f32s(0.0);
@@ -921,10 +924,9 @@ impl Dw11 {
                         let mut n = 0;
                         while n < nrows + 11 - 1 {
                             a_0_0_0 = bias_0[0];
-                            if n + 1 >= 11 && n < nrows {
+                            if n >= steady.start && n < steady.end {
                                 {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = simd.splat_f32s(0.0);
                                     let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -1484,10 +1486,9 @@ impl Dw11 {
                         let mut n = 0;
                         while n < nrows + 11 - 1 {
                             a_0_0_0 = bias_0[0];
-                            if n + 1 >= 11 && n < nrows {
+                            if n >= steady.start && n < steady.end {
                                 {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                     let x_r = simd.splat_f32s(0.0);
@@ -2048,10 +2049,9 @@ impl Dw11 {
                         let mut n = 0;
                         while n < nrows + 11 - 1 {
                             a_0_0_0 = bias_0[0];
-                            if n + 1 >= 11 && n < nrows {
+                            if n >= steady.start && n < steady.end {
                                 {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                     let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -3648,6 +3648,10 @@ impl Dw11 {
                 let src = ::conv_runtime::__private::StreamRows::<
                     1,
                 >::new([plane_0], zeros, h, w);
+                let steady = {
+                    let inside = src.inside_steps(oy0, 1, 5);
+                    inside.start.max(11 - 1)..inside.end.min(nrows)
+                };
                 let count = (units.end - u).min(1);
                 let mut out = output.planes((u - units.start) * 1, count * 1);
                 if w <= lanes && wo <= lanes {
@@ -3669,10 +3673,9 @@ impl Dw11 {
                     let mut n = 0;
                     while n < nrows + 11 - 1 {
                         a_0_0_0 = bias_0[0];
-                        if n + 1 >= 11 && n < nrows {
+                        if n >= steady.start && n < steady.end {
                             {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
                                 let x_r = simd.splat_f32s(0.0);
@@ -4264,10 +4267,9 @@ impl Dw11 {
                         let mut n = 0;
                         while n < nrows + 11 - 1 {
                             a_0_0_0 = bias_0[0];
-                            if n + 1 >= 11 && n < nrows {
+                            if n >= steady.start && n < steady.end {
                                 {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = simd.splat_f32s(0.0);
                                     let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -4859,10 +4861,9 @@ impl Dw11 {
                         let mut n = 0;
                         while n < nrows + 11 - 1 {
                             a_0_0_0 = bias_0[0];
-                            if n + 1 >= 11 && n < nrows {
+                            if n >= steady.start && n < steady.end {
                                 {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                     let x_r = simd.splat_f32s(0.0);
@@ -5455,10 +5456,9 @@ impl Dw11 {
                         let mut n = 0;
                         while n < nrows + 11 - 1 {
                             a_0_0_0 = bias_0[0];
-                            if n + 1 >= 11 && n < nrows {
+                            if n >= steady.start && n < steady.end {
                                 {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                     let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);

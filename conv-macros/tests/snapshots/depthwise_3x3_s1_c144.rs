@@ -1199,6 +1199,10 @@ impl Dw144 {
                 let src = ::conv_runtime::__private::StreamRows::<
                     2,
                 >::new([plane_0, plane_1], zeros, h, w);
+                let steady = {
+                    let inside = src.inside_steps(oy0, 1, 1);
+                    inside.start.max(3 - 1)..inside.end.min(nrows)
+                };
                 let count = (units.end - u).min(2);
                 let mut out = output.planes((u - units.start) * 1, count * 1);
                 if w <= lanes && wo <= lanes {
@@ -1216,10 +1220,9 @@ impl Dw144 {
                     while n < nrows + 3 - 1 {
                         a_0_0_0 = bias_0[0];
                         a_1_0_0 = bias_1[0];
-                        if n + 1 >= 3 && n < nrows {
+                        if n >= steady.start && n < steady.end {
                             {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
                                 let x_r = simd.splat_f32s(0.0);
@@ -1335,10 +1338,9 @@ impl Dw144 {
                         while n < nrows + 3 - 1 {
                             a_0_0_0 = bias_0[0];
                             a_1_0_0 = bias_1[0];
-                            if n + 1 >= 3 && n < nrows {
+                            if n >= steady.start && n < steady.end {
                                 {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = simd.splat_f32s(0.0);
                                     let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -1454,10 +1456,9 @@ impl Dw144 {
                         while n < nrows + 3 - 1 {
                             a_0_0_0 = bias_0[0];
                             a_1_0_0 = bias_1[0];
-                            if n + 1 >= 3 && n < nrows {
+                            if n >= steady.start && n < steady.end {
                                 {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                     let x_r = simd.splat_f32s(0.0);
@@ -1574,10 +1575,9 @@ impl Dw144 {
                         while n < nrows + 3 - 1 {
                             a_0_0_0 = bias_0[0];
                             a_1_0_0 = bias_1[0];
-                            if n + 1 >= 3 && n < nrows {
+                            if n >= steady.start && n < steady.end {
                                 {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                     let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -2456,6 +2456,10 @@ impl Dw144 {
                 let src = ::conv_runtime::__private::StreamRows::<
                     1,
                 >::new([plane_0], zeros, h, w);
+                let steady = {
+                    let inside = src.inside_steps(oy0, 1, 1);
+                    inside.start.max(3 - 1)..inside.end.min(nrows)
+                };
                 let count = (units.end - u).min(1);
                 let mut out = output.planes((u - units.start) * 1, count * 1);
                 if w <= lanes && wo <= lanes {
@@ -2469,10 +2473,9 @@ impl Dw144 {
                     let mut n = 0;
                     while n < nrows + 3 - 1 {
                         a_0_0_0 = bias_0[0];
-                        if n + 1 >= 3 && n < nrows {
+                        if n >= steady.start && n < steady.end {
                             {
-                                let rows = src
-                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
                                 let x_r = simd.splat_f32s(0.0);
@@ -2544,10 +2547,9 @@ impl Dw144 {
                         let mut n = 0;
                         while n < nrows + 3 - 1 {
                             a_0_0_0 = bias_0[0];
-                            if n + 1 >= 3 && n < nrows {
+                            if n >= steady.start && n < steady.end {
                                 {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = simd.splat_f32s(0.0);
                                     let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -2619,10 +2621,9 @@ impl Dw144 {
                         let mut n = 0;
                         while n < nrows + 3 - 1 {
                             a_0_0_0 = bias_0[0];
-                            if n + 1 >= 3 && n < nrows {
+                            if n >= steady.start && n < steady.end {
                                 {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                     let x_r = simd.splat_f32s(0.0);
@@ -2695,10 +2696,9 @@ impl Dw144 {
                         let mut n = 0;
                         while n < nrows + 3 - 1 {
                             a_0_0_0 = bias_0[0];
-                            if n + 1 >= 3 && n < nrows {
+                            if n >= steady.start && n < steady.end {
                                 {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                     let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);

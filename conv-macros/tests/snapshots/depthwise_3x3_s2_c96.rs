@@ -790,6 +790,10 @@ impl Dw96S2 {
                 let src = ::conv_runtime::__private::StreamRows::<
                     2,
                 >::new([plane_0, plane_1], zeros, h, w);
+                let steady = {
+                    let inside = src.inside_steps(oy0, 2, 1);
+                    inside.start.max(2 - 1)..inside.end.min(nrows)
+                };
                 let count = (units.end - u).min(2);
                 let mut out = output.planes((u - units.start) * 1, count * 1);
                 let mut ox = 0;
@@ -805,10 +809,9 @@ impl Dw96S2 {
                     while n < nrows + 2 - 1 {
                         a_0_0_0 = bias_0[0];
                         a_1_0_0 = bias_1[0];
-                        if n + 1 >= 2 && n < nrows {
+                        if n >= steady.start && n < steady.end {
                             {
-                                let rows = src
-                                    .row(((oy0 + n) * 2 + 0) as isize - 1 as isize);
+                                let rows = src.row_in((oy0 + n) * 2 + 0 - 1);
                                 let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
                                 let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
                                 let x_e = x_e;
@@ -831,8 +834,7 @@ impl Dw96S2 {
                                 a_1_0_1 = simd.mul_add_e_f32s(x_o, wv_1[8], a_1_0_1);
                             }
                             {
-                                let rows = src
-                                    .row(((oy0 + n) * 2 + 1) as isize - 1 as isize);
+                                let rows = src.row_in((oy0 + n) * 2 + 1 - 1);
                                 let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
                                 let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
                                 let x_e = x_e;
@@ -1216,6 +1218,10 @@ impl Dw96S2 {
                 let src = ::conv_runtime::__private::StreamRows::<
                     1,
                 >::new([plane_0], zeros, h, w);
+                let steady = {
+                    let inside = src.inside_steps(oy0, 2, 1);
+                    inside.start.max(2 - 1)..inside.end.min(nrows)
+                };
                 let count = (units.end - u).min(1);
                 let mut out = output.planes((u - units.start) * 1, count * 1);
                 let mut ox = 0;
@@ -1228,10 +1234,9 @@ impl Dw96S2 {
                     let mut n = 0;
                     while n < nrows + 2 - 1 {
                         a_0_0_0 = bias_0[0];
-                        if n + 1 >= 2 && n < nrows {
+                        if n >= steady.start && n < steady.end {
                             {
-                                let rows = src
-                                    .row(((oy0 + n) * 2 + 0) as isize - 1 as isize);
+                                let rows = src.row_in((oy0 + n) * 2 + 0 - 1);
                                 let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
                                 let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
                                 let x_e = x_e;
@@ -1245,8 +1250,7 @@ impl Dw96S2 {
                                     .mul_add_e_f32s(x_o, simd.splat_f32s(wt_0[8]), a_0_0_1);
                             }
                             {
-                                let rows = src
-                                    .row(((oy0 + n) * 2 + 1) as isize - 1 as isize);
+                                let rows = src.row_in((oy0 + n) * 2 + 1 - 1);
                                 let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
                                 let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
                                 let x_e = x_e;

@@ -1936,6 +1936,10 @@ impl Block3 {
                             let src = ::conv_runtime::__private::StreamRows::<
                                 2,
                             >::new([plane_0, plane_1], zeros, h, w);
+                            let steady = {
+                                let inside = src.inside_steps(oy0, 1, 1);
+                                inside.start.max(3 - 1)..inside.end.min(nrows)
+                            };
                             let count = (units.end - u).min(2);
                             let mut out = output
                                 .planes((u - units.start) * 1, count * 1);
@@ -1959,10 +1963,9 @@ impl Block3 {
                                 while n < nrows + 3 - 1 {
                                     a_0_0_0 = bias_0[0];
                                     a_1_0_0 = bias_1[0];
-                                    if n + 1 >= 3 && n < nrows {
+                                    if n >= steady.start && n < steady.end {
                                         {
-                                            let rows = src
-                                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                            let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                             let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                             let x_l = simd.splat_f32s(0.0);
                                             let x_r = simd.splat_f32s(0.0);
@@ -2083,10 +2086,9 @@ impl Block3 {
                                     while n < nrows + 3 - 1 {
                                         a_0_0_0 = bias_0[0];
                                         a_1_0_0 = bias_1[0];
-                                        if n + 1 >= 3 && n < nrows {
+                                        if n >= steady.start && n < steady.end {
                                             {
-                                                let rows = src
-                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                 let x_l = simd.splat_f32s(0.0);
                                                 let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -2207,10 +2209,9 @@ impl Block3 {
                                     while n < nrows + 3 - 1 {
                                         a_0_0_0 = bias_0[0];
                                         a_1_0_0 = bias_1[0];
-                                        if n + 1 >= 3 && n < nrows {
+                                        if n >= steady.start && n < steady.end {
                                             {
-                                                let rows = src
-                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                 let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                                 let x_r = simd.splat_f32s(0.0);
@@ -2332,10 +2333,9 @@ impl Block3 {
                                     while n < nrows + 3 - 1 {
                                         a_0_0_0 = bias_0[0];
                                         a_1_0_0 = bias_1[0];
-                                        if n + 1 >= 3 && n < nrows {
+                                        if n >= steady.start && n < steady.end {
                                             {
-                                                let rows = src
-                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                 let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                                 let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -4089,6 +4089,10 @@ impl Block3 {
                             let src = ::conv_runtime::__private::StreamRows::<
                                 1,
                             >::new([plane_0], zeros, h, w);
+                            let steady = {
+                                let inside = src.inside_steps(oy0, 1, 1);
+                                inside.start.max(3 - 1)..inside.end.min(nrows)
+                            };
                             let count = (units.end - u).min(1);
                             let mut out = output
                                 .planes((u - units.start) * 1, count * 1);
@@ -4108,10 +4112,9 @@ impl Block3 {
                                 let mut n = 0;
                                 while n < nrows + 3 - 1 {
                                     a_0_0_0 = bias_0[0];
-                                    if n + 1 >= 3 && n < nrows {
+                                    if n >= steady.start && n < steady.end {
                                         {
-                                            let rows = src
-                                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                            let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                             let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                             let x_l = simd.splat_f32s(0.0);
                                             let x_r = simd.splat_f32s(0.0);
@@ -4186,10 +4189,9 @@ impl Block3 {
                                     let mut n = 0;
                                     while n < nrows + 3 - 1 {
                                         a_0_0_0 = bias_0[0];
-                                        if n + 1 >= 3 && n < nrows {
+                                        if n >= steady.start && n < steady.end {
                                             {
-                                                let rows = src
-                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                 let x_l = simd.splat_f32s(0.0);
                                                 let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -4264,10 +4266,9 @@ impl Block3 {
                                     let mut n = 0;
                                     while n < nrows + 3 - 1 {
                                         a_0_0_0 = bias_0[0];
-                                        if n + 1 >= 3 && n < nrows {
+                                        if n >= steady.start && n < steady.end {
                                             {
-                                                let rows = src
-                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                 let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                                 let x_r = simd.splat_f32s(0.0);
@@ -4343,10 +4344,9 @@ impl Block3 {
                                     let mut n = 0;
                                     while n < nrows + 3 - 1 {
                                         a_0_0_0 = bias_0[0];
-                                        if n + 1 >= 3 && n < nrows {
+                                        if n >= steady.start && n < steady.end {
                                             {
-                                                let rows = src
-                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
                                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                 let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                                 let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
