@@ -617,17 +617,19 @@ fn plan_narrow(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
 /// earlier session). With 32 registers the FMA takes it as a broadcast memory operand
 /// (AVX-512's embedded broadcast), and at stride 1 more units win unless fewer hoist all the
 /// weights: an output row's accumulator takes `kh x kw` dependent FMAs, and one unit's rows
-/// alone leave the FMA pipes idle while the out-of-order window waits on them (in the host's
-/// slow phases, another tenant on the core presumably, the gap shrinks: 5x5 on 240 x 14 x 14
-/// 21.3-21.8 / 20.2-21.6). AVX-512, quiet minutes, minimum of 6 alternating 0.1 s rounds, 1 / 2
-/// units: 5x5 on 240 x 14 x 14 20.8 / 18.1 us, 672 x 7 x 7
-/// 34.1 / 29.1, 120 x 28 x 28 38.6 / 33.7, 7x7 on 384 x 14 x 14 58.2 / 54.5, 768 x 7 x 7 67.2 /
-/// 57.2; where the layer streams on wide planes too (below), 7x7 on 384 x 28 x 28 215 / 201,
-/// 5x5 on 240 x 56 x 56 386 / 375, but 120 x 112 x 112 747 / 781 (two planes' column passes
-/// outgrow L1; left). 3x3 on 384 x 14 x 14, where 1 and 2 units hoist all 9: 15.2 / 12.9, and
-/// 3 hoisting 6: 13.9. At stride 2 the hoisting rule stays (5x5 on 672 x 28 x 28, 1 / 2 units
-/// over 3 runs: 89-94 / 95-101; 672 x 14 x 14 44-51 / 45-49). NEON, in the 32-register class, loads such a weight
-/// with a replicating load of its own, as AVX2 does; not measured.
+/// alone leave the FMA pipes idle while the out-of-order window waits on them.
+///
+/// AVX-512, quiet minutes of the host, minimum of 6 alternating 0.1 s rounds, 1 / 2 units: 5x5
+/// on 240 x 14 x 14 20.8 / 18.1 us, 672 x 7 x 7 34.1 / 29.1, 120 x 28 x 28 38.6 / 33.7; 7x7 on
+/// 384 x 14 x 14 58.2 / 54.5, 768 x 7 x 7 67.2 / 57.2; where the layer streams on wide planes
+/// too (see `plan`), 7x7 on 384 x 28 x 28 215 / 201, 5x5 on 240 x 56 x 56 386 / 375, but 120 x
+/// 112 x 112 747 / 781 (two planes' column passes outgrow L1; left). 3x3 on 384 x 14 x 14,
+/// where 1 and 2 units hoist all 9 weights: 15.2 / 12.9, and 3 units hoisting 6: 13.9. In the
+/// host's slow phases (another tenant on the core, presumably) the gap shrinks: 5x5 on 240 x 14
+/// x 14 21.3-21.8 / 20.2-21.6. At stride 2 the hoisting rule stays (5x5 on 672 x 28 x 28, 1 / 2
+/// units over 3 runs: 89-94 / 95-101 us; 672 x 14 x 14 44-51 / 45-49). NEON, in the
+/// 32-register class, loads such a weight with a replicating load of its own, as AVX2 does; not
+/// measured.
 ///
 /// More chains per weight register by splitting a unit's span into parts streamed side by side
 /// (sharing the unit's weights) loses: every part fills and drains its own ring, and on short
