@@ -270,12 +270,12 @@ pub fn stream_sweep(
                     });
                 }
             }
-            let (q, sh, pt) = (lit(q), lit(sh), lit(spec.pad_top));
+            let q = lit(q);
             // Steady steps run only where every row they load is in the plane.
             let rows = if guarded {
-                quote!(src.row(((oy0 + n) * #sh + #q) as isize - #pt as isize))
+                quote!(src.row(((oy0 + n) * #sh_l + #q) as isize - #pt_l as isize))
             } else {
-                quote!(src.row_in((oy0 + n) * #sh + #q - #pt))
+                quote!(src.row_in((oy0 + n) * #sh_l + #q - #pt_l))
             };
             body.extend(quote! {
                 {
