@@ -9,10 +9,14 @@ use conv_runtime::{conv_kernel, Activation, Conv2dLayer, Isa};
 use conv_tests::{assert_close, assert_parts_match, random_vec, reference_activated};
 use proptest::prelude::*;
 
-// Depthwise: odd channels, 3x3 s1 p1 (the MobileNet case), stride 2, dilation, 5x5, multiplier,
-// asymmetric "same" padding of an even kernel, 1x1 depthwise, a large kernel, no bias.
+// Depthwise: odd channels, 3x3 s1 p1 (the MobileNet case), one channel (every index a
+// multiple of one: CI's clippy sees the generated code for it), stride 2, dilation, 5x5,
+// multiplier, asymmetric "same" padding of an even kernel, 1x1 depthwise, a large kernel, no
+// bias.
 #[conv_kernel(in = 7, out = 7, k = 3, groups = 7, pad = 1)]
 pub struct Dw7;
+#[conv_kernel(in = 1, out = 1, k = 3, groups = 1, pad = 1)]
+pub struct Dw1;
 #[conv_kernel(in = 5, out = 5, k = 3, groups = 5, stride = 2, pad = 1)]
 pub struct Dw5S2;
 #[conv_kernel(in = 3, out = 3, k = 3, groups = 3, stride = 3, pad = (0, 2))]
@@ -155,6 +159,7 @@ macro_rules! cases {
 fn all_cases() -> Vec<Case> {
     cases![
         Dw7,
+        Dw1,
         Dw5S2,
         DwK4S2Right,
         DwK4S2Left,

@@ -165,7 +165,7 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
     let sweep = stream_sweep(spec, plan, &format_ident!("w"), &format_ident!("b"));
     quote! {
         #[inline(always)]
-        #[allow(clippy::identity_op, clippy::erasing_op, clippy::absurd_extreme_comparisons, unused_comparisons, unused_assignments, unused_mut)]
+        #[allow(clippy::identity_op, clippy::erasing_op, clippy::modulo_one, clippy::absurd_extreme_comparisons, unused_comparisons, unused_assignments, unused_mut)]
         fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
             let #rt::Args { input, mut output, scratch, h, w, wo, units, span, .. } = a;
             let lanes = S::F32_LANES;

@@ -163,7 +163,7 @@ fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
 
     quote! {
         #[inline(always)]
-        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one, unused_variables)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one, clippy::modulo_one, unused_variables)]
         fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
             #dw_tiles
             #pw_tiles

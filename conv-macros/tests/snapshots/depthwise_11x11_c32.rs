@@ -280,6 +280,7 @@ impl Dw11 {
     #[allow(
         clippy::identity_op,
         clippy::erasing_op,
+        clippy::modulo_one,
         clippy::absurd_extreme_comparisons,
         unused_comparisons,
         unused_assignments,
@@ -3609,6 +3610,7 @@ impl Dw11 {
     #[allow(
         clippy::identity_op,
         clippy::erasing_op,
+        clippy::modulo_one,
         clippy::absurd_extreme_comparisons,
         unused_comparisons,
         unused_assignments,

@@ -1133,6 +1133,7 @@ impl Dw144 {
     #[allow(
         clippy::identity_op,
         clippy::erasing_op,
+        clippy::modulo_one,
         clippy::absurd_extreme_comparisons,
         unused_comparisons,
         unused_assignments,
@@ -2407,6 +2408,7 @@ impl Dw144 {
     #[allow(
         clippy::identity_op,
         clippy::erasing_op,
+        clippy::modulo_one,
         clippy::absurd_extreme_comparisons,
         unused_comparisons,
         unused_assignments,

@@ -724,6 +724,7 @@ impl Dw96S2 {
     #[allow(
         clippy::identity_op,
         clippy::erasing_op,
+        clippy::modulo_one,
         clippy::absurd_extreme_comparisons,
         unused_comparisons,
         unused_assignments,
@@ -1169,6 +1170,7 @@ impl Dw96S2 {
     #[allow(
         clippy::identity_op,
         clippy::erasing_op,
+        clippy::modulo_one,
         clippy::absurd_extreme_comparisons,
         unused_comparisons,
         unused_assignments,

@@ -329,6 +329,7 @@ impl Block3 {
         clippy::identity_op,
         clippy::erasing_op,
         clippy::int_plus_one,
+        clippy::modulo_one,
         unused_variables
     )]
     fn __run_r32<S: ::conv_runtime::__private::Simd>(
@@ -2930,6 +2931,7 @@ impl Block3 {
         clippy::identity_op,
         clippy::erasing_op,
         clippy::int_plus_one,
+        clippy::modulo_one,
         unused_variables
     )]
     fn __run_r16<S: ::conv_runtime::__private::Simd>(
