@@ -471,7 +471,7 @@ pub fn stage(
     );
     for &rows in &sizes {
         let tf = format_ident!("{}_r{}", prefix, rows);
-        tiles.extend(tile_fn(spec, plan, rows, false, &tf));
+        tiles.extend(tile_fn(spec, plan, rows, Cols::Masked, &tf));
         let rl = lit(rows);
         let (source, row_setup) = if plan.in_place {
             let rin = lit(rows_in(spec, rows));
@@ -500,18 +500,42 @@ pub fn stage(
         if let Some((lo, hi)) = inner_cols {
             // Vectors whose every tap reads inside the row: plain loads (see `InnerCols`).
             let tf_in = format_ident!("{}_r{}_in", prefix, rows);
-            tiles.extend(tile_fn(spec, plan, rows, true, &tf_in));
+            tiles.extend(tile_fn(spec, plan, rows, Cols::Inner, &tf_in));
             let (lo, hi) = (isize_lit(lo), isize_lit(hi));
-            // The plain column loop stays as it was where inner tiles do not pay: with both
-            // tile forms in one loop, that loop ran 5% slower on aligned 112-wide rows (2
-            // threads, 32 x 112 x 112), presumably its register allocation.
-            let mixed = columns(&quote! {
+            let inner_tile = quote! {
                 if let Some(cols) = #rt::InnerCols::new::<S>(ox, w, #lo, #hi) {
                     #tf_in(simd, &in_rows, &cols, ox, len, out, oy_base + r, wo, #warg, &bias);
                 } else {
                     #tile
                 }
-            });
+            };
+            // The row's first and last whole vectors: plain loads, and shifts against zeros
+            // for the taps past the row's end (see `InnerCols::left` / `right`). Only in the
+            // full row tile: the others run on a plane's last rows at most.
+            let mixed_tile = if rows == plan.rows {
+                let (tf_l, tf_r) = (
+                    format_ident!("{}_r{}_l", prefix, rows),
+                    format_ident!("{}_r{}_r", prefix, rows),
+                );
+                tiles.extend(tile_fn(spec, plan, rows, Cols::Left, &tf_l));
+                tiles.extend(tile_fn(spec, plan, rows, Cols::Right, &tf_r));
+                quote! {
+                    if let Some(cols) = #rt::InnerCols::left::<S>(ox, w, wo, #lo, #hi) {
+                        #tf_l(simd, &in_rows, &cols, ox, len, out, oy_base + r, wo, #warg, &bias);
+                    } else if let Some(cols) = #rt::InnerCols::right::<S>(ox, w, wo, #lo, #hi) {
+                        let ox = cols.c0();
+                        #tf_r(simd, &in_rows, &cols, ox, lanes, out, oy_base + r, wo, #warg, &bias);
+                    } else {
+                        #inner_tile
+                    }
+                }
+            } else {
+                inner_tile
+            };
+            // The plain column loop stays as it was where inner tiles do not pay: with both
+            // tile forms in one loop, that loop ran 5% slower on aligned 112-wide rows (2
+            // threads, 32 x 112 x 112), presumably its register allocation.
+            let mixed = columns(&mixed_tile);
             sweep = quote! {
                 if inner {
                     #mixed
@@ -886,7 +910,7 @@ fn tile_fn(
     spec: &Spec,
     plan: &DirectPlan,
     rows: usize,
-    inner: bool,
+    form: Cols,
     name: &syn::Ident,
 ) -> TokenStream {
     let rt = rt();
@@ -976,7 +1000,7 @@ fn tile_fn(
         let tile = band.tile::<S, #chans_l, #rin_l, #phases_l, #reach_l>(buf, r0 * #sh_l, ox);
     };
     let body = match plan.unroll {
-        Unroll::Full if plan.in_place => in_place_body(spec, plan, rows, inner, &weight),
+        Unroll::Full if plan.in_place => in_place_body(spec, plan, rows, form, &weight),
         Unroll::Full => {
             let mut b = window.clone();
             for ic in 0..cpg_in {
@@ -1044,10 +1068,9 @@ fn tile_fn(
     };
     let source = if plan.in_place {
         let (chans, rin) = (lit(cpg_in), lit(rows_in(spec, rows)));
-        let cols = if inner {
-            quote!(#rt::InnerCols)
-        } else {
-            quote!(#rt::InCols<S>)
+        let cols = match form {
+            Cols::Masked => quote!(#rt::InCols<S>),
+            _ => quote!(#rt::InnerCols),
         };
         quote!(rows: &#rt::InRows<'_, #chans, #rin>, cols: &#cols)
     } else {
@@ -1087,7 +1110,7 @@ fn in_place_body(
     spec: &Spec,
     plan: &DirectPlan,
     rows: usize,
-    inner: bool,
+    form: Cols,
     weight: &dyn Fn(usize, Option<usize>, usize, usize) -> TokenStream,
 ) -> TokenStream {
     let taps_at = in_place_taps(spec).expect("in-place plans have in-place taps");
@@ -1103,10 +1126,9 @@ fn in_place_body(
             if uses.is_empty() {
                 continue;
             }
-            body.extend(if inner {
-                inner_row(spec, &taps_at, ic, j)
-            } else {
-                in_place_row(spec, &taps_at, ic, j, Outside::NONE)
+            body.extend(match form {
+                Cols::Masked => in_place_row(spec, &taps_at, ic, j, Outside::NONE),
+                _ => inner_row(spec, &taps_at, ic, j, form),
             });
             for &(r, ky) in &uses {
                 for (kx, &(parity, shift)) in taps_at.iter().enumerate() {
@@ -1125,12 +1147,29 @@ fn in_place_body(
 
 /// Stride 1, a vector of columns whose every tap reads inside the row (`InnerCols`): the
 /// vector of each distinct tap offset of input row `j` of channel `ic`, one plain load each,
-/// bound to its [`vec_name`].
-fn inner_row(spec: &Spec, taps_at: &[(usize, isize)], ic: usize, j: usize) -> TokenStream {
+/// bound to its [`vec_name`]. In the edge forms (`form` `Left` / `Right`) the taps past the
+/// row's end are the vector at offset 0 shifted against zeros instead.
+fn inner_row(
+    spec: &Spec,
+    taps_at: &[(usize, isize)],
+    ic: usize,
+    j: usize,
+    form: Cols,
+) -> TokenStream {
     assert_eq!(spec.stride_w, 1, "inner columns are a stride-1 form");
     let (icl, jl) = (lit(ic), lit(j));
+    let outside = |d: isize| match form {
+        Cols::Left => d < 0,
+        Cols::Right => d > 0,
+        _ => false,
+    };
     let mut body = TokenStream::new();
+    let x0 = vec_name(spec, 0, 0);
     let mut made = Vec::new();
+    if taps_at.iter().any(|t| outside(t.1)) {
+        body.extend(quote!(let #x0 = rows.inner::<S, #icl, #jl, 0>(simd, cols);));
+        made.push(0);
+    }
     for &(parity, shift) in taps_at {
         if made.contains(&shift) {
             continue;
@@ -1138,9 +1177,25 @@ fn inner_row(spec: &Spec, taps_at: &[(usize, isize)], ic: usize, j: usize) -> To
         made.push(shift);
         let v = vec_name(spec, parity, shift);
         let d = isize_lit(shift);
-        body.extend(quote!(let #v = rows.inner::<S, #icl, #jl, #d>(simd, cols);));
+        body.extend(match outside(shift) {
+            true => quote!(let #v = rows.edge::<S, #icl, #jl, #d>(simd, cols, #x0);),
+            false => quote!(let #v = rows.inner::<S, #icl, #jl, #d>(simd, cols);),
+        });
     }
     body
+}
+
+/// Which columns a stride-1 in-place tile's vector reads and how (see `InnerCols`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cols {
+    /// Any vector: the row's vector and its neighbours under masks, shifted (`InCols`).
+    Masked,
+    /// Every tap inside the row: plain loads.
+    Inner,
+    /// The row's first whole vector: plain loads, taps left of the row shifted against zeros.
+    Left,
+    /// The row's last whole vector: plain loads, taps right of the row shifted against zeros.
+    Right,
 }
 
 /// The smallest and largest column offset of a stride-1 in-place layer's taps, when an inner

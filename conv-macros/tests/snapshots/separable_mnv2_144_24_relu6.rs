@@ -544,6 +544,188 @@ impl Block3 {
             clippy::erasing_op,
             unused_variables
         )]
+        fn dw_r4_l<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 6>,
+            cols: &::conv_runtime::__private::InnerCols,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let x_0 = rows.inner::<S, 0, 0, 0>(simd, cols);
+            let x_m1 = rows.edge::<S, 0, 0, { -1 }>(simd, cols, x_0);
+            let x_p1 = rows.inner::<S, 0, 0, 1>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_0_0);
+            let x_0 = rows.inner::<S, 0, 1, 0>(simd, cols);
+            let x_m1 = rows.edge::<S, 0, 1, { -1 }>(simd, cols, x_0);
+            let x_p1 = rows.inner::<S, 0, 1, 1>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_1_0);
+            let x_0 = rows.inner::<S, 0, 2, 0>(simd, cols);
+            let x_m1 = rows.edge::<S, 0, 2, { -1 }>(simd, cols, x_0);
+            let x_p1 = rows.inner::<S, 0, 2, 1>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_2_0);
+            let x_0 = rows.inner::<S, 0, 3, 0>(simd, cols);
+            let x_m1 = rows.edge::<S, 0, 3, { -1 }>(simd, cols, x_0);
+            let x_p1 = rows.inner::<S, 0, 3, 1>(simd, cols);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_3_0);
+            let x_0 = rows.inner::<S, 0, 4, 0>(simd, cols);
+            let x_m1 = rows.edge::<S, 0, 4, { -1 }>(simd, cols, x_0);
+            let x_p1 = rows.inner::<S, 0, 4, 1>(simd, cols);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_3_0);
+            let x_0 = rows.inner::<S, 0, 5, 0>(simd, cols);
+            let x_m1 = rows.edge::<S, 0, 5, { -1 }>(simd, cols, x_0);
+            let x_p1 = rows.inner::<S, 0, 5, 1>(simd, cols);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_3_0);
+            let mut stores = out.tile_stores::<S, 1, 4>(simd, oy * wo + ox, wo, len);
+            acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
+            acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
+            acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
+            acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
+            acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn dw_r4_r<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 6>,
+            cols: &::conv_runtime::__private::InnerCols,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let mut acc_0_2_0 = bias[0];
+            let mut acc_0_3_0 = bias[0];
+            let x_0 = rows.inner::<S, 0, 0, 0>(simd, cols);
+            let x_m1 = rows.inner::<S, 0, 0, { -1 }>(simd, cols);
+            let x_p1 = rows.edge::<S, 0, 0, 1>(simd, cols, x_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_0_0);
+            let x_0 = rows.inner::<S, 0, 1, 0>(simd, cols);
+            let x_m1 = rows.inner::<S, 0, 1, { -1 }>(simd, cols);
+            let x_p1 = rows.edge::<S, 0, 1, 1>(simd, cols, x_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_1_0);
+            let x_0 = rows.inner::<S, 0, 2, 0>(simd, cols);
+            let x_m1 = rows.inner::<S, 0, 2, { -1 }>(simd, cols);
+            let x_p1 = rows.edge::<S, 0, 2, 1>(simd, cols, x_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_2_0);
+            let x_0 = rows.inner::<S, 0, 3, 0>(simd, cols);
+            let x_m1 = rows.inner::<S, 0, 3, { -1 }>(simd, cols);
+            let x_p1 = rows.edge::<S, 0, 3, 1>(simd, cols, x_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_1_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[0], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[1], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[2], acc_0_3_0);
+            let x_0 = rows.inner::<S, 0, 4, 0>(simd, cols);
+            let x_m1 = rows.inner::<S, 0, 4, { -1 }>(simd, cols);
+            let x_p1 = rows.edge::<S, 0, 4, 1>(simd, cols, x_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_2_0);
+            acc_0_2_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_2_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[3], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[4], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[5], acc_0_3_0);
+            let x_0 = rows.inner::<S, 0, 5, 0>(simd, cols);
+            let x_m1 = rows.inner::<S, 0, 5, { -1 }>(simd, cols);
+            let x_p1 = rows.edge::<S, 0, 5, 1>(simd, cols, x_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_m1, wv[6], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_0, wv[7], acc_0_3_0);
+            acc_0_3_0 = simd.mul_add_e_f32s(x_p1, wv[8], acc_0_3_0);
+            let mut stores = out.tile_stores::<S, 1, 4>(simd, oy * wo + ox, wo, len);
+            acc_0_0_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_0_0, 0f32);
+            acc_0_0_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_0_0, 6f32);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            acc_0_1_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_1_0, 0f32);
+            acc_0_1_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_1_0, 6f32);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+            acc_0_2_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_2_0, 0f32);
+            acc_0_2_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_2_0, 6f32);
+            stores.st::<0, 2>(simd, acc_0_2_0);
+            acc_0_3_0 = ::conv_runtime::__private::clamp_min(simd, acc_0_3_0, 0f32);
+            acc_0_3_0 = ::conv_runtime::__private::clamp_max(simd, acc_0_3_0, 6f32);
+            stores.st::<0, 3>(simd, acc_0_3_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
         fn dw_r3<S: ::conv_runtime::__private::Simd>(
             simd: S,
             rows: &::conv_runtime::__private::InRows<'_, 1, 5>,
@@ -2480,10 +2662,10 @@ impl Block3 {
                                 let mut ox = 0;
                                 while ox < wo {
                                     let len = (wo - ox).min(lanes);
-                                    if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                    if let Some(cols) = ::conv_runtime::__private::InnerCols::left::<
                                         S,
-                                    >(ox, w, { -1 }, 1) {
-                                        dw_r4_in(
+                                    >(ox, w, wo, { -1 }, 1) {
+                                        dw_r4_l(
                                             simd,
                                             &in_rows,
                                             &cols,
@@ -2495,19 +2677,52 @@ impl Block3 {
                                             &wv,
                                             &bias,
                                         );
-                                    } else {
-                                        dw_r4(
+                                    } else if let Some(cols) = ::conv_runtime::__private::InnerCols::right::<
+                                        S,
+                                    >(ox, w, wo, { -1 }, 1) {
+                                        let ox = cols.c0();
+                                        dw_r4_r(
                                             simd,
                                             &in_rows,
-                                            &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                            &cols,
                                             ox,
-                                            len,
+                                            lanes,
                                             out,
                                             oy_base + r,
                                             wo,
                                             &wv,
                                             &bias,
                                         );
+                                    } else {
+                                        if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                                            S,
+                                        >(ox, w, { -1 }, 1) {
+                                            dw_r4_in(
+                                                simd,
+                                                &in_rows,
+                                                &cols,
+                                                ox,
+                                                len,
+                                                out,
+                                                oy_base + r,
+                                                wo,
+                                                &wv,
+                                                &bias,
+                                            );
+                                        } else {
+                                            dw_r4(
+                                                simd,
+                                                &in_rows,
+                                                &::conv_runtime::__private::InCols::new(simd, 1 * ox, w),
+                                                ox,
+                                                len,
+                                                out,
+                                                oy_base + r,
+                                                wo,
+                                                &wv,
+                                                &bias,
+                                            );
+                                        }
                                     }
                                     ox += lanes;
                                 }
