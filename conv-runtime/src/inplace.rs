@@ -897,6 +897,32 @@ mod tests {
         crate::dispatch::on_every_isa(K);
     }
 
+    /// Row widths around the lane count for the column tests: narrower than a vector, one,
+    /// a few columns over, two and more.
+    fn column_test_widths(lanes: usize) -> [usize; 9] {
+        [
+            1,
+            2,
+            lanes,
+            lanes + 1,
+            lanes + 2,
+            lanes + 3,
+            lanes + 4,
+            2 * lanes + 3,
+            40,
+        ]
+    }
+
+    /// A 3-row plane of width `w` whose middle row holds `i + 1.5` at column `i` between rows of
+    /// NaN (a read outside the row shows), and `w` zeros.
+    fn framed_row(w: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut plane = vec![f32::NAN; 3 * w];
+        for (i, x) in plane[w..2 * w].iter_mut().enumerate() {
+            *x = i as f32 + 1.5;
+        }
+        (plane, vec![0.0f32; w])
+    }
+
     #[test]
     fn inner_columns_exist_exactly_inside_the_row_and_read_it() {
         #[derive(Clone, Copy)]
@@ -908,22 +934,8 @@ mod tests {
                 let lanes = S::F32_LANES;
                 let mut out = vec![0.0f32; lanes];
                 let mut inner_seen = 0;
-                for w in [
-                    1,
-                    2,
-                    lanes,
-                    lanes + 1,
-                    lanes + 2,
-                    lanes + 4,
-                    2 * lanes + 3,
-                    40,
-                ] {
-                    // Rows of a plane between NaN: a read outside the row shows.
-                    let mut plane = vec![f32::NAN; 3 * w];
-                    for (i, x) in plane[w..2 * w].iter_mut().enumerate() {
-                        *x = i as f32 + 1.5;
-                    }
-                    let zeros = vec![0.0f32; w];
+                for w in column_test_widths(lanes) {
+                    let (plane, zeros) = framed_row(w);
                     let rows = InRows::<1, 3>::new(&plane, &zeros, 3, w, 0);
                     let row = &plane[w..2 * w];
                     for c0 in 0..w + lanes {
@@ -964,22 +976,8 @@ mod tests {
                 let lanes = S::F32_LANES;
                 let mut out = vec![0.0f32; lanes];
                 let (mut left_seen, mut right_seen) = (0, 0);
-                for w in [
-                    1,
-                    2,
-                    lanes,
-                    lanes + 1,
-                    lanes + 2,
-                    lanes + 3,
-                    2 * lanes + 3,
-                    40,
-                ] {
-                    // Rows of a plane between NaN: a read outside the row shows.
-                    let mut plane = vec![f32::NAN; 3 * w];
-                    for (i, x) in plane[w..2 * w].iter_mut().enumerate() {
-                        *x = i as f32 + 1.5;
-                    }
-                    let zeros = vec![0.0f32; w];
+                for w in column_test_widths(lanes) {
+                    let (plane, zeros) = framed_row(w);
                     let rows = InRows::<1, 3>::new(&plane, &zeros, 3, w, 0);
                     let row = &plane[w..2 * w];
                     for wo in [w.saturating_sub(2), w, w + 2] {
