@@ -359,7 +359,10 @@ pub fn stream_sweep(
     // 13.3-13.7 cycles (at a nominal 2.66 GHz) against 16.1-16.5 with a plain load per tap and
     // 16.5 with one plain load and the shifts (throwaway timer, data in L2, six alternating runs
     // each). Presumably the stream's accumulators, FMA chains nine long across three steps,
-    // feel the masked FMAs where the flat tiles' many independent accumulators do not.
+    // feel the masked FMAs where the flat tiles' many independent accumulators do not. The row
+    // tiles' edge forms (`InnerCols::left` / `right`: plain loads, shifts against zeros) gave
+    // these two-vector rows nothing either (384 x 28 x 28: 3x3 84-88 -> 84-86 us, 7x7 246-251 ->
+    // 252-254): the steps wait on their accumulator chains, not on the masks' ports.
     let columns = if spec.stride_w == 1 {
         let single = column(Outside {
             left: true,

@@ -14,7 +14,9 @@
 //! the input from L3 costs the row about 16% (98.5 ns per output pixel on 56 x 56 planes, 82.4
 //! on 16 x 56 ones whose input stays in L2, interleaved). Prefetching the next channel's rows
 //! of the step before each channel's depthwise tiles (into L2 or L1, one or two channels ahead)
-//! made the row 8-18% slower (10th percentile, 30 interleaved rounds).
+//! made the row 8-18% slower (10th percentile, 30 interleaved rounds); so did prefetching the
+//! next step's input rows into L2 a few lines per pointwise step (10-15% slower with steps of
+//! 128 KiB to 1 MiB of depthwise rows, whose size alone changed little).
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
