@@ -169,8 +169,7 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
         if let Some(r) = shift_lanes::<S, D>(simd, v, nb) {
             return r;
         }
-        let start = cols.c0 as isize + D;
-        self.load(simd, C, J, start as usize, span(simd, start, self.w))
+        self.cols_at(simd, C, J, cols.c0 as isize + D)
     }
 
     /// Stride 1, columns `c0 + D + i` of row `J` of channel `C` for a vector of columns that
@@ -203,7 +202,8 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
     /// Stride 1, columns `c0 + D + i` of row `J` of channel `C` for an edge form of
     /// [`InnerCols`] and an offset `D` past the row's end there (negative at the left edge,
     /// positive at the right): `x` (the vector at offset 0) shifted by `D` lanes against zeros;
-    /// a masked load at the shifted columns where the ISA has no such shift.
+    /// a masked load at the shifted columns where the ISA has no such shift (`x` itself for
+    /// `D == 0`).
     #[inline(always)]
     pub fn edge<S: Simd, const C: usize, const J: usize, const D: isize>(
         &self,
@@ -228,8 +228,14 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
         if let Some(r) = shift_lanes::<S, D>(simd, x, simd.splat_f32s(0.0)) {
             return r;
         }
-        let start = cols.c0 as isize + D;
-        self.load(simd, C, J, start as usize, span(simd, start, self.w))
+        self.cols_at(simd, C, J, cols.c0 as isize + D)
+    }
+
+    /// Columns `start + i` of row `j` of channel `c`, zero outside the row: a masked load of the
+    /// lanes whose columns lie in `0..w`.
+    #[inline(always)]
+    fn cols_at<S: Simd>(&self, simd: S, c: usize, j: usize, start: isize) -> S::f32s {
+        self.load(simd, c, j, start as usize, span(simd, start, self.w))
     }
 
     /// Lanes of `mask` of row `j` of channel `c` from column `col` (a wrapped offset: `col`

@@ -1188,7 +1188,8 @@ fn inner_row(
     body
 }
 
-/// Which columns a stride-1 in-place tile's vector reads and how (see `InnerCols`).
+/// Which columns an in-place tile's vector reads and how: any stride under masks, the plain-load
+/// forms at stride 1 only (see `InnerCols`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Cols {
     /// Any vector: the row's vector and its neighbours under masks, shifted (`InCols`).
