@@ -508,6 +508,32 @@ fn flat_fits(t: usize, rows: usize, class: RegClass) -> bool {
     t * rows + 2 * rows + 1 <= class.regs
 }
 
+/// Input channels per step of a flat tile's unmasked body (AVX-512 only, masks in `k`
+/// registers; see `FlatSrc::unmasked`), the step's channels unrolled: the largest divisor of
+/// the group's input channels up to 4, when the group has at most 8 input channels and the
+/// registers beside the tile's `t x rows` accumulators hold one input channel's `rows` loads
+/// and `t` broadcasts; else 1 (a loop over the channels).
+///
+/// Unrolled, LLVM keeps the next channel's loads and broadcasts in flight beside the current
+/// one's; where they do not fit it spills accumulators. Measured on AVX-512 (throwaway timer,
+/// interleaved runs, us, rolled -> unrolled): `t4r5` tiles, 4 channels per group, 32 groups of
+/// 4 on 56 x 56 242-247 -> 219-226 and 28 x 28 56-58 -> 52, 64 groups of 4 on 56 x 56 500-517 ->
+/// 456-468; `t3r6` (3 channels, 4 groups on 56 x 56) 22.7 -> 20.6-21.2; 2 channels (32 groups
+/// of 2 on 56 x 56, `t2r8`) 84-90 -> 80-83. `t8r3` tiles (8 free registers, 11 values per
+/// channel) spilled and lost: 3 -> 16 channels on 56 x 56 22.5-23.0 -> 24.8-27.1, 32 groups of 8
+/// in steps of 4 737-781 -> 721-791 (two channels a step: level). With 8 channels per group
+/// `t4r5` gained (32 groups of 8 -> 4 on 56 x 56 427-445 -> 399-422, 28 x 28 101-106 -> 90-97),
+/// with 16 it lost (32 groups of 16 -> 4 on 56 x 56 832-882 -> 962-1018, 28 x 28 mixed), the
+/// same step body in four passes instead of two; not understood, so groups of more than 8
+/// input channels keep the loop.
+pub fn flat_ic_step(spec: &Spec, regs: usize, t: usize, rows: usize) -> usize {
+    let ci = spec.in_per_group();
+    if ci > 8 || regs < t * rows + rows + t {
+        return 1;
+    }
+    (1..=ci.min(4)).rev().find(|d| ci % d == 0).unwrap_or(1)
+}
+
 /// The flat plan, when one keeps the FMAs fed. A tile is `oc_tile` output channels x `rows`
 /// vectors of consecutive output pixels; per tap and input channel it makes `rows` unaligned
 /// masked loads (each straddles two cache lines: two L1 accesses) and `oc_tile` weight

@@ -11,7 +11,7 @@ use quote::{format_ident, quote};
 use super::emit::{acc, activate, conv_fields, conv_fields_with, isize_lit, lit, rt};
 use super::winograd;
 use super::FamilyCode;
-use crate::plan::{in_place_taps, rows_in, DirectPlan, Plan, StreamPlan, Unroll};
+use crate::plan::{flat_ic_step, in_place_taps, rows_in, DirectPlan, Plan, StreamPlan, Unroll};
 use crate::spec::Spec;
 
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
@@ -821,10 +821,34 @@ fn flat_tile_fn(spec: &Spec, plan: &DirectPlan, rows: usize, name: &syn::Ident) 
         } else {
             quote!(let tp = src.tap::<S, #rows_l>(simd, v, tap);)
         };
+        // The input channels in steps of `step` (see `flat_ic_step`), each step's channels
+        // unrolled.
+        let step = if unmasked {
+            flat_ic_step(spec, plan.regs, oct, rows)
+        } else {
+            1
+        };
+        if step == 1 {
+            return quote! {
+                #tp
+                for ic in 0..#cpg_in_l {
+                    #fmas
+                }
+            };
+        }
+        let step_l = lit(step);
+        let steps = lit(cpg_in / step);
+        let chans = (0..step).map(|j| {
+            let j = lit(j);
+            quote!({
+                let ic = icp * #step_l + #j;
+                #fmas
+            })
+        });
         quote! {
             #tp
-            for ic in 0..#cpg_in_l {
-                #fmas
+            for icp in 0..#steps {
+                #(#chans)*
             }
         }
     };

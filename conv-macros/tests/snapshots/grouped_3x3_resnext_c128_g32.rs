@@ -329,36 +329,135 @@ impl ResNeXt128 {
             if let Some(un) = src.unmasked::<S, 5>(v) {
                 for tap in 0..9 {
                     let tp = un.tap(simd, tap);
-                    for ic in 0..4 {
-                        let x_0 = tp.ld(simd, ic, 0);
-                        let x_1 = tp.ld(simd, ic, 1);
-                        let x_2 = tp.ld(simd, ic, 2);
-                        let x_3 = tp.ld(simd, ic, 3);
-                        let x_4 = tp.ld(simd, ic, 4);
-                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
-                        acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
-                        acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
-                        acc_0_3_0 = tp.fma(simd, 3, x_3, wk, acc_0_3_0);
-                        acc_0_4_0 = tp.fma(simd, 4, x_4, wk, acc_0_4_0);
-                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
-                        acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
-                        acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
-                        acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
-                        acc_1_3_0 = tp.fma(simd, 3, x_3, wk, acc_1_3_0);
-                        acc_1_4_0 = tp.fma(simd, 4, x_4, wk, acc_1_4_0);
-                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
-                        acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
-                        acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
-                        acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
-                        acc_2_3_0 = tp.fma(simd, 3, x_3, wk, acc_2_3_0);
-                        acc_2_4_0 = tp.fma(simd, 4, x_4, wk, acc_2_4_0);
-                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
-                        acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
-                        acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
-                        acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
-                        acc_3_3_0 = tp.fma(simd, 3, x_3, wk, acc_3_3_0);
-                        acc_3_4_0 = tp.fma(simd, 4, x_4, wk, acc_3_4_0);
+                    for icp in 0..1 {
+                        {
+                            let ic = icp * 4 + 0;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let x_2 = tp.ld(simd, ic, 2);
+                            let x_3 = tp.ld(simd, ic, 3);
+                            let x_4 = tp.ld(simd, ic, 4);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                            acc_0_3_0 = tp.fma(simd, 3, x_3, wk, acc_0_3_0);
+                            acc_0_4_0 = tp.fma(simd, 4, x_4, wk, acc_0_4_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                            acc_1_3_0 = tp.fma(simd, 3, x_3, wk, acc_1_3_0);
+                            acc_1_4_0 = tp.fma(simd, 4, x_4, wk, acc_1_4_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                            acc_2_3_0 = tp.fma(simd, 3, x_3, wk, acc_2_3_0);
+                            acc_2_4_0 = tp.fma(simd, 4, x_4, wk, acc_2_4_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                            acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                            acc_3_3_0 = tp.fma(simd, 3, x_3, wk, acc_3_3_0);
+                            acc_3_4_0 = tp.fma(simd, 4, x_4, wk, acc_3_4_0);
+                        }
+                        {
+                            let ic = icp * 4 + 1;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let x_2 = tp.ld(simd, ic, 2);
+                            let x_3 = tp.ld(simd, ic, 3);
+                            let x_4 = tp.ld(simd, ic, 4);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                            acc_0_3_0 = tp.fma(simd, 3, x_3, wk, acc_0_3_0);
+                            acc_0_4_0 = tp.fma(simd, 4, x_4, wk, acc_0_4_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                            acc_1_3_0 = tp.fma(simd, 3, x_3, wk, acc_1_3_0);
+                            acc_1_4_0 = tp.fma(simd, 4, x_4, wk, acc_1_4_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                            acc_2_3_0 = tp.fma(simd, 3, x_3, wk, acc_2_3_0);
+                            acc_2_4_0 = tp.fma(simd, 4, x_4, wk, acc_2_4_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                            acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                            acc_3_3_0 = tp.fma(simd, 3, x_3, wk, acc_3_3_0);
+                            acc_3_4_0 = tp.fma(simd, 4, x_4, wk, acc_3_4_0);
+                        }
+                        {
+                            let ic = icp * 4 + 2;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let x_2 = tp.ld(simd, ic, 2);
+                            let x_3 = tp.ld(simd, ic, 3);
+                            let x_4 = tp.ld(simd, ic, 4);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                            acc_0_3_0 = tp.fma(simd, 3, x_3, wk, acc_0_3_0);
+                            acc_0_4_0 = tp.fma(simd, 4, x_4, wk, acc_0_4_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                            acc_1_3_0 = tp.fma(simd, 3, x_3, wk, acc_1_3_0);
+                            acc_1_4_0 = tp.fma(simd, 4, x_4, wk, acc_1_4_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                            acc_2_3_0 = tp.fma(simd, 3, x_3, wk, acc_2_3_0);
+                            acc_2_4_0 = tp.fma(simd, 4, x_4, wk, acc_2_4_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                            acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                            acc_3_3_0 = tp.fma(simd, 3, x_3, wk, acc_3_3_0);
+                            acc_3_4_0 = tp.fma(simd, 4, x_4, wk, acc_3_4_0);
+                        }
+                        {
+                            let ic = icp * 4 + 3;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let x_2 = tp.ld(simd, ic, 2);
+                            let x_3 = tp.ld(simd, ic, 3);
+                            let x_4 = tp.ld(simd, ic, 4);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                            acc_0_3_0 = tp.fma(simd, 3, x_3, wk, acc_0_3_0);
+                            acc_0_4_0 = tp.fma(simd, 4, x_4, wk, acc_0_4_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                            acc_1_3_0 = tp.fma(simd, 3, x_3, wk, acc_1_3_0);
+                            acc_1_4_0 = tp.fma(simd, 4, x_4, wk, acc_1_4_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                            acc_2_3_0 = tp.fma(simd, 3, x_3, wk, acc_2_3_0);
+                            acc_2_4_0 = tp.fma(simd, 4, x_4, wk, acc_2_4_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                            acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                            acc_3_3_0 = tp.fma(simd, 3, x_3, wk, acc_3_3_0);
+                            acc_3_4_0 = tp.fma(simd, 4, x_4, wk, acc_3_4_0);
+                        }
                     }
                 }
             } else {
@@ -457,31 +556,115 @@ impl ResNeXt128 {
             if let Some(un) = src.unmasked::<S, 4>(v) {
                 for tap in 0..9 {
                     let tp = un.tap(simd, tap);
-                    for ic in 0..4 {
-                        let x_0 = tp.ld(simd, ic, 0);
-                        let x_1 = tp.ld(simd, ic, 1);
-                        let x_2 = tp.ld(simd, ic, 2);
-                        let x_3 = tp.ld(simd, ic, 3);
-                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
-                        acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
-                        acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
-                        acc_0_3_0 = tp.fma(simd, 3, x_3, wk, acc_0_3_0);
-                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
-                        acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
-                        acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
-                        acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
-                        acc_1_3_0 = tp.fma(simd, 3, x_3, wk, acc_1_3_0);
-                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
-                        acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
-                        acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
-                        acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
-                        acc_2_3_0 = tp.fma(simd, 3, x_3, wk, acc_2_3_0);
-                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
-                        acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
-                        acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
-                        acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
-                        acc_3_3_0 = tp.fma(simd, 3, x_3, wk, acc_3_3_0);
+                    for icp in 0..1 {
+                        {
+                            let ic = icp * 4 + 0;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let x_2 = tp.ld(simd, ic, 2);
+                            let x_3 = tp.ld(simd, ic, 3);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                            acc_0_3_0 = tp.fma(simd, 3, x_3, wk, acc_0_3_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                            acc_1_3_0 = tp.fma(simd, 3, x_3, wk, acc_1_3_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                            acc_2_3_0 = tp.fma(simd, 3, x_3, wk, acc_2_3_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                            acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                            acc_3_3_0 = tp.fma(simd, 3, x_3, wk, acc_3_3_0);
+                        }
+                        {
+                            let ic = icp * 4 + 1;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let x_2 = tp.ld(simd, ic, 2);
+                            let x_3 = tp.ld(simd, ic, 3);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                            acc_0_3_0 = tp.fma(simd, 3, x_3, wk, acc_0_3_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                            acc_1_3_0 = tp.fma(simd, 3, x_3, wk, acc_1_3_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                            acc_2_3_0 = tp.fma(simd, 3, x_3, wk, acc_2_3_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                            acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                            acc_3_3_0 = tp.fma(simd, 3, x_3, wk, acc_3_3_0);
+                        }
+                        {
+                            let ic = icp * 4 + 2;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let x_2 = tp.ld(simd, ic, 2);
+                            let x_3 = tp.ld(simd, ic, 3);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                            acc_0_3_0 = tp.fma(simd, 3, x_3, wk, acc_0_3_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                            acc_1_3_0 = tp.fma(simd, 3, x_3, wk, acc_1_3_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                            acc_2_3_0 = tp.fma(simd, 3, x_3, wk, acc_2_3_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                            acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                            acc_3_3_0 = tp.fma(simd, 3, x_3, wk, acc_3_3_0);
+                        }
+                        {
+                            let ic = icp * 4 + 3;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let x_2 = tp.ld(simd, ic, 2);
+                            let x_3 = tp.ld(simd, ic, 3);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                            acc_0_3_0 = tp.fma(simd, 3, x_3, wk, acc_0_3_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                            acc_1_3_0 = tp.fma(simd, 3, x_3, wk, acc_1_3_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                            acc_2_3_0 = tp.fma(simd, 3, x_3, wk, acc_2_3_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                            acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                            acc_3_3_0 = tp.fma(simd, 3, x_3, wk, acc_3_3_0);
+                        }
                     }
                 }
             } else {
@@ -567,26 +750,95 @@ impl ResNeXt128 {
             if let Some(un) = src.unmasked::<S, 3>(v) {
                 for tap in 0..9 {
                     let tp = un.tap(simd, tap);
-                    for ic in 0..4 {
-                        let x_0 = tp.ld(simd, ic, 0);
-                        let x_1 = tp.ld(simd, ic, 1);
-                        let x_2 = tp.ld(simd, ic, 2);
-                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
-                        acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
-                        acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
-                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
-                        acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
-                        acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
-                        acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
-                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
-                        acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
-                        acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
-                        acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
-                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
-                        acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
-                        acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
-                        acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                    for icp in 0..1 {
+                        {
+                            let ic = icp * 4 + 0;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let x_2 = tp.ld(simd, ic, 2);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                            acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                        }
+                        {
+                            let ic = icp * 4 + 1;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let x_2 = tp.ld(simd, ic, 2);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                            acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                        }
+                        {
+                            let ic = icp * 4 + 2;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let x_2 = tp.ld(simd, ic, 2);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                            acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                        }
+                        {
+                            let ic = icp * 4 + 3;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let x_2 = tp.ld(simd, ic, 2);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            acc_0_2_0 = tp.fma(simd, 2, x_2, wk, acc_0_2_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            acc_1_2_0 = tp.fma(simd, 2, x_2, wk, acc_1_2_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            acc_2_2_0 = tp.fma(simd, 2, x_2, wk, acc_2_2_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                            acc_3_2_0 = tp.fma(simd, 2, x_2, wk, acc_3_2_0);
+                        }
                     }
                 }
             } else {
@@ -659,21 +911,75 @@ impl ResNeXt128 {
             if let Some(un) = src.unmasked::<S, 2>(v) {
                 for tap in 0..9 {
                     let tp = un.tap(simd, tap);
-                    for ic in 0..4 {
-                        let x_0 = tp.ld(simd, ic, 0);
-                        let x_1 = tp.ld(simd, ic, 1);
-                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
-                        acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
-                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
-                        acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
-                        acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
-                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
-                        acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
-                        acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
-                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
-                        acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
-                        acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                    for icp in 0..1 {
+                        {
+                            let ic = icp * 4 + 0;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                        }
+                        {
+                            let ic = icp * 4 + 1;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                        }
+                        {
+                            let ic = icp * 4 + 2;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                        }
+                        {
+                            let ic = icp * 4 + 3;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let x_1 = tp.ld(simd, ic, 1);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            acc_0_1_0 = tp.fma(simd, 1, x_1, wk, acc_0_1_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            acc_1_1_0 = tp.fma(simd, 1, x_1, wk, acc_1_1_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            acc_2_1_0 = tp.fma(simd, 1, x_1, wk, acc_2_1_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                            acc_3_1_0 = tp.fma(simd, 1, x_1, wk, acc_3_1_0);
+                        }
                     }
                 }
             } else {
@@ -733,16 +1039,55 @@ impl ResNeXt128 {
             if let Some(un) = src.unmasked::<S, 1>(v) {
                 for tap in 0..9 {
                     let tp = un.tap(simd, tap);
-                    for ic in 0..4 {
-                        let x_0 = tp.ld(simd, ic, 0);
-                        let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
-                        acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
-                        let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
-                        acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
-                        let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
-                        acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
-                        let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
-                        acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                    for icp in 0..1 {
+                        {
+                            let ic = icp * 4 + 0;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                        }
+                        {
+                            let ic = icp * 4 + 1;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                        }
+                        {
+                            let ic = icp * 4 + 2;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                        }
+                        {
+                            let ic = icp * 4 + 3;
+                            let x_0 = tp.ld(simd, ic, 0);
+                            let wk = simd.splat_f32s(wt[0 + ic * 9 + tap]);
+                            acc_0_0_0 = tp.fma(simd, 0, x_0, wk, acc_0_0_0);
+                            let wk = simd.splat_f32s(wt[36 + ic * 9 + tap]);
+                            acc_1_0_0 = tp.fma(simd, 0, x_0, wk, acc_1_0_0);
+                            let wk = simd.splat_f32s(wt[72 + ic * 9 + tap]);
+                            acc_2_0_0 = tp.fma(simd, 0, x_0, wk, acc_2_0_0);
+                            let wk = simd.splat_f32s(wt[108 + ic * 9 + tap]);
+                            acc_3_0_0 = tp.fma(simd, 0, x_0, wk, acc_3_0_0);
+                        }
                     }
                 }
             } else {
