@@ -543,7 +543,8 @@ pub fn flat_ic_step(spec: &Spec, regs: usize, t: usize, rows: usize) -> usize {
 ///
 /// Taps and input channels are loops (`Unroll::TileOnly`): unrolled, LLVM issued the loads of
 /// later taps early and spilled accumulators (~20% of the 4-channel grouped row's samples on
-/// stack moves; 312 -> 275 us with the loops, the 8- and 16-channel rows unchanged).
+/// stack moves; 312 -> 275 us with the loops, the 8- and 16-channel rows unchanged). Within a
+/// tap, the AVX-512 body steps over a few input channels unrolled ([`flat_ic_step`]).
 /// Flat tiles fill every lane of a plane however wide its rows and need no band, where row
 /// tiles waste the lanes past a row's end (2 of 16 on a 14-wide plane).
 ///
