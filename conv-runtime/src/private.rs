@@ -223,7 +223,8 @@ struct Job<'a, K> {
 
 impl<K: Generated> Job<'_, K> {
     /// Runs `units` x `span` (written to `output`) as `parts` parts, halving recursively with
-    /// `rayon::join` so the parts spread over the pool without any allocation.
+    /// `rayon::join` so the parts spread over the pool without any allocation; more parts than
+    /// the pool has threads are handed out in turn ([`Job::run_shared`]).
     fn run(
         &self,
         split: parallel::Split,
@@ -235,12 +236,57 @@ impl<K: Generated> Job<'_, K> {
         if parts <= 1 {
             return self.run_one(units, span, output);
         }
+        if parts > rayon::current_num_threads() {
+            return self.run_shared(split, parts, units, span, output);
+        }
         let left = parts / 2;
         let ((ua, sa, a), (ub, sb, b)) = self.cut(split, left, parts, units, span, output);
         rayon::join(
             || self.run(split, left, ua, sa, a),
             || self.run(split, parts - left, ub, sb, b),
         );
+    }
+
+    /// [`Job::run`] for more parts than the pool has threads: one task per thread (this one
+    /// included), each taking the next part, cut off the front of what is left, until none is
+    /// left. Halving recursively instead, with uneven halves (`1 | 2`, `2 | 3`), left workers
+    /// waiting on each other's joins and parking: on the 2-thread pool 3 and 5 parts ran at one
+    /// thread's speed or worse (`mnv2_dw96_112_s2` 199-216 and 166-187 us, one thread ~210;
+    /// `resnext_g32_256_28` 194-203 and 172-190, one thread ~180), 19% of a worker's samples in
+    /// the kernel's wake-up path. Taken in turn: 154-165 and 127-153, 142-146 and 116-126; 4
+    /// parts level either way (throwaway timer, interleaved runs).
+    fn run_shared(
+        &self,
+        split: parallel::Split,
+        parts: usize,
+        units: Range<usize>,
+        span: Range<usize>,
+        output: PlanesMut<'_>,
+    ) {
+        use std::sync::Mutex;
+        let threads = rayon::current_num_threads().min(parts);
+        let rest = Mutex::new(Some((parts, units, span, output)));
+        let take = || {
+            let mut g = rest.lock().unwrap_or_else(|e| e.into_inner());
+            let (left, u, sp, out) = g.take()?;
+            if left == 1 {
+                return Some((u, sp, out));
+            }
+            let (a, (ub, sb, b)) = self.cut(split, 1, left, u, sp, out);
+            *g = Some((left - 1, ub, sb, b));
+            Some(a)
+        };
+        let work = || {
+            while let Some((u, sp, out)) = take() {
+                self.run_one(u, sp, out);
+            }
+        };
+        rayon::in_place_scope(|s| {
+            for _ in 1..threads {
+                s.spawn(|_| work());
+            }
+            work();
+        });
     }
 
     /// `units` x `span` (written to `output`) cut along the split's axis where the first `left`

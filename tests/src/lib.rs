@@ -471,9 +471,9 @@ pub fn assert_close<W: Copy + Into<f64>>(
     }
 }
 
-/// Parts a threaded check splits every pass into: an even and an odd count, on a pool of
-/// [`POOL_THREADS`] threads.
-pub const PARTS: [usize; 2] = [2, 3];
+/// Parts a threaded check splits every pass into: an even and an odd count, and more parts
+/// than the pool (of [`POOL_THREADS`] threads) or the global pool has threads.
+pub const PARTS: [usize; 3] = [2, 3, 5];
 /// Threads of the pool the threaded checks run on.
 pub const POOL_THREADS: usize = 3;
 
