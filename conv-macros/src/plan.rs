@@ -121,6 +121,73 @@ pub struct StreamPlan {
     pub hoist: usize,
     /// The layer streams on every plane, and has no row tiles.
     pub always: bool,
+    /// The span's first and last `slots - 1` steps unrolled, or `None`: all of them guarded.
+    pub ends: Option<StreamEnds>,
+}
+
+/// The unrolled first and last steps of a streaming plan (see `codegen::direct::run_stream`),
+/// one copy per number of input rows that lie above the first step's rows (`aboves`: the top
+/// padding where a span starts at the plane's top, 0 inside the plane) and per number of input
+/// rows from the first row the last step would load to the plane's end, counted up to the
+/// `(slots - 1) stride` rows those steps load (`belows`: one value per `h mod stride` where a
+/// span ends at the plane's bottom, the whole count inside it). A span with other counts runs
+/// those steps guarded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamEnds {
+    pub aboves: Vec<usize>,
+    pub belows: Vec<usize>,
+}
+
+/// The ends a streaming plan of `units` units unrolls, or `None` when their copies would hold
+/// more than [`MAX_UNROLLED_FMAS`] FMAs (large kernels, whose ends are long: 11x11 has 10
+/// steps each side).
+fn stream_ends(spec: &Spec, slots: usize, units: usize) -> Option<StreamEnds> {
+    let (sh, dh, kh) = (spec.stride_h, spec.dilation_h, spec.kernel_h);
+    let last = (slots - 1) * sh;
+    let mut aboves: Vec<usize> = [spec.pad_top, 0]
+        .into_iter()
+        .filter(|&a| a <= last)
+        .collect();
+    aboves.dedup();
+    // A span ending at the last output row `ho - 1`: its last step would load from row `ho sh -
+    // pad_top`, and `h - (ho sh - pad_top) = dh (kh - 1) + 1 - pad_bottom - sh + (h + pad_top +
+    // pad_bottom - dh (kh - 1) - 1) mod sh`.
+    let mut belows: Vec<usize> = (0..sh)
+        .filter_map(|r| (dh * (kh - 1) + 1 + r).checked_sub(spec.pad_bottom + sh))
+        .map(|b| b.min(last))
+        .chain([last])
+        .collect();
+    belows.sort_unstable();
+    belows.dedup();
+    // FMAs of one copy: per step, per input row it loads and per slot reading that row that is
+    // live, a row of taps for each unit's output channels.
+    let per_read = spec.kernel_w * units * spec.out_per_group();
+    let reads = |step: usize, rows: &dyn Fn(usize) -> bool, live: &dyn Fn(usize) -> bool| {
+        (0..sh)
+            .filter(|&q| rows(step * sh + q))
+            .flat_map(|q| {
+                (0..kh)
+                    .filter(move |ky| ky * dh >= q && (ky * dh - q) % sh == 0)
+                    .map(move |ky| (ky * dh - q) / sh)
+            })
+            .filter(|&k| live(k))
+            .count()
+    };
+    let fmas: usize = aboves
+        .iter()
+        .map(|&a| {
+            (0..slots - 1)
+                .map(|n| reads(n, &|r| r >= a, &|k| k <= n))
+                .sum::<usize>()
+        })
+        .chain(belows.iter().map(|&b| {
+            (0..slots - 1)
+                .map(|j| reads(j, &|r| r < b, &|k| k > j))
+                .sum::<usize>()
+        }))
+        .sum::<usize>()
+        * per_read;
+    (fmas <= MAX_UNROLLED_FMAS).then_some(StreamEnds { aboves, belows })
 }
 
 /// Pointwise (1x1, stride 1, no padding): per group a GEMM `out[oc][p] += w[oc][ic] * in[ic][p]`
@@ -222,14 +289,15 @@ impl Plan {
 
 impl StreamPlan {
     /// `s` and the units per tile, then `h` when every weight is hoisted, `hN` when N of each
-    /// unit's are.
+    /// unit's are, then `e` when the span's ends are unrolled.
     pub fn tag(&self) -> String {
         let hoist = match self.hoist {
             0 => String::new(),
             h if h == self.weights => "h".to_string(),
             h => format!("h{h}"),
         };
-        format!("s{}{}", self.units, hoist)
+        let ends = if self.ends.is_some() { "e" } else { "" };
+        format!("s{}{}{}", self.units, hoist, ends)
     }
 }
 
@@ -698,6 +766,7 @@ fn plan_stream(spec: &Spec, class: RegClass) -> Option<StreamPlan> {
         weights,
         hoist,
         always: false,
+        ends: stream_ends(spec, slots, units),
     })
 }
 

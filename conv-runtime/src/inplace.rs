@@ -354,6 +354,34 @@ impl<'a, const CHANS: usize> StreamRows<'a, CHANS> {
         }
     }
 
+    /// The `count` steady steps of a stream at stride `SH` whose first loads rows `iy0..iy0 +
+    /// SH`: step `i` yields rows `iy0 + i SH..iy0 + (i + 1) SH` of every plane, one pointer bump
+    /// apart, the range checked once here rather than per row as [`StreamRows::row_in`] does.
+    ///
+    /// # Panics
+    /// When row `iy0 + count SH - 1` lies outside the plane (a bug in the generated sweep, never
+    /// a consequence of user input).
+    #[inline(always)]
+    pub fn steps<const SH: usize>(&self, iy0: usize, count: usize) -> StreamSteps<'a, CHANS, SH> {
+        const { assert!(SH >= 1) };
+        assert!(
+            count == 0
+                || count
+                    .checked_mul(SH)
+                    .and_then(|n| n.checked_add(iy0))
+                    .is_some_and(|end| end <= self.h),
+            "conv-kernel bug: streamed steps outside the plane"
+        );
+        StreamSteps {
+            // (StreamSteps' invariant) while steps are left, the next one's `SH` rows from row
+            // `iy0 + i SH` lie in the plane (checked above), `SH w` floats from its start.
+            planes: self.planes.map(|p| p.wrapping_add(iy0 * self.w)),
+            w: self.w,
+            left: count,
+            _life: PhantomData,
+        }
+    }
+
     /// Row `iy` (signed: rows above the plane are negative) of every plane, zeros outside it.
     #[inline(always)]
     pub fn row(&self, iy: isize) -> InRows<'a, CHANS, 1> {
@@ -370,6 +398,60 @@ impl<'a, const CHANS: usize> StreamRows<'a, CHANS> {
                     self.zeros
                 }]
             }),
+            w: self.w,
+            _life: PhantomData,
+        }
+    }
+}
+
+/// The steady steps of a stream (see [`StreamRows::steps`]), an iterator of [`StepRows`].
+pub struct StreamSteps<'a, const CHANS: usize, const SH: usize> {
+    /// Invariant: while `left > 0`, every pointer is valid for reads of `SH * w` floats for
+    /// `'a` (the next step's rows).
+    planes: [*const f32; CHANS],
+    w: usize,
+    left: usize,
+    _life: PhantomData<&'a [f32]>,
+}
+
+impl<'a, const CHANS: usize, const SH: usize> Iterator for StreamSteps<'a, CHANS, SH> {
+    type Item = StepRows<'a, CHANS, SH>;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let step = StepRows {
+            // (StepRows' invariant) `left` was above 0: by ours, `SH w` floats.
+            planes: self.planes,
+            w: self.w,
+            _life: PhantomData,
+        };
+        // The next step's rows start `SH` rows on; only dereferenced while `left > 0`.
+        self.planes = self.planes.map(|p| p.wrapping_add(SH * self.w));
+        Some(step)
+    }
+}
+
+/// The `SH` input rows of every plane one steady step of a stream loads.
+pub struct StepRows<'a, const CHANS: usize, const SH: usize> {
+    /// Invariant: every pointer is valid for reads of `SH * w` floats for `'a`.
+    planes: [*const f32; CHANS],
+    w: usize,
+    _life: PhantomData<&'a [f32]>,
+}
+
+impl<'a, const CHANS: usize, const SH: usize> StepRows<'a, CHANS, SH> {
+    /// The step's row `Q` of every plane.
+    #[inline(always)]
+    pub fn row<const Q: usize>(&self) -> InRows<'a, CHANS, 1> {
+        const { assert!(Q < SH) };
+        InRows {
+            // (InRows' invariant) row `Q < SH` spans floats `Q w..(Q + 1) w` of the `SH w`
+            // floats each pointer is valid for.
+            rows: self.planes.map(|p| [p.wrapping_add(Q * self.w)]),
             w: self.w,
             _life: PhantomData,
         }
@@ -1105,6 +1187,74 @@ mod tests {
             }
         }
         crate::dispatch::on_every_isa(K);
+    }
+
+    /// `StreamRows::steps`: each step's rows, at strides 1 to 3 and every start and count that
+    /// fits, against the planes' floats, on every ISA.
+    #[test]
+    fn stream_steps_are_consecutive_rows_of_the_planes() {
+        // Row `q` of a step: `row::<Q>` exists only for `Q < SH`, hence one helper per stride.
+        type Row<const SH: usize> = for<'b> fn(&StepRows<'b, 2, SH>, usize) -> InRows<'b, 2, 1>;
+        let row1: Row<1> = |s, _| s.row::<0>();
+        let row2: Row<2> = |s, q| if q == 0 { s.row::<0>() } else { s.row::<1>() };
+        let row3: Row<3> = |s, q| match q {
+            0 => s.row::<0>(),
+            1 => s.row::<1>(),
+            _ => s.row::<2>(),
+        };
+        fn check<S: Simd, const SH: usize>(simd: S, row: Row<SH>, h: usize, w: usize) {
+            let a: Vec<f32> = (0..h * w).map(|i| i as f32 + 1.0).collect();
+            let b: Vec<f32> = (0..h * w).map(|i| -(i as f32) - 0.5).collect();
+            let zeros = vec![0.0f32; w];
+            let src = StreamRows::<2>::new([&a, &b], &zeros, h, w);
+            let cols = InCols::new(simd, 1, w);
+            let mut out = vec![0.0f32; S::F32_LANES];
+            for iy0 in 0..h {
+                for count in 0..=(h - iy0) / SH {
+                    let mut seen = 0;
+                    for (i, step) in src.steps::<SH>(iy0, count).enumerate() {
+                        for q in 0..SH {
+                            let (rows, y) = (row(&step, q), iy0 + i * SH + q);
+                            for (c, plane) in [&a, &b].into_iter().enumerate() {
+                                let got = match c {
+                                    0 => rows.vec::<S, 0, 0, 0>(simd, &cols),
+                                    _ => rows.vec::<S, 1, 0, 0>(simd, &cols),
+                                };
+                                simd.partial_store_f32s(&mut out, got);
+                                let want: Vec<f32> = (0..out.len())
+                                    .map(|l| if 1 + l < w { plane[y * w + 1 + l] } else { 0.0 })
+                                    .collect();
+                                assert_eq!(out, want, "stride {SH}, from {iy0}, row {y}");
+                            }
+                        }
+                        seen += 1;
+                    }
+                    assert_eq!(seen, count, "stride {SH}, from {iy0}");
+                }
+            }
+        }
+        #[derive(Clone, Copy)]
+        struct K(Row<1>, Row<2>, Row<3>);
+        impl pulp::WithSimd for K {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: Simd>(self, simd: S) {
+                let w = S::F32_LANES + 2;
+                check::<S, 1>(simd, self.0, 7, w);
+                check::<S, 2>(simd, self.1, 7, w);
+                check::<S, 3>(simd, self.2, 8, w);
+            }
+        }
+        crate::dispatch::on_every_isa(K(row1, row2, row3));
+    }
+
+    /// `StreamRows::steps` checks its range once: a count one step past the plane panics.
+    #[test]
+    #[should_panic(expected = "streamed steps outside the plane")]
+    fn stream_steps_past_the_plane_panic() {
+        let (plane, zeros) = ([0.0f32; 12], [0.0f32; 4]);
+        let src = StreamRows::<1>::new([&plane], &zeros, 3, 4);
+        let _ = src.steps::<2>(0, 2);
     }
 
     /// `StreamRows::inside_steps` against the rows each step loads, checked one by one, for

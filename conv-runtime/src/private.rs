@@ -9,7 +9,7 @@ use core::ops::Range;
 
 use crate::dispatch::is_isa;
 pub use crate::flat::{Flat, FlatFmaTap, FlatSrc, FlatTap, FlatUnmasked};
-pub use crate::inplace::{InCols, InRows, InnerCols, StreamRows};
+pub use crate::inplace::{InCols, InRows, InnerCols, StepRows, StreamRows, StreamSteps};
 use crate::parallel;
 pub use crate::planes::{ColStores, PlanesMut, TileStores};
 pub use crate::winograd::{

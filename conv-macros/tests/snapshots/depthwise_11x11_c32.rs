@@ -360,31 +360,306 @@ impl Dw11 {
                     let mut a_0_0_8 = simd.splat_f32s(0.0);
                     let mut a_0_0_9 = simd.splat_f32s(0.0);
                     let mut a_0_0_10 = simd.splat_f32s(0.0);
+                    let total = nrows + 11 - 1;
+                    let first_steady = if steady.is_empty() {
+                        total
+                    } else {
+                        steady.start
+                    };
                     let mut n = 0;
-                    while n < nrows + 11 - 1 {
+                    while n < total {
+                        if n == first_steady {
+                            let iy0 = (oy0 + n) * 1 - 5;
+                            for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                a_0_0_0 = bias_0[0];
+                                {
+                                    let rows = step_rows.row::<0>();
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m5 = rows
+                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                    let x_m4 = rows
+                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                    let x_m3 = rows
+                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                    let x_m2 = rows
+                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                }
+                                let mut v = a_0_0_10;
+                                st.st::<0>(simd, n + 1 - 11, v);
+                                a_0_0_10 = a_0_0_9;
+                                a_0_0_9 = a_0_0_8;
+                                a_0_0_8 = a_0_0_7;
+                                a_0_0_7 = a_0_0_6;
+                                a_0_0_6 = a_0_0_5;
+                                a_0_0_5 = a_0_0_4;
+                                a_0_0_4 = a_0_0_3;
+                                a_0_0_3 = a_0_0_2;
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                n += 1;
+                            }
+                            continue;
+                        }
                         a_0_0_0 = bias_0[0];
-                        if n >= steady.start && n < steady.end {
-                            {
-                                let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m5 = rows
-                                    .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                let x_m4 = rows
-                                    .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                let x_m3 = rows
-                                    .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                let x_m2 = rows
-                                    .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                            let x_l = simd.splat_f32s(0.0);
+                            let x_r = simd.splat_f32s(0.0);
+                            let x_m5 = rows
+                                .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                            let x_m4 = rows
+                                .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                            let x_m3 = rows
+                                .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                            let x_m2 = rows
+                                .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                            let x_m1 = rows
+                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                            let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                            let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                            let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                            let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                            if n >= 0 && n - 0 < nrows {
                                 a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
@@ -396,6 +671,8 @@ impl Dw11 {
                                 a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
+                            }
+                            if n >= 1 && n - 1 < nrows {
                                 a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
                                 a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
                                 a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
@@ -413,6 +690,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
                                 a_0_0_1 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                            }
+                            if n >= 2 && n - 2 < nrows {
                                 a_0_0_2 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
                                 a_0_0_2 = simd
@@ -435,6 +714,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
                                 a_0_0_2 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                            }
+                            if n >= 3 && n - 3 < nrows {
                                 a_0_0_3 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
                                 a_0_0_3 = simd
@@ -457,6 +738,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
                                 a_0_0_3 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                            }
+                            if n >= 4 && n - 4 < nrows {
                                 a_0_0_4 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
                                 a_0_0_4 = simd
@@ -479,6 +762,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
                                 a_0_0_4 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                            }
+                            if n >= 5 && n - 5 < nrows {
                                 a_0_0_5 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
                                 a_0_0_5 = simd
@@ -501,6 +786,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
                                 a_0_0_5 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                            }
+                            if n >= 6 && n - 6 < nrows {
                                 a_0_0_6 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
                                 a_0_0_6 = simd
@@ -523,6 +810,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
                                 a_0_0_6 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                            }
+                            if n >= 7 && n - 7 < nrows {
                                 a_0_0_7 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
                                 a_0_0_7 = simd
@@ -545,6 +834,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
                                 a_0_0_7 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                            }
+                            if n >= 8 && n - 8 < nrows {
                                 a_0_0_8 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
                                 a_0_0_8 = simd
@@ -567,6 +858,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
                                 a_0_0_8 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                            }
+                            if n >= 9 && n - 9 < nrows {
                                 a_0_0_9 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
                                 a_0_0_9 = simd
@@ -589,6 +882,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
                                 a_0_0_9 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                            }
+                            if n >= 10 && n - 10 < nrows {
                                 a_0_0_10 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
                                 a_0_0_10 = simd
@@ -612,12 +907,911 @@ impl Dw11 {
                                 a_0_0_10 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
                             }
+                        }
+                        if n + 1 >= 11 {
+                            let mut v = a_0_0_10;
+                            st.st::<0>(simd, n + 1 - 11, v);
+                        }
+                        a_0_0_10 = a_0_0_9;
+                        a_0_0_9 = a_0_0_8;
+                        a_0_0_8 = a_0_0_7;
+                        a_0_0_7 = a_0_0_6;
+                        a_0_0_6 = a_0_0_5;
+                        a_0_0_5 = a_0_0_4;
+                        a_0_0_4 = a_0_0_3;
+                        a_0_0_3 = a_0_0_2;
+                        a_0_0_2 = a_0_0_1;
+                        a_0_0_1 = a_0_0_0;
+                        n += 1;
+                    }
+                } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                    let ox = 0;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_0_0_3 = simd.splat_f32s(0.0);
+                        let mut a_0_0_4 = simd.splat_f32s(0.0);
+                        let mut a_0_0_5 = simd.splat_f32s(0.0);
+                        let mut a_0_0_6 = simd.splat_f32s(0.0);
+                        let mut a_0_0_7 = simd.splat_f32s(0.0);
+                        let mut a_0_0_8 = simd.splat_f32s(0.0);
+                        let mut a_0_0_9 = simd.splat_f32s(0.0);
+                        let mut a_0_0_10 = simd.splat_f32s(0.0);
+                        let total = nrows + 11 - 1;
+                        let first_steady = if steady.is_empty() {
+                            total
                         } else {
+                            steady.start
+                        };
+                        let mut n = 0;
+                        while n < total {
+                            if n == first_steady {
+                                let iy0 = (oy0 + n) * 1 - 5;
+                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                    a_0_0_0 = bias_0[0];
+                                    {
+                                        let rows = step_rows.row::<0>();
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m5 = rows
+                                            .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                        let x_m4 = rows
+                                            .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                        let x_m3 = rows
+                                            .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                        let x_m2 = rows
+                                            .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                        let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                        let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                        let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                    }
+                                    let mut v = a_0_0_10;
+                                    st.st::<0>(simd, n + 1 - 11, v);
+                                    a_0_0_10 = a_0_0_9;
+                                    a_0_0_9 = a_0_0_8;
+                                    a_0_0_8 = a_0_0_7;
+                                    a_0_0_7 = a_0_0_6;
+                                    a_0_0_6 = a_0_0_5;
+                                    a_0_0_5 = a_0_0_4;
+                                    a_0_0_4 = a_0_0_3;
+                                    a_0_0_3 = a_0_0_2;
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    n += 1;
+                                }
+                                continue;
+                            }
+                            a_0_0_0 = bias_0[0];
                             {
                                 let rows = src
                                     .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_m5 = rows
+                                    .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                let x_m4 = rows
+                                    .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                let x_m3 = rows
+                                    .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                let x_m2 = rows
+                                    .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                if n >= 0 && n - 0 < nrows {
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                }
+                                if n >= 2 && n - 2 < nrows {
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                }
+                                if n >= 3 && n - 3 < nrows {
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                }
+                                if n >= 4 && n - 4 < nrows {
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                }
+                                if n >= 5 && n - 5 < nrows {
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                }
+                                if n >= 6 && n - 6 < nrows {
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                }
+                                if n >= 7 && n - 7 < nrows {
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                }
+                                if n >= 8 && n - 8 < nrows {
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                }
+                                if n >= 9 && n - 9 < nrows {
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                }
+                                if n >= 10 && n - 10 < nrows {
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                }
+                            }
+                            if n + 1 >= 11 {
+                                let mut v = a_0_0_10;
+                                st.st::<0>(simd, n + 1 - 11, v);
+                            }
+                            a_0_0_10 = a_0_0_9;
+                            a_0_0_9 = a_0_0_8;
+                            a_0_0_8 = a_0_0_7;
+                            a_0_0_7 = a_0_0_6;
+                            a_0_0_6 = a_0_0_5;
+                            a_0_0_5 = a_0_0_4;
+                            a_0_0_4 = a_0_0_3;
+                            a_0_0_3 = a_0_0_2;
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
+                        }
+                    }
+                    let ox = lanes;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_0_0_3 = simd.splat_f32s(0.0);
+                        let mut a_0_0_4 = simd.splat_f32s(0.0);
+                        let mut a_0_0_5 = simd.splat_f32s(0.0);
+                        let mut a_0_0_6 = simd.splat_f32s(0.0);
+                        let mut a_0_0_7 = simd.splat_f32s(0.0);
+                        let mut a_0_0_8 = simd.splat_f32s(0.0);
+                        let mut a_0_0_9 = simd.splat_f32s(0.0);
+                        let mut a_0_0_10 = simd.splat_f32s(0.0);
+                        let total = nrows + 11 - 1;
+                        let first_steady = if steady.is_empty() {
+                            total
+                        } else {
+                            steady.start
+                        };
+                        let mut n = 0;
+                        while n < total {
+                            if n == first_steady {
+                                let iy0 = (oy0 + n) * 1 - 5;
+                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                    a_0_0_0 = bias_0[0];
+                                    {
+                                        let rows = step_rows.row::<0>();
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m5 = rows
+                                            .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                        let x_m4 = rows
+                                            .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                        let x_m3 = rows
+                                            .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                        let x_m2 = rows
+                                            .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                        let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                        let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                        let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                    }
+                                    let mut v = a_0_0_10;
+                                    st.st::<0>(simd, n + 1 - 11, v);
+                                    a_0_0_10 = a_0_0_9;
+                                    a_0_0_9 = a_0_0_8;
+                                    a_0_0_8 = a_0_0_7;
+                                    a_0_0_7 = a_0_0_6;
+                                    a_0_0_6 = a_0_0_5;
+                                    a_0_0_5 = a_0_0_4;
+                                    a_0_0_4 = a_0_0_3;
+                                    a_0_0_3 = a_0_0_2;
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    n += 1;
+                                }
+                                continue;
+                            }
+                            a_0_0_0 = bias_0[0];
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                 let x_r = simd.splat_f32s(0.0);
                                 let x_m5 = rows
                                     .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
@@ -884,1131 +2078,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
                                 }
                             }
-                        }
-                        if n + 1 >= 11 {
-                            let mut v = a_0_0_10;
-                            st.st::<0>(simd, n + 1 - 11, v);
-                        }
-                        a_0_0_10 = a_0_0_9;
-                        a_0_0_9 = a_0_0_8;
-                        a_0_0_8 = a_0_0_7;
-                        a_0_0_7 = a_0_0_6;
-                        a_0_0_6 = a_0_0_5;
-                        a_0_0_5 = a_0_0_4;
-                        a_0_0_4 = a_0_0_3;
-                        a_0_0_3 = a_0_0_2;
-                        a_0_0_2 = a_0_0_1;
-                        a_0_0_1 = a_0_0_0;
-                        n += 1;
-                    }
-                } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
-                    let ox = 0;
-                    {
-                        let len = (wo - ox).min(lanes);
-                        let cols = &::conv_runtime::__private::InCols::new(
-                            simd,
-                            1 * ox,
-                            w,
-                        );
-                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                        let mut a_0_0_0 = simd.splat_f32s(0.0);
-                        let mut a_0_0_1 = simd.splat_f32s(0.0);
-                        let mut a_0_0_2 = simd.splat_f32s(0.0);
-                        let mut a_0_0_3 = simd.splat_f32s(0.0);
-                        let mut a_0_0_4 = simd.splat_f32s(0.0);
-                        let mut a_0_0_5 = simd.splat_f32s(0.0);
-                        let mut a_0_0_6 = simd.splat_f32s(0.0);
-                        let mut a_0_0_7 = simd.splat_f32s(0.0);
-                        let mut a_0_0_8 = simd.splat_f32s(0.0);
-                        let mut a_0_0_9 = simd.splat_f32s(0.0);
-                        let mut a_0_0_10 = simd.splat_f32s(0.0);
-                        let mut n = 0;
-                        while n < nrows + 11 - 1 {
-                            a_0_0_0 = bias_0[0];
-                            if n >= steady.start && n < steady.end {
-                                {
-                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m5 = rows
-                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                    let x_m4 = rows
-                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                    let x_m3 = rows
-                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                    let x_m2 = rows
-                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                                }
-                            } else {
-                                {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m5 = rows
-                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                    let x_m4 = rows
-                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                    let x_m3 = rows
-                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                    let x_m2 = rows
-                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                    }
-                                    if n >= 3 && n - 3 < nrows {
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                    }
-                                    if n >= 4 && n - 4 < nrows {
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                    }
-                                    if n >= 5 && n - 5 < nrows {
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                    }
-                                    if n >= 6 && n - 6 < nrows {
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                    }
-                                    if n >= 7 && n - 7 < nrows {
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                    }
-                                    if n >= 8 && n - 8 < nrows {
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                    }
-                                    if n >= 9 && n - 9 < nrows {
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                    }
-                                    if n >= 10 && n - 10 < nrows {
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                                    }
-                                }
-                            }
-                            if n + 1 >= 11 {
-                                let mut v = a_0_0_10;
-                                st.st::<0>(simd, n + 1 - 11, v);
-                            }
-                            a_0_0_10 = a_0_0_9;
-                            a_0_0_9 = a_0_0_8;
-                            a_0_0_8 = a_0_0_7;
-                            a_0_0_7 = a_0_0_6;
-                            a_0_0_6 = a_0_0_5;
-                            a_0_0_5 = a_0_0_4;
-                            a_0_0_4 = a_0_0_3;
-                            a_0_0_3 = a_0_0_2;
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            n += 1;
-                        }
-                    }
-                    let ox = lanes;
-                    {
-                        let len = (wo - ox).min(lanes);
-                        let cols = &::conv_runtime::__private::InCols::new(
-                            simd,
-                            1 * ox,
-                            w,
-                        );
-                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                        let mut a_0_0_0 = simd.splat_f32s(0.0);
-                        let mut a_0_0_1 = simd.splat_f32s(0.0);
-                        let mut a_0_0_2 = simd.splat_f32s(0.0);
-                        let mut a_0_0_3 = simd.splat_f32s(0.0);
-                        let mut a_0_0_4 = simd.splat_f32s(0.0);
-                        let mut a_0_0_5 = simd.splat_f32s(0.0);
-                        let mut a_0_0_6 = simd.splat_f32s(0.0);
-                        let mut a_0_0_7 = simd.splat_f32s(0.0);
-                        let mut a_0_0_8 = simd.splat_f32s(0.0);
-                        let mut a_0_0_9 = simd.splat_f32s(0.0);
-                        let mut a_0_0_10 = simd.splat_f32s(0.0);
-                        let mut n = 0;
-                        while n < nrows + 11 - 1 {
-                            a_0_0_0 = bias_0[0];
-                            if n >= steady.start && n < steady.end {
-                                {
-                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m5 = rows
-                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                    let x_m4 = rows
-                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                    let x_m3 = rows
-                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                    let x_m2 = rows
-                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                                }
-                            } else {
-                                {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m5 = rows
-                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                    let x_m4 = rows
-                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                    let x_m3 = rows
-                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                    let x_m2 = rows
-                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                    }
-                                    if n >= 3 && n - 3 < nrows {
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                    }
-                                    if n >= 4 && n - 4 < nrows {
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                    }
-                                    if n >= 5 && n - 5 < nrows {
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                    }
-                                    if n >= 6 && n - 6 < nrows {
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                    }
-                                    if n >= 7 && n - 7 < nrows {
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                    }
-                                    if n >= 8 && n - 8 < nrows {
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                    }
-                                    if n >= 9 && n - 9 < nrows {
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                    }
-                                    if n >= 10 && n - 10 < nrows {
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                                    }
-                                }
-                            }
                             if n + 1 >= 11 {
                                 let mut v = a_0_0_10;
                                 st.st::<0>(simd, n + 1 - 11, v);
@@ -2047,282 +2116,39 @@ impl Dw11 {
                         let mut a_0_0_8 = simd.splat_f32s(0.0);
                         let mut a_0_0_9 = simd.splat_f32s(0.0);
                         let mut a_0_0_10 = simd.splat_f32s(0.0);
+                        let total = nrows + 11 - 1;
+                        let first_steady = if steady.is_empty() {
+                            total
+                        } else {
+                            steady.start
+                        };
                         let mut n = 0;
-                        while n < nrows + 11 - 1 {
-                            a_0_0_0 = bias_0[0];
-                            if n >= steady.start && n < steady.end {
-                                {
-                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m5 = rows
-                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                    let x_m4 = rows
-                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                    let x_m3 = rows
-                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                    let x_m2 = rows
-                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                                }
-                            } else {
-                                {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m5 = rows
-                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                    let x_m4 = rows
-                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                    let x_m3 = rows
-                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                    let x_m2 = rows
-                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
+                        while n < total {
+                            if n == first_steady {
+                                let iy0 = (oy0 + n) * 1 - 5;
+                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                    a_0_0_0 = bias_0[0];
+                                    {
+                                        let rows = step_rows.row::<0>();
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m5 = rows
+                                            .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                        let x_m4 = rows
+                                            .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                        let x_m3 = rows
+                                            .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                        let x_m2 = rows
+                                            .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                        let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                        let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                        let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
                                         a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
                                         a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
                                         a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
@@ -2334,8 +2160,6 @@ impl Dw11 {
                                         a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
                                         a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
                                         a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
                                         a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
                                         a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
                                         a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
@@ -2353,8 +2177,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
                                         a_0_0_1 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
                                         a_0_0_2 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
                                         a_0_0_2 = simd
@@ -2377,8 +2199,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
                                         a_0_0_2 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                    }
-                                    if n >= 3 && n - 3 < nrows {
                                         a_0_0_3 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
                                         a_0_0_3 = simd
@@ -2401,8 +2221,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
                                         a_0_0_3 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                    }
-                                    if n >= 4 && n - 4 < nrows {
                                         a_0_0_4 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
                                         a_0_0_4 = simd
@@ -2425,8 +2243,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
                                         a_0_0_4 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                    }
-                                    if n >= 5 && n - 5 < nrows {
                                         a_0_0_5 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
                                         a_0_0_5 = simd
@@ -2449,8 +2265,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
                                         a_0_0_5 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                    }
-                                    if n >= 6 && n - 6 < nrows {
                                         a_0_0_6 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
                                         a_0_0_6 = simd
@@ -2473,8 +2287,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
                                         a_0_0_6 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                    }
-                                    if n >= 7 && n - 7 < nrows {
                                         a_0_0_7 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
                                         a_0_0_7 = simd
@@ -2497,8 +2309,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
                                         a_0_0_7 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                    }
-                                    if n >= 8 && n - 8 < nrows {
                                         a_0_0_8 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
                                         a_0_0_8 = simd
@@ -2521,8 +2331,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
                                         a_0_0_8 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                    }
-                                    if n >= 9 && n - 9 < nrows {
                                         a_0_0_9 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
                                         a_0_0_9 = simd
@@ -2545,8 +2353,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
                                         a_0_0_9 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                    }
-                                    if n >= 10 && n - 10 < nrows {
                                         a_0_0_10 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
                                         a_0_0_10 = simd
@@ -2570,6 +2376,292 @@ impl Dw11 {
                                         a_0_0_10 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
                                     }
+                                    let mut v = a_0_0_10;
+                                    st.st::<0>(simd, n + 1 - 11, v);
+                                    a_0_0_10 = a_0_0_9;
+                                    a_0_0_9 = a_0_0_8;
+                                    a_0_0_8 = a_0_0_7;
+                                    a_0_0_7 = a_0_0_6;
+                                    a_0_0_6 = a_0_0_5;
+                                    a_0_0_5 = a_0_0_4;
+                                    a_0_0_4 = a_0_0_3;
+                                    a_0_0_3 = a_0_0_2;
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    n += 1;
+                                }
+                                continue;
+                            }
+                            a_0_0_0 = bias_0[0];
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_m5 = rows
+                                    .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                let x_m4 = rows
+                                    .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                let x_m3 = rows
+                                    .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                let x_m2 = rows
+                                    .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                if n >= 0 && n - 0 < nrows {
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m5, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m4, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m3, wv_0[2], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m2, wv_0[3], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[4], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[5], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[6], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p2, wv_0[7], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p3, wv_0[8], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p4, wv_0[9], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p5, wv_0[10], a_0_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m5, wv_0[11], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m4, wv_0[12], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m3, wv_0[13], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m2, wv_0[14], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[15], a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                }
+                                if n >= 2 && n - 2 < nrows {
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                }
+                                if n >= 3 && n - 3 < nrows {
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                }
+                                if n >= 4 && n - 4 < nrows {
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                }
+                                if n >= 5 && n - 5 < nrows {
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                }
+                                if n >= 6 && n - 6 < nrows {
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                }
+                                if n >= 7 && n - 7 < nrows {
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                }
+                                if n >= 8 && n - 8 < nrows {
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                }
+                                if n >= 9 && n - 9 < nrows {
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                }
+                                if n >= 10 && n - 10 < nrows {
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
                                 }
                             }
                             if n + 1 >= 11 {
@@ -3672,31 +3764,322 @@ impl Dw11 {
                     let mut a_0_0_8 = simd.splat_f32s(0.0);
                     let mut a_0_0_9 = simd.splat_f32s(0.0);
                     let mut a_0_0_10 = simd.splat_f32s(0.0);
+                    let total = nrows + 11 - 1;
+                    let first_steady = if steady.is_empty() {
+                        total
+                    } else {
+                        steady.start
+                    };
                     let mut n = 0;
-                    while n < nrows + 11 - 1 {
+                    while n < total {
+                        if n == first_steady {
+                            let iy0 = (oy0 + n) * 1 - 5;
+                            for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                a_0_0_0 = bias_0[0];
+                                {
+                                    let rows = step_rows.row::<0>();
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m5 = rows
+                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                    let x_m4 = rows
+                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                    let x_m3 = rows
+                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                    let x_m2 = rows
+                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                }
+                                let mut v = a_0_0_10;
+                                st.st::<0>(simd, n + 1 - 11, v);
+                                a_0_0_10 = a_0_0_9;
+                                a_0_0_9 = a_0_0_8;
+                                a_0_0_8 = a_0_0_7;
+                                a_0_0_7 = a_0_0_6;
+                                a_0_0_6 = a_0_0_5;
+                                a_0_0_5 = a_0_0_4;
+                                a_0_0_4 = a_0_0_3;
+                                a_0_0_3 = a_0_0_2;
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                n += 1;
+                            }
+                            continue;
+                        }
                         a_0_0_0 = bias_0[0];
-                        if n >= steady.start && n < steady.end {
-                            {
-                                let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m5 = rows
-                                    .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                let x_m4 = rows
-                                    .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                let x_m3 = rows
-                                    .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                let x_m2 = rows
-                                    .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                            let x_l = simd.splat_f32s(0.0);
+                            let x_r = simd.splat_f32s(0.0);
+                            let x_m5 = rows
+                                .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                            let x_m4 = rows
+                                .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                            let x_m3 = rows
+                                .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                            let x_m2 = rows
+                                .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                            let x_m1 = rows
+                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                            let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                            let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                            let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                            let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                            if n >= 0 && n - 0 < nrows {
                                 a_0_0_0 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
                                 a_0_0_0 = simd
@@ -3719,6 +4102,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
                                 a_0_0_0 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                            }
+                            if n >= 1 && n - 1 < nrows {
                                 a_0_0_1 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
                                 a_0_0_1 = simd
@@ -3741,6 +4126,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
                                 a_0_0_1 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                            }
+                            if n >= 2 && n - 2 < nrows {
                                 a_0_0_2 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
                                 a_0_0_2 = simd
@@ -3763,6 +4150,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
                                 a_0_0_2 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                            }
+                            if n >= 3 && n - 3 < nrows {
                                 a_0_0_3 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
                                 a_0_0_3 = simd
@@ -3785,6 +4174,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
                                 a_0_0_3 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                            }
+                            if n >= 4 && n - 4 < nrows {
                                 a_0_0_4 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
                                 a_0_0_4 = simd
@@ -3807,6 +4198,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
                                 a_0_0_4 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                            }
+                            if n >= 5 && n - 5 < nrows {
                                 a_0_0_5 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
                                 a_0_0_5 = simd
@@ -3829,6 +4222,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
                                 a_0_0_5 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                            }
+                            if n >= 6 && n - 6 < nrows {
                                 a_0_0_6 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
                                 a_0_0_6 = simd
@@ -3851,6 +4246,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
                                 a_0_0_6 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                            }
+                            if n >= 7 && n - 7 < nrows {
                                 a_0_0_7 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
                                 a_0_0_7 = simd
@@ -3873,6 +4270,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
                                 a_0_0_7 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                            }
+                            if n >= 8 && n - 8 < nrows {
                                 a_0_0_8 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
                                 a_0_0_8 = simd
@@ -3895,6 +4294,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
                                 a_0_0_8 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                            }
+                            if n >= 9 && n - 9 < nrows {
                                 a_0_0_9 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
                                 a_0_0_9 = simd
@@ -3917,6 +4318,8 @@ impl Dw11 {
                                     .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
                                 a_0_0_9 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                            }
+                            if n >= 10 && n - 10 < nrows {
                                 a_0_0_10 = simd
                                     .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
                                 a_0_0_10 = simd
@@ -3940,12 +4343,959 @@ impl Dw11 {
                                 a_0_0_10 = simd
                                     .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
                             }
+                        }
+                        if n + 1 >= 11 {
+                            let mut v = a_0_0_10;
+                            st.st::<0>(simd, n + 1 - 11, v);
+                        }
+                        a_0_0_10 = a_0_0_9;
+                        a_0_0_9 = a_0_0_8;
+                        a_0_0_8 = a_0_0_7;
+                        a_0_0_7 = a_0_0_6;
+                        a_0_0_6 = a_0_0_5;
+                        a_0_0_5 = a_0_0_4;
+                        a_0_0_4 = a_0_0_3;
+                        a_0_0_3 = a_0_0_2;
+                        a_0_0_2 = a_0_0_1;
+                        a_0_0_1 = a_0_0_0;
+                        n += 1;
+                    }
+                } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                    let ox = 0;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_0_0_3 = simd.splat_f32s(0.0);
+                        let mut a_0_0_4 = simd.splat_f32s(0.0);
+                        let mut a_0_0_5 = simd.splat_f32s(0.0);
+                        let mut a_0_0_6 = simd.splat_f32s(0.0);
+                        let mut a_0_0_7 = simd.splat_f32s(0.0);
+                        let mut a_0_0_8 = simd.splat_f32s(0.0);
+                        let mut a_0_0_9 = simd.splat_f32s(0.0);
+                        let mut a_0_0_10 = simd.splat_f32s(0.0);
+                        let total = nrows + 11 - 1;
+                        let first_steady = if steady.is_empty() {
+                            total
                         } else {
+                            steady.start
+                        };
+                        let mut n = 0;
+                        while n < total {
+                            if n == first_steady {
+                                let iy0 = (oy0 + n) * 1 - 5;
+                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                    a_0_0_0 = bias_0[0];
+                                    {
+                                        let rows = step_rows.row::<0>();
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m5 = rows
+                                            .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                        let x_m4 = rows
+                                            .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                        let x_m3 = rows
+                                            .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                        let x_m2 = rows
+                                            .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                        let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                        let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                        let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                    }
+                                    let mut v = a_0_0_10;
+                                    st.st::<0>(simd, n + 1 - 11, v);
+                                    a_0_0_10 = a_0_0_9;
+                                    a_0_0_9 = a_0_0_8;
+                                    a_0_0_8 = a_0_0_7;
+                                    a_0_0_7 = a_0_0_6;
+                                    a_0_0_6 = a_0_0_5;
+                                    a_0_0_5 = a_0_0_4;
+                                    a_0_0_4 = a_0_0_3;
+                                    a_0_0_3 = a_0_0_2;
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    n += 1;
+                                }
+                                continue;
+                            }
+                            a_0_0_0 = bias_0[0];
                             {
                                 let rows = src
                                     .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_m5 = rows
+                                    .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                let x_m4 = rows
+                                    .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                let x_m3 = rows
+                                    .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                let x_m2 = rows
+                                    .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                if n >= 0 && n - 0 < nrows {
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                }
+                                if n >= 2 && n - 2 < nrows {
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                }
+                                if n >= 3 && n - 3 < nrows {
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                }
+                                if n >= 4 && n - 4 < nrows {
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                }
+                                if n >= 5 && n - 5 < nrows {
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                }
+                                if n >= 6 && n - 6 < nrows {
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                }
+                                if n >= 7 && n - 7 < nrows {
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                }
+                                if n >= 8 && n - 8 < nrows {
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                }
+                                if n >= 9 && n - 9 < nrows {
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                }
+                                if n >= 10 && n - 10 < nrows {
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                }
+                            }
+                            if n + 1 >= 11 {
+                                let mut v = a_0_0_10;
+                                st.st::<0>(simd, n + 1 - 11, v);
+                            }
+                            a_0_0_10 = a_0_0_9;
+                            a_0_0_9 = a_0_0_8;
+                            a_0_0_8 = a_0_0_7;
+                            a_0_0_7 = a_0_0_6;
+                            a_0_0_6 = a_0_0_5;
+                            a_0_0_5 = a_0_0_4;
+                            a_0_0_4 = a_0_0_3;
+                            a_0_0_3 = a_0_0_2;
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
+                        }
+                    }
+                    let ox = lanes;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_0_0_3 = simd.splat_f32s(0.0);
+                        let mut a_0_0_4 = simd.splat_f32s(0.0);
+                        let mut a_0_0_5 = simd.splat_f32s(0.0);
+                        let mut a_0_0_6 = simd.splat_f32s(0.0);
+                        let mut a_0_0_7 = simd.splat_f32s(0.0);
+                        let mut a_0_0_8 = simd.splat_f32s(0.0);
+                        let mut a_0_0_9 = simd.splat_f32s(0.0);
+                        let mut a_0_0_10 = simd.splat_f32s(0.0);
+                        let total = nrows + 11 - 1;
+                        let first_steady = if steady.is_empty() {
+                            total
+                        } else {
+                            steady.start
+                        };
+                        let mut n = 0;
+                        while n < total {
+                            if n == first_steady {
+                                let iy0 = (oy0 + n) * 1 - 5;
+                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                    a_0_0_0 = bias_0[0];
+                                    {
+                                        let rows = step_rows.row::<0>();
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m5 = rows
+                                            .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                        let x_m4 = rows
+                                            .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                        let x_m3 = rows
+                                            .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                        let x_m2 = rows
+                                            .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                        let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                        let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                        let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
+                                        a_0_0_0 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                        a_0_0_1 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                        a_0_0_3 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                        a_0_0_4 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                        a_0_0_5 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                        a_0_0_6 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                        a_0_0_7 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                        a_0_0_8 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                        a_0_0_9 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                        a_0_0_10 = simd
+                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
+                                    }
+                                    let mut v = a_0_0_10;
+                                    st.st::<0>(simd, n + 1 - 11, v);
+                                    a_0_0_10 = a_0_0_9;
+                                    a_0_0_9 = a_0_0_8;
+                                    a_0_0_8 = a_0_0_7;
+                                    a_0_0_7 = a_0_0_6;
+                                    a_0_0_6 = a_0_0_5;
+                                    a_0_0_5 = a_0_0_4;
+                                    a_0_0_4 = a_0_0_3;
+                                    a_0_0_3 = a_0_0_2;
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    n += 1;
+                                }
+                                continue;
+                            }
+                            a_0_0_0 = bias_0[0];
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                 let x_r = simd.splat_f32s(0.0);
                                 let x_m5 = rows
                                     .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
@@ -4228,1195 +5578,6 @@ impl Dw11 {
                                         .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
                                 }
                             }
-                        }
-                        if n + 1 >= 11 {
-                            let mut v = a_0_0_10;
-                            st.st::<0>(simd, n + 1 - 11, v);
-                        }
-                        a_0_0_10 = a_0_0_9;
-                        a_0_0_9 = a_0_0_8;
-                        a_0_0_8 = a_0_0_7;
-                        a_0_0_7 = a_0_0_6;
-                        a_0_0_6 = a_0_0_5;
-                        a_0_0_5 = a_0_0_4;
-                        a_0_0_4 = a_0_0_3;
-                        a_0_0_3 = a_0_0_2;
-                        a_0_0_2 = a_0_0_1;
-                        a_0_0_1 = a_0_0_0;
-                        n += 1;
-                    }
-                } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
-                    let ox = 0;
-                    {
-                        let len = (wo - ox).min(lanes);
-                        let cols = &::conv_runtime::__private::InCols::new(
-                            simd,
-                            1 * ox,
-                            w,
-                        );
-                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                        let mut a_0_0_0 = simd.splat_f32s(0.0);
-                        let mut a_0_0_1 = simd.splat_f32s(0.0);
-                        let mut a_0_0_2 = simd.splat_f32s(0.0);
-                        let mut a_0_0_3 = simd.splat_f32s(0.0);
-                        let mut a_0_0_4 = simd.splat_f32s(0.0);
-                        let mut a_0_0_5 = simd.splat_f32s(0.0);
-                        let mut a_0_0_6 = simd.splat_f32s(0.0);
-                        let mut a_0_0_7 = simd.splat_f32s(0.0);
-                        let mut a_0_0_8 = simd.splat_f32s(0.0);
-                        let mut a_0_0_9 = simd.splat_f32s(0.0);
-                        let mut a_0_0_10 = simd.splat_f32s(0.0);
-                        let mut n = 0;
-                        while n < nrows + 11 - 1 {
-                            a_0_0_0 = bias_0[0];
-                            if n >= steady.start && n < steady.end {
-                                {
-                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m5 = rows
-                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                    let x_m4 = rows
-                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                    let x_m3 = rows
-                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                    let x_m2 = rows
-                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                                }
-                            } else {
-                                {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m5 = rows
-                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                    let x_m4 = rows
-                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                    let x_m3 = rows
-                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                    let x_m2 = rows
-                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                    }
-                                    if n >= 3 && n - 3 < nrows {
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                    }
-                                    if n >= 4 && n - 4 < nrows {
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                    }
-                                    if n >= 5 && n - 5 < nrows {
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                    }
-                                    if n >= 6 && n - 6 < nrows {
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                    }
-                                    if n >= 7 && n - 7 < nrows {
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                    }
-                                    if n >= 8 && n - 8 < nrows {
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                    }
-                                    if n >= 9 && n - 9 < nrows {
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                    }
-                                    if n >= 10 && n - 10 < nrows {
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                                    }
-                                }
-                            }
-                            if n + 1 >= 11 {
-                                let mut v = a_0_0_10;
-                                st.st::<0>(simd, n + 1 - 11, v);
-                            }
-                            a_0_0_10 = a_0_0_9;
-                            a_0_0_9 = a_0_0_8;
-                            a_0_0_8 = a_0_0_7;
-                            a_0_0_7 = a_0_0_6;
-                            a_0_0_6 = a_0_0_5;
-                            a_0_0_5 = a_0_0_4;
-                            a_0_0_4 = a_0_0_3;
-                            a_0_0_3 = a_0_0_2;
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            n += 1;
-                        }
-                    }
-                    let ox = lanes;
-                    {
-                        let len = (wo - ox).min(lanes);
-                        let cols = &::conv_runtime::__private::InCols::new(
-                            simd,
-                            1 * ox,
-                            w,
-                        );
-                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                        let mut a_0_0_0 = simd.splat_f32s(0.0);
-                        let mut a_0_0_1 = simd.splat_f32s(0.0);
-                        let mut a_0_0_2 = simd.splat_f32s(0.0);
-                        let mut a_0_0_3 = simd.splat_f32s(0.0);
-                        let mut a_0_0_4 = simd.splat_f32s(0.0);
-                        let mut a_0_0_5 = simd.splat_f32s(0.0);
-                        let mut a_0_0_6 = simd.splat_f32s(0.0);
-                        let mut a_0_0_7 = simd.splat_f32s(0.0);
-                        let mut a_0_0_8 = simd.splat_f32s(0.0);
-                        let mut a_0_0_9 = simd.splat_f32s(0.0);
-                        let mut a_0_0_10 = simd.splat_f32s(0.0);
-                        let mut n = 0;
-                        while n < nrows + 11 - 1 {
-                            a_0_0_0 = bias_0[0];
-                            if n >= steady.start && n < steady.end {
-                                {
-                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m5 = rows
-                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                    let x_m4 = rows
-                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                    let x_m3 = rows
-                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                    let x_m2 = rows
-                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                                }
-                            } else {
-                                {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m5 = rows
-                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                    let x_m4 = rows
-                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                    let x_m3 = rows
-                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                    let x_m2 = rows
-                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
-                                        a_0_0_0 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                    }
-                                    if n >= 3 && n - 3 < nrows {
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                        a_0_0_3 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                    }
-                                    if n >= 4 && n - 4 < nrows {
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                        a_0_0_4 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                    }
-                                    if n >= 5 && n - 5 < nrows {
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                        a_0_0_5 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                    }
-                                    if n >= 6 && n - 6 < nrows {
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                        a_0_0_6 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                    }
-                                    if n >= 7 && n - 7 < nrows {
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                        a_0_0_7 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                    }
-                                    if n >= 8 && n - 8 < nrows {
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                        a_0_0_8 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                    }
-                                    if n >= 9 && n - 9 < nrows {
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                        a_0_0_9 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                    }
-                                    if n >= 10 && n - 10 < nrows {
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                        a_0_0_10 = simd
-                                            .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                                    }
-                                }
-                            }
                             if n + 1 >= 11 {
                                 let mut v = a_0_0_10;
                                 st.st::<0>(simd, n + 1 - 11, v);
@@ -5455,298 +5616,39 @@ impl Dw11 {
                         let mut a_0_0_8 = simd.splat_f32s(0.0);
                         let mut a_0_0_9 = simd.splat_f32s(0.0);
                         let mut a_0_0_10 = simd.splat_f32s(0.0);
+                        let total = nrows + 11 - 1;
+                        let first_steady = if steady.is_empty() {
+                            total
+                        } else {
+                            steady.start
+                        };
                         let mut n = 0;
-                        while n < nrows + 11 - 1 {
-                            a_0_0_0 = bias_0[0];
-                            if n >= steady.start && n < steady.end {
-                                {
-                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 5);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m5 = rows
-                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                    let x_m4 = rows
-                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                    let x_m3 = rows
-                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                    let x_m2 = rows
-                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
-                                    a_0_0_0 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
-                                    a_0_0_1 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
-                                    a_0_0_3 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
-                                    a_0_0_4 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
-                                    a_0_0_5 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
-                                    a_0_0_6 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
-                                    a_0_0_7 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
-                                    a_0_0_8 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
-                                    a_0_0_9 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
-                                    a_0_0_10 = simd
-                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
-                                }
-                            } else {
-                                {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m5 = rows
-                                        .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
-                                    let x_m4 = rows
-                                        .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
-                                    let x_m3 = rows
-                                        .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
-                                    let x_m2 = rows
-                                        .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
-                                    let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
-                                    let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
-                                    let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
+                        while n < total {
+                            if n == first_steady {
+                                let iy0 = (oy0 + n) * 1 - 5;
+                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                    a_0_0_0 = bias_0[0];
+                                    {
+                                        let rows = step_rows.row::<0>();
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m5 = rows
+                                            .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                        let x_m4 = rows
+                                            .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                        let x_m3 = rows
+                                            .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                        let x_m2 = rows
+                                            .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                        let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                        let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                        let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
                                         a_0_0_0 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
                                         a_0_0_0 = simd
@@ -5769,8 +5671,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
                                         a_0_0_0 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
                                         a_0_0_1 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
                                         a_0_0_1 = simd
@@ -5793,8 +5693,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
                                         a_0_0_1 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
                                         a_0_0_2 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
                                         a_0_0_2 = simd
@@ -5817,8 +5715,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
                                         a_0_0_2 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
-                                    }
-                                    if n >= 3 && n - 3 < nrows {
                                         a_0_0_3 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
                                         a_0_0_3 = simd
@@ -5841,8 +5737,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
                                         a_0_0_3 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
-                                    }
-                                    if n >= 4 && n - 4 < nrows {
                                         a_0_0_4 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
                                         a_0_0_4 = simd
@@ -5865,8 +5759,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
                                         a_0_0_4 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
-                                    }
-                                    if n >= 5 && n - 5 < nrows {
                                         a_0_0_5 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
                                         a_0_0_5 = simd
@@ -5889,8 +5781,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
                                         a_0_0_5 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
-                                    }
-                                    if n >= 6 && n - 6 < nrows {
                                         a_0_0_6 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
                                         a_0_0_6 = simd
@@ -5913,8 +5803,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
                                         a_0_0_6 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
-                                    }
-                                    if n >= 7 && n - 7 < nrows {
                                         a_0_0_7 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
                                         a_0_0_7 = simd
@@ -5937,8 +5825,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
                                         a_0_0_7 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
-                                    }
-                                    if n >= 8 && n - 8 < nrows {
                                         a_0_0_8 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
                                         a_0_0_8 = simd
@@ -5961,8 +5847,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
                                         a_0_0_8 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
-                                    }
-                                    if n >= 9 && n - 9 < nrows {
                                         a_0_0_9 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
                                         a_0_0_9 = simd
@@ -5985,8 +5869,6 @@ impl Dw11 {
                                             .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
                                         a_0_0_9 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
-                                    }
-                                    if n >= 10 && n - 10 < nrows {
                                         a_0_0_10 = simd
                                             .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
                                         a_0_0_10 = simd
@@ -6010,6 +5892,308 @@ impl Dw11 {
                                         a_0_0_10 = simd
                                             .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
                                     }
+                                    let mut v = a_0_0_10;
+                                    st.st::<0>(simd, n + 1 - 11, v);
+                                    a_0_0_10 = a_0_0_9;
+                                    a_0_0_9 = a_0_0_8;
+                                    a_0_0_8 = a_0_0_7;
+                                    a_0_0_7 = a_0_0_6;
+                                    a_0_0_6 = a_0_0_5;
+                                    a_0_0_5 = a_0_0_4;
+                                    a_0_0_4 = a_0_0_3;
+                                    a_0_0_3 = a_0_0_2;
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    n += 1;
+                                }
+                                continue;
+                            }
+                            a_0_0_0 = bias_0[0];
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 1 + 0) as isize - 5 as isize);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_m5 = rows
+                                    .shifted::<S, 0, 0, { -5 }>(simd, cols, x, x_l);
+                                let x_m4 = rows
+                                    .shifted::<S, 0, 0, { -4 }>(simd, cols, x, x_l);
+                                let x_m3 = rows
+                                    .shifted::<S, 0, 0, { -3 }>(simd, cols, x, x_l);
+                                let x_m2 = rows
+                                    .shifted::<S, 0, 0, { -2 }>(simd, cols, x, x_l);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                let x_p2 = rows.shifted::<S, 0, 0, 2>(simd, cols, x, x_r);
+                                let x_p3 = rows.shifted::<S, 0, 0, 3>(simd, cols, x, x_r);
+                                let x_p4 = rows.shifted::<S, 0, 0, 4>(simd, cols, x, x_r);
+                                let x_p5 = rows.shifted::<S, 0, 0, 5>(simd, cols, x, x_r);
+                                if n >= 0 && n - 0 < nrows {
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[0]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[1]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[2]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[3]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[4]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[5]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[6]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[7]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[8]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[9]), a_0_0_0);
+                                    a_0_0_0 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[10]), a_0_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[11]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[12]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[13]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[14]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[15]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[16]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[17]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[18]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[19]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[20]), a_0_0_1);
+                                    a_0_0_1 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[21]), a_0_0_1);
+                                }
+                                if n >= 2 && n - 2 < nrows {
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[22]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[23]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[24]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[25]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[26]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[27]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[28]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[29]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[30]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[31]), a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[32]), a_0_0_2);
+                                }
+                                if n >= 3 && n - 3 < nrows {
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[33]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[34]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[35]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[36]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[37]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[38]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[39]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[40]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[41]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[42]), a_0_0_3);
+                                    a_0_0_3 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[43]), a_0_0_3);
+                                }
+                                if n >= 4 && n - 4 < nrows {
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[44]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[45]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[46]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[47]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[48]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[49]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[50]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[51]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[52]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[53]), a_0_0_4);
+                                    a_0_0_4 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[54]), a_0_0_4);
+                                }
+                                if n >= 5 && n - 5 < nrows {
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[55]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[56]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[57]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[58]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[59]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[60]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[61]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[62]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[63]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[64]), a_0_0_5);
+                                    a_0_0_5 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[65]), a_0_0_5);
+                                }
+                                if n >= 6 && n - 6 < nrows {
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[66]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[67]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[68]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[69]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[70]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[71]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[72]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[73]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[74]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[75]), a_0_0_6);
+                                    a_0_0_6 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[76]), a_0_0_6);
+                                }
+                                if n >= 7 && n - 7 < nrows {
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[77]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[78]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[79]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[80]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[81]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[82]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[83]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[84]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[85]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[86]), a_0_0_7);
+                                    a_0_0_7 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[87]), a_0_0_7);
+                                }
+                                if n >= 8 && n - 8 < nrows {
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[88]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[89]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[90]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[91]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[92]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[93]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[94]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[95]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[96]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[97]), a_0_0_8);
+                                    a_0_0_8 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[98]), a_0_0_8);
+                                }
+                                if n >= 9 && n - 9 < nrows {
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[99]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[100]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[101]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[102]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[103]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[104]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[105]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[106]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[107]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[108]), a_0_0_9);
+                                    a_0_0_9 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[109]), a_0_0_9);
+                                }
+                                if n >= 10 && n - 10 < nrows {
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m5, simd.splat_f32s(wt_0[110]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m4, simd.splat_f32s(wt_0[111]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m3, simd.splat_f32s(wt_0[112]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m2, simd.splat_f32s(wt_0[113]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_m1, simd.splat_f32s(wt_0[114]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_0, simd.splat_f32s(wt_0[115]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[116]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p2, simd.splat_f32s(wt_0[117]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p3, simd.splat_f32s(wt_0[118]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p4, simd.splat_f32s(wt_0[119]), a_0_0_10);
+                                    a_0_0_10 = simd
+                                        .mul_add_e_f32s(x_p5, simd.splat_f32s(wt_0[120]), a_0_0_10);
                                 }
                             }
                             if n + 1 >= 11 {

@@ -28,7 +28,7 @@ impl Dw144 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "depthwise/f32/3x3/s1/p1/c144-144/g144/r32.t1r4hi~s2h/r16.t1r6~s1h8",
+        name: "depthwise/f32/3x3/s1/p1/c144-144/g144/r32.t1r4hi~s2he/r16.t1r6~s1h8e",
         family: "depthwise",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -1416,13 +1416,126 @@ impl Dw144 {
                     let mut a_1_0_0 = simd.splat_f32s(0.0);
                     let mut a_1_0_1 = simd.splat_f32s(0.0);
                     let mut a_1_0_2 = simd.splat_f32s(0.0);
-                    let mut n = 0;
-                    while n < nrows + 3 - 1 {
-                        a_0_0_0 = bias_0[0];
-                        a_1_0_0 = bias_1[0];
-                        if n >= steady.start && n < steady.end {
+                    let above = (1 as usize).saturating_sub(oy0 * 1);
+                    let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
+                    if steady.start == 2 && steady.end == nrows && nrows > 2
+                        && (false || above == 1 || above == 0)
+                        && (false || below == 1 || below == 2)
+                    {
+                        if above == 1 {
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
                             {
-                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                        } else {
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
+                            {
+                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
+                            {
+                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                        }
+                        let mut n = 2;
+                        for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n) {
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
+                            {
+                                let rows = step_rows.row::<0>();
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
                                 let x_r = simd.splat_f32s(0.0);
@@ -1456,7 +1569,207 @@ impl Dw144 {
                                 a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
                                 a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                             }
+                            let mut v = a_0_0_2;
+                            st.st::<0>(simd, n + 1 - 3, v);
+                            let mut v = a_1_0_2;
+                            st.st::<1>(simd, n + 1 - 3, v);
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            n += 1;
+                        }
+                        if below == 1 {
+                            {
+                                let n = nrows + 0;
+                                {
+                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                }
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                let mut v = a_1_0_2;
+                                st.st::<1>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                            }
+                            {
+                                let n = nrows + 1;
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                let mut v = a_1_0_2;
+                                st.st::<1>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                            }
                         } else {
+                            {
+                                let n = nrows + 0;
+                                {
+                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                }
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                let mut v = a_1_0_2;
+                                st.st::<1>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                            }
+                            {
+                                let n = nrows + 1;
+                                {
+                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                }
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                let mut v = a_1_0_2;
+                                st.st::<1>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                            }
+                        }
+                    } else {
+                        let total = nrows + 3 - 1;
+                        let first_steady = if steady.is_empty() {
+                            total
+                        } else {
+                            steady.start
+                        };
+                        let mut n = 0;
+                        while n < total {
+                            if n == first_steady {
+                                let iy0 = (oy0 + n) * 1 - 1;
+                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                    a_0_0_0 = bias_0[0];
+                                    a_1_0_0 = bias_1[0];
+                                    {
+                                        let rows = step_rows.row::<0>();
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                    n += 1;
+                                }
+                                continue;
+                            }
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
                             {
                                 let rows = src
                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -1505,18 +1818,18 @@ impl Dw144 {
                                     a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                 }
                             }
+                            if n + 1 >= 3 {
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                let mut v = a_1_0_2;
+                                st.st::<1>(simd, n + 1 - 3, v);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            n += 1;
                         }
-                        if n + 1 >= 3 {
-                            let mut v = a_0_0_2;
-                            st.st::<0>(simd, n + 1 - 3, v);
-                            let mut v = a_1_0_2;
-                            st.st::<1>(simd, n + 1 - 3, v);
-                        }
-                        a_0_0_2 = a_0_0_1;
-                        a_0_0_1 = a_0_0_0;
-                        a_1_0_2 = a_1_0_1;
-                        a_1_0_1 = a_1_0_0;
-                        n += 1;
                     }
                 } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
                     let ox = 0;
@@ -1534,13 +1847,127 @@ impl Dw144 {
                         let mut a_1_0_0 = simd.splat_f32s(0.0);
                         let mut a_1_0_1 = simd.splat_f32s(0.0);
                         let mut a_1_0_2 = simd.splat_f32s(0.0);
-                        let mut n = 0;
-                        while n < nrows + 3 - 1 {
-                            a_0_0_0 = bias_0[0];
-                            a_1_0_0 = bias_1[0];
-                            if n >= steady.start && n < steady.end {
+                        let above = (1 as usize).saturating_sub(oy0 * 1);
+                        let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
+                        if steady.start == 2 && steady.end == nrows && nrows > 2
+                            && (false || above == 1 || above == 0)
+                            && (false || below == 1 || below == 2)
+                        {
+                            if above == 1 {
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
                                 {
-                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                            } else {
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
+                                {
+                                    let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
+                                {
+                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                            }
+                            let mut n = 2;
+                            for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                            {
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
+                                {
+                                    let rows = step_rows.row::<0>();
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = simd.splat_f32s(0.0);
                                     let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -1574,7 +2001,207 @@ impl Dw144 {
                                     a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
                                     a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                 }
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                let mut v = a_1_0_2;
+                                st.st::<1>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                                n += 1;
+                            }
+                            if below == 1 {
+                                {
+                                    let n = nrows + 0;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                }
+                                {
+                                    let n = nrows + 1;
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                }
                             } else {
+                                {
+                                    let n = nrows + 0;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                }
+                                {
+                                    let n = nrows + 1;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                }
+                            }
+                        } else {
+                            let total = nrows + 3 - 1;
+                            let first_steady = if steady.is_empty() {
+                                total
+                            } else {
+                                steady.start
+                            };
+                            let mut n = 0;
+                            while n < total {
+                                if n == first_steady {
+                                    let iy0 = (oy0 + n) * 1 - 1;
+                                    for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        {
+                                            let rows = step_rows.row::<0>();
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                        }
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        let mut v = a_1_0_2;
+                                        st.st::<1>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        n += 1;
+                                    }
+                                    continue;
+                                }
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
                                 {
                                     let rows = src
                                         .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -1623,18 +2250,18 @@ impl Dw144 {
                                         a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                     }
                                 }
+                                if n + 1 >= 3 {
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                                n += 1;
                             }
-                            if n + 1 >= 3 {
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                let mut v = a_1_0_2;
-                                st.st::<1>(simd, n + 1 - 3, v);
-                            }
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            a_1_0_2 = a_1_0_1;
-                            a_1_0_1 = a_1_0_0;
-                            n += 1;
                         }
                     }
                     let ox = lanes;
@@ -1652,13 +2279,127 @@ impl Dw144 {
                         let mut a_1_0_0 = simd.splat_f32s(0.0);
                         let mut a_1_0_1 = simd.splat_f32s(0.0);
                         let mut a_1_0_2 = simd.splat_f32s(0.0);
-                        let mut n = 0;
-                        while n < nrows + 3 - 1 {
-                            a_0_0_0 = bias_0[0];
-                            a_1_0_0 = bias_1[0];
-                            if n >= steady.start && n < steady.end {
+                        let above = (1 as usize).saturating_sub(oy0 * 1);
+                        let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
+                        if steady.start == 2 && steady.end == nrows && nrows > 2
+                            && (false || above == 1 || above == 0)
+                            && (false || below == 1 || below == 2)
+                        {
+                            if above == 1 {
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
                                 {
-                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                            } else {
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
+                                {
+                                    let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
+                                {
+                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                            }
+                            let mut n = 2;
+                            for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                            {
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
+                                {
+                                    let rows = step_rows.row::<0>();
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                     let x_r = simd.splat_f32s(0.0);
@@ -1692,7 +2433,207 @@ impl Dw144 {
                                     a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
                                     a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                 }
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                let mut v = a_1_0_2;
+                                st.st::<1>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                                n += 1;
+                            }
+                            if below == 1 {
+                                {
+                                    let n = nrows + 0;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                }
+                                {
+                                    let n = nrows + 1;
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                }
                             } else {
+                                {
+                                    let n = nrows + 0;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                }
+                                {
+                                    let n = nrows + 1;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                }
+                            }
+                        } else {
+                            let total = nrows + 3 - 1;
+                            let first_steady = if steady.is_empty() {
+                                total
+                            } else {
+                                steady.start
+                            };
+                            let mut n = 0;
+                            while n < total {
+                                if n == first_steady {
+                                    let iy0 = (oy0 + n) * 1 - 1;
+                                    for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        {
+                                            let rows = step_rows.row::<0>();
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                        }
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        let mut v = a_1_0_2;
+                                        st.st::<1>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        n += 1;
+                                    }
+                                    continue;
+                                }
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
                                 {
                                     let rows = src
                                         .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -1741,18 +2682,18 @@ impl Dw144 {
                                         a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                     }
                                 }
+                                if n + 1 >= 3 {
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                                n += 1;
                             }
-                            if n + 1 >= 3 {
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                let mut v = a_1_0_2;
-                                st.st::<1>(simd, n + 1 - 3, v);
-                            }
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            a_1_0_2 = a_1_0_1;
-                            a_1_0_1 = a_1_0_0;
-                            n += 1;
                         }
                     }
                 } else {
@@ -1771,13 +2712,127 @@ impl Dw144 {
                         let mut a_1_0_0 = simd.splat_f32s(0.0);
                         let mut a_1_0_1 = simd.splat_f32s(0.0);
                         let mut a_1_0_2 = simd.splat_f32s(0.0);
-                        let mut n = 0;
-                        while n < nrows + 3 - 1 {
-                            a_0_0_0 = bias_0[0];
-                            a_1_0_0 = bias_1[0];
-                            if n >= steady.start && n < steady.end {
+                        let above = (1 as usize).saturating_sub(oy0 * 1);
+                        let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
+                        if steady.start == 2 && steady.end == nrows && nrows > 2
+                            && (false || above == 1 || above == 0)
+                            && (false || below == 1 || below == 2)
+                        {
+                            if above == 1 {
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
                                 {
-                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                            } else {
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
+                                {
+                                    let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
+                                {
+                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                            }
+                            let mut n = 2;
+                            for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                            {
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
+                                {
+                                    let rows = step_rows.row::<0>();
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                     let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -1811,7 +2866,207 @@ impl Dw144 {
                                     a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
                                     a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                 }
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                let mut v = a_1_0_2;
+                                st.st::<1>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                                n += 1;
+                            }
+                            if below == 1 {
+                                {
+                                    let n = nrows + 0;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                }
+                                {
+                                    let n = nrows + 1;
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                }
                             } else {
+                                {
+                                    let n = nrows + 0;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                }
+                                {
+                                    let n = nrows + 1;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                }
+                            }
+                        } else {
+                            let total = nrows + 3 - 1;
+                            let first_steady = if steady.is_empty() {
+                                total
+                            } else {
+                                steady.start
+                            };
+                            let mut n = 0;
+                            while n < total {
+                                if n == first_steady {
+                                    let iy0 = (oy0 + n) * 1 - 1;
+                                    for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        {
+                                            let rows = step_rows.row::<0>();
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                            let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                        }
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        let mut v = a_1_0_2;
+                                        st.st::<1>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        n += 1;
+                                    }
+                                    continue;
+                                }
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
                                 {
                                     let rows = src
                                         .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -1860,18 +3115,18 @@ impl Dw144 {
                                         a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                     }
                                 }
+                                if n + 1 >= 3 {
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                                n += 1;
                             }
-                            if n + 1 >= 3 {
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                let mut v = a_1_0_2;
-                                st.st::<1>(simd, n + 1 - 3, v);
-                            }
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            a_1_0_2 = a_1_0_1;
-                            a_1_0_1 = a_1_0_0;
-                            n += 1;
                         }
                         ox += lanes;
                     }
@@ -2671,12 +3926,77 @@ impl Dw144 {
                     let mut a_0_0_0 = simd.splat_f32s(0.0);
                     let mut a_0_0_1 = simd.splat_f32s(0.0);
                     let mut a_0_0_2 = simd.splat_f32s(0.0);
-                    let mut n = 0;
-                    while n < nrows + 3 - 1 {
-                        a_0_0_0 = bias_0[0];
-                        if n >= steady.start && n < steady.end {
+                    let above = (1 as usize).saturating_sub(oy0 * 1);
+                    let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
+                    if steady.start == 2 && steady.end == nrows && nrows > 2
+                        && (false || above == 1 || above == 0)
+                        && (false || below == 1 || below == 2)
+                    {
+                        if above == 1 {
+                            a_0_0_0 = bias_0[0];
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_0_0_0 = bias_0[0];
                             {
-                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                        } else {
+                            a_0_0_0 = bias_0[0];
+                            {
+                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_0_0_0 = bias_0[0];
+                            {
+                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                        }
+                        let mut n = 2;
+                        for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n) {
+                            a_0_0_0 = bias_0[0];
+                            {
+                                let rows = step_rows.row::<0>();
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                 let x_l = simd.splat_f32s(0.0);
                                 let x_r = simd.splat_f32s(0.0);
@@ -2695,7 +4015,133 @@ impl Dw144 {
                                 a_0_0_2 = simd
                                     .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                             }
+                            let mut v = a_0_0_2;
+                            st.st::<0>(simd, n + 1 - 3, v);
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
+                        }
+                        if below == 1 {
+                            {
+                                let n = nrows + 0;
+                                {
+                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                }
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                            }
+                            {
+                                let n = nrows + 1;
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                            }
                         } else {
+                            {
+                                let n = nrows + 0;
+                                {
+                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                }
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                            }
+                            {
+                                let n = nrows + 1;
+                                {
+                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                }
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                            }
+                        }
+                    } else {
+                        let total = nrows + 3 - 1;
+                        let first_steady = if steady.is_empty() {
+                            total
+                        } else {
+                            steady.start
+                        };
+                        let mut n = 0;
+                        while n < total {
+                            if n == first_steady {
+                                let iy0 = (oy0 + n) * 1 - 1;
+                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                    a_0_0_0 = bias_0[0];
+                                    {
+                                        let rows = step_rows.row::<0>();
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    n += 1;
+                                }
+                                continue;
+                            }
+                            a_0_0_0 = bias_0[0];
                             {
                                 let rows = src
                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -2723,14 +4169,14 @@ impl Dw144 {
                                         .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                 }
                             }
+                            if n + 1 >= 3 {
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
                         }
-                        if n + 1 >= 3 {
-                            let mut v = a_0_0_2;
-                            st.st::<0>(simd, n + 1 - 3, v);
-                        }
-                        a_0_0_2 = a_0_0_1;
-                        a_0_0_1 = a_0_0_0;
-                        n += 1;
                     }
                 } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
                     let ox = 0;
@@ -2745,12 +4191,78 @@ impl Dw144 {
                         let mut a_0_0_0 = simd.splat_f32s(0.0);
                         let mut a_0_0_1 = simd.splat_f32s(0.0);
                         let mut a_0_0_2 = simd.splat_f32s(0.0);
-                        let mut n = 0;
-                        while n < nrows + 3 - 1 {
-                            a_0_0_0 = bias_0[0];
-                            if n >= steady.start && n < steady.end {
+                        let above = (1 as usize).saturating_sub(oy0 * 1);
+                        let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
+                        if steady.start == 2 && steady.end == nrows && nrows > 2
+                            && (false || above == 1 || above == 0)
+                            && (false || below == 1 || below == 2)
+                        {
+                            if above == 1 {
+                                a_0_0_0 = bias_0[0];
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_0_0_0 = bias_0[0];
                                 {
-                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                            } else {
+                                a_0_0_0 = bias_0[0];
+                                {
+                                    let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_0_0_0 = bias_0[0];
+                                {
+                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                            }
+                            let mut n = 2;
+                            for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                            {
+                                a_0_0_0 = bias_0[0];
+                                {
+                                    let rows = step_rows.row::<0>();
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = simd.splat_f32s(0.0);
                                     let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -2769,7 +4281,133 @@ impl Dw144 {
                                     a_0_0_2 = simd
                                         .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                 }
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                n += 1;
+                            }
+                            if below == 1 {
+                                {
+                                    let n = nrows + 0;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                }
+                                {
+                                    let n = nrows + 1;
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                }
                             } else {
+                                {
+                                    let n = nrows + 0;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                }
+                                {
+                                    let n = nrows + 1;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                }
+                            }
+                        } else {
+                            let total = nrows + 3 - 1;
+                            let first_steady = if steady.is_empty() {
+                                total
+                            } else {
+                                steady.start
+                            };
+                            let mut n = 0;
+                            while n < total {
+                                if n == first_steady {
+                                    let iy0 = (oy0 + n) * 1 - 1;
+                                    for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                        a_0_0_0 = bias_0[0];
+                                        {
+                                            let rows = step_rows.row::<0>();
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                            a_0_0_2 = simd
+                                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                        }
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        n += 1;
+                                    }
+                                    continue;
+                                }
+                                a_0_0_0 = bias_0[0];
                                 {
                                     let rows = src
                                         .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -2797,14 +4435,14 @@ impl Dw144 {
                                             .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                     }
                                 }
+                                if n + 1 >= 3 {
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                n += 1;
                             }
-                            if n + 1 >= 3 {
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                            }
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            n += 1;
                         }
                     }
                     let ox = lanes;
@@ -2819,12 +4457,78 @@ impl Dw144 {
                         let mut a_0_0_0 = simd.splat_f32s(0.0);
                         let mut a_0_0_1 = simd.splat_f32s(0.0);
                         let mut a_0_0_2 = simd.splat_f32s(0.0);
-                        let mut n = 0;
-                        while n < nrows + 3 - 1 {
-                            a_0_0_0 = bias_0[0];
-                            if n >= steady.start && n < steady.end {
+                        let above = (1 as usize).saturating_sub(oy0 * 1);
+                        let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
+                        if steady.start == 2 && steady.end == nrows && nrows > 2
+                            && (false || above == 1 || above == 0)
+                            && (false || below == 1 || below == 2)
+                        {
+                            if above == 1 {
+                                a_0_0_0 = bias_0[0];
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_0_0_0 = bias_0[0];
                                 {
-                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                            } else {
+                                a_0_0_0 = bias_0[0];
+                                {
+                                    let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_0_0_0 = bias_0[0];
+                                {
+                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                            }
+                            let mut n = 2;
+                            for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                            {
+                                a_0_0_0 = bias_0[0];
+                                {
+                                    let rows = step_rows.row::<0>();
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                     let x_r = simd.splat_f32s(0.0);
@@ -2843,7 +4547,133 @@ impl Dw144 {
                                     a_0_0_2 = simd
                                         .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                 }
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                n += 1;
+                            }
+                            if below == 1 {
+                                {
+                                    let n = nrows + 0;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                }
+                                {
+                                    let n = nrows + 1;
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                }
                             } else {
+                                {
+                                    let n = nrows + 0;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                }
+                                {
+                                    let n = nrows + 1;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                }
+                            }
+                        } else {
+                            let total = nrows + 3 - 1;
+                            let first_steady = if steady.is_empty() {
+                                total
+                            } else {
+                                steady.start
+                            };
+                            let mut n = 0;
+                            while n < total {
+                                if n == first_steady {
+                                    let iy0 = (oy0 + n) * 1 - 1;
+                                    for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                        a_0_0_0 = bias_0[0];
+                                        {
+                                            let rows = step_rows.row::<0>();
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                            a_0_0_2 = simd
+                                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                        }
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        n += 1;
+                                    }
+                                    continue;
+                                }
+                                a_0_0_0 = bias_0[0];
                                 {
                                     let rows = src
                                         .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -2871,14 +4701,14 @@ impl Dw144 {
                                             .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                     }
                                 }
+                                if n + 1 >= 3 {
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                n += 1;
                             }
-                            if n + 1 >= 3 {
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                            }
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            n += 1;
                         }
                     }
                 } else {
@@ -2894,12 +4724,78 @@ impl Dw144 {
                         let mut a_0_0_0 = simd.splat_f32s(0.0);
                         let mut a_0_0_1 = simd.splat_f32s(0.0);
                         let mut a_0_0_2 = simd.splat_f32s(0.0);
-                        let mut n = 0;
-                        while n < nrows + 3 - 1 {
-                            a_0_0_0 = bias_0[0];
-                            if n >= steady.start && n < steady.end {
+                        let above = (1 as usize).saturating_sub(oy0 * 1);
+                        let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
+                        if steady.start == 2 && steady.end == nrows && nrows > 2
+                            && (false || above == 1 || above == 0)
+                            && (false || below == 1 || below == 2)
+                        {
+                            if above == 1 {
+                                a_0_0_0 = bias_0[0];
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_0_0_0 = bias_0[0];
                                 {
-                                    let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                            } else {
+                                a_0_0_0 = bias_0[0];
+                                {
+                                    let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_0_0_0 = bias_0[0];
+                                {
+                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                            }
+                            let mut n = 2;
+                            for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                            {
+                                a_0_0_0 = bias_0[0];
+                                {
+                                    let rows = step_rows.row::<0>();
                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                     let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                     let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -2918,7 +4814,133 @@ impl Dw144 {
                                     a_0_0_2 = simd
                                         .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                 }
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                n += 1;
+                            }
+                            if below == 1 {
+                                {
+                                    let n = nrows + 0;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                }
+                                {
+                                    let n = nrows + 1;
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                }
                             } else {
+                                {
+                                    let n = nrows + 0;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                }
+                                {
+                                    let n = nrows + 1;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                }
+                            }
+                        } else {
+                            let total = nrows + 3 - 1;
+                            let first_steady = if steady.is_empty() {
+                                total
+                            } else {
+                                steady.start
+                            };
+                            let mut n = 0;
+                            while n < total {
+                                if n == first_steady {
+                                    let iy0 = (oy0 + n) * 1 - 1;
+                                    for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                        a_0_0_0 = bias_0[0];
+                                        {
+                                            let rows = step_rows.row::<0>();
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                            a_0_0_2 = simd
+                                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                        }
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        n += 1;
+                                    }
+                                    continue;
+                                }
+                                a_0_0_0 = bias_0[0];
                                 {
                                     let rows = src
                                         .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -2946,14 +4968,14 @@ impl Dw144 {
                                             .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                     }
                                 }
+                                if n + 1 >= 3 {
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                }
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                n += 1;
                             }
-                            if n + 1 >= 3 {
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                            }
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            n += 1;
                         }
                         ox += lanes;
                     }

@@ -52,7 +52,7 @@ impl Block3 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "separable/f32/3x3/s1/p1/c144-24/relu6.none/r32.t1r4hi~s2h+t8v3/r16.t1r6~s1h8+t6v2",
+        name: "separable/f32/3x3/s1/p1/c144-24/relu6.none/r32.t1r4hi~s2he+t8v3/r16.t1r6~s1h8e+t6v2",
         family: "separable",
     };
     /// Packs PyTorch-layout weights: the depthwise stage's `dw_weight (in, 1, kh, kw)` and
@@ -2142,13 +2142,130 @@ impl Block3 {
                                 let mut a_1_0_0 = simd.splat_f32s(0.0);
                                 let mut a_1_0_1 = simd.splat_f32s(0.0);
                                 let mut a_1_0_2 = simd.splat_f32s(0.0);
-                                let mut n = 0;
-                                while n < nrows + 3 - 1 {
-                                    a_0_0_0 = bias_0[0];
-                                    a_1_0_0 = bias_1[0];
-                                    if n >= steady.start && n < steady.end {
+                                let above = (1 as usize).saturating_sub(oy0 * 1);
+                                let below = (h + 1)
+                                    .saturating_sub((oy0 + nrows) * 1)
+                                    .min(2);
+                                if steady.start == 2 && steady.end == nrows && nrows > 2
+                                    && (false || above == 1 || above == 0)
+                                    && (false || below == 1 || below == 2)
+                                {
+                                    if above == 1 {
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
                                         {
-                                            let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                    } else {
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        {
+                                            let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        {
+                                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                    }
+                                    let mut n = 2;
+                                    for step_rows in src
+                                        .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                                    {
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        {
+                                            let rows = step_rows.row::<0>();
                                             let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                             let x_l = simd.splat_f32s(0.0);
                                             let x_r = simd.splat_f32s(0.0);
@@ -2182,7 +2299,231 @@ impl Block3 {
                                             a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
                                             a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                         }
+                                        let mut v = a_0_0_2;
+                                        v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                        v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        let mut v = a_1_0_2;
+                                        v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                        v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                        st.st::<1>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        n += 1;
+                                    }
+                                    if below == 1 {
+                                        {
+                                            let n = nrows + 0;
+                                            {
+                                                let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                            }
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            let mut v = a_1_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<1>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                        }
+                                        {
+                                            let n = nrows + 1;
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            let mut v = a_1_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<1>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                        }
                                     } else {
+                                        {
+                                            let n = nrows + 0;
+                                            {
+                                                let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                            }
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            let mut v = a_1_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<1>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                        }
+                                        {
+                                            let n = nrows + 1;
+                                            {
+                                                let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                            }
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            let mut v = a_1_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<1>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                        }
+                                    }
+                                } else {
+                                    let total = nrows + 3 - 1;
+                                    let first_steady = if steady.is_empty() {
+                                        total
+                                    } else {
+                                        steady.start
+                                    };
+                                    let mut n = 0;
+                                    while n < total {
+                                        if n == first_steady {
+                                            let iy0 = (oy0 + n) * 1 - 1;
+                                            for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                                a_0_0_0 = bias_0[0];
+                                                a_1_0_0 = bias_1[0];
+                                                {
+                                                    let rows = step_rows.row::<0>();
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                                n += 1;
+                                            }
+                                            continue;
+                                        }
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
                                         {
                                             let rows = src
                                                 .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -2231,22 +2572,22 @@ impl Block3 {
                                                 a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                             }
                                         }
+                                        if n + 1 >= 3 {
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            let mut v = a_1_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<1>(simd, n + 1 - 3, v);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        n += 1;
                                     }
-                                    if n + 1 >= 3 {
-                                        let mut v = a_0_0_2;
-                                        v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                        v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                        st.st::<0>(simd, n + 1 - 3, v);
-                                        let mut v = a_1_0_2;
-                                        v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                        v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                        st.st::<1>(simd, n + 1 - 3, v);
-                                    }
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_2 = a_1_0_1;
-                                    a_1_0_1 = a_1_0_0;
-                                    n += 1;
                                 }
                             } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
                                 let ox = 0;
@@ -2265,13 +2606,130 @@ impl Block3 {
                                     let mut a_1_0_0 = simd.splat_f32s(0.0);
                                     let mut a_1_0_1 = simd.splat_f32s(0.0);
                                     let mut a_1_0_2 = simd.splat_f32s(0.0);
-                                    let mut n = 0;
-                                    while n < nrows + 3 - 1 {
-                                        a_0_0_0 = bias_0[0];
-                                        a_1_0_0 = bias_1[0];
-                                        if n >= steady.start && n < steady.end {
+                                    let above = (1 as usize).saturating_sub(oy0 * 1);
+                                    let below = (h + 1)
+                                        .saturating_sub((oy0 + nrows) * 1)
+                                        .min(2);
+                                    if steady.start == 2 && steady.end == nrows && nrows > 2
+                                        && (false || above == 1 || above == 0)
+                                        && (false || below == 1 || below == 2)
+                                    {
+                                        if above == 1 {
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
                                             {
-                                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                        } else {
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
+                                            {
+                                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
+                                            {
+                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                        }
+                                        let mut n = 2;
+                                        for step_rows in src
+                                            .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                                        {
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
+                                            {
+                                                let rows = step_rows.row::<0>();
                                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                 let x_l = simd.splat_f32s(0.0);
                                                 let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -2305,7 +2763,231 @@ impl Block3 {
                                                 a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
                                                 a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                             }
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            let mut v = a_1_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<1>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                            n += 1;
+                                        }
+                                        if below == 1 {
+                                            {
+                                                let n = nrows + 0;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                            }
+                                            {
+                                                let n = nrows + 1;
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                            }
                                         } else {
+                                            {
+                                                let n = nrows + 0;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                            }
+                                            {
+                                                let n = nrows + 1;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                            }
+                                        }
+                                    } else {
+                                        let total = nrows + 3 - 1;
+                                        let first_steady = if steady.is_empty() {
+                                            total
+                                        } else {
+                                            steady.start
+                                        };
+                                        let mut n = 0;
+                                        while n < total {
+                                            if n == first_steady {
+                                                let iy0 = (oy0 + n) * 1 - 1;
+                                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                                    a_0_0_0 = bias_0[0];
+                                                    a_1_0_0 = bias_1[0];
+                                                    {
+                                                        let rows = step_rows.row::<0>();
+                                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                        let x_l = simd.splat_f32s(0.0);
+                                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                        let x_l = simd.splat_f32s(0.0);
+                                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                    }
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    let mut v = a_1_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<1>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                    a_1_0_2 = a_1_0_1;
+                                                    a_1_0_1 = a_1_0_0;
+                                                    n += 1;
+                                                }
+                                                continue;
+                                            }
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
                                             {
                                                 let rows = src
                                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -2354,22 +3036,22 @@ impl Block3 {
                                                     a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                                 }
                                             }
+                                            if n + 1 >= 3 {
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                            n += 1;
                                         }
-                                        if n + 1 >= 3 {
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            let mut v = a_1_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<1>(simd, n + 1 - 3, v);
-                                        }
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        a_1_0_2 = a_1_0_1;
-                                        a_1_0_1 = a_1_0_0;
-                                        n += 1;
                                     }
                                 }
                                 let ox = lanes;
@@ -2388,13 +3070,130 @@ impl Block3 {
                                     let mut a_1_0_0 = simd.splat_f32s(0.0);
                                     let mut a_1_0_1 = simd.splat_f32s(0.0);
                                     let mut a_1_0_2 = simd.splat_f32s(0.0);
-                                    let mut n = 0;
-                                    while n < nrows + 3 - 1 {
-                                        a_0_0_0 = bias_0[0];
-                                        a_1_0_0 = bias_1[0];
-                                        if n >= steady.start && n < steady.end {
+                                    let above = (1 as usize).saturating_sub(oy0 * 1);
+                                    let below = (h + 1)
+                                        .saturating_sub((oy0 + nrows) * 1)
+                                        .min(2);
+                                    if steady.start == 2 && steady.end == nrows && nrows > 2
+                                        && (false || above == 1 || above == 0)
+                                        && (false || below == 1 || below == 2)
+                                    {
+                                        if above == 1 {
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
                                             {
-                                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                        } else {
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
+                                            {
+                                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
+                                            {
+                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                        }
+                                        let mut n = 2;
+                                        for step_rows in src
+                                            .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                                        {
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
+                                            {
+                                                let rows = step_rows.row::<0>();
                                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                 let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                                 let x_r = simd.splat_f32s(0.0);
@@ -2428,7 +3227,231 @@ impl Block3 {
                                                 a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
                                                 a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                             }
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            let mut v = a_1_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<1>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                            n += 1;
+                                        }
+                                        if below == 1 {
+                                            {
+                                                let n = nrows + 0;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                            }
+                                            {
+                                                let n = nrows + 1;
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                            }
                                         } else {
+                                            {
+                                                let n = nrows + 0;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                            }
+                                            {
+                                                let n = nrows + 1;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                            }
+                                        }
+                                    } else {
+                                        let total = nrows + 3 - 1;
+                                        let first_steady = if steady.is_empty() {
+                                            total
+                                        } else {
+                                            steady.start
+                                        };
+                                        let mut n = 0;
+                                        while n < total {
+                                            if n == first_steady {
+                                                let iy0 = (oy0 + n) * 1 - 1;
+                                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                                    a_0_0_0 = bias_0[0];
+                                                    a_1_0_0 = bias_1[0];
+                                                    {
+                                                        let rows = step_rows.row::<0>();
+                                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                        let x_r = simd.splat_f32s(0.0);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                        let x_r = simd.splat_f32s(0.0);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                    }
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    let mut v = a_1_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<1>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                    a_1_0_2 = a_1_0_1;
+                                                    a_1_0_1 = a_1_0_0;
+                                                    n += 1;
+                                                }
+                                                continue;
+                                            }
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
                                             {
                                                 let rows = src
                                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -2477,22 +3500,22 @@ impl Block3 {
                                                     a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                                 }
                                             }
+                                            if n + 1 >= 3 {
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                            n += 1;
                                         }
-                                        if n + 1 >= 3 {
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            let mut v = a_1_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<1>(simd, n + 1 - 3, v);
-                                        }
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        a_1_0_2 = a_1_0_1;
-                                        a_1_0_1 = a_1_0_0;
-                                        n += 1;
                                     }
                                 }
                             } else {
@@ -2512,13 +3535,130 @@ impl Block3 {
                                     let mut a_1_0_0 = simd.splat_f32s(0.0);
                                     let mut a_1_0_1 = simd.splat_f32s(0.0);
                                     let mut a_1_0_2 = simd.splat_f32s(0.0);
-                                    let mut n = 0;
-                                    while n < nrows + 3 - 1 {
-                                        a_0_0_0 = bias_0[0];
-                                        a_1_0_0 = bias_1[0];
-                                        if n >= steady.start && n < steady.end {
+                                    let above = (1 as usize).saturating_sub(oy0 * 1);
+                                    let below = (h + 1)
+                                        .saturating_sub((oy0 + nrows) * 1)
+                                        .min(2);
+                                    if steady.start == 2 && steady.end == nrows && nrows > 2
+                                        && (false || above == 1 || above == 0)
+                                        && (false || below == 1 || below == 2)
+                                    {
+                                        if above == 1 {
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
                                             {
-                                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                        } else {
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
+                                            {
+                                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
+                                            {
+                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                        }
+                                        let mut n = 2;
+                                        for step_rows in src
+                                            .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                                        {
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
+                                            {
+                                                let rows = step_rows.row::<0>();
                                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                 let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                                 let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -2552,7 +3692,231 @@ impl Block3 {
                                                 a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
                                                 a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                             }
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            let mut v = a_1_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<1>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                            n += 1;
+                                        }
+                                        if below == 1 {
+                                            {
+                                                let n = nrows + 0;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                            }
+                                            {
+                                                let n = nrows + 1;
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                            }
                                         } else {
+                                            {
+                                                let n = nrows + 0;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                            }
+                                            {
+                                                let n = nrows + 1;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                            }
+                                        }
+                                    } else {
+                                        let total = nrows + 3 - 1;
+                                        let first_steady = if steady.is_empty() {
+                                            total
+                                        } else {
+                                            steady.start
+                                        };
+                                        let mut n = 0;
+                                        while n < total {
+                                            if n == first_steady {
+                                                let iy0 = (oy0 + n) * 1 - 1;
+                                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                                    a_0_0_0 = bias_0[0];
+                                                    a_1_0_0 = bias_1[0];
+                                                    {
+                                                        let rows = step_rows.row::<0>();
+                                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                    }
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    let mut v = a_1_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<1>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                    a_1_0_2 = a_1_0_1;
+                                                    a_1_0_1 = a_1_0_0;
+                                                    n += 1;
+                                                }
+                                                continue;
+                                            }
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
                                             {
                                                 let rows = src
                                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -2601,22 +3965,22 @@ impl Block3 {
                                                     a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                                 }
                                             }
+                                            if n + 1 >= 3 {
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                            n += 1;
                                         }
-                                        if n + 1 >= 3 {
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            let mut v = a_1_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<1>(simd, n + 1 - 3, v);
-                                        }
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        a_1_0_2 = a_1_0_1;
-                                        a_1_0_1 = a_1_0_0;
-                                        n += 1;
                                     }
                                     ox += lanes;
                                 }
@@ -4326,12 +5690,81 @@ impl Block3 {
                                 let mut a_0_0_0 = simd.splat_f32s(0.0);
                                 let mut a_0_0_1 = simd.splat_f32s(0.0);
                                 let mut a_0_0_2 = simd.splat_f32s(0.0);
-                                let mut n = 0;
-                                while n < nrows + 3 - 1 {
-                                    a_0_0_0 = bias_0[0];
-                                    if n >= steady.start && n < steady.end {
+                                let above = (1 as usize).saturating_sub(oy0 * 1);
+                                let below = (h + 1)
+                                    .saturating_sub((oy0 + nrows) * 1)
+                                    .min(2);
+                                if steady.start == 2 && steady.end == nrows && nrows > 2
+                                    && (false || above == 1 || above == 0)
+                                    && (false || below == 1 || below == 2)
+                                {
+                                    if above == 1 {
+                                        a_0_0_0 = bias_0[0];
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_0_0_0 = bias_0[0];
                                         {
-                                            let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                    } else {
+                                        a_0_0_0 = bias_0[0];
+                                        {
+                                            let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_0_0_0 = bias_0[0];
+                                        {
+                                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                    }
+                                    let mut n = 2;
+                                    for step_rows in src
+                                        .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                                    {
+                                        a_0_0_0 = bias_0[0];
+                                        {
+                                            let rows = step_rows.row::<0>();
                                             let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                             let x_l = simd.splat_f32s(0.0);
                                             let x_r = simd.splat_f32s(0.0);
@@ -4350,7 +5783,145 @@ impl Block3 {
                                             a_0_0_2 = simd
                                                 .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                         }
+                                        let mut v = a_0_0_2;
+                                        v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                        v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        n += 1;
+                                    }
+                                    if below == 1 {
+                                        {
+                                            let n = nrows + 0;
+                                            {
+                                                let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd
+                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                            }
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                        }
+                                        {
+                                            let n = nrows + 1;
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                        }
                                     } else {
+                                        {
+                                            let n = nrows + 0;
+                                            {
+                                                let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd
+                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                            }
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                        }
+                                        {
+                                            let n = nrows + 1;
+                                            {
+                                                let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd
+                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                            }
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                        }
+                                    }
+                                } else {
+                                    let total = nrows + 3 - 1;
+                                    let first_steady = if steady.is_empty() {
+                                        total
+                                    } else {
+                                        steady.start
+                                    };
+                                    let mut n = 0;
+                                    while n < total {
+                                        if n == first_steady {
+                                            let iy0 = (oy0 + n) * 1 - 1;
+                                            for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                                a_0_0_0 = bias_0[0];
+                                                {
+                                                    let rows = step_rows.row::<0>();
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                n += 1;
+                                            }
+                                            continue;
+                                        }
+                                        a_0_0_0 = bias_0[0];
                                         {
                                             let rows = src
                                                 .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -4378,16 +5949,16 @@ impl Block3 {
                                                     .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                             }
                                         }
+                                        if n + 1 >= 3 {
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        n += 1;
                                     }
-                                    if n + 1 >= 3 {
-                                        let mut v = a_0_0_2;
-                                        v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                        v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                        st.st::<0>(simd, n + 1 - 3, v);
-                                    }
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                    n += 1;
                                 }
                             } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
                                 let ox = 0;
@@ -4403,12 +5974,81 @@ impl Block3 {
                                     let mut a_0_0_0 = simd.splat_f32s(0.0);
                                     let mut a_0_0_1 = simd.splat_f32s(0.0);
                                     let mut a_0_0_2 = simd.splat_f32s(0.0);
-                                    let mut n = 0;
-                                    while n < nrows + 3 - 1 {
-                                        a_0_0_0 = bias_0[0];
-                                        if n >= steady.start && n < steady.end {
+                                    let above = (1 as usize).saturating_sub(oy0 * 1);
+                                    let below = (h + 1)
+                                        .saturating_sub((oy0 + nrows) * 1)
+                                        .min(2);
+                                    if steady.start == 2 && steady.end == nrows && nrows > 2
+                                        && (false || above == 1 || above == 0)
+                                        && (false || below == 1 || below == 2)
+                                    {
+                                        if above == 1 {
+                                            a_0_0_0 = bias_0[0];
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_0_0_0 = bias_0[0];
                                             {
-                                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                        } else {
+                                            a_0_0_0 = bias_0[0];
+                                            {
+                                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_0_0_0 = bias_0[0];
+                                            {
+                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                        }
+                                        let mut n = 2;
+                                        for step_rows in src
+                                            .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                                        {
+                                            a_0_0_0 = bias_0[0];
+                                            {
+                                                let rows = step_rows.row::<0>();
                                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                 let x_l = simd.splat_f32s(0.0);
                                                 let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -4427,7 +6067,145 @@ impl Block3 {
                                                 a_0_0_2 = simd
                                                     .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                             }
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            n += 1;
+                                        }
+                                        if below == 1 {
+                                            {
+                                                let n = nrows + 0;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                            }
+                                            {
+                                                let n = nrows + 1;
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                            }
                                         } else {
+                                            {
+                                                let n = nrows + 0;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                            }
+                                            {
+                                                let n = nrows + 1;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                            }
+                                        }
+                                    } else {
+                                        let total = nrows + 3 - 1;
+                                        let first_steady = if steady.is_empty() {
+                                            total
+                                        } else {
+                                            steady.start
+                                        };
+                                        let mut n = 0;
+                                        while n < total {
+                                            if n == first_steady {
+                                                let iy0 = (oy0 + n) * 1 - 1;
+                                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                                    a_0_0_0 = bias_0[0];
+                                                    {
+                                                        let rows = step_rows.row::<0>();
+                                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                        let x_l = simd.splat_f32s(0.0);
+                                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                        a_0_0_2 = simd
+                                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                    }
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                    n += 1;
+                                                }
+                                                continue;
+                                            }
+                                            a_0_0_0 = bias_0[0];
                                             {
                                                 let rows = src
                                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -4455,16 +6233,16 @@ impl Block3 {
                                                         .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                                 }
                                             }
+                                            if n + 1 >= 3 {
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            n += 1;
                                         }
-                                        if n + 1 >= 3 {
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                        }
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        n += 1;
                                     }
                                 }
                                 let ox = lanes;
@@ -4480,12 +6258,81 @@ impl Block3 {
                                     let mut a_0_0_0 = simd.splat_f32s(0.0);
                                     let mut a_0_0_1 = simd.splat_f32s(0.0);
                                     let mut a_0_0_2 = simd.splat_f32s(0.0);
-                                    let mut n = 0;
-                                    while n < nrows + 3 - 1 {
-                                        a_0_0_0 = bias_0[0];
-                                        if n >= steady.start && n < steady.end {
+                                    let above = (1 as usize).saturating_sub(oy0 * 1);
+                                    let below = (h + 1)
+                                        .saturating_sub((oy0 + nrows) * 1)
+                                        .min(2);
+                                    if steady.start == 2 && steady.end == nrows && nrows > 2
+                                        && (false || above == 1 || above == 0)
+                                        && (false || below == 1 || below == 2)
+                                    {
+                                        if above == 1 {
+                                            a_0_0_0 = bias_0[0];
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_0_0_0 = bias_0[0];
                                             {
-                                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                        } else {
+                                            a_0_0_0 = bias_0[0];
+                                            {
+                                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_0_0_0 = bias_0[0];
+                                            {
+                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                        }
+                                        let mut n = 2;
+                                        for step_rows in src
+                                            .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                                        {
+                                            a_0_0_0 = bias_0[0];
+                                            {
+                                                let rows = step_rows.row::<0>();
                                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                 let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                                 let x_r = simd.splat_f32s(0.0);
@@ -4504,7 +6351,145 @@ impl Block3 {
                                                 a_0_0_2 = simd
                                                     .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                             }
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            n += 1;
+                                        }
+                                        if below == 1 {
+                                            {
+                                                let n = nrows + 0;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                            }
+                                            {
+                                                let n = nrows + 1;
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                            }
                                         } else {
+                                            {
+                                                let n = nrows + 0;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                            }
+                                            {
+                                                let n = nrows + 1;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                            }
+                                        }
+                                    } else {
+                                        let total = nrows + 3 - 1;
+                                        let first_steady = if steady.is_empty() {
+                                            total
+                                        } else {
+                                            steady.start
+                                        };
+                                        let mut n = 0;
+                                        while n < total {
+                                            if n == first_steady {
+                                                let iy0 = (oy0 + n) * 1 - 1;
+                                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                                    a_0_0_0 = bias_0[0];
+                                                    {
+                                                        let rows = step_rows.row::<0>();
+                                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                        let x_r = simd.splat_f32s(0.0);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                        a_0_0_2 = simd
+                                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                    }
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                    n += 1;
+                                                }
+                                                continue;
+                                            }
+                                            a_0_0_0 = bias_0[0];
                                             {
                                                 let rows = src
                                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -4532,16 +6517,16 @@ impl Block3 {
                                                         .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                                 }
                                             }
+                                            if n + 1 >= 3 {
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            n += 1;
                                         }
-                                        if n + 1 >= 3 {
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                        }
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        n += 1;
                                     }
                                 }
                             } else {
@@ -4558,12 +6543,81 @@ impl Block3 {
                                     let mut a_0_0_0 = simd.splat_f32s(0.0);
                                     let mut a_0_0_1 = simd.splat_f32s(0.0);
                                     let mut a_0_0_2 = simd.splat_f32s(0.0);
-                                    let mut n = 0;
-                                    while n < nrows + 3 - 1 {
-                                        a_0_0_0 = bias_0[0];
-                                        if n >= steady.start && n < steady.end {
+                                    let above = (1 as usize).saturating_sub(oy0 * 1);
+                                    let below = (h + 1)
+                                        .saturating_sub((oy0 + nrows) * 1)
+                                        .min(2);
+                                    if steady.start == 2 && steady.end == nrows && nrows > 2
+                                        && (false || above == 1 || above == 0)
+                                        && (false || below == 1 || below == 2)
+                                    {
+                                        if above == 1 {
+                                            a_0_0_0 = bias_0[0];
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_0_0_0 = bias_0[0];
                                             {
-                                                let rows = src.row_in((oy0 + n) * 1 + 0 - 1);
+                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                        } else {
+                                            a_0_0_0 = bias_0[0];
+                                            {
+                                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_0_0_0 = bias_0[0];
+                                            {
+                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                        }
+                                        let mut n = 2;
+                                        for step_rows in src
+                                            .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                                        {
+                                            a_0_0_0 = bias_0[0];
+                                            {
+                                                let rows = step_rows.row::<0>();
                                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                 let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                                 let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -4582,7 +6636,145 @@ impl Block3 {
                                                 a_0_0_2 = simd
                                                     .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                             }
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            n += 1;
+                                        }
+                                        if below == 1 {
+                                            {
+                                                let n = nrows + 0;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                            }
+                                            {
+                                                let n = nrows + 1;
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                            }
                                         } else {
+                                            {
+                                                let n = nrows + 0;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                            }
+                                            {
+                                                let n = nrows + 1;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                            }
+                                        }
+                                    } else {
+                                        let total = nrows + 3 - 1;
+                                        let first_steady = if steady.is_empty() {
+                                            total
+                                        } else {
+                                            steady.start
+                                        };
+                                        let mut n = 0;
+                                        while n < total {
+                                            if n == first_steady {
+                                                let iy0 = (oy0 + n) * 1 - 1;
+                                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                                    a_0_0_0 = bias_0[0];
+                                                    {
+                                                        let rows = step_rows.row::<0>();
+                                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                        a_0_0_2 = simd
+                                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                    }
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                    n += 1;
+                                                }
+                                                continue;
+                                            }
+                                            a_0_0_0 = bias_0[0];
                                             {
                                                 let rows = src
                                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
@@ -4610,16 +6802,16 @@ impl Block3 {
                                                         .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                                 }
                                             }
+                                            if n + 1 >= 3 {
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                            }
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            n += 1;
                                         }
-                                        if n + 1 >= 3 {
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                        }
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        n += 1;
                                     }
                                     ox += lanes;
                                 }
