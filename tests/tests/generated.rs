@@ -378,6 +378,18 @@ fn set_covers_every_body_layout() {
             "no depthwise layer streaming on {class} in {names:#?}"
         );
     }
+    // Streaming plans with their first and last steps unrolled (`e`), at stride 1 and 2.
+    for stride in ["/s1/", "/s2/"] {
+        assert!(
+            names.iter().any(|n| n.contains(stride)
+                && n.split("~s").skip(1).any(|p| {
+                    p.split(['/', '+', '-'])
+                        .next()
+                        .is_some_and(|p| p.ends_with('e'))
+                })),
+            "no streaming plan with unrolled ends {stride} in {names:#?}"
+        );
+    }
     // A stride-2 depthwise layer with streaming tiles.
     assert!(
         names
