@@ -159,9 +159,10 @@ fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
 /// stores the oldest (now complete) and shifts the ring. Steps where all slots hold rows of the
 /// span and all rows lie in the plane run one body in a loop of their own (`StreamSteps`: one
 /// range check, then a pointer bump per step). The `slots - 1` steps before and after them are
-/// unrolled with every guard decided by the generator, one copy per way a span can meet the
-/// plane's top and bottom edges; any other span (short planes, some thread splits) runs those
-/// steps through a second body with each slot's FMAs behind its row's range check. Throwaway
+/// unrolled with every guard decided by the generator, for spans from the plane's top to its
+/// bottom (one copy per `h mod stride`); any other span (short planes, thread splits inside the
+/// plane) runs those steps through a second body with each slot's FMAs behind its row's range
+/// check. Throwaway
 /// timer, 1 thread, AVX-512, data in L2, interleaved runs, guarded loop -> unrolled ends: 3x3
 /// on 384 x 14 x 14 14.6-15.5 -> 12.8-13.4 us, 960 x 7 x 7 22.4-24.0 -> 19.1-19.3, 384 x 28 x
 /// 28 81.5-82.7 -> 76.7-79.6; 5x5 on 240 x 14 x 14 21.4-21.6 -> 19.0-19.7, 672 x 7 x 7
@@ -419,12 +420,61 @@ pub fn stream_sweep(
     // One vector of output columns from `ox`, with the steps of `outside`.
     let column = |outside: Outside| {
         let (steady_v, guarded_v) = steps(outside);
-        // Every step through the guarded body but the steady ones, which run in a loop of
-        // their own, their rows one pointer bump apart.
-        let guarded_loop = quote! {
+        let head = quote! {
+            let len = (wo - ox).min(lanes);
+            let cols = &#rt::InCols::new(simd, #sw * ox, w);
+            let mut st = out.col_stores::<S, #gm_l>(simd, ox, wo, len, nrows);
+            #zero
+        };
+        // With unrolled ends, a span that meets the plane's edges as they expect runs its first
+        // steps unrolled (`peel`), then the steady loop, then its last steps unrolled.
+        let (peel_head, peel_tail) = match &plan.ends {
+            None => (quote!(), quote!()),
+            Some(ends) => {
+                let (aboves, belows) = (&ends.aboves, &ends.belows);
+                let (a_l, b_l) = (
+                    aboves.iter().map(|&a| lit(a)),
+                    belows.iter().map(|&b| lit(b)),
+                );
+                let (b_max_l, first_l) = (lit(b_max), lit(slots - 1));
+                let pro = pick(
+                    aboves.iter().map(|&a| (a, prologue(outside, a))).collect(),
+                    quote!(above),
+                );
+                let epi = pick(
+                    belows.iter().map(|&b| (b, epilogue(outside, b))).collect(),
+                    quote!(below),
+                );
+                let head = quote! {
+                    let above = (#pt_l as usize).saturating_sub(oy0 * #sh_l);
+                    let below = (h + #pt_l).saturating_sub((oy0 + nrows) * #sh_l).min(#b_max_l);
+                    let peel = steady.start == #first_l
+                        && steady.end == nrows
+                        && nrows > #first_l
+                        && (false #(|| above == #a_l)*)
+                        && (false #(|| below == #b_l)*);
+                    if peel {
+                        #pro
+                        n = #first_l;
+                    }
+                };
+                let tail = quote! {
+                    if peel {
+                        #epi
+                        n = total;
+                    }
+                };
+                (head, tail)
+            }
+        };
+        // Every other step through the guarded body; the steady ones run in a loop of their
+        // own, their rows one pointer bump apart.
+        quote! {
+            #head
             let total = nrows + #slots_l - 1;
             let first_steady = if steady.is_empty() { total } else { steady.start };
             let mut n = 0;
+            #peel_head
             while n < total {
                 if n == first_steady {
                     let iy0 = (oy0 + n) * #sh_l - #pt_l;
@@ -435,6 +485,7 @@ pub fn stream_sweep(
                         #shift
                         n += 1;
                     }
+                    #peel_tail
                     continue;
                 }
                 #start
@@ -444,53 +495,6 @@ pub fn stream_sweep(
                 }
                 #shift
                 n += 1;
-            }
-        };
-        let head = quote! {
-            let len = (wo - ox).min(lanes);
-            let cols = &#rt::InCols::new(simd, #sw * ox, w);
-            let mut st = out.col_stores::<S, #gm_l>(simd, ox, wo, len, nrows);
-            #zero
-        };
-        let Some(ends) = &plan.ends else {
-            return quote!(#head #guarded_loop);
-        };
-        let (aboves, belows) = (&ends.aboves, &ends.belows);
-        let (a_l, b_l) = (
-            aboves.iter().map(|&a| lit(a)),
-            belows.iter().map(|&b| lit(b)),
-        );
-        let (b_max_l, first_l) = (lit(b_max), lit(slots - 1));
-        let pro = pick(
-            aboves.iter().map(|&a| (a, prologue(outside, a))).collect(),
-            quote!(above),
-        );
-        let epi = pick(
-            belows.iter().map(|&b| (b, epilogue(outside, b))).collect(),
-            quote!(below),
-        );
-        quote! {
-            #head
-            let above = (#pt_l as usize).saturating_sub(oy0 * #sh_l);
-            let below = (h + #pt_l).saturating_sub((oy0 + nrows) * #sh_l).min(#b_max_l);
-            if steady.start == #first_l
-                && steady.end == nrows
-                && nrows > #first_l
-                && (false #(|| above == #a_l)*)
-                && (false #(|| below == #b_l)*)
-            {
-                #pro
-                let mut n = #first_l;
-                for step_rows in src.steps::<#sh_l>((oy0 + n) * #sh_l - #pt_l, nrows - n) {
-                    #start
-                    #steady_v
-                    #stores
-                    #shift
-                    n += 1;
-                }
-                #epi
-            } else {
-                #guarded_loop
             }
         }
     };

@@ -1416,298 +1416,246 @@ impl Dw144 {
                     let mut a_1_0_0 = simd.splat_f32s(0.0);
                     let mut a_1_0_1 = simd.splat_f32s(0.0);
                     let mut a_1_0_2 = simd.splat_f32s(0.0);
+                    let total = nrows + 3 - 1;
+                    let first_steady = if steady.is_empty() {
+                        total
+                    } else {
+                        steady.start
+                    };
+                    let mut n = 0;
                     let above = (1 as usize).saturating_sub(oy0 * 1);
                     let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
-                    if steady.start == 2 && steady.end == nrows && nrows > 2
-                        && (false || above == 1 || above == 0)
-                        && (false || below == 1 || below == 2)
-                    {
-                        if above == 1 {
-                            a_0_0_0 = bias_0[0];
-                            a_1_0_0 = bias_1[0];
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            a_1_0_2 = a_1_0_1;
-                            a_1_0_1 = a_1_0_0;
-                            a_0_0_0 = bias_0[0];
-                            a_1_0_0 = bias_1[0];
-                            {
-                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                            }
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            a_1_0_2 = a_1_0_1;
-                            a_1_0_1 = a_1_0_0;
-                        } else {
-                            a_0_0_0 = bias_0[0];
-                            a_1_0_0 = bias_1[0];
-                            {
-                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                            }
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            a_1_0_2 = a_1_0_1;
-                            a_1_0_1 = a_1_0_0;
-                            a_0_0_0 = bias_0[0];
-                            a_1_0_0 = bias_1[0];
-                            {
-                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                            }
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            a_1_0_2 = a_1_0_1;
-                            a_1_0_1 = a_1_0_0;
+                    let peel = steady.start == 2 && steady.end == nrows && nrows > 2
+                        && (false || above == 1) && (false || below == 1);
+                    if peel {
+                        a_0_0_0 = bias_0[0];
+                        a_1_0_0 = bias_1[0];
+                        a_0_0_2 = a_0_0_1;
+                        a_0_0_1 = a_0_0_0;
+                        a_1_0_2 = a_1_0_1;
+                        a_1_0_1 = a_1_0_0;
+                        a_0_0_0 = bias_0[0];
+                        a_1_0_0 = bias_1[0];
+                        {
+                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                            let x_l = simd.splat_f32s(0.0);
+                            let x_r = simd.splat_f32s(0.0);
+                            let x_m1 = rows
+                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                            let x_l = simd.splat_f32s(0.0);
+                            let x_r = simd.splat_f32s(0.0);
+                            let x_m1 = rows
+                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
                         }
-                        let mut n = 2;
-                        for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n) {
-                            a_0_0_0 = bias_0[0];
-                            a_1_0_0 = bias_1[0];
-                            {
-                                let rows = step_rows.row::<0>();
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                        a_0_0_2 = a_0_0_1;
+                        a_0_0_1 = a_0_0_0;
+                        a_1_0_2 = a_1_0_1;
+                        a_1_0_1 = a_1_0_0;
+                        n = 2;
+                    }
+                    while n < total {
+                        if n == first_steady {
+                            let iy0 = (oy0 + n) * 1 - 1;
+                            for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
+                                {
+                                    let rows = step_rows.row::<0>();
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                }
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                let mut v = a_1_0_2;
+                                st.st::<1>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                a_1_0_2 = a_1_0_1;
+                                a_1_0_1 = a_1_0_0;
+                                n += 1;
+                            }
+                            if peel {
+                                {
+                                    let n = nrows + 0;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                }
+                                {
+                                    let n = nrows + 1;
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                }
+                                n = total;
+                            }
+                            continue;
+                        }
+                        a_0_0_0 = bias_0[0];
+                        a_1_0_0 = bias_1[0];
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                            let x_l = simd.splat_f32s(0.0);
+                            let x_r = simd.splat_f32s(0.0);
+                            let x_m1 = rows
+                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                            if n >= 0 && n - 0 < nrows {
                                 a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                            }
+                            if n >= 1 && n - 1 < nrows {
                                 a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                                 a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                                 a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                            }
+                            if n >= 2 && n - 2 < nrows {
                                 a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
                                 a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
                                 a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                            }
+                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                            let x_l = simd.splat_f32s(0.0);
+                            let x_r = simd.splat_f32s(0.0);
+                            let x_m1 = rows
+                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                            if n >= 0 && n - 0 < nrows {
                                 a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
                                 a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
                                 a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                            }
+                            if n >= 1 && n - 1 < nrows {
                                 a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
                                 a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
                                 a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                            }
+                            if n >= 2 && n - 2 < nrows {
                                 a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
                                 a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
                                 a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                             }
+                        }
+                        if n + 1 >= 3 {
                             let mut v = a_0_0_2;
                             st.st::<0>(simd, n + 1 - 3, v);
                             let mut v = a_1_0_2;
                             st.st::<1>(simd, n + 1 - 3, v);
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            a_1_0_2 = a_1_0_1;
-                            a_1_0_1 = a_1_0_0;
-                            n += 1;
                         }
-                        if below == 1 {
-                            {
-                                let n = nrows + 0;
-                                {
-                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                }
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                let mut v = a_1_0_2;
-                                st.st::<1>(simd, n + 1 - 3, v);
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                            }
-                            {
-                                let n = nrows + 1;
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                let mut v = a_1_0_2;
-                                st.st::<1>(simd, n + 1 - 3, v);
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                            }
-                        } else {
-                            {
-                                let n = nrows + 0;
-                                {
-                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                }
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                let mut v = a_1_0_2;
-                                st.st::<1>(simd, n + 1 - 3, v);
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                            }
-                            {
-                                let n = nrows + 1;
-                                {
-                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                }
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                let mut v = a_1_0_2;
-                                st.st::<1>(simd, n + 1 - 3, v);
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                            }
-                        }
-                    } else {
+                        a_0_0_2 = a_0_0_1;
+                        a_0_0_1 = a_0_0_0;
+                        a_1_0_2 = a_1_0_1;
+                        a_1_0_1 = a_1_0_0;
+                        n += 1;
+                    }
+                } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                    let ox = 0;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_1_0_0 = simd.splat_f32s(0.0);
+                        let mut a_1_0_1 = simd.splat_f32s(0.0);
+                        let mut a_1_0_2 = simd.splat_f32s(0.0);
                         let total = nrows + 3 - 1;
                         let first_steady = if steady.is_empty() {
                             total
@@ -1715,6 +1663,54 @@ impl Dw144 {
                             steady.start
                         };
                         let mut n = 0;
+                        let above = (1 as usize).saturating_sub(oy0 * 1);
+                        let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
+                        let peel = steady.start == 2 && steady.end == nrows && nrows > 2
+                            && (false || above == 1) && (false || below == 1);
+                        if peel {
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
+                            {
+                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                let x_m1 = rows
+                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            n = 2;
+                        }
                         while n < total {
                             if n == first_steady {
                                 let iy0 = (oy0 + n) * 1 - 1;
@@ -1725,7 +1721,7 @@ impl Dw144 {
                                         let rows = step_rows.row::<0>();
                                         let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                         let x_l = simd.splat_f32s(0.0);
-                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
                                         let x_m1 = rows
                                             .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                         let x_0 = x;
@@ -1741,6 +1737,246 @@ impl Dw144 {
                                         a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
                                         let x = rows.vec::<S, 1, 0, 0>(simd, cols);
                                         let x_l = simd.splat_f32s(0.0);
+                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    let mut v = a_1_0_2;
+                                    st.st::<1>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                    n += 1;
+                                }
+                                if peel {
+                                    {
+                                        let n = nrows + 0;
+                                        {
+                                            let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                        }
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        let mut v = a_1_0_2;
+                                        st.st::<1>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                    }
+                                    {
+                                        let n = nrows + 1;
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        let mut v = a_1_0_2;
+                                        st.st::<1>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                    }
+                                    n = total;
+                                }
+                                continue;
+                            }
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                if n >= 0 && n - 0 < nrows {
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                }
+                                if n >= 2 && n - 2 < nrows {
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                }
+                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                let x_m1 = rows
+                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                if n >= 0 && n - 0 < nrows {
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                }
+                                if n >= 2 && n - 2 < nrows {
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                }
+                            }
+                            if n + 1 >= 3 {
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                let mut v = a_1_0_2;
+                                st.st::<1>(simd, n + 1 - 3, v);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            n += 1;
+                        }
+                    }
+                    let ox = lanes;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let mut a_1_0_0 = simd.splat_f32s(0.0);
+                        let mut a_1_0_1 = simd.splat_f32s(0.0);
+                        let mut a_1_0_2 = simd.splat_f32s(0.0);
+                        let total = nrows + 3 - 1;
+                        let first_steady = if steady.is_empty() {
+                            total
+                        } else {
+                            steady.start
+                        };
+                        let mut n = 0;
+                        let above = (1 as usize).saturating_sub(oy0 * 1);
+                        let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
+                        let peel = steady.start == 2 && steady.end == nrows && nrows > 2
+                            && (false || above == 1) && (false || below == 1);
+                        if peel {
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
+                            {
+                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            n = 2;
+                        }
+                        while n < total {
+                            if n == first_steady {
+                                let iy0 = (oy0 + n) * 1 - 1;
+                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                    a_0_0_0 = bias_0[0];
+                                    a_1_0_0 = bias_1[0];
+                                    {
+                                        let rows = step_rows.row::<0>();
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
                                         let x_r = simd.splat_f32s(0.0);
                                         let x_m1 = rows
                                             .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
@@ -1766,6 +2002,60 @@ impl Dw144 {
                                     a_1_0_1 = a_1_0_0;
                                     n += 1;
                                 }
+                                if peel {
+                                    {
+                                        let n = nrows + 0;
+                                        {
+                                            let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                            a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                        }
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        let mut v = a_1_0_2;
+                                        st.st::<1>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                    }
+                                    {
+                                        let n = nrows + 1;
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        let mut v = a_1_0_2;
+                                        st.st::<1>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                    }
+                                    n = total;
+                                }
                                 continue;
                             }
                             a_0_0_0 = bias_0[0];
@@ -1774,7 +2064,7 @@ impl Dw144 {
                                 let rows = src
                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                 let x_r = simd.splat_f32s(0.0);
                                 let x_m1 = rows
                                     .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
@@ -1796,7 +2086,7 @@ impl Dw144 {
                                     a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
                                 }
                                 let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
+                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
                                 let x_r = simd.splat_f32s(0.0);
                                 let x_m1 = rows
                                     .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
@@ -1831,871 +2121,6 @@ impl Dw144 {
                             n += 1;
                         }
                     }
-                } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
-                    let ox = 0;
-                    {
-                        let len = (wo - ox).min(lanes);
-                        let cols = &::conv_runtime::__private::InCols::new(
-                            simd,
-                            1 * ox,
-                            w,
-                        );
-                        let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
-                        let mut a_0_0_0 = simd.splat_f32s(0.0);
-                        let mut a_0_0_1 = simd.splat_f32s(0.0);
-                        let mut a_0_0_2 = simd.splat_f32s(0.0);
-                        let mut a_1_0_0 = simd.splat_f32s(0.0);
-                        let mut a_1_0_1 = simd.splat_f32s(0.0);
-                        let mut a_1_0_2 = simd.splat_f32s(0.0);
-                        let above = (1 as usize).saturating_sub(oy0 * 1);
-                        let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
-                        if steady.start == 2 && steady.end == nrows && nrows > 2
-                            && (false || above == 1 || above == 0)
-                            && (false || below == 1 || below == 2)
-                        {
-                            if above == 1 {
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                            } else {
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                            }
-                            let mut n = 2;
-                            for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n)
-                            {
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = step_rows.row::<0>();
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                }
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                let mut v = a_1_0_2;
-                                st.st::<1>(simd, n + 1 - 3, v);
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                                n += 1;
-                            }
-                            if below == 1 {
-                                {
-                                    let n = nrows + 0;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = simd.splat_f32s(0.0);
-                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                        let x_l = simd.splat_f32s(0.0);
-                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    let mut v = a_1_0_2;
-                                    st.st::<1>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_2 = a_1_0_1;
-                                    a_1_0_1 = a_1_0_0;
-                                }
-                                {
-                                    let n = nrows + 1;
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    let mut v = a_1_0_2;
-                                    st.st::<1>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_2 = a_1_0_1;
-                                    a_1_0_1 = a_1_0_0;
-                                }
-                            } else {
-                                {
-                                    let n = nrows + 0;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = simd.splat_f32s(0.0);
-                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                        let x_l = simd.splat_f32s(0.0);
-                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    let mut v = a_1_0_2;
-                                    st.st::<1>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_2 = a_1_0_1;
-                                    a_1_0_1 = a_1_0_0;
-                                }
-                                {
-                                    let n = nrows + 1;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = simd.splat_f32s(0.0);
-                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                        let x_l = simd.splat_f32s(0.0);
-                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    let mut v = a_1_0_2;
-                                    st.st::<1>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_2 = a_1_0_1;
-                                    a_1_0_1 = a_1_0_0;
-                                }
-                            }
-                        } else {
-                            let total = nrows + 3 - 1;
-                            let first_steady = if steady.is_empty() {
-                                total
-                            } else {
-                                steady.start
-                            };
-                            let mut n = 0;
-                            while n < total {
-                                if n == first_steady {
-                                    let iy0 = (oy0 + n) * 1 - 1;
-                                    for step_rows in src.steps::<1>(iy0, steady.end - n) {
-                                        a_0_0_0 = bias_0[0];
-                                        a_1_0_0 = bias_1[0];
-                                        {
-                                            let rows = step_rows.row::<0>();
-                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                            let x_m1 = rows
-                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                            a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                            let x_m1 = rows
-                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                            a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                            a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                            a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                        }
-                                        let mut v = a_0_0_2;
-                                        st.st::<0>(simd, n + 1 - 3, v);
-                                        let mut v = a_1_0_2;
-                                        st.st::<1>(simd, n + 1 - 3, v);
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        a_1_0_2 = a_1_0_1;
-                                        a_1_0_1 = a_1_0_0;
-                                        n += 1;
-                                    }
-                                    continue;
-                                }
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                    }
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                    }
-                                }
-                                if n + 1 >= 3 {
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    let mut v = a_1_0_2;
-                                    st.st::<1>(simd, n + 1 - 3, v);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                                n += 1;
-                            }
-                        }
-                    }
-                    let ox = lanes;
-                    {
-                        let len = (wo - ox).min(lanes);
-                        let cols = &::conv_runtime::__private::InCols::new(
-                            simd,
-                            1 * ox,
-                            w,
-                        );
-                        let mut st = out.col_stores::<S, 2>(simd, ox, wo, len, nrows);
-                        let mut a_0_0_0 = simd.splat_f32s(0.0);
-                        let mut a_0_0_1 = simd.splat_f32s(0.0);
-                        let mut a_0_0_2 = simd.splat_f32s(0.0);
-                        let mut a_1_0_0 = simd.splat_f32s(0.0);
-                        let mut a_1_0_1 = simd.splat_f32s(0.0);
-                        let mut a_1_0_2 = simd.splat_f32s(0.0);
-                        let above = (1 as usize).saturating_sub(oy0 * 1);
-                        let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
-                        if steady.start == 2 && steady.end == nrows && nrows > 2
-                            && (false || above == 1 || above == 0)
-                            && (false || below == 1 || below == 2)
-                        {
-                            if above == 1 {
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                            } else {
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                            }
-                            let mut n = 2;
-                            for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n)
-                            {
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = step_rows.row::<0>();
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                }
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                let mut v = a_1_0_2;
-                                st.st::<1>(simd, n + 1 - 3, v);
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                                n += 1;
-                            }
-                            if below == 1 {
-                                {
-                                    let n = nrows + 0;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                        let x_r = simd.splat_f32s(0.0);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                        let x_r = simd.splat_f32s(0.0);
-                                        let x_m1 = rows
-                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    let mut v = a_1_0_2;
-                                    st.st::<1>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_2 = a_1_0_1;
-                                    a_1_0_1 = a_1_0_0;
-                                }
-                                {
-                                    let n = nrows + 1;
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    let mut v = a_1_0_2;
-                                    st.st::<1>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_2 = a_1_0_1;
-                                    a_1_0_1 = a_1_0_0;
-                                }
-                            } else {
-                                {
-                                    let n = nrows + 0;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                        let x_r = simd.splat_f32s(0.0);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                        let x_r = simd.splat_f32s(0.0);
-                                        let x_m1 = rows
-                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    let mut v = a_1_0_2;
-                                    st.st::<1>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_2 = a_1_0_1;
-                                    a_1_0_1 = a_1_0_0;
-                                }
-                                {
-                                    let n = nrows + 1;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                        let x_r = simd.splat_f32s(0.0);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                        let x_r = simd.splat_f32s(0.0);
-                                        let x_m1 = rows
-                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    let mut v = a_1_0_2;
-                                    st.st::<1>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_2 = a_1_0_1;
-                                    a_1_0_1 = a_1_0_0;
-                                }
-                            }
-                        } else {
-                            let total = nrows + 3 - 1;
-                            let first_steady = if steady.is_empty() {
-                                total
-                            } else {
-                                steady.start
-                            };
-                            let mut n = 0;
-                            while n < total {
-                                if n == first_steady {
-                                    let iy0 = (oy0 + n) * 1 - 1;
-                                    for step_rows in src.steps::<1>(iy0, steady.end - n) {
-                                        a_0_0_0 = bias_0[0];
-                                        a_1_0_0 = bias_1[0];
-                                        {
-                                            let rows = step_rows.row::<0>();
-                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                            a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                            let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                            a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                            a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                            a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                        }
-                                        let mut v = a_0_0_2;
-                                        st.st::<0>(simd, n + 1 - 3, v);
-                                        let mut v = a_1_0_2;
-                                        st.st::<1>(simd, n + 1 - 3, v);
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        a_1_0_2 = a_1_0_1;
-                                        a_1_0_1 = a_1_0_0;
-                                        n += 1;
-                                    }
-                                    continue;
-                                }
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                    }
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                    }
-                                }
-                                if n + 1 >= 3 {
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    let mut v = a_1_0_2;
-                                    st.st::<1>(simd, n + 1 - 3, v);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                                n += 1;
-                            }
-                        }
-                    }
                 } else {
                     let mut ox = 0;
                     while ox < wo {
@@ -2712,175 +2137,69 @@ impl Dw144 {
                         let mut a_1_0_0 = simd.splat_f32s(0.0);
                         let mut a_1_0_1 = simd.splat_f32s(0.0);
                         let mut a_1_0_2 = simd.splat_f32s(0.0);
+                        let total = nrows + 3 - 1;
+                        let first_steady = if steady.is_empty() {
+                            total
+                        } else {
+                            steady.start
+                        };
+                        let mut n = 0;
                         let above = (1 as usize).saturating_sub(oy0 * 1);
                         let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
-                        if steady.start == 2 && steady.end == nrows && nrows > 2
-                            && (false || above == 1 || above == 0)
-                            && (false || below == 1 || below == 2)
-                        {
-                            if above == 1 {
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                            } else {
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                            }
-                            let mut n = 2;
-                            for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                        let peel = steady.start == 2 && steady.end == nrows && nrows > 2
+                            && (false || above == 1) && (false || below == 1);
+                        if peel {
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
                             {
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = step_rows.row::<0>();
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                }
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                let mut v = a_1_0_2;
-                                st.st::<1>(simd, n + 1 - 3, v);
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                                n += 1;
+                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                let x_m1 = rows
+                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
                             }
-                            if below == 1 {
-                                {
-                                    let n = nrows + 0;
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            n = 2;
+                        }
+                        while n < total {
+                            if n == first_steady {
+                                let iy0 = (oy0 + n) * 1 - 1;
+                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                    a_0_0_0 = bias_0[0];
+                                    a_1_0_0 = bias_1[0];
                                     {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let rows = step_rows.row::<0>();
                                         let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                         let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                         let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -2888,6 +2207,9 @@ impl Dw144 {
                                             .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                         let x_0 = x;
                                         let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
                                         a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                                         a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                                         a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
@@ -2901,6 +2223,9 @@ impl Dw144 {
                                             .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
                                         let x_0 = x;
                                         let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
                                         a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
                                         a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
                                         a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
@@ -2916,110 +2241,13 @@ impl Dw144 {
                                     a_0_0_1 = a_0_0_0;
                                     a_1_0_2 = a_1_0_1;
                                     a_1_0_1 = a_1_0_0;
+                                    n += 1;
                                 }
-                                {
-                                    let n = nrows + 1;
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    let mut v = a_1_0_2;
-                                    st.st::<1>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_2 = a_1_0_1;
-                                    a_1_0_1 = a_1_0_0;
-                                }
-                            } else {
-                                {
-                                    let n = nrows + 0;
+                                if peel {
                                     {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    let mut v = a_1_0_2;
-                                    st.st::<1>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_2 = a_1_0_1;
-                                    a_1_0_1 = a_1_0_0;
-                                }
-                                {
-                                    let n = nrows + 1;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    let mut v = a_1_0_2;
-                                    st.st::<1>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_2 = a_1_0_1;
-                                    a_1_0_1 = a_1_0_0;
-                                }
-                            }
-                        } else {
-                            let total = nrows + 3 - 1;
-                            let first_steady = if steady.is_empty() {
-                                total
-                            } else {
-                                steady.start
-                            };
-                            let mut n = 0;
-                            while n < total {
-                                if n == first_steady {
-                                    let iy0 = (oy0 + n) * 1 - 1;
-                                    for step_rows in src.steps::<1>(iy0, steady.end - n) {
-                                        a_0_0_0 = bias_0[0];
-                                        a_1_0_0 = bias_1[0];
+                                        let n = nrows + 0;
                                         {
-                                            let rows = step_rows.row::<0>();
+                                            let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
                                             let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                             let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                             let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -3027,9 +2255,6 @@ impl Dw144 {
                                                 .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                             let x_0 = x;
                                             let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
                                             a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                                             a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                                             a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
@@ -3043,9 +2268,6 @@ impl Dw144 {
                                                 .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
                                             let x_0 = x;
                                             let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
                                             a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
                                             a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
                                             a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
@@ -3061,72 +2283,83 @@ impl Dw144 {
                                         a_0_0_1 = a_0_0_0;
                                         a_1_0_2 = a_1_0_1;
                                         a_1_0_1 = a_1_0_0;
-                                        n += 1;
                                     }
-                                    continue;
+                                    {
+                                        let n = nrows + 1;
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        let mut v = a_1_0_2;
+                                        st.st::<1>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                    }
+                                    n = total;
                                 }
-                                a_0_0_0 = bias_0[0];
-                                a_1_0_0 = bias_1[0];
-                                {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                    }
-                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                    }
-                                }
-                                if n + 1 >= 3 {
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    let mut v = a_1_0_2;
-                                    st.st::<1>(simd, n + 1 - 3, v);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_1_0_2 = a_1_0_1;
-                                a_1_0_1 = a_1_0_0;
-                                n += 1;
+                                continue;
                             }
+                            a_0_0_0 = bias_0[0];
+                            a_1_0_0 = bias_1[0];
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                if n >= 0 && n - 0 < nrows {
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                }
+                                if n >= 2 && n - 2 < nrows {
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                }
+                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                let x_m1 = rows
+                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                if n >= 0 && n - 0 < nrows {
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                }
+                                if n >= 2 && n - 2 < nrows {
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                }
+                            }
+                            if n + 1 >= 3 {
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                let mut v = a_1_0_2;
+                                st.st::<1>(simd, n + 1 - 3, v);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_1_0_2 = a_1_0_1;
+                            a_1_0_1 = a_1_0_0;
+                            n += 1;
                         }
                         ox += lanes;
                     }
@@ -3926,181 +3159,158 @@ impl Dw144 {
                     let mut a_0_0_0 = simd.splat_f32s(0.0);
                     let mut a_0_0_1 = simd.splat_f32s(0.0);
                     let mut a_0_0_2 = simd.splat_f32s(0.0);
+                    let total = nrows + 3 - 1;
+                    let first_steady = if steady.is_empty() {
+                        total
+                    } else {
+                        steady.start
+                    };
+                    let mut n = 0;
                     let above = (1 as usize).saturating_sub(oy0 * 1);
                     let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
-                    if steady.start == 2 && steady.end == nrows && nrows > 2
-                        && (false || above == 1 || above == 0)
-                        && (false || below == 1 || below == 2)
-                    {
-                        if above == 1 {
-                            a_0_0_0 = bias_0[0];
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            a_0_0_0 = bias_0[0];
-                            {
-                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                            }
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                        } else {
-                            a_0_0_0 = bias_0[0];
-                            {
-                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                            }
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            a_0_0_0 = bias_0[0];
-                            {
-                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                            }
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
+                    let peel = steady.start == 2 && steady.end == nrows && nrows > 2
+                        && (false || above == 1) && (false || below == 1);
+                    if peel {
+                        a_0_0_0 = bias_0[0];
+                        a_0_0_2 = a_0_0_1;
+                        a_0_0_1 = a_0_0_0;
+                        a_0_0_0 = bias_0[0];
+                        {
+                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                            let x_l = simd.splat_f32s(0.0);
+                            let x_r = simd.splat_f32s(0.0);
+                            let x_m1 = rows
+                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
                         }
-                        let mut n = 2;
-                        for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n) {
-                            a_0_0_0 = bias_0[0];
-                            {
-                                let rows = step_rows.row::<0>();
-                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
-                                let x_r = simd.splat_f32s(0.0);
-                                let x_m1 = rows
-                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                let x_0 = x;
-                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                        a_0_0_2 = a_0_0_1;
+                        a_0_0_1 = a_0_0_0;
+                        n = 2;
+                    }
+                    while n < total {
+                        if n == first_steady {
+                            let iy0 = (oy0 + n) * 1 - 1;
+                            for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                a_0_0_0 = bias_0[0];
+                                {
+                                    let rows = step_rows.row::<0>();
+                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                    let x_l = simd.splat_f32s(0.0);
+                                    let x_r = simd.splat_f32s(0.0);
+                                    let x_m1 = rows
+                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                    let x_0 = x;
+                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                }
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                                a_0_0_2 = a_0_0_1;
+                                a_0_0_1 = a_0_0_0;
+                                n += 1;
+                            }
+                            if peel {
+                                {
+                                    let n = nrows + 0;
+                                    {
+                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                }
+                                {
+                                    let n = nrows + 1;
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                }
+                                n = total;
+                            }
+                            continue;
+                        }
+                        a_0_0_0 = bias_0[0];
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                            let x_l = simd.splat_f32s(0.0);
+                            let x_r = simd.splat_f32s(0.0);
+                            let x_m1 = rows
+                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                            let x_0 = x;
+                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                            if n >= 0 && n - 0 < nrows {
                                 a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
                                 a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                            }
+                            if n >= 1 && n - 1 < nrows {
                                 a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                                 a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                                 a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                            }
+                            if n >= 2 && n - 2 < nrows {
                                 a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
                                 a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
                                 a_0_0_2 = simd
                                     .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                             }
+                        }
+                        if n + 1 >= 3 {
                             let mut v = a_0_0_2;
                             st.st::<0>(simd, n + 1 - 3, v);
-                            a_0_0_2 = a_0_0_1;
-                            a_0_0_1 = a_0_0_0;
-                            n += 1;
                         }
-                        if below == 1 {
-                            {
-                                let n = nrows + 0;
-                                {
-                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                }
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                            }
-                            {
-                                let n = nrows + 1;
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                            }
-                        } else {
-                            {
-                                let n = nrows + 0;
-                                {
-                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                }
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                            }
-                            {
-                                let n = nrows + 1;
-                                {
-                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                }
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                            }
-                        }
-                    } else {
+                        a_0_0_2 = a_0_0_1;
+                        a_0_0_1 = a_0_0_0;
+                        n += 1;
+                    }
+                } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                    let ox = 0;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
                         let total = nrows + 3 - 1;
                         let first_steady = if steady.is_empty() {
                             total
@@ -4108,6 +3318,35 @@ impl Dw144 {
                             steady.start
                         };
                         let mut n = 0;
+                        let above = (1 as usize).saturating_sub(oy0 * 1);
+                        let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
+                        let peel = steady.start == 2 && steady.end == nrows && nrows > 2
+                            && (false || above == 1) && (false || below == 1);
+                        if peel {
+                            a_0_0_0 = bias_0[0];
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_0_0_0 = bias_0[0];
+                            {
+                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n = 2;
+                        }
                         while n < total {
                             if n == first_steady {
                                 let iy0 = (oy0 + n) * 1 - 1;
@@ -4117,6 +3356,158 @@ impl Dw144 {
                                         let rows = step_rows.row::<0>();
                                         let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                         let x_l = simd.splat_f32s(0.0);
+                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                        a_0_0_2 = simd
+                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                    }
+                                    let mut v = a_0_0_2;
+                                    st.st::<0>(simd, n + 1 - 3, v);
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    n += 1;
+                                }
+                                if peel {
+                                    {
+                                        let n = nrows + 0;
+                                        {
+                                            let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                            a_0_0_2 = simd
+                                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                        }
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                    }
+                                    {
+                                        let n = nrows + 1;
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                    }
+                                    n = total;
+                                }
+                                continue;
+                            }
+                            a_0_0_0 = bias_0[0];
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = simd.splat_f32s(0.0);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                if n >= 0 && n - 0 < nrows {
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                }
+                                if n >= 2 && n - 2 < nrows {
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                }
+                            }
+                            if n + 1 >= 3 {
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
+                        }
+                    }
+                    let ox = lanes;
+                    {
+                        let len = (wo - ox).min(lanes);
+                        let cols = &::conv_runtime::__private::InCols::new(
+                            simd,
+                            1 * ox,
+                            w,
+                        );
+                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                        let mut a_0_0_0 = simd.splat_f32s(0.0);
+                        let mut a_0_0_1 = simd.splat_f32s(0.0);
+                        let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let total = nrows + 3 - 1;
+                        let first_steady = if steady.is_empty() {
+                            total
+                        } else {
+                            steady.start
+                        };
+                        let mut n = 0;
+                        let above = (1 as usize).saturating_sub(oy0 * 1);
+                        let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
+                        let peel = steady.start == 2 && steady.end == nrows && nrows > 2
+                            && (false || above == 1) && (false || below == 1);
+                        if peel {
+                            a_0_0_0 = bias_0[0];
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_0_0_0 = bias_0[0];
+                            {
+                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                let x_r = simd.splat_f32s(0.0);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n = 2;
+                        }
+                        while n < total {
+                            if n == first_steady {
+                                let iy0 = (oy0 + n) * 1 - 1;
+                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                    a_0_0_0 = bias_0[0];
+                                    {
+                                        let rows = step_rows.row::<0>();
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                         let x_r = simd.splat_f32s(0.0);
                                         let x_m1 = rows
                                             .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
@@ -4139,6 +3530,40 @@ impl Dw144 {
                                     a_0_0_1 = a_0_0_0;
                                     n += 1;
                                 }
+                                if peel {
+                                    {
+                                        let n = nrows + 0;
+                                        {
+                                            let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                            a_0_0_2 = simd
+                                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                        }
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                    }
+                                    {
+                                        let n = nrows + 1;
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                    }
+                                    n = total;
+                                }
                                 continue;
                             }
                             a_0_0_0 = bias_0[0];
@@ -4146,7 +3571,7 @@ impl Dw144 {
                                 let rows = src
                                     .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
                                 let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                let x_l = simd.splat_f32s(0.0);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                 let x_r = simd.splat_f32s(0.0);
                                 let x_m1 = rows
                                     .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
@@ -4178,539 +3603,6 @@ impl Dw144 {
                             n += 1;
                         }
                     }
-                } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
-                    let ox = 0;
-                    {
-                        let len = (wo - ox).min(lanes);
-                        let cols = &::conv_runtime::__private::InCols::new(
-                            simd,
-                            1 * ox,
-                            w,
-                        );
-                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                        let mut a_0_0_0 = simd.splat_f32s(0.0);
-                        let mut a_0_0_1 = simd.splat_f32s(0.0);
-                        let mut a_0_0_2 = simd.splat_f32s(0.0);
-                        let above = (1 as usize).saturating_sub(oy0 * 1);
-                        let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
-                        if steady.start == 2 && steady.end == nrows && nrows > 2
-                            && (false || above == 1 || above == 0)
-                            && (false || below == 1 || below == 2)
-                        {
-                            if above == 1 {
-                                a_0_0_0 = bias_0[0];
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                            } else {
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                            }
-                            let mut n = 2;
-                            for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n)
-                            {
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = step_rows.row::<0>();
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                }
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                n += 1;
-                            }
-                            if below == 1 {
-                                {
-                                    let n = nrows + 0;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = simd.splat_f32s(0.0);
-                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                }
-                                {
-                                    let n = nrows + 1;
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                }
-                            } else {
-                                {
-                                    let n = nrows + 0;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = simd.splat_f32s(0.0);
-                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                }
-                                {
-                                    let n = nrows + 1;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = simd.splat_f32s(0.0);
-                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                }
-                            }
-                        } else {
-                            let total = nrows + 3 - 1;
-                            let first_steady = if steady.is_empty() {
-                                total
-                            } else {
-                                steady.start
-                            };
-                            let mut n = 0;
-                            while n < total {
-                                if n == first_steady {
-                                    let iy0 = (oy0 + n) * 1 - 1;
-                                    for step_rows in src.steps::<1>(iy0, steady.end - n) {
-                                        a_0_0_0 = bias_0[0];
-                                        {
-                                            let rows = step_rows.row::<0>();
-                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                            let x_m1 = rows
-                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                            a_0_0_2 = simd
-                                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                        }
-                                        let mut v = a_0_0_2;
-                                        st.st::<0>(simd, n + 1 - 3, v);
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        n += 1;
-                                    }
-                                    continue;
-                                }
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = simd.splat_f32s(0.0);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                    }
-                                }
-                                if n + 1 >= 3 {
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                n += 1;
-                            }
-                        }
-                    }
-                    let ox = lanes;
-                    {
-                        let len = (wo - ox).min(lanes);
-                        let cols = &::conv_runtime::__private::InCols::new(
-                            simd,
-                            1 * ox,
-                            w,
-                        );
-                        let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                        let mut a_0_0_0 = simd.splat_f32s(0.0);
-                        let mut a_0_0_1 = simd.splat_f32s(0.0);
-                        let mut a_0_0_2 = simd.splat_f32s(0.0);
-                        let above = (1 as usize).saturating_sub(oy0 * 1);
-                        let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
-                        if steady.start == 2 && steady.end == nrows && nrows > 2
-                            && (false || above == 1 || above == 0)
-                            && (false || below == 1 || below == 2)
-                        {
-                            if above == 1 {
-                                a_0_0_0 = bias_0[0];
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                            } else {
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                            }
-                            let mut n = 2;
-                            for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n)
-                            {
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = step_rows.row::<0>();
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                }
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                n += 1;
-                            }
-                            if below == 1 {
-                                {
-                                    let n = nrows + 0;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                        let x_r = simd.splat_f32s(0.0);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                }
-                                {
-                                    let n = nrows + 1;
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                }
-                            } else {
-                                {
-                                    let n = nrows + 0;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                        let x_r = simd.splat_f32s(0.0);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                }
-                                {
-                                    let n = nrows + 1;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                        let x_r = simd.splat_f32s(0.0);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                }
-                            }
-                        } else {
-                            let total = nrows + 3 - 1;
-                            let first_steady = if steady.is_empty() {
-                                total
-                            } else {
-                                steady.start
-                            };
-                            let mut n = 0;
-                            while n < total {
-                                if n == first_steady {
-                                    let iy0 = (oy0 + n) * 1 - 1;
-                                    for step_rows in src.steps::<1>(iy0, steady.end - n) {
-                                        a_0_0_0 = bias_0[0];
-                                        {
-                                            let rows = step_rows.row::<0>();
-                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                            a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                            a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                            a_0_0_2 = simd
-                                                .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                        }
-                                        let mut v = a_0_0_2;
-                                        st.st::<0>(simd, n + 1 - 3, v);
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        n += 1;
-                                    }
-                                    continue;
-                                }
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = simd.splat_f32s(0.0);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                    }
-                                }
-                                if n + 1 >= 3 {
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                n += 1;
-                            }
-                        }
-                    }
                 } else {
                     let mut ox = 0;
                     while ox < wo {
@@ -4724,107 +3616,49 @@ impl Dw144 {
                         let mut a_0_0_0 = simd.splat_f32s(0.0);
                         let mut a_0_0_1 = simd.splat_f32s(0.0);
                         let mut a_0_0_2 = simd.splat_f32s(0.0);
+                        let total = nrows + 3 - 1;
+                        let first_steady = if steady.is_empty() {
+                            total
+                        } else {
+                            steady.start
+                        };
+                        let mut n = 0;
                         let above = (1 as usize).saturating_sub(oy0 * 1);
                         let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
-                        if steady.start == 2 && steady.end == nrows && nrows > 2
-                            && (false || above == 1 || above == 0)
-                            && (false || below == 1 || below == 2)
-                        {
-                            if above == 1 {
-                                a_0_0_0 = bias_0[0];
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                            } else {
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                            }
-                            let mut n = 2;
-                            for step_rows in src.steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                        let peel = steady.start == 2 && steady.end == nrows && nrows > 2
+                            && (false || above == 1) && (false || below == 1);
+                        if peel {
+                            a_0_0_0 = bias_0[0];
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            a_0_0_0 = bias_0[0];
                             {
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = step_rows.row::<0>();
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                    a_0_0_2 = simd
-                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                }
-                                let mut v = a_0_0_2;
-                                st.st::<0>(simd, n + 1 - 3, v);
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                n += 1;
+                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
                             }
-                            if below == 1 {
-                                {
-                                    let n = nrows + 0;
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n = 2;
+                        }
+                        while n < total {
+                            if n == first_steady {
+                                let iy0 = (oy0 + n) * 1 - 1;
+                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                    a_0_0_0 = bias_0[0];
                                     {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                        let rows = step_rows.row::<0>();
                                         let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                         let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                         let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -4832,6 +3666,9 @@ impl Dw144 {
                                             .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                         let x_0 = x;
                                         let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
                                         a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                                         a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                                         a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
@@ -4844,76 +3681,13 @@ impl Dw144 {
                                     st.st::<0>(simd, n + 1 - 3, v);
                                     a_0_0_2 = a_0_0_1;
                                     a_0_0_1 = a_0_0_0;
+                                    n += 1;
                                 }
-                                {
-                                    let n = nrows + 1;
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                }
-                            } else {
-                                {
-                                    let n = nrows + 0;
+                                if peel {
                                     {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                }
-                                {
-                                    let n = nrows + 1;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                        let x_m1 = rows
-                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                        let x_0 = x;
-                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                    }
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                    a_0_0_2 = a_0_0_1;
-                                    a_0_0_1 = a_0_0_0;
-                                }
-                            }
-                        } else {
-                            let total = nrows + 3 - 1;
-                            let first_steady = if steady.is_empty() {
-                                total
-                            } else {
-                                steady.start
-                            };
-                            let mut n = 0;
-                            while n < total {
-                                if n == first_steady {
-                                    let iy0 = (oy0 + n) * 1 - 1;
-                                    for step_rows in src.steps::<1>(iy0, steady.end - n) {
-                                        a_0_0_0 = bias_0[0];
+                                        let n = nrows + 0;
                                         {
-                                            let rows = step_rows.row::<0>();
+                                            let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
                                             let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                             let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                             let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -4921,9 +3695,6 @@ impl Dw144 {
                                                 .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                             let x_0 = x;
                                             let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
                                             a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                                             a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                                             a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
@@ -4936,46 +3707,53 @@ impl Dw144 {
                                         st.st::<0>(simd, n + 1 - 3, v);
                                         a_0_0_2 = a_0_0_1;
                                         a_0_0_1 = a_0_0_0;
-                                        n += 1;
                                     }
-                                    continue;
+                                    {
+                                        let n = nrows + 1;
+                                        let mut v = a_0_0_2;
+                                        st.st::<0>(simd, n + 1 - 3, v);
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                    }
+                                    n = total;
                                 }
-                                a_0_0_0 = bias_0[0];
-                                {
-                                    let rows = src
-                                        .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                    let x_m1 = rows
-                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                    let x_0 = x;
-                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                    if n >= 0 && n - 0 < nrows {
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                    }
-                                    if n >= 1 && n - 1 < nrows {
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                    }
-                                    if n >= 2 && n - 2 < nrows {
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                        a_0_0_2 = simd
-                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                    }
-                                }
-                                if n + 1 >= 3 {
-                                    let mut v = a_0_0_2;
-                                    st.st::<0>(simd, n + 1 - 3, v);
-                                }
-                                a_0_0_2 = a_0_0_1;
-                                a_0_0_1 = a_0_0_0;
-                                n += 1;
+                                continue;
                             }
+                            a_0_0_0 = bias_0[0];
+                            {
+                                let rows = src
+                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                let x_m1 = rows
+                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                let x_0 = x;
+                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                if n >= 0 && n - 0 < nrows {
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                }
+                                if n >= 1 && n - 1 < nrows {
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                }
+                                if n >= 2 && n - 2 < nrows {
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                    a_0_0_2 = simd
+                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                }
+                            }
+                            if n + 1 >= 3 {
+                                let mut v = a_0_0_2;
+                                st.st::<0>(simd, n + 1 - 3, v);
+                            }
+                            a_0_0_2 = a_0_0_1;
+                            a_0_0_1 = a_0_0_0;
+                            n += 1;
                         }
                         ox += lanes;
                     }

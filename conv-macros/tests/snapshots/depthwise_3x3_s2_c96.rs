@@ -806,323 +806,203 @@ impl Dw96S2 {
                     let mut a_0_0_1 = simd.splat_f32s(0.0);
                     let mut a_1_0_0 = simd.splat_f32s(0.0);
                     let mut a_1_0_1 = simd.splat_f32s(0.0);
+                    let total = nrows + 2 - 1;
+                    let first_steady = if steady.is_empty() {
+                        total
+                    } else {
+                        steady.start
+                    };
+                    let mut n = 0;
                     let above = (1 as usize).saturating_sub(oy0 * 2);
                     let below = (h + 1).saturating_sub((oy0 + nrows) * 2).min(2);
-                    if steady.start == 1 && steady.end == nrows && nrows > 1
-                        && (false || above == 1 || above == 0)
-                        && (false || below == 0 || below == 1 || below == 2)
-                    {
-                        if above == 1 {
-                            a_0_0_0 = bias_0[0];
-                            a_1_0_0 = bias_1[0];
-                            {
-                                let rows = src.row_in((oy0 + 0) * 2 + 1 - 1);
-                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
-                                let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[3], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[4], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[5], a_1_0_0);
-                            }
-                            a_0_0_1 = a_0_0_0;
-                            a_1_0_1 = a_1_0_0;
-                        } else {
-                            a_0_0_0 = bias_0[0];
-                            a_1_0_0 = bias_1[0];
-                            {
-                                let rows = src.row_in((oy0 + 0) * 2 + 0 - 1);
-                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
-                                let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[0], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[1], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[2], a_1_0_0);
-                            }
-                            {
-                                let rows = src.row_in((oy0 + 0) * 2 + 1 - 1);
-                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
-                                let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[3], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[4], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[5], a_1_0_0);
-                            }
-                            a_0_0_1 = a_0_0_0;
-                            a_1_0_1 = a_1_0_0;
+                    let peel = steady.start == 1 && steady.end == nrows && nrows > 1
+                        && (false || above == 1) && (false || below == 0 || below == 1);
+                    if peel {
+                        a_0_0_0 = bias_0[0];
+                        a_1_0_0 = bias_1[0];
+                        {
+                            let rows = src.row_in((oy0 + 0) * 2 + 1 - 1);
+                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                            let x_e = x_e;
+                            let x_o = x_o;
+                            a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
+                            let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
+                            let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
+                            let x_e = x_e;
+                            let x_o = x_o;
+                            a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[3], a_1_0_0);
+                            a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[4], a_1_0_0);
+                            a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[5], a_1_0_0);
                         }
-                        let mut n = 1;
-                        for step_rows in src.steps::<2>((oy0 + n) * 2 - 1, nrows - n) {
-                            a_0_0_0 = bias_0[0];
-                            a_1_0_0 = bias_1[0];
-                            {
-                                let rows = step_rows.row::<0>();
-                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_o, wv_0[8], a_0_0_1);
-                                let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[0], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[1], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[2], a_1_0_0);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_1[6], a_1_0_1);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_e, wv_1[7], a_1_0_1);
-                                a_1_0_1 = simd.mul_add_e_f32s(x_o, wv_1[8], a_1_0_1);
-                            }
-                            {
-                                let rows = step_rows.row::<1>();
-                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
-                                let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[3], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[4], a_1_0_0);
-                                a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[5], a_1_0_0);
-                            }
-                            let mut v = a_0_0_1;
-                            st.st::<0>(simd, n + 1 - 2, v);
-                            let mut v = a_1_0_1;
-                            st.st::<1>(simd, n + 1 - 2, v);
-                            a_0_0_1 = a_0_0_0;
-                            a_1_0_1 = a_1_0_0;
-                            n += 1;
-                        }
-                        if below == 0 {
-                            {
-                                let n = nrows + 0;
+                        a_0_0_1 = a_0_0_0;
+                        a_1_0_1 = a_1_0_0;
+                        n = 1;
+                    }
+                    while n < total {
+                        if n == first_steady {
+                            let iy0 = (oy0 + n) * 2 - 1;
+                            for step_rows in src.steps::<2>(iy0, steady.end - n) {
+                                a_0_0_0 = bias_0[0];
+                                a_1_0_0 = bias_1[0];
+                                {
+                                    let rows = step_rows.row::<0>();
+                                    let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                                    let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                                    let x_e = x_e;
+                                    let x_o = x_o;
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
+                                    a_0_0_1 = simd.mul_add_e_f32s(x_o, wv_0[8], a_0_0_1);
+                                    let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
+                                    let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
+                                    let x_e = x_e;
+                                    let x_o = x_o;
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[0], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[1], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[2], a_1_0_0);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_1[6], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_e, wv_1[7], a_1_0_1);
+                                    a_1_0_1 = simd.mul_add_e_f32s(x_o, wv_1[8], a_1_0_1);
+                                }
+                                {
+                                    let rows = step_rows.row::<1>();
+                                    let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                                    let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                                    let x_e = x_e;
+                                    let x_o = x_o;
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
+                                    a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
+                                    let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
+                                    let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
+                                    let x_e = x_e;
+                                    let x_o = x_o;
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[3], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[4], a_1_0_0);
+                                    a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[5], a_1_0_0);
+                                }
                                 let mut v = a_0_0_1;
                                 st.st::<0>(simd, n + 1 - 2, v);
                                 let mut v = a_1_0_1;
                                 st.st::<1>(simd, n + 1 - 2, v);
                                 a_0_0_1 = a_0_0_0;
                                 a_1_0_1 = a_1_0_0;
+                                n += 1;
                             }
-                        } else {
-                            if below == 1 {
-                                {
-                                    let n = nrows + 0;
+                            if peel {
+                                if below == 0 {
                                     {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 2 + 0 - 1);
-                                        let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                        let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                        let x_e = x_e;
-                                        let x_o = x_o;
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_o, wv_0[8], a_0_0_1);
-                                        let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                                        let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                                        let x_e = x_e;
-                                        let x_o = x_o;
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_1[6], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_e, wv_1[7], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_o, wv_1[8], a_1_0_1);
+                                        let n = nrows + 0;
+                                        let mut v = a_0_0_1;
+                                        st.st::<0>(simd, n + 1 - 2, v);
+                                        let mut v = a_1_0_1;
+                                        st.st::<1>(simd, n + 1 - 2, v);
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_1 = a_1_0_0;
                                     }
-                                    let mut v = a_0_0_1;
-                                    st.st::<0>(simd, n + 1 - 2, v);
-                                    let mut v = a_1_0_1;
-                                    st.st::<1>(simd, n + 1 - 2, v);
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_1 = a_1_0_0;
-                                }
-                            } else {
-                                {
-                                    let n = nrows + 0;
+                                } else {
                                     {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 2 + 0 - 1);
-                                        let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                        let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                        let x_e = x_e;
-                                        let x_o = x_o;
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_o, wv_0[8], a_0_0_1);
-                                        let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                                        let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                                        let x_e = x_e;
-                                        let x_o = x_o;
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_1[6], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_e, wv_1[7], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_o, wv_1[8], a_1_0_1);
+                                        let n = nrows + 0;
+                                        {
+                                            let rows = src.row_in((oy0 + nrows + 0) * 2 + 0 - 1);
+                                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                                            let x_e = x_e;
+                                            let x_o = x_o;
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_o, wv_0[8], a_0_0_1);
+                                            let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
+                                            let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
+                                            let x_e = x_e;
+                                            let x_o = x_o;
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_1[6], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_e, wv_1[7], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_o, wv_1[8], a_1_0_1);
+                                        }
+                                        let mut v = a_0_0_1;
+                                        st.st::<0>(simd, n + 1 - 2, v);
+                                        let mut v = a_1_0_1;
+                                        st.st::<1>(simd, n + 1 - 2, v);
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_1 = a_1_0_0;
                                     }
-                                    let mut v = a_0_0_1;
-                                    st.st::<0>(simd, n + 1 - 2, v);
-                                    let mut v = a_1_0_1;
-                                    st.st::<1>(simd, n + 1 - 2, v);
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_1 = a_1_0_0;
                                 }
+                                n = total;
+                            }
+                            continue;
+                        }
+                        a_0_0_0 = bias_0[0];
+                        a_1_0_0 = bias_1[0];
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 2 + 0) as isize - 1 as isize);
+                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                            let x_e = x_e;
+                            let x_o = x_o;
+                            if n >= 0 && n - 0 < nrows {
+                                a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
+                            }
+                            if n >= 1 && n - 1 < nrows {
+                                a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_o, wv_0[8], a_0_0_1);
+                            }
+                            let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
+                            let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
+                            let x_e = x_e;
+                            let x_o = x_o;
+                            if n >= 0 && n - 0 < nrows {
+                                a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[0], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[1], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[2], a_1_0_0);
+                            }
+                            if n >= 1 && n - 1 < nrows {
+                                a_1_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_1[6], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_e, wv_1[7], a_1_0_1);
+                                a_1_0_1 = simd.mul_add_e_f32s(x_o, wv_1[8], a_1_0_1);
                             }
                         }
-                    } else {
-                        let total = nrows + 2 - 1;
-                        let first_steady = if steady.is_empty() {
-                            total
-                        } else {
-                            steady.start
-                        };
-                        let mut n = 0;
-                        while n < total {
-                            if n == first_steady {
-                                let iy0 = (oy0 + n) * 2 - 1;
-                                for step_rows in src.steps::<2>(iy0, steady.end - n) {
-                                    a_0_0_0 = bias_0[0];
-                                    a_1_0_0 = bias_1[0];
-                                    {
-                                        let rows = step_rows.row::<0>();
-                                        let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                        let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                        let x_e = x_e;
-                                        let x_o = x_o;
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_o, wv_0[8], a_0_0_1);
-                                        let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                                        let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                                        let x_e = x_e;
-                                        let x_o = x_o;
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[0], a_1_0_0);
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[1], a_1_0_0);
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[2], a_1_0_0);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_1[6], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_e, wv_1[7], a_1_0_1);
-                                        a_1_0_1 = simd.mul_add_e_f32s(x_o, wv_1[8], a_1_0_1);
-                                    }
-                                    {
-                                        let rows = step_rows.row::<1>();
-                                        let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                        let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                        let x_e = x_e;
-                                        let x_o = x_o;
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
-                                        let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                                        let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                                        let x_e = x_e;
-                                        let x_o = x_o;
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[3], a_1_0_0);
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[4], a_1_0_0);
-                                        a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[5], a_1_0_0);
-                                    }
-                                    let mut v = a_0_0_1;
-                                    st.st::<0>(simd, n + 1 - 2, v);
-                                    let mut v = a_1_0_1;
-                                    st.st::<1>(simd, n + 1 - 2, v);
-                                    a_0_0_1 = a_0_0_0;
-                                    a_1_0_1 = a_1_0_0;
-                                    n += 1;
-                                }
-                                continue;
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 2 + 1) as isize - 1 as isize);
+                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                            let x_e = x_e;
+                            let x_o = x_o;
+                            if n >= 0 && n - 0 < nrows {
+                                a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
                             }
-                            a_0_0_0 = bias_0[0];
-                            a_1_0_0 = bias_1[0];
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 2 + 0) as isize - 1 as isize);
-                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                if n >= 0 && n - 0 < nrows {
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
-                                }
-                                if n >= 1 && n - 1 < nrows {
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
-                                    a_0_0_1 = simd.mul_add_e_f32s(x_o, wv_0[8], a_0_0_1);
-                                }
-                                let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                if n >= 0 && n - 0 < nrows {
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[0], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[1], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[2], a_1_0_0);
-                                }
-                                if n >= 1 && n - 1 < nrows {
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_1[6], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_e, wv_1[7], a_1_0_1);
-                                    a_1_0_1 = simd.mul_add_e_f32s(x_o, wv_1[8], a_1_0_1);
-                                }
+                            let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
+                            let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
+                            let x_e = x_e;
+                            let x_o = x_o;
+                            if n >= 0 && n - 0 < nrows {
+                                a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[3], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[4], a_1_0_0);
+                                a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[5], a_1_0_0);
                             }
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 2 + 1) as isize - 1 as isize);
-                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                if n >= 0 && n - 0 < nrows {
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
-                                    a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
-                                }
-                                let (x_e, x_o) = rows.pair::<S, 1, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 1, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                if n >= 0 && n - 0 < nrows {
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_1[3], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_e, wv_1[4], a_1_0_0);
-                                    a_1_0_0 = simd.mul_add_e_f32s(x_o, wv_1[5], a_1_0_0);
-                                }
-                            }
-                            if n + 1 >= 2 {
-                                let mut v = a_0_0_1;
-                                st.st::<0>(simd, n + 1 - 2, v);
-                                let mut v = a_1_0_1;
-                                st.st::<1>(simd, n + 1 - 2, v);
-                            }
-                            a_0_0_1 = a_0_0_0;
-                            a_1_0_1 = a_1_0_0;
-                            n += 1;
                         }
+                        if n + 1 >= 2 {
+                            let mut v = a_0_0_1;
+                            st.st::<0>(simd, n + 1 - 2, v);
+                            let mut v = a_1_0_1;
+                            st.st::<1>(simd, n + 1 - 2, v);
+                        }
+                        a_0_0_1 = a_0_0_0;
+                        a_1_0_1 = a_1_0_0;
+                        n += 1;
                     }
                     ox += lanes;
                 }
@@ -1440,211 +1320,136 @@ impl Dw96S2 {
                     let mut st = out.col_stores::<S, 1>(simd, ox, wo, len, nrows);
                     let mut a_0_0_0 = simd.splat_f32s(0.0);
                     let mut a_0_0_1 = simd.splat_f32s(0.0);
+                    let total = nrows + 2 - 1;
+                    let first_steady = if steady.is_empty() {
+                        total
+                    } else {
+                        steady.start
+                    };
+                    let mut n = 0;
                     let above = (1 as usize).saturating_sub(oy0 * 2);
                     let below = (h + 1).saturating_sub((oy0 + nrows) * 2).min(2);
-                    if steady.start == 1 && steady.end == nrows && nrows > 1
-                        && (false || above == 1 || above == 0)
-                        && (false || below == 0 || below == 1 || below == 2)
-                    {
-                        if above == 1 {
-                            a_0_0_0 = bias_0[0];
-                            {
-                                let rows = src.row_in((oy0 + 0) * 2 + 1 - 1);
-                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
-                            }
-                            a_0_0_1 = a_0_0_0;
-                        } else {
-                            a_0_0_0 = bias_0[0];
-                            {
-                                let rows = src.row_in((oy0 + 0) * 2 + 0 - 1);
-                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
-                            }
-                            {
-                                let rows = src.row_in((oy0 + 0) * 2 + 1 - 1);
-                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
-                            }
-                            a_0_0_1 = a_0_0_0;
+                    let peel = steady.start == 1 && steady.end == nrows && nrows > 1
+                        && (false || above == 1) && (false || below == 0 || below == 1);
+                    if peel {
+                        a_0_0_0 = bias_0[0];
+                        {
+                            let rows = src.row_in((oy0 + 0) * 2 + 1 - 1);
+                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                            let x_e = x_e;
+                            let x_o = x_o;
+                            a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
+                            a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
                         }
-                        let mut n = 1;
-                        for step_rows in src.steps::<2>((oy0 + n) * 2 - 1, nrows - n) {
-                            a_0_0_0 = bias_0[0];
-                            {
-                                let rows = step_rows.row::<0>();
-                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
-                                a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
-                                a_0_0_1 = simd
-                                    .mul_add_e_f32s(x_o, simd.splat_f32s(wt_0[8]), a_0_0_1);
-                            }
-                            {
-                                let rows = step_rows.row::<1>();
-                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
-                                a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
-                            }
-                            let mut v = a_0_0_1;
-                            st.st::<0>(simd, n + 1 - 2, v);
-                            a_0_0_1 = a_0_0_0;
-                            n += 1;
-                        }
-                        if below == 0 {
-                            {
-                                let n = nrows + 0;
-                                let mut v = a_0_0_1;
-                                st.st::<0>(simd, n + 1 - 2, v);
-                                a_0_0_1 = a_0_0_0;
-                            }
-                        } else {
-                            if below == 1 {
+                        a_0_0_1 = a_0_0_0;
+                        n = 1;
+                    }
+                    while n < total {
+                        if n == first_steady {
+                            let iy0 = (oy0 + n) * 2 - 1;
+                            for step_rows in src.steps::<2>(iy0, steady.end - n) {
+                                a_0_0_0 = bias_0[0];
                                 {
-                                    let n = nrows + 0;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 2 + 0 - 1);
-                                        let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                        let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                        let x_e = x_e;
-                                        let x_o = x_o;
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_o, simd.splat_f32s(wt_0[8]), a_0_0_1);
-                                    }
-                                    let mut v = a_0_0_1;
-                                    st.st::<0>(simd, n + 1 - 2, v);
-                                    a_0_0_1 = a_0_0_0;
-                                }
-                            } else {
-                                {
-                                    let n = nrows + 0;
-                                    {
-                                        let rows = src.row_in((oy0 + nrows + 0) * 2 + 0 - 1);
-                                        let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                        let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                        let x_e = x_e;
-                                        let x_o = x_o;
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_o, simd.splat_f32s(wt_0[8]), a_0_0_1);
-                                    }
-                                    let mut v = a_0_0_1;
-                                    st.st::<0>(simd, n + 1 - 2, v);
-                                    a_0_0_1 = a_0_0_0;
-                                }
-                            }
-                        }
-                    } else {
-                        let total = nrows + 2 - 1;
-                        let first_steady = if steady.is_empty() {
-                            total
-                        } else {
-                            steady.start
-                        };
-                        let mut n = 0;
-                        while n < total {
-                            if n == first_steady {
-                                let iy0 = (oy0 + n) * 2 - 1;
-                                for step_rows in src.steps::<2>(iy0, steady.end - n) {
-                                    a_0_0_0 = bias_0[0];
-                                    {
-                                        let rows = step_rows.row::<0>();
-                                        let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                        let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                        let x_e = x_e;
-                                        let x_o = x_o;
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
-                                        a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
-                                        a_0_0_1 = simd
-                                            .mul_add_e_f32s(x_o, simd.splat_f32s(wt_0[8]), a_0_0_1);
-                                    }
-                                    {
-                                        let rows = step_rows.row::<1>();
-                                        let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                        let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                        let x_e = x_e;
-                                        let x_o = x_o;
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
-                                        a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
-                                    }
-                                    let mut v = a_0_0_1;
-                                    st.st::<0>(simd, n + 1 - 2, v);
-                                    a_0_0_1 = a_0_0_0;
-                                    n += 1;
-                                }
-                                continue;
-                            }
-                            a_0_0_0 = bias_0[0];
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 2 + 0) as isize - 1 as isize);
-                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                if n >= 0 && n - 0 < nrows {
+                                    let rows = step_rows.row::<0>();
+                                    let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                                    let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                                    let x_e = x_e;
+                                    let x_o = x_o;
                                     a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
-                                }
-                                if n >= 1 && n - 1 < nrows {
                                     a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
                                     a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
                                     a_0_0_1 = simd
                                         .mul_add_e_f32s(x_o, simd.splat_f32s(wt_0[8]), a_0_0_1);
                                 }
-                            }
-                            {
-                                let rows = src
-                                    .row(((oy0 + n) * 2 + 1) as isize - 1 as isize);
-                                let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-                                let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
-                                let x_e = x_e;
-                                let x_o = x_o;
-                                if n >= 0 && n - 0 < nrows {
+                                {
+                                    let rows = step_rows.row::<1>();
+                                    let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                                    let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                                    let x_e = x_e;
+                                    let x_o = x_o;
                                     a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
                                     a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
                                 }
-                            }
-                            if n + 1 >= 2 {
                                 let mut v = a_0_0_1;
                                 st.st::<0>(simd, n + 1 - 2, v);
+                                a_0_0_1 = a_0_0_0;
+                                n += 1;
                             }
-                            a_0_0_1 = a_0_0_0;
-                            n += 1;
+                            if peel {
+                                if below == 0 {
+                                    {
+                                        let n = nrows + 0;
+                                        let mut v = a_0_0_1;
+                                        st.st::<0>(simd, n + 1 - 2, v);
+                                        a_0_0_1 = a_0_0_0;
+                                    }
+                                } else {
+                                    {
+                                        let n = nrows + 0;
+                                        {
+                                            let rows = src.row_in((oy0 + nrows + 0) * 2 + 0 - 1);
+                                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                                            let x_e = x_e;
+                                            let x_o = x_o;
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
+                                            a_0_0_1 = simd
+                                                .mul_add_e_f32s(x_o, simd.splat_f32s(wt_0[8]), a_0_0_1);
+                                        }
+                                        let mut v = a_0_0_1;
+                                        st.st::<0>(simd, n + 1 - 2, v);
+                                        a_0_0_1 = a_0_0_0;
+                                    }
+                                }
+                                n = total;
+                            }
+                            continue;
                         }
+                        a_0_0_0 = bias_0[0];
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 2 + 0) as isize - 1 as isize);
+                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                            let x_e = x_e;
+                            let x_o = x_o;
+                            if n >= 0 && n - 0 < nrows {
+                                a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[0], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[1], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[2], a_0_0_0);
+                            }
+                            if n >= 1 && n - 1 < nrows {
+                                a_0_0_1 = simd.mul_add_e_f32s(x_o_lo, wv_0[6], a_0_0_1);
+                                a_0_0_1 = simd.mul_add_e_f32s(x_e, wv_0[7], a_0_0_1);
+                                a_0_0_1 = simd
+                                    .mul_add_e_f32s(x_o, simd.splat_f32s(wt_0[8]), a_0_0_1);
+                            }
+                        }
+                        {
+                            let rows = src
+                                .row(((oy0 + n) * 2 + 1) as isize - 1 as isize);
+                            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+                            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+                            let x_e = x_e;
+                            let x_o = x_o;
+                            if n >= 0 && n - 0 < nrows {
+                                a_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv_0[3], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_e, wv_0[4], a_0_0_0);
+                                a_0_0_0 = simd.mul_add_e_f32s(x_o, wv_0[5], a_0_0_0);
+                            }
+                        }
+                        if n + 1 >= 2 {
+                            let mut v = a_0_0_1;
+                            st.st::<0>(simd, n + 1 - 2, v);
+                        }
+                        a_0_0_1 = a_0_0_0;
+                        n += 1;
                     }
                     ox += lanes;
                 }

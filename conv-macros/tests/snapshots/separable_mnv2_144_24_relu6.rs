@@ -2142,163 +2142,234 @@ impl Block3 {
                                 let mut a_1_0_0 = simd.splat_f32s(0.0);
                                 let mut a_1_0_1 = simd.splat_f32s(0.0);
                                 let mut a_1_0_2 = simd.splat_f32s(0.0);
+                                let total = nrows + 3 - 1;
+                                let first_steady = if steady.is_empty() {
+                                    total
+                                } else {
+                                    steady.start
+                                };
+                                let mut n = 0;
                                 let above = (1 as usize).saturating_sub(oy0 * 1);
                                 let below = (h + 1)
                                     .saturating_sub((oy0 + nrows) * 1)
                                     .min(2);
-                                if steady.start == 2 && steady.end == nrows && nrows > 2
-                                    && (false || above == 1 || above == 0)
-                                    && (false || below == 1 || below == 2)
-                                {
-                                    if above == 1 {
-                                        a_0_0_0 = bias_0[0];
-                                        a_1_0_0 = bias_1[0];
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        a_1_0_2 = a_1_0_1;
-                                        a_1_0_1 = a_1_0_0;
-                                        a_0_0_0 = bias_0[0];
-                                        a_1_0_0 = bias_1[0];
-                                        {
-                                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                        }
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        a_1_0_2 = a_1_0_1;
-                                        a_1_0_1 = a_1_0_0;
-                                    } else {
-                                        a_0_0_0 = bias_0[0];
-                                        a_1_0_0 = bias_1[0];
-                                        {
-                                            let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                        }
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        a_1_0_2 = a_1_0_1;
-                                        a_1_0_1 = a_1_0_0;
-                                        a_0_0_0 = bias_0[0];
-                                        a_1_0_0 = bias_1[0];
-                                        {
-                                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                        }
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        a_1_0_2 = a_1_0_1;
-                                        a_1_0_1 = a_1_0_0;
-                                    }
-                                    let mut n = 2;
-                                    for step_rows in src
-                                        .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                                let peel = steady.start == 2 && steady.end == nrows
+                                    && nrows > 2 && (false || above == 1)
+                                    && (false || below == 1);
+                                if peel {
+                                    a_0_0_0 = bias_0[0];
+                                    a_1_0_0 = bias_1[0];
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                    a_0_0_0 = bias_0[0];
+                                    a_1_0_0 = bias_1[0];
                                     {
-                                        a_0_0_0 = bias_0[0];
-                                        a_1_0_0 = bias_1[0];
-                                        {
-                                            let rows = step_rows.row::<0>();
-                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                    }
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                    n = 2;
+                                }
+                                while n < total {
+                                    if n == first_steady {
+                                        let iy0 = (oy0 + n) * 1 - 1;
+                                        for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                            a_0_0_0 = bias_0[0];
+                                            a_1_0_0 = bias_1[0];
+                                            {
+                                                let rows = step_rows.row::<0>();
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                            }
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            let mut v = a_1_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<1>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            a_1_0_2 = a_1_0_1;
+                                            a_1_0_1 = a_1_0_0;
+                                            n += 1;
+                                        }
+                                        if peel {
+                                            {
+                                                let n = nrows + 0;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                            }
+                                            {
+                                                let n = nrows + 1;
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                            }
+                                            n = total;
+                                        }
+                                        continue;
+                                    }
+                                    a_0_0_0 = bias_0[0];
+                                    a_1_0_0 = bias_1[0];
+                                    {
+                                        let rows = src
+                                            .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        if n >= 0 && n - 0 < nrows {
                                             a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
                                             a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
                                             a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                        }
+                                        if n >= 1 && n - 1 < nrows {
                                             a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                                             a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                                             a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        }
+                                        if n >= 2 && n - 2 < nrows {
                                             a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
                                             a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
                                             a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        }
+                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                        if n >= 0 && n - 0 < nrows {
                                             a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
                                             a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
                                             a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                        }
+                                        if n >= 1 && n - 1 < nrows {
                                             a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
                                             a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
                                             a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                        }
+                                        if n >= 2 && n - 2 < nrows {
                                             a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
                                             a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
                                             a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
                                         }
+                                    }
+                                    if n + 1 >= 3 {
                                         let mut v = a_0_0_2;
                                         v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
                                         v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
@@ -2307,157 +2378,30 @@ impl Block3 {
                                         v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
                                         v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
                                         st.st::<1>(simd, n + 1 - 3, v);
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        a_1_0_2 = a_1_0_1;
-                                        a_1_0_1 = a_1_0_0;
-                                        n += 1;
                                     }
-                                    if below == 1 {
-                                        {
-                                            let n = nrows + 0;
-                                            {
-                                                let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                            }
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            let mut v = a_1_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<1>(simd, n + 1 - 3, v);
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                        }
-                                        {
-                                            let n = nrows + 1;
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            let mut v = a_1_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<1>(simd, n + 1 - 3, v);
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                        }
-                                    } else {
-                                        {
-                                            let n = nrows + 0;
-                                            {
-                                                let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                            }
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            let mut v = a_1_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<1>(simd, n + 1 - 3, v);
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                        }
-                                        {
-                                            let n = nrows + 1;
-                                            {
-                                                let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                            }
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            let mut v = a_1_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<1>(simd, n + 1 - 3, v);
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                        }
-                                    }
-                                } else {
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_1_0_2 = a_1_0_1;
+                                    a_1_0_1 = a_1_0_0;
+                                    n += 1;
+                                }
+                            } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                                let ox = 0;
+                                {
+                                    let len = (wo - ox).min(lanes);
+                                    let cols = &::conv_runtime::__private::InCols::new(
+                                        simd,
+                                        1 * ox,
+                                        w,
+                                    );
+                                    let mut st = out
+                                        .col_stores::<S, 2>(simd, ox, wo, len, nrows);
+                                    let mut a_0_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_2 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_2 = simd.splat_f32s(0.0);
                                     let total = nrows + 3 - 1;
                                     let first_steady = if steady.is_empty() {
                                         total
@@ -2465,6 +2409,57 @@ impl Block3 {
                                         steady.start
                                     };
                                     let mut n = 0;
+                                    let above = (1 as usize).saturating_sub(oy0 * 1);
+                                    let below = (h + 1)
+                                        .saturating_sub((oy0 + nrows) * 1)
+                                        .min(2);
+                                    let peel = steady.start == 2 && steady.end == nrows
+                                        && nrows > 2 && (false || above == 1)
+                                        && (false || below == 1);
+                                    if peel {
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        {
+                                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        n = 2;
+                                    }
                                     while n < total {
                                         if n == first_steady {
                                             let iy0 = (oy0 + n) * 1 - 1;
@@ -2475,7 +2470,7 @@ impl Block3 {
                                                     let rows = step_rows.row::<0>();
                                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                     let x_l = simd.splat_f32s(0.0);
-                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
                                                     let x_m1 = rows
                                                         .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                                     let x_0 = x;
@@ -2491,6 +2486,266 @@ impl Block3 {
                                                     a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
                                                     let x = rows.vec::<S, 1, 0, 0>(simd, cols);
                                                     let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                let mut v = a_1_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<1>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                a_1_0_2 = a_1_0_1;
+                                                a_1_0_1 = a_1_0_0;
+                                                n += 1;
+                                            }
+                                            if peel {
+                                                {
+                                                    let n = nrows + 0;
+                                                    {
+                                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                        let x_l = simd.splat_f32s(0.0);
+                                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                        let x_l = simd.splat_f32s(0.0);
+                                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                    }
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    let mut v = a_1_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<1>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                    a_1_0_2 = a_1_0_1;
+                                                    a_1_0_1 = a_1_0_0;
+                                                }
+                                                {
+                                                    let n = nrows + 1;
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    let mut v = a_1_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<1>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                    a_1_0_2 = a_1_0_1;
+                                                    a_1_0_1 = a_1_0_0;
+                                                }
+                                                n = total;
+                                            }
+                                            continue;
+                                        }
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        {
+                                            let rows = src
+                                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            if n >= 0 && n - 0 < nrows {
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            }
+                                            if n >= 1 && n - 1 < nrows {
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            }
+                                            if n >= 2 && n - 2 < nrows {
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                            }
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            if n >= 0 && n - 0 < nrows {
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            }
+                                            if n >= 1 && n - 1 < nrows {
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            }
+                                            if n >= 2 && n - 2 < nrows {
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                            }
+                                        }
+                                        if n + 1 >= 3 {
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            let mut v = a_1_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<1>(simd, n + 1 - 3, v);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        n += 1;
+                                    }
+                                }
+                                let ox = lanes;
+                                {
+                                    let len = (wo - ox).min(lanes);
+                                    let cols = &::conv_runtime::__private::InCols::new(
+                                        simd,
+                                        1 * ox,
+                                        w,
+                                    );
+                                    let mut st = out
+                                        .col_stores::<S, 2>(simd, ox, wo, len, nrows);
+                                    let mut a_0_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_2 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_1_0_2 = simd.splat_f32s(0.0);
+                                    let total = nrows + 3 - 1;
+                                    let first_steady = if steady.is_empty() {
+                                        total
+                                    } else {
+                                        steady.start
+                                    };
+                                    let mut n = 0;
+                                    let above = (1 as usize).saturating_sub(oy0 * 1);
+                                    let below = (h + 1)
+                                        .saturating_sub((oy0 + nrows) * 1)
+                                        .min(2);
+                                    let peel = steady.start == 2 && steady.end == nrows
+                                        && nrows > 2 && (false || above == 1)
+                                        && (false || below == 1);
+                                    if peel {
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        {
+                                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        n = 2;
+                                    }
+                                    while n < total {
+                                        if n == first_steady {
+                                            let iy0 = (oy0 + n) * 1 - 1;
+                                            for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                                a_0_0_0 = bias_0[0];
+                                                a_1_0_0 = bias_1[0];
+                                                {
+                                                    let rows = step_rows.row::<0>();
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
                                                     let x_r = simd.splat_f32s(0.0);
                                                     let x_m1 = rows
                                                         .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
@@ -2520,6 +2775,68 @@ impl Block3 {
                                                 a_1_0_1 = a_1_0_0;
                                                 n += 1;
                                             }
+                                            if peel {
+                                                {
+                                                    let n = nrows + 0;
+                                                    {
+                                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                        let x_r = simd.splat_f32s(0.0);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                                        let x_r = simd.splat_f32s(0.0);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                                    }
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    let mut v = a_1_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<1>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                    a_1_0_2 = a_1_0_1;
+                                                    a_1_0_1 = a_1_0_0;
+                                                }
+                                                {
+                                                    let n = nrows + 1;
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    let mut v = a_1_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<1>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                    a_1_0_2 = a_1_0_1;
+                                                    a_1_0_1 = a_1_0_0;
+                                                }
+                                                n = total;
+                                            }
                                             continue;
                                         }
                                         a_0_0_0 = bias_0[0];
@@ -2528,7 +2845,7 @@ impl Block3 {
                                             let rows = src
                                                 .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
                                             let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                             let x_r = simd.splat_f32s(0.0);
                                             let x_m1 = rows
                                                 .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
@@ -2550,7 +2867,7 @@ impl Block3 {
                                                 a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
                                             }
                                             let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
                                             let x_r = simd.splat_f32s(0.0);
                                             let x_m1 = rows
                                                 .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
@@ -2589,935 +2906,6 @@ impl Block3 {
                                         n += 1;
                                     }
                                 }
-                            } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
-                                let ox = 0;
-                                {
-                                    let len = (wo - ox).min(lanes);
-                                    let cols = &::conv_runtime::__private::InCols::new(
-                                        simd,
-                                        1 * ox,
-                                        w,
-                                    );
-                                    let mut st = out
-                                        .col_stores::<S, 2>(simd, ox, wo, len, nrows);
-                                    let mut a_0_0_0 = simd.splat_f32s(0.0);
-                                    let mut a_0_0_1 = simd.splat_f32s(0.0);
-                                    let mut a_0_0_2 = simd.splat_f32s(0.0);
-                                    let mut a_1_0_0 = simd.splat_f32s(0.0);
-                                    let mut a_1_0_1 = simd.splat_f32s(0.0);
-                                    let mut a_1_0_2 = simd.splat_f32s(0.0);
-                                    let above = (1 as usize).saturating_sub(oy0 * 1);
-                                    let below = (h + 1)
-                                        .saturating_sub((oy0 + nrows) * 1)
-                                        .min(2);
-                                    if steady.start == 2 && steady.end == nrows && nrows > 2
-                                        && (false || above == 1 || above == 0)
-                                        && (false || below == 1 || below == 2)
-                                    {
-                                        if above == 1 {
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                        } else {
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                        }
-                                        let mut n = 2;
-                                        for step_rows in src
-                                            .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
-                                        {
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = step_rows.row::<0>();
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                            }
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            let mut v = a_1_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<1>(simd, n + 1 - 3, v);
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                            n += 1;
-                                        }
-                                        if below == 1 {
-                                            {
-                                                let n = nrows + 0;
-                                                {
-                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = simd.splat_f32s(0.0);
-                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                    let x_l = simd.splat_f32s(0.0);
-                                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                let mut v = a_1_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<1>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                                a_1_0_2 = a_1_0_1;
-                                                a_1_0_1 = a_1_0_0;
-                                            }
-                                            {
-                                                let n = nrows + 1;
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                let mut v = a_1_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<1>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                                a_1_0_2 = a_1_0_1;
-                                                a_1_0_1 = a_1_0_0;
-                                            }
-                                        } else {
-                                            {
-                                                let n = nrows + 0;
-                                                {
-                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = simd.splat_f32s(0.0);
-                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                    let x_l = simd.splat_f32s(0.0);
-                                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                let mut v = a_1_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<1>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                                a_1_0_2 = a_1_0_1;
-                                                a_1_0_1 = a_1_0_0;
-                                            }
-                                            {
-                                                let n = nrows + 1;
-                                                {
-                                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = simd.splat_f32s(0.0);
-                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                    let x_l = simd.splat_f32s(0.0);
-                                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                let mut v = a_1_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<1>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                                a_1_0_2 = a_1_0_1;
-                                                a_1_0_1 = a_1_0_0;
-                                            }
-                                        }
-                                    } else {
-                                        let total = nrows + 3 - 1;
-                                        let first_steady = if steady.is_empty() {
-                                            total
-                                        } else {
-                                            steady.start
-                                        };
-                                        let mut n = 0;
-                                        while n < total {
-                                            if n == first_steady {
-                                                let iy0 = (oy0 + n) * 1 - 1;
-                                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
-                                                    a_0_0_0 = bias_0[0];
-                                                    a_1_0_0 = bias_1[0];
-                                                    {
-                                                        let rows = step_rows.row::<0>();
-                                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                        let x_l = simd.splat_f32s(0.0);
-                                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                        let x_m1 = rows
-                                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                        let x_0 = x;
-                                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                        let x_l = simd.splat_f32s(0.0);
-                                                        let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                        let x_m1 = rows
-                                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                        let x_0 = x;
-                                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                                    }
-                                                    let mut v = a_0_0_2;
-                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                    st.st::<0>(simd, n + 1 - 3, v);
-                                                    let mut v = a_1_0_2;
-                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                    st.st::<1>(simd, n + 1 - 3, v);
-                                                    a_0_0_2 = a_0_0_1;
-                                                    a_0_0_1 = a_0_0_0;
-                                                    a_1_0_2 = a_1_0_1;
-                                                    a_1_0_1 = a_1_0_0;
-                                                    n += 1;
-                                                }
-                                                continue;
-                                            }
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = src
-                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                if n >= 0 && n - 0 < nrows {
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                }
-                                                if n >= 1 && n - 1 < nrows {
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                }
-                                                if n >= 2 && n - 2 < nrows {
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                }
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                if n >= 0 && n - 0 < nrows {
-                                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                                }
-                                                if n >= 1 && n - 1 < nrows {
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                }
-                                                if n >= 2 && n - 2 < nrows {
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                                }
-                                            }
-                                            if n + 1 >= 3 {
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                let mut v = a_1_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<1>(simd, n + 1 - 3, v);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                            n += 1;
-                                        }
-                                    }
-                                }
-                                let ox = lanes;
-                                {
-                                    let len = (wo - ox).min(lanes);
-                                    let cols = &::conv_runtime::__private::InCols::new(
-                                        simd,
-                                        1 * ox,
-                                        w,
-                                    );
-                                    let mut st = out
-                                        .col_stores::<S, 2>(simd, ox, wo, len, nrows);
-                                    let mut a_0_0_0 = simd.splat_f32s(0.0);
-                                    let mut a_0_0_1 = simd.splat_f32s(0.0);
-                                    let mut a_0_0_2 = simd.splat_f32s(0.0);
-                                    let mut a_1_0_0 = simd.splat_f32s(0.0);
-                                    let mut a_1_0_1 = simd.splat_f32s(0.0);
-                                    let mut a_1_0_2 = simd.splat_f32s(0.0);
-                                    let above = (1 as usize).saturating_sub(oy0 * 1);
-                                    let below = (h + 1)
-                                        .saturating_sub((oy0 + nrows) * 1)
-                                        .min(2);
-                                    if steady.start == 2 && steady.end == nrows && nrows > 2
-                                        && (false || above == 1 || above == 0)
-                                        && (false || below == 1 || below == 2)
-                                    {
-                                        if above == 1 {
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                        } else {
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                        }
-                                        let mut n = 2;
-                                        for step_rows in src
-                                            .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
-                                        {
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = step_rows.row::<0>();
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                            }
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            let mut v = a_1_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<1>(simd, n + 1 - 3, v);
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                            n += 1;
-                                        }
-                                        if below == 1 {
-                                            {
-                                                let n = nrows + 0;
-                                                {
-                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                    let x_r = simd.splat_f32s(0.0);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                    let x_r = simd.splat_f32s(0.0);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                let mut v = a_1_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<1>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                                a_1_0_2 = a_1_0_1;
-                                                a_1_0_1 = a_1_0_0;
-                                            }
-                                            {
-                                                let n = nrows + 1;
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                let mut v = a_1_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<1>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                                a_1_0_2 = a_1_0_1;
-                                                a_1_0_1 = a_1_0_0;
-                                            }
-                                        } else {
-                                            {
-                                                let n = nrows + 0;
-                                                {
-                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                    let x_r = simd.splat_f32s(0.0);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                    let x_r = simd.splat_f32s(0.0);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                let mut v = a_1_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<1>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                                a_1_0_2 = a_1_0_1;
-                                                a_1_0_1 = a_1_0_0;
-                                            }
-                                            {
-                                                let n = nrows + 1;
-                                                {
-                                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                    let x_r = simd.splat_f32s(0.0);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                    let x_r = simd.splat_f32s(0.0);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                let mut v = a_1_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<1>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                                a_1_0_2 = a_1_0_1;
-                                                a_1_0_1 = a_1_0_0;
-                                            }
-                                        }
-                                    } else {
-                                        let total = nrows + 3 - 1;
-                                        let first_steady = if steady.is_empty() {
-                                            total
-                                        } else {
-                                            steady.start
-                                        };
-                                        let mut n = 0;
-                                        while n < total {
-                                            if n == first_steady {
-                                                let iy0 = (oy0 + n) * 1 - 1;
-                                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
-                                                    a_0_0_0 = bias_0[0];
-                                                    a_1_0_0 = bias_1[0];
-                                                    {
-                                                        let rows = step_rows.row::<0>();
-                                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                        let x_r = simd.splat_f32s(0.0);
-                                                        let x_m1 = rows
-                                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                        let x_0 = x;
-                                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                        a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                        let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                        let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                        let x_r = simd.splat_f32s(0.0);
-                                                        let x_m1 = rows
-                                                            .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                        let x_0 = x;
-                                                        let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                                        a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                        a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                        a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                        a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                        a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                        a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                                    }
-                                                    let mut v = a_0_0_2;
-                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                    st.st::<0>(simd, n + 1 - 3, v);
-                                                    let mut v = a_1_0_2;
-                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                    st.st::<1>(simd, n + 1 - 3, v);
-                                                    a_0_0_2 = a_0_0_1;
-                                                    a_0_0_1 = a_0_0_0;
-                                                    a_1_0_2 = a_1_0_1;
-                                                    a_1_0_1 = a_1_0_0;
-                                                    n += 1;
-                                                }
-                                                continue;
-                                            }
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = src
-                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                if n >= 0 && n - 0 < nrows {
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                }
-                                                if n >= 1 && n - 1 < nrows {
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                }
-                                                if n >= 2 && n - 2 < nrows {
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                }
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                if n >= 0 && n - 0 < nrows {
-                                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                                }
-                                                if n >= 1 && n - 1 < nrows {
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                }
-                                                if n >= 2 && n - 2 < nrows {
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                                }
-                                            }
-                                            if n + 1 >= 3 {
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                let mut v = a_1_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<1>(simd, n + 1 - 3, v);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                            n += 1;
-                                        }
-                                    }
-                                }
                             } else {
                                 let mut ox = 0;
                                 while ox < wo {
@@ -3535,182 +2923,72 @@ impl Block3 {
                                     let mut a_1_0_0 = simd.splat_f32s(0.0);
                                     let mut a_1_0_1 = simd.splat_f32s(0.0);
                                     let mut a_1_0_2 = simd.splat_f32s(0.0);
+                                    let total = nrows + 3 - 1;
+                                    let first_steady = if steady.is_empty() {
+                                        total
+                                    } else {
+                                        steady.start
+                                    };
+                                    let mut n = 0;
                                     let above = (1 as usize).saturating_sub(oy0 * 1);
                                     let below = (h + 1)
                                         .saturating_sub((oy0 + nrows) * 1)
                                         .min(2);
-                                    if steady.start == 2 && steady.end == nrows && nrows > 2
-                                        && (false || above == 1 || above == 0)
-                                        && (false || below == 1 || below == 2)
-                                    {
-                                        if above == 1 {
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                        } else {
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                        }
-                                        let mut n = 2;
-                                        for step_rows in src
-                                            .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                                    let peel = steady.start == 2 && steady.end == nrows
+                                        && nrows > 2 && (false || above == 1)
+                                        && (false || below == 1);
+                                    if peel {
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
                                         {
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = step_rows.row::<0>();
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                            }
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            let mut v = a_1_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<1>(simd, n + 1 - 3, v);
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                            n += 1;
+                                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                            let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                            a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                            a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
                                         }
-                                        if below == 1 {
-                                            {
-                                                let n = nrows + 0;
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        n = 2;
+                                    }
+                                    while n < total {
+                                        if n == first_steady {
+                                            let iy0 = (oy0 + n) * 1 - 1;
+                                            for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                                a_0_0_0 = bias_0[0];
+                                                a_1_0_0 = bias_1[0];
                                                 {
-                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let rows = step_rows.row::<0>();
                                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                     let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                                     let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -3718,6 +2996,9 @@ impl Block3 {
                                                         .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                                     let x_0 = x;
                                                     let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
                                                     a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                                                     a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                                                     a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
@@ -3731,6 +3012,9 @@ impl Block3 {
                                                         .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
                                                     let x_0 = x;
                                                     let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
                                                     a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
                                                     a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
                                                     a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
@@ -3750,122 +3034,13 @@ impl Block3 {
                                                 a_0_0_1 = a_0_0_0;
                                                 a_1_0_2 = a_1_0_1;
                                                 a_1_0_1 = a_1_0_0;
+                                                n += 1;
                                             }
-                                            {
-                                                let n = nrows + 1;
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                let mut v = a_1_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<1>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                                a_1_0_2 = a_1_0_1;
-                                                a_1_0_1 = a_1_0_0;
-                                            }
-                                        } else {
-                                            {
-                                                let n = nrows + 0;
+                                            if peel {
                                                 {
-                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                let mut v = a_1_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<1>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                                a_1_0_2 = a_1_0_1;
-                                                a_1_0_1 = a_1_0_0;
-                                            }
-                                            {
-                                                let n = nrows + 1;
-                                                {
-                                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                    let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                    let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                let mut v = a_1_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<1>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                                a_1_0_2 = a_1_0_1;
-                                                a_1_0_1 = a_1_0_0;
-                                            }
-                                        }
-                                    } else {
-                                        let total = nrows + 3 - 1;
-                                        let first_steady = if steady.is_empty() {
-                                            total
-                                        } else {
-                                            steady.start
-                                        };
-                                        let mut n = 0;
-                                        while n < total {
-                                            if n == first_steady {
-                                                let iy0 = (oy0 + n) * 1 - 1;
-                                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
-                                                    a_0_0_0 = bias_0[0];
-                                                    a_1_0_0 = bias_1[0];
+                                                    let n = nrows + 0;
                                                     {
-                                                        let rows = step_rows.row::<0>();
+                                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
                                                         let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                         let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                                         let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -3873,9 +3048,6 @@ impl Block3 {
                                                             .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                                         let x_0 = x;
                                                         let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
                                                         a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                                                         a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                                                         a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
@@ -3889,9 +3061,6 @@ impl Block3 {
                                                             .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
                                                         let x_0 = x;
                                                         let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                        a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                        a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                        a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
                                                         a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
                                                         a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
                                                         a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
@@ -3911,76 +3080,91 @@ impl Block3 {
                                                     a_0_0_1 = a_0_0_0;
                                                     a_1_0_2 = a_1_0_1;
                                                     a_1_0_1 = a_1_0_0;
-                                                    n += 1;
                                                 }
-                                                continue;
+                                                {
+                                                    let n = nrows + 1;
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    let mut v = a_1_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<1>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                    a_1_0_2 = a_1_0_1;
+                                                    a_1_0_1 = a_1_0_0;
+                                                }
+                                                n = total;
                                             }
-                                            a_0_0_0 = bias_0[0];
-                                            a_1_0_0 = bias_1[0];
-                                            {
-                                                let rows = src
-                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                if n >= 0 && n - 0 < nrows {
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                }
-                                                if n >= 1 && n - 1 < nrows {
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                }
-                                                if n >= 2 && n - 2 < nrows {
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
-                                                }
-                                                let x = rows.vec::<S, 1, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
-                                                if n >= 0 && n - 0 < nrows {
-                                                    a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
-                                                    a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
-                                                    a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
-                                                }
-                                                if n >= 1 && n - 1 < nrows {
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
-                                                    a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
-                                                }
-                                                if n >= 2 && n - 2 < nrows {
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
-                                                    a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
-                                                }
-                                            }
-                                            if n + 1 >= 3 {
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                let mut v = a_1_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<1>(simd, n + 1 - 3, v);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_1_0_2 = a_1_0_1;
-                                            a_1_0_1 = a_1_0_0;
-                                            n += 1;
+                                            continue;
                                         }
+                                        a_0_0_0 = bias_0[0];
+                                        a_1_0_0 = bias_1[0];
+                                        {
+                                            let rows = src
+                                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            if n >= 0 && n - 0 < nrows {
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            }
+                                            if n >= 1 && n - 1 < nrows {
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            }
+                                            if n >= 2 && n - 2 < nrows {
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_p1, wv_0[8], a_0_0_2);
+                                            }
+                                            let x = rows.vec::<S, 1, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 1, 0, { -1 }>(simd, cols);
+                                            let x_r = rows.vec::<S, 1, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 1, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 1, 0, 1>(simd, cols, x, x_r);
+                                            if n >= 0 && n - 0 < nrows {
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_m1, wv_1[0], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_0, wv_1[1], a_1_0_0);
+                                                a_1_0_0 = simd.mul_add_e_f32s(x_p1, wv_1[2], a_1_0_0);
+                                            }
+                                            if n >= 1 && n - 1 < nrows {
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_m1, wv_1[3], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_0, wv_1[4], a_1_0_1);
+                                                a_1_0_1 = simd.mul_add_e_f32s(x_p1, wv_1[5], a_1_0_1);
+                                            }
+                                            if n >= 2 && n - 2 < nrows {
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_m1, wv_1[6], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_0, wv_1[7], a_1_0_2);
+                                                a_1_0_2 = simd.mul_add_e_f32s(x_p1, wv_1[8], a_1_0_2);
+                                            }
+                                        }
+                                        if n + 1 >= 3 {
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            let mut v = a_1_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<1>(simd, n + 1 - 3, v);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_1_0_2 = a_1_0_1;
+                                        a_1_0_1 = a_1_0_0;
+                                        n += 1;
                                     }
                                     ox += lanes;
                                 }
@@ -5690,195 +4874,170 @@ impl Block3 {
                                 let mut a_0_0_0 = simd.splat_f32s(0.0);
                                 let mut a_0_0_1 = simd.splat_f32s(0.0);
                                 let mut a_0_0_2 = simd.splat_f32s(0.0);
+                                let total = nrows + 3 - 1;
+                                let first_steady = if steady.is_empty() {
+                                    total
+                                } else {
+                                    steady.start
+                                };
+                                let mut n = 0;
                                 let above = (1 as usize).saturating_sub(oy0 * 1);
                                 let below = (h + 1)
                                     .saturating_sub((oy0 + nrows) * 1)
                                     .min(2);
-                                if steady.start == 2 && steady.end == nrows && nrows > 2
-                                    && (false || above == 1 || above == 0)
-                                    && (false || below == 1 || below == 2)
-                                {
-                                    if above == 1 {
-                                        a_0_0_0 = bias_0[0];
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        a_0_0_0 = bias_0[0];
-                                        {
-                                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                        }
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                    } else {
-                                        a_0_0_0 = bias_0[0];
-                                        {
-                                            let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                        }
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        a_0_0_0 = bias_0[0];
-                                        {
-                                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                        }
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                    }
-                                    let mut n = 2;
-                                    for step_rows in src
-                                        .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                                let peel = steady.start == 2 && steady.end == nrows
+                                    && nrows > 2 && (false || above == 1)
+                                    && (false || below == 1);
+                                if peel {
+                                    a_0_0_0 = bias_0[0];
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    a_0_0_0 = bias_0[0];
                                     {
-                                        a_0_0_0 = bias_0[0];
-                                        {
-                                            let rows = step_rows.row::<0>();
-                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
-                                            let x_r = simd.splat_f32s(0.0);
-                                            let x_m1 = rows
-                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                            let x_0 = x;
-                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                    }
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    n = 2;
+                                }
+                                while n < total {
+                                    if n == first_steady {
+                                        let iy0 = (oy0 + n) * 1 - 1;
+                                        for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                            a_0_0_0 = bias_0[0];
+                                            {
+                                                let rows = step_rows.row::<0>();
+                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                let x_l = simd.splat_f32s(0.0);
+                                                let x_r = simd.splat_f32s(0.0);
+                                                let x_m1 = rows
+                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                let x_0 = x;
+                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd
+                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                            }
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                            a_0_0_2 = a_0_0_1;
+                                            a_0_0_1 = a_0_0_0;
+                                            n += 1;
+                                        }
+                                        if peel {
+                                            {
+                                                let n = nrows + 0;
+                                                {
+                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = simd.splat_f32s(0.0);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                            }
+                                            {
+                                                let n = nrows + 1;
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                            }
+                                            n = total;
+                                        }
+                                        continue;
+                                    }
+                                    a_0_0_0 = bias_0[0];
+                                    {
+                                        let rows = src
+                                            .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                        let x_l = simd.splat_f32s(0.0);
+                                        let x_r = simd.splat_f32s(0.0);
+                                        let x_m1 = rows
+                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                        let x_0 = x;
+                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                        if n >= 0 && n - 0 < nrows {
                                             a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
                                             a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
                                             a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                        }
+                                        if n >= 1 && n - 1 < nrows {
                                             a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                                             a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                                             a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        }
+                                        if n >= 2 && n - 2 < nrows {
                                             a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
                                             a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
                                             a_0_0_2 = simd
                                                 .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
                                         }
+                                    }
+                                    if n + 1 >= 3 {
                                         let mut v = a_0_0_2;
                                         v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
                                         v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
                                         st.st::<0>(simd, n + 1 - 3, v);
-                                        a_0_0_2 = a_0_0_1;
-                                        a_0_0_1 = a_0_0_0;
-                                        n += 1;
                                     }
-                                    if below == 1 {
-                                        {
-                                            let n = nrows + 0;
-                                            {
-                                                let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                a_0_0_2 = simd
-                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                            }
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                        }
-                                        {
-                                            let n = nrows + 1;
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                        }
-                                    } else {
-                                        {
-                                            let n = nrows + 0;
-                                            {
-                                                let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                a_0_0_2 = simd
-                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                            }
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                        }
-                                        {
-                                            let n = nrows + 1;
-                                            {
-                                                let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                a_0_0_2 = simd
-                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                            }
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                        }
-                                    }
-                                } else {
+                                    a_0_0_2 = a_0_0_1;
+                                    a_0_0_1 = a_0_0_0;
+                                    n += 1;
+                                }
+                            } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
+                                let ox = 0;
+                                {
+                                    let len = (wo - ox).min(lanes);
+                                    let cols = &::conv_runtime::__private::InCols::new(
+                                        simd,
+                                        1 * ox,
+                                        w,
+                                    );
+                                    let mut st = out
+                                        .col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                                    let mut a_0_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_2 = simd.splat_f32s(0.0);
                                     let total = nrows + 3 - 1;
                                     let first_steady = if steady.is_empty() {
                                         total
@@ -5886,6 +5045,38 @@ impl Block3 {
                                         steady.start
                                     };
                                     let mut n = 0;
+                                    let above = (1 as usize).saturating_sub(oy0 * 1);
+                                    let below = (h + 1)
+                                        .saturating_sub((oy0 + nrows) * 1)
+                                        .min(2);
+                                    let peel = steady.start == 2 && steady.end == nrows
+                                        && nrows > 2 && (false || above == 1)
+                                        && (false || below == 1);
+                                    if peel {
+                                        a_0_0_0 = bias_0[0];
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_0_0_0 = bias_0[0];
+                                        {
+                                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        n = 2;
+                                    }
                                     while n < total {
                                         if n == first_steady {
                                             let iy0 = (oy0 + n) * 1 - 1;
@@ -5895,6 +5086,170 @@ impl Block3 {
                                                     let rows = step_rows.row::<0>();
                                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                     let x_l = simd.splat_f32s(0.0);
+                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                    let x_m1 = rows
+                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                    let x_0 = x;
+                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                    a_0_0_2 = simd
+                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                }
+                                                let mut v = a_0_0_2;
+                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                st.st::<0>(simd, n + 1 - 3, v);
+                                                a_0_0_2 = a_0_0_1;
+                                                a_0_0_1 = a_0_0_0;
+                                                n += 1;
+                                            }
+                                            if peel {
+                                                {
+                                                    let n = nrows + 0;
+                                                    {
+                                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                        let x_l = simd.splat_f32s(0.0);
+                                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                        a_0_0_2 = simd
+                                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                    }
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                }
+                                                {
+                                                    let n = nrows + 1;
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                }
+                                                n = total;
+                                            }
+                                            continue;
+                                        }
+                                        a_0_0_0 = bias_0[0];
+                                        {
+                                            let rows = src
+                                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            if n >= 0 && n - 0 < nrows {
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            }
+                                            if n >= 1 && n - 1 < nrows {
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            }
+                                            if n >= 2 && n - 2 < nrows {
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd
+                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                            }
+                                        }
+                                        if n + 1 >= 3 {
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        n += 1;
+                                    }
+                                }
+                                let ox = lanes;
+                                {
+                                    let len = (wo - ox).min(lanes);
+                                    let cols = &::conv_runtime::__private::InCols::new(
+                                        simd,
+                                        1 * ox,
+                                        w,
+                                    );
+                                    let mut st = out
+                                        .col_stores::<S, 1>(simd, ox, wo, len, nrows);
+                                    let mut a_0_0_0 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_1 = simd.splat_f32s(0.0);
+                                    let mut a_0_0_2 = simd.splat_f32s(0.0);
+                                    let total = nrows + 3 - 1;
+                                    let first_steady = if steady.is_empty() {
+                                        total
+                                    } else {
+                                        steady.start
+                                    };
+                                    let mut n = 0;
+                                    let above = (1 as usize).saturating_sub(oy0 * 1);
+                                    let below = (h + 1)
+                                        .saturating_sub((oy0 + nrows) * 1)
+                                        .min(2);
+                                    let peel = steady.start == 2 && steady.end == nrows
+                                        && nrows > 2 && (false || above == 1)
+                                        && (false || below == 1);
+                                    if peel {
+                                        a_0_0_0 = bias_0[0];
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_0_0_0 = bias_0[0];
+                                        {
+                                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                            let x_r = simd.splat_f32s(0.0);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        n = 2;
+                                    }
+                                    while n < total {
+                                        if n == first_steady {
+                                            let iy0 = (oy0 + n) * 1 - 1;
+                                            for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                                a_0_0_0 = bias_0[0];
+                                                {
+                                                    let rows = step_rows.row::<0>();
+                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                                     let x_r = simd.splat_f32s(0.0);
                                                     let x_m1 = rows
                                                         .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
@@ -5919,6 +5274,44 @@ impl Block3 {
                                                 a_0_0_1 = a_0_0_0;
                                                 n += 1;
                                             }
+                                            if peel {
+                                                {
+                                                    let n = nrows + 0;
+                                                    {
+                                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                                        let x_r = simd.splat_f32s(0.0);
+                                                        let x_m1 = rows
+                                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                                        let x_0 = x;
+                                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                        a_0_0_2 = simd
+                                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                                    }
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                }
+                                                {
+                                                    let n = nrows + 1;
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                }
+                                                n = total;
+                                            }
                                             continue;
                                         }
                                         a_0_0_0 = bias_0[0];
@@ -5926,7 +5319,7 @@ impl Block3 {
                                             let rows = src
                                                 .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
                                             let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                            let x_l = simd.splat_f32s(0.0);
+                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                             let x_r = simd.splat_f32s(0.0);
                                             let x_m1 = rows
                                                 .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
@@ -5960,575 +5353,6 @@ impl Block3 {
                                         n += 1;
                                     }
                                 }
-                            } else if w <= 2 * lanes && wo <= 2 * lanes && wo > lanes {
-                                let ox = 0;
-                                {
-                                    let len = (wo - ox).min(lanes);
-                                    let cols = &::conv_runtime::__private::InCols::new(
-                                        simd,
-                                        1 * ox,
-                                        w,
-                                    );
-                                    let mut st = out
-                                        .col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                                    let mut a_0_0_0 = simd.splat_f32s(0.0);
-                                    let mut a_0_0_1 = simd.splat_f32s(0.0);
-                                    let mut a_0_0_2 = simd.splat_f32s(0.0);
-                                    let above = (1 as usize).saturating_sub(oy0 * 1);
-                                    let below = (h + 1)
-                                        .saturating_sub((oy0 + nrows) * 1)
-                                        .min(2);
-                                    if steady.start == 2 && steady.end == nrows && nrows > 2
-                                        && (false || above == 1 || above == 0)
-                                        && (false || below == 1 || below == 2)
-                                    {
-                                        if above == 1 {
-                                            a_0_0_0 = bias_0[0];
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                        } else {
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                        }
-                                        let mut n = 2;
-                                        for step_rows in src
-                                            .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
-                                        {
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = step_rows.row::<0>();
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                a_0_0_2 = simd
-                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                            }
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            n += 1;
-                                        }
-                                        if below == 1 {
-                                            {
-                                                let n = nrows + 0;
-                                                {
-                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = simd.splat_f32s(0.0);
-                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd
-                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                            }
-                                            {
-                                                let n = nrows + 1;
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                            }
-                                        } else {
-                                            {
-                                                let n = nrows + 0;
-                                                {
-                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = simd.splat_f32s(0.0);
-                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd
-                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                            }
-                                            {
-                                                let n = nrows + 1;
-                                                {
-                                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = simd.splat_f32s(0.0);
-                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd
-                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                            }
-                                        }
-                                    } else {
-                                        let total = nrows + 3 - 1;
-                                        let first_steady = if steady.is_empty() {
-                                            total
-                                        } else {
-                                            steady.start
-                                        };
-                                        let mut n = 0;
-                                        while n < total {
-                                            if n == first_steady {
-                                                let iy0 = (oy0 + n) * 1 - 1;
-                                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
-                                                    a_0_0_0 = bias_0[0];
-                                                    {
-                                                        let rows = step_rows.row::<0>();
-                                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                        let x_l = simd.splat_f32s(0.0);
-                                                        let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                        let x_m1 = rows
-                                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                        let x_0 = x;
-                                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                        a_0_0_2 = simd
-                                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                                    }
-                                                    let mut v = a_0_0_2;
-                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                    st.st::<0>(simd, n + 1 - 3, v);
-                                                    a_0_0_2 = a_0_0_1;
-                                                    a_0_0_1 = a_0_0_0;
-                                                    n += 1;
-                                                }
-                                                continue;
-                                            }
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = src
-                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = simd.splat_f32s(0.0);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                if n >= 0 && n - 0 < nrows {
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                }
-                                                if n >= 1 && n - 1 < nrows {
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                }
-                                                if n >= 2 && n - 2 < nrows {
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd
-                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                                }
-                                            }
-                                            if n + 1 >= 3 {
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            n += 1;
-                                        }
-                                    }
-                                }
-                                let ox = lanes;
-                                {
-                                    let len = (wo - ox).min(lanes);
-                                    let cols = &::conv_runtime::__private::InCols::new(
-                                        simd,
-                                        1 * ox,
-                                        w,
-                                    );
-                                    let mut st = out
-                                        .col_stores::<S, 1>(simd, ox, wo, len, nrows);
-                                    let mut a_0_0_0 = simd.splat_f32s(0.0);
-                                    let mut a_0_0_1 = simd.splat_f32s(0.0);
-                                    let mut a_0_0_2 = simd.splat_f32s(0.0);
-                                    let above = (1 as usize).saturating_sub(oy0 * 1);
-                                    let below = (h + 1)
-                                        .saturating_sub((oy0 + nrows) * 1)
-                                        .min(2);
-                                    if steady.start == 2 && steady.end == nrows && nrows > 2
-                                        && (false || above == 1 || above == 0)
-                                        && (false || below == 1 || below == 2)
-                                    {
-                                        if above == 1 {
-                                            a_0_0_0 = bias_0[0];
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                        } else {
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                        }
-                                        let mut n = 2;
-                                        for step_rows in src
-                                            .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
-                                        {
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = step_rows.row::<0>();
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                a_0_0_2 = simd
-                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                            }
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            n += 1;
-                                        }
-                                        if below == 1 {
-                                            {
-                                                let n = nrows + 0;
-                                                {
-                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                    let x_r = simd.splat_f32s(0.0);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd
-                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                            }
-                                            {
-                                                let n = nrows + 1;
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                            }
-                                        } else {
-                                            {
-                                                let n = nrows + 0;
-                                                {
-                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                    let x_r = simd.splat_f32s(0.0);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd
-                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                            }
-                                            {
-                                                let n = nrows + 1;
-                                                {
-                                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                    let x_r = simd.splat_f32s(0.0);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd
-                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                            }
-                                        }
-                                    } else {
-                                        let total = nrows + 3 - 1;
-                                        let first_steady = if steady.is_empty() {
-                                            total
-                                        } else {
-                                            steady.start
-                                        };
-                                        let mut n = 0;
-                                        while n < total {
-                                            if n == first_steady {
-                                                let iy0 = (oy0 + n) * 1 - 1;
-                                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
-                                                    a_0_0_0 = bias_0[0];
-                                                    {
-                                                        let rows = step_rows.row::<0>();
-                                                        let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                        let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                        let x_r = simd.splat_f32s(0.0);
-                                                        let x_m1 = rows
-                                                            .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                        let x_0 = x;
-                                                        let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                        a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                        a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                        a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                        a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                        a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                        a_0_0_2 = simd
-                                                            .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                                    }
-                                                    let mut v = a_0_0_2;
-                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                    st.st::<0>(simd, n + 1 - 3, v);
-                                                    a_0_0_2 = a_0_0_1;
-                                                    a_0_0_1 = a_0_0_0;
-                                                    n += 1;
-                                                }
-                                                continue;
-                                            }
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = src
-                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = simd.splat_f32s(0.0);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                if n >= 0 && n - 0 < nrows {
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                }
-                                                if n >= 1 && n - 1 < nrows {
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                }
-                                                if n >= 2 && n - 2 < nrows {
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd
-                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                                }
-                                            }
-                                            if n + 1 >= 3 {
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            n += 1;
-                                        }
-                                    }
-                                }
                             } else {
                                 let mut ox = 0;
                                 while ox < wo {
@@ -6543,112 +5367,52 @@ impl Block3 {
                                     let mut a_0_0_0 = simd.splat_f32s(0.0);
                                     let mut a_0_0_1 = simd.splat_f32s(0.0);
                                     let mut a_0_0_2 = simd.splat_f32s(0.0);
+                                    let total = nrows + 3 - 1;
+                                    let first_steady = if steady.is_empty() {
+                                        total
+                                    } else {
+                                        steady.start
+                                    };
+                                    let mut n = 0;
                                     let above = (1 as usize).saturating_sub(oy0 * 1);
                                     let below = (h + 1)
                                         .saturating_sub((oy0 + nrows) * 1)
                                         .min(2);
-                                    if steady.start == 2 && steady.end == nrows && nrows > 2
-                                        && (false || above == 1 || above == 0)
-                                        && (false || below == 1 || below == 2)
-                                    {
-                                        if above == 1 {
-                                            a_0_0_0 = bias_0[0];
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                        } else {
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 0) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                        }
-                                        let mut n = 2;
-                                        for step_rows in src
-                                            .steps::<1>((oy0 + n) * 1 - 1, nrows - n)
+                                    let peel = steady.start == 2 && steady.end == nrows
+                                        && nrows > 2 && (false || above == 1)
+                                        && (false || below == 1);
+                                    if peel {
+                                        a_0_0_0 = bias_0[0];
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        a_0_0_0 = bias_0[0];
                                         {
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = step_rows.row::<0>();
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                a_0_0_2 = simd
-                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                            }
-                                            let mut v = a_0_0_2;
-                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                            st.st::<0>(simd, n + 1 - 3, v);
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            n += 1;
+                                            let rows = src.row_in((oy0 + 1) * 1 + 0 - 1);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                            a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                            a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
                                         }
-                                        if below == 1 {
-                                            {
-                                                let n = nrows + 0;
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        n = 2;
+                                    }
+                                    while n < total {
+                                        if n == first_steady {
+                                            let iy0 = (oy0 + n) * 1 - 1;
+                                            for step_rows in src.steps::<1>(iy0, steady.end - n) {
+                                                a_0_0_0 = bias_0[0];
                                                 {
-                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
+                                                    let rows = step_rows.row::<0>();
                                                     let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                     let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                                     let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -6656,6 +5420,9 @@ impl Block3 {
                                                         .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                                     let x_0 = x;
                                                     let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
                                                     a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                                                     a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                                                     a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
@@ -6670,82 +5437,13 @@ impl Block3 {
                                                 st.st::<0>(simd, n + 1 - 3, v);
                                                 a_0_0_2 = a_0_0_1;
                                                 a_0_0_1 = a_0_0_0;
+                                                n += 1;
                                             }
-                                            {
-                                                let n = nrows + 1;
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                            }
-                                        } else {
-                                            {
-                                                let n = nrows + 0;
+                                            if peel {
                                                 {
-                                                    let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd
-                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                            }
-                                            {
-                                                let n = nrows + 1;
-                                                {
-                                                    let rows = src.row_in((oy0 + nrows + 1) * 1 + 0 - 1);
-                                                    let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                    let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                    let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                    let x_m1 = rows
-                                                        .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                    let x_0 = x;
-                                                    let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd
-                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                                }
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                                a_0_0_2 = a_0_0_1;
-                                                a_0_0_1 = a_0_0_0;
-                                            }
-                                        }
-                                    } else {
-                                        let total = nrows + 3 - 1;
-                                        let first_steady = if steady.is_empty() {
-                                            total
-                                        } else {
-                                            steady.start
-                                        };
-                                        let mut n = 0;
-                                        while n < total {
-                                            if n == first_steady {
-                                                let iy0 = (oy0 + n) * 1 - 1;
-                                                for step_rows in src.steps::<1>(iy0, steady.end - n) {
-                                                    a_0_0_0 = bias_0[0];
+                                                    let n = nrows + 0;
                                                     {
-                                                        let rows = step_rows.row::<0>();
+                                                        let rows = src.row_in((oy0 + nrows + 0) * 1 + 0 - 1);
                                                         let x = rows.vec::<S, 0, 0, 0>(simd, cols);
                                                         let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
                                                         let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
@@ -6753,9 +5451,6 @@ impl Block3 {
                                                             .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
                                                         let x_0 = x;
                                                         let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                        a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
                                                         a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
                                                         a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
                                                         a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
@@ -6770,48 +5465,57 @@ impl Block3 {
                                                     st.st::<0>(simd, n + 1 - 3, v);
                                                     a_0_0_2 = a_0_0_1;
                                                     a_0_0_1 = a_0_0_0;
-                                                    n += 1;
                                                 }
-                                                continue;
+                                                {
+                                                    let n = nrows + 1;
+                                                    let mut v = a_0_0_2;
+                                                    v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                                    v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                                    st.st::<0>(simd, n + 1 - 3, v);
+                                                    a_0_0_2 = a_0_0_1;
+                                                    a_0_0_1 = a_0_0_0;
+                                                }
+                                                n = total;
                                             }
-                                            a_0_0_0 = bias_0[0];
-                                            {
-                                                let rows = src
-                                                    .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
-                                                let x = rows.vec::<S, 0, 0, 0>(simd, cols);
-                                                let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
-                                                let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
-                                                let x_m1 = rows
-                                                    .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
-                                                let x_0 = x;
-                                                let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
-                                                if n >= 0 && n - 0 < nrows {
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
-                                                    a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
-                                                }
-                                                if n >= 1 && n - 1 < nrows {
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
-                                                    a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
-                                                }
-                                                if n >= 2 && n - 2 < nrows {
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
-                                                    a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
-                                                    a_0_0_2 = simd
-                                                        .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
-                                                }
-                                            }
-                                            if n + 1 >= 3 {
-                                                let mut v = a_0_0_2;
-                                                v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
-                                                v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
-                                                st.st::<0>(simd, n + 1 - 3, v);
-                                            }
-                                            a_0_0_2 = a_0_0_1;
-                                            a_0_0_1 = a_0_0_0;
-                                            n += 1;
+                                            continue;
                                         }
+                                        a_0_0_0 = bias_0[0];
+                                        {
+                                            let rows = src
+                                                .row(((oy0 + n) * 1 + 0) as isize - 1 as isize);
+                                            let x = rows.vec::<S, 0, 0, 0>(simd, cols);
+                                            let x_l = rows.vec::<S, 0, 0, { -1 }>(simd, cols);
+                                            let x_r = rows.vec::<S, 0, 0, 1>(simd, cols);
+                                            let x_m1 = rows
+                                                .shifted::<S, 0, 0, { -1 }>(simd, cols, x, x_l);
+                                            let x_0 = x;
+                                            let x_p1 = rows.shifted::<S, 0, 0, 1>(simd, cols, x, x_r);
+                                            if n >= 0 && n - 0 < nrows {
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_m1, wv_0[0], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_0, wv_0[1], a_0_0_0);
+                                                a_0_0_0 = simd.mul_add_e_f32s(x_p1, wv_0[2], a_0_0_0);
+                                            }
+                                            if n >= 1 && n - 1 < nrows {
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_m1, wv_0[3], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_0, wv_0[4], a_0_0_1);
+                                                a_0_0_1 = simd.mul_add_e_f32s(x_p1, wv_0[5], a_0_0_1);
+                                            }
+                                            if n >= 2 && n - 2 < nrows {
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_m1, wv_0[6], a_0_0_2);
+                                                a_0_0_2 = simd.mul_add_e_f32s(x_0, wv_0[7], a_0_0_2);
+                                                a_0_0_2 = simd
+                                                    .mul_add_e_f32s(x_p1, simd.splat_f32s(wt_0[8]), a_0_0_2);
+                                            }
+                                        }
+                                        if n + 1 >= 3 {
+                                            let mut v = a_0_0_2;
+                                            v = ::conv_runtime::__private::clamp_min(simd, v, 0f32);
+                                            v = ::conv_runtime::__private::clamp_max(simd, v, 6f32);
+                                            st.st::<0>(simd, n + 1 - 3, v);
+                                        }
+                                        a_0_0_2 = a_0_0_1;
+                                        a_0_0_1 = a_0_0_0;
+                                        n += 1;
                                     }
                                     ox += lanes;
                                 }
