@@ -127,7 +127,7 @@ pub struct StreamPlan {
 
 /// The unrolled first and last steps of a streaming plan (see `codegen::direct::run_stream`),
 /// for spans that start at the plane's top and end at its bottom: one copy for the number of
-/// input rows above the first step's rows (`aboves`: the top padding) and one per number of
+/// input rows above the first step's rows (`above`: the top padding) and one per number of
 /// input rows from the first row the last step would load to the plane's end, counted up to
 /// the `(slots - 1) stride` rows those steps load (`belows`: one value per `h mod stride`). A
 /// span with other counts (one a thread split starts or ends inside the plane) runs those
@@ -135,8 +135,46 @@ pub struct StreamPlan {
 /// suite's build from about 13 to 21 minutes on the 2-core machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamEnds {
-    pub aboves: Vec<usize>,
+    pub above: usize,
     pub belows: Vec<usize>,
+}
+
+/// One unrolled end of a stream span: its first `slots - 1` steps with `Top(above)` input rows
+/// above the first step's, or its last `slots - 1` steps with `Bottom(below)` input rows from
+/// the first of them to the plane's end.
+#[derive(Clone, Copy, Debug)]
+pub enum End {
+    Top(usize),
+    Bottom(usize),
+}
+
+impl End {
+    /// Whether end step `i` loads its input row `r` (`i stride + q`, counted from the end's
+    /// first step's first row): it lies in the plane.
+    pub fn loads(self, r: usize) -> bool {
+        match self {
+            End::Top(above) => r >= above,
+            End::Bottom(below) => r < below,
+        }
+    }
+
+    /// Whether end step `i` adds into slot `k`: at the top the slots up to `i` hold rows of the
+    /// span, at the bottom those past `i`.
+    pub fn live(self, i: usize, k: usize) -> bool {
+        match self {
+            End::Top(_) => k <= i,
+            End::Bottom(_) => k > i,
+        }
+    }
+}
+
+/// The kernel rows `ky` that read input row `q` of a stream step, each with the slot `k` it
+/// adds into (the output row `k` steps back): `ky dilation - q = k stride`.
+pub fn stream_reads(spec: &Spec, q: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let (sh, dh) = (spec.stride_h, spec.dilation_h);
+    (0..spec.kernel_h)
+        .filter(move |ky| ky * dh >= q && (ky * dh - q) % sh == 0)
+        .map(move |ky| (ky, (ky * dh - q) / sh))
 }
 
 /// The ends a streaming plan of `units` units unrolls, or `None` when their copies would hold
@@ -145,7 +183,7 @@ pub struct StreamEnds {
 fn stream_ends(spec: &Spec, slots: usize, units: usize) -> Option<StreamEnds> {
     let (sh, dh, kh) = (spec.stride_h, spec.dilation_h, spec.kernel_h);
     let last = (slots - 1) * sh;
-    let aboves: Vec<usize> = [spec.pad_top].into_iter().filter(|&a| a <= last).collect();
+    let above = spec.pad_top;
     // A span ending at the last output row `ho - 1`: its last step would load from row `ho sh -
     // pad_top`, and `h - (ho sh - pad_top) = dh (kh - 1) + 1 - pad_bottom - sh + (h + pad_top +
     // pad_bottom - dh (kh - 1) - 1) mod sh`.
@@ -155,38 +193,25 @@ fn stream_ends(spec: &Spec, slots: usize, units: usize) -> Option<StreamEnds> {
         .collect();
     belows.sort_unstable();
     belows.dedup();
-    if aboves.is_empty() || belows.is_empty() {
+    if above > last || belows.is_empty() {
         return None;
     }
     // FMAs of one copy: per step, per input row it loads and per slot reading that row that is
     // live, a row of taps for each unit's output channels.
     let per_read = spec.kernel_w * units * spec.out_per_group();
-    let reads = |step: usize, rows: &dyn Fn(usize) -> bool, live: &dyn Fn(usize) -> bool| {
-        (0..sh)
-            .filter(|&q| rows(step * sh + q))
-            .flat_map(|q| {
-                (0..kh)
-                    .filter(move |ky| ky * dh >= q && (ky * dh - q) % sh == 0)
-                    .map(move |ky| (ky * dh - q) / sh)
+    let copy = |end: End| -> usize {
+        (0..slots - 1)
+            .map(|i| {
+                (0..sh)
+                    .filter(|&q| end.loads(i * sh + q))
+                    .flat_map(|q| stream_reads(spec, q))
+                    .filter(|&(_, k)| end.live(i, k))
+                    .count()
             })
-            .filter(|&k| live(k))
-            .count()
+            .sum()
     };
-    let fmas: usize = aboves
-        .iter()
-        .map(|&a| {
-            (0..slots - 1)
-                .map(|n| reads(n, &|r| r >= a, &|k| k <= n))
-                .sum::<usize>()
-        })
-        .chain(belows.iter().map(|&b| {
-            (0..slots - 1)
-                .map(|j| reads(j, &|r| r < b, &|k| k > j))
-                .sum::<usize>()
-        }))
-        .sum::<usize>()
-        * per_read;
-    (fmas <= MAX_UNROLLED_FMAS).then_some(StreamEnds { aboves, belows })
+    let reads = copy(End::Top(above)) + belows.iter().map(|&b| copy(End::Bottom(b))).sum::<usize>();
+    (reads * per_read <= MAX_UNROLLED_FMAS).then_some(StreamEnds { above, belows })
 }
 
 /// Pointwise (1x1, stride 1, no padding): per group a GEMM `out[oc][p] += w[oc][ic] * in[ic][p]`

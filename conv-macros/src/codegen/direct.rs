@@ -11,7 +11,9 @@ use quote::{format_ident, quote};
 use super::emit::{acc, activate, conv_fields, conv_fields_with, isize_lit, lit, rt};
 use super::winograd;
 use super::FamilyCode;
-use crate::plan::{flat_ic_step, in_place_taps, rows_in, DirectPlan, Plan, StreamPlan, Unroll};
+use crate::plan::{
+    flat_ic_step, in_place_taps, rows_in, stream_reads, DirectPlan, End, Plan, StreamPlan, Unroll,
+};
 use crate::spec::Spec;
 
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
@@ -203,7 +205,7 @@ pub fn stream_sweep(
     let rt = rt();
     let taps_at = in_place_taps(spec).expect("streaming plans read rows in place");
     let (g, m, slots) = (plan.units, spec.out_per_group(), plan.slots);
-    let (dh, taps) = (spec.dilation_h, spec.taps());
+    let taps = spec.taps();
     let (groups, cin, sw) = (lit(spec.groups), lit(spec.in_channels), lit(spec.stride_w));
     let (g_l, m_l, slots_l, gm_l, mtaps) = (lit(g), lit(m), lit(slots), lit(g * m), lit(m * taps));
     let (sh_l, pt_l) = (lit(spec.stride_h), lit(spec.pad_top));
@@ -269,12 +271,8 @@ pub fn stream_sweep(
         let mut body = TokenStream::new();
         for q in 0..sh {
             let Some(rows) = rows_of(q) else { continue };
-            let reads: Vec<(usize, usize, Option<TokenStream>)> = (0..spec.kernel_h)
-                .filter(|ky| ky * dh >= q && (ky * dh - q) % sh == 0)
-                .filter_map(|ky| {
-                    let k = (ky * dh - q) / sh;
-                    live(k).map(|cond| (ky, k, cond))
-                })
+            let reads: Vec<(usize, usize, Option<TokenStream>)> = stream_reads(spec, q)
+                .filter_map(|(ky, k)| live(k).map(|cond| (ky, k, cond)))
                 .collect();
             if reads.is_empty() {
                 continue;
@@ -366,45 +364,35 @@ pub fn stream_sweep(
     // input rows lie above the first step's (`above`) and from the last step's first row to
     // the plane's end (`below`, counted up to `b_max`), one copy for each count in the plan.
     let b_max = (slots - 1) * sh;
-    let prologue = |outside: Outside, above: usize| {
+    let end_steps = |outside: Outside, end: End| {
         let mut body = TokenStream::new();
-        for n in 0..slots - 1 {
-            let nl = lit(n);
+        for i in 0..slots - 1 {
+            let il = lit(i);
+            let step = match end {
+                End::Top(_) => quote!(oy0 + #il),
+                End::Bottom(_) => quote!(oy0 + nrows + #il),
+            };
             let fmas = step_with(
                 outside,
                 &|q| {
-                    (n * sh + q >= above).then(|| {
+                    end.loads(i * sh + q).then(|| {
                         let q = lit(q);
-                        quote!(src.row_in((oy0 + #nl) * #sh_l + #q - #pt_l))
+                        quote!(src.row_in((#step) * #sh_l + #q - #pt_l))
                     })
                 },
-                &|k| (k <= n).then_some(None),
+                &|k| end.live(i, k).then_some(None),
             );
-            body.extend(quote!(#start #fmas #shift));
-        }
-        body
-    };
-    let epilogue = |outside: Outside, below: usize| {
-        let mut body = TokenStream::new();
-        for j in 0..slots - 1 {
-            let jl = lit(j);
-            let fmas = step_with(
-                outside,
-                &|q| {
-                    (j * sh + q < below).then(|| {
-                        let q = lit(q);
-                        quote!(src.row_in((oy0 + nrows + #jl) * #sh_l + #q - #pt_l))
-                    })
+            // The first steps store nothing yet; each last step stores the row it completes.
+            body.extend(match end {
+                End::Top(_) => quote!(#start #fmas #shift),
+                End::Bottom(_) => quote! {
+                    {
+                        let n = nrows + #il;
+                        #fmas
+                        #stores
+                        #shift
+                    }
                 },
-                &|k| (k > j).then_some(None),
-            );
-            body.extend(quote! {
-                {
-                    let n = nrows + #jl;
-                    #fmas
-                    #stores
-                    #shift
-                }
             });
         }
         body
@@ -431,40 +419,36 @@ pub fn stream_sweep(
         let (peel_head, peel_tail) = match &plan.ends {
             None => (quote!(), quote!()),
             Some(ends) => {
-                let (aboves, belows) = (&ends.aboves, &ends.belows);
-                let (a_l, b_l) = (
-                    aboves.iter().map(|&a| lit(a)),
-                    belows.iter().map(|&b| lit(b)),
-                );
-                let (b_max_l, first_l) = (lit(b_max), lit(slots - 1));
-                let pro = pick(
-                    aboves.iter().map(|&a| (a, prologue(outside, a))).collect(),
-                    quote!(above),
-                );
+                let b_l = ends.belows.iter().map(|&b| lit(b));
+                let (a_l, b_max_l, first_l) = (lit(ends.above), lit(b_max), lit(slots - 1));
+                let pro = end_steps(outside, End::Top(ends.above));
                 let epi = pick(
-                    belows.iter().map(|&b| (b, epilogue(outside, b))).collect(),
+                    ends.belows
+                        .iter()
+                        .map(|&b| (b, end_steps(outside, End::Bottom(b))))
+                        .collect(),
                     quote!(below),
                 );
-                let head = quote! {
+                let peel_head = quote! {
                     let above = (#pt_l as usize).saturating_sub(oy0 * #sh_l);
                     let below = (h + #pt_l).saturating_sub((oy0 + nrows) * #sh_l).min(#b_max_l);
                     let peel = steady.start == #first_l
                         && steady.end == nrows
                         && nrows > #first_l
-                        && (false #(|| above == #a_l)*)
+                        && above == #a_l
                         && (false #(|| below == #b_l)*);
                     if peel {
                         #pro
                         n = #first_l;
                     }
                 };
-                let tail = quote! {
+                let peel_tail = quote! {
                     if peel {
                         #epi
                         n = total;
                     }
                 };
-                (head, tail)
+                (peel_head, peel_tail)
             }
         };
         // Every other step through the guarded body; the steady ones run in a loop of their

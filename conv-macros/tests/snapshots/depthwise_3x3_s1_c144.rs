@@ -1426,7 +1426,7 @@ impl Dw144 {
                     let above = (1 as usize).saturating_sub(oy0 * 1);
                     let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
                     let peel = steady.start == 2 && steady.end == nrows && nrows > 2
-                        && (false || above == 1) && (false || below == 1);
+                        && above == 1 && (false || below == 1);
                     if peel {
                         a_0_0_0 = bias_0[0];
                         a_1_0_0 = bias_1[0];
@@ -1666,7 +1666,7 @@ impl Dw144 {
                         let above = (1 as usize).saturating_sub(oy0 * 1);
                         let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
                         let peel = steady.start == 2 && steady.end == nrows && nrows > 2
-                            && (false || above == 1) && (false || below == 1);
+                            && above == 1 && (false || below == 1);
                         if peel {
                             a_0_0_0 = bias_0[0];
                             a_1_0_0 = bias_1[0];
@@ -1906,7 +1906,7 @@ impl Dw144 {
                         let above = (1 as usize).saturating_sub(oy0 * 1);
                         let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
                         let peel = steady.start == 2 && steady.end == nrows && nrows > 2
-                            && (false || above == 1) && (false || below == 1);
+                            && above == 1 && (false || below == 1);
                         if peel {
                             a_0_0_0 = bias_0[0];
                             a_1_0_0 = bias_1[0];
@@ -2147,7 +2147,7 @@ impl Dw144 {
                         let above = (1 as usize).saturating_sub(oy0 * 1);
                         let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
                         let peel = steady.start == 2 && steady.end == nrows && nrows > 2
-                            && (false || above == 1) && (false || below == 1);
+                            && above == 1 && (false || below == 1);
                         if peel {
                             a_0_0_0 = bias_0[0];
                             a_1_0_0 = bias_1[0];
@@ -3169,7 +3169,7 @@ impl Dw144 {
                     let above = (1 as usize).saturating_sub(oy0 * 1);
                     let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
                     let peel = steady.start == 2 && steady.end == nrows && nrows > 2
-                        && (false || above == 1) && (false || below == 1);
+                        && above == 1 && (false || below == 1);
                     if peel {
                         a_0_0_0 = bias_0[0];
                         a_0_0_2 = a_0_0_1;
@@ -3321,7 +3321,7 @@ impl Dw144 {
                         let above = (1 as usize).saturating_sub(oy0 * 1);
                         let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
                         let peel = steady.start == 2 && steady.end == nrows && nrows > 2
-                            && (false || above == 1) && (false || below == 1);
+                            && above == 1 && (false || below == 1);
                         if peel {
                             a_0_0_0 = bias_0[0];
                             a_0_0_2 = a_0_0_1;
@@ -3473,7 +3473,7 @@ impl Dw144 {
                         let above = (1 as usize).saturating_sub(oy0 * 1);
                         let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
                         let peel = steady.start == 2 && steady.end == nrows && nrows > 2
-                            && (false || above == 1) && (false || below == 1);
+                            && above == 1 && (false || below == 1);
                         if peel {
                             a_0_0_0 = bias_0[0];
                             a_0_0_2 = a_0_0_1;
@@ -3626,7 +3626,7 @@ impl Dw144 {
                         let above = (1 as usize).saturating_sub(oy0 * 1);
                         let below = (h + 1).saturating_sub((oy0 + nrows) * 1).min(2);
                         let peel = steady.start == 2 && steady.end == nrows && nrows > 2
-                            && (false || above == 1) && (false || below == 1);
+                            && above == 1 && (false || below == 1);
                         if peel {
                             a_0_0_0 = bias_0[0];
                             a_0_0_2 = a_0_0_1;

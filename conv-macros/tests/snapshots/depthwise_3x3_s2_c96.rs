@@ -816,7 +816,7 @@ impl Dw96S2 {
                     let above = (1 as usize).saturating_sub(oy0 * 2);
                     let below = (h + 1).saturating_sub((oy0 + nrows) * 2).min(2);
                     let peel = steady.start == 1 && steady.end == nrows && nrows > 1
-                        && (false || above == 1) && (false || below == 0 || below == 1);
+                        && above == 1 && (false || below == 0 || below == 1);
                     if peel {
                         a_0_0_0 = bias_0[0];
                         a_1_0_0 = bias_1[0];
@@ -1330,7 +1330,7 @@ impl Dw96S2 {
                     let above = (1 as usize).saturating_sub(oy0 * 2);
                     let below = (h + 1).saturating_sub((oy0 + nrows) * 2).min(2);
                     let peel = steady.start == 1 && steady.end == nrows && nrows > 1
-                        && (false || above == 1) && (false || below == 0 || below == 1);
+                        && above == 1 && (false || below == 0 || below == 1);
                     if peel {
                         a_0_0_0 = bias_0[0];
                         {

@@ -2154,8 +2154,7 @@ impl Block3 {
                                     .saturating_sub((oy0 + nrows) * 1)
                                     .min(2);
                                 let peel = steady.start == 2 && steady.end == nrows
-                                    && nrows > 2 && (false || above == 1)
-                                    && (false || below == 1);
+                                    && nrows > 2 && above == 1 && (false || below == 1);
                                 if peel {
                                     a_0_0_0 = bias_0[0];
                                     a_1_0_0 = bias_1[0];
@@ -2414,8 +2413,7 @@ impl Block3 {
                                         .saturating_sub((oy0 + nrows) * 1)
                                         .min(2);
                                     let peel = steady.start == 2 && steady.end == nrows
-                                        && nrows > 2 && (false || above == 1)
-                                        && (false || below == 1);
+                                        && nrows > 2 && above == 1 && (false || below == 1);
                                     if peel {
                                         a_0_0_0 = bias_0[0];
                                         a_1_0_0 = bias_1[0];
@@ -2674,8 +2672,7 @@ impl Block3 {
                                         .saturating_sub((oy0 + nrows) * 1)
                                         .min(2);
                                     let peel = steady.start == 2 && steady.end == nrows
-                                        && nrows > 2 && (false || above == 1)
-                                        && (false || below == 1);
+                                        && nrows > 2 && above == 1 && (false || below == 1);
                                     if peel {
                                         a_0_0_0 = bias_0[0];
                                         a_1_0_0 = bias_1[0];
@@ -2935,8 +2932,7 @@ impl Block3 {
                                         .saturating_sub((oy0 + nrows) * 1)
                                         .min(2);
                                     let peel = steady.start == 2 && steady.end == nrows
-                                        && nrows > 2 && (false || above == 1)
-                                        && (false || below == 1);
+                                        && nrows > 2 && above == 1 && (false || below == 1);
                                     if peel {
                                         a_0_0_0 = bias_0[0];
                                         a_1_0_0 = bias_1[0];
@@ -4886,8 +4882,7 @@ impl Block3 {
                                     .saturating_sub((oy0 + nrows) * 1)
                                     .min(2);
                                 let peel = steady.start == 2 && steady.end == nrows
-                                    && nrows > 2 && (false || above == 1)
-                                    && (false || below == 1);
+                                    && nrows > 2 && above == 1 && (false || below == 1);
                                 if peel {
                                     a_0_0_0 = bias_0[0];
                                     a_0_0_2 = a_0_0_1;
@@ -5050,8 +5045,7 @@ impl Block3 {
                                         .saturating_sub((oy0 + nrows) * 1)
                                         .min(2);
                                     let peel = steady.start == 2 && steady.end == nrows
-                                        && nrows > 2 && (false || above == 1)
-                                        && (false || below == 1);
+                                        && nrows > 2 && above == 1 && (false || below == 1);
                                     if peel {
                                         a_0_0_0 = bias_0[0];
                                         a_0_0_2 = a_0_0_1;
@@ -5214,8 +5208,7 @@ impl Block3 {
                                         .saturating_sub((oy0 + nrows) * 1)
                                         .min(2);
                                     let peel = steady.start == 2 && steady.end == nrows
-                                        && nrows > 2 && (false || above == 1)
-                                        && (false || below == 1);
+                                        && nrows > 2 && above == 1 && (false || below == 1);
                                     if peel {
                                         a_0_0_0 = bias_0[0];
                                         a_0_0_2 = a_0_0_1;
@@ -5379,8 +5372,7 @@ impl Block3 {
                                         .saturating_sub((oy0 + nrows) * 1)
                                         .min(2);
                                     let peel = steady.start == 2 && steady.end == nrows
-                                        && nrows > 2 && (false || above == 1)
-                                        && (false || below == 1);
+                                        && nrows > 2 && above == 1 && (false || below == 1);
                                     if peel {
                                         a_0_0_0 = bias_0[0];
                                         a_0_0_2 = a_0_0_1;
