@@ -541,6 +541,15 @@ fn in_place_live(spec: &Spec, loads: usize, rows: usize) -> usize {
 /// in three sittings of 20-30 interleaved rounds, medians: 32 x 112 x 112 2-8% faster, 144 x 56
 /// x 56 2-11% slower, `sep_mnv2_144_24_56` level to 5% slower (10th percentiles within 6% either
 /// way).
+///
+/// Where a 56-wide tile's time goes (throwaway kernel of the interior tiles alone, 3x3 on 16
+/// channels of 56 x 56, AVX-512, ns per output vector): 3.2 with the planes in L2, 2.4 in L1,
+/// 1.65 in L1 when each input row is one load instead of three (the FMA bound is 1.3). Tiles of
+/// 8 rows, of two vectors, or with two or three accumulators per output row (shorter FMA
+/// chains) all ran within 10% of 4-row tiles in both, so the loads and the L2 set the pace, not
+/// the chains. Prefetching the rows the next row tile adds (every line, one or two tiles
+/// ahead) ran the stride-2 row `mnv2_dw96_112_s2` 2-7% faster and the stride-1 rows slower
+/// (32 x 112 x 112 +5%, 144 x 56 x 56 +4-10%, `sep_mnv2_144_24_56` mixed); not taken.
 fn plan_in_place(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
     let taps_at = in_place_taps(spec)?;
     let (cin, taps) = (spec.in_per_group(), spec.taps());
@@ -595,6 +604,10 @@ fn flat_geometry(spec: &Spec) -> bool {
 /// Whether a flat tile of `t` output channels x `rows` vectors fits the registers: its
 /// accumulators, its input vectors, a mask per vector (vector registers on NEON) and one
 /// broadcast.
+///
+/// On AVX-512 the masks live in `k` registers, which would admit `t4r6` beside `t4r5` for 4
+/// channels per group; `t4r6` ran level (`resnext_g32_128_56` 220-234 against 219-225 us,
+/// throwaway timer, same sitting), so the count stays common to both 32-register ISAs.
 #[allow(clippy::int_plus_one)]
 fn flat_fits(t: usize, rows: usize, class: RegClass) -> bool {
     t * rows + 2 * rows + 1 <= class.regs

@@ -607,6 +607,13 @@ pub fn clamp_max<S: Simd>(simd: S, x: S::f32s, hi: f32) -> S::f32s {
 /// setup more often: with a quarter of this (an eighth of L2) the separable rows of
 /// `shapes.tsv` ran 4% (sep_mnv2_144_24_56) and 1% slower, and nothing was gained back, because
 /// both stages are compute-bound on the machine measured (see the README).
+///
+/// Keeping the intermediate in L1 instead (a throwaway AVX-512 kernel for
+/// `sep_mnv2_144_24_56`: per 4 output rows x one 16-column vector, every channel's depthwise
+/// outputs into a 36 KiB block, then the pointwise tiles, 6 output channels x those 4 vectors,
+/// over it) ran 296-312 us against this kernel's 256-271 in the same sitting: its pointwise
+/// part took about as long as the pointwise stage here (and computes 64 columns per 56-wide
+/// row), its depthwise part longer (each channel's 9 weights broadcast again per block).
 pub const FUSED_BYTES: usize = 1024 * 1024;
 
 /// The scratch of a fused separable kernel: the depthwise band of one channel for a step of
