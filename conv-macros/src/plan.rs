@@ -548,8 +548,10 @@ fn in_place_live(spec: &Spec, loads: usize, rows: usize) -> usize {
 /// 8 rows, of two vectors, or with two or three accumulators per output row (shorter FMA
 /// chains) all ran within 10% of 4-row tiles in both, so the loads and the L2 set the pace, not
 /// the chains. Prefetching the rows the next row tile adds (every line, one or two tiles
-/// ahead) ran the stride-2 row `mnv2_dw96_112_s2` 2-7% faster and the stride-1 rows slower
-/// (32 x 112 x 112 +5%, 144 x 56 x 56 +4-10%, `sep_mnv2_144_24_56` mixed); not taken.
+/// ahead) made the stride-1 rows slower (32 x 112 x 112 +5%, 144 x 56 x 56 +4-10%,
+/// `sep_mnv2_144_24_56` mixed) and the stride-2 row `mnv2_dw96_112_s2` 2-7% faster in a
+/// throwaway timer but level beside XNNPACK in one sitting (`with_ours.py`, 25 rounds, 10th
+/// percentile: 205.4 -> 208.1 us on 1 thread, 97.0 -> 98.6 on 2); not taken.
 fn plan_in_place(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
     let taps_at = in_place_taps(spec)?;
     let (cin, taps) = (spec.in_per_group(), spec.taps());
