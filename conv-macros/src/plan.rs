@@ -547,10 +547,10 @@ fn in_place_live(spec: &Spec, loads: usize, rows: usize) -> usize {
 /// 1.65 in L1 when each input row is one load instead of three (the FMA bound is 1.3). Tiles of
 /// 8 rows or of two vectors ran within 10% of 4-row tiles in both, tiles with two or three
 /// accumulators per output row (shorter FMA chains) within 7% in L2, so the loads and the L2
-/// set the pace, not the chains. Prefetching the rows the next row tile adds (every line, one or two tiles
-/// ahead) made the stride-1 rows slower (32 x 112 x 112 +5%, 144 x 56 x 56 +4-10%,
-/// `sep_mnv2_144_24_56` mixed) and the stride-2 row `mnv2_dw96_112_s2` 2-7% faster in a
-/// throwaway timer but level beside XNNPACK in one sitting (`with_ours.py`, 25 rounds, 10th
+/// set the pace, not the chains. Prefetching the rows the next row tile adds (every line, one
+/// or two tiles ahead) made the stride-1 rows slower (32 x 112 x 112 +5%, 144 x 56 x 56
+/// +4-10%, `sep_mnv2_144_24_56` mixed) and the stride-2 row `mnv2_dw96_112_s2` 2-7% faster in
+/// a throwaway timer but level beside XNNPACK in one sitting (`with_ours.py`, 25 rounds, 10th
 /// percentile: 205.4 -> 208.1 us on 1 thread, 97.0 -> 98.6 on 2); not taken.
 fn plan_in_place(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
     let taps_at = in_place_taps(spec)?;
