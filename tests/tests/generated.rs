@@ -103,6 +103,10 @@ pub struct Pw8x13;
 pub struct PwG3;
 #[conv_kernel(in = 67, out = 9, k = 1, bias = false)]
 pub struct Pw67;
+// Groups of 68 output channels: the channel-vector tail's weight columns in two blocks of
+// `COL_BLOCK`, the second one partial (16 of 64 channels after the padding to 80).
+#[conv_kernel(in = 20, out = 136, k = 1, groups = 2)]
+pub struct PwG2x68;
 // A reduction long enough to run in cache blocks of input channels on both register classes
 // (`b..`: past L1 on 16 registers, past the L2 budget on 32), with an output-channel tail tile
 // and an activation applied after the last block only.
@@ -193,6 +197,7 @@ fn all_cases() -> Vec<Case> {
         Pw8x13,
         PwG3,
         Pw67,
+        PwG2x68,
         Dw7Relu6 => Activation::Relu6,
         G4Clamp => Activation::Clamp { min: -0.25, max: 0.5 },
         Dense5x7S2Relu6 => Activation::Relu6,

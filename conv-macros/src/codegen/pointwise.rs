@@ -401,7 +401,7 @@ fn col_tile_fn(spec: &Spec, px: usize, vx: usize, name: &syn::Ident) -> TokenStr
     for j in 0..vx {
         let wj = format_ident!("w_{}", j);
         let jl = lit(j);
-        step.extend(quote!(let #wj = #rt::ld(simd, col, (ob + #jl) * lanes);));
+        step.extend(quote!(let #wj = #rt::ld(simd, col, co + #jl * lanes);));
     }
     for i in 0..px {
         let xi = format_ident!("x_{}", i);
@@ -439,8 +439,10 @@ fn col_tile_fn(spec: &Spec, px: usize, vx: usize, name: &syn::Ident) -> TokenStr
             const PAD: usize = #rt::padded_channels(#cpg_out);
             let lanes = S::F32_LANES;
             #(#init)*
+            // The tile's vectors lie in one block of the columns (see `pack_columns`).
+            let (cb, cw, co) = #rt::col_block(ob * lanes, PAD, #cpg_in);
             for ic in 0..#cpg_in {
-                let col = &wc[ic * PAD..][..PAD];
+                let col = &wc[cb + ic * cw..][..cw];
                 let row = &inp[ic * istride + q..][..#pxl];
                 #step
             }

@@ -1668,13 +1668,18 @@ impl Block3 {
                 bc,
                 (ob + 3) * lanes,
             );
+            let (cb, cw, co) = ::conv_runtime::__private::col_block(
+                ob * lanes,
+                PAD,
+                144,
+            );
             for ic in 0..144 {
-                let col = &wc[ic * PAD..][..PAD];
+                let col = &wc[cb + ic * cw..][..cw];
                 let row = &inp[ic * istride + q..][..4];
-                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
-                let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
-                let w_2 = ::conv_runtime::__private::ld(simd, col, (ob + 2) * lanes);
-                let w_3 = ::conv_runtime::__private::ld(simd, col, (ob + 3) * lanes);
+                let w_0 = ::conv_runtime::__private::ld(simd, col, co + 0 * lanes);
+                let w_1 = ::conv_runtime::__private::ld(simd, col, co + 1 * lanes);
+                let w_2 = ::conv_runtime::__private::ld(simd, col, co + 2 * lanes);
+                let w_3 = ::conv_runtime::__private::ld(simd, col, co + 3 * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
                 acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
                 acc_0_0_1 = simd.mul_add_e_f32s(w_1, x_0, acc_0_0_1);
@@ -1864,10 +1869,15 @@ impl Block3 {
                 bc,
                 (ob + 0) * lanes,
             );
+            let (cb, cw, co) = ::conv_runtime::__private::col_block(
+                ob * lanes,
+                PAD,
+                144,
+            );
             for ic in 0..144 {
-                let col = &wc[ic * PAD..][..PAD];
+                let col = &wc[cb + ic * cw..][..cw];
                 let row = &inp[ic * istride + q..][..4];
-                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
+                let w_0 = ::conv_runtime::__private::ld(simd, col, co + 0 * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
                 acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
                 let x_1 = simd.splat_f32s(row[1]);
@@ -1949,13 +1959,18 @@ impl Block3 {
                 bc,
                 (ob + 3) * lanes,
             );
+            let (cb, cw, co) = ::conv_runtime::__private::col_block(
+                ob * lanes,
+                PAD,
+                144,
+            );
             for ic in 0..144 {
-                let col = &wc[ic * PAD..][..PAD];
+                let col = &wc[cb + ic * cw..][..cw];
                 let row = &inp[ic * istride + q..][..1];
-                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
-                let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
-                let w_2 = ::conv_runtime::__private::ld(simd, col, (ob + 2) * lanes);
-                let w_3 = ::conv_runtime::__private::ld(simd, col, (ob + 3) * lanes);
+                let w_0 = ::conv_runtime::__private::ld(simd, col, co + 0 * lanes);
+                let w_1 = ::conv_runtime::__private::ld(simd, col, co + 1 * lanes);
+                let w_2 = ::conv_runtime::__private::ld(simd, col, co + 2 * lanes);
+                let w_3 = ::conv_runtime::__private::ld(simd, col, co + 3 * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
                 acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
                 acc_0_0_1 = simd.mul_add_e_f32s(w_1, x_0, acc_0_0_1);
@@ -2019,10 +2034,15 @@ impl Block3 {
                 bc,
                 (ob + 0) * lanes,
             );
+            let (cb, cw, co) = ::conv_runtime::__private::col_block(
+                ob * lanes,
+                PAD,
+                144,
+            );
             for ic in 0..144 {
-                let col = &wc[ic * PAD..][..PAD];
+                let col = &wc[cb + ic * cw..][..cw];
                 let row = &inp[ic * istride + q..][..1];
-                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
+                let w_0 = ::conv_runtime::__private::ld(simd, col, co + 0 * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
                 acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
             }
@@ -4521,11 +4541,16 @@ impl Block3 {
                 bc,
                 (ob + 1) * lanes,
             );
+            let (cb, cw, co) = ::conv_runtime::__private::col_block(
+                ob * lanes,
+                PAD,
+                144,
+            );
             for ic in 0..144 {
-                let col = &wc[ic * PAD..][..PAD];
+                let col = &wc[cb + ic * cw..][..cw];
                 let row = &inp[ic * istride + q..][..4];
-                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
-                let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
+                let w_0 = ::conv_runtime::__private::ld(simd, col, co + 0 * lanes);
+                let w_1 = ::conv_runtime::__private::ld(simd, col, co + 1 * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
                 acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
                 acc_0_0_1 = simd.mul_add_e_f32s(w_1, x_0, acc_0_0_1);
@@ -4643,10 +4668,15 @@ impl Block3 {
                 bc,
                 (ob + 0) * lanes,
             );
+            let (cb, cw, co) = ::conv_runtime::__private::col_block(
+                ob * lanes,
+                PAD,
+                144,
+            );
             for ic in 0..144 {
-                let col = &wc[ic * PAD..][..PAD];
+                let col = &wc[cb + ic * cw..][..cw];
                 let row = &inp[ic * istride + q..][..4];
-                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
+                let w_0 = ::conv_runtime::__private::ld(simd, col, co + 0 * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
                 acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
                 let x_1 = simd.splat_f32s(row[1]);
@@ -4718,11 +4748,16 @@ impl Block3 {
                 bc,
                 (ob + 1) * lanes,
             );
+            let (cb, cw, co) = ::conv_runtime::__private::col_block(
+                ob * lanes,
+                PAD,
+                144,
+            );
             for ic in 0..144 {
-                let col = &wc[ic * PAD..][..PAD];
+                let col = &wc[cb + ic * cw..][..cw];
                 let row = &inp[ic * istride + q..][..1];
-                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
-                let w_1 = ::conv_runtime::__private::ld(simd, col, (ob + 1) * lanes);
+                let w_0 = ::conv_runtime::__private::ld(simd, col, co + 0 * lanes);
+                let w_1 = ::conv_runtime::__private::ld(simd, col, co + 1 * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
                 acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
                 acc_0_0_1 = simd.mul_add_e_f32s(w_1, x_0, acc_0_0_1);
@@ -4768,10 +4803,15 @@ impl Block3 {
                 bc,
                 (ob + 0) * lanes,
             );
+            let (cb, cw, co) = ::conv_runtime::__private::col_block(
+                ob * lanes,
+                PAD,
+                144,
+            );
             for ic in 0..144 {
-                let col = &wc[ic * PAD..][..PAD];
+                let col = &wc[cb + ic * cw..][..cw];
                 let row = &inp[ic * istride + q..][..1];
-                let w_0 = ::conv_runtime::__private::ld(simd, col, (ob + 0) * lanes);
+                let w_0 = ::conv_runtime::__private::ld(simd, col, co + 0 * lanes);
                 let x_0 = simd.splat_f32s(row[0]);
                 acc_0_0_0 = simd.mul_add_e_f32s(w_0, x_0, acc_0_0_0);
             }
