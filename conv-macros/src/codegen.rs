@@ -209,6 +209,20 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
     // others their groups; a GEMM body's span is pixels, the others' rows.
     let units = emit::lit(if spec.separable { 1 } else { spec.groups });
     let span_pixels = spec.family() == Family::Pointwise;
+    // A GEMM body's parts may also take runs of whole output-channel tiles (`Args::oc`): the
+    // tile of each class's plan, as the bodies are picked (`body_for`).
+    let out_tile = |regs: usize| {
+        let gemm: Vec<&plan::GemmPlan> = plans
+            .iter()
+            .filter_map(|p| match p {
+                Plan::Gemm(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        let plan = gemm.iter().find(|g| g.regs == regs).or(gemm.first());
+        emit::lit(plan.map_or(0, |g| g.oc_tile))
+    };
+    let (tile16, tile32) = (out_tile(16), out_tile(32));
 
     quote! {
         #(#attrs)*
@@ -395,6 +409,7 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
             const GEOMETRY: #rt::Conv2dParams = #geometry;
             const UNITS: usize = #units;
             const SPAN_PIXELS: bool = #span_pixels;
+            const OUT_TILES: [usize; 2] = [#tile16, #tile32];
 
             fn flops(n: usize, h: usize, w: usize) -> u64 {
                 Self::PARAMS.flops(n, h, w)

@@ -41,6 +41,12 @@ impl Isa {
         }
     }
 
+    /// Whether it runs the bodies planned for 32 vector registers (AVX-512, NEON; see
+    /// [`Isa::run_by_class`]).
+    pub const fn wide(self) -> bool {
+        matches!(self, Isa::Avx512 | Isa::Neon)
+    }
+
     /// Whether this machine can run it.
     pub fn is_available(self) -> bool {
         match self {

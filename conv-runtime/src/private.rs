@@ -48,6 +48,10 @@ pub struct Args<'a> {
     pub wo: usize,
     pub units: Range<usize>,
     pub span: Range<usize>,
+    /// The output channels of each unit this part computes: all of them, or (a pass cut by
+    /// output channels, see [`Generated::OUT_TILES`]) a run of whole tiles of the one unit.
+    /// `output` holds `units.len() * oc.len()` planes.
+    pub oc: Range<usize>,
 }
 
 /// Implemented by every `#[conv_kernel]` layer.
@@ -61,6 +65,9 @@ pub trait Generated: Sized + Sync {
     /// Whether [`Args::span`] counts output pixels (GEMM bodies, whose tiles run over the
     /// flattened plane) rather than output rows.
     const SPAN_PIXELS: bool;
+    /// Output channels per tile of the 16- and 32-register bodies when a part may compute a
+    /// run of a unit's output channels ([`Args::oc`]; pointwise bodies), 0 when it may not.
+    const OUT_TILES: [usize; 2];
     /// FLOPs of one forward pass (for deciding whether splitting over threads pays).
     fn flops(n: usize, h: usize, w: usize) -> u64;
     /// Floats of scratch `run` needs for an `h x w` input with vectors of `lanes` floats.
@@ -193,18 +200,25 @@ fn forward_parts<K: Generated>(
         }
         .parts(p),
     };
-    let split = parallel::Split::choose(parts, units, span_len, K::SPAN_PIXELS);
+    // Output-channel cuts on whole tiles of the body's plan.
+    let tile = K::OUT_TILES[usize::from(isa.wide())];
+    let out_tiles = parallel::OutTiles {
+        channels: job.planes_per_unit,
+        tile,
+    };
+    let split = parallel::Split::choose(parts, units, span_len, K::SPAN_PIXELS, out_tiles);
     let output = PlanesMut::new(output, n * K::GEOMETRY.out_channels, plane, plane);
+    let whole = (0..units, 0..span_len, 0..job.planes_per_unit, output);
     if split.parts > 1 && rayon::current_thread_index().is_none() {
-        job.run_from_outside(split, 0..units, 0..span_len, output);
+        job.run_from_outside(split, whole);
     } else {
-        job.run(split, split.parts, 0..units, 0..span_len, output);
+        job.run(split, split.parts, whole);
     }
     Ok(())
 }
 
-/// A part of a pass: its units, its span and its output.
-type Piece<'o> = (Range<usize>, Range<usize>, PlanesMut<'o>);
+/// A part of a pass: its units, its span, its output channels of each unit and its output.
+type Piece<'o> = (Range<usize>, Range<usize>, Range<usize>, PlanesMut<'o>);
 
 /// One forward call's checked arguments, shared by all its parts.
 struct Job<'a, K> {
@@ -222,28 +236,21 @@ struct Job<'a, K> {
 }
 
 impl<K: Generated> Job<'_, K> {
-    /// Runs `units` x `span` (written to `output`) as `parts` parts, halving recursively with
-    /// `rayon::join` so the parts spread over the pool without any allocation; more parts than
-    /// the pool has threads are handed out in turn ([`Job::run_shared`]).
-    fn run(
-        &self,
-        split: parallel::Split,
-        parts: usize,
-        units: Range<usize>,
-        span: Range<usize>,
-        output: PlanesMut<'_>,
-    ) {
+    /// Runs `piece` as `parts` parts, halving recursively with `rayon::join` so the parts
+    /// spread over the pool without any allocation; more parts than the pool has threads are
+    /// handed out in turn ([`Job::run_shared`]).
+    fn run(&self, split: parallel::Split, parts: usize, piece: Piece<'_>) {
         if parts <= 1 {
-            return self.run_one(units, span, output);
+            return self.run_one(piece);
         }
         if parts > rayon::current_num_threads() {
-            return self.run_shared(split, parts, units, span, output);
+            return self.run_shared(split, parts, piece);
         }
         let left = parts / 2;
-        let ((ua, sa, a), (ub, sb, b)) = self.cut(split, left, parts, units, span, output);
+        let (a, b) = self.cut(split, left, parts, piece);
         rayon::join(
-            || self.run(split, left, ua, sa, a),
-            || self.run(split, parts - left, ub, sb, b),
+            || self.run(split, left, a),
+            || self.run(split, parts - left, b),
         );
     }
 
@@ -255,30 +262,23 @@ impl<K: Generated> Job<'_, K> {
     /// `resnext_g32_256_28` 194-203 and 172-190, one thread ~180), 19% of a worker's samples in
     /// the kernel's wake-up path. Taken in turn: 154-165 and 127-153, 142-146 and 116-126; 4
     /// parts level either way (throwaway timer, interleaved runs).
-    fn run_shared(
-        &self,
-        split: parallel::Split,
-        parts: usize,
-        units: Range<usize>,
-        span: Range<usize>,
-        output: PlanesMut<'_>,
-    ) {
+    fn run_shared(&self, split: parallel::Split, parts: usize, piece: Piece<'_>) {
         use std::sync::Mutex;
         let threads = rayon::current_num_threads().min(parts);
-        let rest = Mutex::new(Some((parts, units, span, output)));
+        let rest = Mutex::new(Some((parts, piece)));
         let take = || {
             let mut g = rest.lock().unwrap_or_else(|e| e.into_inner());
-            let (left, u, sp, out) = g.take()?;
+            let (left, piece) = g.take()?;
             if left == 1 {
-                return Some((u, sp, out));
+                return Some(piece);
             }
-            let (a, (ub, sb, b)) = self.cut(split, 1, left, u, sp, out);
-            *g = Some((left - 1, ub, sb, b));
+            let (a, b) = self.cut(split, 1, left, piece);
+            *g = Some((left - 1, b));
             Some(a)
         };
         let work = || {
-            while let Some((u, sp, out)) = take() {
-                self.run_one(u, sp, out);
+            while let Some(piece) = take() {
+                self.run_one(piece);
             }
         };
         rayon::in_place_scope(|s| {
@@ -289,25 +289,42 @@ impl<K: Generated> Job<'_, K> {
         });
     }
 
-    /// `units` x `span` (written to `output`) cut along the split's axis where the first `left`
-    /// of `parts` equal parts end: the two pieces, each its units, span and output.
+    /// `piece` cut along the split's axis where the first `left` of `parts` equal parts end:
+    /// the two pieces, each its units, span, output channels and output.
     fn cut<'o>(
         &self,
         split: parallel::Split,
         left: usize,
         parts: usize,
-        units: Range<usize>,
-        span: Range<usize>,
-        output: PlanesMut<'o>,
+        (units, span, oc, output): Piece<'o>,
     ) -> (Piece<'o>, Piece<'o>) {
-        if split.by_units {
-            let at = split.cut(units.clone(), left, parts);
-            let (a, b) = output.split_planes((at - units.start) * self.planes_per_unit);
-            ((units.start..at, span.clone(), a), (at..units.end, span, b))
-        } else {
-            let at = split.cut(span.clone(), left, parts);
-            let (a, b) = output.split_cols((at - span.start) * self.width);
-            ((units.clone(), span.start..at, a), (units, at..span.end, b))
+        match split.axis {
+            parallel::Axis::Units => {
+                let at = split.cut(units.clone(), left, parts);
+                let (a, b) = output.split_planes((at - units.start) * oc.len());
+                (
+                    (units.start..at, span.clone(), oc.clone(), a),
+                    (at..units.end, span, oc, b),
+                )
+            }
+            parallel::Axis::Span => {
+                let at = split.cut(span.clone(), left, parts);
+                let (a, b) = output.split_cols((at - span.start) * self.width);
+                (
+                    (units.clone(), span.start..at, oc.clone(), a),
+                    (units, at..span.end, oc, b),
+                )
+            }
+            // One unit (`Split::choose`): its output planes are the channels'.
+            parallel::Axis::OutChannels => {
+                debug_assert_eq!(units.len(), 1);
+                let at = split.cut(oc.clone(), left, parts);
+                let (a, b) = output.split_planes(at - oc.start);
+                (
+                    (units.clone(), span.clone(), oc.start..at, a),
+                    (units, span, at..oc.end, b),
+                )
+            }
         }
     }
 
@@ -320,34 +337,27 @@ impl<K: Generated> Job<'_, K> {
     /// that has not picked its parts up by the time this thread is done with its own (a busy or
     /// deeply asleep pool) loses them to this thread, so a call is never much slower than on
     /// one thread.
-    fn run_from_outside(
-        &self,
-        split: parallel::Split,
-        units: Range<usize>,
-        span: Range<usize>,
-        output: PlanesMut<'_>,
-    ) {
+    fn run_from_outside(&self, split: parallel::Split, piece: Piece<'_>) {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Mutex;
         let parts = split.parts;
-        let (mine, rest) = self.cut(split, 1, parts, units, span, output);
+        let (mine, rest) = self.cut(split, 1, parts, piece);
         // The other parts, until someone takes them; `done` once the pool has computed them.
         let rest = Mutex::new(Some(rest));
         let done = AtomicBool::new(false);
         let take = || rest.lock().unwrap_or_else(|e| e.into_inner()).take();
         rayon::in_place_scope(|s| {
             s.spawn(|_| {
-                if let Some((u, sp, out)) = take() {
-                    self.run(split, parts - 1, u, sp, out);
+                if let Some(piece) = take() {
+                    self.run(split, parts - 1, piece);
                     done.store(true, Ordering::Release);
                 }
             });
             let start = std::time::Instant::now();
-            let (u, sp, out) = mine;
-            self.run_one(u, sp, out);
+            self.run_one(mine);
             match take() {
                 // Not picked up while this thread ran its part: run the rest here too.
-                Some((u, sp, out)) => self.run_one(u, sp, out),
+                Some(piece) => self.run_one(piece),
                 // Running on the pool: spin for up to twice this thread's own part, about
                 // the longest the pool's share should take, before sleeping in the scope's end.
                 None => {
@@ -362,8 +372,8 @@ impl<K: Generated> Job<'_, K> {
     }
 
     /// Runs one part on this thread with this thread's scratch.
-    fn run_one(&self, units: Range<usize>, span: Range<usize>, output: PlanesMut<'_>) {
-        if units.is_empty() || span.is_empty() {
+    fn run_one(&self, (units, span, oc, output): Piece<'_>) {
+        if units.is_empty() || span.is_empty() || oc.is_empty() {
             return;
         }
         let (h, w, ho, wo) = (self.h, self.w, self.ho, self.wo);
@@ -383,6 +393,7 @@ impl<K: Generated> Job<'_, K> {
             wo,
             units,
             span,
+            oc,
         };
         // The ISA was checked to be available before the job was made.
         let _ = self.isa.run_by_class(Op {
@@ -1558,19 +1569,24 @@ pub fn pad_groups(bias: &[f32], groups: usize, cpg_out: usize) -> Vec<f32> {
     out
 }
 
-/// Stores lane `l` of `v` to float `at` of plane `first + l` of `out`, for the lanes whose plane
-/// is below `end` (a vector of output channels of one pixel, the last one possibly padding).
+/// Stores lane `l` of `v` (output channel `ch0 + l` of one pixel) to float `at` of plane
+/// `ch0 + l - chans.start` of `out` (whose planes are the channels `chans`), for the lanes whose
+/// channel lies in `chans`: a vector of output channels may start before a part's channels
+/// and end past them (or in the padding).
 #[inline(always)]
 pub fn st_column<S: Simd>(
     _simd: S,
     out: &mut PlanesMut<'_>,
-    first: usize,
-    end: usize,
+    ch0: usize,
+    chans: (usize, usize),
     at: usize,
     v: S::f32s,
 ) {
     let lanes: &[f32] = bytemuck::cast_slice(core::slice::from_ref(&v));
-    for (l, &x) in lanes.iter().enumerate().take(end.saturating_sub(first)) {
-        out.plane(first + l)[at] = x;
+    for (l, &x) in lanes.iter().enumerate() {
+        let c = ch0 + l;
+        if c >= chans.0 && c < chans.1 {
+            out.plane(c - chans.0)[at] = x;
+        }
     }
 }

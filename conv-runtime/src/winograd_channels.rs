@@ -656,6 +656,7 @@ mod tests {
                 wo,
                 units: 0..units,
                 span: span.clone(),
+                oc: 0..CO,
             };
             super::run::<S, CI, CO, 16, PL>(simd, &u, &weight, &bias, layer, args);
             let mut want = vec![0.0f32; got.len()];

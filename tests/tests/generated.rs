@@ -112,6 +112,13 @@ pub struct PwG2x68;
 // and an activation applied after the last block only.
 #[conv_kernel(in = 2304, out = 11, k = 1, act = "relu6")]
 pub struct Pw2304x11Relu6;
+// Enough output channels that parts of one image may take runs of them (`Axis::OutChannels`:
+// on small planes), with a tail tile on every register class, with and without blocks of input
+// channels.
+#[conv_kernel(in = 24, out = 70, k = 1, act = "relu")]
+pub struct Pw24x70Relu;
+#[conv_kernel(in = 2304, out = 40, k = 1)]
+pub struct Pw2304x40;
 
 // Fused activations on every family and body layout: depthwise relu6 (hoisted weights),
 // grouped clamp, dense strided relu6, pointwise relu (GEMM), a large kernel with relu (loops).
@@ -204,6 +211,8 @@ fn all_cases() -> Vec<Case> {
         Pw8x13Relu => Activation::Relu,
         Pw67Clamp => Activation::Clamp { min: -3.0, max: 2.5 },
         Pw2304x11Relu6 => Activation::Relu6,
+        Pw24x70Relu => Activation::Relu,
+        Pw2304x40,
         DwK29S2Relu => Activation::Relu,
     ]
 }

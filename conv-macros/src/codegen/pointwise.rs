@@ -74,27 +74,28 @@ pub fn stage(
         let wlen = |t: usize| lit((t - 1) * cpg_in + kc);
         let wmain = wlen(oct);
         // The first tile of a step (over each block) also prefetches the next step's panel.
-        let call = |pf: bool| quote!(#main::<S, #pf>(simd, &inp[kb * #kc_l * istride..], istride, &mut out.planes(oc, #oct_l), p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l + kb * #kc_l..][..#wmain], &self.#b_field[oc0 + oc..][..#oct_l], kb == 0, kb + 1 == #nb_l););
+        let call = |pf: bool| quote!(#main::<S, #pf>(simd, &inp[kb * #kc_l * istride..], istride, &mut out.planes(oc - oc_base, #oct_l), p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l + kb * #kc_l..][..#wmain], &self.#b_field[oc0 + oc..][..#oct_l], kb == 0, kb + 1 == #nb_l););
         let (first, rest) = (call(true), call(false));
+        // The part's tiles (`tiles_lo..tiles_hi`, and the tail tile when `with_tail`).
         let mut calls = quote! {
-            let oc = 0;
-            #first
-        };
-        if ntiles > 1 {
-            calls.extend(quote! {
-                for t in 1..#ntiles_l {
+            if tiles_lo < tiles_hi {
+                let oc = tiles_lo * #oct_l;
+                #first
+                for t in tiles_lo + 1..tiles_hi {
                     let oc = t * #oct_l;
                     #rest
                 }
-            });
-        }
+            }
+        };
         if plan.oc_tail > 0 {
             let tail = emit_tile(plan.oc_tail);
             let tt = lit(plan.oc_tail);
             let wtail = wlen(plan.oc_tail);
             calls.extend(quote! {
-                let oc = #ntiles_l * #oct_l;
-                #tail::<S, false>(simd, &inp[kb * #kc_l * istride..], istride, &mut out.planes(oc, #tt), p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l + kb * #kc_l..][..#wtail], &self.#b_field[oc0 + oc..][..#tt], kb == 0, kb + 1 == #nb_l);
+                if with_tail {
+                    let oc = #ntiles_l * #oct_l;
+                    #tail::<S, false>(simd, &inp[kb * #kc_l * istride..], istride, &mut out.planes(oc - oc_base, #tt), p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l + kb * #kc_l..][..#wtail], &self.#b_field[oc0 + oc..][..#tt], kb == 0, kb + 1 == #nb_l);
+                }
             });
         }
         // Every tile over one block of input channels, then the next (its panel stays in L1).
@@ -126,7 +127,13 @@ pub fn stage(
         }
     };
     let rt = rt();
+    let cpg_out_l = lit(cpg_out);
     let sweep = quote! {
+        // The output channels this part computes (`Args::oc`): its tiles and whether it has
+        // the group's last, shorter tile.
+        let oc_base = oc_range.start;
+        let (tiles_lo, tiles_hi) = (oc_base / #oct_l, (oc_range.end / #oct_l).min(#ntiles_l));
+        let with_tail = oc_range.end == #cpg_out_l;
         let step = #vecs * lanes;
         // Whole steps start at the planes' first vector boundary (see `align_head`), so that
         // they load whole cache lines.
@@ -166,7 +173,7 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
         fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
             #tiles
 
-            let #rt::Args { input, mut output, h, w, units, span, .. } = a;
+            let #rt::Args { input, mut output, h, w, units, span, oc, .. } = a;
             let lanes = S::F32_LANES;
             let hw = h * w;
             let (istride, npix) = (hw, span.end - span.start);
@@ -174,7 +181,8 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
                 let (b, g) = (u / #groups, u % #groups);
                 let oc0 = g * #cpg_out_l;
                 let inp = &input[(b * #cin + g * #cpg_in_l) * hw + span.start..][..(#cpg_in_l - 1) * hw + npix];
-                let out = &mut output.planes((u - units.start) * #cpg_out_l, #cpg_out_l);
+                let out = &mut output.planes((u - units.start) * oc.len(), oc.len());
+                let oc_range = oc.clone();
                 #sweep
             }
         }
@@ -353,31 +361,38 @@ fn column_tail(
     let (pt_l, vt_l) = (lit(pt), lit(vt));
     let (wc, bc) = column_idents(w_field, b_field);
     quote! {
-        if len * (#rt::padded_channels(#cpg_out_l) / lanes) < #cpg_out_l {
+        // The vectors of channels that hold the part's (`Args::oc`; its first and last may
+        // hold other parts' channels too, which it computes but does not store).
+        if len * (oc_range.end.div_ceil(lanes) - oc_base / lanes) < oc_range.end - oc_base {
             const PAD: usize = #rt::padded_channels(#cpg_out_l);
             let grp = oc0 / #cpg_out_l;
             let wc = &self.#wc[grp * #cpg_in_l * PAD..][..#cpg_in_l * PAD];
             let bc = &self.#bc[grp * PAD..][..PAD];
-            let nv = PAD / lanes;
+            let (ob_lo, ob_hi) = (oc_base / lanes, oc_range.end.div_ceil(lanes));
+            let planes = (oc_base, oc_range.end);
             let mut q = p;
             while q < end {
                 let wide = end - q >= #pt_l;
-                let mut ob = 0;
-                while ob + #vt_l <= nv {
-                    if wide {
-                        #big(simd, inp, istride, out, q, ob, wc, bc);
+                // Whole tiles where they lie in one block of the columns (a part's channels
+                // may start inside a block), single vectors elsewhere.
+                let mut ob = ob_lo;
+                while ob < ob_hi {
+                    let at = ob * lanes % #rt::COL_BLOCK;
+                    if ob + #vt_l <= ob_hi && at + #vt_l * lanes <= #rt::COL_BLOCK {
+                        if wide {
+                            #big(simd, inp, istride, out, planes, q, ob, wc, bc);
+                        } else {
+                            #vec(simd, inp, istride, out, planes, q, ob, wc, bc);
+                        }
+                        ob += #vt_l;
                     } else {
-                        #vec(simd, inp, istride, out, q, ob, wc, bc);
+                        if wide {
+                            #pix(simd, inp, istride, out, planes, q, ob, wc, bc);
+                        } else {
+                            #one(simd, inp, istride, out, planes, q, ob, wc, bc);
+                        }
+                        ob += 1;
                     }
-                    ob += #vt_l;
-                }
-                while ob < nv {
-                    if wide {
-                        #pix(simd, inp, istride, out, q, ob, wc, bc);
-                    } else {
-                        #one(simd, inp, istride, out, q, ob, wc, bc);
-                    }
-                    ob += 1;
                 }
                 q += if wide { #pt_l } else { 1 };
             }
@@ -386,8 +401,8 @@ fn column_tail(
 }
 
 /// A channel-vector tile: pixels `q..q + px` x output-channel vectors `ob..ob + vx` of one group
-/// (`wc`: its weight columns, `bc`: its padded bias), the lanes past the group's channels dropped
-/// at the store.
+/// (`wc`: its weight columns, `bc`: its padded bias), stored to the planes of the part's
+/// channels `planes.0..planes.1` (`out` starts at `planes.0`), the lanes past them dropped.
 fn col_tile_fn(spec: &Spec, px: usize, vx: usize, name: &syn::Ident) -> TokenStream {
     let rt = rt();
     let (cpg_in, cpg_out) = (lit(spec.in_per_group()), lit(spec.out_per_group()));
@@ -419,7 +434,7 @@ fn col_tile_fn(spec: &Spec, px: usize, vx: usize, name: &syn::Ident) -> TokenStr
         let (il, jl) = (lit(i), lit(j));
         quote! {
             #act
-            #rt::st_column(simd, out, (ob + #jl) * lanes, #cpg_out, q + #il, #a);
+            #rt::st_column(simd, out, (ob + #jl) * lanes, planes, q + #il, #a);
         }
     });
     let pxl = lit(px);
@@ -431,6 +446,7 @@ fn col_tile_fn(spec: &Spec, px: usize, vx: usize, name: &syn::Ident) -> TokenStr
             inp: &[f32],
             istride: usize,
             out: &mut #rt::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],

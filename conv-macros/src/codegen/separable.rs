@@ -191,7 +191,7 @@ fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
                     // Pointwise stage: those rows of every output channel, from `mid`.
                     {
                         let inp: &[f32] = mid;
-                        let (istride, npix, oc0) = (mid_plane, rows * wo, 0);
+                        let (istride, npix, oc0, oc_range) = (mid_plane, rows * wo, 0, 0..#cout);
                         let out = &mut out_image.cols((oy0 - span.start) * wo, rows * wo);
                         #sweep
                     }

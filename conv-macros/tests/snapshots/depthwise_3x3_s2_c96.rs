@@ -242,6 +242,7 @@ impl ::conv_runtime::__private::Generated for Dw96S2 {
     const GEOMETRY: ::conv_runtime::__private::Conv2dParams = Self::PARAMS;
     const UNITS: usize = 96;
     const SPAN_PIXELS: bool = false;
+    const OUT_TILES: [usize; 2] = [0, 0];
     fn flops(n: usize, h: usize, w: usize) -> u64 {
         Self::PARAMS.flops(n, h, w)
     }

@@ -249,6 +249,7 @@ impl ::conv_runtime::__private::Generated for Pw144x24 {
     const GEOMETRY: ::conv_runtime::__private::Conv2dParams = Self::PARAMS;
     const UNITS: usize = 1;
     const SPAN_PIXELS: bool = true;
+    const OUT_TILES: [usize; 2] = [6, 8];
     fn flops(n: usize, h: usize, w: usize) -> u64 {
         Self::PARAMS.flops(n, h, w)
     }
@@ -759,6 +760,7 @@ impl Pw144x24 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -883,7 +885,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -891,7 +893,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_1,
             );
@@ -899,7 +901,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 2) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_2,
             );
@@ -907,7 +909,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 3) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_3,
             );
@@ -915,7 +917,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_0,
             );
@@ -923,7 +925,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_1,
             );
@@ -931,7 +933,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 2) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_2,
             );
@@ -939,7 +941,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 3) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_3,
             );
@@ -947,7 +949,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_0,
             );
@@ -955,7 +957,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_1,
             );
@@ -963,7 +965,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 2) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_2,
             );
@@ -971,7 +973,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 3) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_3,
             );
@@ -979,7 +981,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_0,
             );
@@ -987,7 +989,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_1,
             );
@@ -995,7 +997,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 2) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_2,
             );
@@ -1003,7 +1005,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 3) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_3,
             );
@@ -1020,6 +1022,7 @@ impl Pw144x24 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -1069,7 +1072,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -1077,7 +1080,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_0,
             );
@@ -1085,7 +1088,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_0,
             );
@@ -1093,7 +1096,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_0,
             );
@@ -1110,6 +1113,7 @@ impl Pw144x24 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -1159,7 +1163,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -1167,7 +1171,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_1,
             );
@@ -1175,7 +1179,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 2) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_2,
             );
@@ -1183,7 +1187,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 3) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_3,
             );
@@ -1200,6 +1204,7 @@ impl Pw144x24 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -1228,7 +1233,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -1240,6 +1245,7 @@ impl Pw144x24 {
             w,
             units,
             span,
+            oc,
             ..
         } = a;
         let lanes = S::F32_LANES;
@@ -1250,61 +1256,27 @@ impl Pw144x24 {
             let oc0 = g * 24;
             let inp = &input[(b * 144 + g * 144) * hw
                 + span.start..][..(144 - 1) * hw + npix];
-            let out = &mut output.planes((u - units.start) * 24, 24);
+            let out = &mut output.planes((u - units.start) * oc.len(), oc.len());
+            let oc_range = oc.clone();
+            let oc_base = oc_range.start;
+            let (tiles_lo, tiles_hi) = (oc_base / 8, (oc_range.end / 8).min(3));
+            let with_tail = oc_range.end == 24;
             let step = 3 * lanes;
             let head = ::conv_runtime::__private::align_head::<S>(inp, istride)
                 .min(npix);
             let mut p = head;
             while p + step <= npix {
                 let kb = 0;
-                let oc = 0;
-                tile_t8_v3::<
-                    S,
-                    true,
-                >(
-                    simd,
-                    &inp[kb * 144 * istride..],
-                    istride,
-                    &mut out.planes(oc, 8),
-                    p,
-                    lanes,
-                    &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
-                    &self.b[oc0 + oc..][..8],
-                    kb == 0,
-                    kb + 1 == 1,
-                );
-                for t in 1..3 {
-                    let oc = t * 8;
+                if tiles_lo < tiles_hi {
+                    let oc = tiles_lo * 8;
                     tile_t8_v3::<
-                        S,
-                        false,
-                    >(
-                        simd,
-                        &inp[kb * 144 * istride..],
-                        istride,
-                        &mut out.planes(oc, 8),
-                        p,
-                        lanes,
-                        &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
-                        &self.b[oc0 + oc..][..8],
-                        kb == 0,
-                        kb + 1 == 1,
-                    );
-                }
-                p += step;
-            }
-            match (npix - p) / lanes {
-                1 => {
-                    let kb = 0;
-                    let oc = 0;
-                    tile_t8_v1::<
                         S,
                         true,
                     >(
                         simd,
                         &inp[kb * 144 * istride..],
                         istride,
-                        &mut out.planes(oc, 8),
+                        &mut out.planes(oc - oc_base, 8),
                         p,
                         lanes,
                         &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
@@ -1312,16 +1284,16 @@ impl Pw144x24 {
                         kb == 0,
                         kb + 1 == 1,
                     );
-                    for t in 1..3 {
+                    for t in tiles_lo + 1..tiles_hi {
                         let oc = t * 8;
-                        tile_t8_v1::<
+                        tile_t8_v3::<
                             S,
                             false,
                         >(
                             simd,
                             &inp[kb * 144 * istride..],
                             istride,
-                            &mut out.planes(oc, 8),
+                            &mut out.planes(oc - oc_base, 8),
                             p,
                             lanes,
                             &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
@@ -1330,36 +1302,22 @@ impl Pw144x24 {
                             kb + 1 == 1,
                         );
                     }
-                    p += 1 * lanes;
                 }
-                2 => {
+                p += step;
+            }
+            match (npix - p) / lanes {
+                1 => {
                     let kb = 0;
-                    let oc = 0;
-                    tile_t8_v2::<
-                        S,
-                        true,
-                    >(
-                        simd,
-                        &inp[kb * 144 * istride..],
-                        istride,
-                        &mut out.planes(oc, 8),
-                        p,
-                        lanes,
-                        &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
-                        &self.b[oc0 + oc..][..8],
-                        kb == 0,
-                        kb + 1 == 1,
-                    );
-                    for t in 1..3 {
-                        let oc = t * 8;
-                        tile_t8_v2::<
+                    if tiles_lo < tiles_hi {
+                        let oc = tiles_lo * 8;
+                        tile_t8_v1::<
                             S,
-                            false,
+                            true,
                         >(
                             simd,
                             &inp[kb * 144 * istride..],
                             istride,
-                            &mut out.planes(oc, 8),
+                            &mut out.planes(oc - oc_base, 8),
                             p,
                             lanes,
                             &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
@@ -1367,6 +1325,64 @@ impl Pw144x24 {
                             kb == 0,
                             kb + 1 == 1,
                         );
+                        for t in tiles_lo + 1..tiles_hi {
+                            let oc = t * 8;
+                            tile_t8_v1::<
+                                S,
+                                false,
+                            >(
+                                simd,
+                                &inp[kb * 144 * istride..],
+                                istride,
+                                &mut out.planes(oc - oc_base, 8),
+                                p,
+                                lanes,
+                                &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                                &self.b[oc0 + oc..][..8],
+                                kb == 0,
+                                kb + 1 == 1,
+                            );
+                        }
+                    }
+                    p += 1 * lanes;
+                }
+                2 => {
+                    let kb = 0;
+                    if tiles_lo < tiles_hi {
+                        let oc = tiles_lo * 8;
+                        tile_t8_v2::<
+                            S,
+                            true,
+                        >(
+                            simd,
+                            &inp[kb * 144 * istride..],
+                            istride,
+                            &mut out.planes(oc - oc_base, 8),
+                            p,
+                            lanes,
+                            &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                            &self.b[oc0 + oc..][..8],
+                            kb == 0,
+                            kb + 1 == 1,
+                        );
+                        for t in tiles_lo + 1..tiles_hi {
+                            let oc = t * 8;
+                            tile_t8_v2::<
+                                S,
+                                false,
+                            >(
+                                simd,
+                                &inp[kb * 144 * istride..],
+                                istride,
+                                &mut out.planes(oc - oc_base, 8),
+                                p,
+                                lanes,
+                                &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                                &self.b[oc0 + oc..][..8],
+                                kb == 0,
+                                kb + 1 == 1,
+                            );
+                        }
                     }
                     p += 2 * lanes;
                 }
@@ -1375,8 +1391,8 @@ impl Pw144x24 {
             for (p, end) in [(0, head), (p, npix)] {
                 if p < end {
                     let len = end - p;
-                    if len * (::conv_runtime::__private::padded_channels(24) / lanes)
-                        < 24
+                    if len * (oc_range.end.div_ceil(lanes) - oc_base / lanes)
+                        < oc_range.end - oc_base
                     {
                         const PAD: usize = ::conv_runtime::__private::padded_channels(
                             24,
@@ -1384,57 +1400,89 @@ impl Pw144x24 {
                         let grp = oc0 / 24;
                         let wc = &self.wc[grp * 144 * PAD..][..144 * PAD];
                         let bc = &self.bc[grp * PAD..][..PAD];
-                        let nv = PAD / lanes;
+                        let (ob_lo, ob_hi) = (
+                            oc_base / lanes,
+                            oc_range.end.div_ceil(lanes),
+                        );
+                        let planes = (oc_base, oc_range.end);
                         let mut q = p;
                         while q < end {
                             let wide = end - q >= 4;
-                            let mut ob = 0;
-                            while ob + 4 <= nv {
-                                if wide {
-                                    tile_col_p4_v4(simd, inp, istride, out, q, ob, wc, bc);
+                            let mut ob = ob_lo;
+                            while ob < ob_hi {
+                                let at = ob * lanes % ::conv_runtime::__private::COL_BLOCK;
+                                if ob + 4 <= ob_hi
+                                    && at + 4 * lanes <= ::conv_runtime::__private::COL_BLOCK
+                                {
+                                    if wide {
+                                        tile_col_p4_v4(
+                                            simd,
+                                            inp,
+                                            istride,
+                                            out,
+                                            planes,
+                                            q,
+                                            ob,
+                                            wc,
+                                            bc,
+                                        );
+                                    } else {
+                                        tile_col_p1_v4(
+                                            simd,
+                                            inp,
+                                            istride,
+                                            out,
+                                            planes,
+                                            q,
+                                            ob,
+                                            wc,
+                                            bc,
+                                        );
+                                    }
+                                    ob += 4;
                                 } else {
-                                    tile_col_p1_v4(simd, inp, istride, out, q, ob, wc, bc);
+                                    if wide {
+                                        tile_col_p4_v1(
+                                            simd,
+                                            inp,
+                                            istride,
+                                            out,
+                                            planes,
+                                            q,
+                                            ob,
+                                            wc,
+                                            bc,
+                                        );
+                                    } else {
+                                        tile_col_p1_v1(
+                                            simd,
+                                            inp,
+                                            istride,
+                                            out,
+                                            planes,
+                                            q,
+                                            ob,
+                                            wc,
+                                            bc,
+                                        );
+                                    }
+                                    ob += 1;
                                 }
-                                ob += 4;
-                            }
-                            while ob < nv {
-                                if wide {
-                                    tile_col_p4_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                } else {
-                                    tile_col_p1_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                }
-                                ob += 1;
                             }
                             q += if wide { 4 } else { 1 };
                         }
                     } else {
                         let kb = 0;
-                        let oc = 0;
-                        tile_t8_v1p::<
-                            S,
-                            true,
-                        >(
-                            simd,
-                            &inp[kb * 144 * istride..],
-                            istride,
-                            &mut out.planes(oc, 8),
-                            p,
-                            len,
-                            &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
-                            &self.b[oc0 + oc..][..8],
-                            kb == 0,
-                            kb + 1 == 1,
-                        );
-                        for t in 1..3 {
-                            let oc = t * 8;
+                        if tiles_lo < tiles_hi {
+                            let oc = tiles_lo * 8;
                             tile_t8_v1p::<
                                 S,
-                                false,
+                                true,
                             >(
                                 simd,
                                 &inp[kb * 144 * istride..],
                                 istride,
-                                &mut out.planes(oc, 8),
+                                &mut out.planes(oc - oc_base, 8),
                                 p,
                                 len,
                                 &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
@@ -1442,6 +1490,24 @@ impl Pw144x24 {
                                 kb == 0,
                                 kb + 1 == 1,
                             );
+                            for t in tiles_lo + 1..tiles_hi {
+                                let oc = t * 8;
+                                tile_t8_v1p::<
+                                    S,
+                                    false,
+                                >(
+                                    simd,
+                                    &inp[kb * 144 * istride..],
+                                    istride,
+                                    &mut out.planes(oc - oc_base, 8),
+                                    p,
+                                    len,
+                                    &self.w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                                    &self.b[oc0 + oc..][..8],
+                                    kb == 0,
+                                    kb + 1 == 1,
+                                );
+                            }
                         }
                     }
                 }
@@ -1667,6 +1733,7 @@ impl Pw144x24 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -1741,7 +1808,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -1749,7 +1816,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_1,
             );
@@ -1757,7 +1824,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_0,
             );
@@ -1765,7 +1832,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_1,
             );
@@ -1773,7 +1840,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_0,
             );
@@ -1781,7 +1848,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_1,
             );
@@ -1789,7 +1856,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_0,
             );
@@ -1797,7 +1864,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_1,
             );
@@ -1814,6 +1881,7 @@ impl Pw144x24 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -1863,7 +1931,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -1871,7 +1939,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_0,
             );
@@ -1879,7 +1947,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_0,
             );
@@ -1887,7 +1955,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_0,
             );
@@ -1904,6 +1972,7 @@ impl Pw144x24 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -1939,7 +2008,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -1947,7 +2016,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_1,
             );
@@ -1964,6 +2033,7 @@ impl Pw144x24 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -1992,7 +2062,7 @@ impl Pw144x24 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -2004,6 +2074,7 @@ impl Pw144x24 {
             w,
             units,
             span,
+            oc,
             ..
         } = a;
         let lanes = S::F32_LANES;
@@ -2014,61 +2085,27 @@ impl Pw144x24 {
             let oc0 = g * 24;
             let inp = &input[(b * 144 + g * 144) * hw
                 + span.start..][..(144 - 1) * hw + npix];
-            let out = &mut output.planes((u - units.start) * 24, 24);
+            let out = &mut output.planes((u - units.start) * oc.len(), oc.len());
+            let oc_range = oc.clone();
+            let oc_base = oc_range.start;
+            let (tiles_lo, tiles_hi) = (oc_base / 6, (oc_range.end / 6).min(4));
+            let with_tail = oc_range.end == 24;
             let step = 2 * lanes;
             let head = ::conv_runtime::__private::align_head::<S>(inp, istride)
                 .min(npix);
             let mut p = head;
             while p + step <= npix {
                 let kb = 0;
-                let oc = 0;
-                tile_t6_v2::<
-                    S,
-                    true,
-                >(
-                    simd,
-                    &inp[kb * 144 * istride..],
-                    istride,
-                    &mut out.planes(oc, 6),
-                    p,
-                    lanes,
-                    &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
-                    &self.b[oc0 + oc..][..6],
-                    kb == 0,
-                    kb + 1 == 1,
-                );
-                for t in 1..4 {
-                    let oc = t * 6;
+                if tiles_lo < tiles_hi {
+                    let oc = tiles_lo * 6;
                     tile_t6_v2::<
-                        S,
-                        false,
-                    >(
-                        simd,
-                        &inp[kb * 144 * istride..],
-                        istride,
-                        &mut out.planes(oc, 6),
-                        p,
-                        lanes,
-                        &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
-                        &self.b[oc0 + oc..][..6],
-                        kb == 0,
-                        kb + 1 == 1,
-                    );
-                }
-                p += step;
-            }
-            match (npix - p) / lanes {
-                1 => {
-                    let kb = 0;
-                    let oc = 0;
-                    tile_t6_v1::<
                         S,
                         true,
                     >(
                         simd,
                         &inp[kb * 144 * istride..],
                         istride,
-                        &mut out.planes(oc, 6),
+                        &mut out.planes(oc - oc_base, 6),
                         p,
                         lanes,
                         &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
@@ -2076,16 +2113,16 @@ impl Pw144x24 {
                         kb == 0,
                         kb + 1 == 1,
                     );
-                    for t in 1..4 {
+                    for t in tiles_lo + 1..tiles_hi {
                         let oc = t * 6;
-                        tile_t6_v1::<
+                        tile_t6_v2::<
                             S,
                             false,
                         >(
                             simd,
                             &inp[kb * 144 * istride..],
                             istride,
-                            &mut out.planes(oc, 6),
+                            &mut out.planes(oc - oc_base, 6),
                             p,
                             lanes,
                             &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
@@ -2094,6 +2131,48 @@ impl Pw144x24 {
                             kb + 1 == 1,
                         );
                     }
+                }
+                p += step;
+            }
+            match (npix - p) / lanes {
+                1 => {
+                    let kb = 0;
+                    if tiles_lo < tiles_hi {
+                        let oc = tiles_lo * 6;
+                        tile_t6_v1::<
+                            S,
+                            true,
+                        >(
+                            simd,
+                            &inp[kb * 144 * istride..],
+                            istride,
+                            &mut out.planes(oc - oc_base, 6),
+                            p,
+                            lanes,
+                            &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
+                            &self.b[oc0 + oc..][..6],
+                            kb == 0,
+                            kb + 1 == 1,
+                        );
+                        for t in tiles_lo + 1..tiles_hi {
+                            let oc = t * 6;
+                            tile_t6_v1::<
+                                S,
+                                false,
+                            >(
+                                simd,
+                                &inp[kb * 144 * istride..],
+                                istride,
+                                &mut out.planes(oc - oc_base, 6),
+                                p,
+                                lanes,
+                                &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
+                                &self.b[oc0 + oc..][..6],
+                                kb == 0,
+                                kb + 1 == 1,
+                            );
+                        }
+                    }
                     p += 1 * lanes;
                 }
                 _ => {}
@@ -2101,8 +2180,8 @@ impl Pw144x24 {
             for (p, end) in [(0, head), (p, npix)] {
                 if p < end {
                     let len = end - p;
-                    if len * (::conv_runtime::__private::padded_channels(24) / lanes)
-                        < 24
+                    if len * (oc_range.end.div_ceil(lanes) - oc_base / lanes)
+                        < oc_range.end - oc_base
                     {
                         const PAD: usize = ::conv_runtime::__private::padded_channels(
                             24,
@@ -2110,57 +2189,89 @@ impl Pw144x24 {
                         let grp = oc0 / 24;
                         let wc = &self.wc[grp * 144 * PAD..][..144 * PAD];
                         let bc = &self.bc[grp * PAD..][..PAD];
-                        let nv = PAD / lanes;
+                        let (ob_lo, ob_hi) = (
+                            oc_base / lanes,
+                            oc_range.end.div_ceil(lanes),
+                        );
+                        let planes = (oc_base, oc_range.end);
                         let mut q = p;
                         while q < end {
                             let wide = end - q >= 4;
-                            let mut ob = 0;
-                            while ob + 2 <= nv {
-                                if wide {
-                                    tile_col_p4_v2(simd, inp, istride, out, q, ob, wc, bc);
+                            let mut ob = ob_lo;
+                            while ob < ob_hi {
+                                let at = ob * lanes % ::conv_runtime::__private::COL_BLOCK;
+                                if ob + 2 <= ob_hi
+                                    && at + 2 * lanes <= ::conv_runtime::__private::COL_BLOCK
+                                {
+                                    if wide {
+                                        tile_col_p4_v2(
+                                            simd,
+                                            inp,
+                                            istride,
+                                            out,
+                                            planes,
+                                            q,
+                                            ob,
+                                            wc,
+                                            bc,
+                                        );
+                                    } else {
+                                        tile_col_p1_v2(
+                                            simd,
+                                            inp,
+                                            istride,
+                                            out,
+                                            planes,
+                                            q,
+                                            ob,
+                                            wc,
+                                            bc,
+                                        );
+                                    }
+                                    ob += 2;
                                 } else {
-                                    tile_col_p1_v2(simd, inp, istride, out, q, ob, wc, bc);
+                                    if wide {
+                                        tile_col_p4_v1(
+                                            simd,
+                                            inp,
+                                            istride,
+                                            out,
+                                            planes,
+                                            q,
+                                            ob,
+                                            wc,
+                                            bc,
+                                        );
+                                    } else {
+                                        tile_col_p1_v1(
+                                            simd,
+                                            inp,
+                                            istride,
+                                            out,
+                                            planes,
+                                            q,
+                                            ob,
+                                            wc,
+                                            bc,
+                                        );
+                                    }
+                                    ob += 1;
                                 }
-                                ob += 2;
-                            }
-                            while ob < nv {
-                                if wide {
-                                    tile_col_p4_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                } else {
-                                    tile_col_p1_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                }
-                                ob += 1;
                             }
                             q += if wide { 4 } else { 1 };
                         }
                     } else {
                         let kb = 0;
-                        let oc = 0;
-                        tile_t6_v1p::<
-                            S,
-                            true,
-                        >(
-                            simd,
-                            &inp[kb * 144 * istride..],
-                            istride,
-                            &mut out.planes(oc, 6),
-                            p,
-                            len,
-                            &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
-                            &self.b[oc0 + oc..][..6],
-                            kb == 0,
-                            kb + 1 == 1,
-                        );
-                        for t in 1..4 {
-                            let oc = t * 6;
+                        if tiles_lo < tiles_hi {
+                            let oc = tiles_lo * 6;
                             tile_t6_v1p::<
                                 S,
-                                false,
+                                true,
                             >(
                                 simd,
                                 &inp[kb * 144 * istride..],
                                 istride,
-                                &mut out.planes(oc, 6),
+                                &mut out.planes(oc - oc_base, 6),
                                 p,
                                 len,
                                 &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
@@ -2168,6 +2279,24 @@ impl Pw144x24 {
                                 kb == 0,
                                 kb + 1 == 1,
                             );
+                            for t in tiles_lo + 1..tiles_hi {
+                                let oc = t * 6;
+                                tile_t6_v1p::<
+                                    S,
+                                    false,
+                                >(
+                                    simd,
+                                    &inp[kb * 144 * istride..],
+                                    istride,
+                                    &mut out.planes(oc - oc_base, 6),
+                                    p,
+                                    len,
+                                    &self.w[(oc0 + oc) * 144 + kb * 144..][..864],
+                                    &self.b[oc0 + oc..][..6],
+                                    kb == 0,
+                                    kb + 1 == 1,
+                                );
+                            }
                         }
                     }
                 }

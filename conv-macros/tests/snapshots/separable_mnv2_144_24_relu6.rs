@@ -270,6 +270,7 @@ impl ::conv_runtime::__private::Generated for Block3 {
     const GEOMETRY: ::conv_runtime::__private::Conv2dParams = Self::PARAMS.geometry();
     const UNITS: usize = 1;
     const SPAN_PIXELS: bool = false;
+    const OUT_TILES: [usize; 2] = [0, 0];
     fn flops(n: usize, h: usize, w: usize) -> u64 {
         Self::PARAMS.flops(n, h, w)
     }
@@ -1581,6 +1582,7 @@ impl Block3 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -1705,7 +1707,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -1713,7 +1715,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_1,
             );
@@ -1721,7 +1723,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 2) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_2,
             );
@@ -1729,7 +1731,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 3) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_3,
             );
@@ -1737,7 +1739,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_0,
             );
@@ -1745,7 +1747,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_1,
             );
@@ -1753,7 +1755,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 2) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_2,
             );
@@ -1761,7 +1763,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 3) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_3,
             );
@@ -1769,7 +1771,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_0,
             );
@@ -1777,7 +1779,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_1,
             );
@@ -1785,7 +1787,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 2) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_2,
             );
@@ -1793,7 +1795,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 3) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_3,
             );
@@ -1801,7 +1803,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_0,
             );
@@ -1809,7 +1811,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_1,
             );
@@ -1817,7 +1819,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 2) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_2,
             );
@@ -1825,7 +1827,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 3) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_3,
             );
@@ -1842,6 +1844,7 @@ impl Block3 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -1891,7 +1894,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -1899,7 +1902,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_0,
             );
@@ -1907,7 +1910,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_0,
             );
@@ -1915,7 +1918,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_0,
             );
@@ -1932,6 +1935,7 @@ impl Block3 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -1981,7 +1985,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -1989,7 +1993,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_1,
             );
@@ -1997,7 +2001,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 2) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_2,
             );
@@ -2005,7 +2009,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 3) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_3,
             );
@@ -2022,6 +2026,7 @@ impl Block3 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -2050,7 +2055,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -3501,62 +3506,32 @@ impl Block3 {
                 }
                 {
                     let inp: &[f32] = mid;
-                    let (istride, npix, oc0) = (mid_plane, rows * wo, 0);
+                    let (istride, npix, oc0, oc_range) = (
+                        mid_plane,
+                        rows * wo,
+                        0,
+                        0..24,
+                    );
                     let out = &mut out_image.cols((oy0 - span.start) * wo, rows * wo);
+                    let oc_base = oc_range.start;
+                    let (tiles_lo, tiles_hi) = (oc_base / 8, (oc_range.end / 8).min(3));
+                    let with_tail = oc_range.end == 24;
                     let step = 3 * lanes;
                     let head = ::conv_runtime::__private::align_head::<S>(inp, istride)
                         .min(npix);
                     let mut p = head;
                     while p + step <= npix {
                         let kb = 0;
-                        let oc = 0;
-                        pw_t8_v3::<
-                            S,
-                            true,
-                        >(
-                            simd,
-                            &inp[kb * 144 * istride..],
-                            istride,
-                            &mut out.planes(oc, 8),
-                            p,
-                            lanes,
-                            &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
-                            &self.pw_b[oc0 + oc..][..8],
-                            kb == 0,
-                            kb + 1 == 1,
-                        );
-                        for t in 1..3 {
-                            let oc = t * 8;
+                        if tiles_lo < tiles_hi {
+                            let oc = tiles_lo * 8;
                             pw_t8_v3::<
-                                S,
-                                false,
-                            >(
-                                simd,
-                                &inp[kb * 144 * istride..],
-                                istride,
-                                &mut out.planes(oc, 8),
-                                p,
-                                lanes,
-                                &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
-                                &self.pw_b[oc0 + oc..][..8],
-                                kb == 0,
-                                kb + 1 == 1,
-                            );
-                        }
-                        p += step;
-                    }
-                    match (npix - p) / lanes {
-                        1 => {
-                            let kb = 0;
-                            let oc = 0;
-                            pw_t8_v1::<
                                 S,
                                 true,
                             >(
                                 simd,
                                 &inp[kb * 144 * istride..],
                                 istride,
-                                &mut out.planes(oc, 8),
+                                &mut out.planes(oc - oc_base, 8),
                                 p,
                                 lanes,
                                 &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
@@ -3564,16 +3539,16 @@ impl Block3 {
                                 kb == 0,
                                 kb + 1 == 1,
                             );
-                            for t in 1..3 {
+                            for t in tiles_lo + 1..tiles_hi {
                                 let oc = t * 8;
-                                pw_t8_v1::<
+                                pw_t8_v3::<
                                     S,
                                     false,
                                 >(
                                     simd,
                                     &inp[kb * 144 * istride..],
                                     istride,
-                                    &mut out.planes(oc, 8),
+                                    &mut out.planes(oc - oc_base, 8),
                                     p,
                                     lanes,
                                     &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
@@ -3582,36 +3557,22 @@ impl Block3 {
                                     kb + 1 == 1,
                                 );
                             }
-                            p += 1 * lanes;
                         }
-                        2 => {
+                        p += step;
+                    }
+                    match (npix - p) / lanes {
+                        1 => {
                             let kb = 0;
-                            let oc = 0;
-                            pw_t8_v2::<
-                                S,
-                                true,
-                            >(
-                                simd,
-                                &inp[kb * 144 * istride..],
-                                istride,
-                                &mut out.planes(oc, 8),
-                                p,
-                                lanes,
-                                &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
-                                &self.pw_b[oc0 + oc..][..8],
-                                kb == 0,
-                                kb + 1 == 1,
-                            );
-                            for t in 1..3 {
-                                let oc = t * 8;
-                                pw_t8_v2::<
+                            if tiles_lo < tiles_hi {
+                                let oc = tiles_lo * 8;
+                                pw_t8_v1::<
                                     S,
-                                    false,
+                                    true,
                                 >(
                                     simd,
                                     &inp[kb * 144 * istride..],
                                     istride,
-                                    &mut out.planes(oc, 8),
+                                    &mut out.planes(oc - oc_base, 8),
                                     p,
                                     lanes,
                                     &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
@@ -3619,6 +3580,64 @@ impl Block3 {
                                     kb == 0,
                                     kb + 1 == 1,
                                 );
+                                for t in tiles_lo + 1..tiles_hi {
+                                    let oc = t * 8;
+                                    pw_t8_v1::<
+                                        S,
+                                        false,
+                                    >(
+                                        simd,
+                                        &inp[kb * 144 * istride..],
+                                        istride,
+                                        &mut out.planes(oc - oc_base, 8),
+                                        p,
+                                        lanes,
+                                        &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                                        &self.pw_b[oc0 + oc..][..8],
+                                        kb == 0,
+                                        kb + 1 == 1,
+                                    );
+                                }
+                            }
+                            p += 1 * lanes;
+                        }
+                        2 => {
+                            let kb = 0;
+                            if tiles_lo < tiles_hi {
+                                let oc = tiles_lo * 8;
+                                pw_t8_v2::<
+                                    S,
+                                    true,
+                                >(
+                                    simd,
+                                    &inp[kb * 144 * istride..],
+                                    istride,
+                                    &mut out.planes(oc - oc_base, 8),
+                                    p,
+                                    lanes,
+                                    &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                                    &self.pw_b[oc0 + oc..][..8],
+                                    kb == 0,
+                                    kb + 1 == 1,
+                                );
+                                for t in tiles_lo + 1..tiles_hi {
+                                    let oc = t * 8;
+                                    pw_t8_v2::<
+                                        S,
+                                        false,
+                                    >(
+                                        simd,
+                                        &inp[kb * 144 * istride..],
+                                        istride,
+                                        &mut out.planes(oc - oc_base, 8),
+                                        p,
+                                        lanes,
+                                        &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                                        &self.pw_b[oc0 + oc..][..8],
+                                        kb == 0,
+                                        kb + 1 == 1,
+                                    );
+                                }
                             }
                             p += 2 * lanes;
                         }
@@ -3627,9 +3646,8 @@ impl Block3 {
                     for (p, end) in [(0, head), (p, npix)] {
                         if p < end {
                             let len = end - p;
-                            if len
-                                * (::conv_runtime::__private::padded_channels(24) / lanes)
-                                < 24
+                            if len * (oc_range.end.div_ceil(lanes) - oc_base / lanes)
+                                < oc_range.end - oc_base
                             {
                                 const PAD: usize = ::conv_runtime::__private::padded_channels(
                                     24,
@@ -3637,57 +3655,89 @@ impl Block3 {
                                 let grp = oc0 / 24;
                                 let wc = &self.pw_wc[grp * 144 * PAD..][..144 * PAD];
                                 let bc = &self.pw_bc[grp * PAD..][..PAD];
-                                let nv = PAD / lanes;
+                                let (ob_lo, ob_hi) = (
+                                    oc_base / lanes,
+                                    oc_range.end.div_ceil(lanes),
+                                );
+                                let planes = (oc_base, oc_range.end);
                                 let mut q = p;
                                 while q < end {
                                     let wide = end - q >= 4;
-                                    let mut ob = 0;
-                                    while ob + 4 <= nv {
-                                        if wide {
-                                            pw_col_p4_v4(simd, inp, istride, out, q, ob, wc, bc);
+                                    let mut ob = ob_lo;
+                                    while ob < ob_hi {
+                                        let at = ob * lanes % ::conv_runtime::__private::COL_BLOCK;
+                                        if ob + 4 <= ob_hi
+                                            && at + 4 * lanes <= ::conv_runtime::__private::COL_BLOCK
+                                        {
+                                            if wide {
+                                                pw_col_p4_v4(
+                                                    simd,
+                                                    inp,
+                                                    istride,
+                                                    out,
+                                                    planes,
+                                                    q,
+                                                    ob,
+                                                    wc,
+                                                    bc,
+                                                );
+                                            } else {
+                                                pw_col_p1_v4(
+                                                    simd,
+                                                    inp,
+                                                    istride,
+                                                    out,
+                                                    planes,
+                                                    q,
+                                                    ob,
+                                                    wc,
+                                                    bc,
+                                                );
+                                            }
+                                            ob += 4;
                                         } else {
-                                            pw_col_p1_v4(simd, inp, istride, out, q, ob, wc, bc);
+                                            if wide {
+                                                pw_col_p4_v1(
+                                                    simd,
+                                                    inp,
+                                                    istride,
+                                                    out,
+                                                    planes,
+                                                    q,
+                                                    ob,
+                                                    wc,
+                                                    bc,
+                                                );
+                                            } else {
+                                                pw_col_p1_v1(
+                                                    simd,
+                                                    inp,
+                                                    istride,
+                                                    out,
+                                                    planes,
+                                                    q,
+                                                    ob,
+                                                    wc,
+                                                    bc,
+                                                );
+                                            }
+                                            ob += 1;
                                         }
-                                        ob += 4;
-                                    }
-                                    while ob < nv {
-                                        if wide {
-                                            pw_col_p4_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                        } else {
-                                            pw_col_p1_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                        }
-                                        ob += 1;
                                     }
                                     q += if wide { 4 } else { 1 };
                                 }
                             } else {
                                 let kb = 0;
-                                let oc = 0;
-                                pw_t8_v1p::<
-                                    S,
-                                    true,
-                                >(
-                                    simd,
-                                    &inp[kb * 144 * istride..],
-                                    istride,
-                                    &mut out.planes(oc, 8),
-                                    p,
-                                    len,
-                                    &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
-                                    &self.pw_b[oc0 + oc..][..8],
-                                    kb == 0,
-                                    kb + 1 == 1,
-                                );
-                                for t in 1..3 {
-                                    let oc = t * 8;
+                                if tiles_lo < tiles_hi {
+                                    let oc = tiles_lo * 8;
                                     pw_t8_v1p::<
                                         S,
-                                        false,
+                                        true,
                                     >(
                                         simd,
                                         &inp[kb * 144 * istride..],
                                         istride,
-                                        &mut out.planes(oc, 8),
+                                        &mut out.planes(oc - oc_base, 8),
                                         p,
                                         len,
                                         &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
@@ -3695,6 +3745,24 @@ impl Block3 {
                                         kb == 0,
                                         kb + 1 == 1,
                                     );
+                                    for t in tiles_lo + 1..tiles_hi {
+                                        let oc = t * 8;
+                                        pw_t8_v1p::<
+                                            S,
+                                            false,
+                                        >(
+                                            simd,
+                                            &inp[kb * 144 * istride..],
+                                            istride,
+                                            &mut out.planes(oc - oc_base, 8),
+                                            p,
+                                            len,
+                                            &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                                            &self.pw_b[oc0 + oc..][..8],
+                                            kb == 0,
+                                            kb + 1 == 1,
+                                        );
+                                    }
                                 }
                             }
                         }
@@ -4494,6 +4562,7 @@ impl Block3 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -4568,7 +4637,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -4576,7 +4645,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_1,
             );
@@ -4584,7 +4653,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_0,
             );
@@ -4592,7 +4661,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_1,
             );
@@ -4600,7 +4669,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_0,
             );
@@ -4608,7 +4677,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_1,
             );
@@ -4616,7 +4685,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_0,
             );
@@ -4624,7 +4693,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_1,
             );
@@ -4641,6 +4710,7 @@ impl Block3 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -4690,7 +4760,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -4698,7 +4768,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 1,
                 acc_1_0_0,
             );
@@ -4706,7 +4776,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 2,
                 acc_2_0_0,
             );
@@ -4714,7 +4784,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 3,
                 acc_3_0_0,
             );
@@ -4731,6 +4801,7 @@ impl Block3 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -4766,7 +4837,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -4774,7 +4845,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 1) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_1,
             );
@@ -4791,6 +4862,7 @@ impl Block3 {
             inp: &[f32],
             istride: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            planes: (usize, usize),
             q: usize,
             ob: usize,
             wc: &[f32],
@@ -4819,7 +4891,7 @@ impl Block3 {
                 simd,
                 out,
                 (ob + 0) * lanes,
-                24,
+                planes,
                 q + 0,
                 acc_0_0_0,
             );
@@ -5707,62 +5779,32 @@ impl Block3 {
                 }
                 {
                     let inp: &[f32] = mid;
-                    let (istride, npix, oc0) = (mid_plane, rows * wo, 0);
+                    let (istride, npix, oc0, oc_range) = (
+                        mid_plane,
+                        rows * wo,
+                        0,
+                        0..24,
+                    );
                     let out = &mut out_image.cols((oy0 - span.start) * wo, rows * wo);
+                    let oc_base = oc_range.start;
+                    let (tiles_lo, tiles_hi) = (oc_base / 6, (oc_range.end / 6).min(4));
+                    let with_tail = oc_range.end == 24;
                     let step = 2 * lanes;
                     let head = ::conv_runtime::__private::align_head::<S>(inp, istride)
                         .min(npix);
                     let mut p = head;
                     while p + step <= npix {
                         let kb = 0;
-                        let oc = 0;
-                        pw_t6_v2::<
-                            S,
-                            true,
-                        >(
-                            simd,
-                            &inp[kb * 144 * istride..],
-                            istride,
-                            &mut out.planes(oc, 6),
-                            p,
-                            lanes,
-                            &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
-                            &self.pw_b[oc0 + oc..][..6],
-                            kb == 0,
-                            kb + 1 == 1,
-                        );
-                        for t in 1..4 {
-                            let oc = t * 6;
+                        if tiles_lo < tiles_hi {
+                            let oc = tiles_lo * 6;
                             pw_t6_v2::<
-                                S,
-                                false,
-                            >(
-                                simd,
-                                &inp[kb * 144 * istride..],
-                                istride,
-                                &mut out.planes(oc, 6),
-                                p,
-                                lanes,
-                                &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
-                                &self.pw_b[oc0 + oc..][..6],
-                                kb == 0,
-                                kb + 1 == 1,
-                            );
-                        }
-                        p += step;
-                    }
-                    match (npix - p) / lanes {
-                        1 => {
-                            let kb = 0;
-                            let oc = 0;
-                            pw_t6_v1::<
                                 S,
                                 true,
                             >(
                                 simd,
                                 &inp[kb * 144 * istride..],
                                 istride,
-                                &mut out.planes(oc, 6),
+                                &mut out.planes(oc - oc_base, 6),
                                 p,
                                 lanes,
                                 &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
@@ -5770,16 +5812,16 @@ impl Block3 {
                                 kb == 0,
                                 kb + 1 == 1,
                             );
-                            for t in 1..4 {
+                            for t in tiles_lo + 1..tiles_hi {
                                 let oc = t * 6;
-                                pw_t6_v1::<
+                                pw_t6_v2::<
                                     S,
                                     false,
                                 >(
                                     simd,
                                     &inp[kb * 144 * istride..],
                                     istride,
-                                    &mut out.planes(oc, 6),
+                                    &mut out.planes(oc - oc_base, 6),
                                     p,
                                     lanes,
                                     &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
@@ -5788,6 +5830,48 @@ impl Block3 {
                                     kb + 1 == 1,
                                 );
                             }
+                        }
+                        p += step;
+                    }
+                    match (npix - p) / lanes {
+                        1 => {
+                            let kb = 0;
+                            if tiles_lo < tiles_hi {
+                                let oc = tiles_lo * 6;
+                                pw_t6_v1::<
+                                    S,
+                                    true,
+                                >(
+                                    simd,
+                                    &inp[kb * 144 * istride..],
+                                    istride,
+                                    &mut out.planes(oc - oc_base, 6),
+                                    p,
+                                    lanes,
+                                    &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
+                                    &self.pw_b[oc0 + oc..][..6],
+                                    kb == 0,
+                                    kb + 1 == 1,
+                                );
+                                for t in tiles_lo + 1..tiles_hi {
+                                    let oc = t * 6;
+                                    pw_t6_v1::<
+                                        S,
+                                        false,
+                                    >(
+                                        simd,
+                                        &inp[kb * 144 * istride..],
+                                        istride,
+                                        &mut out.planes(oc - oc_base, 6),
+                                        p,
+                                        lanes,
+                                        &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
+                                        &self.pw_b[oc0 + oc..][..6],
+                                        kb == 0,
+                                        kb + 1 == 1,
+                                    );
+                                }
+                            }
                             p += 1 * lanes;
                         }
                         _ => {}
@@ -5795,9 +5879,8 @@ impl Block3 {
                     for (p, end) in [(0, head), (p, npix)] {
                         if p < end {
                             let len = end - p;
-                            if len
-                                * (::conv_runtime::__private::padded_channels(24) / lanes)
-                                < 24
+                            if len * (oc_range.end.div_ceil(lanes) - oc_base / lanes)
+                                < oc_range.end - oc_base
                             {
                                 const PAD: usize = ::conv_runtime::__private::padded_channels(
                                     24,
@@ -5805,57 +5888,89 @@ impl Block3 {
                                 let grp = oc0 / 24;
                                 let wc = &self.pw_wc[grp * 144 * PAD..][..144 * PAD];
                                 let bc = &self.pw_bc[grp * PAD..][..PAD];
-                                let nv = PAD / lanes;
+                                let (ob_lo, ob_hi) = (
+                                    oc_base / lanes,
+                                    oc_range.end.div_ceil(lanes),
+                                );
+                                let planes = (oc_base, oc_range.end);
                                 let mut q = p;
                                 while q < end {
                                     let wide = end - q >= 4;
-                                    let mut ob = 0;
-                                    while ob + 2 <= nv {
-                                        if wide {
-                                            pw_col_p4_v2(simd, inp, istride, out, q, ob, wc, bc);
+                                    let mut ob = ob_lo;
+                                    while ob < ob_hi {
+                                        let at = ob * lanes % ::conv_runtime::__private::COL_BLOCK;
+                                        if ob + 2 <= ob_hi
+                                            && at + 2 * lanes <= ::conv_runtime::__private::COL_BLOCK
+                                        {
+                                            if wide {
+                                                pw_col_p4_v2(
+                                                    simd,
+                                                    inp,
+                                                    istride,
+                                                    out,
+                                                    planes,
+                                                    q,
+                                                    ob,
+                                                    wc,
+                                                    bc,
+                                                );
+                                            } else {
+                                                pw_col_p1_v2(
+                                                    simd,
+                                                    inp,
+                                                    istride,
+                                                    out,
+                                                    planes,
+                                                    q,
+                                                    ob,
+                                                    wc,
+                                                    bc,
+                                                );
+                                            }
+                                            ob += 2;
                                         } else {
-                                            pw_col_p1_v2(simd, inp, istride, out, q, ob, wc, bc);
+                                            if wide {
+                                                pw_col_p4_v1(
+                                                    simd,
+                                                    inp,
+                                                    istride,
+                                                    out,
+                                                    planes,
+                                                    q,
+                                                    ob,
+                                                    wc,
+                                                    bc,
+                                                );
+                                            } else {
+                                                pw_col_p1_v1(
+                                                    simd,
+                                                    inp,
+                                                    istride,
+                                                    out,
+                                                    planes,
+                                                    q,
+                                                    ob,
+                                                    wc,
+                                                    bc,
+                                                );
+                                            }
+                                            ob += 1;
                                         }
-                                        ob += 2;
-                                    }
-                                    while ob < nv {
-                                        if wide {
-                                            pw_col_p4_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                        } else {
-                                            pw_col_p1_v1(simd, inp, istride, out, q, ob, wc, bc);
-                                        }
-                                        ob += 1;
                                     }
                                     q += if wide { 4 } else { 1 };
                                 }
                             } else {
                                 let kb = 0;
-                                let oc = 0;
-                                pw_t6_v1p::<
-                                    S,
-                                    true,
-                                >(
-                                    simd,
-                                    &inp[kb * 144 * istride..],
-                                    istride,
-                                    &mut out.planes(oc, 6),
-                                    p,
-                                    len,
-                                    &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
-                                    &self.pw_b[oc0 + oc..][..6],
-                                    kb == 0,
-                                    kb + 1 == 1,
-                                );
-                                for t in 1..4 {
-                                    let oc = t * 6;
+                                if tiles_lo < tiles_hi {
+                                    let oc = tiles_lo * 6;
                                     pw_t6_v1p::<
                                         S,
-                                        false,
+                                        true,
                                     >(
                                         simd,
                                         &inp[kb * 144 * istride..],
                                         istride,
-                                        &mut out.planes(oc, 6),
+                                        &mut out.planes(oc - oc_base, 6),
                                         p,
                                         len,
                                         &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
@@ -5863,6 +5978,24 @@ impl Block3 {
                                         kb == 0,
                                         kb + 1 == 1,
                                     );
+                                    for t in tiles_lo + 1..tiles_hi {
+                                        let oc = t * 6;
+                                        pw_t6_v1p::<
+                                            S,
+                                            false,
+                                        >(
+                                            simd,
+                                            &inp[kb * 144 * istride..],
+                                            istride,
+                                            &mut out.planes(oc - oc_base, 6),
+                                            p,
+                                            len,
+                                            &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
+                                            &self.pw_b[oc0 + oc..][..6],
+                                            kb == 0,
+                                            kb + 1 == 1,
+                                        );
+                                    }
                                 }
                             }
                         }
