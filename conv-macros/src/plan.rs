@@ -1003,7 +1003,14 @@ const GEMM_PANEL_BYTES: usize = 16 * 1024;
 /// -> 512 on 14 x 14 474-478 against 500-506, 1024 -> 1024 on 7 x 7 611-615 against 666-675,
 /// 960 -> 160 on 7 x 7 69-70 against 77-79; with panels in L1 (32 -> 192, 64 -> 384) `t6v4`
 /// held level or ahead. At 3, `t8v3` (or `t9v3`, measured level with it) wins where the panel
-/// outgrows L1; at 2 the two tie.
+/// outgrows L1; at 2 the two tie. `t14v2` (28 accumulators, which this count ranks below
+/// `t9v3` for its splats) measured mixed in the layer (prof timer, 3 alternating runs, minimum
+/// us): 256 -> 256 on 28 x 28 606-610 against 623-646, 384 -> 64 on 14 x 14 61-63 against
+/// 60-61, 144 -> 24 on 56 x 56 level; not taken. What bounds these tiles is the core: a
+/// throwaway of the bare `t8v3` loop with panel and weights in L1 (128 -> 168 on 192 pixels)
+/// ran at 83-85% of the register-only FMA loop measured beside it (`t14v2` 80-89%, every other
+/// shape 75-84%), and the layers run at 80-88% of it (mnv1_pw256_256_28 and mnv2_pw384_64_14,
+/// the FMA loop timed between rounds).
 const GEMM_L2_LOAD: f64 = 3.0;
 
 /// Bytes of input vectors one block of the reduction may span on 32 registers: a quarter of
