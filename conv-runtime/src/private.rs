@@ -538,15 +538,26 @@ pub fn prefetch(src: &[f32], at: usize) {
 /// scratch block (read by every output-channel tile after) measured slower, not faster: 384 ->
 /// 64 on 14 x 14, AVX-512, 60.4-62.5 us as is, 64.3-66.7 packed (minimum of 300 x 10 calls,
 /// alternating runs); there the split loads cost less than the copy's stores.
+///
+/// Also 0 for a span of fewer than [`ALIGN_MIN_VECS`] vectors (`npix` pixels): the head and the
+/// shorter last vector it leaves are each a pass of the channel-vector tail (or a masked
+/// vector) over all the weights, which on a few vectors costs more than the split loads save.
+/// Unaligned input, AVX-512, throwaway timer, minimum us, head -> none: 960 -> 160 on 4 x 4
+/// 59-60 -> 38-41 (2 threads 69-72 -> 23), on 8 x 8 143-147 -> 130-131 (150 -> 70-73), 576 ->
+/// 96 on 4 x 4 23-24 -> 14-15, on 8 x 8 52-55 -> 48-49, 1024 -> 1024 on 8 x 8 1284-1507 ->
+/// 992-1062; 384 -> 64 on 16 x 16 (16 vectors) 81 with the head, 82-89 without.
 #[inline(always)]
-pub fn align_head<S: Simd>(planes: &[f32], stride: usize) -> usize {
+pub fn align_head<S: Simd>(planes: &[f32], stride: usize, npix: usize) -> usize {
     let lanes = S::F32_LANES;
     let addr = planes.as_ptr() as usize;
-    if lanes <= 1 || stride % lanes != 0 || addr % 4 != 0 {
+    if lanes <= 1 || stride % lanes != 0 || addr % 4 != 0 || npix < ALIGN_MIN_VECS * lanes {
         return 0;
     }
     (lanes - (addr / 4) % lanes) % lanes
 }
+
+/// Vectors of pixels a GEMM span needs before [`align_head`] aligns its steps.
+pub const ALIGN_MIN_VECS: usize = 16;
 
 /// A GEMM accumulator at the start of a block of the reduction: `bias` splatted for the first
 /// block, else the partial sum stored by the previous block at float `at` of plane `i` of `out`.

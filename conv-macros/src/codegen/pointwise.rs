@@ -146,7 +146,7 @@ pub fn stage(
         let step = #vecs * lanes;
         // Whole steps start at the planes' first vector boundary (see `align_head`), so that
         // they load whole cache lines.
-        let head = #rt::align_head::<S>(inp, istride).min(npix);
+        let head = #rt::align_head::<S>(inp, istride, npix).min(npix);
         let mut p = head;
         while p + step <= npix {
             #full

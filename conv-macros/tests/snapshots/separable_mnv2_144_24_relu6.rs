@@ -3517,7 +3517,9 @@ impl Block3 {
                     let (tiles_lo, tiles_hi) = (oc_base / 8, (oc_range.end / 8).min(3));
                     let with_tail = oc_range.end == 24;
                     let step = 3 * lanes;
-                    let head = ::conv_runtime::__private::align_head::<S>(inp, istride)
+                    let head = ::conv_runtime::__private::align_head::<
+                        S,
+                    >(inp, istride, npix)
                         .min(npix);
                     let mut p = head;
                     while p + step <= npix {
@@ -5790,7 +5792,9 @@ impl Block3 {
                     let (tiles_lo, tiles_hi) = (oc_base / 6, (oc_range.end / 6).min(4));
                     let with_tail = oc_range.end == 24;
                     let step = 2 * lanes;
-                    let head = ::conv_runtime::__private::align_head::<S>(inp, istride)
+                    let head = ::conv_runtime::__private::align_head::<
+                        S,
+                    >(inp, istride, npix)
                         .min(npix);
                     let mut p = head;
                     while p + step <= npix {
