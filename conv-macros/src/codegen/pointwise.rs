@@ -411,7 +411,8 @@ fn column_tail(
 
 /// A channel-vector tile: pixels `q..q + px` x output-channel vectors `ob..ob + vx` of one group
 /// (`wc`: its weight columns, `bc`: its padded bias), stored to the planes of the part's
-/// channels `planes.0..planes.1` (`out` starts at `planes.0`), the lanes past them dropped.
+/// channels `planes.0..planes.1` (`out` starts at `planes.0`); lanes of channels outside them
+/// (another part's, before or after, or the padding) are dropped.
 fn col_tile_fn(spec: &Spec, px: usize, vx: usize, name: &syn::Ident) -> TokenStream {
     let rt = rt();
     let (cpg_in, cpg_out) = (lit(spec.in_per_group()), lit(spec.out_per_group()));
