@@ -29,6 +29,8 @@ pub struct FamilyCode {
     /// One `fn __run_rNN<S: Simd>(&self, simd: S, a: Args<'_>)` per distinct plan, with its
     /// register count.
     pub runs: Vec<(usize, TokenStream)>,
+    /// More items of the `Generated` impl (pointwise layers: `fn amx`).
+    pub generated: TokenStream,
 }
 
 pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -155,6 +157,7 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
         new_fn,
         scratch_len,
         runs,
+        generated,
     } = code;
     let (cin, cout) = (emit::lit(spec.in_channels), emit::lit(spec.out_channels));
     let kname = kernel_name(spec, &plans);
@@ -429,6 +432,8 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
             fn run_r16<S: #rt::Simd>(&self, simd: S, args: #rt::Args<'_>) {
                 self.#run16(simd, args)
             }
+
+            #generated
         }
 
         impl #name {

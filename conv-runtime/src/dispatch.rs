@@ -7,6 +7,11 @@ use pulp::{Simd, WithSimd};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Isa {
+    /// x86-64-v4 with AMX-BF16 tiles (Intel Sapphire Rapids and later, on an OS that grants
+    /// the tile state): pointwise layers multiply on tiles, as sums of bf16 products accurate
+    /// to f32 (`amx.rs`); every other layer, and a pass whose input a tile cannot split exactly
+    /// (infinities, NaN, magnitudes past `2^+-40`), runs the AVX-512 body.
+    Amx,
     /// x86-64-v4: AVX-512F/BW/DQ/VL, 16 f32 lanes, 32 vector registers.
     Avx512,
     /// x86-64-v3: AVX2 + FMA, 8 f32 lanes, 16 vector registers.
@@ -19,11 +24,12 @@ pub enum Isa {
 
 impl Isa {
     /// Every instruction set this crate knows, best first.
-    pub const ALL: [Isa; 4] = [Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar];
+    pub const ALL: [Isa; 5] = [Isa::Amx, Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar];
 
     /// A short stable name, used in kernel names, bench ids and test messages.
     pub const fn name(self) -> &'static str {
         match self {
+            Isa::Amx => "amx",
             Isa::Avx512 => "avx512",
             Isa::Avx2 => "avx2",
             Isa::Neon => "neon",
@@ -34,7 +40,7 @@ impl Isa {
     /// f32 lanes of one vector.
     pub const fn lanes(self) -> usize {
         match self {
-            Isa::Avx512 => 16,
+            Isa::Amx | Isa::Avx512 => 16,
             Isa::Avx2 => 8,
             Isa::Neon => 4,
             Isa::Scalar => 1,
@@ -44,12 +50,14 @@ impl Isa {
     /// Whether it runs the bodies planned for 32 vector registers (AVX-512, NEON; see
     /// [`Isa::run_by_class`]).
     pub const fn wide(self) -> bool {
-        matches!(self, Isa::Avx512 | Isa::Neon)
+        matches!(self, Isa::Amx | Isa::Avx512 | Isa::Neon)
     }
 
     /// Whether this machine can run it.
     pub fn is_available(self) -> bool {
         match self {
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            Isa::Amx => pulp::x86::V4::is_available() && crate::amx::available(),
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
             Isa::Avx512 => pulp::x86::V4::is_available(),
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
@@ -86,7 +94,7 @@ impl Isa {
     pub fn run_by_class<Op: ClassOp>(self, op: Op) -> Result<Op::Output> {
         match self {
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-            Isa::Avx512 => match pulp::x86::V4::try_new() {
+            Isa::Amx | Isa::Avx512 => match pulp::x86::V4::try_new() {
                 Some(simd) => Ok(pulp::Simd::vectorize(simd, Class::<Op, true>(op))),
                 None => Err(ConvError::IsaUnavailable(self.name())),
             },

@@ -11,6 +11,7 @@
 )]
 
 pub mod activation;
+mod amx;
 pub mod dispatch;
 pub mod error;
 mod flat;

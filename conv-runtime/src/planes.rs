@@ -105,6 +105,22 @@ impl<'a> PlanesMut<'a> {
         }
     }
 
+    /// The first float of planes `first..first + 16` at column `start` and the plane stride in
+    /// floats, for a store of 16 floats into each of those 16 planes (an AMX tile); `None`
+    /// unless all of them lie in the planes. Each of those floats lies in the run of its plane
+    /// (invariant I), reached through `&mut self` only while the pointer is used.
+    #[inline(always)]
+    pub(crate) fn block16(&mut self, first: usize, start: usize) -> Option<(*mut f32, usize)> {
+        (first + 16 <= self.count && start + 16 <= self.len).then(|| {
+            (
+                self.ptr
+                    .wrapping_add(first * self.stride)
+                    .wrapping_add(start),
+                self.stride,
+            )
+        })
+    }
+
     /// Planes `first..first + count`, whole.
     #[inline(always)]
     pub fn planes(&mut self, first: usize, count: usize) -> PlanesMut<'_> {

@@ -21,6 +21,7 @@ pub use crate::winograd_channels::{
 };
 
 pub use crate::activation::Activation;
+pub use crate::amx::AmxGemm;
 use crate::dispatch::ClassOp;
 pub use crate::dispatch::Isa;
 pub use crate::error::{ConvError, Result};
@@ -68,6 +69,11 @@ pub trait Generated: Sized + Sync {
     /// Output channels per tile of the 16- and 32-register bodies when a part may compute a
     /// run of a unit's output channels ([`Args::oc`]; pointwise bodies), 0 when it may not.
     const OUT_TILES: [usize; 2];
+    /// The weights packed for AMX tiles: pointwise layers on machines with AMX
+    /// ([`Isa::Amx`]); the other layers run their AVX-512 body there.
+    fn amx(&self) -> Option<&AmxGemm> {
+        None
+    }
     /// FLOPs of one forward pass (for deciding whether splitting over threads pays).
     fn flops(n: usize, h: usize, w: usize) -> u64;
     /// Floats of scratch `run` needs for an `h x w` input with vectors of `lanes` floats.
@@ -201,7 +207,10 @@ fn forward_parts<K: Generated>(
         .parts(p),
     };
     // Output-channel cuts on whole tiles of the body's plan.
-    let tile = K::OUT_TILES[usize::from(isa.wide())];
+    let tile = match layer.amx() {
+        Some(_) if isa == Isa::Amx => crate::amx::OUT_TILE,
+        _ => K::OUT_TILES[usize::from(isa.wide())],
+    };
     let out_tiles = parallel::OutTiles {
         channels: job.planes_per_unit,
         tile,
@@ -372,9 +381,22 @@ impl<K: Generated> Job<'_, K> {
     }
 
     /// Runs one part on this thread with this thread's scratch.
-    fn run_one(&self, (units, span, oc, output): Piece<'_>) {
+    fn run_one(&self, (units, mut span, oc, mut output): Piece<'_>) {
         if units.is_empty() || span.is_empty() || oc.is_empty() {
             return;
+        }
+        if self.isa == Isa::Amx {
+            if let Some(g) = self.layer.amx() {
+                let plane = self.ho * self.wo;
+                let (u, s, o) = (units.clone(), span.clone(), oc.clone());
+                let done = crate::amx::run(g, self.input, plane, u, s, o, &mut output).done;
+                if done == span.len() {
+                    return;
+                }
+                // The rest from the chunk tiles could not split, on AVX-512.
+                output = output.split_cols(done).1;
+                span.start += done;
+            }
         }
         let (h, w, ho, wo) = (self.h, self.w, self.ho, self.wo);
         let need = K::scratch_len(self.isa.lanes(), h, w, ho, wo);

@@ -119,6 +119,16 @@ pub struct Pw2304x11Relu6;
 pub struct Pw24x70Relu;
 #[conv_kernel(in = 2304, out = 40, k = 1)]
 pub struct Pw2304x40;
+// Layers that take AMX tiles where the machine has them (`Isa::Amx`: 32 and more channels in
+// and out per group): a whole and a partial pair of 16-row tiles (48 = 32 + 16); a reduction
+// padded to whole 32-channel blocks (35 per group), two groups and an activation applied lane
+// by lane; a pair with one row (33 = 32 + 1) and no bias.
+#[conv_kernel(in = 64, out = 48, k = 1)]
+pub struct PwAmx64x48;
+#[conv_kernel(in = 70, out = 96, k = 1, groups = 2, act = "relu6")]
+pub struct PwAmxG2Relu6;
+#[conv_kernel(in = 40, out = 33, k = 1, bias = false)]
+pub struct PwAmx40x33;
 
 // Fused activations on every family and body layout: depthwise relu6 (hoisted weights),
 // grouped clamp, dense strided relu6, pointwise relu (GEMM), a large kernel with relu (loops).
@@ -213,6 +223,9 @@ fn all_cases() -> Vec<Case> {
         Pw2304x11Relu6 => Activation::Relu6,
         Pw24x70Relu => Activation::Relu,
         Pw2304x40,
+        PwAmx64x48,
+        PwAmxG2Relu6 => Activation::Relu6,
+        PwAmx40x33,
         DwK29S2Relu => Activation::Relu,
     ]
 }
@@ -501,6 +514,61 @@ proptest! {
     ) {
         let cases = all_cases();
         check(&cases[which % cases.len()], n, h, w, seed);
+    }
+}
+
+/// Values a bf16 piece split cannot carry exactly (AMX tiles, `Isa::Amx`): infinities and NaN
+/// (whose pieces are NaN) and magnitudes far below or above 1 (whose pieces and products would
+/// be flushed as denormals or overflow), each only in a later 32-pixel chunk of one image of a
+/// batch, so the first chunks run on tiles and the rest on the fallback. Every ISA must match
+/// the reference, which also fixes where the output is NaN.
+#[test]
+fn values_tiles_cannot_split_match_reference() {
+    let cases = all_cases();
+    let (n, h, w) = (2, 9, 13);
+    for case in cases
+        .iter()
+        .filter(|c| c.name.starts_with("PwAmx") || c.name == "Pw2304x40")
+    {
+        let p = case.layer.params();
+        let plane = h * w;
+        for (i, special) in [f32::NAN, f32::INFINITY, 2.0e-34, -2.0e-39, 7.0e25]
+            .into_iter()
+            .enumerate()
+        {
+            let mut input = random_vec(n * p.in_channels * plane, 40 + i as u64);
+            // Image 1, channel 1, pixel 70 (chunk 2 of 4).
+            input[(p.in_channels + 1) * plane + 70] = special;
+            if special.is_finite() && special.abs() < 1.0 {
+                // Tiny values in every channel of image 0 from pixel 100 (chunk 3): without
+                // a bias, those outputs and their tolerance are tiny too.
+                for c in 0..p.in_channels {
+                    for v in &mut input[c * plane + 100..(c + 1) * plane] {
+                        *v *= special;
+                    }
+                }
+            }
+            let (want, tol) = reference_activated(
+                &p,
+                case.act,
+                &input,
+                n,
+                h,
+                w,
+                &case.weight,
+                case.bias.as_deref(),
+            )
+            .unwrap();
+            let dims = [n, p.out_channels, h, w];
+            for isa in Isa::available() {
+                let mut out = vec![0.0; dims.iter().product()];
+                case.layer
+                    .forward_on(isa, &input, n, h, w, &mut out)
+                    .unwrap();
+                let what = format!("{} with {special:e} on {isa}", case.name);
+                assert_close(&what, &out, &want, &tol, dims);
+            }
+        }
     }
 }
 

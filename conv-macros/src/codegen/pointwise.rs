@@ -23,6 +23,22 @@ use crate::spec::Spec;
 pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
     let (w, b) = (format_ident!("w"), format_ident!("b"));
     let (col_fields, col_inits) = column_fields(spec, &w, &b, &quote!(weight), &quote!(&b));
+    // The tile operands for `Isa::Amx`, when the machine has them.
+    let rt = rt();
+    let (groups, cout, cin) = (
+        lit(spec.groups),
+        lit(spec.out_channels),
+        lit(spec.in_channels),
+    );
+    let act = super::emit::activation(spec.act);
+    let col_fields = quote! {
+        #col_fields
+        amx: ::core::option::Option<#rt::AmxGemm>,
+    };
+    let col_inits = quote! {
+        #col_inits
+        amx: #rt::AmxGemm::new(weight, &b, #groups, #cout, #cin, #act),
+    };
     let (fields, new_fn) = conv_fields_with(spec, col_fields, col_inits);
     let runs = plans
         .iter()
@@ -36,6 +52,11 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
         new_fn,
         scratch_len: quote!(0),
         runs,
+        generated: quote! {
+            fn amx(&self) -> ::core::option::Option<&#rt::AmxGemm> {
+                self.amx.as_ref()
+            }
+        },
     }
 }
 

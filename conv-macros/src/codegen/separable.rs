@@ -92,6 +92,7 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
         new_fn,
         scratch_len,
         runs,
+        generated: quote!(),
     }
 }
 

@@ -5,6 +5,7 @@ pub struct Pw144x24 {
     b: ::std::vec::Vec<f32>,
     wc: ::std::vec::Vec<f32>,
     bc: ::std::vec::Vec<f32>,
+    amx: ::core::option::Option<::conv_runtime::__private::AmxGemm>,
 }
 impl Pw144x24 {
     /// Input channels.
@@ -45,6 +46,14 @@ impl Pw144x24 {
             w: weight.to_vec(),
             wc: ::conv_runtime::__private::pack_columns(weight, 1, 24, 144),
             bc: ::conv_runtime::__private::pad_groups(&b, 1, 24),
+            amx: ::conv_runtime::__private::AmxGemm::new(
+                weight,
+                &b,
+                1,
+                24,
+                144,
+                ::conv_runtime::__private::Activation::None,
+            ),
             b,
         })
     }
@@ -272,6 +281,9 @@ impl ::conv_runtime::__private::Generated for Pw144x24 {
         args: ::conv_runtime::__private::Args<'_>,
     ) {
         self.__run_r16(simd, args)
+    }
+    fn amx(&self) -> ::core::option::Option<&::conv_runtime::__private::AmxGemm> {
+        self.amx.as_ref()
     }
 }
 impl Pw144x24 {
