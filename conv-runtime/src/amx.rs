@@ -17,8 +17,10 @@
 //! AMX treats bf16 denormals as zero and flushes denormal sums, and a piece split of an
 //! infinity or NaN is NaN. So a layer's weights are checked at `new` and each chunk of input as
 //! it is split: every non-zero magnitude must lie in `[2^-40, 2^40]` (piece products then stay
-//! normal and sums finite). A chunk outside that runs, from that chunk on, on the AVX-512 body
-//! instead, so special values and extreme magnitudes come out as on every other ISA.
+//! normal and sums finite). A pixel where any input channel holds anything else is computed
+//! again by plain f32 FMAs, so special values and extreme magnitudes come out as on every
+//! other ISA. That is decided per pixel, so every output bit is the same however a pass is
+//! split over threads (each pixel's tile sums run in the same order wherever its chunk starts).
 //!
 //! Layout: the weights of each group are packed at `new` into `(piece, row, k)` bf16 rows, `k`
 //! padded to whole 32-channel blocks, one A tile a 16-row, 64-byte slice of them. Per chunk of
@@ -48,6 +50,8 @@ const ZERO: Line = Line([0; 32]);
 /// machine has AMX and the weights may be split.
 pub struct AmxGemm {
     groups: usize,
+    /// Output channels per group.
+    m: usize,
     /// Input channels per group.
     k: usize,
     /// Blocks of 32 input channels per group.
@@ -58,6 +62,8 @@ pub struct AmxGemm {
     a: Vec<Line>,
     /// Per group and row, the bias repeated over 16 lanes: the accumulators' start.
     bias_rows: Vec<[f32; 16]>,
+    /// The weights as given, `(out, in / groups)`, for chunks tiles cannot split.
+    w: Vec<f32>,
     act: Activation,
 }
 
@@ -86,7 +92,7 @@ fn pieces(x: f32) -> [u32; 3] {
     let r = x - f32::from_bits(hi);
     let mid = round_bf16(r.to_bits());
     let r2 = r - f32::from_bits(mid);
-    [hi, mid, r2.to_bits() & 0xffff_0000]
+    [hi, mid, r2.to_bits()]
 }
 
 impl AmxGemm {
@@ -129,21 +135,27 @@ impl AmxGemm {
         }
         Some(AmxGemm {
             groups,
+            m,
             k,
             kb,
             rows,
             a,
             bias_rows,
+            w: weight.to_vec(),
             act,
         })
     }
 }
 
 /// Whether a group of `m` output and `k` input channels runs faster on tiles than in AVX-512
-/// registers: each input float is split once per chunk (about 1 vector operation per float)
-/// and feeds `m` outputs, so few output channels leave the split dominant.
+/// registers. Each input float is split once (about one vector operation per float, which
+/// overlaps the tile products only partly) and feeds `m` outputs, and each 32 x 32 output
+/// block's store drains the tile unit, so few channels leave the split and the drains
+/// dominant. Measured (1 thread, medians, AVX-512 -> AMX): 24 out of 144 on 56 x 56 148 ->
+/// 226 us, 64 out of 32 on 17 x 19 9.8 -> 10.6; 64 out of 384 on 14 x 14 58 -> 48, 576 out of
+/// 96 on 14 x 14 132 -> 100.
 pub const fn worth(m: usize, k: usize) -> bool {
-    m >= 32 && k >= 32
+    m >= 32 && k >= 64
 }
 
 /// Whether this machine and OS let this process use AMX-BF16 tiles (asked once, on first use).
@@ -158,31 +170,29 @@ pub fn available() -> bool {
     false
 }
 
-/// What [`run`] did: every pixel of the span, or the first `done` of them (the next chunk held
-/// a value tiles cannot split; the caller computes the rest on AVX-512).
-pub struct Ran {
-    pub done: usize,
+/// The part of a pointwise pass [`run`] computes: of each unit `u` in `units` (image
+/// `u / groups`, group `u % groups`), output channels `oc` of the group at pixels `span`.
+/// Input plane `c` of image `b` starts at float `(b in + c) plane` of `input`; output plane
+/// `(u - units.start) oc.len() + o - oc.start` holds channel `o` of unit `u` from pixel
+/// `span.start` on.
+pub struct Pass<'a> {
+    pub input: &'a [f32],
+    pub plane: usize,
+    pub units: core::ops::Range<usize>,
+    pub span: core::ops::Range<usize>,
+    pub oc: core::ops::Range<usize>,
 }
 
-/// The planes `units` (image x group) of the output, channels `oc` of each, pixels `span`,
-/// written to `output` as [`crate::__private::Args`] describes.
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    g: &AmxGemm,
-    input: &[f32],
-    plane: usize,
-    units: core::ops::Range<usize>,
-    span: core::ops::Range<usize>,
-    oc: core::ops::Range<usize>,
-    output: &mut PlanesMut<'_>,
-) -> Ran {
+/// Computes `pass` into `output` on AMX tiles; false (and nothing written) when this machine
+/// has no AMX.
+pub fn run(g: &AmxGemm, pass: Pass<'_>, output: &mut PlanesMut<'_>) -> bool {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    if available() {
+    if available() && !pass.span.is_empty() && !pass.units.is_empty() && !pass.oc.is_empty() {
         // SAFETY: `available` checked AMX-TILE/BF16 and the OS's permission for this process.
-        return unsafe { x86::run(g, input, plane, units, span, oc, output) };
+        return unsafe { x86::run(g, pass, output) };
     }
-    let _ = (g, input, plane, units, span, oc, output);
-    Ran { done: 0 }
+    let _ = (g, pass, output);
+    false
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -284,38 +294,21 @@ mod x86 {
     /// returns whether any lane lies outside [`splittable`]'s range.
     #[inline(always)]
     fn split(v4: V4, x: __m512) -> ([__m512i; 3], u16) {
-        let bits = v4.avx512f._mm512_castps_si512(x);
-        let abs = v4
-            .avx512f
-            ._mm512_and_si512(bits, v4.avx512f._mm512_set1_epi32(0x7fff_ffff));
-        let off = v4
-            .avx512f
-            ._mm512_sub_epi32(abs, v4.avx512f._mm512_set1_epi32(LO_BITS as i32));
-        let far = v4.avx512f._mm512_cmpgt_epu32_mask(
-            off,
-            v4.avx512f._mm512_set1_epi32((HI_BITS - LO_BITS) as i32),
-        );
-        let bad = v4.avx512f._mm512_mask_test_epi32_mask(far, abs, abs);
-        let half = v4.avx512f._mm512_set1_epi32(0x8000);
-        let top = v4.avx512f._mm512_set1_epi32(0xffff_0000u32 as i32);
-        let hi = v4
-            .avx512f
-            ._mm512_and_si512(v4.avx512f._mm512_add_epi32(bits, half), top);
-        let r = v4
-            .avx512f
-            ._mm512_sub_ps(x, v4.avx512f._mm512_castsi512_ps(hi));
-        let mid = v4.avx512f._mm512_and_si512(
-            v4.avx512f
-                ._mm512_add_epi32(v4.avx512f._mm512_castps_si512(r), half),
-            top,
-        );
-        let r2 = v4
-            .avx512f
-            ._mm512_sub_ps(r, v4.avx512f._mm512_castsi512_ps(mid));
-        let lo = v4
-            .avx512f
-            ._mm512_and_si512(v4.avx512f._mm512_castps_si512(r2), top);
-        ([hi, mid, lo], bad)
+        let f = v4.avx512f;
+        let bits = f._mm512_castps_si512(x);
+        let abs = f._mm512_and_si512(bits, f._mm512_set1_epi32(0x7fff_ffff));
+        let off = f._mm512_sub_epi32(abs, f._mm512_set1_epi32(LO_BITS as i32));
+        let span = f._mm512_set1_epi32((HI_BITS - LO_BITS) as i32);
+        let far = f._mm512_cmpgt_epu32_mask(off, span);
+        let bad = f._mm512_mask_test_epi32_mask(far, abs, abs);
+        let half = f._mm512_set1_epi32(0x8000);
+        let top = f._mm512_set1_epi32(0xffff_0000u32 as i32);
+        let hi = f._mm512_and_si512(f._mm512_add_epi32(bits, half), top);
+        let r = f._mm512_sub_ps(x, f._mm512_castsi512_ps(hi));
+        let mid = f._mm512_and_si512(f._mm512_add_epi32(f._mm512_castps_si512(r), half), top);
+        let r2 = f._mm512_sub_ps(r, f._mm512_castsi512_ps(mid));
+        // `r2` has at most 8 significant bits: a bf16 already, low half zero.
+        ([hi, mid, f._mm512_castps_si512(r2)], bad)
     }
 
     /// One B tile row: the bf16 pieces of channel pair `(a, b)` interleaved per pixel.
@@ -335,8 +328,8 @@ mod x86 {
     }
 
     /// Writes channel pairs `qs` of the B tiles of `src` into `b` (`6 kb 16` lines: piece,
-    /// half, block, pair); pixels past `cols` and channels past `k` are zero. Returns whether a
-    /// value lies outside the splittable range.
+    /// half, block, pair); pixels past `cols` and channels past `k` are zero. Returns, per half
+    /// of 16 pixels, the lanes (pixels) where a value lies outside the splittable range.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn fill(
@@ -348,7 +341,7 @@ mod x86 {
         kb: usize,
         src: Src,
         qs: core::ops::Range<usize>,
-    ) -> bool {
+    ) -> [u16; 2] {
         let pairs = kb * 16;
         let Src { base, p, cols } = src;
         assert!(cols <= CHUNK && k <= 2 * pairs && qs.end <= pairs && b.len() >= 6 * pairs);
@@ -371,14 +364,14 @@ mod x86 {
                 ]
             }
         };
-        let mut bad: u16 = 0;
+        let mut bad = [0u16; 2];
         let dst = b.as_mut_ptr();
         for q in qs {
             let (x0, x1) = (row(2 * q), row(2 * q + 1));
             for h in 0..2 {
                 let (p0, b0) = split(v4, x0[h]);
                 let (p1, b1) = split(v4, x1[h]);
-                bad |= b0 | b1;
+                bad[h] |= b0 | b1;
                 for i in 0..3 {
                     // SAFETY: line `(i 2 + h) pairs + q < 6 pairs <= b.len()`, one whole vector.
                     unsafe {
@@ -389,7 +382,7 @@ mod x86 {
                 }
             }
         }
-        bad != 0
+        bad
     }
 
     /// Writes the rows of accumulator block `c` (rows `r..r + 16` of the group, planes `first..`
@@ -433,6 +426,56 @@ mod x86 {
         }
     }
 
+    /// Output channels `oc` of the pixels `lanes` (per half) of chunk `src` (group `grp`, planes
+    /// from `first` of `out`, floats from `col`) by plain f32 FMAs in input-channel order, for
+    /// pixels where a value tiles cannot split: infinities and NaN propagate as in the
+    /// reference, tiny and huge magnitudes keep f32 accuracy. Decided per pixel, so the same
+    /// whatever the chunks. A pass whose input is all such values runs about half as fast as
+    /// on AVX-512 (one weight broadcast and one input load per FMA).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn fma_chunk(
+        v4: V4,
+        g: &AmxGemm,
+        input: &[f32],
+        plane: usize,
+        src: Src,
+        grp: usize,
+        oc: &core::ops::Range<usize>,
+        first: usize,
+        col: usize,
+        lanes: [u16; 2],
+        out: &mut PlanesMut<'_>,
+    ) {
+        let f = v4.avx512f;
+        let (lo, hi) = g.act.bounds();
+        let (lo, hi) = (f._mm512_set1_ps(lo), f._mm512_set1_ps(hi));
+        for (h, lanes) in lanes.into_iter().enumerate() {
+            let n = src.cols.saturating_sub(16 * h).min(16);
+            let mask = lanes & ((1u32 << n) - 1) as u16;
+            if mask == 0 {
+                continue;
+            }
+            let at = src.base + src.p + 16 * h;
+            for r in oc.clone() {
+                let w = &g.w[(grp * g.m + r) * g.k..][..g.k];
+                let mut acc = f._mm512_set1_ps(g.bias_rows[grp * g.rows + r][0]);
+                for (c, &wc) in w.iter().enumerate() {
+                    let x = &input[at + c * plane..][..n];
+                    // SAFETY: lanes past `n` are masked off; `x` holds `n` floats.
+                    let x = unsafe { f._mm512_maskz_loadu_ps(mask, x.as_ptr()) };
+                    acc = f._mm512_fmadd_ps(f._mm512_set1_ps(wc), x, acc);
+                }
+                // Comparisons false for NaN keep it (see `Activation`).
+                let v = f._mm512_mask_mov_ps(acc, f._mm512_cmp_ps_mask::<_CMP_LT_OQ>(acc, lo), lo);
+                let v = f._mm512_mask_mov_ps(v, f._mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, hi), hi);
+                let d = &mut out.plane(first + r - oc.start)[col + 16 * h..][..n];
+                // SAFETY: lanes past `n` are masked off; `d` holds `n` floats.
+                unsafe { f._mm512_mask_storeu_ps(d.as_mut_ptr(), mask, v) };
+            }
+        }
+    }
+
     /// [`super::run`] on AMX.
     ///
     /// The work is a sequence of items, (chunk of 32 pixels, unit) in that order; the B tiles of
@@ -442,29 +485,19 @@ mod x86 {
     ///
     /// # Safety
     /// The CPU has AMX-TILE/BF16 and this process may use the tile state.
-    pub unsafe fn run(
-        g: &AmxGemm,
-        input: &[f32],
-        plane: usize,
-        units: core::ops::Range<usize>,
-        span: core::ops::Range<usize>,
-        oc: core::ops::Range<usize>,
-        output: &mut PlanesMut<'_>,
-    ) -> Ran {
+    pub unsafe fn run(g: &AmxGemm, pass: Pass<'_>, output: &mut PlanesMut<'_>) -> bool {
         let Some(v4) = V4::try_new() else {
-            return Ran { done: 0 };
+            return false;
         };
-        let body = Body {
+        pulp::Simd::vectorize(
             v4,
-            g,
-            input,
-            plane,
-            units,
-            span,
-            oc,
-            output,
-        };
-        pulp::Simd::vectorize(v4, body)
+            Body {
+                v4,
+                g,
+                pass,
+                output,
+            },
+        )
     }
 
     /// [`run`]'s arguments, run as a pulp body so that the AVX-512 helpers inline with their
@@ -472,31 +505,24 @@ mod x86 {
     struct Body<'a, 'p, 'o> {
         v4: V4,
         g: &'a AmxGemm,
-        input: &'a [f32],
-        plane: usize,
-        units: core::ops::Range<usize>,
-        span: core::ops::Range<usize>,
-        oc: core::ops::Range<usize>,
+        pass: Pass<'a>,
         output: &'p mut PlanesMut<'o>,
     }
 
     impl pulp::WithSimd for Body<'_, '_, '_> {
-        type Output = Ran;
+        type Output = bool;
 
         #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, _: S) -> Ran {
+        fn with_simd<S: pulp::Simd>(self, _: S) -> bool {
             let Body {
                 v4,
                 g,
-                input,
-                plane,
-                units,
-                span,
-                oc,
+                pass,
                 output,
             } = self;
             // SAFETY: `run`'s caller guarantees the tile state.
-            unsafe { tiles(v4, g, input, plane, units, span, oc, output) }
+            unsafe { tiles(v4, g, pass, output) };
+            true
         }
     }
 
@@ -504,18 +530,15 @@ mod x86 {
     ///
     /// # Safety
     /// As [`run`].
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    unsafe fn tiles(
-        v4: V4,
-        g: &AmxGemm,
-        input: &[f32],
-        plane: usize,
-        units: core::ops::Range<usize>,
-        span: core::ops::Range<usize>,
-        oc: core::ops::Range<usize>,
-        output: &mut PlanesMut<'_>,
-    ) -> Ran {
+    unsafe fn tiles(v4: V4, g: &AmxGemm, pass: Pass<'_>, output: &mut PlanesMut<'_>) {
+        let Pass {
+            input,
+            plane,
+            units,
+            span,
+            oc,
+        } = pass;
         let (k, kb, rows) = (g.k, g.kb, g.rows);
         let lines = 6 * kb * 16;
         let mut buf = B.with(Cell::take);
@@ -537,22 +560,18 @@ mod x86 {
             (u, grp, src)
         };
         debug_assert!(oc.start % 32 == 0);
-        let steps = oc.len().div_ceil(32) * kb;
+        let subs = oc.len().div_ceil(32) * kb * 6;
         let pairs = kb * 16;
         // SAFETY: `CONFIG` is a valid palette-1 configuration, 64 aligned bytes.
         unsafe { asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly)) };
-        let mut done = span.len();
-        if fill(v4, cur, input, plane, k, kb, item(0).2, 0..pairs) {
-            done = 0;
-        }
+        let mut bad = fill(v4, cur, input, plane, k, kb, item(0).2, 0..pairs);
         for i in 0..items {
-            if done < span.len() {
-                break;
-            }
             let (u, grp, src) = item(i);
             let ahead = (i + 1 < items).then(|| item(i + 1).2);
-            let mut bad = false;
-            let mut step = 0;
+            let first = (u - units.start) * oc.len();
+            let col = src.p - span.start;
+            let mut bad_next = [0u16; 2];
+            let mut sub = 0;
             let wa = &g.a[grp * 3 * rows * kb..(grp + 1) * 3 * rows * kb];
             let bias = &g.bias_rows[grp * rows..(grp + 1) * rows];
             for r0 in oc.clone().step_by(32) {
@@ -578,31 +597,39 @@ mod x86 {
                 for j in 0..kb {
                     // SAFETY: as above.
                     unsafe {
-                        // Products (i, j) ordered so each A pair is loaded once.
-                        for (i, bp) in [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (2, 0)] {
-                            if bp == 0 {
+                        // Products (piece of A, piece of B) in the order that loads fewest
+                        // tiles (10 A and 6 B per block; A-major took 6 and 12, 5-10% slower).
+                        let mut last = (9, 9);
+                        for (i, bp) in [(0, 0), (1, 0), (2, 0), (1, 1), (0, 1), (0, 2)] {
+                            if i != last.0 {
                                 load!(4, at(i, r0, j), 64usize);
                                 load!(5, at(i, r0 + 16, j), 64usize);
                             }
-                            load!(6, bt(bp, 0, j), 64usize);
-                            load!(7, bt(bp, 1, j), 64usize);
+                            if bp != last.1 {
+                                load!(6, bt(bp, 0, j), 64usize);
+                                load!(7, bt(bp, 1, j), 64usize);
+                            }
+                            last = (i, bp);
                             dp!(0, 4, 6);
                             dp!(2, 5, 6);
                             dp!(1, 4, 7);
                             dp!(3, 5, 7);
+                            // A share of the next item's split after every four products:
+                            // in the reorder window beside them (a share per block of 24,
+                            // or all at once, left the split after the products).
+                            if let Some(src) = ahead {
+                                let qs = pairs * sub / subs..pairs * (sub + 1) / subs;
+                                sub += 1;
+                                let b = fill(v4, next, input, plane, k, kb, src, qs);
+                                bad_next = [bad_next[0] | b[0], bad_next[1] | b[1]];
+                            }
                         }
-                    }
-                    step += 1;
-                    if let Some(src) = ahead {
-                        let qs = pairs * (step - 1) / steps..pairs * step / steps;
-                        bad |= fill(v4, next, input, plane, k, kb, src, qs);
                     }
                 }
                 // Accumulator `(t, h)`: rows `r0 + 16 t..`, pixels `p + 16 h..`. Whole blocks
                 // of a layer without activation go straight to the output planes; the others
                 // through `acc`, with the activation, lane by lane.
-                let first = (u - units.start) * oc.len() + r0 - oc.start;
-                let col = src.p - span.start;
+                let first = first + r0 - oc.start;
                 let cols = src.cols;
                 let direct = |t: usize, h: usize, out: &mut PlanesMut<'_>| {
                     let whole = g.act.is_none() && r0 + 16 * t + 16 <= oc.end;
@@ -638,16 +665,15 @@ mod x86 {
                 out!(2, 1, 0);
                 out!(3, 1, 1);
             }
-            if bad {
-                // The next item's chunk holds a value tiles cannot split: it and the rest
-                // go to the AVX-512 body.
-                done = (i + 1) / nu * CHUNK;
+            if bad != [0, 0] {
+                // Pixels where a value tiles cannot split: again by plain FMAs.
+                fma_chunk(v4, g, input, plane, src, grp, &oc, first, col, bad, output);
             }
+            bad = bad_next;
             core::mem::swap(&mut cur, &mut next);
         }
         // SAFETY: releases the tile state this function configured.
         unsafe { asm!("tilerelease", options(nostack, nomem, preserves_flags)) };
         B.with(|c| c.set(buf));
-        Ran { done }
     }
 }

@@ -9,8 +9,8 @@ use pulp::{Simd, WithSimd};
 pub enum Isa {
     /// x86-64-v4 with AMX-BF16 tiles (Intel Sapphire Rapids and later, on an OS that grants
     /// the tile state): pointwise layers multiply on tiles, as sums of bf16 products accurate
-    /// to f32 (`amx.rs`); every other layer, and a pass whose input a tile cannot split exactly
-    /// (infinities, NaN, magnitudes past `2^+-40`), runs the AVX-512 body.
+    /// to f32 (`amx.rs`; a pixel whose input holds an infinity, NaN or a magnitude past
+    /// `2^+-40` by plain f32 FMAs); every other layer runs its AVX-512 body.
     Amx,
     /// x86-64-v4: AVX-512F/BW/DQ/VL, 16 f32 lanes, 32 vector registers.
     Avx512,

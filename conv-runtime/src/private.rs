@@ -21,7 +21,7 @@ pub use crate::winograd_channels::{
 };
 
 pub use crate::activation::Activation;
-pub use crate::amx::AmxGemm;
+pub use crate::amx::{run as amx_run, AmxGemm, Pass as AmxPass};
 use crate::dispatch::ClassOp;
 pub use crate::dispatch::Isa;
 pub use crate::error::{ConvError, Result};
@@ -53,6 +53,9 @@ pub struct Args<'a> {
     /// output channels, see [`Generated::OUT_TILES`]) a run of whole tiles of the one unit.
     /// `output` holds `units.len() * oc.len()` planes.
     pub oc: Range<usize>,
+    /// Whether the call runs on [`Isa::Amx`]: a body with a pointwise stage of its own (a
+    /// separable layer) runs it on tiles ([`amx_run`]).
+    pub amx: bool,
 }
 
 /// Implemented by every `#[conv_kernel]` layer.
@@ -381,21 +384,22 @@ impl<K: Generated> Job<'_, K> {
     }
 
     /// Runs one part on this thread with this thread's scratch.
-    fn run_one(&self, (units, mut span, oc, mut output): Piece<'_>) {
+    fn run_one(&self, (units, span, oc, mut output): Piece<'_>) {
         if units.is_empty() || span.is_empty() || oc.is_empty() {
             return;
         }
         if self.isa == Isa::Amx {
             if let Some(g) = self.layer.amx() {
-                let plane = self.ho * self.wo;
-                let (u, s, o) = (units.clone(), span.clone(), oc.clone());
-                let done = crate::amx::run(g, self.input, plane, u, s, o, &mut output).done;
-                if done == span.len() {
+                let pass = crate::amx::Pass {
+                    input: self.input,
+                    plane: self.h * self.w,
+                    units: units.clone(),
+                    span: span.clone(),
+                    oc: oc.clone(),
+                };
+                if crate::amx::run(g, pass, &mut output) {
                     return;
                 }
-                // The rest from the chunk tiles could not split, on AVX-512.
-                output = output.split_cols(done).1;
-                span.start += done;
             }
         }
         let (h, w, ho, wo) = (self.h, self.w, self.ho, self.wo);
@@ -416,6 +420,7 @@ impl<K: Generated> Job<'_, K> {
             units,
             span,
             oc,
+            amx: self.isa == Isa::Amx,
         };
         // The ISA was checked to be available before the job was made.
         let _ = self.isa.run_by_class(Op {

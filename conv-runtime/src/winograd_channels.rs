@@ -657,6 +657,7 @@ mod tests {
                 units: 0..units,
                 span: span.clone(),
                 oc: 0..CO,
+                amx: false,
             };
             super::run::<S, CI, CO, 16, PL>(simd, &u, &weight, &bias, layer, args);
             let mut want = vec![0.0f32; got.len()];

@@ -76,6 +76,19 @@ pub struct SepWide;
     act = "relu6"
 )]
 pub struct SepLongReduction;
+// A pointwise stage that takes AMX tiles where the machine has them (`Isa::Amx`: 32 and more
+// output and 64 and more input channels): a whole and a partial pair of 16-row tiles
+// (40 = 32 + 8), a reduction padded to whole 32-channel blocks (72 = 2 x 32 + 8).
+#[conv_kernel(
+    in = 72,
+    out = 40,
+    k = 3,
+    pad = 1,
+    separable,
+    dw_act = "relu6",
+    act = "relu"
+)]
+pub struct SepAmx;
 
 /// One declared separable layer with its weights.
 struct Case {
@@ -137,6 +150,7 @@ fn all_cases() -> Vec<Case> {
         SepRect,
         SepWide,
         SepLongReduction,
+        SepAmx,
     ]
 }
 
@@ -306,7 +320,7 @@ proptest! {
 
     #[test]
     fn random_sizes_match_reference(
-        which in 0usize..11,
+        which in 0usize..13,
         n in 1usize..=3,
         h in 1usize..=24,
         w in 1usize..=40,

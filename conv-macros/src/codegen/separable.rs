@@ -42,7 +42,9 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
         pw_w: ::std::vec::Vec<f32>,
         pw_b: ::std::vec::Vec<f32>,
         #col_fields
+        pw_amx: ::core::option::Option<#rt::AmxGemm>,
     };
+    let pw_act = super::emit::activation(spec.pointwise_stage().act);
     let new_fn = quote! {
         /// Packs PyTorch-layout weights: the depthwise stage's `dw_weight (in, 1, kh, kw)` and
         /// `dw_bias (in)`, the pointwise stage's `pw_weight (out, in, 1, 1)` and `pw_bias (out)`.
@@ -65,6 +67,7 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
                 dw_b: #rt::bias_or_zeros(dw_bias, #cin),
                 pw_w: pw_weight.to_vec(),
                 #col_inits
+                pw_amx: #rt::AmxGemm::new(pw_weight, &pw_b, 1, #cout, #cin, #pw_act),
                 pw_b,
             })
         }
@@ -171,7 +174,9 @@ fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
             #dw_tiles
             #pw_tiles
 
-            let #rt::Args { input, mut output, scratch, h, w, ho, wo, units, span, .. } = a;
+            let #rt::Args { input, mut output, scratch, h, w, ho, wo, units, span, amx, .. } = a;
+            // The pointwise stage on AMX tiles where the call runs on `Isa::Amx`.
+            let pw_amx = if amx { self.pw_amx.as_ref() } else { ::core::option::Option::None };
             let lanes = S::F32_LANES;
             // Output rows per step, the depthwise band of one channel for them (or the row of
             // zeros in-place tiles read), and the block of depthwise rows the pointwise stage
@@ -194,7 +199,19 @@ fn run(spec: &Spec, dw_plan: &DirectPlan, pw_plan: &GemmPlan) -> TokenStream {
                         let inp: &[f32] = mid;
                         let (istride, npix, oc0, oc_range) = (mid_plane, rows * wo, 0, 0..#cout);
                         let out = &mut out_image.cols((oy0 - span.start) * wo, rows * wo);
-                        #sweep
+                        let tiled = pw_amx.is_some_and(|g| {
+                            let pass = #rt::AmxPass {
+                                input: inp,
+                                plane: istride,
+                                units: 0..1,
+                                span: 0..npix,
+                                oc: 0..#cout,
+                            };
+                            #rt::amx_run(g, pass, out)
+                        });
+                        if !tiled {
+                            #sweep
+                        }
                     }
                     oy0 += rows;
                 }

@@ -7,6 +7,7 @@ pub struct Block3 {
     pw_b: ::std::vec::Vec<f32>,
     pw_wc: ::std::vec::Vec<f32>,
     pw_bc: ::std::vec::Vec<f32>,
+    pw_amx: ::core::option::Option<::conv_runtime::__private::AmxGemm>,
 }
 impl Block3 {
     /// Input channels.
@@ -78,6 +79,14 @@ impl Block3 {
             pw_w: pw_weight.to_vec(),
             pw_wc: ::conv_runtime::__private::pack_columns(pw_weight, 1, 24, 144),
             pw_bc: ::conv_runtime::__private::pad_groups(&pw_b, 1, 24),
+            pw_amx: ::conv_runtime::__private::AmxGemm::new(
+                pw_weight,
+                &pw_b,
+                1,
+                24,
+                144,
+                ::conv_runtime::__private::Activation::None,
+            ),
             pw_b,
         })
     }
@@ -2070,8 +2079,14 @@ impl Block3 {
             wo,
             units,
             span,
+            amx,
             ..
         } = a;
+        let pw_amx = if amx {
+            self.pw_amx.as_ref()
+        } else {
+            ::core::option::Option::None
+        };
         let lanes = S::F32_LANES;
         let layout = ::conv_runtime::__private::FusedScratch::new(
             &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
@@ -3513,62 +3528,36 @@ impl Block3 {
                         0..24,
                     );
                     let out = &mut out_image.cols((oy0 - span.start) * wo, rows * wo);
-                    let oc_base = oc_range.start;
-                    let (tiles_lo, tiles_hi) = (oc_base / 8, (oc_range.end / 8).min(3));
-                    let with_tail = oc_range.end == 24;
-                    let step = 3 * lanes;
-                    let head = ::conv_runtime::__private::align_head::<
-                        S,
-                    >(inp, istride, npix)
-                        .min(npix);
-                    let mut p = head;
-                    while p + step <= npix {
-                        let kb = 0;
-                        if tiles_lo < tiles_hi {
-                            let oc = tiles_lo * 8;
-                            pw_t8_v3::<
-                                S,
-                                true,
-                            >(
-                                simd,
-                                &inp[kb * 144 * istride..],
-                                istride,
-                                &mut out.planes(oc - oc_base, 8),
-                                p,
-                                lanes,
-                                &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
-                                &self.pw_b[oc0 + oc..][..8],
-                                kb == 0,
-                                kb + 1 == 1,
-                            );
-                            for t in tiles_lo + 1..tiles_hi {
-                                let oc = t * 8;
+                    let tiled = pw_amx
+                        .is_some_and(|g| {
+                            let pass = ::conv_runtime::__private::AmxPass {
+                                input: inp,
+                                plane: istride,
+                                units: 0..1,
+                                span: 0..npix,
+                                oc: 0..24,
+                            };
+                            ::conv_runtime::__private::amx_run(g, pass, out)
+                        });
+                    if !tiled {
+                        let oc_base = oc_range.start;
+                        let (tiles_lo, tiles_hi) = (
+                            oc_base / 8,
+                            (oc_range.end / 8).min(3),
+                        );
+                        let with_tail = oc_range.end == 24;
+                        let step = 3 * lanes;
+                        let head = ::conv_runtime::__private::align_head::<
+                            S,
+                        >(inp, istride, npix)
+                            .min(npix);
+                        let mut p = head;
+                        while p + step <= npix {
+                            let kb = 0;
+                            if tiles_lo < tiles_hi {
+                                let oc = tiles_lo * 8;
                                 pw_t8_v3::<
                                     S,
-                                    false,
-                                >(
-                                    simd,
-                                    &inp[kb * 144 * istride..],
-                                    istride,
-                                    &mut out.planes(oc - oc_base, 8),
-                                    p,
-                                    lanes,
-                                    &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
-                                    &self.pw_b[oc0 + oc..][..8],
-                                    kb == 0,
-                                    kb + 1 == 1,
-                                );
-                            }
-                        }
-                        p += step;
-                    }
-                    match (npix - p) / lanes {
-                        1 => {
-                            let kb = 0;
-                            if tiles_lo < tiles_hi {
-                                let oc = tiles_lo * 8;
-                                pw_t8_v1::<
-                                    S,
                                     true,
                                 >(
                                     simd,
@@ -3584,7 +3573,7 @@ impl Block3 {
                                 );
                                 for t in tiles_lo + 1..tiles_hi {
                                     let oc = t * 8;
-                                    pw_t8_v1::<
+                                    pw_t8_v3::<
                                         S,
                                         false,
                                     >(
@@ -3601,138 +3590,14 @@ impl Block3 {
                                     );
                                 }
                             }
-                            p += 1 * lanes;
+                            p += step;
                         }
-                        2 => {
-                            let kb = 0;
-                            if tiles_lo < tiles_hi {
-                                let oc = tiles_lo * 8;
-                                pw_t8_v2::<
-                                    S,
-                                    true,
-                                >(
-                                    simd,
-                                    &inp[kb * 144 * istride..],
-                                    istride,
-                                    &mut out.planes(oc - oc_base, 8),
-                                    p,
-                                    lanes,
-                                    &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
-                                    &self.pw_b[oc0 + oc..][..8],
-                                    kb == 0,
-                                    kb + 1 == 1,
-                                );
-                                for t in tiles_lo + 1..tiles_hi {
-                                    let oc = t * 8;
-                                    pw_t8_v2::<
-                                        S,
-                                        false,
-                                    >(
-                                        simd,
-                                        &inp[kb * 144 * istride..],
-                                        istride,
-                                        &mut out.planes(oc - oc_base, 8),
-                                        p,
-                                        lanes,
-                                        &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
-                                        &self.pw_b[oc0 + oc..][..8],
-                                        kb == 0,
-                                        kb + 1 == 1,
-                                    );
-                                }
-                            }
-                            p += 2 * lanes;
-                        }
-                        _ => {}
-                    }
-                    for (p, end) in [(0, head), (p, npix)] {
-                        if p < end {
-                            let len = end - p;
-                            if len * (oc_range.end.div_ceil(lanes) - oc_base / lanes)
-                                < oc_range.end - oc_base
-                            {
-                                const PAD: usize = ::conv_runtime::__private::padded_channels(
-                                    24,
-                                );
-                                let grp = oc0 / 24;
-                                let wc = &self.pw_wc[grp * 144 * PAD..][..144 * PAD];
-                                let bc = &self.pw_bc[grp * PAD..][..PAD];
-                                let (ob_lo, ob_hi) = (
-                                    oc_base / lanes,
-                                    oc_range.end.div_ceil(lanes),
-                                );
-                                let planes = (oc_base, oc_range.end);
-                                let mut q = p;
-                                while q < end {
-                                    let wide = end - q >= 4;
-                                    let mut ob = ob_lo;
-                                    while ob < ob_hi {
-                                        let at = ob * lanes % ::conv_runtime::__private::COL_BLOCK;
-                                        if ob + 4 <= ob_hi
-                                            && at + 4 * lanes <= ::conv_runtime::__private::COL_BLOCK
-                                        {
-                                            if wide {
-                                                pw_col_p4_v4(
-                                                    simd,
-                                                    inp,
-                                                    istride,
-                                                    out,
-                                                    planes,
-                                                    q,
-                                                    ob,
-                                                    wc,
-                                                    bc,
-                                                );
-                                            } else {
-                                                pw_col_p1_v4(
-                                                    simd,
-                                                    inp,
-                                                    istride,
-                                                    out,
-                                                    planes,
-                                                    q,
-                                                    ob,
-                                                    wc,
-                                                    bc,
-                                                );
-                                            }
-                                            ob += 4;
-                                        } else {
-                                            if wide {
-                                                pw_col_p4_v1(
-                                                    simd,
-                                                    inp,
-                                                    istride,
-                                                    out,
-                                                    planes,
-                                                    q,
-                                                    ob,
-                                                    wc,
-                                                    bc,
-                                                );
-                                            } else {
-                                                pw_col_p1_v1(
-                                                    simd,
-                                                    inp,
-                                                    istride,
-                                                    out,
-                                                    planes,
-                                                    q,
-                                                    ob,
-                                                    wc,
-                                                    bc,
-                                                );
-                                            }
-                                            ob += 1;
-                                        }
-                                    }
-                                    q += if wide { 4 } else { 1 };
-                                }
-                            } else {
+                        match (npix - p) / lanes {
+                            1 => {
                                 let kb = 0;
                                 if tiles_lo < tiles_hi {
                                     let oc = tiles_lo * 8;
-                                    pw_t8_v1p::<
+                                    pw_t8_v1::<
                                         S,
                                         true,
                                     >(
@@ -3741,7 +3606,7 @@ impl Block3 {
                                         istride,
                                         &mut out.planes(oc - oc_base, 8),
                                         p,
-                                        len,
+                                        lanes,
                                         &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
                                         &self.pw_b[oc0 + oc..][..8],
                                         kb == 0,
@@ -3749,9 +3614,157 @@ impl Block3 {
                                     );
                                     for t in tiles_lo + 1..tiles_hi {
                                         let oc = t * 8;
-                                        pw_t8_v1p::<
+                                        pw_t8_v1::<
                                             S,
                                             false,
+                                        >(
+                                            simd,
+                                            &inp[kb * 144 * istride..],
+                                            istride,
+                                            &mut out.planes(oc - oc_base, 8),
+                                            p,
+                                            lanes,
+                                            &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                                            &self.pw_b[oc0 + oc..][..8],
+                                            kb == 0,
+                                            kb + 1 == 1,
+                                        );
+                                    }
+                                }
+                                p += 1 * lanes;
+                            }
+                            2 => {
+                                let kb = 0;
+                                if tiles_lo < tiles_hi {
+                                    let oc = tiles_lo * 8;
+                                    pw_t8_v2::<
+                                        S,
+                                        true,
+                                    >(
+                                        simd,
+                                        &inp[kb * 144 * istride..],
+                                        istride,
+                                        &mut out.planes(oc - oc_base, 8),
+                                        p,
+                                        lanes,
+                                        &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                                        &self.pw_b[oc0 + oc..][..8],
+                                        kb == 0,
+                                        kb + 1 == 1,
+                                    );
+                                    for t in tiles_lo + 1..tiles_hi {
+                                        let oc = t * 8;
+                                        pw_t8_v2::<
+                                            S,
+                                            false,
+                                        >(
+                                            simd,
+                                            &inp[kb * 144 * istride..],
+                                            istride,
+                                            &mut out.planes(oc - oc_base, 8),
+                                            p,
+                                            lanes,
+                                            &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                                            &self.pw_b[oc0 + oc..][..8],
+                                            kb == 0,
+                                            kb + 1 == 1,
+                                        );
+                                    }
+                                }
+                                p += 2 * lanes;
+                            }
+                            _ => {}
+                        }
+                        for (p, end) in [(0, head), (p, npix)] {
+                            if p < end {
+                                let len = end - p;
+                                if len * (oc_range.end.div_ceil(lanes) - oc_base / lanes)
+                                    < oc_range.end - oc_base
+                                {
+                                    const PAD: usize = ::conv_runtime::__private::padded_channels(
+                                        24,
+                                    );
+                                    let grp = oc0 / 24;
+                                    let wc = &self.pw_wc[grp * 144 * PAD..][..144 * PAD];
+                                    let bc = &self.pw_bc[grp * PAD..][..PAD];
+                                    let (ob_lo, ob_hi) = (
+                                        oc_base / lanes,
+                                        oc_range.end.div_ceil(lanes),
+                                    );
+                                    let planes = (oc_base, oc_range.end);
+                                    let mut q = p;
+                                    while q < end {
+                                        let wide = end - q >= 4;
+                                        let mut ob = ob_lo;
+                                        while ob < ob_hi {
+                                            let at = ob * lanes % ::conv_runtime::__private::COL_BLOCK;
+                                            if ob + 4 <= ob_hi
+                                                && at + 4 * lanes <= ::conv_runtime::__private::COL_BLOCK
+                                            {
+                                                if wide {
+                                                    pw_col_p4_v4(
+                                                        simd,
+                                                        inp,
+                                                        istride,
+                                                        out,
+                                                        planes,
+                                                        q,
+                                                        ob,
+                                                        wc,
+                                                        bc,
+                                                    );
+                                                } else {
+                                                    pw_col_p1_v4(
+                                                        simd,
+                                                        inp,
+                                                        istride,
+                                                        out,
+                                                        planes,
+                                                        q,
+                                                        ob,
+                                                        wc,
+                                                        bc,
+                                                    );
+                                                }
+                                                ob += 4;
+                                            } else {
+                                                if wide {
+                                                    pw_col_p4_v1(
+                                                        simd,
+                                                        inp,
+                                                        istride,
+                                                        out,
+                                                        planes,
+                                                        q,
+                                                        ob,
+                                                        wc,
+                                                        bc,
+                                                    );
+                                                } else {
+                                                    pw_col_p1_v1(
+                                                        simd,
+                                                        inp,
+                                                        istride,
+                                                        out,
+                                                        planes,
+                                                        q,
+                                                        ob,
+                                                        wc,
+                                                        bc,
+                                                    );
+                                                }
+                                                ob += 1;
+                                            }
+                                        }
+                                        q += if wide { 4 } else { 1 };
+                                    }
+                                } else {
+                                    let kb = 0;
+                                    if tiles_lo < tiles_hi {
+                                        let oc = tiles_lo * 8;
+                                        pw_t8_v1p::<
+                                            S,
+                                            true,
                                         >(
                                             simd,
                                             &inp[kb * 144 * istride..],
@@ -3764,6 +3777,24 @@ impl Block3 {
                                             kb == 0,
                                             kb + 1 == 1,
                                         );
+                                        for t in tiles_lo + 1..tiles_hi {
+                                            let oc = t * 8;
+                                            pw_t8_v1p::<
+                                                S,
+                                                false,
+                                            >(
+                                                simd,
+                                                &inp[kb * 144 * istride..],
+                                                istride,
+                                                &mut out.planes(oc - oc_base, 8),
+                                                p,
+                                                len,
+                                                &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..1152],
+                                                &self.pw_b[oc0 + oc..][..8],
+                                                kb == 0,
+                                                kb + 1 == 1,
+                                            );
+                                        }
                                     }
                                 }
                             }
@@ -4908,8 +4939,14 @@ impl Block3 {
             wo,
             units,
             span,
+            amx,
             ..
         } = a;
+        let pw_amx = if amx {
+            self.pw_amx.as_ref()
+        } else {
+            ::core::option::Option::None
+        };
         let lanes = S::F32_LANES;
         let layout = ::conv_runtime::__private::FusedScratch::new(
             &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
@@ -5788,61 +5825,35 @@ impl Block3 {
                         0..24,
                     );
                     let out = &mut out_image.cols((oy0 - span.start) * wo, rows * wo);
-                    let oc_base = oc_range.start;
-                    let (tiles_lo, tiles_hi) = (oc_base / 6, (oc_range.end / 6).min(4));
-                    let with_tail = oc_range.end == 24;
-                    let step = 2 * lanes;
-                    let head = ::conv_runtime::__private::align_head::<
-                        S,
-                    >(inp, istride, npix)
-                        .min(npix);
-                    let mut p = head;
-                    while p + step <= npix {
-                        let kb = 0;
-                        if tiles_lo < tiles_hi {
-                            let oc = tiles_lo * 6;
-                            pw_t6_v2::<
-                                S,
-                                true,
-                            >(
-                                simd,
-                                &inp[kb * 144 * istride..],
-                                istride,
-                                &mut out.planes(oc - oc_base, 6),
-                                p,
-                                lanes,
-                                &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
-                                &self.pw_b[oc0 + oc..][..6],
-                                kb == 0,
-                                kb + 1 == 1,
-                            );
-                            for t in tiles_lo + 1..tiles_hi {
-                                let oc = t * 6;
-                                pw_t6_v2::<
-                                    S,
-                                    false,
-                                >(
-                                    simd,
-                                    &inp[kb * 144 * istride..],
-                                    istride,
-                                    &mut out.planes(oc - oc_base, 6),
-                                    p,
-                                    lanes,
-                                    &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
-                                    &self.pw_b[oc0 + oc..][..6],
-                                    kb == 0,
-                                    kb + 1 == 1,
-                                );
-                            }
-                        }
-                        p += step;
-                    }
-                    match (npix - p) / lanes {
-                        1 => {
+                    let tiled = pw_amx
+                        .is_some_and(|g| {
+                            let pass = ::conv_runtime::__private::AmxPass {
+                                input: inp,
+                                plane: istride,
+                                units: 0..1,
+                                span: 0..npix,
+                                oc: 0..24,
+                            };
+                            ::conv_runtime::__private::amx_run(g, pass, out)
+                        });
+                    if !tiled {
+                        let oc_base = oc_range.start;
+                        let (tiles_lo, tiles_hi) = (
+                            oc_base / 6,
+                            (oc_range.end / 6).min(4),
+                        );
+                        let with_tail = oc_range.end == 24;
+                        let step = 2 * lanes;
+                        let head = ::conv_runtime::__private::align_head::<
+                            S,
+                        >(inp, istride, npix)
+                            .min(npix);
+                        let mut p = head;
+                        while p + step <= npix {
                             let kb = 0;
                             if tiles_lo < tiles_hi {
                                 let oc = tiles_lo * 6;
-                                pw_t6_v1::<
+                                pw_t6_v2::<
                                     S,
                                     true,
                                 >(
@@ -5859,7 +5870,7 @@ impl Block3 {
                                 );
                                 for t in tiles_lo + 1..tiles_hi {
                                     let oc = t * 6;
-                                    pw_t6_v1::<
+                                    pw_t6_v2::<
                                         S,
                                         false,
                                     >(
@@ -5876,98 +5887,14 @@ impl Block3 {
                                     );
                                 }
                             }
-                            p += 1 * lanes;
+                            p += step;
                         }
-                        _ => {}
-                    }
-                    for (p, end) in [(0, head), (p, npix)] {
-                        if p < end {
-                            let len = end - p;
-                            if len * (oc_range.end.div_ceil(lanes) - oc_base / lanes)
-                                < oc_range.end - oc_base
-                            {
-                                const PAD: usize = ::conv_runtime::__private::padded_channels(
-                                    24,
-                                );
-                                let grp = oc0 / 24;
-                                let wc = &self.pw_wc[grp * 144 * PAD..][..144 * PAD];
-                                let bc = &self.pw_bc[grp * PAD..][..PAD];
-                                let (ob_lo, ob_hi) = (
-                                    oc_base / lanes,
-                                    oc_range.end.div_ceil(lanes),
-                                );
-                                let planes = (oc_base, oc_range.end);
-                                let mut q = p;
-                                while q < end {
-                                    let wide = end - q >= 4;
-                                    let mut ob = ob_lo;
-                                    while ob < ob_hi {
-                                        let at = ob * lanes % ::conv_runtime::__private::COL_BLOCK;
-                                        if ob + 2 <= ob_hi
-                                            && at + 2 * lanes <= ::conv_runtime::__private::COL_BLOCK
-                                        {
-                                            if wide {
-                                                pw_col_p4_v2(
-                                                    simd,
-                                                    inp,
-                                                    istride,
-                                                    out,
-                                                    planes,
-                                                    q,
-                                                    ob,
-                                                    wc,
-                                                    bc,
-                                                );
-                                            } else {
-                                                pw_col_p1_v2(
-                                                    simd,
-                                                    inp,
-                                                    istride,
-                                                    out,
-                                                    planes,
-                                                    q,
-                                                    ob,
-                                                    wc,
-                                                    bc,
-                                                );
-                                            }
-                                            ob += 2;
-                                        } else {
-                                            if wide {
-                                                pw_col_p4_v1(
-                                                    simd,
-                                                    inp,
-                                                    istride,
-                                                    out,
-                                                    planes,
-                                                    q,
-                                                    ob,
-                                                    wc,
-                                                    bc,
-                                                );
-                                            } else {
-                                                pw_col_p1_v1(
-                                                    simd,
-                                                    inp,
-                                                    istride,
-                                                    out,
-                                                    planes,
-                                                    q,
-                                                    ob,
-                                                    wc,
-                                                    bc,
-                                                );
-                                            }
-                                            ob += 1;
-                                        }
-                                    }
-                                    q += if wide { 4 } else { 1 };
-                                }
-                            } else {
+                        match (npix - p) / lanes {
+                            1 => {
                                 let kb = 0;
                                 if tiles_lo < tiles_hi {
                                     let oc = tiles_lo * 6;
-                                    pw_t6_v1p::<
+                                    pw_t6_v1::<
                                         S,
                                         true,
                                     >(
@@ -5976,7 +5903,7 @@ impl Block3 {
                                         istride,
                                         &mut out.planes(oc - oc_base, 6),
                                         p,
-                                        len,
+                                        lanes,
                                         &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
                                         &self.pw_b[oc0 + oc..][..6],
                                         kb == 0,
@@ -5984,9 +5911,117 @@ impl Block3 {
                                     );
                                     for t in tiles_lo + 1..tiles_hi {
                                         let oc = t * 6;
-                                        pw_t6_v1p::<
+                                        pw_t6_v1::<
                                             S,
                                             false,
+                                        >(
+                                            simd,
+                                            &inp[kb * 144 * istride..],
+                                            istride,
+                                            &mut out.planes(oc - oc_base, 6),
+                                            p,
+                                            lanes,
+                                            &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
+                                            &self.pw_b[oc0 + oc..][..6],
+                                            kb == 0,
+                                            kb + 1 == 1,
+                                        );
+                                    }
+                                }
+                                p += 1 * lanes;
+                            }
+                            _ => {}
+                        }
+                        for (p, end) in [(0, head), (p, npix)] {
+                            if p < end {
+                                let len = end - p;
+                                if len * (oc_range.end.div_ceil(lanes) - oc_base / lanes)
+                                    < oc_range.end - oc_base
+                                {
+                                    const PAD: usize = ::conv_runtime::__private::padded_channels(
+                                        24,
+                                    );
+                                    let grp = oc0 / 24;
+                                    let wc = &self.pw_wc[grp * 144 * PAD..][..144 * PAD];
+                                    let bc = &self.pw_bc[grp * PAD..][..PAD];
+                                    let (ob_lo, ob_hi) = (
+                                        oc_base / lanes,
+                                        oc_range.end.div_ceil(lanes),
+                                    );
+                                    let planes = (oc_base, oc_range.end);
+                                    let mut q = p;
+                                    while q < end {
+                                        let wide = end - q >= 4;
+                                        let mut ob = ob_lo;
+                                        while ob < ob_hi {
+                                            let at = ob * lanes % ::conv_runtime::__private::COL_BLOCK;
+                                            if ob + 2 <= ob_hi
+                                                && at + 2 * lanes <= ::conv_runtime::__private::COL_BLOCK
+                                            {
+                                                if wide {
+                                                    pw_col_p4_v2(
+                                                        simd,
+                                                        inp,
+                                                        istride,
+                                                        out,
+                                                        planes,
+                                                        q,
+                                                        ob,
+                                                        wc,
+                                                        bc,
+                                                    );
+                                                } else {
+                                                    pw_col_p1_v2(
+                                                        simd,
+                                                        inp,
+                                                        istride,
+                                                        out,
+                                                        planes,
+                                                        q,
+                                                        ob,
+                                                        wc,
+                                                        bc,
+                                                    );
+                                                }
+                                                ob += 2;
+                                            } else {
+                                                if wide {
+                                                    pw_col_p4_v1(
+                                                        simd,
+                                                        inp,
+                                                        istride,
+                                                        out,
+                                                        planes,
+                                                        q,
+                                                        ob,
+                                                        wc,
+                                                        bc,
+                                                    );
+                                                } else {
+                                                    pw_col_p1_v1(
+                                                        simd,
+                                                        inp,
+                                                        istride,
+                                                        out,
+                                                        planes,
+                                                        q,
+                                                        ob,
+                                                        wc,
+                                                        bc,
+                                                    );
+                                                }
+                                                ob += 1;
+                                            }
+                                        }
+                                        q += if wide { 4 } else { 1 };
+                                    }
+                                } else {
+                                    let kb = 0;
+                                    if tiles_lo < tiles_hi {
+                                        let oc = tiles_lo * 6;
+                                        pw_t6_v1p::<
+                                            S,
+                                            true,
                                         >(
                                             simd,
                                             &inp[kb * 144 * istride..],
@@ -5999,6 +6034,24 @@ impl Block3 {
                                             kb == 0,
                                             kb + 1 == 1,
                                         );
+                                        for t in tiles_lo + 1..tiles_hi {
+                                            let oc = t * 6;
+                                            pw_t6_v1p::<
+                                                S,
+                                                false,
+                                            >(
+                                                simd,
+                                                &inp[kb * 144 * istride..],
+                                                istride,
+                                                &mut out.planes(oc - oc_base, 6),
+                                                p,
+                                                len,
+                                                &self.pw_w[(oc0 + oc) * 144 + kb * 144..][..864],
+                                                &self.pw_b[oc0 + oc..][..6],
+                                                kb == 0,
+                                                kb + 1 == 1,
+                                            );
+                                        }
                                     }
                                 }
                             }
