@@ -10,9 +10,11 @@
 //! Every piece product is exact in f32 and accumulated in f32; the three dropped (`w2 x3`,
 //! `w3 x2`, `w3 x3`) are each below `2^-27 |w x|`. So one output's error is the f32 rounding of
 //! its sum plus `2^-26` of its absolute sum, well inside the golden tolerance
-//! (`2^-24 S min(K + 2, 4 sqrt K)`): 0.01-0.05 of it in the tests, where ONNX Runtime and
-//! PyTorch reach 0.4. Six tile products take `6 x 16` cycles per 8192 multiply-adds, against
-//! 256 FMA cycles on AVX-512: 2.7x on paper.
+//! (`2^-24 S min(K + 2, 4 sqrt K)`): 0.01-0.11 of it in the tests (the AVX-512 bodies
+//! 0.02-0.14), where ONNX Runtime and PyTorch reach 0.4. The pieces sum to `x` exactly (checked
+//! on 2 x 10^8 random floats of the range below; `x3` has at most 8 significant bits). Six
+//! tile products take `6 x 16` cycles per 8192 multiply-adds, against 256 FMA cycles on
+//! AVX-512: 2.7x on paper.
 //!
 //! AMX treats bf16 denormals as zero and flushes denormal sums, and a piece split of an
 //! infinity or NaN is NaN. So a layer's weights are checked at `new` and each chunk of input as
@@ -22,13 +24,23 @@
 //! other ISA. That is decided per pixel, so every output bit is the same however a pass is
 //! split over threads (each pixel's tile sums run in the same order wherever its chunk starts).
 //!
-//! Layout: the weights of each group are packed at `new` into `(piece, row, k)` bf16 rows, `k`
-//! padded to whole 32-channel blocks, one A tile a 16-row, 64-byte slice of them. Per chunk of
-//! 32 pixels the input is split into B tiles (pairs of input channels x 16 pixels, bf16 pairs
-//! interleaved as `tdpbf16ps` reads them) in a per-thread scratch; each 32 x 32 output block is
-//! four accumulator tiles (2 x 16 output channels x 2 x 16 pixels) over every block of 32 input
-//! channels and the six piece products, stored to a scratch block and from there, with bias and
-//! activation, into the output planes.
+//! Layout: the weights of each group are packed at `new` into A tiles (piece, 16 rows, block
+//! of 32 input channels), 16 consecutive 64-byte lines each, zero-padded to whole blocks and
+//! whole pairs of 16 rows. Per chunk of 32 pixels the input is split into B tiles (pairs of
+//! input channels x 16 pixels, the two bf16 of a pair interleaved per pixel as `tdpbf16ps`
+//! reads them) in a per-thread double buffer; each 32 x 32 output block is four accumulator
+//! tiles (2 x 16 output channels x 2 x 16 pixels), started from bias tiles, over every block
+//! of 32 input channels and the six piece products, then stored straight into the output
+//! planes (whole blocks of layers without activation) or through a scratch block with the
+//! activation. The next chunk is split on the vector ports while the tile unit multiplies this
+//! one, a share after every four products.
+//!
+//! Measured and kept in mind (throwaway timers, this VM): with every operand in L1 a block of
+//! products runs at the tile unit's 16 cycles per `tdpbf16ps`; one accumulator store per 192
+//! products (a block's end) costs about 25% (the unit drains), so blocks run over the whole
+//! reduction and the gate below keeps small reductions off tiles; tile loads from L2 take 2.5x
+//! as long as from L1 (6.5 against 2.6 ns per 1 KiB), which long reductions pay; software
+//! prefetch of the next block's tiles or of the next chunk's input was slower or level.
 
 use crate::activation::Activation;
 use crate::planes::PlanesMut;
@@ -547,19 +559,33 @@ mod x86 {
         }
         let (mut cur, mut next) = buf[..2 * lines].split_at_mut(lines);
         let mut acc = Acc([[0.0; 256]; 4]);
+        // Chunks start where the output's rows start on a cache line (a first, shorter chunk
+        // before that): a tile store whose 64-byte rows straddle two lines is slow. A 256 ->
+        // 256 separable layer on 28 x 28 split in two by rows, the second part's rows 16 bytes
+        // past a line: 2 threads 363 -> 284 us.
+        let head = (16 - output.line_offset()) % 16;
+        let head = if head < span.len() { head } else { 0 };
         let nu = units.len();
-        let items = span.len().div_ceil(CHUNK) * nu;
+        let chunks = usize::from(head > 0) + (span.len() - head).div_ceil(CHUNK);
+        let items = chunks * nu;
         let item = |i: usize| {
-            let (p, u) = (span.start + i / nu * CHUNK, units.start + i % nu);
+            let c = i / nu;
+            let (p, cols) = match (head, c) {
+                (0, _) => (span.start + c * CHUNK, CHUNK),
+                (_, 0) => (span.start, head),
+                _ => (span.start + head + (c - 1) * CHUNK, CHUNK),
+            };
+            let u = units.start + i % nu;
             let (img, grp) = (u / g.groups, u % g.groups);
             let src = Src {
                 base: (img * g.groups + grp) * k * plane,
                 p,
-                cols: (span.end - p).min(CHUNK),
+                cols: cols.min(span.end - p),
             };
             (u, grp, src)
         };
-        debug_assert!(oc.start % 32 == 0);
+        // Output-channel cuts fall on tile pairs (`OUT_TILE`).
+        assert!(oc.start % 32 == 0, "output channels cut off a tile pair");
         let subs = oc.len().div_ceil(32) * kb * 6;
         let pairs = kb * 16;
         // SAFETY: `CONFIG` is a valid palette-1 configuration, 64 aligned bytes.

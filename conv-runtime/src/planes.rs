@@ -121,6 +121,12 @@ impl<'a> PlanesMut<'a> {
         })
     }
 
+    /// Floats from the last 64-byte line boundary to the first float of plane 0.
+    #[inline(always)]
+    pub(crate) fn line_offset(&self) -> usize {
+        (self.ptr as usize % 64) / 4
+    }
+
     /// Planes `first..first + count`, whole.
     #[inline(always)]
     pub fn planes(&mut self, first: usize, count: usize) -> PlanesMut<'_> {
