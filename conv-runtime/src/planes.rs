@@ -121,10 +121,11 @@ impl<'a> PlanesMut<'a> {
         })
     }
 
-    /// Floats from the last 64-byte line boundary to the first float of plane 0.
+    /// Floats from the last 64-byte line boundary to the first float of every plane, when
+    /// that is the same for all of them (planes a whole number of lines apart).
     #[inline(always)]
-    pub(crate) fn line_offset(&self) -> usize {
-        (self.ptr as usize % 64) / 4
+    pub(crate) fn line_offset(&self) -> Option<usize> {
+        (self.count <= 1 || self.stride % 16 == 0).then_some((self.ptr as usize % 64) / 4)
     }
 
     /// Planes `first..first + count`, whole.
