@@ -548,28 +548,36 @@ fn values_tiles_cannot_split_match_reference() {
                     }
                 }
             }
-            let (want, tol) = reference_activated(
-                &p,
-                case.act,
-                &input,
-                n,
-                h,
-                w,
-                &case.weight,
-                case.bias.as_deref(),
-            )
-            .unwrap();
-            let dims = [n, p.out_channels, h, w];
-            for isa in Isa::available() {
-                let mut out = vec![0.0; dims.iter().product()];
-                case.layer
-                    .forward_on(isa, &input, n, h, w, &mut out)
-                    .unwrap();
-                let what = format!("{} with {special:e} on {isa}", case.name);
-                assert_close(&what, &out, &want, &tol, dims);
-            }
+            every_isa_matches_reference(case, &input, n, h, w, &format!("with {special:e}"));
         }
     }
+}
+
+/// Runs `case` on `input` on every available ISA, compares with the reference and returns the
+/// reference.
+fn every_isa_matches_reference(
+    case: &Case,
+    input: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    what: &str,
+) -> Vec<f64> {
+    let p = case.layer.params();
+    let bias = case.bias.as_deref();
+    let (want, tol) =
+        reference_activated(&p, case.act, input, n, h, w, &case.weight, bias).unwrap();
+    let (ho, wo) = p.output_hw(h, w).unwrap();
+    let dims = [n, p.out_channels, ho, wo];
+    for isa in Isa::available() {
+        let mut out = vec![0.0; dims.iter().product()];
+        case.layer
+            .forward_on(isa, input, n, h, w, &mut out)
+            .unwrap();
+        let what = format!("{} {what} on {isa}", case.name);
+        assert_close(&what, &out, &want, &tol, dims);
+    }
+    want
 }
 
 #[test]
@@ -586,36 +594,11 @@ fn nan_in_nan_out_with_every_activation() {
         }
         input[2 * w + 3] = f32::INFINITY;
         input[6 * w + 15] = f32::NEG_INFINITY;
-        let (want, tol) = reference_activated(
-            &p,
-            case.act,
-            &input,
-            n,
-            h,
-            w,
-            &case.weight,
-            case.bias.as_deref(),
-        )
-        .unwrap();
+        let want = every_isa_matches_reference(&case, &input, n, h, w, "NaN");
         assert!(
             want.iter().any(|v| v.is_nan()),
             "{}: no NaN reached",
             case.name
         );
-        let (ho, wo) = p.output_hw(h, w).unwrap();
-        let dims = [n, p.out_channels, ho, wo];
-        for isa in Isa::available() {
-            let mut out = vec![0.0; dims.iter().product()];
-            case.layer
-                .forward_on(isa, &input, n, h, w, &mut out)
-                .unwrap();
-            assert_close(
-                &format!("{} NaN on {isa}", case.name),
-                &out,
-                &want,
-                &tol,
-                dims,
-            );
-        }
     }
 }
