@@ -164,10 +164,12 @@ impl AmxGemm {
 /// overlaps the tile products only partly) and feeds `m` outputs, and each 32 x 32 output
 /// block's store drains the tile unit, so few channels leave the split and the drains
 /// dominant. Measured (1 thread, medians, AVX-512 -> AMX): 24 out of 144 on 56 x 56 148 ->
-/// 226 us, 64 out of 32 on 17 x 19 9.8 -> 10.6; 64 out of 384 on 14 x 14 58 -> 48, 576 out of
-/// 96 on 14 x 14 132 -> 100.
+/// 226 us; 32 out (of 96, 256, 384, 512, 1024 on 56 x 56 down to 7 x 7) 1.15-1.84x slower on
+/// tiles, 48 out (of 192 on 28 x 28, 384 on 14 x 14) 1.05-1.12x slower; 64 out of 64, 96, 128,
+/// 384 on 56 x 56 to 14 x 14 1.12-1.28x faster (of 512 on 7 x 7, two chunks, 1.08x slower);
+/// 64 out of 32 on 17 x 19 9.8 -> 10.6.
 pub const fn worth(m: usize, k: usize) -> bool {
-    m >= 32 && k >= 64
+    m >= 64 && k >= 64
 }
 
 /// Whether this machine and OS let this process use AMX-BF16 tiles (asked once, on first use).
@@ -622,6 +624,9 @@ mod x86 {
                     load!(2, ct(r0 + 16), 64usize);
                     load!(3, ct(r0 + 16), 64usize);
                 }
+                // A chunk of at most 16 pixels (a span's last, or a head) needs only the
+                // first half's products.
+                let wide = src.cols > 16;
                 for j in 0..kb {
                     // SAFETY: as above.
                     unsafe {
@@ -635,13 +640,17 @@ mod x86 {
                             }
                             if bp != last.1 {
                                 load!(6, bt(bp, 0, j), 64usize);
-                                load!(7, bt(bp, 1, j), 64usize);
+                                if wide {
+                                    load!(7, bt(bp, 1, j), 64usize);
+                                }
                             }
                             last = (i, bp);
                             dp!(0, 4, 6);
                             dp!(2, 5, 6);
-                            dp!(1, 4, 7);
-                            dp!(3, 5, 7);
+                            if wide {
+                                dp!(1, 4, 7);
+                                dp!(3, 5, 7);
+                            }
                             // A share of the next item's split after every four products:
                             // in the reorder window beside them (a share per block of 24,
                             // or all at once, left the split after the products).
@@ -689,9 +698,11 @@ mod x86 {
                     };
                 }
                 out!(0, 0, 0);
-                out!(1, 0, 1);
                 out!(2, 1, 0);
-                out!(3, 1, 1);
+                if wide {
+                    out!(1, 0, 1);
+                    out!(3, 1, 1);
+                }
             }
             if bad != [0, 0] {
                 // Pixels where a value tiles cannot split: again by plain FMAs.

@@ -119,16 +119,17 @@ pub struct Pw2304x11Relu6;
 pub struct Pw24x70Relu;
 #[conv_kernel(in = 2304, out = 40, k = 1)]
 pub struct Pw2304x40;
-// Layers that take AMX tiles where the machine has them (`Isa::Amx`: 32 and more channels in
-// and out per group): a whole and a partial pair of 16-row tiles (48 = 32 + 16); a reduction
-// padded to whole 32-channel blocks (35 per group), two groups and an activation applied lane
-// by lane; a pair with one row (33 = 32 + 1) and no bias.
-#[conv_kernel(in = 64, out = 48, k = 1)]
-pub struct PwAmx64x48;
-#[conv_kernel(in = 70, out = 96, k = 1, groups = 2, act = "relu6")]
+// Layers that take AMX tiles where the machine has them (`Isa::Amx`: 64 and more channels in
+// and out per group, `tiles_where_the_machine_has_them` checks): whole pairs of 16-row tiles and
+// a partial one (80 = 2 x 32 + 16); a reduction padded to whole 32-channel blocks (70 per
+// group), two groups and an activation applied lane by lane; a pair with one row (65 = 2 x 32
+// + 1) and no bias.
+#[conv_kernel(in = 64, out = 80, k = 1)]
+pub struct PwAmx64x80;
+#[conv_kernel(in = 140, out = 144, k = 1, groups = 2, act = "relu6")]
 pub struct PwAmxG2Relu6;
-#[conv_kernel(in = 40, out = 33, k = 1, bias = false)]
-pub struct PwAmx40x33;
+#[conv_kernel(in = 66, out = 65, k = 1, bias = false)]
+pub struct PwAmx66x65;
 
 // Fused activations on every family and body layout: depthwise relu6 (hoisted weights),
 // grouped clamp, dense strided relu6, pointwise relu (GEMM), a large kernel with relu (loops).
@@ -223,9 +224,9 @@ fn all_cases() -> Vec<Case> {
         Pw2304x11Relu6 => Activation::Relu6,
         Pw24x70Relu => Activation::Relu,
         Pw2304x40,
-        PwAmx64x48,
+        PwAmx64x80,
         PwAmxG2Relu6 => Activation::Relu6,
-        PwAmx40x33,
+        PwAmx66x65,
         DwK29S2Relu => Activation::Relu,
     ]
 }
@@ -515,6 +516,21 @@ proptest! {
         let cases = all_cases();
         check(&cases[which % cases.len()], n, h, w, seed);
     }
+}
+
+/// The layers above meant for AMX tiles take them on a machine that has AMX, so the tests run
+/// the tile path (a gate moved past a test layer would silently test the AVX-512 body twice),
+/// and one under the gate (40 output channels) does not.
+#[test]
+fn tiles_where_the_machine_has_them() {
+    if !Isa::Amx.is_available() {
+        return;
+    }
+    let (w, b) = (|o: usize, i: usize| random_vec(o * i, 1), |o| random_vec(o, 2));
+    assert!(PwAmx64x80::new(&w(80, 64), Some(&b(80))).unwrap().amx.is_some());
+    assert!(PwAmxG2Relu6::new(&w(144, 70), Some(&b(144))).unwrap().amx.is_some());
+    assert!(PwAmx66x65::new(&w(65, 66), None).unwrap().amx.is_some());
+    assert!(Pw2304x40::new(&w(40, 2304), Some(&b(40))).unwrap().amx.is_none());
 }
 
 /// Values a bf16 piece split cannot carry exactly (AMX tiles, `Isa::Amx`): infinities and NaN

@@ -76,12 +76,13 @@ pub struct SepWide;
     act = "relu6"
 )]
 pub struct SepLongReduction;
-// A pointwise stage that takes AMX tiles where the machine has them (`Isa::Amx`: 32 and more
-// output and 64 and more input channels): a whole and a partial pair of 16-row tiles
-// (40 = 32 + 8), a reduction padded to whole 32-channel blocks (72 = 2 x 32 + 8).
+// A pointwise stage that takes AMX tiles where the machine has them (`Isa::Amx`: 64 and more
+// output and input channels, `tiles_where_the_machine_has_them` checks): whole pairs of 16-row
+// tiles and a partial one (72 = 2 x 32 + 8), a reduction padded to whole 32-channel blocks
+// (72 = 2 x 32 + 8).
 #[conv_kernel(
     in = 72,
-    out = 40,
+    out = 72,
     k = 3,
     pad = 1,
     separable,
@@ -216,6 +217,26 @@ const SIZES: &[(usize, usize, usize)] = &[
     (1, 23, 5),
     (1, 37, 41),
 ];
+
+/// `SepAmx`'s pointwise stage takes AMX tiles on a machine that has AMX, so the tests run the
+/// tile path (a gate moved past it would silently test the AVX-512 body twice).
+#[test]
+fn tiles_where_the_machine_has_them() {
+    if !Isa::Amx.is_available() {
+        return;
+    }
+    let (dw, pw) = (SepAmx::PARAMS.depthwise, SepAmx::PARAMS.pointwise);
+    let dw_bias = dw.bias.then(|| random_vec(dw.out_channels, 2));
+    let pw_bias = pw.bias.then(|| random_vec(pw.out_channels, 4));
+    let layer = SepAmx::new(
+        &random_vec(dw.weight_len(), 1),
+        dw_bias.as_deref(),
+        &random_vec(pw.weight_len(), 3),
+        pw_bias.as_deref(),
+    )
+    .unwrap();
+    assert!(layer.pw_amx.is_some());
+}
 
 #[test]
 fn every_separable_layer_matches_reference_on_every_isa_and_tail() {
