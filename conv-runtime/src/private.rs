@@ -209,9 +209,16 @@ fn forward_parts<K: Generated>(
         }
         .parts(p),
     };
-    // Output-channel cuts on whole tiles of the body's plan.
+    // Output-channel cuts on whole tiles of the body's plan; on tiles only where each part
+    // splitting the whole input costs less than cutting the pixels (`amx::cut_by_pixels`).
     let tile = match layer.amx() {
-        Some(_) if isa == Isa::Amx => crate::amx::OUT_TILE,
+        Some(_) if isa == Isa::Amx => {
+            if crate::amx::cut_by_pixels(job.planes_per_unit, span_len) {
+                0
+            } else {
+                crate::amx::OUT_TILE
+            }
+        }
         _ => K::OUT_TILES[usize::from(isa.wide())],
     };
     let out_tiles = parallel::OutTiles {
@@ -221,10 +228,10 @@ fn forward_parts<K: Generated>(
     let split = parallel::Split::choose(parts, units, span_len, K::SPAN_PIXELS, out_tiles);
     let output = PlanesMut::new(output, n * K::GEOMETRY.out_channels, plane, plane);
     let whole = (0..units, 0..span_len, 0..job.planes_per_unit, output);
-    if split.parts > 1 && rayon::current_thread_index().is_none() {
-        job.run_from_outside(split, whole);
+    if split.parts > 1 {
+        job.run_spinning(split, whole);
     } else {
-        job.run(split, split.parts, whole);
+        job.run_one(whole);
     }
     Ok(())
 }
@@ -340,16 +347,25 @@ impl<K: Generated> Job<'_, K> {
         }
     }
 
-    /// [`Job::run`] called from a thread outside the pool (the global pool, for `forward_par`
-    /// called outside any `install`). `rayon::join` would hand the whole pass to a worker and
-    /// put this thread to sleep until it is done: two wake-ups per call, each costing several
-    /// microseconds (about 8 per call on the 2-core VMs measured, as much as a 20 us pass gains
-    /// from a second thread). Instead this thread computes the first part itself while the
+    /// Runs `piece` as the split's parts: this thread computes the first part itself while the
     /// other parts go to the pool, then spins (rather than sleeps) until they are done. A worker
     /// that has not picked its parts up by the time this thread is done with its own (a busy or
     /// deeply asleep pool) loses them to this thread, so a call is never much slower than on
     /// one thread.
-    fn run_from_outside(&self, split: parallel::Split, piece: Piece<'_>) {
+    ///
+    /// Why not `rayon::join`: from a thread outside the pool (the global pool, for
+    /// `forward_par` called outside any `install`) it hands the whole pass to a worker and puts
+    /// this thread to sleep until it is done: two wake-ups per call, each costing several
+    /// microseconds (about 8 per call on the 2-core VMs measured, as much as a 20 us pass gains
+    /// from a second thread). Inside the pool, a caller done with its part first sleeps in the
+    /// join until the other part ends, and its wake-up then outlasts the other worker's spin
+    /// before it sleeps too, so the next call's second part waits for a wake-up as well: on 2
+    /// threads, 384 -> 64 on 14 x 14 cut by pixels on AMX, the second part started a median 22
+    /// us after the join and ran on the calling thread, after its own part, in 25-50% of calls
+    /// (62 us a call against 25 and 30 for the parts). Spinning: 42 us; 576 -> 96 on 14 x 14 on
+    /// AMX 125 -> 66; 256 -> 256 separable on 28 x 28 270-277 -> 254-256 (throwaway timer,
+    /// medians of 7 runs of 0.1 s, pinned pool).
+    fn run_spinning(&self, split: parallel::Split, piece: Piece<'_>) {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Mutex;
         let parts = split.parts;
