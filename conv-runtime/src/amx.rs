@@ -417,6 +417,15 @@ mod x86 {
         bad
     }
 
+    /// `v` clamped to `lo..=hi` (the layer's activation); comparisons false for NaN keep it (see
+    /// `Activation`).
+    #[inline(always)]
+    fn clamp(v4: V4, v: __m512, lo: __m512, hi: __m512) -> __m512 {
+        let f = v4.avx512f;
+        let v = f._mm512_mask_mov_ps(v, f._mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, lo), lo);
+        f._mm512_mask_mov_ps(v, f._mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, hi), hi)
+    }
+
     /// Writes the rows of accumulator block `c` (rows `r..r + 16` of the group, planes `first..`
     /// of `out`) below `end`, `n` floats from column `col`, with the layer's activation.
     #[allow(clippy::too_many_arguments)]
@@ -441,17 +450,7 @@ mod x86 {
         for row in 0..16.min(end.saturating_sub(r)) {
             // SAFETY: `c` holds 16 rows of 16 floats.
             let v = unsafe { v4.avx512f._mm512_loadu_ps(c[row * 16..].as_ptr()) };
-            // Comparisons false for NaN keep it (see `Activation`).
-            let v = v4.avx512f._mm512_mask_mov_ps(
-                v,
-                v4.avx512f._mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, lo),
-                lo,
-            );
-            let v = v4.avx512f._mm512_mask_mov_ps(
-                v,
-                v4.avx512f._mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, hi),
-                hi,
-            );
+            let v = clamp(v4, v, lo, hi);
             let d = &mut out.plane(first + row)[col..col + n];
             // SAFETY: lanes past `n` are masked off; `d` holds `n` floats.
             unsafe { v4.avx512f._mm512_mask_storeu_ps(d.as_mut_ptr(), mask, v) };
@@ -498,9 +497,7 @@ mod x86 {
                     let x = unsafe { f._mm512_maskz_loadu_ps(mask, x.as_ptr()) };
                     acc = f._mm512_fmadd_ps(f._mm512_set1_ps(wc), x, acc);
                 }
-                // Comparisons false for NaN keep it (see `Activation`).
-                let v = f._mm512_mask_mov_ps(acc, f._mm512_cmp_ps_mask::<_CMP_LT_OQ>(acc, lo), lo);
-                let v = f._mm512_mask_mov_ps(v, f._mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, hi), hi);
+                let v = clamp(v4, acc, lo, hi);
                 let d = &mut out.plane(first + r - oc.start)[col + 16 * h..][..n];
                 // SAFETY: lanes past `n` are masked off; `d` holds `n` floats.
                 unsafe { f._mm512_mask_storeu_ps(d.as_mut_ptr(), mask, v) };
