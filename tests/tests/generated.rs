@@ -526,11 +526,23 @@ fn tiles_where_the_machine_has_them() {
     if !Isa::Amx.is_available() {
         return;
     }
-    let (w, b) = (|o: usize, i: usize| random_vec(o * i, 1), |o| random_vec(o, 2));
-    assert!(PwAmx64x80::new(&w(80, 64), Some(&b(80))).unwrap().amx.is_some());
-    assert!(PwAmxG2Relu6::new(&w(144, 70), Some(&b(144))).unwrap().amx.is_some());
+    let (w, b) = (
+        |o: usize, i: usize| random_vec(o * i, 1),
+        |o| random_vec(o, 2),
+    );
+    assert!(PwAmx64x80::new(&w(80, 64), Some(&b(80)))
+        .unwrap()
+        .amx
+        .is_some());
+    assert!(PwAmxG2Relu6::new(&w(144, 70), Some(&b(144)))
+        .unwrap()
+        .amx
+        .is_some());
     assert!(PwAmx66x65::new(&w(65, 66), None).unwrap().amx.is_some());
-    assert!(Pw2304x40::new(&w(40, 2304), Some(&b(40))).unwrap().amx.is_none());
+    assert!(Pw2304x40::new(&w(40, 2304), Some(&b(40)))
+        .unwrap()
+        .amx
+        .is_none());
 }
 
 /// Values a bf16 piece split cannot carry exactly (AMX tiles, `Isa::Amx`): infinities and NaN
