@@ -177,15 +177,16 @@ pub const fn worth(m: usize, k: usize) -> bool {
 pub const CUT_BY_CHANNELS_FROM: usize = 192;
 
 /// Whether a pass of one unit (image and group) with `m` output channels and `span` pixels,
-/// cut in parts on tiles, is cut by pixels. Cut by output channels, every part splits the
-/// whole input, about 0.75 cycles per input float on the vector ports against `m / 85` for
-/// the tile products, so the duplicated split weighs `64 / m` of the products a part saves.
-/// Cut by pixels, every part streams all the weights and its chunks round up to 16 pixels.
-/// Measured on 2 threads (medians, pinned pool, pixels against channels): 384 -> 64 on 14 x
-/// 14 42 against 47 us, 576 -> 96 on 14 x 14 66 against 77, 576 -> 96 on 10 x 10 39 against
-/// 50, 960 -> 160 on 7 x 7 52 against 56; 256 -> 256 on 14 x 14 79 against 61, 512 -> 512 on 7
-/// x 7 81 against 66, 320 -> 1280 on 7 x 7 154 against 104. A span under two 16-pixel steps
-/// cannot be cut by pixels.
+/// cut in parts on tiles, is cut by pixels; otherwise it is cut by output channels whatever
+/// the span. Cut by output channels, every part splits the whole input, about 0.75 cycles per
+/// input float on the vector ports against `m / 85` for the tile products, so the duplicated
+/// split weighs `64 / m` of the products a part saves. Cut by pixels, every part streams all
+/// the weights and its chunks round up to 16 pixels. Measured on 2 threads (medians, pinned
+/// pool, pixels against channels): 384 -> 64 on 14 x 14 42 against 47 us, 576 -> 96 on 14 x 14
+/// 66 against 77, 576 -> 96 on 10 x 10 39 against 50, 960 -> 160 on 7 x 7 52 against 56; 256 ->
+/// 256 on 14 x 14 79 against 61, on 28 x 28 242-244 against 205-217 (one thread 399-431), 512
+/// -> 512 on 7 x 7 81 against 66, 320 -> 1280 on 7 x 7 154 against 104. A span under two
+/// 16-pixel steps cannot be cut by pixels.
 pub const fn cut_by_pixels(m: usize, span: usize) -> bool {
     m < CUT_BY_CHANNELS_FROM && span >= 32
 }

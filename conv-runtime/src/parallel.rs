@@ -59,11 +59,14 @@ pub enum Axis {
 }
 
 /// The output-channel tiles of a body that can split them: `channels` per unit in tiles of
-/// `tile` (the last one possibly shorter). `tile` 0: the body cannot.
+/// `tile` (the last one possibly shorter). `tile` 0: the body cannot. One image is cut by them
+/// when its span gives each part fewer than `min_steps` steps ([`SPAN_MIN_STEPS`] for the
+/// vector bodies; `usize::MAX`: whatever the span).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutTiles {
     pub channels: usize,
     pub tile: usize,
+    pub min_steps: usize,
 }
 
 impl OutTiles {
@@ -71,6 +74,7 @@ impl OutTiles {
     pub const NONE: OutTiles = OutTiles {
         channels: 0,
         tile: 0,
+        min_steps: 0,
     };
 }
 
@@ -133,7 +137,9 @@ impl Split {
         // 1 x 1 (one step: the span cannot be cut) 178 -> 110; level from 16 x 16 (16 steps) on
         // (384 -> 64 on 16 x 16 56 against 56, 20 x 20 82 against 85), and the span ahead on 28 x
         // 28 (576 -> 96 350 against 371).
-        if by_out.parts >= by_span.parts && span.div_ceil(align) < SPAN_MIN_STEPS * parts {
+        if by_out.parts >= by_span.parts
+            && span.div_ceil(align) < out.min_steps.saturating_mul(parts)
+        {
             by_out
         } else {
             by_span
@@ -285,7 +291,11 @@ mod tests {
     /// where it does not or where the channels are few.
     #[test]
     fn short_spans_of_many_channels_split_by_output_channels() {
-        let tiles = |channels, tile| OutTiles { channels, tile };
+        let tiles = |channels, tile| OutTiles {
+            channels,
+            tile,
+            min_steps: SPAN_MIN_STEPS,
+        };
         // A 4 x 4 plane (one vector: one part) against 64 channels in tiles of 16 (2 | 2).
         let s = Split::choose(2, 1, 16, true, tiles(64, 16));
         assert_eq!((s.parts, s.axis, s.align), (2, Axis::OutChannels, 16));

@@ -209,21 +209,25 @@ fn forward_parts<K: Generated>(
         }
         .parts(p),
     };
-    // Output-channel cuts on whole tiles of the body's plan; on tiles only where each part
-    // splitting the whole input costs less than cutting the pixels (`amx::cut_by_pixels`).
-    let tile = match layer.amx() {
+    // Output-channel cuts on whole tiles of the body's plan; on AMX tiles either never or
+    // whatever the span (`amx::cut_by_pixels`).
+    let (tile, min_steps) = match layer.amx() {
         Some(_) if isa == Isa::Amx => {
             if crate::amx::cut_by_pixels(job.planes_per_unit, span_len) {
-                0
+                (0, 0)
             } else {
-                crate::amx::OUT_TILE
+                (crate::amx::OUT_TILE, usize::MAX)
             }
         }
-        _ => K::OUT_TILES[usize::from(isa.wide())],
+        _ => (
+            K::OUT_TILES[usize::from(isa.wide())],
+            parallel::SPAN_MIN_STEPS,
+        ),
     };
     let out_tiles = parallel::OutTiles {
         channels: job.planes_per_unit,
         tile,
+        min_steps,
     };
     let split = parallel::Split::choose(parts, units, span_len, K::SPAN_PIXELS, out_tiles);
     let output = PlanesMut::new(output, n * K::GEOMETRY.out_channels, plane, plane);

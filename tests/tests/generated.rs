@@ -123,9 +123,12 @@ pub struct Pw2304x40;
 // and out per group, `tiles_where_the_machine_has_them` checks): whole pairs of 16-row tiles and
 // a partial one (80 = 2 x 32 + 16); a reduction padded to whole 32-channel blocks (70 per
 // group), two groups and an activation applied lane by lane; a pair with one row (65 = 2 x 32
-// + 1) and no bias.
+// + 1) and no bias; enough output channels that 2-thread passes of one image are cut by them
+// on tiles whatever the plane (200 = 6 x 32 + 8, `amx::cut_by_pixels`).
 #[conv_kernel(in = 64, out = 80, k = 1)]
 pub struct PwAmx64x80;
+#[conv_kernel(in = 96, out = 200, k = 1)]
+pub struct PwAmx96x200;
 #[conv_kernel(in = 140, out = 144, k = 1, groups = 2, act = "relu6")]
 pub struct PwAmxG2Relu6;
 #[conv_kernel(in = 66, out = 65, k = 1, bias = false)]
@@ -225,6 +228,7 @@ fn all_cases() -> Vec<Case> {
         Pw24x70Relu => Activation::Relu,
         Pw2304x40,
         PwAmx64x80,
+        PwAmx96x200,
         PwAmxG2Relu6 => Activation::Relu6,
         PwAmx66x65,
         DwK29S2Relu => Activation::Relu,
@@ -531,6 +535,10 @@ fn tiles_where_the_machine_has_them() {
         |o| random_vec(o, 2),
     );
     assert!(PwAmx64x80::new(&w(80, 64), Some(&b(80)))
+        .unwrap()
+        .amx
+        .is_some());
+    assert!(PwAmx96x200::new(&w(200, 96), Some(&b(200)))
         .unwrap()
         .amx
         .is_some());
