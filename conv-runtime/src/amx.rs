@@ -361,8 +361,9 @@ mod x86 {
     }
 
     /// Writes channel pairs `qs` of the B tiles of `src` into `b` (`6 kb 16` lines: piece,
-    /// half, block, pair); pixels past `cols` and channels past `k` are zero. Returns, per half
-    /// of 16 pixels, the lanes (pixels) where a value lies outside the splittable range.
+    /// half, block, pair); pixels past `cols` and channels past `k` are zero, and the second
+    /// half's lines are left as they are when `cols <= 16`. Returns, per half of 16 pixels, the
+    /// lanes (pixels) where a value lies outside the splittable range.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn fill(
@@ -399,9 +400,11 @@ mod x86 {
         };
         let mut bad = [0u16; 2];
         let dst = b.as_mut_ptr();
+        // A chunk of at most 16 pixels has no second half: its products skip those tiles.
+        let halves = if cols > 16 { 2 } else { 1 };
         for q in qs {
             let (x0, x1) = (row(2 * q), row(2 * q + 1));
-            for h in 0..2 {
+            for h in 0..halves {
                 let (p0, b0) = split(v4, x0[h]);
                 let (p1, b1) = split(v4, x1[h]);
                 bad[h] |= b0 | b1;
@@ -605,7 +608,10 @@ mod x86 {
             (u, grp, src)
         };
         // Output-channel cuts fall on tile pairs (`OUT_TILE`).
-        assert!(oc.start % 32 == 0, "output channels cut off a tile pair");
+        assert!(
+            oc.start % OUT_TILE == 0,
+            "output channels cut off a tile pair"
+        );
         let subs = oc.len().div_ceil(32) * kb * 6;
         let pairs = kb * 16;
         // SAFETY: `CONFIG` is a valid palette-1 configuration, 64 aligned bytes.

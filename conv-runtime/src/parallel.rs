@@ -61,7 +61,7 @@ pub enum Axis {
 /// The output-channel tiles of a body that can split them: `channels` per unit in tiles of
 /// `tile` (the last one possibly shorter). `tile` 0: the body cannot. One image is cut by them
 /// when its span gives each part fewer than `min_steps` steps ([`SPAN_MIN_STEPS`] for the
-/// vector bodies; `usize::MAX`: whatever the span).
+/// vector bodies; `usize::MAX`: whatever the span; 0: never).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutTiles {
     pub channels: usize,

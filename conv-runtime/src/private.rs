@@ -213,11 +213,8 @@ fn forward_parts<K: Generated>(
     // whatever the span (`amx::cut_by_pixels`).
     let (tile, min_steps) = match layer.amx() {
         Some(_) if isa == Isa::Amx => {
-            if crate::amx::cut_by_pixels(job.planes_per_unit, span_len) {
-                (0, 0)
-            } else {
-                (crate::amx::OUT_TILE, usize::MAX)
-            }
+            let never = crate::amx::cut_by_pixels(job.planes_per_unit, span_len);
+            (crate::amx::OUT_TILE, if never { 0 } else { usize::MAX })
         }
         _ => (
             K::OUT_TILES[usize::from(isa.wide())],
