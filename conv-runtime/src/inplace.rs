@@ -835,6 +835,22 @@ fn shift_in_v4<const LO: bool>(
     bytemuck::cast(r)
 }
 
+/// `[prev(lanes-1), v0, .., v(lanes-2)]`: `v` shifted up one lane, the last lane of `prev` (the
+/// same value one vector to the left) shifted in. Stride-2 in-place tiles in carry mode add
+/// this to each output row's sum (see the generated tiles): one lane shift per output row where
+/// shifting every input row's vector took a load and a permute per input row.
+#[inline(always)]
+pub fn shift_prev<S: Simd>(simd: S, v: S::f32s, prev: S::f32s) -> S::f32s {
+    if let Some(r) = shift_lanes::<S, -1>(simd, v, prev) {
+        return r;
+    }
+    let lanes = S::F32_LANES;
+    let mut buf = [0.0f32; 64];
+    simd.partial_store_f32s(&mut buf[..lanes], prev);
+    simd.partial_store_f32s(&mut buf[lanes..2 * lanes], v);
+    simd.partial_load_f32s(&buf[lanes - 1..2 * lanes - 1])
+}
+
 /// `v` shifted one lane with `x` shifted in: `[x, v0, .., v(lanes-2)]` when `LO` (towards higher
 /// lanes), else `[v1, .., v(lanes-1), x]`.
 #[inline(always)]

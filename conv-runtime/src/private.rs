@@ -9,7 +9,9 @@ use core::ops::Range;
 
 use crate::dispatch::is_isa;
 pub use crate::flat::{Flat, FlatFmaTap, FlatSrc, FlatTap, FlatUnmasked};
-pub use crate::inplace::{InCols, InRows, InnerCols, StepRows, StreamRows, StreamSteps};
+pub use crate::inplace::{
+    shift_prev, InCols, InRows, InnerCols, StepRows, StreamRows, StreamSteps,
+};
 use crate::parallel;
 pub use crate::planes::{ColStores, PlanesMut, TileStores};
 pub use crate::winograd::{

@@ -280,7 +280,7 @@ pub fn stream_sweep(
             }
             let mut row = TokenStream::new();
             for s in 0..g {
-                row.extend(in_place_row(spec, &taps_at, s, 0, outside));
+                row.extend(in_place_row(spec, &taps_at, s, 0, outside, false));
                 for (ky, k, cond) in &reads {
                     let mut fmas = TokenStream::new();
                     for (kx, &(parity, shift)) in taps_at.iter().enumerate() {
@@ -627,10 +627,15 @@ pub fn stage(
         let tf = format_ident!("{}_r{}", prefix, rows);
         tiles.extend(tile_fn(spec, plan, rows, Cols::Masked, &tf));
         let rl = lit(rows);
+        let carry = plan.in_place && carries(spec);
         let (source, row_setup) = if plan.in_place {
             let rin = lit(rows_in(spec, rows));
+            let carry_arg = match carry {
+                true => quote!(, &mut carry),
+                false => quote!(),
+            };
             (
-                quote!(&in_rows, &#rt::InCols::new(simd, #sw * ox, w)),
+                quote!(&in_rows, &#rt::InCols::new(simd, #sw * ox, w) #carry_arg),
                 quote! {
                     let iy0 = ((oy0 + r) * #sh) as isize - #pt as isize;
                     let in_rows = #rt::InRows::<#cpg_in, #rin>::new(planes, zeros, h, w, iy0);
@@ -640,8 +645,16 @@ pub fn stage(
             (quote!(&band, buf, r), quote!())
         };
         let tile = quote!(#tf(simd, #source, ox, len, out, oy_base + r, wo, #warg, &bias););
+        let carry_init = match carry {
+            true => {
+                let n = lit(plan.oc_tile * rows);
+                quote!(let mut carry = [simd.splat_f32s(0.0); #n];)
+            }
+            false => quote!(),
+        };
         let columns = |tile: &TokenStream| {
             quote! {
+                #carry_init
                 let mut ox = 0;
                 while ox < wo {
                     let len = (wo - ox).min(lanes);
@@ -1250,7 +1263,14 @@ fn tile_fn(
             Cols::Masked => quote!(#rt::InCols<S>),
             _ => quote!(#rt::InnerCols),
         };
-        quote!(rows: &#rt::InRows<'_, #chans, #rin>, cols: &#cols)
+        let carry = match form == Cols::Masked && carries(spec) {
+            true => {
+                let n = lit(oct * rows);
+                quote!(, carry: &mut [S::f32s; #n])
+            }
+            false => quote!(),
+        };
+        quote!(rows: &#rt::InRows<'_, #chans, #rin>, cols: &#cols #carry)
     } else {
         quote!(band: &#rt::Band, buf: &[f32], r0: usize)
     };
@@ -1293,7 +1313,16 @@ fn in_place_body(
 ) -> TokenStream {
     let taps_at = in_place_taps(spec).expect("in-place plans have in-place taps");
     let (sh, dh, kh) = (spec.stride_h, spec.dilation_h, spec.kernel_h);
+    let carry = form == Cols::Masked && carries(spec);
     let mut body = TokenStream::new();
+    if carry {
+        for t in 0..plan.oc_tile {
+            for r in 0..rows {
+                let l = lo_acc(t, r);
+                body.extend(quote!(let mut #l = simd.splat_f32s(0.0);));
+            }
+        }
+    }
     for ic in 0..spec.in_per_group() {
         for j in 0..rows_in(spec, rows) {
             // The (output row, ky) pairs that read input row j.
@@ -1305,14 +1334,19 @@ fn in_place_body(
                 continue;
             }
             body.extend(match form {
-                Cols::Masked => in_place_row(spec, &taps_at, ic, j, Outside::NONE),
+                Cols::Masked => in_place_row(spec, &taps_at, ic, j, Outside::NONE, carry),
                 _ => inner_row(spec, &taps_at, ic, j, form),
             });
             for &(r, ky) in &uses {
                 for (kx, &(parity, shift)) in taps_at.iter().enumerate() {
-                    let v = vec_name(spec, parity, shift);
+                    // Carry mode: a tap one lane left reads its parity vector unshifted into
+                    // the row's own accumulator, shifted once at the end (see `carries`).
+                    let (v, to_lo) = match carry && shift == -1 {
+                        true => (vec_name(spec, parity, 0), true),
+                        false => (vec_name(spec, parity, shift), false),
+                    };
                     for t in 0..plan.oc_tile {
-                        let a = acc(t, r, 0);
+                        let a = if to_lo { lo_acc(t, r) } else { acc(t, r, 0) };
                         let wop = weight(t, Some(ic), ky, kx);
                         body.extend(quote!(#a = simd.mul_add_e_f32s(#v, #wop, #a);));
                     }
@@ -1320,7 +1354,37 @@ fn in_place_body(
             }
         }
     }
+    if carry {
+        let rt = rt();
+        for t in 0..plan.oc_tile {
+            for r in 0..rows {
+                let (a, l) = (acc(t, r, 0), lo_acc(t, r));
+                let i = lit(t * rows + r);
+                body.extend(quote! {
+                    #a = simd.add_f32s(#a, #rt::shift_prev(simd, #l, carry[#i]));
+                    carry[#i] = #l;
+                });
+            }
+        }
+    }
     body
+}
+
+/// The accumulator of an in-place tile in carry mode ([`carries`]) for the taps one lane left
+/// of channel `t`'s output row `r`.
+fn lo_acc(t: usize, r: usize) -> syn::Ident {
+    format_ident!("lo_{}_{}", t, r)
+}
+
+/// Whether the masked in-place tiles of `spec` run in carry mode: at stride 2, where a tap
+/// reading one lane left of its parity vector (`lo` in `InRows`: the vector shifted up one
+/// lane, the column before the pair shifted in) would cost a load and a permute per input row.
+/// In carry mode those taps' products go unshifted into an accumulator of their own per output
+/// row, which is shifted up one lane once, the same accumulator of the tile one vector to the
+/// left (`carry`, zeros left of the row) supplying lane 0, and added to the row's sum. So a
+/// tile's column loop runs left to right from the row's start.
+pub fn carries(spec: &Spec) -> bool {
+    spec.stride_w == 2 && in_place_taps(spec).is_some_and(|t| t.iter().any(|&(_, s)| s == -1))
 }
 
 /// Stride 1, a vector of columns whose every tap reads inside the row (`InnerCols`): the
@@ -1414,6 +1478,7 @@ fn in_place_row(
     ic: usize,
     j: usize,
     outside: Outside,
+    carry: bool,
 ) -> TokenStream {
     let (icl, jl) = (lit(ic), lit(j));
     let mut body = if spec.stride_w == 1 {
@@ -1439,7 +1504,7 @@ fn in_place_row(
     };
     let mut made = Vec::new();
     for &(parity, shift) in taps_at {
-        if made.contains(&(parity, shift)) {
+        if made.contains(&(parity, shift)) || (carry && shift == -1) {
             continue;
         }
         made.push((parity, shift));

@@ -302,6 +302,7 @@ impl Dw96S2 {
             simd: S,
             rows: &::conv_runtime::__private::InRows<'_, 1, 9>,
             cols: &::conv_runtime::__private::InCols<S>,
+            carry: &mut [S::f32s; 4],
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -314,78 +315,97 @@ impl Dw96S2 {
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
             let mut acc_0_3_0 = bias[0];
+            let mut lo_0_0 = simd.splat_f32s(0.0);
+            let mut lo_0_1 = simd.splat_f32s(0.0);
+            let mut lo_0_2 = simd.splat_f32s(0.0);
+            let mut lo_0_3 = simd.splat_f32s(0.0);
             let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_0_0);
             let (x_e, x_o) = rows.pair::<S, 0, 1>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 1, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_0_0);
             let (x_e, x_o) = rows.pair::<S, 0, 2>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 2, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_1_0);
             let (x_e, x_o) = rows.pair::<S, 0, 3>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 3, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_1_0);
             let (x_e, x_o) = rows.pair::<S, 0, 4>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 4, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_2_0);
+            lo_0_2 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_2);
             acc_0_2_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_2_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_2_0);
             let (x_e, x_o) = rows.pair::<S, 0, 5>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 5, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_2_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_2_0);
+            lo_0_2 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_2);
             acc_0_2_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_2_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_2_0);
             let (x_e, x_o) = rows.pair::<S, 0, 6>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 6, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_2_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_2_0);
+            lo_0_2 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_2);
             acc_0_2_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_2_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_2_0);
-            acc_0_3_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_3_0);
+            lo_0_3 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_3);
             acc_0_3_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_3_0);
             acc_0_3_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_3_0);
             let (x_e, x_o) = rows.pair::<S, 0, 7>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 7, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_3_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_3_0);
+            lo_0_3 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_3);
             acc_0_3_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_3_0);
             acc_0_3_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_3_0);
             let (x_e, x_o) = rows.pair::<S, 0, 8>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 8, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_3_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_3_0);
+            lo_0_3 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_3);
             acc_0_3_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_3_0);
             acc_0_3_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_3_0);
+            acc_0_0_0 = simd
+                .add_f32s(
+                    acc_0_0_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_0, carry[0]),
+                );
+            carry[0] = lo_0_0;
+            acc_0_1_0 = simd
+                .add_f32s(
+                    acc_0_1_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_1, carry[1]),
+                );
+            carry[1] = lo_0_1;
+            acc_0_2_0 = simd
+                .add_f32s(
+                    acc_0_2_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_2, carry[2]),
+                );
+            carry[2] = lo_0_2;
+            acc_0_3_0 = simd
+                .add_f32s(
+                    acc_0_3_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_3, carry[3]),
+                );
+            carry[3] = lo_0_3;
             let mut stores = out.tile_stores::<S, 1, 4>(simd, oy * wo + ox, wo, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
             stores.st::<0, 1>(simd, acc_0_1_0);
@@ -403,6 +423,7 @@ impl Dw96S2 {
             simd: S,
             rows: &::conv_runtime::__private::InRows<'_, 1, 7>,
             cols: &::conv_runtime::__private::InCols<S>,
+            carry: &mut [S::f32s; 3],
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -414,61 +435,75 @@ impl Dw96S2 {
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
             let mut acc_0_2_0 = bias[0];
+            let mut lo_0_0 = simd.splat_f32s(0.0);
+            let mut lo_0_1 = simd.splat_f32s(0.0);
+            let mut lo_0_2 = simd.splat_f32s(0.0);
             let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_0_0);
             let (x_e, x_o) = rows.pair::<S, 0, 1>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 1, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_0_0);
             let (x_e, x_o) = rows.pair::<S, 0, 2>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 2, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_1_0);
             let (x_e, x_o) = rows.pair::<S, 0, 3>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 3, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_1_0);
             let (x_e, x_o) = rows.pair::<S, 0, 4>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 4, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_1_0);
-            acc_0_2_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_2_0);
+            lo_0_2 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_2);
             acc_0_2_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_2_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_2_0);
             let (x_e, x_o) = rows.pair::<S, 0, 5>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 5, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_2_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_2_0);
+            lo_0_2 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_2);
             acc_0_2_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_2_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_2_0);
             let (x_e, x_o) = rows.pair::<S, 0, 6>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 6, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_2_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_2_0);
+            lo_0_2 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_2);
             acc_0_2_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_2_0);
             acc_0_2_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_2_0);
+            acc_0_0_0 = simd
+                .add_f32s(
+                    acc_0_0_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_0, carry[0]),
+                );
+            carry[0] = lo_0_0;
+            acc_0_1_0 = simd
+                .add_f32s(
+                    acc_0_1_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_1, carry[1]),
+                );
+            carry[1] = lo_0_1;
+            acc_0_2_0 = simd
+                .add_f32s(
+                    acc_0_2_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_2, carry[2]),
+                );
+            carry[2] = lo_0_2;
             let mut stores = out.tile_stores::<S, 1, 3>(simd, oy * wo + ox, wo, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
             stores.st::<0, 1>(simd, acc_0_1_0);
@@ -485,6 +520,7 @@ impl Dw96S2 {
             simd: S,
             rows: &::conv_runtime::__private::InRows<'_, 1, 5>,
             cols: &::conv_runtime::__private::InCols<S>,
+            carry: &mut [S::f32s; 2],
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -495,44 +531,53 @@ impl Dw96S2 {
         ) {
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
+            let mut lo_0_0 = simd.splat_f32s(0.0);
+            let mut lo_0_1 = simd.splat_f32s(0.0);
             let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_0_0);
             let (x_e, x_o) = rows.pair::<S, 0, 1>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 1, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_0_0);
             let (x_e, x_o) = rows.pair::<S, 0, 2>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 2, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_1_0);
             let (x_e, x_o) = rows.pair::<S, 0, 3>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 3, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_1_0);
             let (x_e, x_o) = rows.pair::<S, 0, 4>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 4, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_1_0);
+            acc_0_0_0 = simd
+                .add_f32s(
+                    acc_0_0_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_0, carry[0]),
+                );
+            carry[0] = lo_0_0;
+            acc_0_1_0 = simd
+                .add_f32s(
+                    acc_0_1_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_1, carry[1]),
+                );
+            carry[1] = lo_0_1;
             let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
             stores.st::<0, 1>(simd, acc_0_1_0);
@@ -548,6 +593,7 @@ impl Dw96S2 {
             simd: S,
             rows: &::conv_runtime::__private::InRows<'_, 1, 3>,
             cols: &::conv_runtime::__private::InCols<S>,
+            carry: &mut [S::f32s; 1],
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -557,27 +603,31 @@ impl Dw96S2 {
             bias: &[S::f32s; 1],
         ) {
             let mut acc_0_0_0 = bias[0];
+            let mut lo_0_0 = simd.splat_f32s(0.0);
             let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_0_0);
             let (x_e, x_o) = rows.pair::<S, 0, 1>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 1, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_0_0);
             let (x_e, x_o) = rows.pair::<S, 0, 2>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 2, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_0_0);
+            acc_0_0_0 = simd
+                .add_f32s(
+                    acc_0_0_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_0, carry[0]),
+                );
+            carry[0] = lo_0_0;
             let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
         }
@@ -624,6 +674,7 @@ impl Dw96S2 {
                         1,
                         9,
                     >::new(planes, zeros, h, w, iy0);
+                    let mut carry = [simd.splat_f32s(0.0); 4];
                     let mut ox = 0;
                     while ox < wo {
                         let len = (wo - ox).min(lanes);
@@ -631,6 +682,7 @@ impl Dw96S2 {
                             simd,
                             &in_rows,
                             &::conv_runtime::__private::InCols::new(simd, 2 * ox, w),
+                            &mut carry,
                             ox,
                             len,
                             out,
@@ -649,6 +701,7 @@ impl Dw96S2 {
                         1,
                         7,
                     >::new(planes, zeros, h, w, iy0);
+                    let mut carry = [simd.splat_f32s(0.0); 3];
                     let mut ox = 0;
                     while ox < wo {
                         let len = (wo - ox).min(lanes);
@@ -656,6 +709,7 @@ impl Dw96S2 {
                             simd,
                             &in_rows,
                             &::conv_runtime::__private::InCols::new(simd, 2 * ox, w),
+                            &mut carry,
                             ox,
                             len,
                             out,
@@ -674,6 +728,7 @@ impl Dw96S2 {
                         1,
                         5,
                     >::new(planes, zeros, h, w, iy0);
+                    let mut carry = [simd.splat_f32s(0.0); 2];
                     let mut ox = 0;
                     while ox < wo {
                         let len = (wo - ox).min(lanes);
@@ -681,6 +736,7 @@ impl Dw96S2 {
                             simd,
                             &in_rows,
                             &::conv_runtime::__private::InCols::new(simd, 2 * ox, w),
+                            &mut carry,
                             ox,
                             len,
                             out,
@@ -699,6 +755,7 @@ impl Dw96S2 {
                         1,
                         3,
                     >::new(planes, zeros, h, w, iy0);
+                    let mut carry = [simd.splat_f32s(0.0); 1];
                     let mut ox = 0;
                     while ox < wo {
                         let len = (wo - ox).min(lanes);
@@ -706,6 +763,7 @@ impl Dw96S2 {
                             simd,
                             &in_rows,
                             &::conv_runtime::__private::InCols::new(simd, 2 * ox, w),
+                            &mut carry,
                             ox,
                             len,
                             out,
