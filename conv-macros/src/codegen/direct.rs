@@ -627,7 +627,7 @@ pub fn stage(
         let tf = format_ident!("{}_r{}", prefix, rows);
         tiles.extend(tile_fn(spec, plan, rows, Cols::Masked, &tf));
         let rl = lit(rows);
-        let carry = plan.in_place && carries(spec);
+        let carry = carry_mode(spec, plan, Cols::Masked);
         let (source, row_setup) = if plan.in_place {
             let rin = lit(rows_in(spec, rows));
             let carry_arg = match carry {
@@ -1263,7 +1263,7 @@ fn tile_fn(
             Cols::Masked => quote!(#rt::InCols<S>),
             _ => quote!(#rt::InnerCols),
         };
-        let carry = match form == Cols::Masked && carries(spec) {
+        let carry = match carry_mode(spec, plan, form) {
             true => {
                 let n = lit(oct * rows);
                 quote!(, carry: &mut [S::f32s; #n])
@@ -1313,7 +1313,7 @@ fn in_place_body(
 ) -> TokenStream {
     let taps_at = in_place_taps(spec).expect("in-place plans have in-place taps");
     let (sh, dh, kh) = (spec.stride_h, spec.dilation_h, spec.kernel_h);
-    let carry = form == Cols::Masked && carries(spec);
+    let carry = carry_mode(spec, plan, form);
     let mut body = TokenStream::new();
     if carry {
         for t in 0..plan.oc_tile {
@@ -1385,6 +1385,12 @@ fn lo_acc(t: usize, r: usize) -> syn::Ident {
 /// tile's column loop runs left to right from the row's start.
 pub fn carries(spec: &Spec) -> bool {
     spec.stride_w == 2 && in_place_taps(spec).is_some_and(|t| t.iter().any(|&(_, s)| s == -1))
+}
+
+/// Whether the tiles of `plan` in form `form` run in carry mode ([`carries`]): the masked form
+/// of in-place tiles (at stride 2 the only one).
+fn carry_mode(spec: &Spec, plan: &DirectPlan, form: Cols) -> bool {
+    plan.in_place && form == Cols::Masked && carries(spec)
 }
 
 /// Stride 1, a vector of columns whose every tap reads inside the row (`InnerCols`): the
