@@ -10,7 +10,7 @@ call of about the same overhead (the _api_floor row does not apply to us and is 
 slow minute on a shared machine then slows every peer alike, which separate criterion and
 peers.py runs cannot promise.
 
-Every option but the two below goes to peers.py; afterwards a table of our median against the
+Every option but the three below goes to peers.py; afterwards a table of our median against the
 fastest other peer's, per row and thread count, is printed, then the same by the 10th
 percentile (also: --summary [--stat p10|min|median] FILE... alone).
 
@@ -21,6 +21,8 @@ percentile (also: --summary [--stat p10|min|median] FILE... alone).
   --peers-py PATH   peers.py to run (default: ../shared/peers/peers.py beside the repository)
   --lib PATH        the conv-peer-ffi library (default: $CARGO_TARGET_DIR or target/,
                     release/libconv_peer_ffi.so)
+  --shapes-tsv PATH a shapes file in shapes.tsv's columns to run instead of shapes.tsv, such as
+                    benches/more-shapes.tsv (rows the benches' MORE_ROWS carry)
   --lib NAME=PATH   (repeatable) several builds of the library as peers "ours_NAME": an A/B
                     of two versions in the same interleaved rounds, which a noisy shared
                     machine cannot disturb the way it disturbs two runs one after the other
@@ -219,6 +221,9 @@ def main():
     spec = importlib.util.spec_from_file_location("peers", peers_py)
     peers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(peers)
+    shapes_tsv = take_opt(argv, "--shapes-tsv", None)
+    if shapes_tsv is not None:
+        peers.SHAPES_TSV = os.path.abspath(shapes_tsv)
     install(peers, loaded)
     if "--peers" in argv or any(a.startswith("--peers=") for a in argv):
         i = next(i for i, a in enumerate(argv) if a == "--peers" or a.startswith("--peers="))

@@ -179,6 +179,15 @@ macro_rules! row {
     };
 }
 
+pub mod more;
+
+pub use more::MORE_ROWS;
+
+/// The row named `name` in [`ROWS`] or [`MORE_ROWS`].
+pub fn find_row(name: &str) -> Option<&'static Row> {
+    ROWS.iter().chain(MORE_ROWS).find(|r| r.name == name)
+}
+
 /// Every benchmarked row, in the order of `shapes.tsv`.
 pub static ROWS: &[Row] = &[
     row!("mnv2_dw32_112", "depthwise", Mnv2Dw32_112, n = 1, hw = 112 x 112),
@@ -474,10 +483,13 @@ mod tests {
             .unwrap_or_else(|_| panic!("shapes.tsv: column {i} of {fields:?} is not a number"))
     }
 
-    #[test]
-    fn rows_match_shapes_tsv() {
-        let text = std::fs::read_to_string(SHAPES)
-            .unwrap_or_else(|e| panic!("cannot read {SHAPES} (shared/ beside the repo): {e}"));
+    /// `benches/more-shapes.tsv`, in this repository.
+    const MORE_SHAPES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/more-shapes.tsv");
+
+    /// `(name, kind, n, h, w, shape)` of every row of a shapes file.
+    fn read_shapes(path: &str) -> Vec<(String, String, usize, usize, usize, Shape)> {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("cannot read {path} (shared/ beside the repo?): {e}"));
         let mut want = Vec::new();
         for line in text.lines() {
             if line.starts_with('#') || line.trim().is_empty() {
@@ -503,20 +515,41 @@ mod tests {
             } else {
                 Shape::Conv(params)
             };
-            want.push((f[0], f[1], col(&f, 2), col(&f, 5), col(&f, 6), shape));
+            let name = (f[0].to_string(), f[1].to_string());
+            want.push((name.0, name.1, col(&f, 2), col(&f, 5), col(&f, 6), shape));
         }
-        let have: Vec<_> = ROWS
-            .iter()
-            .map(|r| (r.name, r.kind, r.n, r.h, r.w, r.shape))
-            .collect();
-        assert_eq!(have, want);
+        want
+    }
+
+    fn table(rows: &[Row]) -> Vec<(String, String, usize, usize, usize, Shape)> {
+        rows.iter()
+            .map(|r| (r.name.into(), r.kind.into(), r.n, r.h, r.w, r.shape))
+            .collect()
+    }
+
+    #[test]
+    fn rows_match_shapes_tsv() {
+        assert_eq!(table(ROWS), read_shapes(SHAPES));
+    }
+
+    #[test]
+    fn more_rows_match_more_shapes_tsv() {
+        assert_eq!(table(MORE_ROWS), read_shapes(MORE_SHAPES));
+        let mut names: Vec<&str> = ROWS.iter().chain(MORE_ROWS).map(|r| r.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            ROWS.len() + MORE_ROWS.len(),
+            "row names repeat"
+        );
     }
 
     #[test]
     fn generated_and_generic_agree_on_every_row() {
-        // A cheap check that the table wires each row to the right layers (the kernels
+        // A cheap check that the tables wire each row to the right layers (the kernels
         // themselves are tested against the reference in conv-tests).
-        for row in ROWS {
+        for row in ROWS.iter().chain(MORE_ROWS) {
             let data = row.data();
             let run = |layer: &dyn Layer| {
                 let mut out = vec![0.0; data.output.len()];

@@ -11,7 +11,7 @@
 
 use std::ffi::{c_char, CStr};
 
-use conv_benches::{bench_isa, Data, ROWS};
+use conv_benches::{bench_isa, find_row, Data};
 use conv_runtime::{Isa, Layer};
 
 /// One row's generated layer, ready to run.
@@ -29,7 +29,7 @@ pub struct Peer {
     kernel: Vec<u8>,
 }
 
-/// A handle for row `name` (a row of `shapes.tsv`) on `threads` threads, its weights the
+/// A handle for row `name` (a row of `shapes.tsv` or `benches/more-shapes.tsv`) on `threads` threads, its weights the
 /// `count` arrays at `weights` (`[weight, bias]` of a convolution, `[dw_weight, dw_bias,
 /// pw_weight, pw_bias]` of a separable row, PyTorch layouts), their lengths in `lens`.
 /// Null when the row is unknown or an array has the wrong length.
@@ -47,7 +47,7 @@ pub unsafe extern "C" fn conv_peer_new(
 ) -> *mut Peer {
     // SAFETY: the caller passes a NUL-terminated string.
     let name = unsafe { CStr::from_ptr(name) };
-    let Some(row) = ROWS.iter().find(|r| name.to_bytes() == r.name.as_bytes()) else {
+    let Some(row) = name.to_str().ok().and_then(find_row) else {
         return core::ptr::null_mut();
     };
     let want: Vec<usize> = row
