@@ -123,6 +123,10 @@ pub struct StreamPlan {
     pub always: bool,
     /// The span's first and last `slots - 1` steps unrolled, or `None`: all of them guarded.
     pub ends: Option<StreamEnds>,
+    /// Rows at most half a vector wide run two channels per vector (`conv_runtime`'s
+    /// `dw_pairs`, AVX-512): one output channel per unit, on 32 registers, in a depthwise
+    /// layer's own body (not a separable layer's depthwise stage).
+    pub pairs: bool,
 }
 
 /// The unrolled first and last steps of a streaming plan (see `codegen::direct::run_stream`),
@@ -313,7 +317,8 @@ impl Plan {
 
 impl StreamPlan {
     /// `s` and the units per tile, then `h` when every weight is hoisted, `hN` when N of each
-    /// unit's are, then `e` when the span's ends are unrolled.
+    /// unit's are, then `e` when the span's ends are unrolled, `p` when half-vector rows run
+    /// channel pairs.
     pub fn tag(&self) -> String {
         let hoist = match self.hoist {
             0 => String::new(),
@@ -321,7 +326,8 @@ impl StreamPlan {
             h => format!("h{h}"),
         };
         let ends = if self.ends.is_some() { "e" } else { "" };
-        format!("s{}{}{}", self.units, hoist, ends)
+        let pairs = if self.pairs { "p" } else { "" };
+        format!("s{}{}{}{}", self.units, hoist, ends, pairs)
     }
 }
 
@@ -364,7 +370,8 @@ pub fn plan(spec: &Spec, class: RegClass) -> Plan {
                 // Narrow planes stream, as the depthwise layer alone does (see
                 // `StreamRows::prefer`): `sep_mnv1_256_256_28` on AVX-512 ran its depthwise
                 // stage's row tiles slower than the layer's two stages run apart.
-                d.stream = plan_stream(&dw, class);
+                // (The fused sweep has no channel-pair form.)
+                d.stream = plan_stream(&dw, class).map(|st| StreamPlan { pairs: false, ..st });
             }
             Plan::Fused(d, plan_gemm(&spec.pointwise_stage(), class))
         }
@@ -806,6 +813,7 @@ fn plan_stream(spec: &Spec, class: RegClass) -> Option<StreamPlan> {
         hoist,
         always: false,
         ends: stream_ends(spec, slots, units),
+        pairs: class.regs >= 32 && m == 1 && spec.stride_h == 2 && spec.taps() <= 9,
     })
 }
 

@@ -18,6 +18,7 @@ mod flat;
 mod inplace;
 pub mod kernels;
 pub mod layer;
+mod pairs;
 pub mod parallel;
 mod planes;
 pub mod shape;

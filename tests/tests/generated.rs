@@ -19,6 +19,9 @@ pub struct Dw7;
 pub struct Dw1;
 #[conv_kernel(in = 5, out = 5, k = 3, groups = 5, stride = 2, pad = 1)]
 pub struct Dw5S2;
+// Channel pairs (`dw_pairs`) on narrow planes with a clamp, the last tile of 4 channels short.
+#[conv_kernel(in = 9, out = 9, k = 3, groups = 9, stride = 2, pad = 1, clamp = (-0.5, 0.75))]
+pub struct Dw9S2Clamp;
 #[conv_kernel(in = 3, out = 3, k = 3, groups = 3, stride = 3, pad = (0, 2))]
 pub struct Dw3S3;
 #[conv_kernel(in = 4, out = 4, k = 3, groups = 4, pad = 2, dilation = 2)]
@@ -232,6 +235,7 @@ fn all_cases() -> Vec<Case> {
         PwAmxG2Relu6 => Activation::Relu6,
         PwAmx66x65,
         DwK29S2Relu => Activation::Relu,
+        Dw9S2Clamp => Activation::Clamp { min: -0.5, max: 0.75 },
     ]
 }
 

@@ -8,7 +8,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use super::emit::{acc, activate, conv_fields, conv_fields_with, isize_lit, lit, rt};
+use super::emit::{acc, activate, conv_fields, conv_fields_with, f32_lit, isize_lit, lit, rt};
 use super::winograd;
 use super::FamilyCode;
 use crate::plan::{
@@ -178,11 +178,54 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
     let rt = rt();
     let zero_row = zero_row();
     let sweep = stream_sweep(spec, plan, &format_ident!("w"), &format_ident!("b"));
+    // Rows at most half a vector wide: two channels per vector (AVX-512).
+    let pairs = if plan.pairs {
+        let (kh, kw, sh, sw, dh, dw) = (
+            lit(spec.kernel_h),
+            lit(spec.kernel_w),
+            lit(spec.stride_h),
+            lit(spec.stride_w),
+            lit(spec.dilation_h),
+            lit(spec.dilation_w),
+        );
+        let (slots, taps, ch) = (lit(plan.slots), lit(spec.taps()), lit(spec.groups));
+        let (pt, pl) = (lit(spec.pad_top), lit(spec.pad_left));
+        let bound = |b: Option<f32>| match b {
+            Some(v) => {
+                let v = f32_lit(v);
+                quote!(Some(#v))
+            }
+            None => quote!(None),
+        };
+        let (lo, hi) = spec.act.bounds();
+        let (lo, hi) = (bound(lo), bound(hi));
+        quote! {
+            let layer = #rt::PairLayer {
+                weights: &self.w,
+                bias: &self.b,
+                channels: #ch,
+                pad_top: #pt,
+                pad_left: #pl,
+                lo: #lo,
+                hi: #hi,
+            };
+            let geom = (h, w, wo);
+            let done = #rt::dw_pairs::<S, #kh, #kw, #sh, #sw, #dh, #dw, #slots, #taps>(
+                simd, layer, input, &mut output, geom, units.clone(), span.clone(),
+            );
+            if done {
+                return;
+            }
+        }
+    } else {
+        TokenStream::new()
+    };
     quote! {
         #[inline(always)]
         #[allow(clippy::identity_op, clippy::erasing_op, clippy::modulo_one, clippy::absurd_extreme_comparisons, unused_comparisons, unused_assignments, unused_mut)]
         fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
             let #rt::Args { input, mut output, scratch, h, w, wo, units, span, .. } = a;
+            #pairs
             let lanes = S::F32_LANES;
             let plane_in = h * w;
             #zero_row

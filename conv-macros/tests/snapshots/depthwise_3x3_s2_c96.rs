@@ -28,7 +28,7 @@ impl Dw96S2 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "depthwise/f32/3x3/s2/p1/c96-96/g96/r32.t1r4hi~s2he/r16.t1r2h~s1h8e",
+        name: "depthwise/f32/3x3/s2/p1/c96-96/g96/r32.t1r4hi~s2hep/r16.t1r2h~s1h8e",
         family: "depthwise",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -805,6 +805,30 @@ impl Dw96S2 {
             span,
             ..
         } = a;
+        let layer = ::conv_runtime::__private::PairLayer {
+            weights: &self.w,
+            bias: &self.b,
+            channels: 96,
+            pad_top: 1,
+            pad_left: 1,
+            lo: None,
+            hi: None,
+        };
+        let geom = (h, w, wo);
+        let done = ::conv_runtime::__private::dw_pairs::<
+            S,
+            3,
+            3,
+            2,
+            2,
+            1,
+            1,
+            2,
+            9,
+        >(simd, layer, input, &mut output, geom, units.clone(), span.clone());
+        if done {
+            return;
+        }
         let lanes = S::F32_LANES;
         let plane_in = h * w;
         let zeros = &mut scratch[..w];
