@@ -22,7 +22,8 @@ percentile (also: --summary [--stat p10|min|median] FILE... alone).
   --lib PATH        the conv-peer-ffi library (default: $CARGO_TARGET_DIR or target/,
                     release/libconv_peer_ffi.so)
   --shapes-tsv PATH a shapes file in shapes.tsv's columns to run instead of shapes.tsv, such as
-                    benches/more-shapes.tsv (rows the benches' MORE_ROWS carry)
+                    benches/more-shapes.tsv (rows the benches' MORE_ROWS carry: build the
+                    library with `cargo build --release -p conv-peer-ffi --features more-rows`)
   --lib NAME=PATH   (repeatable) several builds of the library as peers "ours_NAME": an A/B
                     of two versions in the same interleaved rounds, which a noisy shared
                     machine cannot disturb the way it disturbs two runs one after the other
@@ -94,7 +95,8 @@ class Ours:
         lens = (ctypes.c_size_t * len(arrays))(*[a.size for a in arrays])
         self.h = lib.conv_peer_new(shape.name.encode(), threads, ptrs, lens, len(arrays))
         if not self.h:
-            raise RuntimeError("conv-peer-ffi has no row %s (or its weights differ)" % shape.name)
+            raise RuntimeError("conv-peer-ffi has no row %s (or its weights differ; rows of "
+                               "more-shapes.tsv need --features more-rows)" % shape.name)
         n = (ctypes.c_size_t * 2)()
         lib.conv_peer_lens(self.h, n)
         self.x = aligned_empty(n[0])

@@ -179,9 +179,17 @@ macro_rules! row {
     };
 }
 
+// Feature `more-rows`: 28 more generated layers, off by default, so CI and a plain build do not
+// compile them (they took CI from about 20 to 25 minutes).
+#[cfg(feature = "more-rows")]
 pub mod more;
 
+/// The rows of `benches/more-shapes.tsv` (feature `more-rows`; empty without it).
+#[cfg(feature = "more-rows")]
 pub use more::MORE_ROWS;
+/// The rows of `benches/more-shapes.tsv` (feature `more-rows`; empty without it).
+#[cfg(not(feature = "more-rows"))]
+pub static MORE_ROWS: &[Row] = &[];
 
 /// The row named `name` in [`ROWS`] or [`MORE_ROWS`].
 pub fn find_row(name: &str) -> Option<&'static Row> {
@@ -484,6 +492,7 @@ mod tests {
     }
 
     /// `benches/more-shapes.tsv`, in this repository.
+    #[cfg(feature = "more-rows")]
     const MORE_SHAPES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/more-shapes.tsv");
 
     /// `(name, kind, n, h, w, shape)` of every row of a shapes file.
@@ -532,6 +541,7 @@ mod tests {
         assert_eq!(table(ROWS), read_shapes(SHAPES));
     }
 
+    #[cfg(feature = "more-rows")]
     #[test]
     fn more_rows_match_more_shapes_tsv() {
         assert_eq!(table(MORE_ROWS), read_shapes(MORE_SHAPES));

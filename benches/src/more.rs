@@ -2,8 +2,9 @@
 //! 3x3 and 5x5 depthwise, 7x7 depthwise (ConvNeXt), dilated depthwise (DeepLabV3), 7x7 planes,
 //! odd channel and group counts (ShuffleNet, RegNet), grouped 1x1, pointwise expansions on large
 //! planes, batch 4, and the MobileNetV1 separable blocks at 112, 14 and 7. The kernels are judged
-//! on shapes no file lists; these rows are how we look at some of them (`with_ours.py
-//! --shapes-tsv benches/more-shapes.tsv`, or the `more` criterion bench).
+//! on shapes no file lists; these rows are how we look at some of them (`cargo build --release -p
+//! conv-peer-ffi --features more-rows`, then `with_ours.py --shapes-tsv benches/more-shapes.tsv`).
+//! Compiled only with the feature `more-rows`.
 
 use conv_runtime::conv_kernel;
 

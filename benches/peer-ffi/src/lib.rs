@@ -29,7 +29,8 @@ pub struct Peer {
     kernel: Vec<u8>,
 }
 
-/// A handle for row `name` (a row of `shapes.tsv` or `benches/more-shapes.tsv`) on `threads` threads, its weights the
+/// A handle for row `name` (a row of `shapes.tsv`, or of `benches/more-shapes.tsv` with the
+/// feature `more-rows`) on `threads` threads, its weights the
 /// `count` arrays at `weights` (`[weight, bias]` of a convolution, `[dw_weight, dw_bias,
 /// pw_weight, pw_bias]` of a separable row, PyTorch layouts), their lengths in `lens`.
 /// Null when the row is unknown or an array has the wrong length.
