@@ -813,7 +813,14 @@ fn plan_stream(spec: &Spec, class: RegClass) -> Option<StreamPlan> {
         hoist,
         always: false,
         ends: stream_ends(spec, slots, units),
-        pairs: class.regs >= 32 && m == 1 && spec.stride_h == 2 && spec.taps() <= 9,
+        // Measured up to 5x5 (see `conv_runtime`'s `pairs.rs`); `dw_pairs` writes out its
+        // loops up to 8 slots, 8 kernel rows and columns and stride 8.
+        pairs: class.regs >= 32
+            && m == 1
+            && spec.taps() <= 25
+            && spec.kernel_h.max(spec.kernel_w) <= 8
+            && slots <= 8
+            && spec.stride_h <= 8,
     })
 }
 

@@ -11,7 +11,13 @@
 //! the same column of the second's, and lanes whose column lies in the padding (or past `wo`)
 //! are zero. The index vectors and masks depend only on the widths and are made once per call.
 //! Rows stream as in the generated tiles: one step per output row, a ring of `SLOTS`
-//! accumulators per pair, each input row added into every output row that reads it.
+//! accumulators per pair, each input row added into every output row that reads it; the loops
+//! are written out (`unroll!`) so that the ring and the weights stay in registers.
+//!
+//! Against the stream (Zen 4, both builds as peers of `with_ours.py` in the same 9 rounds,
+//! medians, 1 thread): 3x3 stride 2 on 576 x 14 x 14 21.3 -> 15.2 us, 5x5 stride 2 on 672 x 14 x
+//! 14 54.0 -> 33.5, 5x5 on 1152 x 7 x 7 64.1 -> 60.1, 3x3 on 960 x 7 x 7 18.2 -> 18.1 (2 threads
+//! 11.3 -> 10.4). The plan takes it for kernels up to 25 taps (7x7 not measured).
 
 #[cfg(target_arch = "x86_64")]
 use core::arch::x86_64::__m512i;
@@ -76,7 +82,13 @@ pub fn dw_pairs<
     units: Range<usize>,
     span: Range<usize>,
 ) -> bool {
-    const { assert!(TAPS == KH * KW && SLOTS == (KH - 1) * DH / SH + 1) };
+    const {
+        assert!(TAPS == KH * KW && SLOTS == (KH - 1) * DH / SH + 1);
+        assert!(
+            KH <= 8 && KW <= 8 && SH <= 8 && SLOTS <= 8,
+            "dw_pairs unrolls up to 8"
+        );
+    };
     if !dw_pairs_prefer(S::F32_LANES, w, wo) {
         return false;
     }
@@ -98,14 +110,47 @@ pub fn dw_pairs<
     false
 }
 
+/// `body` once for each `$i` in `0..$n` (`$n <= 8`), written out with `$i` a constant, so that
+/// every array index in it is one: left to LLVM, the nested tap loops of 5x5 were not unrolled,
+/// and the ring of accumulators and the weights went through the stack (a 3 KB memset per tile),
+/// twice the stream's time.
+#[cfg(target_arch = "x86_64")]
+macro_rules! unroll {
+    ($i:ident in 0..$n:expr => $body:block) => {
+        unroll!(@ $i, $n, $body, [0 1 2 3 4 5 6 7])
+    };
+    // Over the pairs of a tile (`PAIRS`, a plain constant: its dead copies would index the
+    // tile's arrays out of bounds in plain sight).
+    ($i:ident in pairs => $body:block) => {
+        unroll!(@ $i, PAIRS, $body, [0 1])
+    };
+    (@ $i:ident, $n:expr, $body:block, [$($k:literal)*]) => {
+        $({
+            #[allow(non_upper_case_globals)]
+            const $i: usize = $k;
+            if $i < $n $body
+        })*
+    };
+}
+
 /// Channel pairs per tile: two pairs keep `2 SLOTS` accumulator chains in flight, enough for
 /// the FMA latency at stride 1 and 2 (3 and 2 slots of 3x3).
 #[cfg(target_arch = "x86_64")]
 const PAIRS: usize = 2;
-
-// Index loops over the const bounds: each is unrolled, and the accumulators stay in registers.
+// `unroll!(p in pairs ..)` writes out pairs 0 and 1.
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+const _: () = assert!(PAIRS == 2);
+
+// Loops written out by `unroll!` (its copies with constant indices: comparisons that always hold
+// in some of them, products with 0 or 1).
+#[cfg(target_arch = "x86_64")]
+#[allow(
+    clippy::too_many_arguments,
+    clippy::needless_range_loop,
+    clippy::absurd_extreme_comparisons,
+    clippy::identity_op,
+    clippy::erasing_op
+)]
 #[inline(always)]
 fn pairs_v4<
     S: Simd,
@@ -173,91 +218,93 @@ fn pairs_v4<
         let mut wv = [[zero; TAPS]; PAIRS];
         let mut bias = [zero; PAIRS];
         let mut rows_of: [[&[f32]; 2]; PAIRS] = [[&[]; 2]; PAIRS];
-        for p in 0..PAIRS {
+        unroll!(p in pairs => {
             let (a, b) = (us[2 * p], us[2 * p + 1]);
             let (ca, cb) = (a % ch, b % ch);
             let (wa, wb) = (
                 &layer.weights[ca * TAPS..][..TAPS],
                 &layer.weights[cb * TAPS..][..TAPS],
             );
-            for t in 0..TAPS {
-                wv[p][t] = f._mm512_mask_blend_ps(
-                    0xFF00,
-                    f._mm512_set1_ps(wa[t]),
-                    f._mm512_set1_ps(wb[t]),
-                );
+            // (A macro, not a closure: see `store`.)
+            macro_rules! half {
+                ($x:expr, $y:expr) => {
+                    f._mm512_mask_blend_ps(0xFF00, f._mm512_set1_ps($x), f._mm512_set1_ps($y))
+                };
             }
-            bias[p] = f._mm512_mask_blend_ps(
-                0xFF00,
-                f._mm512_set1_ps(layer.bias[ca]),
-                f._mm512_set1_ps(layer.bias[cb]),
-            );
+            unroll!(ky in 0..KH => {
+                unroll!(kx in 0..KW => {
+                    let t = ky * KW + kx;
+                    wv[p][t] = half!(wa[t], wb[t]);
+                });
+            });
+            bias[p] = half!(layer.bias[ca], layer.bias[cb]);
             // Unit `u` is plane `u` of the input: image `u / ch`, channel `u % ch`.
             rows_of[p] = [
                 &input[a * plane_in..][..plane_in],
                 &input[b * plane_in..][..plane_in],
             ];
-        }
+        });
         let mut acc = [[zero; SLOTS]; PAIRS];
         for n in 0..nrows + SLOTS - 1 {
-            for a in acc.iter_mut().zip(&bias) {
-                a.0[0] = *a.1;
-            }
-            for q in 0..SH {
+            unroll!(p in pairs => {
+                acc[p][0] = bias[p];
+            });
+            // Whether slot `k` holds an output row of the span (the others are never stored).
+            let in_span = |k: usize| n >= k && n - k < nrows;
+            unroll!(q in 0..SH => {
                 // Input row `(oy0 + n) SH + q - pad_top`; rows in the padding add nothing.
-                let Some(iy) = ((oy0 + n) * SH + q).checked_sub(layer.pad_top) else {
-                    continue;
-                };
-                if iy >= h {
-                    continue;
+                let iy = ((oy0 + n) * SH + q).wrapping_sub(layer.pad_top);
+                if iy < h {
+                    unroll!(p in pairs => {
+                        let [ra, rb] = rows_of[p];
+                        let (ra, rb) = (&ra[iy * w..][..w], &rb[iy * w..][..w]);
+                        // SAFETY: the lanes `0..w` that `in_row` loads are the `w` floats of
+                        // `ra` / `rb`; masked lanes are not read.
+                        let (va, vb) = unsafe {
+                            (
+                                f._mm512_maskz_loadu_ps(in_row, ra.as_ptr()),
+                                f._mm512_maskz_loadu_ps(in_row, rb.as_ptr()),
+                            )
+                        };
+                        unroll!(kx in 0..KW => {
+                            let t = f._mm512_maskz_permutex2var_ps(live[kx], va, idx[kx], vb);
+                            unroll!(ky in 0..KH => {
+                                // Kernel row `ky` reads this row for the output row in slot
+                                // `k` when `ky DH = k SH + q`.
+                                if ky * DH >= q && (ky * DH - q) % SH == 0 {
+                                    let k = (ky * DH - q) / SH;
+                                    if k < SLOTS && in_span(k) {
+                                        let wt = wv[p][ky * KW + kx];
+                                        acc[p][k] = f._mm512_fmadd_ps(t, wt, acc[p][k]);
+                                    }
+                                }
+                            });
+                        });
+                    });
                 }
-                for p in 0..PAIRS {
-                    let [ra, rb] = rows_of[p];
-                    let (ra, rb) = (&ra[iy * w..][..w], &rb[iy * w..][..w]);
-                    // SAFETY: the lanes `0..w` that `in_row` loads are the `w` floats of `ra` /
-                    // `rb`; masked lanes are not read.
-                    let (va, vb) = unsafe {
-                        (
-                            f._mm512_maskz_loadu_ps(in_row, ra.as_ptr()),
-                            f._mm512_maskz_loadu_ps(in_row, rb.as_ptr()),
-                        )
-                    };
-                    for kx in 0..KW {
-                        let t = f._mm512_maskz_permutex2var_ps(live[kx], va, idx[kx], vb);
-                        for ky in 0..KH {
-                            // Kernel row `ky` reads this row for the output row in slot `k`
-                            // when `ky DH = k SH + q`.
-                            if ky * DH < q || (ky * DH - q) % SH != 0 {
-                                continue;
-                            }
-                            let k = (ky * DH - q) / SH;
-                            if k >= SLOTS || n < k || n - k >= nrows {
-                                continue;
-                            }
-                            acc[p][k] = f._mm512_fmadd_ps(t, wv[p][ky * KW + kx], acc[p][k]);
-                        }
-                    }
-                }
-            }
+            });
             if n + 1 >= SLOTS {
                 let row = n + 1 - SLOTS;
-                for p in 0..PAIRS {
+                unroll!(p in pairs => {
                     let v = acc[p][SLOTS - 1];
-                    let (a, b) = (2 * p, 2 * p + 1);
-                    if u + a <= last {
-                        store!(u + a - units.start, row, v);
+                    if u + 2 * p <= last {
+                        store!(u + 2 * p - units.start, row, v);
                     }
-                    if u + b <= last {
+                    if u + 2 * p < last {
                         let hi = f._mm512_shuffle_f32x4::<0b0100_1110>(v, v);
-                        store!(u + b - units.start, row, hi);
+                        store!(u + 2 * p + 1 - units.start, row, hi);
                     }
-                }
+                });
             }
-            for a in acc.iter_mut() {
-                for k in (1..SLOTS).rev() {
-                    a[k] = a[k - 1];
+            // The ring moves on: slot `k` takes slot `k - 1`'s row, from the oldest down.
+            unroll!(j in 0..SLOTS => {
+                if j + 1 < SLOTS {
+                    let k = SLOTS - 1 - j;
+                    unroll!(p in pairs => {
+                        acc[p][k] = acc[p][k - 1];
+                    });
                 }
-            }
+            });
         }
         u += 2 * PAIRS;
     }

@@ -22,6 +22,9 @@ pub struct Dw5S2;
 // Channel pairs (`dw_pairs`) on narrow planes with a clamp, the last tile of 4 channels short.
 #[conv_kernel(in = 9, out = 9, k = 3, groups = 9, stride = 2, pad = 1, clamp = (-0.5, 0.75))]
 pub struct Dw9S2Clamp;
+// Channel pairs with 5x5 taps at stride 2 and an odd channel count.
+#[conv_kernel(in = 7, out = 7, k = 5, groups = 7, stride = 2, pad = 2, act = "relu6")]
+pub struct Dw7K5S2Relu6;
 #[conv_kernel(in = 3, out = 3, k = 3, groups = 3, stride = 3, pad = (0, 2))]
 pub struct Dw3S3;
 #[conv_kernel(in = 4, out = 4, k = 3, groups = 4, pad = 2, dilation = 2)]
@@ -236,6 +239,7 @@ fn all_cases() -> Vec<Case> {
         PwAmx66x65,
         DwK29S2Relu => Activation::Relu,
         Dw9S2Clamp => Activation::Clamp { min: -0.5, max: 0.75 },
+        Dw7K5S2Relu6 => Activation::Relu6,
     ]
 }
 

@@ -28,7 +28,7 @@ impl Dw144 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "depthwise/f32/3x3/s1/p1/c144-144/g144/r32.t1r4hi~s2he/r16.t1r6~s1h8e",
+        name: "depthwise/f32/3x3/s1/p1/c144-144/g144/r32.t1r4hi~s2hep/r16.t1r6~s1h8e",
         family: "depthwise",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -1355,6 +1355,30 @@ impl Dw144 {
             span,
             ..
         } = a;
+        let layer = ::conv_runtime::__private::PairLayer {
+            weights: &self.w,
+            bias: &self.b,
+            channels: 144,
+            pad_top: 1,
+            pad_left: 1,
+            lo: None,
+            hi: None,
+        };
+        let geom = (h, w, wo);
+        let done = ::conv_runtime::__private::dw_pairs::<
+            S,
+            3,
+            3,
+            1,
+            1,
+            1,
+            1,
+            3,
+            9,
+        >(simd, layer, input, &mut output, geom, units.clone(), span.clone());
+        if done {
+            return;
+        }
         let lanes = S::F32_LANES;
         let plane_in = h * w;
         let zeros = &mut scratch[..w];
