@@ -56,60 +56,6 @@ pub struct PairLayer<'a> {
     pub hi: Option<f32>,
 }
 
-/// The units `units` (planes `u` of `input`: image `u / channels`, channel `u % channels`, each
-/// `h x w`) over output rows `span`, into `output` (plane `u - units.start`, its row 0 the span's
-/// first row, `wo` wide) on pairs of channels, with kernel `KH x KW`, stride `SH x SW`, dilation
-/// `DH x DW`, `SLOTS = (KH - 1) DH / SH + 1` output rows in flight and `TAPS = KH KW`. Returns
-/// `false` (having done nothing) unless `simd` is AVX-512 and [`dw_pairs_prefer`] holds.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-pub fn dw_pairs<
-    S: Simd,
-    const KH: usize,
-    const KW: usize,
-    const SH: usize,
-    const SW: usize,
-    const DH: usize,
-    const DW: usize,
-    const SLOTS: usize,
-    const TAPS: usize,
->(
-    simd: S,
-    layer: PairLayer<'_>,
-    input: &[f32],
-    output: &mut PlanesMut<'_>,
-    (h, w, wo): (usize, usize, usize),
-    units: Range<usize>,
-    span: Range<usize>,
-) -> bool {
-    const {
-        assert!(TAPS == KH * KW && SLOTS == (KH - 1) * DH / SH + 1);
-        assert!(
-            KH <= 8 && KW <= 8 && SH <= 8 && SLOTS <= 8,
-            "dw_pairs unrolls up to 8"
-        );
-    };
-    if !dw_pairs_prefer(S::F32_LANES, w, wo) {
-        return false;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if let Some(v4) = as_isa::<S, pulp::x86::V4>(simd) {
-        pairs_v4::<S, KH, KW, SH, SW, DH, DW, SLOTS, TAPS>(
-            simd,
-            v4,
-            layer,
-            input,
-            output,
-            (h, w, wo),
-            units,
-            span,
-        );
-        return true;
-    }
-    let _ = (simd, layer, input, output, h, units, span);
-    false
-}
-
 /// `body` once for each `$i` in `0..$n` (`$n <= 8`), written out with `$i` a constant, so that
 /// every array index in it is one: left to LLVM, the nested tap loops of 5x5 were not unrolled,
 /// and the ring of accumulators and the weights went through the stack (a 3 KB memset per tile),
@@ -141,9 +87,14 @@ const PAIRS: usize = 2;
 #[cfg(target_arch = "x86_64")]
 const _: () = assert!(PAIRS == 2);
 
+/// The units `units` (planes `u` of `input`: image `u / channels`, channel `u % channels`, each
+/// `h x w`) over output rows `span`, into `output` (plane `u - units.start`, its row 0 the span's
+/// first row, `wo` wide) on pairs of channels, with kernel `KH x KW`, stride `SH x SW`, dilation
+/// `DH x DW`, `SLOTS = (KH - 1) DH / SH + 1` output rows in flight and `TAPS = KH KW`. Returns
+/// `false` (having done nothing) unless `simd` is AVX-512 and [`dw_pairs_prefer`] holds.
+//
 // Loops written out by `unroll!` (its copies with constant indices: comparisons that always hold
 // in some of them, products with 0 or 1).
-#[cfg(target_arch = "x86_64")]
 #[allow(
     clippy::too_many_arguments,
     clippy::needless_range_loop,
@@ -152,7 +103,7 @@ const _: () = assert!(PAIRS == 2);
     clippy::erasing_op
 )]
 #[inline(always)]
-fn pairs_v4<
+pub fn dw_pairs<
     S: Simd,
     const KH: usize,
     const KW: usize,
@@ -164,148 +115,169 @@ fn pairs_v4<
     const TAPS: usize,
 >(
     simd: S,
-    v4: pulp::x86::V4,
     layer: PairLayer<'_>,
     input: &[f32],
     output: &mut PlanesMut<'_>,
     (h, w, wo): (usize, usize, usize),
     units: Range<usize>,
     span: Range<usize>,
-) {
-    let f = v4.avx512f;
-    let plane_in = h * w;
-    // Per tap column: the permute index of each lane and the lanes whose column is in the row.
-    let mut idx = [[0i32; 16]; KW];
-    let mut live = [0u16; KW];
-    for kx in 0..KW {
-        for j in 0..wo {
-            let col = (SW * j + DW * kx) as isize - layer.pad_left as isize;
-            if col >= 0 && (col as usize) < w {
-                idx[kx][j] = col as i32;
-                idx[kx][HALF + j] = 16 + col as i32;
-                live[kx] |= (1 << j) | (1 << (HALF + j));
+) -> bool {
+    const {
+        assert!(TAPS == KH * KW && SLOTS == (KH - 1) * DH / SH + 1);
+        assert!(
+            KH <= 8 && KW <= 8 && SH <= 8 && SLOTS <= 8,
+            "dw_pairs unrolls up to 8"
+        );
+    };
+    if !dw_pairs_prefer(S::F32_LANES, w, wo) {
+        return false;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (simd, layer, input, output, h, units, span);
+        false
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let Some(v4) = as_isa::<S, pulp::x86::V4>(simd) else {
+            return false;
+        };
+        let f = v4.avx512f;
+        let plane_in = h * w;
+        // Per tap column: the permute index of each lane and the lanes whose column is in the row.
+        let mut idx = [[0i32; 16]; KW];
+        let mut live = [0u16; KW];
+        for kx in 0..KW {
+            for j in 0..wo {
+                let col = (SW * j + DW * kx) as isize - layer.pad_left as isize;
+                if col >= 0 && (col as usize) < w {
+                    idx[kx][j] = col as i32;
+                    idx[kx][HALF + j] = 16 + col as i32;
+                    live[kx] |= (1 << j) | (1 << (HALF + j));
+                }
             }
         }
-    }
-    let idx: [__m512i; KW] = idx.map(bytemuck::cast);
-    let in_row: u16 = ((1u32 << w) - 1) as u16;
-    let (oy0, nrows) = (span.start, span.end - span.start);
-    let ch = layer.channels;
-    let zero = f._mm512_setzero_ps();
-    let out_row: u16 = ((1u32 << wo) - 1) as u16;
-    // (Written out in the loop rather than as a closure: a closure is not compiled with the
-    // caller's target features, so its intrinsics become calls.)
-    macro_rules! store {
-        ($p:expr, $row:expr, $v:expr) => {{
-            let mut v: S::f32s = bytemuck::cast($v);
-            if let Some(lo) = layer.lo {
-                v = crate::__private::clamp_min(simd, v, lo);
-            }
-            if let Some(hi) = layer.hi {
-                v = crate::__private::clamp_max(simd, v, hi);
-            }
-            let dst = &mut output.plane($p)[$row * wo..][..wo];
-            // SAFETY: the lanes `0..wo` that `out_row` stores are the `wo` floats of `dst`;
-            // masked lanes are not written.
-            unsafe { f._mm512_mask_storeu_ps(dst.as_mut_ptr(), out_row, bytemuck::cast(v)) };
-        }};
-    }
-    let last = units.end - 1;
-    let mut u = units.start;
-    while u < units.end {
-        // Units of this tile, the last one repeated past the span's end (computed, not stored).
-        let us: [usize; 2 * PAIRS] = core::array::from_fn(|i| (u + i).min(last));
-        let mut wv = [[zero; TAPS]; PAIRS];
-        let mut bias = [zero; PAIRS];
-        let mut rows_of: [[&[f32]; 2]; PAIRS] = [[&[]; 2]; PAIRS];
-        unroll!(p in pairs => {
-            let (a, b) = (us[2 * p], us[2 * p + 1]);
-            let (ca, cb) = (a % ch, b % ch);
-            let (wa, wb) = (
-                &layer.weights[ca * TAPS..][..TAPS],
-                &layer.weights[cb * TAPS..][..TAPS],
-            );
-            // (A macro, not a closure: see `store`.)
-            macro_rules! half {
-                ($x:expr, $y:expr) => {
-                    f._mm512_mask_blend_ps(0xFF00, f._mm512_set1_ps($x), f._mm512_set1_ps($y))
-                };
-            }
-            unroll!(ky in 0..KH => {
-                unroll!(kx in 0..KW => {
-                    let t = ky * KW + kx;
-                    wv[p][t] = half!(wa[t], wb[t]);
-                });
-            });
-            bias[p] = half!(layer.bias[ca], layer.bias[cb]);
-            // Unit `u` is plane `u` of the input: image `u / ch`, channel `u % ch`.
-            rows_of[p] = [
-                &input[a * plane_in..][..plane_in],
-                &input[b * plane_in..][..plane_in],
-            ];
-        });
-        let mut acc = [[zero; SLOTS]; PAIRS];
-        for n in 0..nrows + SLOTS - 1 {
+        let idx: [__m512i; KW] = idx.map(bytemuck::cast);
+        let in_row: u16 = ((1u32 << w) - 1) as u16;
+        let (oy0, nrows) = (span.start, span.end - span.start);
+        let ch = layer.channels;
+        let zero = f._mm512_setzero_ps();
+        let out_row: u16 = ((1u32 << wo) - 1) as u16;
+        // (Written out in the loop rather than as a closure: a closure is not compiled with the
+        // caller's target features, so its intrinsics become calls.)
+        macro_rules! store {
+            ($p:expr, $row:expr, $v:expr) => {{
+                let mut v: S::f32s = bytemuck::cast($v);
+                if let Some(lo) = layer.lo {
+                    v = crate::__private::clamp_min(simd, v, lo);
+                }
+                if let Some(hi) = layer.hi {
+                    v = crate::__private::clamp_max(simd, v, hi);
+                }
+                let dst = &mut output.plane($p)[$row * wo..][..wo];
+                // SAFETY: the lanes `0..wo` that `out_row` stores are the `wo` floats of `dst`;
+                // masked lanes are not written.
+                unsafe { f._mm512_mask_storeu_ps(dst.as_mut_ptr(), out_row, bytemuck::cast(v)) };
+            }};
+        }
+        let last = units.end - 1;
+        let mut u = units.start;
+        while u < units.end {
+            // Units of this tile, the last one repeated past the span's end (computed, not stored).
+            let us: [usize; 2 * PAIRS] = core::array::from_fn(|i| (u + i).min(last));
+            let mut wv = [[zero; TAPS]; PAIRS];
+            let mut bias = [zero; PAIRS];
+            let mut rows_of: [[&[f32]; 2]; PAIRS] = [[&[]; 2]; PAIRS];
             unroll!(p in pairs => {
-                acc[p][0] = bias[p];
+                let (a, b) = (us[2 * p], us[2 * p + 1]);
+                let (ca, cb) = (a % ch, b % ch);
+                let (wa, wb) = (
+                    &layer.weights[ca * TAPS..][..TAPS],
+                    &layer.weights[cb * TAPS..][..TAPS],
+                );
+                // (A macro, not a closure: see `store`.)
+                macro_rules! half {
+                    ($x:expr, $y:expr) => {
+                        f._mm512_mask_blend_ps(0xFF00, f._mm512_set1_ps($x), f._mm512_set1_ps($y))
+                    };
+                }
+                unroll!(ky in 0..KH => {
+                    unroll!(kx in 0..KW => {
+                        let t = ky * KW + kx;
+                        wv[p][t] = half!(wa[t], wb[t]);
+                    });
+                });
+                bias[p] = half!(layer.bias[ca], layer.bias[cb]);
+                // Unit `u` is plane `u` of the input: image `u / ch`, channel `u % ch`.
+                rows_of[p] = [
+                    &input[a * plane_in..][..plane_in],
+                    &input[b * plane_in..][..plane_in],
+                ];
             });
-            // Whether slot `k` holds an output row of the span (the others are never stored).
-            let in_span = |k: usize| n >= k && n - k < nrows;
-            unroll!(q in 0..SH => {
-                // Input row `(oy0 + n) SH + q - pad_top`; rows in the padding add nothing.
-                let iy = ((oy0 + n) * SH + q).wrapping_sub(layer.pad_top);
-                if iy < h {
-                    unroll!(p in pairs => {
-                        let [ra, rb] = rows_of[p];
-                        let (ra, rb) = (&ra[iy * w..][..w], &rb[iy * w..][..w]);
-                        // SAFETY: the lanes `0..w` that `in_row` loads are the `w` floats of
-                        // `ra` / `rb`; masked lanes are not read.
-                        let (va, vb) = unsafe {
-                            (
-                                f._mm512_maskz_loadu_ps(in_row, ra.as_ptr()),
-                                f._mm512_maskz_loadu_ps(in_row, rb.as_ptr()),
-                            )
-                        };
-                        unroll!(kx in 0..KW => {
-                            let t = f._mm512_maskz_permutex2var_ps(live[kx], va, idx[kx], vb);
-                            unroll!(ky in 0..KH => {
-                                // Kernel row `ky` reads this row for the output row in slot
-                                // `k` when `ky DH = k SH + q`.
-                                if ky * DH >= q && (ky * DH - q) % SH == 0 {
-                                    let k = (ky * DH - q) / SH;
-                                    if k < SLOTS && in_span(k) {
-                                        let wt = wv[p][ky * KW + kx];
-                                        acc[p][k] = f._mm512_fmadd_ps(t, wt, acc[p][k]);
+            let mut acc = [[zero; SLOTS]; PAIRS];
+            for n in 0..nrows + SLOTS - 1 {
+                unroll!(p in pairs => {
+                    acc[p][0] = bias[p];
+                });
+                // Whether slot `k` holds an output row of the span (the others are never stored).
+                let in_span = |k: usize| n >= k && n - k < nrows;
+                unroll!(q in 0..SH => {
+                    // Input row `(oy0 + n) SH + q - pad_top`; rows in the padding add nothing.
+                    let iy = ((oy0 + n) * SH + q).wrapping_sub(layer.pad_top);
+                    if iy < h {
+                        unroll!(p in pairs => {
+                            let [ra, rb] = rows_of[p];
+                            let (ra, rb) = (&ra[iy * w..][..w], &rb[iy * w..][..w]);
+                            // SAFETY: the lanes `0..w` that `in_row` loads are the `w` floats of
+                            // `ra` / `rb`; masked lanes are not read.
+                            let (va, vb) = unsafe {
+                                (
+                                    f._mm512_maskz_loadu_ps(in_row, ra.as_ptr()),
+                                    f._mm512_maskz_loadu_ps(in_row, rb.as_ptr()),
+                                )
+                            };
+                            unroll!(kx in 0..KW => {
+                                let t = f._mm512_maskz_permutex2var_ps(live[kx], va, idx[kx], vb);
+                                unroll!(ky in 0..KH => {
+                                    // Kernel row `ky` reads this row for the output row in slot
+                                    // `k` when `ky DH = k SH + q`.
+                                    if ky * DH >= q && (ky * DH - q) % SH == 0 {
+                                        let k = (ky * DH - q) / SH;
+                                        if k < SLOTS && in_span(k) {
+                                            let wt = wv[p][ky * KW + kx];
+                                            acc[p][k] = f._mm512_fmadd_ps(t, wt, acc[p][k]);
+                                        }
                                     }
-                                }
+                                });
                             });
                         });
+                    }
+                });
+                if n + 1 >= SLOTS {
+                    let row = n + 1 - SLOTS;
+                    unroll!(p in pairs => {
+                        let v = acc[p][SLOTS - 1];
+                        if u + 2 * p <= last {
+                            store!(u + 2 * p - units.start, row, v);
+                        }
+                        if u + 2 * p < last {
+                            let hi = f._mm512_shuffle_f32x4::<0b0100_1110>(v, v);
+                            store!(u + 2 * p + 1 - units.start, row, hi);
+                        }
                     });
                 }
-            });
-            if n + 1 >= SLOTS {
-                let row = n + 1 - SLOTS;
-                unroll!(p in pairs => {
-                    let v = acc[p][SLOTS - 1];
-                    if u + 2 * p <= last {
-                        store!(u + 2 * p - units.start, row, v);
-                    }
-                    if u + 2 * p < last {
-                        let hi = f._mm512_shuffle_f32x4::<0b0100_1110>(v, v);
-                        store!(u + 2 * p + 1 - units.start, row, hi);
+                // The ring moves on: slot `k` takes slot `k - 1`'s row, from the oldest down.
+                unroll!(j in 0..SLOTS => {
+                    if j + 1 < SLOTS {
+                        let k = SLOTS - 1 - j;
+                        unroll!(p in pairs => {
+                            acc[p][k] = acc[p][k - 1];
+                        });
                     }
                 });
             }
-            // The ring moves on: slot `k` takes slot `k - 1`'s row, from the oldest down.
-            unroll!(j in 0..SLOTS => {
-                if j + 1 < SLOTS {
-                    let k = SLOTS - 1 - j;
-                    unroll!(p in pairs => {
-                        acc[p][k] = acc[p][k - 1];
-                    });
-                }
-            });
+            u += 2 * PAIRS;
         }
-        u += 2 * PAIRS;
+        true
     }
 }
