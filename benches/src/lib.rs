@@ -524,8 +524,8 @@ mod tests {
             } else {
                 Shape::Conv(params)
             };
-            let name = (f[0].to_string(), f[1].to_string());
-            want.push((name.0, name.1, col(&f, 2), col(&f, 5), col(&f, 6), shape));
+            let (name, kind) = (f[0].to_string(), f[1].to_string());
+            want.push((name, kind, col(&f, 2), col(&f, 5), col(&f, 6), shape));
         }
         want
     }

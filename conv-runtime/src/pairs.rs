@@ -25,6 +25,7 @@ use core::ops::Range;
 
 use pulp::Simd;
 
+use crate::activation::Activation;
 use crate::dispatch::as_isa;
 use crate::planes::PlanesMut;
 
@@ -50,10 +51,8 @@ pub struct PairLayer<'a> {
     pub channels: usize,
     pub pad_top: usize,
     pub pad_left: usize,
-    /// `max(x, lo)` and `min(x, hi)` before each store (PyTorch's NaN handling: see
-    /// `clamp_min`).
-    pub lo: Option<f32>,
-    pub hi: Option<f32>,
+    /// Applied before each store.
+    pub act: Activation,
 }
 
 /// `body` once for each `$i` in `0..$n` (`$n <= 8`), written out with `$i` a constant, so that
@@ -168,10 +167,13 @@ pub fn dw_pairs<
         macro_rules! store {
             ($p:expr, $row:expr, $v:expr) => {{
                 let mut v: S::f32s = bytemuck::cast($v);
-                if let Some(lo) = layer.lo {
+                // A bound that is infinite is no clamp (the generated layer's constant: these
+                // tests fold away).
+                let (lo, hi) = layer.act.bounds();
+                if lo != f32::NEG_INFINITY {
                     v = crate::__private::clamp_min(simd, v, lo);
                 }
-                if let Some(hi) = layer.hi {
+                if hi != f32::INFINITY {
                     v = crate::__private::clamp_max(simd, v, hi);
                 }
                 let dst = &mut output.plane($p)[$row * wo..][..wo];

@@ -12,7 +12,7 @@ pub use crate::flat::{Flat, FlatFmaTap, FlatSrc, FlatTap, FlatUnmasked};
 pub use crate::inplace::{
     shift_prev, InCols, InRows, InnerCols, StepRows, StreamRows, StreamSteps,
 };
-pub use crate::pairs::{dw_pairs, dw_pairs_prefer, PairLayer};
+pub use crate::pairs::{dw_pairs, PairLayer};
 use crate::parallel;
 pub use crate::planes::{ColStores, PlanesMut, TileStores};
 pub use crate::winograd::{

@@ -8,7 +8,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use super::emit::{acc, activate, conv_fields, conv_fields_with, f32_lit, isize_lit, lit, rt};
+use super::emit::{acc, activate, activation, conv_fields, conv_fields_with, isize_lit, lit, rt};
 use super::winograd;
 use super::FamilyCode;
 use crate::plan::{
@@ -190,15 +190,7 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
         );
         let (slots, taps, ch) = (lit(plan.slots), lit(spec.taps()), lit(spec.groups));
         let (pt, pl) = (lit(spec.pad_top), lit(spec.pad_left));
-        let bound = |b: Option<f32>| match b {
-            Some(v) => {
-                let v = f32_lit(v);
-                quote!(Some(#v))
-            }
-            None => quote!(None),
-        };
-        let (lo, hi) = spec.act.bounds();
-        let (lo, hi) = (bound(lo), bound(hi));
+        let act = activation(spec.act);
         quote! {
             let layer = #rt::PairLayer {
                 weights: &self.w,
@@ -206,8 +198,7 @@ fn run_stream(spec: &Spec, plan: &StreamPlan, f: &syn::Ident) -> TokenStream {
                 channels: #ch,
                 pad_top: #pt,
                 pad_left: #pl,
-                lo: #lo,
-                hi: #hi,
+                act: #act,
             };
             let geom = (h, w, wo);
             let done = #rt::dw_pairs::<S, #kh, #kw, #sh, #sw, #dh, #dw, #slots, #taps>(

@@ -1361,8 +1361,7 @@ impl Dw144 {
             channels: 144,
             pad_top: 1,
             pad_left: 1,
-            lo: None,
-            hi: None,
+            act: ::conv_runtime::__private::Activation::None,
         };
         let geom = (h, w, wo);
         let done = ::conv_runtime::__private::dw_pairs::<

@@ -811,8 +811,7 @@ impl Dw96S2 {
             channels: 96,
             pad_top: 1,
             pad_left: 1,
-            lo: None,
-            hi: None,
+            act: ::conv_runtime::__private::Activation::None,
         };
         let geom = (h, w, wo);
         let done = ::conv_runtime::__private::dw_pairs::<
