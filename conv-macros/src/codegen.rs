@@ -213,12 +213,17 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
     let units = emit::lit(if spec.separable { 1 } else { spec.groups });
     let span_pixels = spec.family() == Family::Pointwise;
     // A GEMM body's parts may also take runs of whole output-channel tiles (`Args::oc`): the
-    // tile of each class's plan, as the bodies are picked (`body_for`).
+    // tile of each class's plan, as the bodies are picked (`body_for`). So may a separable
+    // body's pointwise stage, each part then running the whole depthwise stage: where that
+    // repeat is at most a sixteenth of the pointwise work (`taps * 16 <= out`: the depthwise
+    // stage's FMAs per pixel and input channel against the pointwise stage's).
+    let repeat_ok = spec.taps() * 16 <= spec.out_channels;
     let out_tile = |regs: usize| {
         let gemm: Vec<&plan::GemmPlan> = plans
             .iter()
             .filter_map(|p| match p {
                 Plan::Gemm(g) => Some(g),
+                Plan::Fused(_, g) if repeat_ok => Some(g),
                 _ => None,
             })
             .collect();

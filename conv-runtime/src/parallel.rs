@@ -10,7 +10,9 @@
 //!   line of a plane's interior and every ISA's vectors stay whole;
 //! - or, for a pointwise layer on one image whose span cuts less evenly than its output
 //!   channels (small planes, many channels), runs of whole output-channel tiles: every part
-//!   owns whole planes and reads the whole input.
+//!   owns whole planes and reads the whole input. A separable layer cut so runs its whole
+//!   depthwise stage in every part, which its plan allows only where that costs at most a
+//!   sixteenth of the pointwise stage.
 //!
 //! Each output float is computed by exactly one part with the same operations in the same order
 //! as on one thread, so results do not depend on the thread count. A pass too small to repay

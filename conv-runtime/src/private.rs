@@ -24,7 +24,7 @@ pub use crate::winograd_channels::{
 };
 
 pub use crate::activation::Activation;
-pub use crate::amx::{run as amx_run, AmxGemm, Pass as AmxPass};
+pub use crate::amx::{run as amx_run, AmxGemm, Pass as AmxPass, OUT_TILE as AMX_OUT_TILE};
 use crate::dispatch::ClassOp;
 pub use crate::dispatch::Isa;
 pub use crate::error::{ConvError, Result};
@@ -73,7 +73,8 @@ pub trait Generated: Sized + Sync {
     /// flattened plane) rather than output rows.
     const SPAN_PIXELS: bool;
     /// Output channels per tile of the 16- and 32-register bodies when a part may compute a
-    /// run of a unit's output channels ([`Args::oc`]; pointwise bodies), 0 when it may not.
+    /// run of a unit's output channels ([`Args::oc`]; pointwise bodies, and separable ones
+    /// whose depthwise stage is cheap enough to repeat in every part), 0 when it may not.
     const OUT_TILES: [usize; 2];
     /// The weights packed for AMX tiles: pointwise layers on machines with AMX
     /// ([`Isa::Amx`]); the other layers run their AVX-512 body there.
@@ -219,9 +220,14 @@ fn forward_parts<K: Generated>(
             let never = crate::amx::cut_by_pixels(job.planes_per_unit, span_len);
             (crate::amx::OUT_TILE, if never { 0 } else { usize::MAX })
         }
-        _ => (
+        // Steps of 16 pixels, or (bodies over rows) the rows that hold as many pixels.
+        _ if K::SPAN_PIXELS => (
             K::OUT_TILES[usize::from(isa.wide())],
             parallel::SPAN_MIN_STEPS,
+        ),
+        _ => (
+            K::OUT_TILES[usize::from(isa.wide())],
+            (parallel::SPAN_MIN_STEPS * 16).div_ceil(wo.max(1)),
         ),
     };
     let out_tiles = parallel::OutTiles {

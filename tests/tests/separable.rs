@@ -91,6 +91,20 @@ pub struct SepLongReduction;
 )]
 pub struct SepAmx;
 
+// Enough output channels (at least 16 per depthwise tap) that a pass on small planes splits
+// over threads by runs of pointwise tiles, each part repeating the depthwise stage: 150 = nine
+// vectors of 16 and a tail.
+#[conv_kernel(
+    in = 10,
+    out = 150,
+    k = 3,
+    pad = 1,
+    separable,
+    dw_act = "relu6",
+    act = "relu"
+)]
+pub struct SepOutCut;
+
 /// One declared separable layer with its weights.
 struct Case {
     name: &'static str,
@@ -152,6 +166,7 @@ fn all_cases() -> Vec<Case> {
         SepWide,
         SepLongReduction,
         SepAmx,
+        SepOutCut,
     ]
 }
 

@@ -2079,10 +2079,14 @@ impl Block3 {
             wo,
             units,
             span,
+            oc,
             amx,
             ..
         } = a;
-        let pw_amx = if amx {
+        let on_pairs = |c: usize| {
+            c % ::conv_runtime::__private::AMX_OUT_TILE == 0 || c == 24
+        };
+        let pw_amx = if amx && on_pairs(oc.start) && on_pairs(oc.end) {
             self.pw_amx.as_ref()
         } else {
             ::core::option::Option::None
@@ -2103,7 +2107,7 @@ impl Block3 {
         let plane_in = h * w;
         for b in units.clone() {
             let image = &input[b * 144 * plane_in..][..144 * plane_in];
-            let mut out_image = output.planes((b - units.start) * 24, 24);
+            let mut out_image = output.planes((b - units.start) * oc.len(), oc.len());
             let mut oy0 = span.start;
             while oy0 < span.end {
                 let rows = (span.end - oy0).min(step_rows);
@@ -3525,7 +3529,7 @@ impl Block3 {
                         mid_plane,
                         rows * wo,
                         0,
-                        0..24,
+                        oc.clone(),
                     );
                     let out = &mut out_image.cols((oy0 - span.start) * wo, rows * wo);
                     let tiled = pw_amx
@@ -3535,7 +3539,7 @@ impl Block3 {
                                 plane: istride,
                                 units: 0..1,
                                 span: 0..npix,
-                                oc: 0..24,
+                                oc: oc.clone(),
                             };
                             ::conv_runtime::__private::amx_run(g, pass, out)
                         });
@@ -4939,10 +4943,14 @@ impl Block3 {
             wo,
             units,
             span,
+            oc,
             amx,
             ..
         } = a;
-        let pw_amx = if amx {
+        let on_pairs = |c: usize| {
+            c % ::conv_runtime::__private::AMX_OUT_TILE == 0 || c == 24
+        };
+        let pw_amx = if amx && on_pairs(oc.start) && on_pairs(oc.end) {
             self.pw_amx.as_ref()
         } else {
             ::core::option::Option::None
@@ -4964,7 +4972,7 @@ impl Block3 {
         let plane_in = h * w;
         for b in units.clone() {
             let image = &input[b * 144 * plane_in..][..144 * plane_in];
-            let mut out_image = output.planes((b - units.start) * 24, 24);
+            let mut out_image = output.planes((b - units.start) * oc.len(), oc.len());
             let mut oy0 = span.start;
             while oy0 < span.end {
                 let rows = (span.end - oy0).min(step_rows);
@@ -5822,7 +5830,7 @@ impl Block3 {
                         mid_plane,
                         rows * wo,
                         0,
-                        0..24,
+                        oc.clone(),
                     );
                     let out = &mut out_image.cols((oy0 - span.start) * wo, rows * wo);
                     let tiled = pw_amx
@@ -5832,7 +5840,7 @@ impl Block3 {
                                 plane: istride,
                                 units: 0..1,
                                 span: 0..npix,
-                                oc: 0..24,
+                                oc: oc.clone(),
                             };
                             ::conv_runtime::__private::amx_run(g, pass, out)
                         });
