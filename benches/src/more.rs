@@ -98,6 +98,18 @@ pub struct ResnextG32_256_56S2;
 #[conv_kernel(in = 1024, out = 1024, k = 3, groups = 32, pad = 1)]
 pub struct ResnextG32_1024_7;
 
+/// `mnv2_stem_3_32_224_s2`: MobileNetV2 stem, dense 3x3 stride 2 on the RGB image.
+#[conv_kernel(in = 3, out = 32, k = 3, stride = 2, pad = 1)]
+pub struct Mnv2Stem3_32_224S2;
+
+/// `resnet_3x3_64_56`: ResNet-18/50 conv2 stage, dense 3x3.
+#[conv_kernel(in = 64, out = 64, k = 3, pad = 1)]
+pub struct Resnet3x3_64_56;
+
+/// `resnet_ds_256_512_56_s2`: ResNet-50 conv3 shortcut, 1x1 stride 2.
+#[conv_kernel(in = 256, out = 512, k = 1, stride = 2)]
+pub struct ResnetDs256_512_56S2;
+
 /// `regnety_g13_104_28`: RegNetY-400MF stage 2 (group width 8).
 #[conv_kernel(in = 104, out = 104, k = 3, groups = 13, pad = 1)]
 pub struct RegnetyG13_104_28;
@@ -170,6 +182,9 @@ pub static MORE_ROWS: &[Row] = &[
     row!("mnv2_pw384_64_14_n4", "pointwise", Mnv2Pw384_64_14N4, n = 4, hw = 14 x 14),
     row!("resnext_g32_256_56_s2", "grouped", ResnextG32_256_56S2, n = 1, hw = 56 x 56),
     row!("resnext_g32_1024_7", "grouped", ResnextG32_1024_7, n = 1, hw = 7 x 7),
+    row!("mnv2_stem_3_32_224_s2", "grouped", Mnv2Stem3_32_224S2, n = 1, hw = 224 x 224),
+    row!("resnet_3x3_64_56", "grouped", Resnet3x3_64_56, n = 1, hw = 56 x 56),
+    row!("resnet_ds_256_512_56_s2", "pointwise", ResnetDs256_512_56S2, n = 1, hw = 56 x 56),
     row!("regnety_g13_104_28", "grouped", RegnetyG13_104_28, n = 1, hw = 28 x 28),
     row!("regnety_g26_208_14", "grouped", RegnetyG26_208_14, n = 1, hw = 14 x 14),
     row!("shufv1_g3_pw240_60_28", "grouped", Shufv1G3Pw240_60_28, n = 1, hw = 28 x 28),

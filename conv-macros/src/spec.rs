@@ -102,12 +102,7 @@ impl Spec {
         let no_pad = self.pad_top + self.pad_bottom + self.pad_left + self.pad_right == 0;
         if self.in_per_group() == 1 && self.kernel_h * self.kernel_w > 1 {
             Family::Depthwise
-        } else if self.kernel_h == 1
-            && self.kernel_w == 1
-            && self.stride_h == 1
-            && self.stride_w == 1
-            && no_pad
-        {
+        } else if self.kernel_h == 1 && self.kernel_w == 1 && no_pad {
             Family::Pointwise
         } else if self.in_per_group() == 1 {
             Family::Depthwise

@@ -22,6 +22,7 @@ mod pairs;
 pub mod parallel;
 mod planes;
 pub mod shape;
+mod strided;
 pub mod tensor;
 mod winograd;
 mod winograd_channels;

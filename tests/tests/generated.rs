@@ -93,6 +93,15 @@ pub struct G2K9;
 pub struct Dense48K5;
 #[conv_kernel(in = 6, out = 9, k = 1, stride = 2)]
 pub struct Pw1x1S2;
+// Strided 1x1 layers gather their pixels into blocks for the GEMM: per-axis strides, groups,
+// and enough input channels that a plane takes several blocks (`__private::gather_pixels`).
+#[conv_kernel(in = 10, out = 22, k = 1, groups = 2, stride = (3, 2), act = "relu")]
+pub struct Pw1x1G2S3x2;
+#[conv_kernel(in = 2304, out = 20, k = 1, stride = 2)]
+pub struct Pw1x1S2Long;
+// Rows read in place at stride 2 (no padding).
+#[conv_kernel(in = 4, out = 4, k = 3, groups = 2, stride = 2, pad = 1)]
+pub struct G2K3S2InPlace;
 // Flat tiles (stride 1, rows as wide as the input's): a large kernel, and padding that makes the
 // output taller than the input (rows of pixels whose taps read only padding above, dilated).
 #[conv_kernel(in = 4, out = 16, k = 9, groups = 2, pad = 4)]
@@ -220,6 +229,9 @@ fn all_cases() -> Vec<Case> {
         G2FlatTall,
         Dense48K5,
         Pw1x1S2,
+        Pw1x1G2S3x2 => Activation::Relu,
+        Pw1x1S2Long,
+        G2K3S2InPlace,
         Pw1x1Pad,
         Pw8x13,
         PwG3,

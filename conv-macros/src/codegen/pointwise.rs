@@ -1,7 +1,9 @@
-//! Pointwise (1x1, stride 1, no padding): per group, a register-blocked GEMM over the flattened
+//! Pointwise (1x1, no padding): per group, a register-blocked GEMM over the flattened
 //! pixels, `out[oc][p] = b[oc] + sum_ic w[oc][ic] * in[ic][p]`. A tile is `oc_tile` output
 //! channels x `vecs` vectors of pixels; per input channel it loads `vecs` input vectors and
-//! splats `oc_tile` weights.
+//! splats `oc_tile` weights. With a stride, the input pixels of a run of output pixels are
+//! first gathered into a block of scratch that the same GEMM then reads
+//! (`__private::gather`).
 //!
 //! The sweep runs every output-channel tile over one pixel step before the next step, so the
 //! whole weights are read once per step. For weights past L2 (over 512 KiB per group) each
@@ -31,13 +33,19 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
         lit(spec.in_channels),
     );
     let act = super::emit::activation(spec.act);
+    // AMX tiles read the input planes in place: stride 1 only.
+    let amx = if strided(spec) {
+        quote!(::core::option::Option::None)
+    } else {
+        quote!(#rt::AmxGemm::new(weight, &b, #groups, #cout, #cin, #act))
+    };
     let col_fields = quote! {
         #col_fields
         amx: ::core::option::Option<#rt::AmxGemm>,
     };
     let col_inits = quote! {
         #col_inits
-        amx: #rt::AmxGemm::new(weight, &b, #groups, #cout, #cin, #act),
+        amx: #amx,
     };
     let (fields, new_fn) = conv_fields_with(spec, col_fields, col_inits);
     let runs = plans
@@ -47,10 +55,16 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
             _ => unreachable!("pointwise family has GEMM plans"),
         })
         .collect();
+    let scratch_len = if strided(spec) {
+        let cpg_in = lit(spec.in_per_group());
+        quote!(#rt::gather_len(#cpg_in, ho * wo))
+    } else {
+        quote!(0)
+    };
     FamilyCode {
         fields,
         new_fn,
-        scratch_len: quote!(0),
+        scratch_len,
         runs,
         generated: quote! {
             fn amx(&self) -> ::core::option::Option<&#rt::AmxGemm> {
@@ -189,6 +203,12 @@ pub fn stage(
     Stage { tiles, sweep }
 }
 
+/// Whether the layer has a stride (then its body gathers the strided pixels, see
+/// `__private::gather`).
+fn strided(spec: &Spec) -> bool {
+    spec.stride_h * spec.stride_w > 1
+}
+
 fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
     let rt = rt();
     let f = format_ident!("__run_r{}", plan.regs);
@@ -196,6 +216,40 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
     let (groups, cin) = (lit(spec.groups), lit(spec.in_channels));
     let Stage { tiles, sweep } =
         stage(spec, plan, "tile", &format_ident!("w"), &format_ident!("b"));
+    if strided(spec) {
+        let (sh, sw) = (lit(spec.stride_h), lit(spec.stride_w));
+        return quote! {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one, clippy::modulo_one)]
+            fn #f<S: #rt::Simd>(&self, simd: S, a: #rt::Args<'_>) {
+                #tiles
+
+                let #rt::Args { input, mut output, scratch, h, w, wo, units, span, oc, .. } = a;
+                let lanes = S::F32_LANES;
+                let hw = h * w;
+                // Runs of output pixels whose input pixels, every channel of the group, are
+                // gathered into a block (`istride` floats per channel) for the GEMM.
+                let istride = #rt::gather_pixels(#cpg_in_l, span.end - span.start);
+                let block = #rt::gather_block(scratch, #cpg_in_l, istride);
+                for u in units.clone() {
+                    let (b, g) = (u / #groups, u % #groups);
+                    let oc0 = g * #cpg_out_l;
+                    let src = &input[(b * #cin + g * #cpg_in_l) * hw..][..#cpg_in_l * hw];
+                    let mut out_unit = output.planes((u - units.start) * oc.len(), oc.len());
+                    let mut p0 = span.start;
+                    while p0 < span.end {
+                        let npix = (span.end - p0).min(istride);
+                        #rt::gather(simd, src, (h, w), wo, (#sh, #sw), #cpg_in_l, (p0, npix), block, istride);
+                        let inp: &[f32] = block;
+                        let out = &mut out_unit.cols(p0 - span.start, npix);
+                        let oc_range = oc.clone();
+                        #sweep
+                        p0 += npix;
+                    }
+                }
+            }
+        };
+    }
 
     quote! {
         #[inline(always)]
