@@ -1,7 +1,8 @@
 //! Layers of real networks beyond `shared/shapes.tsv` (`benches/more-shapes.tsv`): stride-2
 //! 3x3 and 5x5 depthwise, 7x7 depthwise (ConvNeXt), dilated depthwise (DeepLabV3), 7x7 planes,
 //! odd channel and group counts (ShuffleNet, RegNet), grouped 1x1, pointwise expansions on large
-//! planes, batch 4, and the MobileNetV1 separable blocks at 112, 14 and 7. The kernels are judged
+//! planes, batch 4, the MobileNetV1 separable blocks at 112, 14 and 7, and dense layers of the
+//! same networks' stems and of ResNet (3x3, 7x7, and the 1x1 stride-2 shortcut). The kernels are judged
 //! on shapes no file lists; these rows are how we look at some of them (`cargo build --release -p
 //! conv-peer-ffi --features more-rows`, then `with_ours.py --shapes-tsv benches/more-shapes.tsv`).
 //! Compiled only with the feature `more-rows`.
@@ -110,6 +111,14 @@ pub struct Resnet3x3_64_56;
 #[conv_kernel(in = 256, out = 512, k = 1, stride = 2)]
 pub struct ResnetDs256_512_56S2;
 
+/// `resnet_stem_3_64_224_k7_s2`: ResNet stem, dense 7x7 stride 2 on the RGB image.
+#[conv_kernel(in = 3, out = 64, k = 7, stride = 2, pad = 3)]
+pub struct ResnetStem3_64_224K7S2;
+
+/// `resnet_3x3_64_128_56_s2`: ResNet-18 conv3_1, dense 3x3 stride 2.
+#[conv_kernel(in = 64, out = 128, k = 3, stride = 2, pad = 1)]
+pub struct Resnet3x3_64_128_56S2;
+
 /// `regnety_g13_104_28`: RegNetY-400MF stage 2 (group width 8).
 #[conv_kernel(in = 104, out = 104, k = 3, groups = 13, pad = 1)]
 pub struct RegnetyG13_104_28;
@@ -185,6 +194,8 @@ pub static MORE_ROWS: &[Row] = &[
     row!("mnv2_stem_3_32_224_s2", "grouped", Mnv2Stem3_32_224S2, n = 1, hw = 224 x 224),
     row!("resnet_3x3_64_56", "grouped", Resnet3x3_64_56, n = 1, hw = 56 x 56),
     row!("resnet_ds_256_512_56_s2", "pointwise", ResnetDs256_512_56S2, n = 1, hw = 56 x 56),
+    row!("resnet_stem_3_64_224_k7_s2", "grouped", ResnetStem3_64_224K7S2, n = 1, hw = 224 x 224),
+    row!("resnet_3x3_64_128_56_s2", "grouped", Resnet3x3_64_128_56S2, n = 1, hw = 56 x 56),
     row!("regnety_g13_104_28", "grouped", RegnetyG13_104_28, n = 1, hw = 28 x 28),
     row!("regnety_g26_208_14", "grouped", RegnetyG26_208_14, n = 1, hw = 14 x 14),
     row!("shufv1_g3_pw240_60_28", "grouped", Shufv1G3Pw240_60_28, n = 1, hw = 28 x 28),
