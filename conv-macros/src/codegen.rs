@@ -136,7 +136,13 @@ pub fn kernel_name(spec: &Spec, plans: &[Plan]) -> String {
         }
     }
     for p in plans {
-        name += &format!("/r{}.{}", p.regs(), p.tag());
+        // g: a GEMM over gathered pixels (`plan::gathers`).
+        let g = if matches!(p, Plan::Gemm(_)) && spec.family() != Family::Pointwise {
+            "g"
+        } else {
+            ""
+        };
+        name += &format!("/r{}.{}{}", p.regs(), g, p.tag());
     }
     name
 }
@@ -145,6 +151,7 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
     let plans = plans(spec);
     let code = match spec.family() {
         Family::Pointwise => pointwise::emit(spec, &plans),
+        Family::Grouped if plan::gathers(spec) => pointwise::emit(spec, &plans),
         Family::Depthwise | Family::Grouped => direct::emit(spec, &plans),
         Family::Separable => separable::emit(spec, &plans),
     };
@@ -211,7 +218,7 @@ fn layer(spec: &Spec, item: &syn::ItemStruct) -> TokenStream {
     // How a pass splits over threads (`__private::Args`): a fused body runs whole images, the
     // others their groups; a GEMM body's span is pixels, the others' rows.
     let units = emit::lit(if spec.separable { 1 } else { spec.groups });
-    let span_pixels = spec.family() == Family::Pointwise;
+    let span_pixels = spec.family() == Family::Pointwise || plan::gathers(spec);
     // A GEMM body's parts may also take runs of whole output-channel tiles (`Args::oc`): the
     // tile of each class's plan, as the bodies are picked (`body_for`). So may a separable
     // body's pointwise stage, each part then running the whole depthwise stage: where that

@@ -125,6 +125,26 @@ impl Spec {
         }
     }
 
+    /// The GEMM a layer runs as over gathered pixels (`__private::gather`): a 1x1 layer with
+    /// one input row per input channel and tap, `in x kh x kw -> out` in the same groups. Its
+    /// weights `(out, in / groups x kh x kw)` are the layer's, as they lie in memory.
+    pub fn gathered_gemm(&self) -> Spec {
+        Spec {
+            in_channels: self.in_channels * self.taps(),
+            kernel_h: 1,
+            kernel_w: 1,
+            stride_h: 1,
+            stride_w: 1,
+            pad_top: 0,
+            pad_bottom: 0,
+            pad_left: 0,
+            pad_right: 0,
+            dilation_h: 1,
+            dilation_w: 1,
+            ..self.clone()
+        }
+    }
+
     /// `separable`: the pointwise stage as a layer of its own (`in -> out`, 1x1).
     pub fn pointwise_stage(&self) -> Spec {
         Spec {

@@ -1,11 +1,13 @@
-//! 1x1 convolutions with a stride (ResNet's downsampling shortcuts): the pointwise GEMM over a
-//! block of gathered pixels.
+//! Convolutions at a stride as a GEMM over blocks of gathered pixels: 1x1 layers (ResNet's
+//! downsampling shortcuts), and grouped layers with a long reduction and many output channels
+//! per group (`plan::gathers` in the macro: ResNet's 3x3 stride-2 convolutions).
 //!
 //! A pointwise tile loads vectors of neighbouring pixels, which a stride scatters over the
-//! input. The generated body therefore copies the input pixels of a run of output pixels, every
-//! input channel of the group, into a block of scratch ([`gather`]), then runs the same GEMM
-//! stage as a stride-1 pointwise layer over the block. A block holds at most
-//! [`GATHER_BYTES`], so it stays in L2 while every output-channel tile reads it.
+//! input. The generated body therefore copies what a run of output pixels reads, every input
+//! channel of the group under every tap, into a block of scratch ([`gather`]), then runs the
+//! same GEMM stage as a stride-1 pointwise layer over the block (its reduction the channels x
+//! taps, in the order of PyTorch's weights). A block holds at most [`GATHER_BYTES`], so it stays
+//! in L2 while every output-channel tile reads it.
 //!
 //! Measured on `resnet_ds_256_512_56_s2` (256 -> 512, 56 x 56 -> 28 x 28; Zen 4, 1 thread,
 //! throwaway per-call timer, 10th percentiles): the direct body it replaces (`t8r3c`, rows of
@@ -17,7 +19,7 @@
 
 use pulp::Simd;
 
-use crate::__private::LINE;
+use crate::__private::{ld, ld_part, st_part, LINE};
 
 /// Bytes of one block of gathered pixels: a quarter of the smallest L2 among the targets (1 MiB:
 /// Zen 4, Neoverse N1), as for a GEMM's blocks of the reduction, so the block stays in L2 beside
@@ -54,12 +56,26 @@ pub fn gather_block(scratch: &mut [f32], chans: usize, pixels: usize) -> &mut [f
     &mut scratch[skip..][..chans * pixels]
 }
 
-/// Copies output pixels `first..first + len` of a 1x1 convolution with strides `(sh, sw)` from
-/// `src` (`chans` planes of `h x w` floats, `h * w` apart) into `block`: channel `c`'s pixels
-/// from float `c * pitch`. Output pixel `q` (row `q / wo`, column `q % wo`) reads input pixel
-/// `(q / wo * sh, q % wo * sw)`. At `sw == 2` a vector of pixels is the even lanes of two
-/// vectors of the row (`inplace::deinterleave`), masked at the row's end; other strides copy
-/// float by float.
+/// The window of a convolution whose pixels [`gather`] copies.
+#[derive(Clone, Copy, Debug)]
+pub struct Taps {
+    /// `(kh, kw)`.
+    pub k: (usize, usize),
+    pub stride: (usize, usize),
+    pub dilation: (usize, usize),
+    /// `(top, left)`.
+    pub pad: (usize, usize),
+}
+
+/// Copies, for output pixels `first..first + len`, the input each tap of the window reads from
+/// `src` (`chans` planes of `h x w` floats, `h * w` apart) into `block`: row `(c * kh + ky) *
+/// kw + kx` (from float `row * pitch`, `pitch >= len`) holds channel `c`'s input under tap
+/// `(ky, kx)`, zero where the tap reads padding. Output pixel `q` (row `q / wo`, column `q %
+/// wo`) reads input pixel `(oy sh + ky dh - pad_top, ox sw + kx dw - pad_left)`, as PyTorch's
+/// weight `(out, in / groups, kh, kw)` flattens, so a GEMM of the weights with the block is the
+/// convolution. At `sw == 2` a vector of pixels is the even lanes of two vectors of the input
+/// row (`inplace::deinterleave`), masked at the row's end; at `sw == 1` a copy of the run; other
+/// strides copy float by float.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn gather<S: Simd>(
@@ -67,44 +83,77 @@ pub fn gather<S: Simd>(
     src: &[f32],
     (h, w): (usize, usize),
     wo: usize,
-    (sh, sw): (usize, usize),
+    taps: Taps,
     chans: usize,
     (first, len): (usize, usize),
     block: &mut [f32],
     pitch: usize,
 ) {
+    let Taps {
+        k: (kh, kw),
+        stride: (sh, sw),
+        dilation: (dh, dw),
+        pad: (pt, pl),
+    } = taps;
     let plane = h * w;
     let lanes = S::F32_LANES;
     for c in 0..chans {
         let from = &src[c * plane..][..plane];
-        let to = &mut block[c * pitch..][..len];
-        let mut q = first;
-        let mut at = 0;
-        while at < len {
-            let (oy, ox) = (q / wo, q % wo);
-            let run = (wo - ox).min(len - at);
-            let row = &from[oy * sh * w..][..w];
-            let out = &mut to[at..at + run];
-            if sw == 2 && lanes > 1 {
-                // Columns `2 ox ..` of the row: per vector of outputs the two vectors of the
-                // row that hold their columns, the last ones cut at the row's end.
-                let cols = &row[2 * ox..];
-                for (j, dst) in out.chunks_mut(lanes).enumerate() {
-                    let pair = &cols[2 * lanes * j..];
-                    let pair = &pair[..pair.len().min(2 * lanes)];
-                    let (lo, hi) = pair.split_at(pair.len().min(lanes));
-                    let a = simd.partial_load_f32s(lo);
-                    let b = simd.partial_load_f32s(hi);
-                    let (even, _) = crate::inplace::deinterleave(simd, a, b);
-                    simd.partial_store_f32s(dst, even);
-                }
-            } else {
-                for (j, d) in out.iter_mut().enumerate() {
-                    *d = row[(ox + j) * sw];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let to = &mut block[((c * kh + ky) * kw + kx) * pitch..][..len];
+                // Output columns whose input column `ox sw + kx dw - pl` lies in `0..w`.
+                let shift = kx * dw;
+                let ox_lo = pl.saturating_sub(shift).div_ceil(sw);
+                let ox_hi = if w + pl > shift {
+                    ((w + pl - shift - 1) / sw + 1).min(wo)
+                } else {
+                    0
+                };
+                // The runs of output pixels along output rows: the first from `first`'s column.
+                let (mut next_oy, mut next_ox) = (first / wo, first % wo);
+                let mut at = 0;
+                while at < len {
+                    let (oy, ox) = (next_oy, next_ox);
+                    let run = (wo - ox).min(len - at);
+                    let out = &mut to[at..at + run];
+                    (next_oy, next_ox, at) = (oy + 1, 0, at + run);
+                    let iy = (oy * sh + ky * dh).wrapping_sub(pt);
+                    let (lo, hi) = (ox_lo.clamp(ox, ox + run), ox_hi.clamp(ox, ox + run));
+                    if iy >= h || lo >= hi {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    out[..lo - ox].fill(0.0);
+                    out[hi - ox..].fill(0.0);
+                    let row = &from[iy * w..][..w];
+                    // Input columns of outputs `lo..hi`.
+                    let cols = &row[lo * sw + shift - pl..];
+                    let inner = &mut out[lo - ox..hi - ox];
+                    match sw {
+                        1 => inner.copy_from_slice(&cols[..inner.len()]),
+                        2 if lanes > 1 => {
+                            for (j, dst) in inner.chunks_mut(lanes).enumerate() {
+                                let pair = &cols[2 * lanes * j..];
+                                let n = pair.len().min(2 * lanes);
+                                let (a, b) = if n == 2 * lanes {
+                                    (ld(simd, pair, 0), ld(simd, pair, lanes))
+                                } else {
+                                    let a = ld_part(simd, pair, 0, n.min(lanes));
+                                    (a, ld_part(simd, pair, n.min(lanes), n - n.min(lanes)))
+                                };
+                                let (even, _) = crate::inplace::deinterleave(simd, a, b);
+                                st_part(simd, dst, 0, dst.len(), even);
+                            }
+                        }
+                        _ => {
+                            for (j, d) in inner.iter_mut().enumerate() {
+                                *d = cols[j * sw];
+                            }
+                        }
+                    }
                 }
             }
-            q += run;
-            at += run;
         }
     }
 }
@@ -130,29 +179,50 @@ mod tests {
     }
 
     #[test]
-    fn gathers_every_strided_pixel() {
-        // Stride 3 copies float by float; stride 2 deinterleaves vectors, rows of 37 columns
-        // (19 outputs: a whole vector and a masked one on AVX-512, the second pair cut at the
-        // row's end) and of 9.
-        for (h, w, sh, sw) in [(7, 9, 2, 3), (5, 37, 1, 2), (6, 9, 3, 2), (3, 66, 2, 2)] {
+    fn gathers_every_tap_of_every_pixel() {
+        // 1x1 at strides 3 (float by float), 2 (deinterleaved: rows of 37 columns are a whole
+        // vector and a masked one on AVX-512, the second pair cut at the row's end) and 1
+        // (copies); 3x3 and 1x5 windows with padding on each side, dilation, per-axis strides.
+        let cases = [
+            (7, 9, (1, 1), (2, 3), (1, 1), (0, 0)),
+            (5, 37, (1, 1), (1, 2), (1, 1), (0, 0)),
+            (3, 66, (1, 1), (2, 2), (1, 1), (0, 0)),
+            (9, 40, (3, 3), (2, 2), (1, 1), (1, 1)),
+            (8, 35, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (7, 13, (3, 3), (2, 3), (2, 2), (2, 3)),
+            (6, 50, (1, 5), (1, 2), (1, 2), (0, 4)),
+            (2, 3, (3, 3), (2, 2), (1, 1), (1, 1)),
+        ];
+        for (h, w, k, stride, dilation, pad) in cases {
+            let taps = Taps {
+                k,
+                stride,
+                dilation,
+                pad,
+            };
             for isa in crate::Isa::available() {
-                check_gather(isa, h, w, sh, sw);
+                check_gather(isa, h, w, taps);
             }
         }
     }
 
-    fn check_gather(isa: crate::Isa, h: usize, w: usize, sh: usize, sw: usize) {
+    fn check_gather(isa: crate::Isa, h: usize, w: usize, taps: Taps) {
         let chans = 2;
-        let (ho, wo) = ((h - 1) / sh + 1, (w - 1) / sw + 1);
-        let src: Vec<f32> = (0..chans * h * w).map(|i| i as f32).collect();
-        let pitch = (ho * wo).next_multiple_of(LINE);
-        let mut block = vec![-1.0; chans * pitch];
-        let (first, len) = (2, ho * wo - 3);
+        let ((kh, kw), (sh, sw), (dh, dw), (pt, pl)) =
+            (taps.k, taps.stride, taps.dilation, taps.pad);
+        // Output size with the same padding on both sides.
+        let ho = (h + 2 * pt - dh * (kh - 1) - 1) / sh + 1;
+        let wo = (w + 2 * pl - dw * (kw - 1) - 1) / sw + 1;
+        let src: Vec<f32> = (0..chans * h * w).map(|i| i as f32 + 1.0).collect();
+        let (first, len) = (1.min(ho * wo - 1), ho * wo - 1.min(ho * wo - 1));
+        let pitch = len.next_multiple_of(LINE);
+        let rows = chans * kh * kw;
+        let mut block = vec![-1.0; rows * pitch];
         struct Gather<'a> {
             src: &'a [f32],
             hw: (usize, usize),
             wo: usize,
-            s: (usize, usize),
+            taps: Taps,
             run: (usize, usize),
             block: &'a mut [f32],
             pitch: usize,
@@ -160,34 +230,47 @@ mod tests {
         impl pulp::WithSimd for Gather<'_> {
             type Output = ();
             fn with_simd<S: Simd>(self, simd: S) {
-                gather(
-                    simd, self.src, self.hw, self.wo, self.s, 2, self.run, self.block, self.pitch,
-                )
+                let (src, hw, wo, taps, run, pitch) =
+                    (self.src, self.hw, self.wo, self.taps, self.run, self.pitch);
+                gather(simd, src, hw, wo, taps, 2, run, self.block, pitch)
             }
         }
         let op = Gather {
             src: &src,
             hw: (h, w),
             wo,
-            s: (sh, sw),
+            taps,
             run: (first, len),
             block: &mut block,
             pitch,
         };
         isa.run(op).unwrap();
         for c in 0..chans {
-            for k in 0..len {
-                let q = first + k;
-                let want = src[c * h * w + q / wo * sh * w + q % wo * sw];
-                assert_eq!(
-                    block[c * pitch + k],
-                    want,
-                    "{isa}: {h}x{w} channel {c} pixel {q}"
-                );
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let r = (c * kh + ky) * kw + kx;
+                    for j in 0..len {
+                        let q = first + j;
+                        let iy = (q / wo * sh + ky * dh) as isize - pt as isize;
+                        let ix = (q % wo * sw + kx * dw) as isize - pl as isize;
+                        let inside = (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix);
+                        let want = if inside {
+                            src[c * h * w + iy as usize * w + ix as usize]
+                        } else {
+                            0.0
+                        };
+                        assert_eq!(
+                            block[r * pitch + j],
+                            want,
+                            "{isa}: {h}x{w} {taps:?} channel {c} tap ({ky}, {kx}) pixel {q}"
+                        );
+                    }
+                    // Nothing past the run.
+                    assert!(block[r * pitch + len..(r + 1) * pitch]
+                        .iter()
+                        .all(|&v| v == -1.0));
+                }
             }
-            assert!(block[c * pitch + len..(c + 1) * pitch]
-                .iter()
-                .all(|&v| v == -1.0));
         }
     }
 }

@@ -99,6 +99,15 @@ pub struct Pw1x1S2;
 pub struct Pw1x1G2S3x2;
 #[conv_kernel(in = 2304, out = 20, k = 1, stride = 2)]
 pub struct Pw1x1S2Long;
+// Grouped layers at a stride run as a GEMM over gathered pixels (`plan::gathers`, plan tag
+// `g`): 3x3 stride 2 with padding; per-axis strides with dilation and two groups (stride 1
+// along W copies runs); stride 3 (float by float).
+#[conv_kernel(in = 8, out = 130, k = 3, stride = 2, pad = 1, act = "relu")]
+pub struct DenseS2Gathered;
+#[conv_kernel(in = 16, out = 256, k = (3, 5), groups = 2, stride = (2, 1), pad = (1, 2), dilation = (1, 2))]
+pub struct G2S2x1D2Gathered;
+#[conv_kernel(in = 12, out = 129, k = 3, stride = 3, pad = (2, 1, 0, 1))]
+pub struct DenseS3Gathered;
 // Rows read in place at stride 2 (no padding).
 #[conv_kernel(in = 4, out = 4, k = 3, groups = 2, stride = 2, pad = 1)]
 pub struct G2K3S2InPlace;
@@ -232,6 +241,9 @@ fn all_cases() -> Vec<Case> {
         Pw1x1G2S3x2 => Activation::Relu,
         Pw1x1S2Long,
         G2K3S2InPlace,
+        DenseS2Gathered => Activation::Relu,
+        G2S2x1D2Gathered,
+        DenseS3Gathered,
         Pw1x1Pad,
         Pw8x13,
         PwG3,
@@ -421,6 +433,14 @@ fn set_covers_every_body_layout() {
         names.iter().any(|n| n.contains("-t")),
         "no layer with a flat narrow-plane plan in {names:#?}"
     );
+    // Grouped layers run as a GEMM over gathered pixels (`g..`) on both register classes.
+    for class in ["/r32.", "/r16."] {
+        assert!(
+            names.iter().any(|n| n.starts_with("grouped")
+                && n.split(class).nth(1).is_some_and(|p| p.starts_with('g'))),
+            "no gathered grouped layer on {class} in {names:#?}"
+        );
+    }
     // Depthwise layers with streaming tiles for narrow planes beside their row tiles (`~s..`)
     // on both register classes, which the sizes up to two vectors wide take.
     for class in ["/r32.", "/r16."] {

@@ -22,7 +22,15 @@ use super::FamilyCode;
 use crate::plan::{GemmPlan, Plan};
 use crate::spec::Spec;
 
-pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
+/// A pointwise layer, or a grouped layer run as a GEMM over gathered pixels (`layer`; its GEMM
+/// is `Spec::gathered_gemm`, whose weights are the layer's as they lie in memory).
+pub fn emit(layer: &Spec, plans: &[Plan]) -> FamilyCode {
+    let gemm = if gathers(layer) {
+        layer.gathered_gemm()
+    } else {
+        layer.clone()
+    };
+    let spec = &gemm;
     let (w, b) = (format_ident!("w"), format_ident!("b"));
     let (col_fields, col_inits) = column_fields(spec, &w, &b, &quote!(weight), &quote!(&b));
     // The tile operands for `Isa::Amx`, when the machine has them.
@@ -33,8 +41,8 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
         lit(spec.in_channels),
     );
     let act = super::emit::activation(spec.act);
-    // AMX tiles read the input planes in place: stride 1 only.
-    let amx = if strided(spec) {
+    // AMX tiles read the input planes in place: 1x1 at stride 1 only.
+    let amx = if gathers(layer) {
         quote!(::core::option::Option::None)
     } else {
         quote!(#rt::AmxGemm::new(weight, &b, #groups, #cout, #cin, #act))
@@ -47,15 +55,15 @@ pub fn emit(spec: &Spec, plans: &[Plan]) -> FamilyCode {
         #col_inits
         amx: #amx,
     };
-    let (fields, new_fn) = conv_fields_with(spec, col_fields, col_inits);
+    let (fields, new_fn) = conv_fields_with(layer, col_fields, col_inits);
     let runs = plans
         .iter()
         .map(|p| match p {
-            Plan::Gemm(g) => (g.regs, run(spec, g)),
+            Plan::Gemm(g) => (g.regs, run(layer, spec, g)),
             _ => unreachable!("pointwise family has GEMM plans"),
         })
         .collect();
-    let scratch_len = if strided(spec) {
+    let scratch_len = if gathers(layer) {
         let cpg_in = lit(spec.in_per_group());
         quote!(#rt::gather_len(#cpg_in, ho * wo))
     } else {
@@ -203,21 +211,35 @@ pub fn stage(
     Stage { tiles, sweep }
 }
 
-/// Whether the layer has a stride (then its body gathers the strided pixels, see
-/// `__private::gather`).
-fn strided(spec: &Spec) -> bool {
-    spec.stride_h * spec.stride_w > 1
+/// Whether the layer's body gathers its pixels into blocks for the GEMM (see
+/// `__private::gather`): a 1x1 layer with a stride, or a grouped layer `plan::gathers` runs so.
+fn gathers(layer: &Spec) -> bool {
+    layer.stride_h * layer.stride_w > 1 || crate::plan::gathers(layer)
 }
 
-fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
+/// The body of a plan; `layer` is the layer, `spec` its GEMM (the same for a 1x1 layer).
+fn run(layer: &Spec, spec: &Spec, plan: &GemmPlan) -> TokenStream {
     let rt = rt();
     let f = format_ident!("__run_r{}", plan.regs);
     let (cpg_in_l, cpg_out_l) = (lit(spec.in_per_group()), lit(spec.out_per_group()));
     let (groups, cin) = (lit(spec.groups), lit(spec.in_channels));
     let Stage { tiles, sweep } =
         stage(spec, plan, "tile", &format_ident!("w"), &format_ident!("b"));
-    if strided(spec) {
-        let (sh, sw) = (lit(spec.stride_h), lit(spec.stride_w));
+    if gathers(layer) {
+        let l = layer;
+        let (chans, lcin) = (lit(l.in_per_group()), lit(l.in_channels));
+        let geometry = [
+            l.kernel_h,
+            l.kernel_w,
+            l.stride_h,
+            l.stride_w,
+            l.dilation_h,
+            l.dilation_w,
+            l.pad_top,
+            l.pad_left,
+        ]
+        .map(lit);
+        let [kh, kw, sh, sw, dh, dw, pt, pl] = geometry;
         return quote! {
             #[inline(always)]
             #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one, clippy::modulo_one)]
@@ -234,12 +256,13 @@ fn run(spec: &Spec, plan: &GemmPlan) -> TokenStream {
                 for u in units.clone() {
                     let (b, g) = (u / #groups, u % #groups);
                     let oc0 = g * #cpg_out_l;
-                    let src = &input[(b * #cin + g * #cpg_in_l) * hw..][..#cpg_in_l * hw];
+                    let src = &input[(b * #lcin + g * #chans) * hw..][..#chans * hw];
                     let mut out_unit = output.planes((u - units.start) * oc.len(), oc.len());
                     let mut p0 = span.start;
                     while p0 < span.end {
                         let npix = (span.end - p0).min(istride);
-                        #rt::gather(simd, src, (h, w), wo, (#sh, #sw), #cpg_in_l, (p0, npix), block, istride);
+                        let taps = #rt::Taps { k: (#kh, #kw), stride: (#sh, #sw), dilation: (#dh, #dw), pad: (#pt, #pl) };
+                        #rt::gather(simd, src, (h, w), wo, taps, #chans, (p0, npix), block, istride);
                         let inp: &[f32] = block;
                         let out = &mut out_unit.cols(p0 - span.start, npix);
                         let oc_range = oc.clone();
