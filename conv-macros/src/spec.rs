@@ -131,6 +131,23 @@ impl Spec {
     pub fn gathered_gemm(&self) -> Spec {
         Spec {
             in_channels: self.in_channels * self.taps(),
+            ..self.one_by_one()
+        }
+    }
+
+    /// `separable`: the pointwise stage as a layer of its own (`in -> out`, 1x1).
+    pub fn pointwise_stage(&self) -> Spec {
+        Spec {
+            groups: 1,
+            separable: false,
+            dw_act: Act::None,
+            ..self.one_by_one()
+        }
+    }
+
+    /// This layer with a 1x1 kernel: stride and dilation 1, no padding.
+    fn one_by_one(&self) -> Spec {
+        Spec {
             kernel_h: 1,
             kernel_w: 1,
             stride_h: 1,
@@ -142,29 +159,6 @@ impl Spec {
             dilation_h: 1,
             dilation_w: 1,
             ..self.clone()
-        }
-    }
-
-    /// `separable`: the pointwise stage as a layer of its own (`in -> out`, 1x1).
-    pub fn pointwise_stage(&self) -> Spec {
-        Spec {
-            in_channels: self.in_channels,
-            out_channels: self.out_channels,
-            kernel_h: 1,
-            kernel_w: 1,
-            stride_h: 1,
-            stride_w: 1,
-            pad_top: 0,
-            pad_bottom: 0,
-            pad_left: 0,
-            pad_right: 0,
-            dilation_h: 1,
-            dilation_w: 1,
-            groups: 1,
-            bias: self.bias,
-            act: self.act,
-            separable: false,
-            dw_act: Act::None,
         }
     }
 }
