@@ -222,13 +222,13 @@ fn forward_parts<K: Generated>(
             (crate::amx::OUT_TILE, if never { 0 } else { usize::MAX })
         }
         // Steps of 16 pixels, or (bodies over rows) the rows that hold as many pixels.
-        _ if K::SPAN_PIXELS => (
-            K::OUT_TILES[usize::from(isa.wide())],
-            parallel::SPAN_MIN_STEPS,
-        ),
         _ => (
             K::OUT_TILES[usize::from(isa.wide())],
-            (parallel::SPAN_MIN_STEPS * 16).div_ceil(wo.max(1)),
+            if K::SPAN_PIXELS {
+                parallel::SPAN_MIN_STEPS
+            } else {
+                (parallel::SPAN_MIN_STEPS * 16).div_ceil(wo.max(1))
+            },
         ),
     };
     let out_tiles = parallel::OutTiles {

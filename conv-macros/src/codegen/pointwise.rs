@@ -253,6 +253,7 @@ fn run(layer: &Spec, spec: &Spec, plan: &GemmPlan) -> TokenStream {
                 // gathered into a block (`istride` floats per channel) for the GEMM.
                 let istride = #rt::gather_pixels(#cpg_in_l, span.end - span.start);
                 let block = #rt::gather_block(scratch, #cpg_in_l, istride);
+                let taps = #rt::Taps { k: (#kh, #kw), stride: (#sh, #sw), dilation: (#dh, #dw), pad: (#pt, #pl) };
                 for u in units.clone() {
                     let (b, g) = (u / #groups, u % #groups);
                     let oc0 = g * #cpg_out_l;
@@ -261,7 +262,6 @@ fn run(layer: &Spec, spec: &Spec, plan: &GemmPlan) -> TokenStream {
                     let mut p0 = span.start;
                     while p0 < span.end {
                         let npix = (span.end - p0).min(istride);
-                        let taps = #rt::Taps { k: (#kh, #kw), stride: (#sh, #sw), dilation: (#dh, #dw), pad: (#pt, #pl) };
                         #rt::gather(simd, src, (h, w), wo, taps, #chans, (p0, npix), block, istride);
                         let inp: &[f32] = block;
                         let out = &mut out_unit.cols(p0 - span.start, npix);
