@@ -238,17 +238,36 @@ fn forward_parts<K: Generated>(
     };
     let split = parallel::Split::choose(parts, units, span_len, K::SPAN_PIXELS, out_tiles);
     let output = PlanesMut::new(output, n * K::GEOMETRY.out_channels, plane, plane);
-    let whole = (0..units, 0..span_len, 0..job.planes_per_unit, output);
+    let whole = Work::from((0..units, 0..span_len, 0..job.planes_per_unit, output));
     if split.parts > 1 {
         job.run_spinning(split, whole);
     } else {
-        job.run_one(whole);
+        job.run_work(whole);
     }
     Ok(())
 }
 
-/// A part of a pass: its units, its span, its output channels of each unit and its output.
+/// A piece of a pass: its units, its span, its output channels of each unit and its output.
 type Piece<'o> = (Range<usize>, Range<usize>, Range<usize>, PlanesMut<'o>);
+
+/// A part of a pass: one piece, or under [`parallel::Axis::SpanTiles`] up to three, the last
+/// output-channel tiles of a step (`head`), whole steps of every channel (`body`) and the first
+/// tiles of a step (`tail`).
+struct Work<'o> {
+    head: Option<Piece<'o>>,
+    body: Piece<'o>,
+    tail: Option<Piece<'o>>,
+}
+
+impl<'o> From<Piece<'o>> for Work<'o> {
+    fn from(body: Piece<'o>) -> Self {
+        Work {
+            head: None,
+            body,
+            tail: None,
+        }
+    }
+}
 
 /// One forward call's checked arguments, shared by all its parts.
 struct Job<'a, K> {
@@ -269,9 +288,9 @@ impl<K: Generated> Job<'_, K> {
     /// Runs `piece` as `parts` parts, halving recursively with `rayon::join` so the parts
     /// spread over the pool without any allocation; more parts than the pool has threads are
     /// handed out in turn ([`Job::run_shared`]).
-    fn run(&self, split: parallel::Split, parts: usize, piece: Piece<'_>) {
+    fn run(&self, split: parallel::Split, parts: usize, piece: Work<'_>) {
         if parts <= 1 {
-            return self.run_one(piece);
+            return self.run_work(piece);
         }
         if parts > rayon::current_num_threads() {
             return self.run_shared(split, parts, piece);
@@ -292,7 +311,7 @@ impl<K: Generated> Job<'_, K> {
     /// `resnext_g32_256_28` 194-203 and 172-190, one thread ~180), 19% of a worker's samples in
     /// the kernel's wake-up path. Taken in turn: 154-165 and 127-153, 142-146 and 116-126; 4
     /// parts level either way (throwaway timer, interleaved runs).
-    fn run_shared(&self, split: parallel::Split, parts: usize, piece: Piece<'_>) {
+    fn run_shared(&self, split: parallel::Split, parts: usize, piece: Work<'_>) {
         use std::sync::Mutex;
         let threads = rayon::current_num_threads().min(parts);
         let rest = Mutex::new(Some((parts, piece)));
@@ -308,7 +327,7 @@ impl<K: Generated> Job<'_, K> {
         };
         let work = || {
             while let Some(piece) = take() {
-                self.run_one(piece);
+                self.run_work(piece);
             }
         };
         rayon::in_place_scope(|s| {
@@ -319,40 +338,91 @@ impl<K: Generated> Job<'_, K> {
         });
     }
 
-    /// `piece` cut along the split's axis where the first `left` of `parts` equal parts end:
-    /// the two pieces, each its units, span, output channels and output.
+    /// `work` cut along the split's axis where the first `left` of `parts` equal parts end:
+    /// the two parts. Only [`parallel::Axis::SpanTiles`] makes parts of more than one piece.
     fn cut<'o>(
         &self,
         split: parallel::Split,
         left: usize,
         parts: usize,
-        (units, span, oc, output): Piece<'o>,
-    ) -> (Piece<'o>, Piece<'o>) {
+        work: Work<'o>,
+    ) -> (Work<'o>, Work<'o>) {
+        let Work { head, body, tail } = work;
+        let (units, span, oc, output) = body;
         match split.axis {
             parallel::Axis::Units => {
+                debug_assert!(head.is_none() && tail.is_none());
                 let at = split.cut(units.clone(), left, parts);
                 let (a, b) = output.split_planes((at - units.start) * oc.len());
                 (
-                    (units.start..at, span.clone(), oc.clone(), a),
-                    (at..units.end, span, oc, b),
+                    (units.start..at, span.clone(), oc.clone(), a).into(),
+                    (at..units.end, span, oc, b).into(),
                 )
             }
             parallel::Axis::Span => {
+                debug_assert!(head.is_none() && tail.is_none());
                 let at = split.cut(span.clone(), left, parts);
                 let (a, b) = output.split_cols((at - span.start) * self.width);
                 (
-                    (units.clone(), span.start..at, oc.clone(), a),
-                    (units, at..span.end, oc, b),
+                    (units.clone(), span.start..at, oc.clone(), a).into(),
+                    (units, at..span.end, oc, b).into(),
                 )
             }
             // One unit (`Split::choose`): its output planes are the channels'.
             parallel::Axis::OutChannels => {
+                debug_assert!(head.is_none() && tail.is_none());
                 debug_assert_eq!(units.len(), 1);
                 let at = split.cut(oc.clone(), left, parts);
                 let (a, b) = output.split_planes(at - oc.start);
                 (
-                    (units.clone(), span.clone(), oc.start..at, a),
-                    (units, span, at..oc.end, b),
+                    (units.clone(), span.clone(), oc.start..at, a).into(),
+                    (units, span, at..oc.end, b).into(),
+                )
+            }
+            // One unit, `body` of every output channel (`oc` starts on a tile).
+            parallel::Axis::SpanTiles => {
+                debug_assert_eq!(units.len(), 1);
+                let tile = split.tile.max(1);
+                let count = |p: &Option<Piece<'_>>| {
+                    p.as_ref()
+                        .map_or((0, 0), |(_, s, c, _)| (s.len(), c.len().div_ceil(tile)))
+                };
+                let tiles = oc.len().div_ceil(tile);
+                let (at, first) =
+                    split.cut_steps(count(&head), span.clone(), count(&tail), tiles, left, parts);
+                let (a, rest) = output.split_cols((at - span.start) * self.width);
+                let before = (units.clone(), span.start..at, oc.clone(), a);
+                if first == 0 {
+                    return (
+                        Work {
+                            head,
+                            body: before,
+                            tail: None,
+                        },
+                        Work {
+                            head: None,
+                            body: (units, at..span.end, oc, rest),
+                            tail,
+                        },
+                    );
+                }
+                // The step from `at`: its first `first` tiles end the earlier part, the rest
+                // begin the later.
+                let step = at..(at + split.align).min(span.end);
+                let (mid, b) = rest.split_cols(step.len() * self.width);
+                let c = (oc.start + first * tile).min(oc.end);
+                let (mid_a, mid_b) = mid.split_planes(c - oc.start);
+                (
+                    Work {
+                        head,
+                        body: before,
+                        tail: Some((units.clone(), step.clone(), oc.start..c, mid_a)),
+                    },
+                    Work {
+                        head: Some((units.clone(), step.clone(), c..oc.end, mid_b)),
+                        body: (units, step.end..span.end, oc, b),
+                        tail,
+                    },
                 )
             }
         }
@@ -376,7 +446,7 @@ impl<K: Generated> Job<'_, K> {
     /// (62 us a call against 25 and 30 for the parts). Spinning: 42 us; 576 -> 96 on 14 x 14 on
     /// AMX 125 -> 66; 256 -> 256 separable on 28 x 28 270-277 -> 254-256 (throwaway timer,
     /// medians of 7 runs of 0.1 s, pinned pool).
-    fn run_spinning(&self, split: parallel::Split, piece: Piece<'_>) {
+    fn run_spinning(&self, split: parallel::Split, piece: Work<'_>) {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Mutex;
         let parts = split.parts;
@@ -393,10 +463,10 @@ impl<K: Generated> Job<'_, K> {
                 }
             });
             let start = std::time::Instant::now();
-            self.run_one(mine);
+            self.run_work(mine);
             match take() {
                 // Not picked up while this thread ran its part: run the rest here too.
-                Some(piece) => self.run_one(piece),
+                Some(piece) => self.run_work(piece),
                 // Running on the pool: spin for up to twice this thread's own part, about
                 // the longest the pool's share should take, before sleeping in the scope's end.
                 None => {
@@ -410,7 +480,14 @@ impl<K: Generated> Job<'_, K> {
         });
     }
 
-    /// Runs one part on this thread with this thread's scratch.
+    /// Runs the pieces of one part on this thread.
+    fn run_work(&self, work: Work<'_>) {
+        for piece in work.head.into_iter().chain([work.body]).chain(work.tail) {
+            self.run_one(piece);
+        }
+    }
+
+    /// Runs one piece on this thread with this thread's scratch.
     fn run_one(&self, (units, span, oc, mut output): Piece<'_>) {
         if units.is_empty() || span.is_empty() || oc.is_empty() {
             return;
