@@ -30,7 +30,7 @@ pub use crate::dispatch::Isa;
 pub use crate::error::{ConvError, Result};
 pub use crate::layer::{Conv2dLayer, Layer};
 pub use crate::shape::{Conv2dParams, SeparableParams};
-pub use crate::strided::{gather, gather_block, gather_len, gather_pixels, Taps};
+pub use crate::strided::{gather, gather_block, gather_len, gather_pixels, gather_row_len, Taps};
 pub use crate::tensor::{TensorMut, TensorRef};
 pub use crate::KernelInfo;
 pub use pulp::{Simd, WithSimd};

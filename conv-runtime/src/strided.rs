@@ -19,7 +19,7 @@
 
 use pulp::Simd;
 
-use crate::__private::{ld, ld_part, st_part, LINE};
+use crate::__private::{ld, ld_part, st, st_part, LINE};
 
 /// Bytes of one block of gathered pixels: a quarter of the smallest L2 among the targets (1 MiB:
 /// Zen 4, Neoverse N1), as for a GEMM's blocks of the reduction, so the block stays in L2 beside
@@ -48,12 +48,13 @@ pub fn gather_len(chans: usize, plane: usize) -> usize {
     chans * plane.next_multiple_of(LINE).min(fit(chans)) + LINE
 }
 
-/// The block of `chans * pixels` floats in `scratch` (at least [`gather_len`] floats), starting
-/// on a cache line.
+/// The block of `chans * pixels` floats in `scratch` (at least [`gather_len`] floats, then
+/// [`gather_row_len`] for [`gather`]'s rows), starting on a cache line, and the rest of
+/// `scratch` after it.
 #[inline(always)]
-pub fn gather_block(scratch: &mut [f32], chans: usize, pixels: usize) -> &mut [f32] {
+pub fn gather_block(scratch: &mut [f32], chans: usize, pixels: usize) -> (&mut [f32], &mut [f32]) {
     let skip = scratch.as_ptr().align_offset(LINE * 4).min(LINE);
-    &mut scratch[skip..][..chans * pixels]
+    scratch[skip..].split_at_mut(chans * pixels)
 }
 
 /// The window of a convolution whose pixels [`gather`] copies.
@@ -67,18 +68,192 @@ pub struct Taps {
     pub pad: (usize, usize),
 }
 
+/// How [`gather`] lays out one input row: its `sw` phases (phase `r`: columns `r, r + sw, r +
+/// 2 sw, ..`), phase `r` from float `r * pitch` of the row scratch, its element `m` at `left +
+/// m`, zeros around. Tap `kx` of output column `ox` reads input column `sw ox + d` (`d = kx dw -
+/// pad_left`): phase `d mod sw`, element `ox + floor(d / sw)`; so every tap's run of output
+/// pixels along a row is one contiguous run of a phase, padding included.
+#[derive(Clone, Copy, Debug)]
+struct Phases {
+    sw: usize,
+    /// Zeros before element 0: the most any tap reaches left of the row.
+    left: usize,
+    /// Elements built per phase (the rest of a phase stays zero).
+    built: usize,
+    pitch: usize,
+}
+
+impl Phases {
+    fn new(w: usize, wo: usize, taps: Taps) -> Phases {
+        let sw = taps.stride.1.max(1);
+        let (kw, dw, pl) = (taps.k.1, taps.dilation.1, taps.pad.1);
+        // Reach of the taps in phase elements: `floor(d / sw)` for the first and last tap.
+        let (lo, hi) = (
+            (-(pl as isize)).div_euclid(sw as isize),
+            (((kw.max(1) - 1) * dw) as isize - pl as isize).div_euclid(sw as isize),
+        );
+        let left = (-lo).max(0) as usize;
+        // Elements any tap reads: `ox + q < wo + hi`; those past the row's are zero.
+        let reach = (wo as isize + hi).max(0) as usize;
+        let built = reach.min(w.div_ceil(sw));
+        // Whole vectors of built elements, and a vector of slack after the last element read
+        // (runs are copied by whole vectors), for vectors up to a cache line.
+        let pitch = (left + reach.max(built.next_multiple_of(LINE)) + LINE).next_multiple_of(LINE);
+        Phases {
+            sw,
+            left,
+            built,
+            pitch,
+        }
+    }
+}
+
+/// Floats of row scratch [`gather`] needs for input rows `w` wide and output rows `wo` wide:
+/// two split rows (one is split while the taps of the other are copied).
+pub fn gather_row_len(w: usize, wo: usize, taps: Taps) -> usize {
+    let p = Phases::new(w, wo, taps);
+    2 * p.sw * p.pitch
+}
+
 /// Copies, for output pixels `first..first + len`, the input each tap of the window reads from
 /// `src` (`chans` planes of `h x w` floats, `h * w` apart) into `block`: row `(c * kh + ky) *
 /// kw + kx` (from float `row * pitch`, `pitch >= len`) holds channel `c`'s input under tap
 /// `(ky, kx)`, zero where the tap reads padding. Output pixel `q` (row `q / wo`, column `q %
 /// wo`) reads input pixel `(oy sh + ky dh - pad_top, ox sw + kx dw - pad_left)`, as PyTorch's
 /// weight `(out, in / groups, kh, kw)` flattens, so a GEMM of the weights with the block is the
-/// convolution. At `sw == 2` a vector of pixels is the even lanes of two vectors of the input
-/// row (`inplace::deinterleave`), masked at the row's end; at `sw == 1` a copy of the run; other
-/// strides copy float by float.
+/// convolution.
+///
+/// Each input row a run of output pixels reads is split once into its phases in `rows` (at
+/// least [`gather_row_len`] floats; see [`Phases`]), at `sw == 2` a vector deinterleave per
+/// two vectors of the row, at `sw == 1` a copy, at other strides float by float; then every tap
+/// `kx` copies its run out of one phase, its padding included. Splitting the row once for all
+/// `kw` taps, instead of gathering every tap from the row with its own clamps and zero fills,
+/// took the 3x3 stride-2 gather of 64 channels on 56 x 56 from 110-113 to 90-97 us a pass
+/// (throwaway timer, p10, Zen 4), and the layer (`resnet_3x3_64_128_56_s2`) from 1122-1127 to
+/// 1092-1095 us. Each row is split one run ahead of the copies out of it (two halves of
+/// `rows`), so that the copies' loads, at any offset, read lines the split's stores have left
+/// rather than wait on them (a load spanning two recent stores is not forwarded from them):
+/// 94-95 -> 90-91 us in the same timer.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn gather<S: Simd>(
+    simd: S,
+    src: &[f32],
+    (h, w): (usize, usize),
+    wo: usize,
+    taps: Taps,
+    chans: usize,
+    (first, len): (usize, usize),
+    block: &mut [f32],
+    pitch: usize,
+    rows: &mut [f32],
+) {
+    let Taps {
+        k: (kh, kw),
+        stride: (sh, sw),
+        dilation: (dh, dw),
+        pad: (pt, pl),
+    } = taps;
+    if kw == 1 {
+        // One tap per row: straight into the block.
+        return gather_column(
+            simd,
+            src,
+            (h, w),
+            wo,
+            taps,
+            chans,
+            (first, len),
+            block,
+            pitch,
+        );
+    }
+    let plane = h * w;
+    let lanes = S::F32_LANES;
+    let ph = Phases::new(w, wo, taps);
+    let size = ph.sw * ph.pitch;
+    let rows = &mut rows[..2 * size];
+    // Zeros where no row is built: the padding around each phase.
+    rows.fill(0.0);
+    // Phase and element offset of each tap (`d mod sw`, `left + floor(d / sw)`).
+    let tap = |kx: usize| {
+        let d = (kx * dw) as isize - pl as isize;
+        let (q, r) = (
+            d.div_euclid(sw as isize),
+            d.rem_euclid(sw as isize) as usize,
+        );
+        r * ph.pitch + (ph.left as isize + q) as usize
+    };
+    // The runs of output pixels along output rows, the first from `first`'s column: run `n`
+    // (from 0) is on output row `first / wo + n`, from column `first % wo` for the first and
+    // 0 for the others.
+    let (oy0, ox0) = (first / wo, first % wo);
+    let runs = if len == 0 {
+        0
+    } else {
+        (first + len - 1) / wo - oy0 + 1
+    };
+    let run_of = |n: usize| {
+        let ox = if n == 0 { ox0 } else { 0 };
+        let at = if n == 0 { 0 } else { wo - ox0 + (n - 1) * wo };
+        (oy0 + n, ox, at, (wo - ox).min(len - at))
+    };
+    for c in 0..chans {
+        let from = &src[c * plane..][..plane];
+        for ky in 0..kh {
+            let input_row = |n: usize| {
+                let iy = ((oy0 + n) * sh + ky * dh).wrapping_sub(pt);
+                (iy < h).then(|| &from[iy * w..][..w])
+            };
+            // Each row is split one run ahead of the copies out of it, into the other half of
+            // `rows`: the copies' loads, at any offset, then read lines the split's stores
+            // have long left instead of waiting for them (a load spanning two recent stores
+            // cannot be forwarded from them).
+            if let Some(row) = input_row(0) {
+                split_row(simd, row, ph, &mut rows[..size]);
+            }
+            for n in 0..runs {
+                if n + 1 < runs {
+                    if let Some(row) = input_row(n + 1) {
+                        let half = (n + 1) % 2 * size;
+                        split_row(simd, row, ph, &mut rows[half..half + size]);
+                    }
+                }
+                let (_, ox, at, run) = run_of(n);
+                let out_row = |kx: usize| ((c * kh + ky) * kw + kx) * pitch + at;
+                if input_row(n).is_none() {
+                    for kx in 0..kw {
+                        block[out_row(kx)..][..run].fill(0.0);
+                    }
+                    continue;
+                }
+                let split = &rows[n % 2 * size..][..size];
+                for kx in 0..kw {
+                    let src = &split[tap(kx) + ox..];
+                    let dst = &mut block[out_row(kx)..][..run];
+                    let mut j = 0;
+                    while j + lanes <= run {
+                        st(simd, dst, j, ld(simd, src, j));
+                        j += lanes;
+                    }
+                    if j < run {
+                        st_part(simd, dst, j, run - j, ld(simd, src, j));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`gather`] for windows one column wide: each tap's run is read straight from the input row
+/// into the block (at `sw == 2` the even lanes of two vectors of the row, masked at its end;
+/// at `sw == 1` a copy; other strides float by float), zero where it reads padding. Splitting
+/// rows into phases first, for `kw` taps to share, is an extra pass for one tap:
+/// `resnet_ds_256_512_56_s2` (1x1 stride 2) ran 1935-1979 us p10 split against 1852-1929
+/// straight (throwaway timer, Zen 4).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gather_column<S: Simd>(
     simd: S,
     src: &[f32],
     (h, w): (usize, usize),
@@ -152,6 +327,46 @@ pub fn gather<S: Simd>(
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Splits input row `row` into its phases in `rows` (see [`Phases`]): elements `0..built` of
+/// each, zeros past the row's end.
+#[inline(always)]
+fn split_row<S: Simd>(simd: S, row: &[f32], ph: Phases, rows: &mut [f32]) {
+    let (lanes, w, left) = (S::F32_LANES, row.len(), ph.left);
+    match ph.sw {
+        1 => {
+            let mut m = 0;
+            while m < ph.built {
+                let n = (w - m).min(lanes);
+                st(simd, rows, left + m, ld_part(simd, row, m, n));
+                m += lanes;
+            }
+        }
+        2 if lanes > 1 => {
+            let mut m = 0;
+            while m < ph.built {
+                // Columns `2m..`: two vectors of them, masked at the row's end.
+                let col = 2 * m;
+                let n = w.saturating_sub(col).min(2 * lanes);
+                let (na, nb) = (n.min(lanes), n - n.min(lanes));
+                let a = ld_part(simd, row, col.min(w), na);
+                let b = ld_part(simd, row, (col + na).min(w), nb);
+                let (even, odd) = crate::inplace::deinterleave(simd, a, b);
+                st(simd, rows, left + m, even);
+                st(simd, rows, ph.pitch + left + m, odd);
+                m += lanes;
+            }
+        }
+        sw => {
+            for r in 0..sw {
+                let phase = &mut rows[r * ph.pitch + left..][..ph.built];
+                for (m, d) in phase.iter_mut().enumerate() {
+                    *d = row.get(sw * m + r).copied().unwrap_or(0.0);
                 }
             }
         }
@@ -232,7 +447,10 @@ mod tests {
             fn with_simd<S: Simd>(self, simd: S) {
                 let (src, hw, wo, taps, run, pitch) =
                     (self.src, self.hw, self.wo, self.taps, self.run, self.pitch);
-                gather(simd, src, hw, wo, taps, 2, run, self.block, pitch)
+                let mut rows = vec![f32::NAN; gather_row_len(hw.1, wo, taps)];
+                gather(
+                    simd, src, hw, wo, taps, 2, run, self.block, pitch, &mut rows,
+                )
             }
         }
         let op = Gather {

@@ -65,7 +65,8 @@ pub fn emit(layer: &Spec, plans: &[Plan]) -> FamilyCode {
         .collect();
     let scratch_len = if gathers(layer) {
         let cpg_in = lit(spec.in_per_group());
-        quote!(#rt::gather_len(#cpg_in, ho * wo))
+        let taps = taps(layer);
+        quote!(#rt::gather_len(#cpg_in, ho * wo) + #rt::gather_row_len(w, wo, #taps))
     } else {
         quote!(0)
     };
@@ -217,6 +218,23 @@ fn gathers(layer: &Spec) -> bool {
     layer.stride_h * layer.stride_w > 1 || crate::plan::gathers(layer)
 }
 
+/// The window of a gathering layer, as the runtime's `Taps`.
+fn taps(l: &Spec) -> TokenStream {
+    let rt = rt();
+    let [kh, kw, sh, sw, dh, dw, pt, pl] = [
+        l.kernel_h,
+        l.kernel_w,
+        l.stride_h,
+        l.stride_w,
+        l.dilation_h,
+        l.dilation_w,
+        l.pad_top,
+        l.pad_left,
+    ]
+    .map(lit);
+    quote!(#rt::Taps { k: (#kh, #kw), stride: (#sh, #sw), dilation: (#dh, #dw), pad: (#pt, #pl) })
+}
+
 /// The body of a plan; `layer` is the layer, `spec` its GEMM (the same for a 1x1 layer).
 fn run(layer: &Spec, spec: &Spec, plan: &GemmPlan) -> TokenStream {
     let rt = rt();
@@ -228,18 +246,7 @@ fn run(layer: &Spec, spec: &Spec, plan: &GemmPlan) -> TokenStream {
     if gathers(layer) {
         let l = layer;
         let (chans, lcin) = (lit(l.in_per_group()), lit(l.in_channels));
-        let geometry = [
-            l.kernel_h,
-            l.kernel_w,
-            l.stride_h,
-            l.stride_w,
-            l.dilation_h,
-            l.dilation_w,
-            l.pad_top,
-            l.pad_left,
-        ]
-        .map(lit);
-        let [kh, kw, sh, sw, dh, dw, pt, pl] = geometry;
+        let taps = taps(layer);
         return quote! {
             #[inline(always)]
             #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::int_plus_one, clippy::modulo_one)]
@@ -252,8 +259,8 @@ fn run(layer: &Spec, spec: &Spec, plan: &GemmPlan) -> TokenStream {
                 // Runs of output pixels whose input pixels, every channel of the group, are
                 // gathered into a block (`istride` floats per channel) for the GEMM.
                 let istride = #rt::gather_pixels(#cpg_in_l, span.end - span.start);
-                let block = #rt::gather_block(scratch, #cpg_in_l, istride);
-                let taps = #rt::Taps { k: (#kh, #kw), stride: (#sh, #sw), dilation: (#dh, #dw), pad: (#pt, #pl) };
+                let (block, rows) = #rt::gather_block(scratch, #cpg_in_l, istride);
+                let taps = #taps;
                 for u in units.clone() {
                     let (b, g) = (u / #groups, u % #groups);
                     let oc0 = g * #cpg_out_l;
@@ -262,7 +269,7 @@ fn run(layer: &Spec, spec: &Spec, plan: &GemmPlan) -> TokenStream {
                     let mut p0 = span.start;
                     while p0 < span.end {
                         let npix = (span.end - p0).min(istride);
-                        #rt::gather(simd, src, (h, w), wo, taps, #chans, (p0, npix), block, istride);
+                        #rt::gather(simd, src, (h, w), wo, taps, #chans, (p0, npix), block, istride, rows);
                         let inp: &[f32] = block;
                         let out = &mut out_unit.cols(p0 - span.start, npix);
                         let oc_range = oc.clone();
