@@ -154,20 +154,16 @@ pub fn gather<S: Simd>(
         dilation: (dh, dw),
         pad: (pt, pl),
     } = taps;
-    if kw == 1 {
-        // One tap per row: straight into the block.
-        return gather_column(
-            simd,
-            src,
-            (h, w),
-            wo,
-            taps,
-            chans,
-            (first, len),
-            block,
-            pitch,
-        );
-    }
+    // One tap per row (a window one column wide): each run straight from the input row into
+    // the block, the output columns whose input column `ox sw - pl` lies in the row. Splitting
+    // rows into phases first, for `kw` taps to share, is an extra pass for one tap:
+    // `resnet_ds_256_512_56_s2` (1x1 stride 2) ran 1935-1979 us p10 split against 1852-1929
+    // straight (throwaway timer, Zen 4).
+    let column = kw == 1;
+    let cols = (
+        pl.div_ceil(sw),
+        ((w + pl).saturating_sub(1) / sw + 1).min(wo),
+    );
     let plane = h * w;
     let lanes = S::F32_LANES;
     let ph = Phases::new(w, wo, taps);
@@ -209,11 +205,11 @@ pub fn gather<S: Simd>(
             // `rows`: the copies' loads, at any offset, then read lines the split's stores
             // have long left instead of waiting for them (a load spanning two recent stores
             // cannot be forwarded from them).
-            if let Some(row) = input_row(0) {
+            if let Some(row) = input_row(0).filter(|_| !column) {
                 split_row(simd, row, ph, &mut rows[..size]);
             }
             for n in 0..runs {
-                if n + 1 < runs {
+                if n + 1 < runs && !column {
                     if let Some(row) = input_row(n + 1) {
                         let half = (n + 1) % 2 * size;
                         split_row(simd, row, ph, &mut rows[half..half + size]);
@@ -221,10 +217,15 @@ pub fn gather<S: Simd>(
                 }
                 let (_, ox, at, run) = run_of(n);
                 let out_row = |kx: usize| ((c * kh + ky) * kw + kx) * pitch + at;
-                if input_row(n).is_none() {
+                let Some(row) = input_row(n) else {
                     for kx in 0..kw {
                         block[out_row(kx)..][..run].fill(0.0);
                     }
+                    continue;
+                };
+                if column {
+                    let out = &mut block[out_row(0)..][..run];
+                    column_run(simd, row, out, (ox, run), cols, (sw, pl));
                     continue;
                 }
                 let split = &rows[n % 2 * size..][..size];
@@ -245,89 +246,48 @@ pub fn gather<S: Simd>(
     }
 }
 
-/// [`gather`] for windows one column wide: each tap's run is read straight from the input row
-/// into the block (at `sw == 2` the even lanes of two vectors of the row, masked at its end;
-/// at `sw == 1` a copy; other strides float by float), zero where it reads padding. Splitting
-/// rows into phases first, for `kw` taps to share, is an extra pass for one tap:
-/// `resnet_ds_256_512_56_s2` (1x1 stride 2) ran 1935-1979 us p10 split against 1852-1929
-/// straight (throwaway timer, Zen 4).
-#[allow(clippy::too_many_arguments)]
+/// One run of output pixels `ox..ox + run` of a one-column window, straight from input row
+/// `row` into `out` (`run` floats): at `sw == 2` the even lanes of two vectors of the row, masked
+/// at its end; at `sw == 1` a copy; other strides float by float; zero where the tap reads
+/// padding (outside output columns `cols`, those whose input column `ox sw - pl` is in the row).
 #[inline(always)]
-fn gather_column<S: Simd>(
+fn column_run<S: Simd>(
     simd: S,
-    src: &[f32],
-    (h, w): (usize, usize),
-    wo: usize,
-    taps: Taps,
-    chans: usize,
-    (first, len): (usize, usize),
-    block: &mut [f32],
-    pitch: usize,
+    row: &[f32],
+    out: &mut [f32],
+    (ox, run): (usize, usize),
+    cols: (usize, usize),
+    (sw, pl): (usize, usize),
 ) {
-    let Taps {
-        k: (kh, kw),
-        stride: (sh, sw),
-        dilation: (dh, dw),
-        pad: (pt, pl),
-    } = taps;
-    let plane = h * w;
     let lanes = S::F32_LANES;
-    for c in 0..chans {
-        let from = &src[c * plane..][..plane];
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let to = &mut block[((c * kh + ky) * kw + kx) * pitch..][..len];
-                // Output columns whose input column `ox sw + kx dw - pl` lies in `0..w`.
-                let shift = kx * dw;
-                let ox_lo = pl.saturating_sub(shift).div_ceil(sw);
-                let ox_hi = if w + pl > shift {
-                    ((w + pl - shift - 1) / sw + 1).min(wo)
+    let (lo, hi) = (cols.0.clamp(ox, ox + run), cols.1.clamp(ox, ox + run));
+    if lo >= hi {
+        out.fill(0.0);
+        return;
+    }
+    out[..lo - ox].fill(0.0);
+    out[hi - ox..].fill(0.0);
+    let cols = &row[lo * sw - pl..];
+    let inner = &mut out[lo - ox..hi - ox];
+    match sw {
+        1 => inner.copy_from_slice(&cols[..inner.len()]),
+        2 if lanes > 1 => {
+            for (j, dst) in inner.chunks_mut(lanes).enumerate() {
+                let pair = &cols[2 * lanes * j..];
+                let n = pair.len().min(2 * lanes);
+                let (a, b) = if n == 2 * lanes {
+                    (ld(simd, pair, 0), ld(simd, pair, lanes))
                 } else {
-                    0
+                    let a = ld_part(simd, pair, 0, n.min(lanes));
+                    (a, ld_part(simd, pair, n.min(lanes), n - n.min(lanes)))
                 };
-                // The runs of output pixels along output rows: the first from `first`'s column.
-                let (mut next_oy, mut next_ox) = (first / wo, first % wo);
-                let mut at = 0;
-                while at < len {
-                    let (oy, ox) = (next_oy, next_ox);
-                    let run = (wo - ox).min(len - at);
-                    let out = &mut to[at..at + run];
-                    (next_oy, next_ox, at) = (oy + 1, 0, at + run);
-                    let iy = (oy * sh + ky * dh).wrapping_sub(pt);
-                    let (lo, hi) = (ox_lo.clamp(ox, ox + run), ox_hi.clamp(ox, ox + run));
-                    if iy >= h || lo >= hi {
-                        out.fill(0.0);
-                        continue;
-                    }
-                    out[..lo - ox].fill(0.0);
-                    out[hi - ox..].fill(0.0);
-                    let row = &from[iy * w..][..w];
-                    // Input columns of outputs `lo..hi`.
-                    let cols = &row[lo * sw + shift - pl..];
-                    let inner = &mut out[lo - ox..hi - ox];
-                    match sw {
-                        1 => inner.copy_from_slice(&cols[..inner.len()]),
-                        2 if lanes > 1 => {
-                            for (j, dst) in inner.chunks_mut(lanes).enumerate() {
-                                let pair = &cols[2 * lanes * j..];
-                                let n = pair.len().min(2 * lanes);
-                                let (a, b) = if n == 2 * lanes {
-                                    (ld(simd, pair, 0), ld(simd, pair, lanes))
-                                } else {
-                                    let a = ld_part(simd, pair, 0, n.min(lanes));
-                                    (a, ld_part(simd, pair, n.min(lanes), n - n.min(lanes)))
-                                };
-                                let (even, _) = crate::inplace::deinterleave(simd, a, b);
-                                st_part(simd, dst, 0, dst.len(), even);
-                            }
-                        }
-                        _ => {
-                            for (j, d) in inner.iter_mut().enumerate() {
-                                *d = cols[j * sw];
-                            }
-                        }
-                    }
-                }
+                let (even, _) = crate::inplace::deinterleave(simd, a, b);
+                st_part(simd, dst, 0, dst.len(), even);
+            }
+        }
+        _ => {
+            for (j, d) in inner.iter_mut().enumerate() {
+                *d = cols[j * sw];
             }
         }
     }
