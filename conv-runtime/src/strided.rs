@@ -273,14 +273,7 @@ fn column_run<S: Simd>(
         1 => inner.copy_from_slice(&cols[..inner.len()]),
         2 if lanes > 1 => {
             for (j, dst) in inner.chunks_mut(lanes).enumerate() {
-                let pair = &cols[2 * lanes * j..];
-                let n = pair.len().min(2 * lanes);
-                let (a, b) = if n == 2 * lanes {
-                    (ld(simd, pair, 0), ld(simd, pair, lanes))
-                } else {
-                    let a = ld_part(simd, pair, 0, n.min(lanes));
-                    (a, ld_part(simd, pair, n.min(lanes), n - n.min(lanes)))
-                };
+                let (a, b) = pair(simd, cols, 2 * lanes * j);
                 let (even, _) = crate::inplace::deinterleave(simd, a, b);
                 st_part(simd, dst, 0, dst.len(), even);
             }
@@ -291,6 +284,20 @@ fn column_run<S: Simd>(
             }
         }
     }
+}
+
+/// Two vectors of `src` from float `at` (`at` may be past the end), masked at `src`'s end:
+/// lanes past it are zero.
+#[inline(always)]
+fn pair<S: Simd>(simd: S, src: &[f32], at: usize) -> (S::f32s, S::f32s) {
+    let lanes = S::F32_LANES;
+    let n = src.len().saturating_sub(at).min(2 * lanes);
+    if n == 2 * lanes {
+        return (ld(simd, src, at), ld(simd, src, at + lanes));
+    }
+    let (na, nb) = (n.min(lanes), n - n.min(lanes));
+    let at = at.min(src.len());
+    (ld_part(simd, src, at, na), ld_part(simd, src, at + na, nb))
 }
 
 /// Splits input row `row` into its phases in `rows` (see [`Phases`]): elements `0..built` of
@@ -310,12 +317,7 @@ fn split_row<S: Simd>(simd: S, row: &[f32], ph: Phases, rows: &mut [f32]) {
         2 if lanes > 1 => {
             let mut m = 0;
             while m < ph.built {
-                // Columns `2m..`: two vectors of them, masked at the row's end.
-                let col = 2 * m;
-                let n = w.saturating_sub(col).min(2 * lanes);
-                let (na, nb) = (n.min(lanes), n - n.min(lanes));
-                let a = ld_part(simd, row, col.min(w), na);
-                let b = ld_part(simd, row, (col + na).min(w), nb);
+                let (a, b) = pair(simd, row, 2 * m);
                 let (even, odd) = crate::inplace::deinterleave(simd, a, b);
                 st(simd, rows, left + m, even);
                 st(simd, rows, ph.pitch + left + m, odd);
