@@ -513,6 +513,20 @@ pub fn rows_in(spec: &Spec, rows: usize) -> usize {
     (rows - 1) * spec.stride_h + (spec.kernel_h - 1) * spec.dilation_h + 1
 }
 
+/// Whether a layer with row tiles and streaming tiles also streams rows wider than
+/// `StreamRows::prefer` takes them (see `StreamRows::prefer_wide`): a dilated kernel at stride
+/// 1 whose row tiles read more than twice as many input rows as they compute output rows (3x3
+/// at dilation 2, `t1r2`: 6 input rows per 2), while a stream reads each input row once per
+/// vector of columns. Not for large kernels without dilation: 11x11 on 32 x 56 x 56, AVX2
+/// (`t1r2`, a stream of one channel that hoists none of its 121 weights), 655 us on rows
+/// against 756-840 streaming.
+pub fn stream_wide(spec: &Spec, plan: &DirectPlan) -> bool {
+    plan.stream.is_some()
+        && spec.stride_h == 1
+        && spec.dilation_h > 1
+        && rows_in(spec, plan.rows) > 2 * plan.rows
+}
+
 /// Where each tap `kx` of a row read in place finds its columns, `(parity, shift)`.
 ///
 /// Stride 2: the even (0) or odd (1) vector of the pair at `c0 = 2 ox0`, shifted by -1, 0 or 1

@@ -275,6 +275,10 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
     }
 }
 
+/// Bytes of a pass's input and output within which [`StreamRows::prefer_wide`] streams wide
+/// rows: three quarters of a 32 MiB L3 (Zen 4's, per CCD), the cache its planes come from.
+pub const STREAM_WIDE_BYTES: usize = 24 * 1024 * 1024;
+
 /// The input planes of a streaming tile (one plane per unit of work it computes), read one
 /// row at a time: row `iy` of each plane as a one-row [`InRows`], a row of zeros outside it.
 pub struct StreamRows<'a, const CHANS: usize> {
@@ -320,6 +324,18 @@ impl<'a, const CHANS: usize> StreamRows<'a, CHANS> {
     /// 56 x 56 150 -> 216, stride 2 96 x 112 x 112 -> 56 260 -> 289.
     pub fn prefer(lanes: usize, wo: usize) -> bool {
         wo.div_ceil(lanes) <= 2
+    }
+
+    /// [`StreamRows::prefer`] for a layer whose row tiles read more than two input rows per
+    /// output row (the macro's `plan::stream_wide`: dilated kernels): it also streams wider rows
+    /// while the pass's input and output (`floats`) fit in [`STREAM_WIDE_BYTES`]. 3x3 at
+    /// dilation 2 on 960 channels, AVX-512, rows (`t1r2`) -> streams, throwaway timer, p10 us:
+    /// 33 x 33 538 -> 255 (2 threads 265 -> 129), 49 x 49 1028 -> 637; past the budget the
+    /// streams' column passes lose to the rows' sequential order: 65 x 65 (32 MB) 1865 against
+    /// 1961, 129 x 129 10150 against 13030. On AVX2 the same layer's row tiles (`t1r5`, 9 input
+    /// rows per 5) stay under the macro's bar, though streams forced there ran 572 -> 455 us.
+    pub fn prefer_wide(lanes: usize, wo: usize, floats: usize) -> bool {
+        Self::prefer(lanes, wo) || floats.saturating_mul(4) <= STREAM_WIDE_BYTES
     }
 
     /// Steps `n` of a stream over output rows `oy0..` at stride `sh` and top padding `pt` whose

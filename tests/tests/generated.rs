@@ -357,6 +357,20 @@ fn every_layer_matches_reference_on_every_isa_and_tail() {
     }
 }
 
+/// A dilated depthwise layer streams rows of any width while a pass's input and output fit in
+/// `STREAM_WIDE_BYTES` (every size of `SIZES` does) and takes its row tiles past it: a 900 x 900
+/// pass of `Dw4D2` (4 channels in and out, 25.9 MB) runs the row tiles.
+#[test]
+fn dilated_layer_past_the_stream_budget_matches_reference() {
+    let case = all_cases()
+        .into_iter()
+        .find(|c| c.name == "Dw4D2")
+        .expect("Dw4D2 is a case");
+    let bytes = 2 * 4 * 900 * 900 * 4;
+    assert!(bytes > conv_runtime::__private::STREAM_WIDE_BYTES);
+    check(&case, 1, 900, 900, 7);
+}
+
 /// Inputs and outputs at every float offset from a 64-byte line, with plane sizes that are a
 /// whole number of vectors (so that GEMM bodies first compute the pixels before the planes'
 /// first vector boundary, `align_head`) and ones that are not: results must not depend on where

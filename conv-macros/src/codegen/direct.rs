@@ -124,8 +124,14 @@ fn run_direct(spec: &Spec, plan: &DirectPlan) -> TokenStream {
     if let Some(stream) = &plan.stream {
         let f_stream = format_ident!("__run_stream_r{}", regs);
         out.extend(run_stream(spec, stream, &f_stream));
+        let take = if crate::plan::stream_wide(spec, plan) {
+            let (cin, cout) = (lit(spec.in_channels), lit(spec.out_channels));
+            quote!(#rt::StreamRows::<1>::prefer_wide(S::F32_LANES, a.wo, a.n * (#cin * a.h * a.w + #cout * a.ho * a.wo)))
+        } else {
+            quote!(#rt::StreamRows::<1>::prefer(S::F32_LANES, a.wo))
+        };
         pick = quote! {
-            if #rt::StreamRows::<1>::prefer(S::F32_LANES, a.wo) {
+            if #take {
                 self.#f_stream(simd, a)
             } else {
                 #pick
