@@ -21,6 +21,7 @@ pub mod layer;
 mod pairs;
 pub mod parallel;
 mod planes;
+mod relay;
 pub mod shape;
 mod strided;
 pub mod tensor;

@@ -429,10 +429,10 @@ impl<K: Generated> Job<'_, K> {
     }
 
     /// Runs `piece` as the split's parts: this thread computes the first part itself while the
-    /// other parts go to the pool, then spins (rather than sleeps) until they are done. A worker
-    /// that has not picked its parts up by the time this thread is done with its own (a busy or
-    /// deeply asleep pool) loses them to this thread, so a call is never much slower than on
-    /// one thread.
+    /// other parts go to the pool through this thread's relay ([`crate::relay::join`]), then
+    /// spins (rather than sleeps) until they are done. A worker that has not picked its parts up
+    /// by the time this thread is done with its own (a busy or deeply asleep pool) loses them to
+    /// this thread, so a call is never much slower than on one thread.
     ///
     /// Why not `rayon::join`: from a thread outside the pool (the global pool, for
     /// `forward_par` called outside any `install`) it hands the whole pass to a worker and puts
@@ -445,39 +445,13 @@ impl<K: Generated> Job<'_, K> {
     /// us after the join and ran on the calling thread, after its own part, in 25-50% of calls
     /// (62 us a call against 25 and 30 for the parts). Spinning: 42 us; 576 -> 96 on 14 x 14 on
     /// AMX 125 -> 66; 256 -> 256 separable on 28 x 28 270-277 -> 254-256 (throwaway timer,
-    /// medians of 7 runs of 0.1 s, pinned pool).
+    /// medians of 7 runs of 0.1 s, pinned pool). Why not a spawn into `rayon::in_place_scope`
+    /// (until the relay): the spawned part started about 1 us after the spawn, a worker in
+    /// rayon's idle loop finding it between `sched_yield` calls (see [`crate::relay`]).
     fn run_spinning(&self, split: parallel::Split, piece: Work<'_>) {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::Mutex;
         let parts = split.parts;
         let (mine, rest) = self.cut(split, 1, parts, piece);
-        // The other parts, until someone takes them; `done` once the pool has computed them.
-        let rest = Mutex::new(Some(rest));
-        let done = AtomicBool::new(false);
-        let take = || rest.lock().unwrap_or_else(|e| e.into_inner()).take();
-        rayon::in_place_scope(|s| {
-            s.spawn(|_| {
-                if let Some(piece) = take() {
-                    self.run(split, parts - 1, piece);
-                    done.store(true, Ordering::Release);
-                }
-            });
-            let start = std::time::Instant::now();
-            self.run_work(mine);
-            match take() {
-                // Not picked up while this thread ran its part: run the rest here too.
-                Some(piece) => self.run_work(piece),
-                // Running on the pool: spin for up to twice this thread's own part, about
-                // the longest the pool's share should take, before sleeping in the scope's end.
-                None => {
-                    let limit = start.elapsed() * 2;
-                    let wait = std::time::Instant::now();
-                    while !done.load(Ordering::Acquire) && wait.elapsed() < limit {
-                        core::hint::spin_loop();
-                    }
-                }
-            }
-        });
+        crate::relay::join(|| self.run_work(mine), || self.run(split, parts - 1, rest));
     }
 
     /// Runs the pieces of one part on this thread.
