@@ -92,10 +92,7 @@ impl Task {
     /// done; its offering thread waits for `done` before the task leaves its stack.
     unsafe fn run_claimed(this: *const Task) {
         // SAFETY: the task lives until `done` is set below, and only this thread calls it.
-        let (panic, caller) = unsafe {
-            let task = &*this;
-            ((task.call)(task.data), task.caller.clone())
-        };
+        let (panic, caller) = unsafe { (((*this).call)((*this).data), (*this).caller.clone()) };
         if let Some(p) = panic {
             // SAFETY: as above, the task is still alive.
             let slot = unsafe { &(*this).panic };
@@ -169,16 +166,22 @@ impl Relay {
 /// too when no worker claims it before `mine` is done); returns once both have run. A panic in
 /// either is resumed here after both have finished.
 pub fn join<A: FnOnce(), B: FnOnce() + Send>(mine: A, theirs: B) {
-    let relay = RELAY.with(|r| {
-        r.get_or_init(|| {
+    RELAY.with(|r| {
+        // Borrowed, not cloned: a clone per call would write the reference count that shares
+        // a cache line with the slot the worker polls.
+        let relay = r.get_or_init(|| {
             Arc::new(Relay {
                 slot: AtomicPtr::new(core::ptr::null_mut()),
                 lingering: AtomicUsize::new(0),
                 owner: thread::current().id(),
             })
-        })
-        .clone()
+        });
+        join_on(relay, mine, theirs);
     });
+}
+
+/// [`join`] on this thread's relay.
+fn join_on<A: FnOnce(), B: FnOnce() + Send>(relay: &Arc<Relay>, mine: A, theirs: B) {
     let theirs = UnsafeCell::new(Some(theirs));
     let task = Task {
         call: call_once::<B>,
@@ -210,7 +213,7 @@ pub fn join<A: FnOnce(), B: FnOnce() + Send>(mine: A, theirs: B) {
     }
     if relay.lingering.load(Ordering::SeqCst) == 0 {
         relay.lingering.fetch_add(1, Ordering::SeqCst);
-        let r = Arc::clone(&relay);
+        let r = Arc::clone(relay);
         rayon::spawn(move || r.linger());
     }
     let start = Instant::now();
