@@ -106,19 +106,15 @@ impl Task {
 }
 
 impl Relay {
-    /// Swaps the waiting task out of the slot: the claimer then owns running it.
+    /// Swaps the waiting task out of the slot: the claimer then owns running it. SeqCst, for the
+    /// last look of a worker leaving [`Relay::linger`] (on x86 a SeqCst load is a plain load).
     fn claim(&self) -> Option<*const Task> {
-        let p = self.slot.load(Ordering::Acquire);
+        let p = self.slot.load(Ordering::SeqCst);
         if p.is_null() {
             return None;
         }
         self.slot
-            .compare_exchange(
-                p,
-                core::ptr::null_mut(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
+            .compare_exchange(p, core::ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
             .ok()
             .map(|p| p.cast_const())
     }
@@ -146,7 +142,9 @@ impl Relay {
                 self.lingering.fetch_sub(1, Ordering::SeqCst);
                 // An offer made after the caller read `lingering` as still 1 would wait for
                 // nobody: look once more after leaving (the caller stores the offer before it
-                // reads the count, both SeqCst, so one of the two sees the other).
+                // reads the count, this thread leaves before it reads the slot, all four
+                // SeqCst, so one of the two sees the other; missed, the caller would only take
+                // its offer back).
                 match self.claim() {
                     Some(task) => {
                         self.lingering.fetch_add(1, Ordering::SeqCst);
