@@ -74,3 +74,56 @@ fn outside_calls_match_one_thread_on_an_idle_and_a_busy_pool() {
         check(&Dense3x5::new(&w, Some(&b)).unwrap(), &w, &b, busy);
     }
 }
+
+/// Layers called with `forward_par` from inside a parallel loop on the pool they split over:
+/// every worker is a caller with a relay of its own, while it may also be lingering on another
+/// worker's, or running another image's part. Every output must still equal the one-thread
+/// result bit for bit, and the loop must end (a worker waiting on an offer that only it could
+/// run would hang it).
+#[test]
+fn calls_from_inside_a_parallel_loop_match_one_thread() {
+    use rayon::prelude::*;
+    let (w, b) = (random_vec(20 * 24, 7), random_vec(20, 8));
+    let layer = Pw24x20::new(&w, Some(&b)).unwrap();
+    let (n, h, w_) = (1, 9, 23);
+    let images: Vec<Vec<f32>> = (0..24).map(|i| random_vec(24 * h * w_, 100 + i)).collect();
+    let len = 20 * h * w_;
+    let p = layer.params();
+    let want: Vec<_> = images
+        .iter()
+        .map(|x| reference_activated(&p, Activation::None, x, n, h, w_, &w, Some(&b)).unwrap())
+        .collect();
+    for isa in Isa::available() {
+        let serial: Vec<Vec<f32>> = images
+            .iter()
+            .map(|x| {
+                let mut out = vec![f32::NAN; len];
+                layer.forward_on(isa, x, n, h, w_, &mut out).unwrap();
+                out
+            })
+            .collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for parts in [2, 3] {
+            let par: Vec<Vec<f32>> = pool.install(|| {
+                images
+                    .par_iter()
+                    .map(|x| {
+                        let mut out = vec![f32::NAN; len];
+                        layer
+                            .forward_split_on(isa, parts, x, n, h, w_, &mut out)
+                            .unwrap();
+                        out
+                    })
+                    .collect()
+            });
+            for (i, (got, s)) in par.iter().zip(&serial).enumerate() {
+                let what = format!("image {i} on {isa} in {parts} parts inside a parallel loop");
+                assert_close(&what, got, &want[i].0, &want[i].1, [n, 20, h, w_]);
+                assert_same_bits(&what, got, s, [n, 20, h, w_]);
+            }
+        }
+    }
+}
