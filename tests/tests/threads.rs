@@ -1,7 +1,8 @@
 //! `forward_par` called from a thread outside any rayon pool while every worker of the global
 //! pool is busy: the calling thread must compute the parts no worker picked up itself, and the
-//! result must equal the reference and, bit for bit, the one-thread result. (Its own test binary:
-//! it occupies the global pool, which the other test binaries share between their tests.)
+//! result must equal the reference and, bit for bit, the one-thread result; and `forward_par`
+//! called from every worker of a pool at once, inside a parallel loop. (Its own test binary: it
+//! occupies the global pool, which the other test binaries share between their tests.)
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
