@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 pub const LINGER: Duration = Duration::from_micros(200);
 
 /// How long, beyond a few times its own part, a caller waits for a claimed part by yielding
-/// before it parks: waking a parked thread can take hundreds of microseconds on a VM.
+/// before it parks (a parked thread's wake-up costs microseconds; a yield, when no other thread
+/// wants the core, well under one).
 const YIELD_FOR: Duration = Duration::from_millis(2);
 
 /// One poll's pause in a spin, `spins` polls into it: a spin-loop hint, and every 256 polls
@@ -231,11 +232,10 @@ fn join_on<A: FnOnce(), B: FnOnce() + Send>(relay: &Arc<Relay>, mine: A, theirs:
         unsafe { Task::run_claimed(ptr) };
     } else {
         // Claimed: wait without sleeping while the other part should still be running, about
-        // as long as `mine` took. A parked caller woken by the worker's unpark came back 200-250
-        // us after the worker was done (2-vCPU VM, a pass after 3 ms idle: its median call
-        // 42 us, its 90th percentile 260), so spin for twice that time, then yield (which
-        // leaves the core to any thread that needs it), and park only once the wait is long
-        // against the pass.
+        // as long as `mine` took; a parked caller would add a wake-up (several microseconds on
+        // the VMs measured, see `run_spinning` in private.rs) to every call. So spin for twice
+        // that time, then yield (which leaves the core to any thread that needs it), and park
+        // only once the wait is long against the pass.
         let own = start.elapsed();
         let wait = Instant::now();
         let mut spins = 0u32;
