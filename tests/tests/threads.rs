@@ -94,6 +94,10 @@ fn calls_from_inside_a_parallel_loop_match_one_thread() {
         .iter()
         .map(|x| reference_activated(&p, Activation::None, x, n, h, w_, &w, Some(&b)).unwrap())
         .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
     for isa in Isa::available() {
         let serial: Vec<Vec<f32>> = images
             .iter()
@@ -103,10 +107,6 @@ fn calls_from_inside_a_parallel_loop_match_one_thread() {
                 out
             })
             .collect();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
         for parts in [2, 3] {
             let par: Vec<Vec<f32>> = pool.install(|| {
                 images
