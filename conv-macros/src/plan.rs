@@ -241,7 +241,28 @@ pub struct GemmPlan {
     /// a tile is `col_pixels` pixels x `col_vecs` vectors of output channels.
     pub col_pixels: usize,
     pub col_vecs: usize,
+    /// Whether a plane's last one or two pixels after its last whole step (7 x 7: one) are
+    /// computed inside that step's tiles instead, along output channels (see
+    /// [`FUSED_TAIL_OC`]): tag `q`.
+    pub fused_tail: bool,
 }
+
+/// Output channels of a fused tail's vector: a pair of 8-channel tiles on 16 lanes (AVX-512).
+///
+/// A plane's tail of one pixel, computed along output channels after the pixel steps (the
+/// channel-vector tail), does one FMA per weight vector it loads, and reads the whole weights
+/// again for it: from L2 at about 11 cycles per input channel and 4 vectors (AVX-512, Zen 4,
+/// 384 -> 64 and 960 -> 320 on 7 x 7 against 6 x 8: 21.4 against 20.2 us and 266.9 against
+/// 251.2, where one pixel's FMAs take 0.4 and 5.2). Inside the tiles of the last step, the
+/// second tile of each pair of 8-channel tiles loads the pair's 16 weights of every input
+/// channel as one vector (from the columns, `pack_columns`) and multiplies it by the tail
+/// pixel: one FMA and one load beside the tile's 24 FMAs, the weights' reads among the
+/// FMA-bound step's. With two pixels, the first tile of the pair takes the second. Taken where
+/// the panel is read from L2 ([`GEMM_L2_LOAD`]): there `t8v3` and `t9v3` measured level on
+/// whole steps (960 -> 320 and 320 -> 1280 on 6 x 8, 251.6 against 251.4 us and 337.1 against
+/// 337.1), and layers with such panels have the weights (over 96 KiB) that make the
+/// channel-vector tail costly.
+pub const FUSED_TAIL_OC: usize = 16;
 
 impl Plan {
     pub fn regs(&self) -> usize {
@@ -290,15 +311,17 @@ impl Plan {
                 }
             ),
             // bN: the reduction in cache blocks of N input channels.
+            // q: plane tails fused into the last step's tiles.
             Plan::Gemm(p) => format!(
-                "t{}v{}{}",
+                "t{}v{}{}{}",
                 p.oc_tile,
                 p.vecs,
                 if p.blocks > 1 {
                     format!("b{}", p.kc)
                 } else {
                     String::new()
-                }
+                },
+                if p.fused_tail { "q" } else { "" }
             ),
             // w: Winograd F(2x2, 3x3), product tiles of `cob` channels x `tvb` vectors.
             Plan::Winograd(p) => match p.layout {
@@ -982,10 +1005,16 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
     } else {
         GEMM_L2_LOAD
     };
+    // Tiles of half a fused tail's vector where the plane's tail pixels can ride in them (see
+    // `FUSED_TAIL_OC`): 32 registers, whole vectors of output channels, the panel from L2.
+    let fuse = class.regs >= 32 && cout % FUSED_TAIL_OC == 0 && panel_load > 1.0;
     for vecs in 1..=MAX_GEMM_VECS {
         for t in 1..=cout.min(MAX_OC_TILE * 2) {
-            // Accumulators, the tile's input vectors, two splatted weights.
-            if t * vecs + vecs + 2 > class.regs {
+            // Accumulators, the tile's input vectors, two splatted weights (fused tails: their
+            // accumulator and pixel too).
+            if t * vecs + vecs + 2 + if fuse { 2 } else { 0 } > class.regs
+                || (fuse && t * 2 != FUSED_TAIL_OC)
+            {
                 continue;
             }
             let tail = cout % t;
@@ -1017,6 +1046,8 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
                         blocks: cin / kc,
                         col_pixels,
                         col_vecs,
+                        // Partial sums of a blocked reduction would need the tail's too.
+                        fused_tail: fuse && kc == cin,
                     },
                 ));
             }
@@ -1033,6 +1064,7 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
         blocks: 1,
         col_pixels,
         col_vecs,
+        fused_tail: false,
     })
 }
 

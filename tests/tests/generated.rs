@@ -157,6 +157,13 @@ pub struct PwAmx96x200;
 pub struct PwAmxG2Relu6;
 #[conv_kernel(in = 66, out = 65, k = 1, bias = false)]
 pub struct PwAmx66x65;
+// Plane tails computed inside the last pixel step's tiles (plan tag `q`: 32 registers, whole
+// 16-channel vectors of output channels per group, panels read from L2): one group with an
+// activation, two groups without bias (see `plane_tails_in_the_last_step_match_reference`).
+#[conv_kernel(in = 80, out = 48, k = 1, act = "relu6")]
+pub struct PwQ80x48Relu6;
+#[conv_kernel(in = 144, out = 64, k = 1, groups = 2, bias = false)]
+pub struct PwQG2;
 
 // Fused activations on every family and body layout: depthwise relu6 (hoisted weights),
 // grouped clamp, dense strided relu6, pointwise relu (GEMM), a large kernel with relu (loops).
@@ -261,6 +268,8 @@ fn all_cases() -> Vec<Case> {
         PwAmx96x200,
         PwAmxG2Relu6 => Activation::Relu6,
         PwAmx66x65,
+        PwQ80x48Relu6 => Activation::Relu6,
+        PwQG2,
         DwK29S2Relu => Activation::Relu,
         Dw9S2Clamp => Activation::Clamp { min: -0.5, max: 0.75 },
         Dw7K5S2Relu6 => Activation::Relu6,
@@ -353,6 +362,32 @@ fn every_layer_matches_reference_on_every_isa_and_tail() {
     for case in all_cases() {
         for (i, &(n, h, w)) in SIZES.iter().enumerate() {
             check(&case, n, h, w, 100 + i as u64);
+        }
+    }
+}
+
+/// Planes whose last pixel step of 48 leaves one or two pixels (7 x 7 and 5 x 10 in one step,
+/// 7 x 14 after two, 1 x 49 in a batch of 3; the gathered layer's 13 x 11 is a 7 x 7 output):
+/// the `q` plans compute them inside that step's tiles on 16 lanes, and in 2, 3 and 5 parts
+/// (`assert_parts_match`) both there and, for parts whose output channels are not whole
+/// 16-channel vectors, as the channel-vector tail.
+#[test]
+fn plane_tails_in_the_last_step_match_reference() {
+    let fused = ["PwQ80x48Relu6", "PwQG2", "G2S2x1D2Gathered"];
+    let cases: Vec<Case> = all_cases()
+        .into_iter()
+        .filter(|c| fused.contains(&c.name))
+        .collect();
+    assert_eq!(cases.len(), fused.len());
+    for case in &cases {
+        // A plan change must not silently drop the path this test is for.
+        let name = case.layer.kernel_name();
+        assert!(name.contains("t8v3q/"), "{}: {name}", case.name);
+        for (i, &(n, h, w)) in [(2, 7, 7), (1, 5, 10), (1, 7, 14), (3, 1, 49), (1, 13, 11)]
+            .iter()
+            .enumerate()
+        {
+            check(case, n, h, w, 500 + i as u64);
         }
     }
 }

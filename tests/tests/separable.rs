@@ -105,6 +105,11 @@ pub struct SepAmx;
 )]
 pub struct SepOutCut;
 
+// A pointwise stage whose plane tails ride in the last pixel step's tiles (plan tag `q`: 32
+// registers, 16-channel vectors of output channels, over 64 input channels).
+#[conv_kernel(in = 80, out = 32, k = 3, pad = 1, separable, dw_act = "relu6")]
+pub struct SepQ;
+
 /// One declared separable layer with its weights.
 struct Case {
     name: &'static str,
@@ -167,6 +172,7 @@ fn all_cases() -> Vec<Case> {
         SepLongReduction,
         SepAmx,
         SepOutCut,
+        SepQ,
     ]
 }
 
@@ -251,6 +257,18 @@ fn tiles_where_the_machine_has_them() {
     )
     .unwrap();
     assert!(layer.pw_amx.is_some());
+}
+
+/// `SepQ` on planes whose last pixel step of 48 leaves one or two pixels (7 x 7, 5 x 10, 7 x 14
+/// after two steps, a batch of 2), which its pointwise stage computes in that step's tiles.
+#[test]
+fn plane_tails_in_the_last_step_match_reference() {
+    let case = all_cases().into_iter().find(|c| c.name == "SepQ").unwrap();
+    let name = case.layer.kernel_name();
+    assert!(name.contains("t8v3q"), "{name}");
+    for (i, &(n, h, w)) in [(2, 7, 7), (1, 5, 10), (1, 7, 14)].iter().enumerate() {
+        check(&case, n, h, w, 700 + i as u64);
+    }
 }
 
 #[test]

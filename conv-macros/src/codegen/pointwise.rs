@@ -118,7 +118,7 @@ pub fn stage(
     let mut sweep = |v: usize, part: bool| -> TokenStream {
         let mut emit_tile = |t: usize| {
             let name = format_ident!("{}_t{}_v{}{}", prefix, t, v, if part { "p" } else { "" });
-            tiles.extend(tile_fn(spec, plan, t, v, part, &name));
+            tiles.extend(tile_fn(spec, plan, t, v, part, false, &name));
             name
         };
         let main = emit_tile(oct);
@@ -159,6 +159,43 @@ pub fn stage(
         }
     };
     let full = sweep(plan.vecs, false);
+    // The last whole step with the plane's tail pixels (`rem`, 1 or 2) in its tiles (see
+    // `plan::FUSED_TAIL_OC`): per pair of tiles, the second computes the first tail pixel for
+    // the pair's vector of output channels, the first the second pixel if there is one.
+    let mut fused_tile = TokenStream::new();
+    let fused = if plan.fused_tail {
+        let main = format_ident!("{}_t{}_v{}", prefix, oct, plan.vecs);
+        let name = format_ident!("{}_t{}_v{}q", prefix, oct, plan.vecs);
+        fused_tile = tile_fn(spec, plan, oct, plan.vecs, false, true, &name);
+        let rt = rt();
+        let (wc, bc) = column_idents(w_field, b_field);
+        let cpg_out_l = lit(cpg_out);
+        let wmain = lit((oct - 1) * cpg_in + kc);
+        let args = |oc: TokenStream| quote!(&self.#w_field[(oc0 + #oc) * #cpg_in_l..][..#wmain], &self.#b_field[oc0 + #oc..][..#oct_l]);
+        let (a_args, b_args) = (args(quote!(ch0)), args(quote!(ch0 + #oct_l)));
+        quote! {
+            const PAD: usize = #rt::padded_channels(#cpg_out_l);
+            let grp = oc0 / #cpg_out_l;
+            let wcg = &self.#wc[grp * #cpg_in_l * PAD..][..#cpg_in_l * PAD];
+            let bcg = &self.#bc[grp * PAD..][..PAD];
+            let planes = (oc_base, oc_range.end);
+            let mut t = tiles_lo;
+            while t < tiles_hi {
+                let ch0 = t * #oct_l;
+                let (cb, cw, co) = #rt::col_block(ch0, PAD, #cpg_in_l);
+                let (tw, tb) = (&wcg[cb + co..], &bcg[ch0..]);
+                if rem == 2 {
+                    #name(simd, inp, istride, out, ch0 - oc_base, p, lanes, #a_args, tw, cw, tb, ch0, planes, p + step + 1);
+                } else {
+                    #main::<S, false>(simd, inp, istride, &mut out.planes(ch0 - oc_base, #oct_l), p, lanes, #a_args, true, true);
+                }
+                #name(simd, inp, istride, out, ch0 + #oct_l - oc_base, p, lanes, #b_args, tw, cw, tb, ch0, planes, p + step);
+                t += 2;
+            }
+        }
+    } else {
+        quote!()
+    };
     // Whole vectors left after the full steps (fewer than `vecs`): one narrower tile.
     let rest_arms: Vec<TokenStream> = (1..plan.vecs)
         .map(|v| {
@@ -168,6 +205,7 @@ pub fn stage(
         })
         .collect();
     let part = sweep(1, true);
+    tiles.extend(fused_tile);
     let columns = column_tail(spec, plan, prefix, w_field, b_field, &mut tiles);
     let rest = if rest_arms.is_empty() {
         quote!()
@@ -181,6 +219,40 @@ pub fn stage(
     };
     let rt = rt();
     let cpg_out_l = lit(cpg_out);
+    let steps = if plan.fused_tail {
+        let fused_oc = lit(crate::plan::FUSED_TAIL_OC);
+        quote! {
+            // The plane's tail pixels after its last whole step, when that step's tiles take
+            // them (vectors of `FUSED` channels on as many lanes, whole vectors of the part's
+            // channels).
+            const FUSED: usize = #fused_oc;
+            let rem = (npix - head) % step;
+            let fuse = lanes == FUSED
+                && head == 0
+                && npix >= step
+                && (rem == 1 || rem == 2)
+                && oc_base % FUSED == 0
+                && oc_range.end % FUSED == 0;
+            while p + step <= npix {
+                if fuse && p + step + rem == npix {
+                    #fused
+                } else {
+                    #full
+                }
+                p += step;
+            }
+            if fuse {
+                p = npix;
+            }
+        }
+    } else {
+        quote! {
+            while p + step <= npix {
+                #full
+                p += step;
+            }
+        }
+    };
     let sweep = quote! {
         // The output channels this part computes (`Args::oc`): its tiles and whether it has
         // the group's last, shorter tile.
@@ -192,10 +264,7 @@ pub fn stage(
         // they load whole cache lines.
         let head = #rt::align_head::<S>(inp, istride, npix).min(npix);
         let mut p = head;
-        while p + step <= npix {
-            #full
-            p += step;
-        }
+        #steps
         #rest
         // What is left at either end, fewer than a vector each: the pixels before the boundary
         // and those after the last whole vector.
@@ -304,20 +373,28 @@ fn run(layer: &Spec, spec: &Spec, plan: &GemmPlan) -> TokenStream {
 }
 
 /// A tile of `t` output channels x `v` vectors. `part` tiles have one vector of `len` pixels
-/// and use masked loads and stores.
+/// and use masked loads and stores. `fused` tiles (whole steps, unblocked reductions) also
+/// compute one tail pixel `tq` of a vector of output channels from `ch0` (see
+/// `plan::FUSED_TAIL_OC`): weights `tw[ic * cw..]` (the columns), bias `tb`; they take the
+/// part's planes `out` (channels `planes.0..planes.1`) and store their own at `oc_rel`.
 fn tile_fn(
     spec: &Spec,
     plan: &GemmPlan,
     t: usize,
     v: usize,
     part: bool,
+    fused: bool,
     name: &syn::Ident,
 ) -> TokenStream {
     let rt = rt();
     let cpg_in = spec.in_per_group();
     let (u, kc, blocked) = (plan.ic_unroll, plan.kc, plan.blocks > 1);
-    // Tiles of whole pixel steps look one step ahead (see `stage`).
-    let prefetch = !part && v == plan.vecs;
+    debug_assert!(!fused || (!part && !blocked));
+    // One input channel per iteration in fused tiles: the tail's accumulator and pixel take
+    // the registers of a second channel's input vectors.
+    let u = if fused { 1 } else { u };
+    // Tiles of whole pixel steps look one step ahead (see `stage`); fused tiles run the last.
+    let prefetch = !part && v == plan.vecs && !fused;
     let accs: Vec<_> = (0..t).flat_map(|i| (0..v).map(move |j| (i, j))).collect();
     let init = accs.iter().map(|&(i, j)| {
         let a = acc(i, 0, j);
@@ -359,6 +436,13 @@ fn tile_fn(
                 step.extend(quote!(#a = simd.mul_add_e_f32s(#x, #wk, #a);));
             }
         }
+        if fused {
+            step.extend(quote! {
+                let tv = #rt::ld(simd, tw, (ic + #kl) * cw);
+                let tx = simd.splat_f32s(tin[(ic + #kl) * istride]);
+                tail = simd.mul_add_e_f32s(tv, tx, tail);
+            });
+        }
     }
     let stores = accs.iter().map(|&(i, j)| {
         let a = acc(i, 0, j);
@@ -369,6 +453,8 @@ fn tile_fn(
         let (il, jl) = (lit(i), lit(j));
         if part {
             quote!(#act #rt::st_part_plane(simd, out, #il, p, len, #a);)
+        } else if fused {
+            quote!(#act #rt::st_plane(simd, &mut own, #il, p + #jl * lanes, #a);)
         } else {
             quote!(#act #rt::st_plane(simd, out, #il, p + #jl * lanes, #a);)
         }
@@ -382,6 +468,47 @@ fn tile_fn(
         quote!(let panel = #rt::Panel::<#c, #vl>::new::<S>(inp, istride, p);)
     };
     let len_name = if part { quote!(len) } else { quote!(lanes) };
+    if fused {
+        let act = activate(spec.act, &format_ident!("tail"));
+        return quote! {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, unused_variables)]
+            fn #name<S: #rt::Simd>(
+                simd: S,
+                inp: &[f32],
+                istride: usize,
+                out: &mut #rt::PlanesMut<'_>,
+                oc_rel: usize,
+                p: usize,
+                lanes: usize,
+                wt: &[f32],
+                bias: &[f32],
+                tw: &[f32],
+                cw: usize,
+                tb: &[f32],
+                ch0: usize,
+                planes: (usize, usize),
+                tq: usize,
+            ) {
+                let wt = &wt[..#nw];
+                let bias = &bias[..#tl];
+                let tin = &inp[tq..];
+                #panel
+                #(#init)*
+                let mut tail = #rt::ld(simd, tb, 0);
+                for i in 0..#iters {
+                    let ic = i * #ul;
+                    #step
+                }
+                {
+                    let mut own = out.planes(oc_rel, #tl);
+                    #(#stores)*
+                }
+                #act
+                #rt::st_column(simd, out, ch0, planes, tq, tail);
+            }
+        };
+    }
     quote! {
         #[inline(always)]
         #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, unused_variables)]

@@ -29,7 +29,8 @@ fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// The curated snapshots: `(file name, attribute, item)`. Each shows one plan shape a reviewer
 /// should see: row-shared depthwise tiles with hoisted weights (MobileNet 3x3), stride phases,
-/// grouped channels (ResNeXt, 4 per group), Winograd F(2x2, 3x3) (ResNeXt, 16 per group), a GEMM (MobileNet pointwise projection), a large
+/// grouped channels (ResNeXt, 4 per group), Winograd F(2x2, 3x3) (ResNeXt, 16 per group), a GEMM (MobileNet pointwise projection; and one whose plane tails ride in the last step's
+/// tiles, `q`), a large
 /// kernel still fully unrolled (11x11: 726 FMAs per tile, under the plan's cap) and one past the
 /// cap (31x31: loops over taps, only the register tile unrolled).
 fn curated() -> Vec<(&'static str, TokenStream, TokenStream)> {
@@ -67,6 +68,13 @@ fn curated() -> Vec<(&'static str, TokenStream, TokenStream)> {
             quote!(in = 144, out = 24, k = 1),
             quote!(
                 pub struct Pw144x24;
+            ),
+        ),
+        (
+            "pointwise_960_320_fused_tail",
+            quote!(in = 960, out = 320, k = 1),
+            quote!(
+                pub struct Pw960x320;
             ),
         ),
         (
