@@ -1006,8 +1006,14 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
         GEMM_L2_LOAD
     };
     // Tiles of half a fused tail's vector where the plane's tail pixels can ride in them (see
-    // `FUSED_TAIL_OC`): 32 registers, whole vectors of output channels, the panel from L2.
-    let fuse = class.regs >= 32 && cout % FUSED_TAIL_OC == 0 && panel_load > 1.0;
+    // `FUSED_TAIL_OC`): 32 registers, whole vectors of output channels, the panel from L2, and
+    // a reduction the widest such tile runs whole (partial sums of blocks would need the
+    // tail's too).
+    let fuse_vecs = class.regs.saturating_sub(4) / (FUSED_TAIL_OC / 2 + 1);
+    let fuse = class.regs >= 32
+        && cout % FUSED_TAIL_OC == 0
+        && panel_load > 1.0
+        && cin * fuse_vecs * vector_bytes(class) <= block_bytes(class);
     for vecs in 1..=MAX_GEMM_VECS {
         for t in 1..=cout.min(MAX_OC_TILE * 2) {
             // Accumulators, the tile's input vectors, two splatted weights (fused tails: their
@@ -1046,7 +1052,6 @@ fn plan_gemm(spec: &Spec, class: RegClass) -> GemmPlan {
                         blocks: cin / kc,
                         col_pixels,
                         col_vecs,
-                        // Partial sums of a blocked reduction would need the tail's too.
                         fused_tail: fuse && kc == cin,
                     },
                 ));

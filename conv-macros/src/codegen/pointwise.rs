@@ -393,7 +393,8 @@ fn tile_fn(
     // One input channel per iteration in fused tiles: the tail's accumulator and pixel take
     // the registers of a second channel's input vectors.
     let u = if fused { 1 } else { u };
-    // Tiles of whole pixel steps look one step ahead (see `stage`); fused tiles run the last.
+    // Tiles of whole pixel steps look one step ahead (see `stage`); fused tiles run the last
+    // step.
     let prefetch = !part && v == plan.vecs && !fused;
     let accs: Vec<_> = (0..t).flat_map(|i| (0..v).map(move |j| (i, j))).collect();
     let init = accs.iter().map(|&(i, j)| {
