@@ -113,21 +113,28 @@ pub fn stage(
     let mut tiles = TokenStream::new();
     let (ntiles_l, oct_l) = (lit(ntiles), lit(oct));
     let (kc, kc_l, nb_l) = (plan.kc, lit(plan.kc), lit(plan.blocks));
+    // A tile function's name, and the weight and bias operands of a tile of `t` channels from
+    // channel `oc` (an expression) over block `kb`: row `i` of its weights at `i * cpg_in`.
+    let tile_name = |t: usize, v: usize, part: bool| {
+        format_ident!("{}_t{}_v{}{}", prefix, t, v, if part { "p" } else { "" })
+    };
+    let operands = |oc: &TokenStream, t: usize| {
+        let (wl, tl) = (lit((t - 1) * cpg_in + kc), lit(t));
+        quote!(&self.#w_field[(oc0 + #oc) * #cpg_in_l + kb * #kc_l..][..#wl], &self.#b_field[oc0 + #oc..][..#tl])
+    };
     // The calls of one pixel step over every output-channel tile of the group (the main tiles,
     // then the tail tile), for tiles of `v` vectors (`part`: one masked vector of `len`).
     let mut sweep = |v: usize, part: bool| -> TokenStream {
         let mut emit_tile = |t: usize| {
-            let name = format_ident!("{}_t{}_v{}{}", prefix, t, v, if part { "p" } else { "" });
+            let name = tile_name(t, v, part);
             tiles.extend(tile_fn(spec, plan, t, v, part, false, &name));
             name
         };
         let main = emit_tile(oct);
         let len = if part { quote!(len) } else { quote!(lanes) };
-        // Weights of a tile of `t` channels from block `kb`: row `i` at `i * cpg_in`.
-        let wlen = |t: usize| lit((t - 1) * cpg_in + kc);
-        let wmain = wlen(oct);
+        let wmain = operands(&quote!(oc), oct);
         // The first tile of a step (over each block) also prefetches the next step's panel.
-        let call = |pf: bool| quote!(#main::<S, #pf>(simd, &inp[kb * #kc_l * istride..], istride, &mut out.planes(oc - oc_base, #oct_l), p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l + kb * #kc_l..][..#wmain], &self.#b_field[oc0 + oc..][..#oct_l], kb == 0, kb + 1 == #nb_l););
+        let call = |pf: bool| quote!(#main::<S, #pf>(simd, &inp[kb * #kc_l * istride..], istride, &mut out.planes(oc - oc_base, #oct_l), p, #len, #wmain, kb == 0, kb + 1 == #nb_l););
         let (first, rest) = (call(true), call(false));
         // The part's tiles (`tiles_lo..tiles_hi`, and the tail tile when `with_tail`).
         let mut calls = quote! {
@@ -143,11 +150,11 @@ pub fn stage(
         if plan.oc_tail > 0 {
             let tail = emit_tile(plan.oc_tail);
             let tt = lit(plan.oc_tail);
-            let wtail = wlen(plan.oc_tail);
+            let wtail = operands(&quote!(oc), plan.oc_tail);
             calls.extend(quote! {
                 if with_tail {
                     let oc = #ntiles_l * #oct_l;
-                    #tail::<S, false>(simd, &inp[kb * #kc_l * istride..], istride, &mut out.planes(oc - oc_base, #tt), p, #len, &self.#w_field[(oc0 + oc) * #cpg_in_l + kb * #kc_l..][..#wtail], &self.#b_field[oc0 + oc..][..#tt], kb == 0, kb + 1 == #nb_l);
+                    #tail::<S, false>(simd, &inp[kb * #kc_l * istride..], istride, &mut out.planes(oc - oc_base, #tt), p, #len, #wtail, kb == 0, kb + 1 == #nb_l);
                 }
             });
         }
@@ -164,16 +171,19 @@ pub fn stage(
     // the pair's vector of output channels, the first the second pixel if there is one.
     let mut fused_tile = TokenStream::new();
     let fused = if plan.fused_tail {
-        let main = format_ident!("{}_t{}_v{}", prefix, oct, plan.vecs);
-        let name = format_ident!("{}_t{}_v{}q", prefix, oct, plan.vecs);
+        let main = tile_name(oct, plan.vecs, false);
+        let name = format_ident!("{}q", main);
         fused_tile = tile_fn(spec, plan, oct, plan.vecs, false, true, &name);
         let rt = rt();
         let (wc, bc) = column_idents(w_field, b_field);
         let cpg_out_l = lit(cpg_out);
-        let wmain = lit((oct - 1) * cpg_in + kc);
-        let args = |oc: TokenStream| quote!(&self.#w_field[(oc0 + #oc) * #cpg_in_l..][..#wmain], &self.#b_field[oc0 + #oc..][..#oct_l]);
-        let (a_args, b_args) = (args(quote!(ch0)), args(quote!(ch0 + #oct_l)));
+        let (a_args, b_args) = (
+            operands(&quote!(ch0), oct),
+            operands(&quote!(ch0 + #oct_l), oct),
+        );
         quote! {
+            // Fused plans run the whole reduction as one block.
+            let kb = 0;
             const PAD: usize = #rt::padded_channels(#cpg_out_l);
             let grp = oc0 / #cpg_out_l;
             let wcg = &self.#wc[grp * #cpg_in_l * PAD..][..#cpg_in_l * PAD];

@@ -1554,6 +1554,7 @@ impl Pw960x320 {
                 && oc_range.end % FUSED == 0;
             while p + step <= npix {
                 if fuse && p + step + rem == npix {
+                    let kb = 0;
                     const PAD: usize = ::conv_runtime::__private::padded_channels(320);
                     let grp = oc0 / 320;
                     let wcg = &self.wc[grp * 960 * PAD..][..960 * PAD];
@@ -1577,7 +1578,7 @@ impl Pw960x320 {
                                 ch0 - oc_base,
                                 p,
                                 lanes,
-                                &self.w[(oc0 + ch0) * 960..][..7680],
+                                &self.w[(oc0 + ch0) * 960 + kb * 960..][..7680],
                                 &self.b[oc0 + ch0..][..8],
                                 tw,
                                 cw,
@@ -1597,7 +1598,7 @@ impl Pw960x320 {
                                 &mut out.planes(ch0 - oc_base, 8),
                                 p,
                                 lanes,
-                                &self.w[(oc0 + ch0) * 960..][..7680],
+                                &self.w[(oc0 + ch0) * 960 + kb * 960..][..7680],
                                 &self.b[oc0 + ch0..][..8],
                                 true,
                                 true,
@@ -1611,7 +1612,7 @@ impl Pw960x320 {
                             ch0 + 8 - oc_base,
                             p,
                             lanes,
-                            &self.w[(oc0 + ch0 + 8) * 960..][..7680],
+                            &self.w[(oc0 + ch0 + 8) * 960 + kb * 960..][..7680],
                             &self.b[oc0 + ch0 + 8..][..8],
                             tw,
                             cw,
