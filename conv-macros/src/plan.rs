@@ -593,6 +593,19 @@ fn in_place_live(spec: &Spec, loads: usize, rows: usize) -> usize {
     loads * rows_in(spec, rows) * spec.in_per_group() + 1
 }
 
+/// Whether an in-place plan must hold the weights in registers beside its tiles: everywhere
+/// but at stride 2 on 16 registers, where AVX2's FMAs read a splatted weight from memory as an
+/// operand and the tiles take inner forms of plain loads (see the generated `s2_inner` tiles).
+/// There no tile could hold 9 weights beside one input row's pair and splits: 3x3 stride 2
+/// went through a band copy, `mnv2_dw96_112_s2` 336 us (`t1r2h`) against 205-214 in place
+/// (throwaway timer, AVX2, Zen 3; 2, 3 and 4 rows per tile within that noise, 1 row 240).
+/// Such plans need two output rows per tile, so that each input row's loads and splits serve
+/// more than one output row: 5x5 stride 2 fits one, and in place ran slower than its band
+/// (`t1r1hi` against `t1r4`, 144 x 56 x 56: 397 against 285 us).
+fn in_place_weights(spec: &Spec, class: RegClass) -> bool {
+    !(class.regs == 16 && spec.stride_w == 2)
+}
+
 /// The in-place plan (see [`in_place_taps`]) when one fits the register file with the weights
 /// held in registers: per input row of a tile, the loads of [`in_place_loads`], the stride-2
 /// pair's two permutes and one permute per shifted tap replace the band's copy (a load and a
@@ -630,8 +643,15 @@ fn plan_in_place(spec: &Spec, class: RegClass) -> Option<DirectPlan> {
     for t in divisors_desc(spec.out_per_group(), MAX_OC_TILE) {
         for rows in 1..=MAX_ROW_TILE {
             let accs = t * rows;
+            // Stride 2 on 16 registers (AVX2): the weights stay splatted in memory, each FMA
+            // reading its weight as an operand (a load beside the FMA; see `in_place_weights`).
+            let wregs = match in_place_weights(spec, class) {
+                true => t * cin * taps,
+                false => 0,
+            };
             if t * rows * cin * taps > MAX_UNROLLED_FMAS
-                || accs + in_place_live(spec, loads, rows) + t * cin * taps > class.regs
+                || accs + in_place_live(spec, loads, rows) + wregs > class.regs
+                || (wregs == 0 && rows < 2)
             {
                 continue;
             }

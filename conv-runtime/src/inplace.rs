@@ -199,6 +199,42 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
         }
     }
 
+    /// Stride 2, a vector of columns whose every pair lies inside the row ([`InnerCols`] with
+    /// `c0 = 2 ox0`): the even and odd columns of row `J` of channel `C` from column `c0 + OFF`
+    /// (`OFF` 0 for the pair, -2 and 2 for the vectors one lane left and right), two plain
+    /// loads split in the lane order of [`deinterleave_inner`]; [`inner_order`] puts a sum of
+    /// such vectors back in column order.
+    #[inline(always)]
+    pub fn pair_inner<S: Simd, const C: usize, const J: usize, const OFF: isize>(
+        &self,
+        simd: S,
+        cols: &InnerCols,
+    ) -> (S::f32s, S::f32s) {
+        const { assert!(C < CHANS && J < ROWS) };
+        let lanes = S::F32_LANES as isize;
+        // Folds away: the generated tile passes the offsets it was made for.
+        assert!(
+            cols.lo <= OFF
+                && OFF + lanes <= cols.hi
+                && cols.w == self.w
+                && cols.lanes == S::F32_LANES,
+            "conv-kernel bug: pair outside the inner columns' offsets"
+        );
+        // SAFETY: `rows[C][J]` is valid for `w` floats (the invariant of `rows`), and
+        // `InnerCols::new` checked `c0 + lo >= 0` and `c0 + hi + lanes <= w` for this row width
+        // and `S`'s lanes (asserted above); the two loads read columns `c0 + OFF..c0 + OFF + 2
+        // lanes`, inside that span since `lo <= OFF` and `OFF + lanes <= hi` (asserted above);
+        // `S::f32s` is plain old data, read unaligned.
+        let (a, b) = unsafe {
+            let p = self.rows[C][J].add((cols.c0 as isize + OFF) as usize);
+            (
+                core::ptr::read_unaligned(p.cast::<S::f32s>()),
+                core::ptr::read_unaligned(p.add(S::F32_LANES).cast::<S::f32s>()),
+            )
+        };
+        deinterleave_inner(simd, a, b)
+    }
+
     /// Stride 1, columns `c0 + D + i` of row `J` of channel `C` for an edge form of
     /// [`InnerCols`] and an offset `D` past the row's end there (negative at the left edge,
     /// positive at the right): `x` (the vector at offset 0) shifted by `D` lanes against zeros;
@@ -645,6 +681,41 @@ pub(crate) fn deinterleave<S: Simd>(simd: S, a: S::f32s, b: S::f32s) -> (S::f32s
         simd.partial_load_f32s(&dst[..lanes]),
         simd.partial_load_f32s(&dst[lanes..2 * lanes]),
     )
+}
+
+/// [`deinterleave`] up to a fixed order of the lanes, the same for every call on one ISA: on
+/// AVX2 the in-lane shuffles alone (lanes `0 1 4 5 2 3 6 7` of the even and odd vectors), their
+/// cross-lane fix deferred to one [`inner_order`] per output vector instead of two per input
+/// row; elsewhere [`deinterleave`] itself. Lane-wise arithmetic on such vectors (FMAs with
+/// splatted weights) commutes with the order.
+#[inline(always)]
+pub(crate) fn deinterleave_inner<S: Simd>(simd: S, a: S::f32s, b: S::f32s) -> (S::f32s, S::f32s) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v3) = as_isa::<S, pulp::x86::V3>(simd) {
+        use core::arch::x86_64::__m256;
+        let (a, b): (__m256, __m256) = (bytemuck::cast(a), bytemuck::cast(b));
+        let (e, o) = (
+            v3.avx._mm256_shuffle_ps::<0x88>(a, b),
+            v3.avx._mm256_shuffle_ps::<0xDD>(a, b),
+        );
+        return (bytemuck::cast(e), bytemuck::cast(o));
+    }
+    deinterleave(simd, a, b)
+}
+
+/// A vector in the lane order of [`deinterleave_inner`] put in column order: on AVX2 64-bit
+/// lanes `0 2 1 3`, elsewhere `v` itself.
+#[inline(always)]
+pub fn inner_order<S: Simd>(simd: S, v: S::f32s) -> S::f32s {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v3) = as_isa::<S, pulp::x86::V3>(simd) {
+        let r = v3
+            .avx2
+            ._mm256_permute4x64_pd::<0xD8>(v3.avx._mm256_castps_pd(bytemuck::cast(v)));
+        return bytemuck::cast(v3.avx._mm256_castpd_ps(r));
+    }
+    let _ = simd;
+    v
 }
 
 /// `(lo, hi)`: the lanes of `e` and `o` interleaved, `e0 o0 e1 o1 ..`, the inverse of

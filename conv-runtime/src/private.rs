@@ -10,7 +10,8 @@ use core::ops::Range;
 use crate::dispatch::is_isa;
 pub use crate::flat::{Flat, FlatFmaTap, FlatSrc, FlatTap, FlatUnmasked};
 pub use crate::inplace::{
-    shift_prev, InCols, InRows, InnerCols, StepRows, StreamRows, StreamSteps, STREAM_WIDE_BYTES,
+    inner_order, shift_prev, InCols, InRows, InnerCols, StepRows, StreamRows, StreamSteps,
+    STREAM_WIDE_BYTES,
 };
 pub use crate::pairs::{dw_pairs, PairLayer};
 use crate::parallel;

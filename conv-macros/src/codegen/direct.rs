@@ -704,6 +704,19 @@ pub fn stage(
             }
         };
         let mut sweep = columns(&tile);
+        if let Some((lo, extra)) = s2_inner(spec, plan) {
+            // Vectors whose every pair lies inside the row: plain loads (see `s2_inner`).
+            let tf_in = format_ident!("{}_r{}_in", prefix, rows);
+            tiles.extend(tile_fn(spec, plan, rows, Cols::Inner, &tf_in));
+            let (lo, extra) = (isize_lit(lo), isize_lit(extra));
+            sweep = columns(&quote! {
+                if let Some(cols) = #rt::InnerCols::new::<S>(2 * ox, w, #lo, lanes as isize + #extra) {
+                    #tf_in(simd, &in_rows, &cols, ox, len, out, oy_base + r, wo, #warg, &bias);
+                } else {
+                    #tile
+                }
+            });
+        }
         if let Some((lo, hi)) = inner_cols {
             // Vectors whose every tap reads inside the row: plain loads (see `InnerCols`).
             let tf_in = format_ident!("{}_r{}_in", prefix, rows);
@@ -1375,6 +1388,7 @@ fn in_place_body(
             }
             body.extend(match form {
                 Cols::Masked => in_place_row(spec, &taps_at, ic, j, Outside::NONE, carry),
+                _ if spec.stride_w == 2 => inner_row_s2(spec, &taps_at, ic, j),
                 _ => inner_row(spec, &taps_at, ic, j, form),
             });
             for &(r, ky) in &uses {
@@ -1391,6 +1405,16 @@ fn in_place_body(
                         body.extend(quote!(#a = simd.mul_add_e_f32s(#v, #wop, #a);));
                     }
                 }
+            }
+        }
+    }
+    if spec.stride_w == 2 && form != Cols::Masked {
+        // The inner form's lanes back in column order (see `s2_inner`).
+        let rt = rt();
+        for t in 0..plan.oc_tile {
+            for r in 0..rows {
+                let a = acc(t, r, 0);
+                body.extend(quote!(#a = #rt::inner_order(simd, #a);));
             }
         }
     }
@@ -1430,7 +1454,55 @@ pub fn carries(spec: &Spec) -> bool {
 /// Whether the tiles of `plan` in form `form` run in carry mode ([`carries`]): the masked form
 /// of in-place tiles (at stride 2 the only one).
 fn carry_mode(spec: &Spec, plan: &DirectPlan, form: Cols) -> bool {
-    plan.in_place && form == Cols::Masked && carries(spec)
+    plan.in_place && form == Cols::Masked && carries(spec) && s2_inner(spec, plan).is_none()
+}
+
+/// Stride 2 on 16 registers (AVX2): whether the in-place tiles of `plan` also come in an inner
+/// form, for vectors of columns whose every pair lies inside the row, and the column offsets
+/// its loads span from `c0 = 2 ox0`: `(lo, extra)`, its loads reading columns `c0 + lo..c0 +
+/// 2 lanes + extra`. Each input row is then two plain loads split by two in-lane shuffles, and
+/// a tap one lane left (right) of its parity vector two more plain loads two columns left
+/// (right) split the same way (`InRows::pair_inner`), where the masked form takes a cross-lane
+/// permute per split and a scalar load and two shuffles per shifted tap. The split leaves the
+/// lanes in a fixed order (`0 1 4 5 2 3 6 7`), put right once per output vector before the
+/// store (`inner_order`). The masked form then runs without carries: the two forms alternate
+/// along a row.
+fn s2_inner(spec: &Spec, plan: &DirectPlan) -> Option<(isize, isize)> {
+    if spec.stride_w != 2 || !plan.in_place || plan.regs != 16 {
+        return None;
+    }
+    if !matches!(plan.unroll, Unroll::Full) {
+        return None;
+    }
+    let taps_at = in_place_taps(spec)?;
+    let lo = if taps_at.iter().any(|t| t.1 < 0) {
+        -2
+    } else {
+        0
+    };
+    let extra = if taps_at.iter().any(|t| t.1 > 0) {
+        2
+    } else {
+        0
+    };
+    Some((lo, extra))
+}
+
+/// Stride 2, the inner form ([`s2_inner`]): the vectors of input row `j` of channel `ic`, the
+/// pair at offset 0 and, where taps read them, the pairs two columns left and right, whose odd
+/// and even vectors are the shifted ones.
+fn inner_row_s2(spec: &Spec, taps_at: &[(usize, isize)], ic: usize, j: usize) -> TokenStream {
+    let (icl, jl) = (lit(ic), lit(j));
+    let mut body = TokenStream::new();
+    for shift in [0isize, -1, 1] {
+        if shift != 0 && !taps_at.iter().any(|t| t.1 == shift) {
+            continue;
+        }
+        let (e, o) = (vec_name(spec, 0, shift), vec_name(spec, 1, shift));
+        let off = isize_lit(2 * shift);
+        body.extend(quote!(let (#e, #o) = rows.pair_inner::<S, #icl, #jl, #off>(simd, cols);));
+    }
+    body
 }
 
 /// Stride 1, a vector of columns whose every tap reads inside the row (`InnerCols`): the

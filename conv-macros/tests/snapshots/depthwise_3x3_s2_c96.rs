@@ -28,7 +28,7 @@ impl Dw96S2 {
     };
     /// The generated kernel: its name encodes the parameters and the plan.
     pub const KERNEL_INFO: ::conv_runtime::__private::KernelInfo = ::conv_runtime::__private::KernelInfo {
-        name: "depthwise/f32/3x3/s2/p1/c96-96/g96/r32.t1r4hi~s2hep/r16.t1r2h~s1h8e",
+        name: "depthwise/f32/3x3/s2/p1/c96-96/g96/r32.t1r4hi~s2hep/r16.t1r2hi~s1h8e",
         family: "depthwise",
     };
     /// Packs PyTorch-layout weights `(out, in / groups, kh, kw)` and bias `(out)`; the bias
@@ -252,11 +252,7 @@ impl ::conv_runtime::__private::Generated for Dw96S2 {
         let mut need = 0;
         need = need.max(w);
         need = need.max(w);
-        need = need
-            .max(
-                ::conv_runtime::__private::Band::new(&p, 1, lanes, ho, wo, 2)
-                    .scratch_len(),
-            );
+        need = need.max(w);
         need = need.max(w);
         need
     }
@@ -1126,9 +1122,8 @@ impl Dw96S2 {
         )]
         fn tile_r2<S: ::conv_runtime::__private::Simd>(
             simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 5>,
+            cols: &::conv_runtime::__private::InCols<S>,
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -1139,49 +1134,99 @@ impl Dw96S2 {
         ) {
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
-            let tile = band.tile::<S, 1, 5, 2, 1>(buf, r0 * 2, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let x_0_3 = tile.ld::<S, 0, 3, 0, 0>(simd);
-            let x_0_4 = tile.ld::<S, 0, 4, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_2, w_0_0_0, acc_0_1_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_3, w_0_1_0, acc_0_1_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_0_4, w_0_2_0, acc_0_1_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 1, 0>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 1, 0>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 1, 0>(simd);
-            let x_1_3 = tile.ld::<S, 0, 3, 1, 0>(simd);
-            let x_1_4 = tile.ld::<S, 0, 4, 1, 0>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_2, w_0_0_1, acc_0_1_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_3, w_0_1_1, acc_0_1_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_1_4, w_0_2_1, acc_0_1_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let x_2_3 = tile.ld::<S, 0, 3, 0, 1>(simd);
-            let x_2_4 = tile.ld::<S, 0, 4, 0, 1>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_2, w_0_0_2, acc_0_1_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_3, w_0_1_2, acc_0_1_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_2_4, w_0_2_2, acc_0_1_0);
+            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_0_0);
+            let (x_e, x_o) = rows.pair::<S, 0, 1>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 1, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_0_0);
+            let (x_e, x_o) = rows.pair::<S, 0, 2>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 2, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_1_0);
+            let (x_e, x_o) = rows.pair::<S, 0, 3>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 3, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_1_0);
+            let (x_e, x_o) = rows.pair::<S, 0, 4>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 4, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_1_0);
+            let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+            stores.st::<0, 1>(simd, acc_0_1_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r2_in<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 5>,
+            cols: &::conv_runtime::__private::InnerCols,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let mut acc_0_1_0 = bias[0];
+            let (x_e, x_o) = rows.pair_inner::<S, 0, 0, 0>(simd, cols);
+            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 0, { -2 }>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_0_0);
+            let (x_e, x_o) = rows.pair_inner::<S, 0, 1, 0>(simd, cols);
+            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 1, { -2 }>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_0_0);
+            let (x_e, x_o) = rows.pair_inner::<S, 0, 2, 0>(simd, cols);
+            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 2, { -2 }>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_0_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_1_0);
+            let (x_e, x_o) = rows.pair_inner::<S, 0, 3, 0>(simd, cols);
+            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 3, { -2 }>(simd, cols);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_1_0);
+            let (x_e, x_o) = rows.pair_inner::<S, 0, 4, 0>(simd, cols);
+            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 4, { -2 }>(simd, cols);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_1_0);
+            acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_1_0);
+            acc_0_0_0 = ::conv_runtime::__private::inner_order(simd, acc_0_0_0);
+            acc_0_1_0 = ::conv_runtime::__private::inner_order(simd, acc_0_1_0);
             let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
             stores.st::<0, 1>(simd, acc_0_1_0);
@@ -1195,9 +1240,8 @@ impl Dw96S2 {
         )]
         fn tile_r1<S: ::conv_runtime::__private::Simd>(
             simd: S,
-            band: &::conv_runtime::__private::Band,
-            buf: &[f32],
-            r0: usize,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 3>,
+            cols: &::conv_runtime::__private::InCols<S>,
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -1207,34 +1251,66 @@ impl Dw96S2 {
             bias: &[S::f32s; 1],
         ) {
             let mut acc_0_0_0 = bias[0];
-            let tile = band.tile::<S, 1, 3, 2, 1>(buf, r0 * 2, ox);
-            let x_0_0 = tile.ld::<S, 0, 0, 0, 0>(simd);
-            let x_0_1 = tile.ld::<S, 0, 1, 0, 0>(simd);
-            let x_0_2 = tile.ld::<S, 0, 2, 0, 0>(simd);
-            let w_0_0_0 = wv[0];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_0, w_0_0_0, acc_0_0_0);
-            let w_0_1_0 = wv[3];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_1, w_0_1_0, acc_0_0_0);
-            let w_0_2_0 = wv[6];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_0_2, w_0_2_0, acc_0_0_0);
-            let x_1_0 = tile.ld::<S, 0, 0, 1, 0>(simd);
-            let x_1_1 = tile.ld::<S, 0, 1, 1, 0>(simd);
-            let x_1_2 = tile.ld::<S, 0, 2, 1, 0>(simd);
-            let w_0_0_1 = wv[1];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_0, w_0_0_1, acc_0_0_0);
-            let w_0_1_1 = wv[4];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_1, w_0_1_1, acc_0_0_0);
-            let w_0_2_1 = wv[7];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_1_2, w_0_2_1, acc_0_0_0);
-            let x_2_0 = tile.ld::<S, 0, 0, 0, 1>(simd);
-            let x_2_1 = tile.ld::<S, 0, 1, 0, 1>(simd);
-            let x_2_2 = tile.ld::<S, 0, 2, 0, 1>(simd);
-            let w_0_0_2 = wv[2];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_0, w_0_0_2, acc_0_0_0);
-            let w_0_1_2 = wv[5];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_1, w_0_1_2, acc_0_0_0);
-            let w_0_2_2 = wv[8];
-            acc_0_0_0 = simd.mul_add_e_f32s(x_2_2, w_0_2_2, acc_0_0_0);
+            let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_0_0);
+            let (x_e, x_o) = rows.pair::<S, 0, 1>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 1, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_0_0);
+            let (x_e, x_o) = rows.pair::<S, 0, 2>(simd, cols);
+            let x_o_lo = rows.lo::<S, 0, 2, 1>(simd, cols, x_o);
+            let x_e = x_e;
+            let x_o = x_o;
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_0_0);
+            let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
+            stores.st::<0, 0>(simd, acc_0_0_0);
+        }
+        #[inline(always)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::identity_op,
+            clippy::erasing_op,
+            unused_variables
+        )]
+        fn tile_r1_in<S: ::conv_runtime::__private::Simd>(
+            simd: S,
+            rows: &::conv_runtime::__private::InRows<'_, 1, 3>,
+            cols: &::conv_runtime::__private::InnerCols,
+            ox: usize,
+            len: usize,
+            out: &mut ::conv_runtime::__private::PlanesMut<'_>,
+            oy: usize,
+            wo: usize,
+            wv: &[S::f32s; 9],
+            bias: &[S::f32s; 1],
+        ) {
+            let mut acc_0_0_0 = bias[0];
+            let (x_e, x_o) = rows.pair_inner::<S, 0, 0, 0>(simd, cols);
+            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 0, { -2 }>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_0_0);
+            let (x_e, x_o) = rows.pair_inner::<S, 0, 1, 0>(simd, cols);
+            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 1, { -2 }>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_0_0);
+            let (x_e, x_o) = rows.pair_inner::<S, 0, 2, 0>(simd, cols);
+            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 2, { -2 }>(simd, cols);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_0_0);
+            acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_0_0);
+            acc_0_0_0 = ::conv_runtime::__private::inner_order(simd, acc_0_0_0);
             let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
         }
@@ -1244,59 +1320,66 @@ impl Dw96S2 {
             scratch,
             h,
             w,
-            ho,
             wo,
             units,
             span,
             ..
         } = a;
         let lanes = S::F32_LANES;
-        let band = ::conv_runtime::__private::Band::new(
-            &<Self as ::conv_runtime::__private::Generated>::GEOMETRY,
-            1,
-            lanes,
-            ho,
-            wo,
-            2,
-        );
         let plane_in = h * w;
-        let scratch = band.buf(scratch);
-        band.clear(scratch);
+        let zeros = &mut scratch[..w];
+        zeros.fill(0.0);
+        let zeros: &[f32] = zeros;
+        let (oy0, rows, oy_base) = (span.start, span.end - span.start, 0);
         for u in units.clone() {
             let (b, g) = (u / 96, u % 96);
             let planes = &input[(b * 96 + g * 1) * plane_in..][..1 * plane_in];
-            let mut oy0 = span.start;
-            while oy0 < span.end {
-                let rows = (span.end - oy0).min(band.out_rows);
-                band.fill(simd, planes, h, w, oy0, scratch);
-                let buf: &[f32] = scratch;
-                for t in 0..1 {
-                    let oc0 = g * 1 + t * 1;
-                    let wt = &self.w[oc0 * (9 / 1)..][..9];
-                    let wv: [S::f32s; 9] = [
-                        simd.splat_f32s(wt[0]),
-                        simd.splat_f32s(wt[1]),
-                        simd.splat_f32s(wt[2]),
-                        simd.splat_f32s(wt[3]),
-                        simd.splat_f32s(wt[4]),
-                        simd.splat_f32s(wt[5]),
-                        simd.splat_f32s(wt[6]),
-                        simd.splat_f32s(wt[7]),
-                        simd.splat_f32s(wt[8]),
-                    ];
-                    let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
-                    let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
-                    let oy_base = oy0 - span.start;
-                    let mut r = 0;
-                    while r + 2 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
+            for t in 0..1 {
+                let oc0 = g * 1 + t * 1;
+                let wt = &self.w[oc0 * (9 / 1)..][..9];
+                let wv: [S::f32s; 9] = [
+                    simd.splat_f32s(wt[0]),
+                    simd.splat_f32s(wt[1]),
+                    simd.splat_f32s(wt[2]),
+                    simd.splat_f32s(wt[3]),
+                    simd.splat_f32s(wt[4]),
+                    simd.splat_f32s(wt[5]),
+                    simd.splat_f32s(wt[6]),
+                    simd.splat_f32s(wt[7]),
+                    simd.splat_f32s(wt[8]),
+                ];
+                let bias: [S::f32s; 1] = [simd.splat_f32s(self.b[oc0 + 0])];
+                let out = &mut output.planes((u - units.start) * 1 + t * 1, 1);
+                let mut r = 0;
+                while r + 2 <= rows {
+                    let iy0 = ((oy0 + r) * 2) as isize - 1 as isize;
+                    let in_rows = ::conv_runtime::__private::InRows::<
+                        1,
+                        5,
+                    >::new(planes, zeros, h, w, iy0);
+                    let mut ox = 0;
+                    while ox < wo {
+                        let len = (wo - ox).min(lanes);
+                        if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                            S,
+                        >(2 * ox, w, { -2 }, lanes as isize + 0) {
+                            tile_r2_in(
+                                simd,
+                                &in_rows,
+                                &cols,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                &wv,
+                                &bias,
+                            );
+                        } else {
                             tile_r2(
                                 simd,
-                                &band,
-                                buf,
-                                r,
+                                &in_rows,
+                                &::conv_runtime::__private::InCols::new(simd, 2 * ox, w),
                                 ox,
                                 len,
                                 out,
@@ -1305,19 +1388,40 @@ impl Dw96S2 {
                                 &wv,
                                 &bias,
                             );
-                            ox += lanes;
                         }
-                        r += 2;
+                        ox += lanes;
                     }
-                    while r + 1 <= rows {
-                        let mut ox = 0;
-                        while ox < wo {
-                            let len = (wo - ox).min(lanes);
+                    r += 2;
+                }
+                while r + 1 <= rows {
+                    let iy0 = ((oy0 + r) * 2) as isize - 1 as isize;
+                    let in_rows = ::conv_runtime::__private::InRows::<
+                        1,
+                        3,
+                    >::new(planes, zeros, h, w, iy0);
+                    let mut ox = 0;
+                    while ox < wo {
+                        let len = (wo - ox).min(lanes);
+                        if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
+                            S,
+                        >(2 * ox, w, { -2 }, lanes as isize + 0) {
+                            tile_r1_in(
+                                simd,
+                                &in_rows,
+                                &cols,
+                                ox,
+                                len,
+                                out,
+                                oy_base + r,
+                                wo,
+                                &wv,
+                                &bias,
+                            );
+                        } else {
                             tile_r1(
                                 simd,
-                                &band,
-                                buf,
-                                r,
+                                &in_rows,
+                                &::conv_runtime::__private::InCols::new(simd, 2 * ox, w),
                                 ox,
                                 len,
                                 out,
@@ -1326,12 +1430,11 @@ impl Dw96S2 {
                                 &wv,
                                 &bias,
                             );
-                            ox += lanes;
                         }
-                        r += 1;
+                        ox += lanes;
                     }
+                    r += 1;
                 }
-                oy0 += rows;
             }
         }
     }
