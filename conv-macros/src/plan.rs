@@ -598,7 +598,8 @@ fn in_place_live(spec: &Spec, loads: usize, rows: usize) -> usize {
 /// operand and the tiles take inner forms of plain loads (see the generated `s2_inner` tiles).
 /// There no tile could hold 9 weights beside one input row's pair and splits: 3x3 stride 2
 /// went through a band copy, `mnv2_dw96_112_s2` 336 us (`t1r2h`) against 205-214 in place
-/// (throwaway timer, AVX2, Zen 3; 2, 3 and 4 rows per tile within that noise, 1 row 240).
+/// (throwaway timer, AVX2, Zen 3; 2, 3 and 4 rows per tile within that noise, 1 row 240), 167
+/// with the inner tiles in carry mode.
 /// Such plans need two output rows per tile, so that each input row's loads and splits serve
 /// more than one output row: 5x5 stride 2 fits one, and in place ran slower than its band
 /// (`t1r1hi` against `t1r4`, 144 x 56 x 56: 397 against 285 us).

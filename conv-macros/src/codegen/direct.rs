@@ -668,12 +668,12 @@ pub fn stage(
         tiles.extend(tile_fn(spec, plan, rows, Cols::Masked, &tf));
         let rl = lit(rows);
         let carry = carry_mode(spec, plan, Cols::Masked);
+        let carry_arg = match carry {
+            true => quote!(, &mut carry),
+            false => quote!(),
+        };
         let (source, row_setup) = if plan.in_place {
             let rin = lit(rows_in(spec, rows));
-            let carry_arg = match carry {
-                true => quote!(, &mut carry),
-                false => quote!(),
-            };
             (
                 quote!(&in_rows, &#rt::InCols::new(simd, #sw * ox, w) #carry_arg),
                 quote! {
@@ -711,7 +711,7 @@ pub fn stage(
             let (lo, extra) = (isize_lit(lo), isize_lit(extra));
             sweep = columns(&quote! {
                 if let Some(cols) = #rt::InnerCols::new::<S>(2 * ox, w, #lo, lanes as isize + #extra) {
-                    #tf_in(simd, &in_rows, &cols, ox, len, out, oy_base + r, wo, #warg, &bias);
+                    #tf_in(simd, &in_rows, &cols #carry_arg, ox, len, out, oy_base + r, wo, #warg, &bias);
                 } else {
                     #tile
                 }
@@ -1388,7 +1388,7 @@ fn in_place_body(
             }
             body.extend(match form {
                 Cols::Masked => in_place_row(spec, &taps_at, ic, j, Outside::NONE, carry),
-                _ if spec.stride_w == 2 => inner_row_s2(spec, &taps_at, ic, j),
+                _ if spec.stride_w == 2 => inner_row_s2(spec, &taps_at, ic, j, carry),
                 _ => inner_row(spec, &taps_at, ic, j, form),
             });
             for &(r, ky) in &uses {
@@ -1415,6 +1415,10 @@ fn in_place_body(
             for r in 0..rows {
                 let a = acc(t, r, 0);
                 body.extend(quote!(#a = #rt::inner_order(simd, #a);));
+                if carry {
+                    let l = lo_acc(t, r);
+                    body.extend(quote!(#l = #rt::inner_order(simd, #l);));
+                }
             }
         }
     }
@@ -1454,19 +1458,22 @@ pub fn carries(spec: &Spec) -> bool {
 /// Whether the tiles of `plan` in form `form` run in carry mode ([`carries`]): the masked form
 /// of in-place tiles (at stride 2 the only one).
 fn carry_mode(spec: &Spec, plan: &DirectPlan, form: Cols) -> bool {
-    plan.in_place && form == Cols::Masked && carries(spec) && s2_inner(spec, plan).is_none()
+    plan.in_place && (form == Cols::Masked || spec.stride_w == 2) && carries(spec)
 }
 
 /// Stride 2 on 16 registers (AVX2): whether the in-place tiles of `plan` also come in an inner
 /// form, for vectors of columns whose every pair lies inside the row, and the column offsets
 /// its loads span from `c0 = 2 ox0`: `(lo, extra)`, its loads reading columns `c0 + lo..c0 +
-/// 2 lanes + extra`. Each input row is then two plain loads split by two in-lane shuffles, and
-/// a tap one lane left (right) of its parity vector two more plain loads two columns left
-/// (right) split the same way (`InRows::pair_inner`), where the masked form takes a cross-lane
-/// permute per split and a scalar load and two shuffles per shifted tap. The split leaves the
-/// lanes in a fixed order (`0 1 4 5 2 3 6 7`), put right once per output vector before the
-/// store (`inner_order`). The masked form then runs without carries: the two forms alternate
-/// along a row.
+/// 2 lanes + extra`. Each input row is then two plain loads split by two in-lane shuffles
+/// (`InRows::pair_inner`), where the masked form takes a cross-lane permute per split. The split
+/// leaves the lanes in a fixed order (`0 1 4 5 2 3 6 7`), put right once per output vector
+/// before the store (`inner_order`). Taps one lane left run in carry mode (see [`carries`]) in
+/// both forms, which alternate along a row: their accumulator is put in order too before its
+/// shift. A tap one lane right reads two more plain loads two columns right, split the same
+/// way. Taking the taps one lane left from such a pair two columns left instead of carries
+/// (two loads and a shuffle per input row against a permute, a shift and an add per output row)
+/// measured slower: `mnv2_dw96_112_s2` 206-208 against 167 us (10th percentiles, throwaway
+/// timer, Zen 3), 144 x 56 x 56 stride 2 131 against 103.
 fn s2_inner(spec: &Spec, plan: &DirectPlan) -> Option<(isize, isize)> {
     if spec.stride_w != 2 || !plan.in_place || plan.regs != 16 {
         return None;
@@ -1475,7 +1482,8 @@ fn s2_inner(spec: &Spec, plan: &DirectPlan) -> Option<(isize, isize)> {
         return None;
     }
     let taps_at = in_place_taps(spec)?;
-    let lo = if taps_at.iter().any(|t| t.1 < 0) {
+    // In carry mode the taps one lane left read the pair itself (see `carries`).
+    let lo = if taps_at.iter().any(|t| t.1 < 0) && !carries(spec) {
         -2
     } else {
         0
@@ -1491,11 +1499,17 @@ fn s2_inner(spec: &Spec, plan: &DirectPlan) -> Option<(isize, isize)> {
 /// Stride 2, the inner form ([`s2_inner`]): the vectors of input row `j` of channel `ic`, the
 /// pair at offset 0 and, where taps read them, the pairs two columns left and right, whose odd
 /// and even vectors are the shifted ones.
-fn inner_row_s2(spec: &Spec, taps_at: &[(usize, isize)], ic: usize, j: usize) -> TokenStream {
+fn inner_row_s2(
+    spec: &Spec,
+    taps_at: &[(usize, isize)],
+    ic: usize,
+    j: usize,
+    carry: bool,
+) -> TokenStream {
     let (icl, jl) = (lit(ic), lit(j));
     let mut body = TokenStream::new();
     for shift in [0isize, -1, 1] {
-        if shift != 0 && !taps_at.iter().any(|t| t.1 == shift) {
+        if shift != 0 && (!taps_at.iter().any(|t| t.1 == shift) || (carry && shift == -1)) {
             continue;
         }
         let (e, o) = (vec_name(spec, 0, shift), vec_name(spec, 1, shift));

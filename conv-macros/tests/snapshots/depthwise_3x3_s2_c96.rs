@@ -1124,6 +1124,7 @@ impl Dw96S2 {
             simd: S,
             rows: &::conv_runtime::__private::InRows<'_, 1, 5>,
             cols: &::conv_runtime::__private::InCols<S>,
+            carry: &mut [S::f32s; 2],
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -1134,44 +1135,53 @@ impl Dw96S2 {
         ) {
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
+            let mut lo_0_0 = simd.splat_f32s(0.0);
+            let mut lo_0_1 = simd.splat_f32s(0.0);
             let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_0_0);
             let (x_e, x_o) = rows.pair::<S, 0, 1>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 1, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_0_0);
             let (x_e, x_o) = rows.pair::<S, 0, 2>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 2, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_1_0);
             let (x_e, x_o) = rows.pair::<S, 0, 3>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 3, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_1_0);
             let (x_e, x_o) = rows.pair::<S, 0, 4>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 4, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_1_0);
+            acc_0_0_0 = simd
+                .add_f32s(
+                    acc_0_0_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_0, carry[0]),
+                );
+            carry[0] = lo_0_0;
+            acc_0_1_0 = simd
+                .add_f32s(
+                    acc_0_1_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_1, carry[1]),
+                );
+            carry[1] = lo_0_1;
             let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
             stores.st::<0, 1>(simd, acc_0_1_0);
@@ -1187,6 +1197,7 @@ impl Dw96S2 {
             simd: S,
             rows: &::conv_runtime::__private::InRows<'_, 1, 5>,
             cols: &::conv_runtime::__private::InnerCols,
+            carry: &mut [S::f32s; 2],
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -1197,36 +1208,47 @@ impl Dw96S2 {
         ) {
             let mut acc_0_0_0 = bias[0];
             let mut acc_0_1_0 = bias[0];
+            let mut lo_0_0 = simd.splat_f32s(0.0);
+            let mut lo_0_1 = simd.splat_f32s(0.0);
             let (x_e, x_o) = rows.pair_inner::<S, 0, 0, 0>(simd, cols);
-            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 0, { -2 }>(simd, cols);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_0_0);
             let (x_e, x_o) = rows.pair_inner::<S, 0, 1, 0>(simd, cols);
-            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 1, { -2 }>(simd, cols);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_0_0);
             let (x_e, x_o) = rows.pair_inner::<S, 0, 2, 0>(simd, cols);
-            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 2, { -2 }>(simd, cols);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_0_0);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_1_0);
             let (x_e, x_o) = rows.pair_inner::<S, 0, 3, 0>(simd, cols);
-            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 3, { -2 }>(simd, cols);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_1_0);
             let (x_e, x_o) = rows.pair_inner::<S, 0, 4, 0>(simd, cols);
-            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 4, { -2 }>(simd, cols);
-            acc_0_1_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_1_0);
+            lo_0_1 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_1);
             acc_0_1_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_1_0);
             acc_0_1_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_1_0);
             acc_0_0_0 = ::conv_runtime::__private::inner_order(simd, acc_0_0_0);
+            lo_0_0 = ::conv_runtime::__private::inner_order(simd, lo_0_0);
             acc_0_1_0 = ::conv_runtime::__private::inner_order(simd, acc_0_1_0);
+            lo_0_1 = ::conv_runtime::__private::inner_order(simd, lo_0_1);
+            acc_0_0_0 = simd
+                .add_f32s(
+                    acc_0_0_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_0, carry[0]),
+                );
+            carry[0] = lo_0_0;
+            acc_0_1_0 = simd
+                .add_f32s(
+                    acc_0_1_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_1, carry[1]),
+                );
+            carry[1] = lo_0_1;
             let mut stores = out.tile_stores::<S, 1, 2>(simd, oy * wo + ox, wo, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
             stores.st::<0, 1>(simd, acc_0_1_0);
@@ -1242,6 +1264,7 @@ impl Dw96S2 {
             simd: S,
             rows: &::conv_runtime::__private::InRows<'_, 1, 3>,
             cols: &::conv_runtime::__private::InCols<S>,
+            carry: &mut [S::f32s; 1],
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -1251,27 +1274,31 @@ impl Dw96S2 {
             bias: &[S::f32s; 1],
         ) {
             let mut acc_0_0_0 = bias[0];
+            let mut lo_0_0 = simd.splat_f32s(0.0);
             let (x_e, x_o) = rows.pair::<S, 0, 0>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 0, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_0_0);
             let (x_e, x_o) = rows.pair::<S, 0, 1>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 1, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_0_0);
             let (x_e, x_o) = rows.pair::<S, 0, 2>(simd, cols);
-            let x_o_lo = rows.lo::<S, 0, 2, 1>(simd, cols, x_o);
             let x_e = x_e;
             let x_o = x_o;
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_0_0);
+            acc_0_0_0 = simd
+                .add_f32s(
+                    acc_0_0_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_0, carry[0]),
+                );
+            carry[0] = lo_0_0;
             let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
         }
@@ -1286,6 +1313,7 @@ impl Dw96S2 {
             simd: S,
             rows: &::conv_runtime::__private::InRows<'_, 1, 3>,
             cols: &::conv_runtime::__private::InnerCols,
+            carry: &mut [S::f32s; 1],
             ox: usize,
             len: usize,
             out: &mut ::conv_runtime::__private::PlanesMut<'_>,
@@ -1295,22 +1323,27 @@ impl Dw96S2 {
             bias: &[S::f32s; 1],
         ) {
             let mut acc_0_0_0 = bias[0];
+            let mut lo_0_0 = simd.splat_f32s(0.0);
             let (x_e, x_o) = rows.pair_inner::<S, 0, 0, 0>(simd, cols);
-            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 0, { -2 }>(simd, cols);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[0], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[0], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[1], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[2], acc_0_0_0);
             let (x_e, x_o) = rows.pair_inner::<S, 0, 1, 0>(simd, cols);
-            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 1, { -2 }>(simd, cols);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[3], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[3], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[4], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[5], acc_0_0_0);
             let (x_e, x_o) = rows.pair_inner::<S, 0, 2, 0>(simd, cols);
-            let (x_e_lo, x_o_lo) = rows.pair_inner::<S, 0, 2, { -2 }>(simd, cols);
-            acc_0_0_0 = simd.mul_add_e_f32s(x_o_lo, wv[6], acc_0_0_0);
+            lo_0_0 = simd.mul_add_e_f32s(x_o, wv[6], lo_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_e, wv[7], acc_0_0_0);
             acc_0_0_0 = simd.mul_add_e_f32s(x_o, wv[8], acc_0_0_0);
             acc_0_0_0 = ::conv_runtime::__private::inner_order(simd, acc_0_0_0);
+            lo_0_0 = ::conv_runtime::__private::inner_order(simd, lo_0_0);
+            acc_0_0_0 = simd
+                .add_f32s(
+                    acc_0_0_0,
+                    ::conv_runtime::__private::shift_prev(simd, lo_0_0, carry[0]),
+                );
+            carry[0] = lo_0_0;
             let mut stores = out.tile_stores::<S, 1, 1>(simd, oy * wo + ox, wo, len);
             stores.st::<0, 0>(simd, acc_0_0_0);
         }
@@ -1357,16 +1390,18 @@ impl Dw96S2 {
                         1,
                         5,
                     >::new(planes, zeros, h, w, iy0);
+                    let mut carry = [simd.splat_f32s(0.0); 2];
                     let mut ox = 0;
                     while ox < wo {
                         let len = (wo - ox).min(lanes);
                         if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
                             S,
-                        >(2 * ox, w, { -2 }, lanes as isize + 0) {
+                        >(2 * ox, w, 0, lanes as isize + 0) {
                             tile_r2_in(
                                 simd,
                                 &in_rows,
                                 &cols,
+                                &mut carry,
                                 ox,
                                 len,
                                 out,
@@ -1380,6 +1415,7 @@ impl Dw96S2 {
                                 simd,
                                 &in_rows,
                                 &::conv_runtime::__private::InCols::new(simd, 2 * ox, w),
+                                &mut carry,
                                 ox,
                                 len,
                                 out,
@@ -1399,16 +1435,18 @@ impl Dw96S2 {
                         1,
                         3,
                     >::new(planes, zeros, h, w, iy0);
+                    let mut carry = [simd.splat_f32s(0.0); 1];
                     let mut ox = 0;
                     while ox < wo {
                         let len = (wo - ox).min(lanes);
                         if let Some(cols) = ::conv_runtime::__private::InnerCols::new::<
                             S,
-                        >(2 * ox, w, { -2 }, lanes as isize + 0) {
+                        >(2 * ox, w, 0, lanes as isize + 0) {
                             tile_r1_in(
                                 simd,
                                 &in_rows,
                                 &cols,
+                                &mut carry,
                                 ox,
                                 len,
                                 out,
@@ -1422,6 +1460,7 @@ impl Dw96S2 {
                                 simd,
                                 &in_rows,
                                 &::conv_runtime::__private::InCols::new(simd, 2 * ox, w),
+                                &mut carry,
                                 ox,
                                 len,
                                 out,
