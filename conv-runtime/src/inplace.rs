@@ -201,7 +201,7 @@ impl<'a, const CHANS: usize, const ROWS: usize> InRows<'a, CHANS, ROWS> {
 
     /// Stride 2, a vector of columns whose every pair lies inside the row ([`InnerCols`] with
     /// `c0 = 2 ox0`): the even and odd columns of row `J` of channel `C` from column `c0 + OFF`
-    /// (`OFF` 0 for the pair, -2 and 2 for the vectors one lane left and right), two plain
+    /// (`OFF` 0 for the pair, 2 for the vectors one lane right), two plain
     /// loads split in the lane order of [`deinterleave_inner`]; [`inner_order`] puts a sum of
     /// such vectors back in column order.
     #[inline(always)]
@@ -684,7 +684,7 @@ pub(crate) fn deinterleave<S: Simd>(simd: S, a: S::f32s, b: S::f32s) -> (S::f32s
 }
 
 /// [`deinterleave`] up to a fixed order of the lanes, the same for every call on one ISA: on
-/// AVX2 the in-lane shuffles alone (lanes `0 1 4 5 2 3 6 7` of the even and odd vectors), their
+/// AVX2 the in-lane shuffles alone ([`split_v3`]: lanes `0 1 4 5 2 3 6 7`), their
 /// cross-lane fix deferred to one [`inner_order`] per output vector instead of two per input
 /// row; elsewhere [`deinterleave`] itself. Lane-wise arithmetic on such vectors (FMAs with
 /// splatted weights) commutes with the order.
@@ -692,27 +692,19 @@ pub(crate) fn deinterleave<S: Simd>(simd: S, a: S::f32s, b: S::f32s) -> (S::f32s
 pub(crate) fn deinterleave_inner<S: Simd>(simd: S, a: S::f32s, b: S::f32s) -> (S::f32s, S::f32s) {
     #[cfg(target_arch = "x86_64")]
     if let Some(v3) = as_isa::<S, pulp::x86::V3>(simd) {
-        use core::arch::x86_64::__m256;
-        let (a, b): (__m256, __m256) = (bytemuck::cast(a), bytemuck::cast(b));
-        let (e, o) = (
-            v3.avx._mm256_shuffle_ps::<0x88>(a, b),
-            v3.avx._mm256_shuffle_ps::<0xDD>(a, b),
-        );
+        let (e, o) = split_v3(v3, bytemuck::cast(a), bytemuck::cast(b));
         return (bytemuck::cast(e), bytemuck::cast(o));
     }
     deinterleave(simd, a, b)
 }
 
 /// A vector in the lane order of [`deinterleave_inner`] put in column order: on AVX2 64-bit
-/// lanes `0 2 1 3`, elsewhere `v` itself.
+/// lanes `0 2 1 3` ([`order_v3`]), elsewhere `v` itself.
 #[inline(always)]
 pub fn inner_order<S: Simd>(simd: S, v: S::f32s) -> S::f32s {
     #[cfg(target_arch = "x86_64")]
     if let Some(v3) = as_isa::<S, pulp::x86::V3>(simd) {
-        let r = v3
-            .avx2
-            ._mm256_permute4x64_pd::<0xD8>(v3.avx._mm256_castps_pd(bytemuck::cast(v)));
-        return bytemuck::cast(v3.avx._mm256_castpd_ps(r));
+        return bytemuck::cast(order_v3(v3, bytemuck::cast(v)));
     }
     let _ = simd;
     v
@@ -786,7 +778,7 @@ pub(crate) fn deinterleave_v4(
 }
 
 /// [`deinterleave`] on AVX2: shuffles within 128-bit lanes (`a0 a2 b0 b2 | a4 a6 b4 b6`, likewise
-/// the odds), then 64-bit lanes `0 2 1 3`.
+/// the odds, [`split_v3`]), then 64-bit lanes `0 2 1 3` ([`order_v3`]).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn deinterleave_v3(
@@ -794,18 +786,30 @@ pub(crate) fn deinterleave_v3(
     a: pulp::f32x8,
     b: pulp::f32x8,
 ) -> (pulp::f32x8, pulp::f32x8) {
+    let (e, o) = split_v3(v3, a, b);
+    (order_v3(v3, e), order_v3(v3, o))
+}
+
+/// The even and odd lanes of `a ++ b` in the lane order `0 1 4 5 2 3 6 7`: two in-lane shuffles.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn split_v3(v3: pulp::x86::V3, a: pulp::f32x8, b: pulp::f32x8) -> (pulp::f32x8, pulp::f32x8) {
     use core::arch::x86_64::__m256;
-    let fix = |r: __m256| {
-        let r = v3
-            .avx2
-            ._mm256_permute4x64_pd::<0xD8>(v3.avx._mm256_castps_pd(r));
-        bytemuck::cast::<__m256, pulp::f32x8>(v3.avx._mm256_castpd_ps(r))
-    };
     let (a, b): (__m256, __m256) = (bytemuck::cast(a), bytemuck::cast(b));
     (
-        fix(v3.avx._mm256_shuffle_ps::<0x88>(a, b)),
-        fix(v3.avx._mm256_shuffle_ps::<0xDD>(a, b)),
+        bytemuck::cast(v3.avx._mm256_shuffle_ps::<0x88>(a, b)),
+        bytemuck::cast(v3.avx._mm256_shuffle_ps::<0xDD>(a, b)),
     )
+}
+
+/// A vector in the lane order of [`split_v3`] put in column order: 64-bit lanes `0 2 1 3`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn order_v3(v3: pulp::x86::V3, v: pulp::f32x8) -> pulp::f32x8 {
+    let r = v3
+        .avx2
+        ._mm256_permute4x64_pd::<0xD8>(v3.avx._mm256_castps_pd(bytemuck::cast(v)));
+    bytemuck::cast(v3.avx._mm256_castpd_ps(r))
 }
 
 /// Stride-1 lane shift: lanes `i + D` of `v` with `nb` after it (`D > 0`) or before it

@@ -704,13 +704,13 @@ pub fn stage(
             }
         };
         let mut sweep = columns(&tile);
-        if let Some((lo, extra)) = s2_inner(spec, plan) {
+        if let Some(extra) = s2_inner(spec, plan) {
             // Vectors whose every pair lies inside the row: plain loads (see `s2_inner`).
             let tf_in = format_ident!("{}_r{}_in", prefix, rows);
             tiles.extend(tile_fn(spec, plan, rows, Cols::Inner, &tf_in));
-            let (lo, extra) = (isize_lit(lo), isize_lit(extra));
+            let extra = isize_lit(extra);
             sweep = columns(&quote! {
-                if let Some(cols) = #rt::InnerCols::new::<S>(2 * ox, w, #lo, lanes as isize + #extra) {
+                if let Some(cols) = #rt::InnerCols::new::<S>(2 * ox, w, 0, lanes as isize + #extra) {
                     #tf_in(simd, &in_rows, &cols #carry_arg, ox, len, out, oy_base + r, wo, #warg, &bias);
                 } else {
                     #tile
@@ -1388,7 +1388,7 @@ fn in_place_body(
             }
             body.extend(match form {
                 Cols::Masked => in_place_row(spec, &taps_at, ic, j, Outside::NONE, carry),
-                _ if spec.stride_w == 2 => inner_row_s2(spec, &taps_at, ic, j, carry),
+                _ if spec.stride_w == 2 => inner_row_s2(spec, &taps_at, ic, j),
                 _ => inner_row(spec, &taps_at, ic, j, form),
             });
             for &(r, ky) in &uses {
@@ -1455,26 +1455,26 @@ pub fn carries(spec: &Spec) -> bool {
     spec.stride_w == 2 && in_place_taps(spec).is_some_and(|t| t.iter().any(|&(_, s)| s == -1))
 }
 
-/// Whether the tiles of `plan` in form `form` run in carry mode ([`carries`]): the masked form
-/// of in-place tiles (at stride 2 the only one).
+/// Whether the tiles of `plan` in form `form` run in carry mode ([`carries`]): in-place tiles at
+/// stride 2, the masked form and the inner one (`s2_inner`) alike.
 fn carry_mode(spec: &Spec, plan: &DirectPlan, form: Cols) -> bool {
     plan.in_place && (form == Cols::Masked || spec.stride_w == 2) && carries(spec)
 }
 
 /// Stride 2 on 16 registers (AVX2): whether the in-place tiles of `plan` also come in an inner
-/// form, for vectors of columns whose every pair lies inside the row, and the column offsets
-/// its loads span from `c0 = 2 ox0`: `(lo, extra)`, its loads reading columns `c0 + lo..c0 +
-/// 2 lanes + extra`. Each input row is then two plain loads split by two in-lane shuffles
-/// (`InRows::pair_inner`), where the masked form takes a cross-lane permute per split. The split
-/// leaves the lanes in a fixed order (`0 1 4 5 2 3 6 7`), put right once per output vector
-/// before the store (`inner_order`). Taps one lane left run in carry mode (see [`carries`]) in
-/// both forms, which alternate along a row: their accumulator is put in order too before its
-/// shift. A tap one lane right reads two more plain loads two columns right, split the same
-/// way. Taking the taps one lane left from such a pair two columns left instead of carries
-/// (two loads and a shuffle per input row against a permute, a shift and an add per output row)
-/// measured slower: `mnv2_dw96_112_s2` 206-208 against 167 us (10th percentiles, throwaway
-/// timer, Zen 3), 144 x 56 x 56 stride 2 131 against 103.
-fn s2_inner(spec: &Spec, plan: &DirectPlan) -> Option<(isize, isize)> {
+/// form, for vectors of columns whose every pair lies inside the row, and how many columns past
+/// the pair at `c0 = 2 ox0` its loads reach (`c0..c0 + 2 lanes + extra`). Each input row is then
+/// two plain loads split by two in-lane shuffles (`InRows::pair_inner`), where the masked form
+/// takes a cross-lane permute per split. The split leaves the lanes in a fixed order (`0 1 4 5
+/// 2 3 6 7`), put right once per output vector before the store (`inner_order`). Taps one lane
+/// left run in carry mode (see [`carries`]) in both forms, which alternate along a row: their
+/// accumulator is put in order too before its shift. A tap one lane right reads a second pair
+/// two columns right (`extra` 2), split the same way. Taking the taps one lane left from such a
+/// pair two columns left instead of carries (two loads and a shuffle per input row against a
+/// permute, a shift and an add per output row) measured slower: `mnv2_dw96_112_s2` 206-208
+/// against 167 us (10th percentiles, throwaway timer, Zen 3), 144 x 56 x 56 stride 2 131
+/// against 103.
+fn s2_inner(spec: &Spec, plan: &DirectPlan) -> Option<isize> {
     if spec.stride_w != 2 || !plan.in_place || plan.regs != 16 {
         return None;
     }
@@ -1482,38 +1482,25 @@ fn s2_inner(spec: &Spec, plan: &DirectPlan) -> Option<(isize, isize)> {
         return None;
     }
     let taps_at = in_place_taps(spec)?;
-    // In carry mode the taps one lane left read the pair itself (see `carries`).
-    let lo = if taps_at.iter().any(|t| t.1 < 0) && !carries(spec) {
-        -2
-    } else {
-        0
-    };
-    let extra = if taps_at.iter().any(|t| t.1 > 0) {
+    Some(if taps_at.iter().any(|t| t.1 > 0) {
         2
     } else {
         0
-    };
-    Some((lo, extra))
+    })
 }
 
 /// Stride 2, the inner form ([`s2_inner`]): the vectors of input row `j` of channel `ic`, the
-/// pair at offset 0 and, where taps read them, the pairs two columns left and right, whose odd
-/// and even vectors are the shifted ones.
-fn inner_row_s2(
-    spec: &Spec,
-    taps_at: &[(usize, isize)],
-    ic: usize,
-    j: usize,
-    carry: bool,
-) -> TokenStream {
+/// pair at offset 0 and, where taps read it, the pair two columns right, whose even and odd
+/// vectors are those shifted one lane. Taps one lane left read the pair itself (carry mode).
+fn inner_row_s2(spec: &Spec, taps_at: &[(usize, isize)], ic: usize, j: usize) -> TokenStream {
     let (icl, jl) = (lit(ic), lit(j));
     let mut body = TokenStream::new();
-    for shift in [0isize, -1, 1] {
-        if shift != 0 && (!taps_at.iter().any(|t| t.1 == shift) || (carry && shift == -1)) {
+    for shift in [0isize, 1] {
+        if shift != 0 && !taps_at.iter().any(|t| t.1 == shift) {
             continue;
         }
         let (e, o) = (vec_name(spec, 0, shift), vec_name(spec, 1, shift));
-        let off = isize_lit(2 * shift);
+        let off = lit(2 * shift as usize);
         body.extend(quote!(let (#e, #o) = rows.pair_inner::<S, #icl, #jl, #off>(simd, cols);));
     }
     body
